@@ -1,0 +1,90 @@
+"""One error hierarchy for everything the Lambda refuses or fails at.
+
+Each subclass carries its HTTP status and a stable machine-readable ``code``; the app turns
+them into ``{"error": {"code", "message", "request_id"}}`` in exactly one place.
+"""
+
+from __future__ import annotations
+
+
+class LambdaMeshError(Exception):
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(LambdaMeshError):
+    status = 400
+    code = "bad_request"
+
+
+class InvalidRequest(BadRequest):
+    code = "invalid_request"
+
+
+class InvalidName(BadRequest):
+    code = "invalid_name"
+
+
+class HostNotAllowed(BadRequest):
+    code = "host_not_allowed"
+
+
+class PayloadTooLarge(LambdaMeshError):
+    status = 413
+    code = "payload_too_large"
+
+
+class Unauthorized(LambdaMeshError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(LambdaMeshError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(LambdaMeshError):
+    status = 404
+    code = "not_found"
+
+
+class InstanceNotFound(NotFound):
+    code = "instance_not_found"
+
+
+class ServiceNotFound(NotFound):
+    code = "service_not_found"
+
+
+class VersionNotFound(NotFound):
+    code = "version_not_found"
+
+
+class RegistryUnavailable(LambdaMeshError):
+    status = 503
+    code = "registry_unavailable"
+
+
+class NoLiveInstance(LambdaMeshError):
+    status = 503
+    code = "no_live_instance"
+
+
+class UpstreamUnreachable(LambdaMeshError):
+    status = 502
+    code = "upstream_unreachable"
+
+
+class UpstreamResponseTooLarge(LambdaMeshError):
+    status = 502
+    code = "upstream_response_too_large"
+
+
+class UpstreamTimeout(LambdaMeshError):
+    status = 504
+    code = "upstream_timeout"
