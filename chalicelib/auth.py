@@ -1,0 +1,80 @@
+"""Registration tokens: HMAC-SHA256 over a scope, verified in constant time.
+
+A token reads ``lm1.<scope>.<signature>``: the scope is ``service:<name>`` or ``admin``, both
+base64url without padding. A service token may write only its own service's instances; an admin
+token may write any; reads need any valid token. Tokens carry no secret: the signing key never
+leaves the Lambda's configuration, and neither a token nor the key is ever logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from chalicelib.errors import Forbidden, Unauthorized
+
+PREFIX = "lm1"
+ADMIN_SCOPE = "admin"
+SERVICE_SCOPE_PREFIX = "service:"
+MAX_TOKEN_LENGTH = 512
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _signature(key: bytes, scope: str) -> bytes:
+    return hmac.new(key, f"{PREFIX}.{scope}".encode(), hashlib.sha256).digest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    scope: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.scope == ADMIN_SCOPE
+
+    def can_write(self, service: str) -> bool:
+        return self.is_admin or self.scope == SERVICE_SCOPE_PREFIX + service
+
+
+def issue(key: bytes, *, service: str | None = None) -> str:
+    """A token for ``service``, or an admin token when no service is given."""
+    scope = ADMIN_SCOPE if service is None else SERVICE_SCOPE_PREFIX + service
+    return ".".join((PREFIX, _b64(scope.encode()), _b64(_signature(key, scope))))
+
+
+def verify(key: bytes, token: str) -> Principal:
+    """The principal a token names; raises Unauthorized for anything not signed by ``key``."""
+    parts = token.split(".") if len(token) <= MAX_TOKEN_LENGTH else []
+    if len(parts) != 3 or parts[0] != PREFIX:
+        raise Unauthorized("the bearer token is malformed")
+    try:
+        scope = _unb64(parts[1]).decode("utf-8")
+        given = _unb64(parts[2])
+    except (ValueError, UnicodeDecodeError):
+        raise Unauthorized("the bearer token is malformed") from None
+    if not hmac.compare_digest(given, _signature(key, scope)):
+        raise Unauthorized("the bearer token is not valid")
+    return Principal(scope=scope)
+
+
+def bearer_token(authorization: str | None) -> str:
+    if not authorization:
+        raise Unauthorized("missing Authorization header; send 'Authorization: Bearer <token>'")
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("the Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+def require_write(principal: Principal, service: str) -> None:
+    if not principal.can_write(service):
+        raise Forbidden(f"this token may not write instances of service {service!r}")

@@ -1,0 +1,96 @@
+"""Typed settings, read from the environment once per cold start and validated there."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from chalicelib.errors import LambdaMeshError
+
+
+class ConfigError(LambdaMeshError):
+    code = "config_error"
+
+
+DEFAULT_TABLE = "lambdamesh-registry"
+MIN_SIGNING_KEY_LENGTH = 16
+
+
+def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _number(
+    environ: Mapping[str, str], name: str, default: float, low: float, high: float
+) -> float:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the Lambda is told by its environment.
+
+    Limits live here so that one place documents them and tests can lower them.
+    """
+
+    table_name: str = DEFAULT_TABLE
+    region: str = "us-east-1"
+    dynamodb_endpoint: str | None = None
+    signing_key: str | None = None
+    signing_key_parameter: str | None = None
+    allow_loopback: bool = False
+    allow_private: bool = False
+    cache_seconds: float = 1.0
+    connect_timeout: float = 2.0
+    read_timeout: float = 25.0
+    max_attempts: int = 3
+    eject_seconds: float = 5.0
+    max_request_body: int = 5 * 1024 * 1024
+    max_response_body: int = 4 * 1024 * 1024
+    pool_maxsize: int = 10
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        return cls(
+            table_name=env.get("LAMBDAMESH_TABLE") or DEFAULT_TABLE,
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            dynamodb_endpoint=env.get("AWS_ENDPOINT_URL_DYNAMODB")
+            or env.get("AWS_ENDPOINT_URL")
+            or None,
+            signing_key=env.get("LAMBDAMESH_SIGNING_KEY") or None,
+            signing_key_parameter=env.get("LAMBDAMESH_SIGNING_KEY_PARAMETER") or None,
+            allow_loopback=_flag(env, "LAMBDAMESH_ALLOW_LOOPBACK", False),
+            allow_private=_flag(env, "LAMBDAMESH_ALLOW_PRIVATE", False),
+            cache_seconds=_number(env, "LAMBDAMESH_CACHE_SECONDS", 1.0, 0.0, 60.0),
+            connect_timeout=_number(env, "LAMBDAMESH_CONNECT_TIMEOUT", 2.0, 0.1, 30.0),
+            read_timeout=_number(env, "LAMBDAMESH_READ_TIMEOUT", 25.0, 0.1, 900.0),
+            max_attempts=int(_number(env, "LAMBDAMESH_MAX_ATTEMPTS", 3, 1, 10)),
+            eject_seconds=_number(env, "LAMBDAMESH_EJECT_SECONDS", 5.0, 0.0, 300.0),
+            max_request_body=int(
+                _number(env, "LAMBDAMESH_MAX_REQUEST_BODY", 5 * 1024 * 1024, 0, 6 * 1024 * 1024)
+            ),
+            max_response_body=int(
+                _number(
+                    env, "LAMBDAMESH_MAX_RESPONSE_BODY", 4 * 1024 * 1024, 0, 6 * 1024 * 1024
+                )
+            ),
+        )

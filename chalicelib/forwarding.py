@@ -1,0 +1,91 @@
+"""Header rules of a well-behaved reverse proxy, as pure functions.
+
+Hop-by-hop headers (RFC 9110 section 7.6.1) describe one connection and never cross the proxy;
+``X-Forwarded-*`` tell the upstream who really called; ``X-Request-Id`` ties the two legs together.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+# Recomputed by whoever writes the next message, so never copied.
+_RECOMPUTED = frozenset({"content-length", "host"})
+REQUEST_ID_HEADER = "X-Request-Id"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+
+Headers = dict[str, str | list[str]]
+
+
+def request_id(incoming: str | None) -> str:
+    """The caller's request id when it is sane, else a fresh one."""
+    if incoming and _REQUEST_ID.match(incoming):
+        return incoming
+    return uuid.uuid4().hex
+
+
+def _connection_tokens(value: str | None) -> set[str]:
+    return {token.strip().lower() for token in (value or "").split(",") if token.strip()}
+
+
+def _dropped(headers: Mapping[str, str]) -> set[str]:
+    connection = next((v for k, v in headers.items() if k.lower() == "connection"), None)
+    return HOP_BY_HOP | _RECOMPUTED | _connection_tokens(connection)
+
+
+def upstream_headers(
+    incoming: Mapping[str, str],
+    *,
+    client_ip: str | None,
+    proto: str,
+    request_id: str,
+) -> dict[str, str]:
+    """Headers for the upstream request, built from the client's."""
+    drop = _dropped(incoming) | {"x-request-id", "x-forwarded-for"}
+    headers = {k: v for k, v in incoming.items() if k.lower() not in drop}
+    lowered = {k.lower(): v for k, v in incoming.items()}
+    forwarded_for = lowered.get("x-forwarded-for", "").strip()
+    if client_ip and client_ip not in [p.strip() for p in forwarded_for.split(",")]:
+        forwarded_for = f"{forwarded_for}, {client_ip}" if forwarded_for else client_ip
+    if forwarded_for:
+        headers["X-Forwarded-For"] = forwarded_for
+    if "x-forwarded-proto" not in lowered:
+        headers["X-Forwarded-Proto"] = proto
+    if "x-forwarded-host" not in lowered and "host" in lowered:
+        headers["X-Forwarded-Host"] = lowered["host"]
+    headers[REQUEST_ID_HEADER] = request_id
+    return headers
+
+
+def downstream_headers(upstream: Iterable[tuple[str, str]], request_id: str) -> Headers:
+    """Headers for the client, from the upstream response's (repeated ones kept as lists)."""
+    pairs = list(upstream)
+    connection = ",".join(v for k, v in pairs if k.lower() == "connection")
+    drop = HOP_BY_HOP | _RECOMPUTED | _connection_tokens(connection) | {"x-request-id"}
+    headers: Headers = {}
+    for name, value in pairs:
+        if name.lower() in drop:
+            continue
+        existing = headers.get(name)
+        if existing is None:
+            headers[name] = value
+        elif isinstance(existing, list):
+            existing.append(value)
+        else:
+            headers[name] = [existing, value]
+    headers[REQUEST_ID_HEADER] = request_id
+    return headers

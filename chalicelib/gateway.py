@@ -1,0 +1,110 @@
+"""The gateway's flow: find live instances, pick one, forward, retry what is safe to retry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import quote, urlencode
+
+from chalicelib.balancing import Balancer
+from chalicelib.discovery import Discovery
+from chalicelib.errors import HostNotAllowed, PayloadTooLarge, UpstreamUnreachable
+from chalicelib.forwarding import Headers, downstream_headers, upstream_headers
+from chalicelib.instances import Instance
+from chalicelib.upstream import ConnectFailed, UpstreamClient
+from chalicelib.validation import check_name
+
+# Characters a path segment may carry unescaped (RFC 3986 pchar), plus the separator.
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True)
+class ProxyRequest:
+    method: str
+    service: str
+    version: str
+    path: str
+    query: list[tuple[str, str]] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    client_ip: str | None = None
+    proto: str = "https"
+    request_id: str = ""
+
+    @property
+    def target(self) -> str:
+        """The upstream request target: the same path and query the client sent."""
+        path = "/" + quote(self.path.lstrip("/"), safe=_PATH_SAFE)
+        return f"{path}?{urlencode(self.query)}" if self.query else path
+
+
+@dataclass(frozen=True)
+class ProxyResponse:
+    status: int
+    headers: Headers
+    body: bytes
+    instance: Instance | None = None
+
+
+class Gateway:
+    def __init__(
+        self,
+        discovery: Discovery,
+        balancer: Balancer,
+        client: UpstreamClient,
+        max_attempts: int = 3,
+        max_request_body: int = 5 * 1024 * 1024,
+    ) -> None:
+        self._discovery = discovery
+        self._balancer = balancer
+        self._client = client
+        self._max_attempts = max_attempts
+        self._max_request_body = max_request_body
+
+    def forward(self, request: ProxyRequest) -> ProxyResponse:
+        check_name("service", request.service)
+        check_name("version", request.version)
+        if len(request.body) > self._max_request_body:
+            raise PayloadTooLarge(
+                f"request body is {len(request.body)} bytes; the limit is {self._max_request_body}"
+            )
+        instances = self._discovery.routable(request.service, request.version)
+        pool = f"{request.service}/{request.version}"
+        headers = upstream_headers(
+            request.headers,
+            client_ip=request.client_ip,
+            proto=request.proto,
+            request_id=request.request_id,
+        )
+        tried: set[str] = set()
+        failure: UpstreamUnreachable | None = None
+        for _ in range(self._max_attempts):
+            instance = self._balancer.choose(pool, instances, exclude=tried)
+            if instance is None:
+                break
+            tried.add(instance.instance_id)
+            try:
+                answer = self._client.send(
+                    request.method,
+                    instance.host,
+                    instance.port,
+                    request.target,
+                    headers,
+                    request.body or None,
+                )
+            except (ConnectFailed, HostNotAllowed) as exc:
+                self._discovery.eject(instance)
+                failure = UpstreamUnreachable(exc.message)
+                continue
+            except UpstreamUnreachable as exc:
+                if request.method not in IDEMPOTENT:
+                    raise
+                failure = exc
+                continue
+            return ProxyResponse(
+                answer.status,
+                downstream_headers(answer.headers, request.request_id),
+                answer.body,
+                instance,
+            )
+        raise failure or UpstreamUnreachable("no instance could be reached")

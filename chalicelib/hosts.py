@@ -1,0 +1,79 @@
+"""Which upstream addresses the gateway may reach: pure decisions over plain data.
+
+A registration names a host; the gateway later connects to it. Anything that would let a caller
+aim the Lambda at its own metadata service, a link-local or multicast address, or (unless the
+deployment says so) loopback and private networks, is refused here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+from chalicelib.errors import HostNotAllowed, InvalidRequest
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+MAX_HOST_LENGTH = 253
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+# EC2's IPv6 instance metadata endpoint lives in the unique-local range, so "private" is
+# not enough to refuse it.
+_METADATA_V6 = ipaddress.ip_network("fd00:ec2::/32")
+_SHARED_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+
+
+@dataclass(frozen=True)
+class HostPolicy:
+    allow_loopback: bool = False
+    allow_private: bool = False
+
+
+def refusal_reason(address: IPAddress, policy: HostPolicy) -> str | None:
+    """Why the gateway must not connect to ``address``, or None when it may."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return refusal_reason(address.ipv4_mapped, policy)
+    if address.is_unspecified:
+        return "an unspecified address"
+    if address.is_link_local or address in _METADATA_V6:
+        return "a link-local or instance-metadata address"
+    if address.is_multicast:
+        return "a multicast address"
+    if address.is_loopback:
+        return None if policy.allow_loopback else "a loopback address"
+    if address.is_private or address in _SHARED_CGNAT:
+        return None if policy.allow_private else "a private address"
+    if address.is_reserved:
+        return "a reserved address"
+    return None
+
+
+def parse_ip(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+def is_dns_name(host: str) -> bool:
+    if len(host) > MAX_HOST_LENGTH:
+        return False
+    labels = host.rstrip(".").split(".")
+    return all(_LABEL.match(label) for label in labels) and not labels[-1].isdigit()
+
+
+def normalize_host(host: str, policy: HostPolicy) -> str:
+    """Return the host as it will be stored, or raise why it is refused."""
+    candidate = host.strip().lower()
+    address = parse_ip(candidate)
+    if address is not None:
+        reason = refusal_reason(address, policy)
+        if reason:
+            raise HostNotAllowed(f"host {host!r} is {reason}, which the gateway will not reach")
+        return str(address)
+    if not candidate or not is_dns_name(candidate):
+        raise InvalidRequest(f"host {host!r} is neither an IP address nor a valid DNS name")
+    if candidate.rstrip(".") in _LOOPBACK_NAMES and not policy.allow_loopback:
+        raise HostNotAllowed(f"host {host!r} is a loopback name, which the gateway will not reach")
+    return candidate.rstrip(".")

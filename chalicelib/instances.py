@@ -1,0 +1,77 @@
+"""The registry's plain data: what callers of the storage and registry modules hold."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Status = Literal["UP", "DOWN"]
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A validated request to register one instance."""
+
+    service: str
+    instance_id: str
+    version: str
+    host: str
+    port: int
+    weight: int = 100
+    zone: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    lease_seconds: int = 30
+    status: Status = "UP"
+
+
+@dataclass(frozen=True)
+class Instance:
+    service: str
+    instance_id: str
+    version: str
+    host: str
+    port: int
+    weight: int
+    zone: str | None
+    metadata: dict[str, str]
+    status: Status
+    lease_seconds: int
+    expires_at: float
+    registered_at: float
+    updated_at: float
+
+    def is_live(self, now: float) -> bool:
+        """Liveness is decided from the stored expiry, never from whether TTL has deleted it."""
+        return self.expires_at > now
+
+    def is_routable(self, now: float) -> bool:
+        return self.status == "UP" and self.is_live(now)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def to_json(self, now: float) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "instance_id": self.instance_id,
+            "version": self.version,
+            "host": self.host,
+            "port": self.port,
+            "weight": self.weight,
+            "zone": self.zone,
+            "metadata": dict(self.metadata),
+            "status": self.status,
+            "lease_seconds": self.lease_seconds,
+            "expires_at": round(self.expires_at, 3),
+            "expires_in": round(max(0.0, self.expires_at - now), 3),
+            "live": self.is_live(now),
+            "registered_at": round(self.registered_at, 3),
+            "updated_at": round(self.updated_at, 3),
+        }
+
+
+@dataclass(frozen=True)
+class RegisterResult:
+    instance: Instance
+    created: bool

@@ -1,0 +1,209 @@
+"""DynamoDB storage for the registry, through PynamoDB. Models never leave this module.
+
+One table, two kinds of item:
+
+* an instance: ``pk`` = service, ``sk`` = instance id; TTL on ``expires_at`` cleans up.
+* a catalog entry: ``pk`` = ``~services``, ``sk`` = service, so listing services is a Query,
+  not a Scan. ``~`` cannot start a service name, so the partitions never meet.
+
+Invariants are conditional writes: a heartbeat renews only a lease that is still running, so a
+lapsed or deleted instance cannot be revived by a late heartbeat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from pynamodb.attributes import MapAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.exceptions import PynamoDBException
+from pynamodb.models import Model
+
+from chalicelib.config import Settings
+from chalicelib.errors import InstanceNotFound, RegistryUnavailable
+from chalicelib.instances import Instance, Registration, RegisterResult, Status
+
+CATALOG_PARTITION = "~services"
+CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+class _Item(Model):
+    class Meta:
+        table_name = "lambdamesh-registry"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+
+
+class InstanceItem(_Item):
+    version = UnicodeAttribute()
+    host = UnicodeAttribute()
+    port = NumberAttribute()
+    weight = NumberAttribute()
+    zone = UnicodeAttribute(null=True)
+    metadata = MapAttribute[str, Any](null=True)
+    status = UnicodeAttribute()
+    lease_seconds = NumberAttribute()
+    expires_at = NumberAttribute()
+    registered_at = NumberAttribute()
+    updated_at = NumberAttribute()
+
+
+class CatalogItem(_Item):
+    created_at = NumberAttribute()
+
+
+def _bind(model: type[_Item], settings: Settings) -> type[_Item]:
+    """A subclass of ``model`` pointed at the configured table and endpoint."""
+    meta = type(
+        "Meta",
+        (),
+        {
+            "table_name": settings.table_name,
+            "region": settings.region,
+            "host": settings.dynamodb_endpoint,
+            "connect_timeout_seconds": 2,
+            "read_timeout_seconds": 3,
+            "max_retry_attempts": 2,
+        },
+    )
+    return type(f"Bound{model.__name__}", (model,), {"Meta": meta})
+
+
+def _to_instance(item: InstanceItem) -> Instance:
+    return Instance(
+        service=item.pk,
+        instance_id=item.sk,
+        version=item.version,
+        host=item.host,
+        port=int(item.port),
+        weight=int(item.weight),
+        zone=item.zone,
+        metadata={str(k): str(v) for k, v in (item.metadata or {}).as_dict().items()}
+        if item.metadata is not None
+        else {},
+        status="DOWN" if item.status == "DOWN" else "UP",
+        lease_seconds=int(item.lease_seconds),
+        expires_at=float(item.expires_at),
+        registered_at=float(item.registered_at),
+        updated_at=float(item.updated_at),
+    )
+
+
+def _is_condition_failure(exc: PynamoDBException) -> bool:
+    return exc.cause_response_code == CONDITION_FAILED
+
+
+class InstanceStore:
+    """The storage verbs the registry and the gateway need, and nothing else."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._instances: Any = _bind(InstanceItem, settings)
+        self._catalog: Any = _bind(CatalogItem, settings)
+
+    def _item(self, reg: Registration, now: float) -> InstanceItem:
+        item: InstanceItem = self._instances(
+            reg.service,
+            reg.instance_id,
+            version=reg.version,
+            host=reg.host,
+            port=reg.port,
+            weight=reg.weight,
+            zone=reg.zone,
+            metadata=dict(reg.metadata) or None,
+            status=reg.status,
+            lease_seconds=reg.lease_seconds,
+            expires_at=now + reg.lease_seconds,
+            registered_at=now,
+            updated_at=now,
+        )
+        return item
+
+    def register(self, reg: Registration, now: float) -> RegisterResult:
+        """Put the instance; ``created`` is true unless it replaced a live lease."""
+        item = self._item(reg, now)
+        model = self._instances
+        try:
+            try:
+                item.save(condition=model.sk.does_not_exist() | (model.expires_at <= now))
+                created = True
+            except PynamoDBException as exc:
+                if not _is_condition_failure(exc):
+                    raise
+                item.save()
+                created = False
+            if created:
+                self._add_to_catalog(reg.service, now)
+        except PynamoDBException as exc:
+            raise RegistryUnavailable(f"registry write failed: {exc.msg}") from exc
+        return RegisterResult(instance=_to_instance(item), created=created)
+
+    def _add_to_catalog(self, service: str, now: float) -> None:
+        entry = self._catalog(CATALOG_PARTITION, service, created_at=now)
+        try:
+            entry.save(condition=self._catalog.sk.does_not_exist())
+        except PynamoDBException as exc:
+            if not _is_condition_failure(exc):
+                raise
+
+    def heartbeat(
+        self, service: str, instance_id: str, now: float, status: Status | None = None
+    ) -> Instance:
+        """Renew a running lease with one conditional UpdateItem."""
+        model = self._instances
+        item = model(service, instance_id)
+        actions = [
+            model.expires_at.set(model.lease_seconds + now),
+            model.updated_at.set(now),
+        ]
+        if status is not None:
+            actions.append(model.status.set(status))
+        try:
+            item.update(actions=actions, condition=model.expires_at > now)
+        except PynamoDBException as exc:
+            if _is_condition_failure(exc):
+                raise InstanceNotFound(
+                    f"instance {instance_id!r} of {service!r} is not registered or its lease "
+                    "has lapsed; register it again"
+                ) from exc
+            raise RegistryUnavailable(f"registry write failed: {exc.msg}") from exc
+        return _to_instance(item)
+
+    def deregister(self, service: str, instance_id: str) -> None:
+        try:
+            self._instances(service, instance_id).delete()
+        except PynamoDBException as exc:
+            raise RegistryUnavailable(f"registry write failed: {exc.msg}") from exc
+
+    def instances(self, service: str) -> list[Instance]:
+        """Every stored instance of ``service``, live or not: callers decide liveness."""
+        try:
+            return [_to_instance(item) for item in self._instances.query(service)]
+        except PynamoDBException as exc:
+            raise RegistryUnavailable(f"registry read failed: {exc.msg}") from exc
+
+    def services(self) -> Iterator[str]:
+        try:
+            names = [entry.sk for entry in self._catalog.query(CATALOG_PARTITION)]
+        except PynamoDBException as exc:
+            raise RegistryUnavailable(f"registry read failed: {exc.msg}") from exc
+        return iter(names)
+
+    def ping(self) -> None:
+        try:
+            self._instances.describe_table()
+        except PynamoDBException as exc:
+            raise RegistryUnavailable(f"registry table is not answering: {exc.msg}") from exc
+
+    def create_table(self) -> bool:
+        """Create the table with TTL on ``expires_at`` if it is missing; True if created."""
+        model = self._instances
+        if model.exists():
+            return False
+        model.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
+        connection = model._get_connection().connection
+        connection.client.update_time_to_live(
+            TableName=model.Meta.table_name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
+        )
+        return True
