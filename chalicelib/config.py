@@ -89,8 +89,6 @@ class Settings:
                 _number(env, "LAMBDAMESH_MAX_REQUEST_BODY", 5 * 1024 * 1024, 0, 6 * 1024 * 1024)
             ),
             max_response_body=int(
-                _number(
-                    env, "LAMBDAMESH_MAX_RESPONSE_BODY", 4 * 1024 * 1024, 0, 6 * 1024 * 1024
-                )
+                _number(env, "LAMBDAMESH_MAX_RESPONSE_BODY", 4 * 1024 * 1024, 0, 6 * 1024 * 1024)
             ),
         )

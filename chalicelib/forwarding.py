@@ -42,9 +42,9 @@ def _connection_tokens(value: str | None) -> set[str]:
     return {token.strip().lower() for token in (value or "").split(",") if token.strip()}
 
 
-def _dropped(headers: Mapping[str, str]) -> set[str]:
+def _dropped(headers: Mapping[str, str]) -> frozenset[str]:
     connection = next((v for k, v in headers.items() if k.lower() == "connection"), None)
-    return HOP_BY_HOP | _RECOMPUTED | _connection_tokens(connection)
+    return HOP_BY_HOP | _RECOMPUTED | frozenset(_connection_tokens(connection))
 
 
 def upstream_headers(

@@ -29,7 +29,9 @@ class Registry:
         require_write(principal, service)
         return self._store.register(registration, self._clock())
 
-    def heartbeat(self, principal: Principal, service: str, instance_id: str, body: Any) -> Instance:
+    def heartbeat(
+        self, principal: Principal, service: str, instance_id: str, body: Any
+    ) -> Instance:
         check_name("service", service)
         check_name("instance_id", instance_id)
         status = parse_heartbeat(body)

@@ -21,7 +21,7 @@ from pynamodb.models import Model
 
 from chalicelib.config import Settings
 from chalicelib.errors import InstanceNotFound, RegistryUnavailable
-from chalicelib.instances import Instance, Registration, RegisterResult, Status
+from chalicelib.instances import Instance, RegisterResult, Registration, Status
 
 CATALOG_PARTITION = "~services"
 CONDITION_FAILED = "ConditionalCheckFailedException"
@@ -41,7 +41,7 @@ class InstanceItem(_Item):
     port = NumberAttribute()
     weight = NumberAttribute()
     zone = UnicodeAttribute(null=True)
-    metadata = MapAttribute[str, Any](null=True)
+    metadata = MapAttribute[str, Any](null=True)  # type: ignore[no-untyped-call]
     status = UnicodeAttribute()
     lease_seconds = NumberAttribute()
     expires_at = NumberAttribute()
@@ -79,15 +79,19 @@ def _to_instance(item: InstanceItem) -> Instance:
         port=int(item.port),
         weight=int(item.weight),
         zone=item.zone,
-        metadata={str(k): str(v) for k, v in (item.metadata or {}).as_dict().items()}
-        if item.metadata is not None
-        else {},
+        metadata=_plain(item.metadata),
         status="DOWN" if item.status == "DOWN" else "UP",
         lease_seconds=int(item.lease_seconds),
         expires_at=float(item.expires_at),
         registered_at=float(item.registered_at),
         updated_at=float(item.updated_at),
     )
+
+
+def _plain(metadata: MapAttribute[str, Any] | None) -> dict[str, str]:
+    if metadata is None:
+        return {}
+    return {str(k): str(v) for k, v in metadata.as_dict().items()}  # type: ignore[no-untyped-call]
 
 
 def _is_condition_failure(exc: PynamoDBException) -> bool:

@@ -106,7 +106,9 @@ class UpstreamClient:
                 assert_same_host=False,
             )
         except (NewConnectionError, ConnectTimeoutError) as exc:
-            raise ConnectFailed(f"cannot connect to upstream {host}:{port}: {_reason(exc)}") from None
+            raise ConnectFailed(
+                f"cannot connect to upstream {host}:{port}: {_reason(exc)}"
+            ) from None
         except ReadTimeoutError:
             raise UpstreamTimeout(f"upstream {host}:{port} did not answer in time") from None
         except HTTPError as exc:

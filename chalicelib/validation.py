@@ -58,7 +58,7 @@ REGISTER_SCHEMA: dict[str, Any] = {
         "metadata": {
             "type": "object",
             "maxProperties": MAX_METADATA_ENTRIES,
-            "propertyNames": {"pattern": r"^[A-Za-z0-9._/-]{1,%d}$" % MAX_METADATA_KEY},
+            "propertyNames": {"pattern": rf"^[A-Za-z0-9._/-]{{1,{MAX_METADATA_KEY}}}$"},
             "additionalProperties": {"type": "string", "maxLength": MAX_METADATA_VALUE},
         },
         "lease_seconds": {
@@ -106,8 +106,9 @@ def _check_schema(body: Any, name: str) -> dict[str, Any]:
     try:
         _compiled(name)(body)
     except fastjsonschema.JsonSchemaValueException as exc:
-        field = exc.name.removeprefix("data").lstrip(".") or "body"
-        detail = exc.message.removeprefix(exc.name).strip()
+        name = exc.name or "data"
+        field = name.removeprefix("data").lstrip(".") or "body"
+        detail = exc.message.removeprefix(name).strip()
         raise InvalidRequest(f"invalid body: {field} {detail}") from None
     return cast(dict[str, Any], body)
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from chalice import Chalice, Response
+from chalice.app import Chalice, Response
 from chalice.config import Config
 from chalice.local import LocalDevServer
 

@@ -8,7 +8,7 @@ import os
 from typing import Any
 
 import pytest
-from chalice import Chalice, Response
+from chalice.app import Chalice, Response
 from chalice.config import Config
 
 from lambdamesh.localgateway import (

@@ -1,0 +1,75 @@
+"""`lambdamesh dev --demo`: two services, two instances each, a real sidecar beside each."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from chalicelib.auth import issue
+from lambdamesh.processes import Supervisor
+
+DEMO_SERVICES = (("hello", "v1"), ("echo", "v1"))
+INSTANCES_PER_SERVICE = 2
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Demo:
+    url: str
+    signing_key: bytes
+    supervisor: Supervisor
+    heartbeat_seconds: str = "2"
+    lease_seconds: str = "6"
+
+    def start(self) -> None:
+        for service, version in DEMO_SERVICES:
+            for index in range(INSTANCES_PER_SERVICE):
+                self._start_instance(service, version, index)
+
+    def _start_instance(self, service: str, version: str, index: int) -> None:
+        port = free_port()
+        self.supervisor.start(
+            f"{service}-app-{index}",
+            ["-m", "lambdamesh.demo_app", "--port", str(port), "--name", service],
+        )
+        self.supervisor.start(
+            f"{service}-sidecar-{index}",
+            ["-m", "lambdamesh_sidecar"],
+            env=self.sidecar_env(service, version, port, index),
+        )
+
+    def sidecar_env(self, service: str, version: str, port: int, index: int) -> Mapping[str, str]:
+        return {
+            "LAMBDAMESH_URL": self.url,
+            "LAMBDAMESH_TOKEN": issue(self.signing_key, service=service),
+            "LAMBDAMESH_SERVICE": service,
+            "LAMBDAMESH_VERSION": version,
+            "LAMBDAMESH_HOST": "127.0.0.1",
+            "LAMBDAMESH_PORT": str(port),
+            "LAMBDAMESH_INSTANCE_ID": f"{service}-{index}",
+            "LAMBDAMESH_HEARTBEAT_SECONDS": self.heartbeat_seconds,
+            "LAMBDAMESH_LEASE_SECONDS": self.lease_seconds,
+            "LAMBDAMESH_METADATA": '{"demo": "true"}',
+            "LAMBDAMESH_LOG_LEVEL": "WARNING",
+        }
+
+    def instructions(self) -> str:
+        admin = issue(self.signing_key)
+        auth = f'-H "Authorization: Bearer {admin}"'
+        return "\n".join(
+            [
+                "Try:",
+                f"  curl -s {self.url}/health",
+                f"  curl -s {auth} {self.url}/registry/services",
+                f"  curl -s {auth} {self.url}/registry/services/hello/instances",
+                f"  curl -s {self.url}/api/v1/hello/v1/greet/world?lang=en",
+                f"  curl -s -X POST --data-binary 'ping' {self.url}/api/v1/echo/v1/echo",
+                f"  curl -s -i {self.url}/api/v1/nope/v1/",
+            ]
+        )

@@ -1,0 +1,123 @@
+"""`lambdamesh dev`: the Chalice app on Chalice's own local server, with DynamoDB beside it.
+
+DynamoDB is an embedded moto server on loopback unless an endpoint is named (DynamoDB Local,
+LocalStack, or any compatible server). The app reads the same environment it reads on Lambda,
+so the process sets that environment before importing it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+import threading
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from chalice.config import Config
+from chalice.local import LocalDevServer
+
+from lambdamesh.localgateway import create_dev_server
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEV_SIGNING_KEY = "lambdamesh-dev-only-signing-key"
+DEV_DEFAULTS = {
+    "LAMBDAMESH_ALLOW_LOOPBACK": "true",
+    "LAMBDAMESH_ALLOW_PRIVATE": "true",
+    "LAMBDAMESH_CACHE_SECONDS": "1",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+# moto accepts any credentials; these keep botocore from looking for real ones.
+MOTO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+@dataclass
+class EmbeddedDynamoDB:
+    """moto's server, a real HTTP endpoint, on a free loopback port in this process."""
+
+    host: str = "127.0.0.1"
+    server: Any = None
+
+    def start(self) -> str:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self.server = ThreadedMotoServer(ip_address=self.host, port=0, verbose=False)
+        self.server.start()
+        host, port = self.server.get_host_and_port()
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+
+def prepare_environment(
+    environ: MutableMapping[str, str], dynamodb_endpoint: str | None
+) -> tuple[str | None, bool]:
+    """Fill in development defaults; return the endpoint to use and whether to embed moto."""
+    for name, value in DEV_DEFAULTS.items():
+        environ.setdefault(name, value)
+    environ.setdefault("LAMBDAMESH_SIGNING_KEY", DEV_SIGNING_KEY)
+    endpoint = dynamodb_endpoint or environ.get("AWS_ENDPOINT_URL_DYNAMODB") or None
+    return endpoint, endpoint is None
+
+
+def load_app(project_dir: Path) -> ModuleType:
+    """Import the project's app.py as Chalice would, after the environment is set."""
+    if str(project_dir) not in sys.path:
+        sys.path.insert(0, str(project_dir))
+    from chalicelib import wiring
+
+    wiring.reset()
+    return importlib.import_module("app")
+
+
+@dataclass
+class DevServer:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    project_dir: Path = PROJECT_DIR
+    dynamodb_endpoint: str | None = None
+    environ: MutableMapping[str, str] = field(default_factory=lambda: os.environ)
+    dynamodb: EmbeddedDynamoDB = field(default_factory=EmbeddedDynamoDB)
+    server: LocalDevServer | None = None
+    _thread: threading.Thread | None = None
+
+    def start(self) -> str:
+        endpoint, embed = prepare_environment(self.environ, self.dynamodb_endpoint)
+        if embed:
+            for name, value in MOTO_CREDENTIALS.items():
+                self.environ.setdefault(name, value)
+            endpoint = self.dynamodb.start()
+        assert endpoint is not None
+        self.environ["AWS_ENDPOINT_URL_DYNAMODB"] = endpoint
+        module = load_app(self.project_dir)
+        from chalicelib import wiring
+
+        wiring.store().create_table()
+        config = Config.create(chalice_stage="dev", app_name="lambdamesh", lambda_timeout=30)
+        self.server = create_dev_server(module.app, config, self.host, self.port)
+        self._thread = threading.Thread(target=self.server.server.serve_forever, daemon=True)
+        self._thread.start()
+        return self.url
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        host, port = self.server.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.server.shutdown()
+            self.server.server.server_close()
+            self.server = None
+        self.dynamodb.stop()

@@ -1,0 +1,105 @@
+"""Entry point: ``lambdamesh-sidecar`` or ``python -m lambdamesh_sidecar``.
+
+The composition root: the only place that reads the process environment, installs signal
+handlers and picks the real clock, network and randomness for the runner.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+
+from lambdamesh_sidecar import __version__
+from lambdamesh_sidecar.client import Registration, RegistryClient
+from lambdamesh_sidecar.config import VARIABLES, ConfigError, Settings, load
+from lambdamesh_sidecar.logs import PREFIX, configure, fields
+from lambdamesh_sidecar.readiness import readiness_check
+from lambdamesh_sidecar.runner import Runner, Timing
+from lambdamesh_sidecar.signals import StopOnSignal
+
+EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130
+
+DESCRIPTION = """\
+Keeps this ECS task registered in the lambdamesh registry: waits until the app is ready,
+registers it, heartbeats, registers again if the registry forgets it, and deregisters on
+SIGTERM or SIGINT. All settings come from the environment; an invalid one exits with status 2.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    width = max(len(name) for name, _ in VARIABLES)
+    epilog = "environment:\n" + "\n".join(
+        f"  {name.ljust(width)}  {meaning}" for name, meaning in VARIABLES
+    )
+    parser = argparse.ArgumentParser(
+        prog="lambdamesh-sidecar",
+        description=DESCRIPTION,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def build(settings: Settings, stop: threading.Event) -> Runner:
+    registry = RegistryClient(
+        settings.registry_url,
+        settings.token,
+        settings.service,
+        settings.instance_id,
+        timeout=settings.request_timeout_seconds,
+    )
+    registration = Registration(
+        version=settings.version,
+        host=settings.host,
+        port=settings.port,
+        lease_seconds=settings.lease_seconds,
+        weight=settings.weight,
+        zone=settings.zone,
+        metadata=settings.metadata,
+    )
+    timing = Timing(
+        heartbeat_seconds=settings.heartbeat_seconds,
+        lease_seconds=settings.lease_seconds,
+        request_timeout=settings.request_timeout_seconds,
+    )
+    ready = readiness_check(settings.host, settings.port, settings.health_path)
+    return Runner(registry, registration, ready, stop, timing=timing)
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    _parser().parse_args(argv)
+    try:
+        settings = load(os.environ if environ is None else environ)
+    except ConfigError as exc:
+        print(f"{PREFIX} {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    log = configure(settings.log_level)
+    stop = threading.Event()
+    StopOnSignal(stop).install()
+    log.info(
+        "starting %s",
+        fields(
+            version=__version__,
+            service=settings.service,
+            service_version=settings.version,
+            instance=settings.instance_id,
+            address=f"{settings.host}:{settings.port}",
+            zone=settings.zone,
+            registry=settings.registry_url,
+            heartbeat=f"{settings.heartbeat_seconds:g}s",
+            lease=f"{settings.lease_seconds}s",
+            readiness=settings.health_path or "tcp",
+        ),
+    )
+    return build(settings, stop).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

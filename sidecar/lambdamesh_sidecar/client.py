@@ -1,0 +1,213 @@
+"""The registry's HTTP contract, seen from one instance: register, heartbeat, deregister.
+
+Every answer is turned into success or one of three typed errors right here, because the
+runner's decisions depend only on those: ``NotRegistered`` means register again now,
+``Unavailable`` means back off and retry, ``Rejected`` means a person must fix something.
+The wire itself sits behind a ``Transport`` so those mappings are testable without a socket.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from lambdamesh_sidecar import __version__
+
+USER_AGENT = f"lambdamesh-sidecar/{__version__}"
+_MAX_RESPONSE_BYTES = 64 * 1024
+# Throttling and "try later" answers are the registry being busy, not the request being wrong.
+_TRANSIENT_4XX = frozenset({408, 425, 429})
+
+
+class RegistryError(Exception):
+    def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+
+
+class NotRegistered(RegistryError):
+    """404 on heartbeat: the lease lapsed or someone deregistered this instance."""
+
+
+class Rejected(RegistryError):
+    """A 4xx that retrying will not fix: bad token, forbidden host, invalid body, wrong URL."""
+
+
+class Unavailable(RegistryError):
+    """5xx, throttling, timeout or no connection: the registry may answer later."""
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(repr=False)  # carries the bearer token
+    body: bytes | None
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+
+
+Transport = Callable[[Request], Response]
+
+
+class UrllibTransport:
+    """Sends one request and hands back any HTTP status; only the network failing raises.
+
+    ``urllib`` honours ``HTTPS_PROXY``/``NO_PROXY``, which a VPC with an egress proxy needs, and
+    refuses to follow a redirect of a PUT or DELETE, which then surfaces as a 3xx ``Rejected``.
+    """
+
+    def __init__(self, opener: urllib.request.OpenerDirector | None = None) -> None:
+        self._opener = opener or urllib.request.build_opener()
+
+    def __call__(self, request: Request) -> Response:
+        # RegistryClient only builds http(s) URLs, so no file: or custom scheme can get here.
+        outgoing = urllib.request.Request(  # noqa: S310
+            request.url, data=request.body, headers=dict(request.headers), method=request.method
+        )
+        try:
+            with self._opener.open(outgoing, timeout=request.timeout) as answer:
+                return Response(answer.status, answer.read(_MAX_RESPONSE_BYTES))
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return Response(exc.code, _read_quietly(exc))
+        except (OSError, http.client.HTTPException) as exc:
+            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+            detail = _one_line(str(reason)) or type(exc).__name__
+            raise Unavailable(f"{request.method} {request.url} failed: {detail}") from exc
+
+
+def _read_quietly(error: urllib.error.HTTPError) -> bytes:
+    try:
+        return error.read(_MAX_RESPONSE_BYTES)
+    except (OSError, http.client.HTTPException):
+        return b""
+
+
+@dataclass(frozen=True)
+class Registration:
+    version: str
+    host: str
+    port: int
+    lease_seconds: int
+    weight: int | None = None
+    zone: str | None = None
+    metadata: Mapping[str, str] | None = None
+    status: str = "UP"
+
+    def body(self) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "version": self.version,
+            "host": self.host,
+            "port": self.port,
+            "lease_seconds": self.lease_seconds,
+            "status": self.status,
+        }
+        if self.weight is not None:
+            document["weight"] = self.weight
+        if self.zone is not None:
+            document["zone"] = self.zone
+        if self.metadata is not None:
+            document["metadata"] = dict(self.metadata)
+        return document
+
+
+class RegistryClient:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        service: str,
+        instance_id: str,
+        timeout: float = 5.0,
+        transport: Transport | None = None,
+        user_agent: str = USER_AGENT,
+    ) -> None:
+        if urlsplit(base_url).scheme not in ("http", "https"):
+            raise ValueError(f"registry URL must be http(s), got {base_url[:200]!r}")
+        self._instance_url = (
+            f"{base_url.rstrip('/')}/registry/services/{quote(service, safe='')}"
+            f"/instances/{quote(instance_id, safe='')}"
+        )
+        self._timeout = timeout
+        self._transport = transport or UrllibTransport()
+        self._headers = {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": user_agent,
+        }
+
+    def register(self, registration: Registration) -> dict[str, Any]:
+        """Create or replace this instance; returns the registry's stored copy."""
+        response = self._send("PUT", self._instance_url, registration.body())
+        if not 200 <= response.status < 300:
+            raise _failure(response)
+        return _json_object(response.body)
+
+    def heartbeat(self, status: str) -> None:
+        response = self._send("PUT", f"{self._instance_url}/heartbeat", {"status": status})
+        if 200 <= response.status < 300:
+            return
+        if response.status == 404:
+            code, message = _detail(response)
+            raise NotRegistered(message, status=404, code=code)
+        raise _failure(response)
+
+    def deregister(self, timeout: float | None = None) -> None:
+        """Idempotent: a 404 means the instance is already gone, which is the goal."""
+        response = self._send("DELETE", self._instance_url, None, timeout)
+        if response.status != 404 and not 200 <= response.status < 300:
+            raise _failure(response)
+
+    def _send(self, method: str, url: str, document: Any, timeout: float | None = None) -> Response:
+        body = None if document is None else json.dumps(document).encode()
+        return self._transport(
+            Request(method, url, self._headers, body, self._timeout if timeout is None else timeout)
+        )
+
+
+def _failure(response: Response) -> RegistryError:
+    code, message = _detail(response)
+    if response.status >= 500 or response.status in _TRANSIENT_4XX:
+        return Unavailable(message, status=response.status, code=code)
+    return Rejected(message, status=response.status, code=code)
+
+
+def _detail(response: Response) -> tuple[str, str]:
+    """The ``{"error": {"code", "message"}}`` envelope, or a readable stand-in for a proxy page."""
+    fallback = f"http_{response.status}"
+    try:
+        error = json.loads(response.body).get("error")
+    except (ValueError, AttributeError):
+        error = None
+    if isinstance(error, dict):
+        return str(error.get("code") or fallback), _one_line(str(error.get("message") or ""))
+    text = response.body.decode("utf-8", "replace")
+    return fallback, _one_line(text) or f"HTTP {response.status}"
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        document = json.loads(body) if body else {}
+    except ValueError:
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit] + "..."

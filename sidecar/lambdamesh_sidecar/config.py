@@ -1,0 +1,331 @@
+"""One typed settings object, read from the environment once and validated before any network use.
+
+A bad setting stops the sidecar at once with one line naming the variable: ECS shows a stopped
+container's exit code and last log line, and a task that fails fast with a clear reason is far
+easier to fix than one that registers the wrong thing. The registry's own rules (names, ranges,
+metadata limits) are checked here too, so a typo fails at start-up instead of as a 400 that the
+sidecar would otherwise keep retrying.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from lambdamesh_sidecar.ecs import MetadataUnavailable, TaskMetadata, fetch_task_metadata
+
+SERVICE_RULE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+VERSION_RULE = re.compile(r"[a-z0-9]([a-z0-9._-]{0,30}[a-z0-9])?")
+INSTANCE_ID_RULE = re.compile(r"[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?")
+ZONE_RULE = re.compile(r"[a-z0-9-]{1,64}")
+METADATA_KEY_RULE = re.compile(r"[A-Za-z0-9._/-]{1,64}")
+_HOST_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
+HOSTNAME_RULE = re.compile(rf"{_HOST_LABEL}(\.{_HOST_LABEL})*\.?")
+_INTEGER = re.compile(r"[0-9]+")
+_NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?")
+MAX_METADATA_ENTRIES = 32
+MAX_METADATA_VALUE = 512
+MAX_INSTANCE_ID = 128
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+DEFAULT_HEARTBEAT_SECONDS = 10.0
+DEFAULT_LEASE_SECONDS = 30
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 5.0
+
+ECS_METADATA_VARIABLE = "ECS_CONTAINER_METADATA_URI_V4"
+
+# Name and meaning of every variable, in the order ``--help`` and the README list them.
+VARIABLES: tuple[tuple[str, str], ...] = (
+    ("LAMBDAMESH_URL", "required: base URL of the lambdamesh API, http(s)://host[:port][/prefix]"),
+    ("LAMBDAMESH_TOKEN", "required: bearer token for the registry (never logged)"),
+    ("LAMBDAMESH_SERVICE", "required: service name, a-z 0-9 '-', 1-63 characters"),
+    ("LAMBDAMESH_VERSION", "required: version, a-z 0-9 '.' '_' '-', 1-32 characters (e.g. v1)"),
+    ("LAMBDAMESH_PORT", "required: port the app listens on, 1..65535"),
+    ("LAMBDAMESH_HOST", "address to register; default: the task's IPv4 from ECS task metadata"),
+    ("LAMBDAMESH_INSTANCE_ID", "default: the ECS task id, else <host>-<port> with '-' separators"),
+    ("LAMBDAMESH_HEALTH_PATH", "HTTP readiness path, e.g. /health; default: TCP connect to port"),
+    ("LAMBDAMESH_HEARTBEAT_SECONDS", "heartbeat interval, 0.2..300 (default 10)"),
+    ("LAMBDAMESH_LEASE_SECONDS", "lease, integer 5..300 above the heartbeat (default 30)"),
+    ("LAMBDAMESH_WEIGHT", "load-balancing weight, integer 1..1000 (default: the registry's)"),
+    ("LAMBDAMESH_ZONE", "zone, a-z 0-9 '-'; default: the task's AvailabilityZone"),
+    ("LAMBDAMESH_METADATA", 'JSON object of string values, e.g. {"commit": "abc123"}'),
+    ("LAMBDAMESH_REQUEST_TIMEOUT_SECONDS", "timeout of each registry call, 0.1..60 (default 5)"),
+    ("LAMBDAMESH_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR (default INFO)"),
+    (ECS_METADATA_VARIABLE, "set by ECS; read for the defaults of HOST, INSTANCE_ID and ZONE"),
+)
+
+TaskLookup = Callable[[str], TaskMetadata]
+
+
+class ConfigError(Exception):
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(f"{variable} {message}")
+        self.variable = variable
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Settings:
+    registry_url: str
+    token: str = field(repr=False)
+    service: str
+    version: str
+    host: str
+    port: int
+    instance_id: str
+    health_path: str | None = None
+    heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
+    lease_seconds: int = DEFAULT_LEASE_SECONDS
+    weight: int | None = None
+    zone: str | None = None
+    metadata: Mapping[str, str] | None = None
+    request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
+    log_level: str = "INFO"
+
+
+def load(environ: Mapping[str, str], lookup_task: TaskLookup = fetch_task_metadata) -> Settings:
+    """Validate everything the environment alone decides before asking ECS for anything."""
+    registry_url = _registry_url(environ)
+    token = _token(environ)
+    service = _name(environ, "LAMBDAMESH_SERVICE", SERVICE_RULE, "1-63 of a-z, 0-9, '-'")
+    version = _name(environ, "LAMBDAMESH_VERSION", VERSION_RULE, "1-32 of a-z, 0-9, '._-'")
+    port = _integer("LAMBDAMESH_PORT", _required(environ, "LAMBDAMESH_PORT"), 1, 65535)
+    heartbeat, lease = _timing(environ)
+    weight = _optional_integer(environ, "LAMBDAMESH_WEIGHT", 1, 1000)
+    health_path = _health_path(environ)
+    metadata = _metadata(environ)
+    request_timeout = _request_timeout(environ)
+    log_level = _log_level(environ)
+    host = _host(environ)
+    instance_id = _explicit_instance_id(environ)
+    zone = _zone(environ)
+    task = _task_metadata(environ, lookup_task, needed=None in (host, instance_id, zone))
+    host = host or _host_from_task(task)
+    return Settings(
+        registry_url=registry_url,
+        token=token,
+        service=service,
+        version=version,
+        host=host,
+        port=port,
+        instance_id=instance_id or derive_instance_id(task, host, port),
+        health_path=health_path,
+        heartbeat_seconds=heartbeat,
+        lease_seconds=lease,
+        weight=weight,
+        zone=zone or (task.availability_zone if task else None),
+        metadata=metadata,
+        request_timeout_seconds=request_timeout,
+        log_level=log_level,
+    )
+
+
+def derive_instance_id(task: TaskMetadata | None, host: str, port: int) -> str:
+    """The task id when ECS tells it (stable across sidecar restarts), else host and port."""
+    task_id = _trimmed(re.sub(r"[^a-z0-9._-]+", "-", (task.task_id or "").lower())) if task else ""
+    return task_id or _trimmed(re.sub(r"[^a-z0-9]+", "-", f"{host}-{port}".lower()))
+
+
+def _trimmed(text: str) -> str:
+    return text.strip("._-")[:MAX_INSTANCE_ID].rstrip("._-")
+
+
+def _optional(environ: Mapping[str, str], name: str) -> str | None:
+    """Stripped value, or None when unset or blank (ECS task definitions often carry "")."""
+    return environ.get(name, "").strip() or None
+
+
+def _required(environ: Mapping[str, str], name: str) -> str:
+    value = _optional(environ, name)
+    if value is None:
+        raise ConfigError(name, "is required")
+    return value
+
+
+def _show(raw: str) -> str:
+    return repr(raw if len(raw) <= 60 else raw[:60] + "...")
+
+
+def _integer(name: str, raw: str, low: int, high: int) -> int:
+    if not _INTEGER.fullmatch(raw) or not low <= int(raw) <= high:
+        raise ConfigError(name, f"must be an integer in {low}..{high}, got {_show(raw)}")
+    return int(raw)
+
+
+def _optional_integer(environ: Mapping[str, str], name: str, low: int, high: int) -> int | None:
+    raw = _optional(environ, name)
+    return None if raw is None else _integer(name, raw, low, high)
+
+
+def _number(
+    environ: Mapping[str, str], name: str, low: float, high: float, default: float
+) -> float:
+    raw = _optional(environ, name)
+    if raw is None:
+        return default
+    value = float(raw) if _NUMBER.fullmatch(raw) else math.nan
+    if not low <= value <= high:
+        raise ConfigError(name, f"must be a number of seconds in {low}..{high}, got {_show(raw)}")
+    return value
+
+
+def _timing(environ: Mapping[str, str]) -> tuple[float, int]:
+    heartbeat = _number(
+        environ, "LAMBDAMESH_HEARTBEAT_SECONDS", 0.2, 300, DEFAULT_HEARTBEAT_SECONDS
+    )
+    lease = _optional_integer(environ, "LAMBDAMESH_LEASE_SECONDS", 5, 300)
+    lease = DEFAULT_LEASE_SECONDS if lease is None else lease
+    if lease <= heartbeat:
+        raise ConfigError(
+            "LAMBDAMESH_LEASE_SECONDS",
+            f"must be greater than LAMBDAMESH_HEARTBEAT_SECONDS ({heartbeat:g}), got {lease}",
+        )
+    return heartbeat, lease
+
+
+def _request_timeout(environ: Mapping[str, str]) -> float:
+    name = "LAMBDAMESH_REQUEST_TIMEOUT_SECONDS"
+    return _number(environ, name, 0.1, 60, DEFAULT_REQUEST_TIMEOUT_SECONDS)
+
+
+def _registry_url(environ: Mapping[str, str]) -> str:
+    raw = _required(environ, "LAMBDAMESH_URL")
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError("LAMBDAMESH_URL", f"must be an http:// or https:// URL, got {_show(raw)}")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ConfigError("LAMBDAMESH_URL", "must not carry credentials, a query or a fragment")
+    return raw.rstrip("/")
+
+
+def _token(environ: Mapping[str, str]) -> str:
+    """Never echo the value: an error message ends up in CloudWatch."""
+    token = _required(environ, "LAMBDAMESH_TOKEN")
+    if any(char.isspace() or not char.isprintable() for char in token):
+        raise ConfigError("LAMBDAMESH_TOKEN", "must not contain whitespace or control characters")
+    return token
+
+
+def _name(environ: Mapping[str, str], name: str, rule: re.Pattern[str], described: str) -> str:
+    raw = _required(environ, name)
+    if not rule.fullmatch(raw):
+        raise ConfigError(name, f"must be {described} (lowercase), got {_show(raw)}")
+    return raw
+
+
+def _explicit_instance_id(environ: Mapping[str, str]) -> str | None:
+    raw = _optional(environ, "LAMBDAMESH_INSTANCE_ID")
+    if raw is not None and not INSTANCE_ID_RULE.fullmatch(raw):
+        raise ConfigError(
+            "LAMBDAMESH_INSTANCE_ID",
+            f"must be 1-128 of a-z, 0-9, '._-' (lowercase), got {_show(raw)}",
+        )
+    return raw
+
+
+def _host(environ: Mapping[str, str]) -> str | None:
+    raw = _optional(environ, "LAMBDAMESH_HOST")
+    if raw is None:
+        return None
+    host = raw[1:-1] if raw.startswith("[") and raw.endswith("]") else raw
+    if not _is_host(host):
+        raise ConfigError(
+            "LAMBDAMESH_HOST", f"must be an IP address or a DNS name, got {_show(raw)}"
+        )
+    return host
+
+
+def _is_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return len(host) <= 253 and HOSTNAME_RULE.fullmatch(host) is not None
+    return True
+
+
+def _task_metadata(
+    environ: Mapping[str, str], lookup_task: TaskLookup, needed: bool
+) -> TaskMetadata | None:
+    uri = _optional(environ, ECS_METADATA_VARIABLE)
+    if uri is None or not needed:
+        return None
+    try:
+        return lookup_task(uri)
+    except MetadataUnavailable as exc:
+        raise ConfigError(ECS_METADATA_VARIABLE, f"task metadata unavailable: {exc}") from exc
+
+
+def _host_from_task(task: TaskMetadata | None) -> str:
+    if task is None:
+        raise ConfigError(
+            "LAMBDAMESH_HOST", f"is required when {ECS_METADATA_VARIABLE} is not set (outside ECS)"
+        )
+    if task.ipv4 is None or not _is_host(task.ipv4):
+        raise ConfigError(
+            "LAMBDAMESH_HOST",
+            f"is required: the task's network mode {task.network_mode!r} gives no address "
+            "other tasks can reach (only awsvpc and host modes do)",
+        )
+    return task.ipv4
+
+
+def _zone(environ: Mapping[str, str]) -> str | None:
+    raw = _optional(environ, "LAMBDAMESH_ZONE")
+    if raw is not None and not ZONE_RULE.fullmatch(raw):
+        raise ConfigError("LAMBDAMESH_ZONE", f"must be 1-64 of a-z, 0-9, '-', got {_show(raw)}")
+    return raw
+
+
+def _health_path(environ: Mapping[str, str]) -> str | None:
+    raw = _optional(environ, "LAMBDAMESH_HEALTH_PATH")
+    if raw is not None and (not raw.startswith("/") or any(c.isspace() for c in raw)):
+        raise ConfigError(
+            "LAMBDAMESH_HEALTH_PATH", f"must start with '/' and hold no spaces, got {_show(raw)}"
+        )
+    return raw
+
+
+def _metadata(environ: Mapping[str, str]) -> dict[str, str] | None:
+    raw = _optional(environ, "LAMBDAMESH_METADATA")
+    if raw is None:
+        return None
+    try:
+        document: Any = json.loads(raw)
+    except ValueError:
+        document = None
+    if not isinstance(document, dict) or len(document) > MAX_METADATA_ENTRIES:
+        raise ConfigError(
+            "LAMBDAMESH_METADATA",
+            f"must be a JSON object of at most {MAX_METADATA_ENTRIES} entries",
+        )
+    for key, value in document.items():
+        _check_metadata_entry(key, value)
+    return document
+
+
+def _check_metadata_entry(key: str, value: Any) -> None:
+    if not METADATA_KEY_RULE.fullmatch(key):
+        raise ConfigError(
+            "LAMBDAMESH_METADATA", f"key {_show(key)} must be 1-64 of A-Z, a-z, 0-9, '._/-'"
+        )
+    if not isinstance(value, str) or len(value) > MAX_METADATA_VALUE:
+        raise ConfigError(
+            "LAMBDAMESH_METADATA",
+            f"value of {key!r} must be a string of at most {MAX_METADATA_VALUE} characters",
+        )
+
+
+def _log_level(environ: Mapping[str, str]) -> str:
+    raw = _optional(environ, "LAMBDAMESH_LOG_LEVEL") or "INFO"
+    level = raw.upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(
+            "LAMBDAMESH_LOG_LEVEL", f"must be one of {', '.join(LOG_LEVELS)}, got {_show(raw)}"
+        )
+    return level
