@@ -314,8 +314,7 @@ class FakeRegistryServer:
     def __init__(self, token: str = TOKEN, prefix: str = "", port: int = 0) -> None:
         self.state = RegistryState(token=token, prefix=prefix)
         self._server = _RegistryHTTPServer(("127.0.0.1", port), self.state)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
 
     @property
     def url(self) -> str:
@@ -384,7 +383,7 @@ class FakeMetadataServer:
 
     def __init__(self, document: Mapping[str, Any], failures: int = 0) -> None:
         self._server = _MetadataHTTPServer(document, failures)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
 
     @property
     def uri(self) -> str:
@@ -406,7 +405,7 @@ class FakeApp:
         self._socket = socket.socket()
         self._socket.bind(("127.0.0.1", 0))
         self._socket.listen(16)
-        self._socket.settimeout(0.2)
+        self._socket.settimeout(0.05)
         self._running = True
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()

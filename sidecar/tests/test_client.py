@@ -1,0 +1,286 @@
+"""The registry client: status mapping over a fake transport, then real HTTP on loopback."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from lambdamesh_sidecar import __version__
+from lambdamesh_sidecar.client import (
+    NotRegistered,
+    Registration,
+    RegistryClient,
+    Rejected,
+    Request,
+    Response,
+    Unavailable,
+    UrllibTransport,
+)
+from sidecar_testkit import TOKEN, FakeRegistryServer, free_port
+
+REGISTRATION = Registration(
+    version="v1",
+    host="10.0.1.5",
+    port=8080,
+    lease_seconds=30,
+    weight=50,
+    zone="us-east-1a",
+    metadata={"commit": "abc123"},
+)
+
+
+class ScriptedTransport:
+    def __init__(self, status: int, body: bytes = b"") -> None:
+        self.response = Response(status, body)
+        self.sent: list[Request] = []
+
+    def __call__(self, request: Request) -> Response:
+        self.sent.append(request)
+        return self.response
+
+
+def client_over(transport: ScriptedTransport) -> RegistryClient:
+    return RegistryClient("https://registry.example/api/", TOKEN, "orders", "i-1", transport=transport)
+
+
+def error_body(code: str, message: str) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message}}).encode()
+
+
+# ---------------------------------------------------------------- unit: no sockets
+
+
+def test_registration_body_holds_only_the_settings_given() -> None:
+    minimal = Registration(version="v1", host="h", port=1, lease_seconds=30)
+
+    assert minimal.body() == {
+        "version": "v1",
+        "host": "h",
+        "port": 1,
+        "lease_seconds": 30,
+        "status": "UP",
+    }
+    assert REGISTRATION.body()["metadata"] == {"commit": "abc123"}
+    assert REGISTRATION.body()["weight"] == 50
+
+
+def test_requests_go_to_the_instance_path_under_the_url_prefix() -> None:
+    transport = ScriptedTransport(200, b"{}")
+    client = client_over(transport)
+
+    client.register(REGISTRATION)
+    client.heartbeat("UP")
+    client.deregister()
+
+    base = "https://registry.example/api/registry/services/orders/instances/i-1"
+    assert [(r.method, r.url) for r in transport.sent] == [
+        ("PUT", base),
+        ("PUT", f"{base}/heartbeat"),
+        ("DELETE", base),
+    ]
+
+
+def test_request_repr_hides_the_token() -> None:
+    transport = ScriptedTransport(200, b"{}")
+    client_over(transport).heartbeat("UP")
+
+    assert TOKEN not in repr(transport.sent[0])
+
+
+def test_deregister_timeout_overrides_the_default() -> None:
+    transport = ScriptedTransport(204)
+    client = RegistryClient("http://r", TOKEN, "s", "i", timeout=5.0, transport=transport)
+
+    client.deregister(timeout=1.5)
+    client.heartbeat("UP")
+
+    assert [request.timeout for request in transport.sent] == [1.5, 5.0]
+
+
+@pytest.mark.parametrize("status", [404, 204, 200])
+def test_deregister_treats_an_unknown_instance_as_done(status: int) -> None:
+    client_over(ScriptedTransport(status)).deregister()
+
+
+def test_heartbeat_404_means_not_registered() -> None:
+    transport = ScriptedTransport(404, error_body("instance_not_found", "no such instance"))
+
+    with pytest.raises(NotRegistered) as caught:
+        client_over(transport).heartbeat("UP")
+
+    assert (caught.value.status, caught.value.code) == (404, "instance_not_found")
+
+
+def test_register_404_is_a_rejection_not_a_lapsed_lease() -> None:
+    with pytest.raises(Rejected):
+        client_over(ScriptedTransport(404)).register(REGISTRATION)
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 408, 429])
+def test_server_errors_and_throttling_are_unavailable(status: int) -> None:
+    transport = ScriptedTransport(status, error_body("registry_unavailable", "try later"))
+
+    with pytest.raises(Unavailable) as caught:
+        client_over(transport).register(REGISTRATION)
+
+    assert caught.value.status == status
+    assert caught.value.message == "try later"
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 409, 413, 301])
+def test_other_client_errors_are_rejections(status: int) -> None:
+    transport = ScriptedTransport(status, error_body("forbidden", "host not allowed"))
+
+    with pytest.raises(Rejected) as caught:
+        client_over(transport).heartbeat("UP")
+
+    assert (caught.value.code, caught.value.message) == ("forbidden", "host not allowed")
+
+
+def test_error_without_the_json_envelope_is_summarised_on_one_line() -> None:
+    html = b"<html>\n<body>502 Bad Gateway</body>\n</html>\n" + b"x" * 1000
+
+    with pytest.raises(Unavailable) as caught:
+        client_over(ScriptedTransport(502, html)).heartbeat("UP")
+
+    assert caught.value.code == "http_502"
+    assert "\n" not in caught.value.message
+    assert len(caught.value.message) < 400
+
+
+def test_register_returns_the_stored_instance_and_tolerates_an_odd_body() -> None:
+    assert client_over(ScriptedTransport(201, b'{"expires_at": 5}')).register(REGISTRATION) == {
+        "expires_at": 5
+    }
+    assert client_over(ScriptedTransport(200, b"not json")).register(REGISTRATION) == {}
+    assert client_over(ScriptedTransport(200, b"[1]")).register(REGISTRATION) == {}
+
+
+def test_non_http_registry_url_is_refused() -> None:
+    with pytest.raises(ValueError, match="http"):
+        RegistryClient("file:///etc/passwd", TOKEN, "s", "i")
+
+
+# ---------------------------------------------------------------- functional: real HTTP
+
+
+def no_proxy_transport() -> UrllibTransport:
+    """Loopback must not go through whatever proxy the machine running the tests has."""
+    return UrllibTransport(urllib.request.build_opener(urllib.request.ProxyHandler({})))
+
+
+@pytest.fixture
+def prefixed_server() -> Iterator[FakeRegistryServer]:
+    server = FakeRegistryServer(prefix="/api")
+    yield server
+    server.close()
+
+
+def real_client(server: FakeRegistryServer, token: str = TOKEN, timeout: float = 2.0) -> RegistryClient:
+    return RegistryClient(
+        server.url + "/", token, "orders", "task-1", timeout=timeout, transport=no_proxy_transport()
+    )
+
+
+def test_register_sends_the_contracted_request(prefixed_server: FakeRegistryServer) -> None:
+    stored = real_client(prefixed_server).register(REGISTRATION)
+
+    (request,) = prefixed_server.requests()
+    assert request.method == "PUT"
+    assert request.path == "/api/registry/services/orders/instances/task-1"
+    assert request.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["User-Agent"] == f"lambdamesh-sidecar/{__version__}"
+    assert request.body == REGISTRATION.body()
+    assert "expires_at" in stored
+    assert prefixed_server.instance("orders", "task-1") is not None
+
+
+def test_heartbeat_and_deregister_over_http(prefixed_server: FakeRegistryServer) -> None:
+    client = real_client(prefixed_server)
+    client.register(REGISTRATION)
+
+    client.heartbeat("DOWN")
+    client.deregister()
+
+    heartbeat, delete = prefixed_server.requests()[1:]
+    assert (heartbeat.method, heartbeat.path) == (
+        "PUT",
+        "/api/registry/services/orders/instances/task-1/heartbeat",
+    )
+    assert heartbeat.body == {"status": "DOWN"}
+    assert (delete.method, delete.path, delete.body) == (
+        "DELETE",
+        "/api/registry/services/orders/instances/task-1",
+        None,
+    )
+    assert delete.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert prefixed_server.instance("orders", "task-1") is None
+
+
+def test_heartbeat_for_a_forgotten_instance_raises_not_registered(
+    prefixed_server: FakeRegistryServer,
+) -> None:
+    client = real_client(prefixed_server)
+    client.register(REGISTRATION)
+    prefixed_server.forget("orders", "task-1")
+
+    with pytest.raises(NotRegistered) as caught:
+        client.heartbeat("UP")
+
+    assert caught.value.code == "instance_not_found"
+
+
+def test_deregister_of_an_unknown_instance_succeeds(prefixed_server: FakeRegistryServer) -> None:
+    real_client(prefixed_server).deregister()
+
+
+def test_server_error_over_http_is_unavailable(prefixed_server: FakeRegistryServer) -> None:
+    prefixed_server.fail_next(500)
+
+    with pytest.raises(Unavailable) as caught:
+        real_client(prefixed_server).register(REGISTRATION)
+
+    assert (caught.value.status, caught.value.code) == (500, "forced_500")
+
+
+def test_wrong_token_over_http_is_rejected_with_the_registry_reason(
+    prefixed_server: FakeRegistryServer,
+) -> None:
+    with pytest.raises(Rejected) as caught:
+        real_client(prefixed_server, token="wrong").register(REGISTRATION)
+
+    assert caught.value.status == 401
+    assert caught.value.code == "unauthorized"
+    assert caught.value.message == "missing or invalid bearer token"
+
+
+def test_connection_refused_is_unavailable() -> None:
+    client = RegistryClient(
+        f"http://127.0.0.1:{free_port()}", TOKEN, "s", "i", transport=no_proxy_transport()
+    )
+
+    with pytest.raises(Unavailable):
+        client.heartbeat("UP")
+
+
+def test_slow_registry_times_out_as_unavailable(prefixed_server: FakeRegistryServer) -> None:
+    prefixed_server.state.delay = 1.0
+
+    with pytest.raises(Unavailable):
+        real_client(prefixed_server, timeout=0.2).heartbeat("UP")
+
+
+def test_default_transport_speaks_to_a_real_server(
+    prefixed_server: FakeRegistryServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    client = RegistryClient(prefixed_server.url, TOKEN, "orders", "task-1")
+
+    client.register(REGISTRATION)
+
+    assert len(prefixed_server.requests("PUT")) == 1

@@ -1,0 +1,292 @@
+"""Unit tests of the runner's loop: fake registry, fake clock, fake stop signal; no waiting."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from lambdamesh_sidecar.backoff import Backoff
+from lambdamesh_sidecar.client import NotRegistered, Registration, Rejected, Unavailable
+from lambdamesh_sidecar.runner import Runner, Timing
+from sidecar_testkit import FakeClock, FakeRegistry, FakeStop, MaxRng
+
+REGISTRATION = Registration(version="v1", host="10.0.1.5", port=8080, lease_seconds=30)
+TIMING = Timing(heartbeat_seconds=10.0, lease_seconds=30.0, request_timeout=5.0)
+
+
+class Ready:
+    """Readiness answers from a script; the last answer repeats."""
+
+    def __init__(self, *answers: bool) -> None:
+        self.answers = list(answers) or [True]
+        self.asked = 0
+
+    def __call__(self) -> bool:
+        self.asked += 1
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+
+class Harness:
+    def __init__(self, ready: Ready | None = None, timing: Timing = TIMING) -> None:
+        self.clock = FakeClock()
+        self.registry = FakeRegistry(self.clock)
+        self.stop = FakeStop(self.clock)
+        self.ready = ready or Ready(True)
+        self.runner = Runner(
+            self.registry,
+            REGISTRATION,
+            self.ready,
+            self.stop,
+            timing=timing,
+            backoff=Backoff(base=0.5, cap=30.0),
+            rejected_backoff=Backoff(base=2.0, cap=60.0),
+            rng=MaxRng(),
+            clock=self.clock,
+        )
+
+    def stop_after(self, name: str, count: int) -> None:
+        self.stop.stop_when = lambda: self.registry.count(name) >= count
+
+    def run(self) -> int:
+        return self.runner.run()
+
+
+def test_registers_heartbeats_and_deregisters_on_stop() -> None:
+    harness = Harness()
+    harness.stop_after("heartbeat", 3)
+
+    assert harness.run() == 0
+
+    assert harness.registry.names() == ["register", "heartbeat", "heartbeat", "heartbeat", "deregister"]
+    registered = harness.registry.of("register")[0].argument
+    assert registered == REGISTRATION
+    assert [call.argument for call in harness.registry.of("heartbeat")] == ["UP"] * 3
+
+
+def test_heartbeats_are_spaced_by_the_interval_with_jitter() -> None:
+    harness = Harness()
+    harness.stop_after("heartbeat", 3)
+
+    harness.run()
+
+    times = [call.at for call in harness.registry.calls[:4]]
+    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    assert gaps == pytest.approx([11.0, 11.0, 11.0]), "MaxRng draws the +10% end of the jitter"
+
+
+def test_waits_for_the_app_before_registering() -> None:
+    harness = Harness(Ready(False, False, True))
+    harness.stop_after("register", 1)
+
+    harness.run()
+
+    assert harness.stop.waits[:2] == [1.0, 1.0]
+    assert harness.registry.of("register")[0].at == 1002.0
+
+
+def test_stop_while_waiting_for_the_app_exits_without_touching_the_registry() -> None:
+    harness = Harness(Ready(False))
+    harness.stop.stop_when = lambda: len(harness.stop.waits) >= 3
+
+    assert harness.run() == 0
+
+    assert harness.registry.calls == []
+
+
+def test_waiting_for_the_app_is_logged_now_and_then(caplog: pytest.LogCaptureFixture) -> None:
+    harness = Harness(Ready(False))
+    harness.stop.stop_when = lambda: len(harness.stop.waits) >= 65
+
+    with caplog.at_level(logging.INFO, "lambdamesh_sidecar"):
+        harness.run()
+
+    waiting = [r for r in caplog.records if r.getMessage().startswith("waiting for the app")]
+    assert 2 <= len(waiting) <= 4
+
+
+def test_registers_again_at_once_when_the_registry_forgets_the_instance(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    harness = Harness()
+    harness.registry.heartbeat_outcomes.extend([None, NotRegistered("gone", status=404)])
+    harness.stop_after("heartbeat", 3)
+
+    with caplog.at_level(logging.INFO, "lambdamesh_sidecar"):
+        harness.run()
+
+    assert harness.registry.names() == [
+        "register",
+        "heartbeat",
+        "heartbeat",
+        "register",
+        "heartbeat",
+        "deregister",
+    ]
+    forgotten, again = harness.registry.calls[2], harness.registry.calls[3]
+    assert again.at == forgotten.at, "no wait between the 404 and registering again"
+    assert any(r.getMessage().startswith("re-registered") for r in caplog.records)
+
+
+def test_backs_off_with_full_jitter_while_the_registry_is_unavailable() -> None:
+    harness = Harness()
+    harness.registry.register_outcomes.extend([Unavailable("503", status=503)] * 4)
+    harness.stop_after("heartbeat", 1)
+
+    harness.run()
+
+    assert harness.registry.names()[:6] == ["register"] * 5 + ["heartbeat"]
+    assert harness.stop.waits[:4] == [0.5, 1.0, 2.0, 4.0]
+
+
+def test_backoff_is_capped() -> None:
+    harness = Harness()
+    harness.registry.register_outcomes.extend([Unavailable("down")] * 10)
+    harness.stop_after("register", 11)
+
+    harness.run()
+
+    assert max(wait or 0 for wait in harness.stop.waits) == 30.0
+
+
+def test_outage_is_logged_when_it_starts_and_when_it_ends(caplog: pytest.LogCaptureFixture) -> None:
+    harness = Harness()
+    harness.registry.register_outcomes.extend([Unavailable("connection refused")] * 5)
+    harness.stop_after("register", 6)
+
+    with caplog.at_level(logging.INFO, "lambdamesh_sidecar"):
+        harness.run()
+
+    messages = [r.getMessage() for r in caplog.records]
+    unreachable = [m for m in messages if m.startswith("registry unreachable")]
+    assert len(unreachable) == 1
+    assert 'message="connection refused"' in unreachable[0]
+    assert any(m.startswith("registry reachable again failed_attempts=5") for m in messages)
+
+
+def test_rejection_is_logged_as_an_error_and_retried_slowly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    harness = Harness()
+    refusal = Rejected("token is not valid", status=401, code="unauthorized")
+    harness.registry.register_outcomes.extend([refusal] * 8)
+    harness.stop_after("register", 9)
+
+    with caplog.at_level(logging.INFO, "lambdamesh_sidecar"):
+        harness.run()
+
+    assert harness.stop.waits[:8] == [2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 8
+    assert "code=unauthorized" in errors[0].getMessage()
+    assert 'message="token is not valid"' in errors[0].getMessage()
+
+
+def test_heartbeat_retry_is_pulled_in_to_stay_inside_the_lease() -> None:
+    harness = Harness(timing=Timing(heartbeat_seconds=10.0, lease_seconds=30.0, request_timeout=5.0))
+    harness.registry.heartbeat_outcomes.extend([Unavailable("down")] * 6)
+    harness.stop_after("heartbeat", 7)
+
+    harness.run()
+
+    renewed_at = harness.registry.of("register")[0].at
+    retries = [call.at for call in harness.registry.of("heartbeat")]
+    last_useful = renewed_at + 30.0 - 5.0
+    assert any(retry == pytest.approx(last_useful) for retry in retries), (
+        "one retry lands just before the lease would lapse"
+    )
+
+
+def test_failed_heartbeats_keep_the_process_running_until_stopped() -> None:
+    harness = Harness()
+    harness.registry.heartbeat_outcomes.extend([Unavailable("down")] * 50)
+    harness.stop_after("heartbeat", 50)
+
+    assert harness.run() == 0
+
+    assert harness.registry.names()[-1] == "deregister"
+
+
+def test_reports_down_while_the_app_fails_readiness_and_up_again_after(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    harness = Harness(Ready(True, True, False, False, True))
+    harness.stop_after("heartbeat", 4)
+
+    with caplog.at_level(logging.INFO, "lambdamesh_sidecar"):
+        harness.run()
+
+    statuses = [call.argument for call in harness.registry.of("heartbeat")]
+    assert statuses == ["UP", "DOWN", "DOWN", "UP"]
+    levels = {r.getMessage(): r.levelno for r in caplog.records}
+    assert levels["app failed its readiness check; reporting DOWN"] == logging.WARNING
+    assert levels["app is ready again; reporting UP"] == logging.INFO
+
+
+def test_registers_again_with_the_current_status() -> None:
+    harness = Harness(Ready(True, False))
+    harness.registry.heartbeat_outcomes.append(NotRegistered("gone", status=404))
+    harness.stop_after("register", 2)
+
+    harness.run()
+
+    assert harness.registry.of("register")[1].argument.status == "DOWN"
+
+
+def test_deregisters_with_a_short_timeout() -> None:
+    harness = Harness(timing=Timing(request_timeout=5.0, shutdown_budget=5.0))
+    harness.stop_after("register", 1)
+
+    harness.run()
+
+    assert harness.registry.of("deregister")[0].argument == 2.5
+
+
+def test_deregister_is_tried_twice_then_given_up(caplog: pytest.LogCaptureFixture) -> None:
+    harness = Harness()
+    harness.registry.deregister_outcomes.extend([Unavailable("down")] * 3)
+    harness.stop_after("heartbeat", 1)
+
+    with caplog.at_level(logging.INFO, "lambdamesh_sidecar"):
+        assert harness.run() == 0
+
+    assert harness.registry.count("deregister") == 2
+    assert caplog.records[-1].levelno == logging.ERROR
+    assert "lease lapses" in caplog.records[-1].getMessage()
+
+
+def test_deregister_retry_succeeds_after_one_failure() -> None:
+    harness = Harness()
+    harness.registry.deregister_outcomes.append(Unavailable("reset"))
+    harness.stop_after("heartbeat", 1)
+
+    harness.run()
+
+    assert harness.registry.count("deregister") == 2
+
+
+def test_stop_during_registration_retries_still_deregisters() -> None:
+    harness = Harness()
+    harness.registry.register_outcomes.extend([Unavailable("timed out")] * 5)
+    harness.stop_after("register", 2)
+
+    assert harness.run() == 0
+
+    assert harness.registry.names() == ["register", "register", "deregister"]
+
+
+def test_stop_during_reregistration_ends_the_loop() -> None:
+    harness = Harness()
+    harness.registry.heartbeat_outcomes.append(NotRegistered("gone"))
+    harness.registry.register_outcomes.extend([None] + [Unavailable("down")] * 5)
+    harness.stop_after("register", 3)
+
+    assert harness.run() == 0
+
+    assert harness.registry.names() == [
+        "register",
+        "heartbeat",
+        "register",
+        "register",
+        "deregister",
+    ]
