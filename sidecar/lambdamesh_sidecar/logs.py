@@ -32,7 +32,7 @@ def fields(**values: object) -> str:
 
 
 def _quoted(value: object) -> str:
-    text = f"{value:g}" if isinstance(value, float) else str(value)
+    text = str(value)
     if text and not any(char.isspace() or char in '"=' for char in text):
         return text
     return json.dumps(text)

@@ -1,0 +1,64 @@
+"""Signal handling and the entry point, in-process."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import pytest
+
+from lambdamesh_sidecar.__main__ import main
+from lambdamesh_sidecar.config import VARIABLES
+from lambdamesh_sidecar.signals import StopOnSignal
+
+
+def test_first_signal_asks_to_stop() -> None:
+    stop = threading.Event()
+    exits: list[int] = []
+
+    StopOnSignal(stop, exit_now=exits.append)(signal.SIGTERM, None)
+
+    assert stop.is_set()
+    assert exits == []
+
+
+def test_second_signal_exits_at_once() -> None:
+    stop = threading.Event()
+    exits: list[int] = []
+    handler = StopOnSignal(stop, exit_now=exits.append)
+
+    handler(signal.SIGTERM, None)
+    handler(signal.SIGINT, None)
+
+    assert exits == [128 + signal.SIGINT]
+
+
+def test_install_covers_sigterm_and_sigint() -> None:
+    installed: dict[int, object] = {}
+    handler = StopOnSignal(threading.Event())
+
+    handler.install(set_handler=installed.__setitem__)
+
+    assert installed == {signal.SIGTERM: handler, signal.SIGINT: handler}
+
+
+def test_help_describes_every_variable(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["-h"], environ={})
+
+    assert exited.value.code == 0
+    usage = capsys.readouterr().out
+    assert all(name in usage for name, _ in VARIABLES)
+
+
+def test_config_error_returns_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([], environ={}) == 2
+
+    assert capsys.readouterr().err == "lambdamesh-sidecar: LAMBDAMESH_URL is required\n"
+
+
+def test_unknown_argument_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--frobnicate"], environ={})
+
+    assert exited.value.code == 2

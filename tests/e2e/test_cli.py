@@ -1,0 +1,127 @@
+"""The `lambdamesh` command as a user runs it: demo, signals, tokens, bootstrap, help."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+
+import boto3
+import pytest
+
+from chalicelib.auth import verify
+from tests.e2e.processes import ROOT, eventually, http, spawn
+from tests.helpers import SIGNING_KEY
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-m", "lambdamesh.cli", *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_the_demo_serves_its_printed_curl_lines_and_stops_cleanly(stop_signal: int) -> None:
+    demo = spawn("demo", ["-m", "lambdamesh.cli", "dev", "--demo", "--port", "0"])
+    try:
+        url = demo.wait_for_line(r"ready on (http://\S+)").group(1)
+        demo.wait_for_line(r"Press Ctrl-C")
+        curls = [line.strip() for line in demo.lines if line.strip().startswith("curl ")]
+        assert len(curls) >= 5
+        eventually(
+            lambda: (
+                http("GET", url + "/api/v1/hello/v1/").status == 200
+                and http("GET", url + "/api/v1/echo/v1/").status == 200
+            ),
+            20,
+            "demo services never became routable",
+        )
+        for line in curls:
+            assert run_curl_line(line) < 500, line
+    finally:
+        demo.signal(stop_signal)
+        code = demo.popen.wait(30)
+    assert code == 0, demo.output
+    assert "stopped" in demo.output
+
+
+def run_curl_line(line: str) -> int:
+    """Runs a printed curl line through urllib, the way a user would with curl."""
+    url = re.search(r"(http://\S+)", line)
+    assert url is not None
+    headers = dict(re.findall(r'-H "([^:]+): ([^"]+)"', line))
+    data = re.search(r"--data-binary '([^']*)'", line)
+    method = "POST" if "-X POST" in line else "GET"
+    body = data.group(1).encode() if data else None
+    return http(method, url.group(1), body, headers).status
+
+
+def test_token_prints_a_token_for_a_service_and_for_admin() -> None:
+    env = {"LAMBDAMESH_SIGNING_KEY": SIGNING_KEY}
+    service = run_cli("token", "orders", env=env)
+    admin = run_cli("token", "--admin", env=env)
+
+    assert service.returncode == 0 and admin.returncode == 0
+    assert verify(SIGNING_KEY.encode(), service.stdout.strip()).scope == "service:orders"
+    assert verify(SIGNING_KEY.encode(), admin.stdout.strip()).is_admin
+
+
+def test_token_without_a_signing_key_fails_with_one_clear_line() -> None:
+    result = run_cli("token", "orders", env={"LAMBDAMESH_SIGNING_KEY": ""})
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip().count("\n") == 0
+    assert "LAMBDAMESH_SIGNING_KEY" in result.stderr
+
+
+def test_token_refuses_an_invalid_service_name() -> None:
+    result = run_cli("token", "Not_Valid", env={"LAMBDAMESH_SIGNING_KEY": SIGNING_KEY})
+
+    assert result.returncode == 2
+    assert "service" in result.stderr
+
+
+def test_bootstrap_creates_the_table_once(dynamodb_endpoint: str) -> None:
+    env = {"AWS_ENDPOINT_URL_DYNAMODB": dynamodb_endpoint, "LAMBDAMESH_TABLE": "bootstrapped"}
+    first = run_cli("bootstrap", env=env)
+    second = run_cli("bootstrap", env=env)
+
+    assert first.returncode == 0, first.stderr
+    assert "created" in first.stdout
+    assert "already exists" in second.stdout
+    client = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
+    ttl = client.describe_time_to_live(TableName="bootstrapped")["TimeToLiveDescription"]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
+
+
+@pytest.mark.parametrize("command", [[], ["dev"], ["token"], ["bootstrap"]])
+def test_help_describes_each_command(command: list[str]) -> None:
+    result = run_cli(*command, "--help")
+
+    assert result.returncode == 0
+    assert "usage: lambdamesh" in result.stdout
+
+
+def test_dev_uses_a_named_dynamodb_endpoint(dynamodb_endpoint: str) -> None:
+    dev = spawn(
+        "dev-external",
+        ["-m", "lambdamesh.cli", "dev", "--port", "0", "--dynamodb-endpoint", dynamodb_endpoint],
+        env={"LAMBDAMESH_TABLE": "external-table"},
+    )
+    try:
+        line = dev.wait_for_line(r"ready on (http://\S+) \(DynamoDB at (\S+)\)")
+        assert line.group(2) == dynamodb_endpoint
+        assert http("GET", line.group(1) + "/health").status == 200
+    finally:
+        assert dev.stop() == 0
+    client = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
+    assert "external-table" in client.list_tables()["TableNames"]

@@ -1,0 +1,233 @@
+"""Registration tokens: who may write what, and that nothing unsigned gets through."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+
+import pytest
+
+from chalicelib import auth
+from chalicelib.auth import (
+    MAX_TOKEN_LENGTH,
+    Principal,
+    bearer_token,
+    issue,
+    require_write,
+    verify,
+)
+from chalicelib.errors import Forbidden, LambdaMeshError, Unauthorized
+
+KEY = b"k3y-that-must-never-leak-0123456789"
+OTHER_KEY = b"another-key-of-the-same-length-000"
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def refusal(token: str, key: bytes = KEY) -> Unauthorized:
+    with pytest.raises(Unauthorized) as caught:
+        verify(key, token)
+    return caught.value
+
+
+def assert_tells_nothing_secret(error: LambdaMeshError, token: str) -> None:
+    assert KEY.decode() not in error.message
+    assert token not in error.message
+
+
+def test_error_codes_are_stable() -> None:
+    assert (Unauthorized.code, Unauthorized.status) == ("unauthorized", 401)
+    assert (Forbidden.code, Forbidden.status) == ("forbidden", 403)
+
+
+def test_a_service_token_verifies_as_that_service() -> None:
+    principal = verify(KEY, issue(KEY, service="orders"))
+
+    assert principal == Principal("service:orders")
+    assert not principal.is_admin
+
+
+def test_an_admin_token_verifies_as_admin() -> None:
+    principal = verify(KEY, issue(KEY))
+
+    assert principal == Principal("admin")
+    assert principal.is_admin
+
+
+def test_a_token_has_the_documented_shape() -> None:
+    prefix, scope, signature = issue(KEY, service="orders").split(".")
+
+    assert prefix == "lm1"
+    assert base64.urlsafe_b64decode(scope + "==") == b"service:orders"
+    assert "=" not in signature
+    assert len(base64.urlsafe_b64decode(signature + "=")) == 32
+
+
+def test_tokens_for_different_services_differ() -> None:
+    assert issue(KEY, service="orders") != issue(KEY, service="billing")
+
+
+@pytest.mark.parametrize("service", [None, "orders"])
+def test_a_token_signed_with_another_key_is_unauthorized(service: str | None) -> None:
+    token = issue(OTHER_KEY, service=service)
+
+    error = refusal(token)
+
+    assert error.message == "the bearer token is not valid"
+    assert_tells_nothing_secret(error, token)
+
+
+def test_swapping_in_the_admin_scope_does_not_make_a_service_token_admin() -> None:
+    prefix, _, signature = issue(KEY, service="orders").split(".")
+    _, admin_scope, _ = issue(KEY).split(".")
+    forged = f"{prefix}.{admin_scope}.{signature}"
+
+    assert_tells_nothing_secret(refusal(forged), forged)
+
+
+def test_swapping_in_another_services_scope_is_unauthorized() -> None:
+    prefix, _, signature = issue(KEY, service="orders").split(".")
+
+    refusal(f"{prefix}.{b64(b'service:billing')}.{signature}")
+
+
+def test_an_admin_signature_does_not_verify_a_service_scope() -> None:
+    _, scope, _ = issue(KEY, service="orders").split(".")
+    _, _, admin_signature = issue(KEY).split(".")
+
+    refusal(f"lm1.{scope}.{admin_signature}")
+
+
+def test_a_truncated_signature_is_unauthorized() -> None:
+    refusal(issue(KEY, service="orders")[:-4])
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        "lm1",
+        "lm1.c2VydmljZTpvcmRlcnM",
+        "lm1.a.b.c",
+        "lm2." + issue(KEY).split(".", 1)[1],
+        "LM1." + issue(KEY).split(".", 1)[1],
+        "lm1.a.b",
+        "lm1." + b64(b"\xff\xfe") + ".AAAA",
+    ],
+    ids=[
+        "empty",
+        "prefix only",
+        "two parts",
+        "four parts",
+        "other version",
+        "uppercase prefix",
+        "bad base64",
+        "scope not utf-8",
+    ],
+)
+def test_malformed_tokens_are_unauthorized(token: str) -> None:
+    error = refusal(token)
+
+    assert error.message == "the bearer token is malformed"
+
+
+def test_a_correctly_signed_token_longer_than_the_maximum_is_refused_unread() -> None:
+    token = issue(KEY, service="s" * MAX_TOKEN_LENGTH)
+    assert len(token) > MAX_TOKEN_LENGTH
+
+    error = refusal(token)
+
+    assert error.message == "the bearer token is malformed"
+
+
+def test_verify_compares_signatures_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    compared: list[tuple[bytes, bytes]] = []
+    original = hmac.compare_digest
+
+    def recording(given: bytes, expected: bytes) -> bool:
+        compared.append((given, expected))
+        return original(given, expected)
+
+    monkeypatch.setattr(auth.hmac, "compare_digest", recording)
+    good = issue(KEY, service="orders")
+    forged = issue(OTHER_KEY, service="orders")
+
+    verify(KEY, good)
+    refusal(forged)
+
+    signature = base64.urlsafe_b64decode(good.split(".")[2] + "=")
+    assert compared[0] == (signature, signature)
+    assert compared[1][1] == signature
+    assert compared[1][0] != signature
+    assert len(compared) == 2
+
+
+# The Authorization header
+
+
+@pytest.mark.parametrize(
+    ("header", "token"),
+    [
+        ("Bearer abc.def", "abc.def"),
+        ("bearer abc.def", "abc.def"),
+        ("BEARER abc.def", "abc.def"),
+        ("  Bearer   abc.def  ", "abc.def"),
+    ],
+)
+def test_the_bearer_token_is_taken_from_the_header(header: str, token: str) -> None:
+    assert bearer_token(header) == token
+
+
+@pytest.mark.parametrize("header", [None, ""])
+def test_a_missing_authorization_header_says_how_to_send_one(header: str | None) -> None:
+    with pytest.raises(Unauthorized, match="Authorization: Bearer <token>"):
+        bearer_token(header)
+
+
+@pytest.mark.parametrize(
+    "header", ["Basic dXNlcjpwYXNz", "Token abc", "Bearer", "Bearer    ", "Bearerabc", "abc"]
+)
+def test_another_scheme_or_an_empty_token_is_unauthorized(header: str) -> None:
+    with pytest.raises(Unauthorized) as caught:
+        bearer_token(header)
+
+    assert caught.value.message == "the Authorization header must be 'Bearer <token>'"
+
+
+# Who may write
+
+
+def test_a_service_principal_may_write_only_its_own_service() -> None:
+    principal = Principal("service:orders")
+
+    assert principal.can_write("orders")
+    assert not principal.can_write("billing")
+    assert not principal.can_write("orders-v2")
+    assert not principal.can_write("")
+
+
+def test_an_admin_principal_may_write_any_service() -> None:
+    assert Principal("admin").can_write("orders")
+    assert Principal("admin").can_write("billing")
+
+
+def test_a_scope_that_merely_contains_admin_is_not_admin() -> None:
+    assert not Principal("service:admin").is_admin
+    assert not Principal("administrator").can_write("orders")
+
+
+def test_require_write_lets_the_owner_and_admin_through() -> None:
+    require_write(verify(KEY, issue(KEY, service="orders")), "orders")
+    require_write(verify(KEY, issue(KEY)), "orders")
+
+
+def test_require_write_forbids_another_services_token_and_names_the_service() -> None:
+    token = issue(KEY, service="orders")
+
+    with pytest.raises(Forbidden) as caught:
+        require_write(verify(KEY, token), "billing")
+
+    assert "'billing'" in caught.value.message
+    assert_tells_nothing_secret(caught.value, token)

@@ -1,0 +1,137 @@
+"""Smooth weighted round robin: exact shares per cycle, interleaved, one rotation per pool."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from itertools import groupby
+
+from chalicelib.balancing import STRATEGIES, WeightedRoundRobin
+from chalicelib.instances import Instance
+
+MakeInstance = Callable[..., Instance]
+
+
+def pool_of(make_instance: MakeInstance, **weights: int) -> list[Instance]:
+    return [make_instance(name, weight=weight) for name, weight in weights.items()]
+
+
+def picks(
+    balancer: WeightedRoundRobin,
+    instances: Sequence[Instance],
+    count: int,
+    pool: str = "orders/v1",
+    exclude: frozenset[str] = frozenset(),
+) -> list[str]:
+    chosen = []
+    for _ in range(count):
+        instance = balancer.choose(pool, instances, exclude)
+        assert instance is not None
+        chosen.append(instance.instance_id)
+    return chosen
+
+
+def longest_run(sequence: list[str]) -> int:
+    return max(len(list(run)) for _, run in groupby(sequence))
+
+
+def test_round_robin_is_the_registered_strategy() -> None:
+    assert STRATEGIES["round_robin"] is WeightedRoundRobin
+
+
+def test_every_full_cycle_gives_each_instance_exactly_its_weight(
+    make_instance: MakeInstance,
+) -> None:
+    instances = pool_of(make_instance, a=5, b=1, c=1)
+    sequence = picks(WeightedRoundRobin(), instances, 7 * 20)
+
+    for start in range(0, len(sequence), 7):
+        assert Counter(sequence[start : start + 7]) == {"a": 5, "b": 1, "c": 1}
+
+
+def test_a_heavy_instance_is_interleaved_never_sent_five_in_a_row(
+    make_instance: MakeInstance,
+) -> None:
+    instances = pool_of(make_instance, a=5, b=1, c=1)
+
+    sequence = picks(WeightedRoundRobin(), instances, 70)
+
+    assert sequence[:7] == ["a", "a", "b", "a", "c", "a", "a"]
+    assert longest_run(sequence) < 5
+
+
+def test_shares_follow_arbitrary_weights_over_a_full_cycle(make_instance: MakeInstance) -> None:
+    instances = pool_of(make_instance, a=100, b=250, c=1, d=649)
+
+    assert Counter(picks(WeightedRoundRobin(), instances, 1000)) == {
+        "a": 100,
+        "b": 250,
+        "c": 1,
+        "d": 649,
+    }
+
+
+def test_equal_weights_rotate_through_every_instance_in_turn(make_instance: MakeInstance) -> None:
+    instances = pool_of(make_instance, a=100, b=100, c=100)
+
+    sequence = picks(WeightedRoundRobin(), instances, 30)
+
+    for start in range(0, 30, 3):
+        assert sorted(sequence[start : start + 3]) == ["a", "b", "c"]
+    assert longest_run(sequence) == 1
+
+
+def test_an_excluded_instance_is_never_chosen_and_the_rest_share_by_weight(
+    make_instance: MakeInstance,
+) -> None:
+    instances = pool_of(make_instance, a=5, b=2, c=1)
+
+    sequence = picks(WeightedRoundRobin(), instances, 30, exclude=frozenset({"a"}))
+
+    assert Counter(sequence) == {"b": 20, "c": 10}
+
+
+def test_excluding_every_instance_leaves_none(make_instance: MakeInstance) -> None:
+    instances = pool_of(make_instance, a=1, b=1)
+
+    assert WeightedRoundRobin().choose("orders/v1", instances, exclude={"a", "b"}) is None
+
+
+def test_an_empty_pool_leaves_none() -> None:
+    assert WeightedRoundRobin().choose("orders/v1", []) is None
+
+
+def test_each_pool_keeps_its_own_rotation(make_instance: MakeInstance) -> None:
+    instances = pool_of(make_instance, a=5, b=1, c=1)
+    alone = picks(WeightedRoundRobin(), instances, 14)
+
+    shared = WeightedRoundRobin()
+    interleaved: list[str] = []
+    for _ in range(14):
+        interleaved += picks(shared, instances, 1, pool="orders/v1")
+        picks(shared, instances, 3, pool="orders/v2")
+
+    assert interleaved == alone
+
+
+def test_after_a_membership_change_only_current_instances_are_chosen_by_their_weights(
+    make_instance: MakeInstance,
+) -> None:
+    balancer = WeightedRoundRobin()
+    picks(balancer, pool_of(make_instance, a=5, b=1, c=1), 3)
+
+    shares = Counter(picks(balancer, pool_of(make_instance, c=1, d=3), 1000))
+
+    # c carries its earlier rotation credit, so the split may lean by a pick or two at first.
+    assert set(shares) == {"c", "d"}
+    assert abs(shares["c"] - 250) <= 3
+
+
+def test_departed_instances_are_forgotten(make_instance: MakeInstance) -> None:
+    balancer = WeightedRoundRobin()
+
+    for generation in range(100):
+        picks(balancer, [make_instance(f"task-{generation}")], 1)
+
+    # Only the rotation state can show it: ECS replaces tasks for ever, memory must not grow.
+    assert len(balancer._current["orders/v1"]) <= 2

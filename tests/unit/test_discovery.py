@@ -1,0 +1,240 @@
+"""Where a request may go: the routable() rules and Discovery's short-lived cache."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from chalicelib import discovery
+from chalicelib.discovery import MAX_CACHED_SERVICES, Discovery, routable
+from chalicelib.errors import NoLiveInstance, ServiceNotFound, VersionNotFound
+from chalicelib.instances import Instance
+
+MakeInstance = Callable[..., Instance]
+
+
+class FakeClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class InMemoryStore:
+    """Just the verb Discovery needs, counting how often it is asked."""
+
+    def __init__(self, instances: list[Instance] | None = None) -> None:
+        self.by_service: dict[str, list[Instance]] = {}
+        for instance in instances or []:
+            self.by_service.setdefault(instance.service, []).append(instance)
+        self.reads: list[str] = []
+
+    def instances(self, service: str) -> list[Instance]:
+        self.reads.append(service)
+        return list(self.by_service.get(service, []))
+
+
+def ids(instances: list[Instance]) -> list[str]:
+    return [i.instance_id for i in instances]
+
+
+# routable()
+
+
+def test_no_instances_at_all_means_the_service_is_not_found(now: float) -> None:
+    with pytest.raises(ServiceNotFound, match="'orders'") as caught:
+        routable("orders", "v1", (), now)
+
+    assert (caught.value.status, caught.value.code) == (404, "service_not_found")
+
+
+def test_no_instance_of_the_version_means_the_version_is_not_found(
+    make_instance: MakeInstance, now: float
+) -> None:
+    instances = (make_instance("a", version="v2"),)
+
+    with pytest.raises(VersionNotFound, match="'v1'") as caught:
+        routable("orders", "v1", instances, now)
+
+    assert (caught.value.status, caught.value.code) == (404, "version_not_found")
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"expires_at": 0.0}, {"status": "DOWN"}],
+    ids=["expired", "down"],
+)
+def test_instances_that_are_expired_or_down_leave_no_live_instance(
+    make_instance: MakeInstance, now: float, overrides: dict[str, object]
+) -> None:
+    instances = (make_instance("a", **overrides), make_instance("b", version="v2"))
+
+    with pytest.raises(NoLiveInstance) as caught:
+        routable("orders", "v1", instances, now)
+
+    assert (caught.value.status, caught.value.code) == (503, "no_live_instance")
+
+
+def test_an_instance_whose_lease_ends_exactly_now_is_not_routable(
+    make_instance: MakeInstance, now: float
+) -> None:
+    with pytest.raises(NoLiveInstance):
+        routable("orders", "v1", (make_instance("a", expires_at=now),), now)
+
+
+def test_only_live_up_instances_of_the_version_are_routable(
+    make_instance: MakeInstance, now: float
+) -> None:
+    instances = (
+        make_instance("live"),
+        make_instance("expired", expires_at=now - 1),
+        make_instance("down", status="DOWN"),
+        make_instance("other-version", version="v2"),
+        make_instance("also-live"),
+    )
+
+    assert ids(routable("orders", "v1", instances, now)) == ["live", "also-live"]
+
+
+def test_ejected_instances_are_skipped(make_instance: MakeInstance, now: float) -> None:
+    instances = (make_instance("a"), make_instance("b"), make_instance("c"))
+
+    assert ids(routable("orders", "v1", instances, now, frozenset({"a", "c"}))) == ["b"]
+
+
+def test_when_every_live_instance_is_ejected_all_of_them_are_tried_again(
+    make_instance: MakeInstance, now: float
+) -> None:
+    instances = (make_instance("a"), make_instance("b"), make_instance("down", status="DOWN"))
+
+    assert ids(routable("orders", "v1", instances, now, frozenset({"a", "b"}))) == ["a", "b"]
+
+
+# Discovery
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(100.0)
+
+
+@pytest.fixture
+def store(make_instance: MakeInstance) -> InMemoryStore:
+    return InMemoryStore([make_instance("a"), make_instance("b")])
+
+
+@pytest.fixture
+def subject(store: InMemoryStore, clock: FakeClock, now: float) -> Discovery:
+    return Discovery(store, ttl=1.0, eject_seconds=5.0, clock=clock, wall_clock=FakeClock(now))
+
+
+def test_a_second_lookup_within_the_ttl_does_not_read_the_store(
+    subject: Discovery, store: InMemoryStore, clock: FakeClock
+) -> None:
+    subject.routable("orders", "v1")
+    clock.advance(0.999)
+
+    subject.routable("orders", "v1")
+    subject.routable("orders", "v2") if False else None
+
+    assert store.reads == ["orders"]
+
+
+def test_once_the_ttl_has_passed_the_store_is_read_again_and_changes_show(
+    subject: Discovery, store: InMemoryStore, clock: FakeClock, make_instance: MakeInstance
+) -> None:
+    assert ids(subject.routable("orders", "v1")) == ["a", "b"]
+    store.by_service["orders"] = [make_instance("b"), make_instance("c")]
+
+    assert ids(subject.routable("orders", "v1")) == ["a", "b"]
+    clock.advance(1.0)
+    assert ids(subject.routable("orders", "v1")) == ["b", "c"]
+    assert store.reads == ["orders", "orders"]
+
+
+def test_services_are_cached_separately(
+    subject: Discovery, store: InMemoryStore, make_instance: MakeInstance
+) -> None:
+    store.by_service["billing"] = [make_instance("x", service="billing")]
+
+    subject.routable("orders", "v1")
+    assert ids(subject.routable("billing", "v1")) == ["x"]
+    subject.routable("orders", "v1")
+
+    assert store.reads == ["orders", "billing"]
+
+
+def test_an_unknown_service_is_not_found(subject: Discovery) -> None:
+    with pytest.raises(ServiceNotFound):
+        subject.routable("nobody", "v1")
+
+
+def test_liveness_is_judged_by_the_wall_clock(
+    store: InMemoryStore, clock: FakeClock, now: float
+) -> None:
+    wall_clock = FakeClock(now)
+    subject = Discovery(store, ttl=60.0, clock=clock, wall_clock=wall_clock)
+    subject.routable("orders", "v1")
+
+    wall_clock.advance(30)
+
+    with pytest.raises(NoLiveInstance):
+        subject.routable("orders", "v1")
+
+
+def test_an_ejected_instance_is_left_out_until_eject_seconds_have_passed(
+    subject: Discovery, store: InMemoryStore, clock: FakeClock
+) -> None:
+    a, _ = store.by_service["orders"]
+
+    subject.eject(a)
+    clock.advance(4.9)
+    assert ids(subject.routable("orders", "v1")) == ["b"]
+
+    clock.advance(0.1)
+    assert ids(subject.routable("orders", "v1")) == ["a", "b"]
+
+
+def test_ejecting_an_instance_of_one_service_leaves_another_services_alone(
+    subject: Discovery, store: InMemoryStore, make_instance: MakeInstance
+) -> None:
+    store.by_service["billing"] = [make_instance("a", service="billing"), make_instance("z")]
+    a_of_orders = store.by_service["orders"][0]
+
+    subject.eject(a_of_orders)
+
+    assert ids(subject.routable("billing", "v1")) == ["a", "z"]
+    assert ids(subject.routable("orders", "v1")) == ["b"]
+
+
+def test_with_every_instance_ejected_they_are_all_offered_again(
+    subject: Discovery, store: InMemoryStore
+) -> None:
+    for instance in store.by_service["orders"]:
+        subject.eject(instance)
+
+    assert ids(subject.routable("orders", "v1")) == ["a", "b"]
+
+
+def test_the_cache_is_bounded_and_forgets_the_oldest_service_first(
+    make_instance: MakeInstance, clock: FakeClock, now: float
+) -> None:
+    names = [f"svc-{n}" for n in range(MAX_CACHED_SERVICES + 1)]
+    store = InMemoryStore([make_instance("a", service=name) for name in names])
+    subject = Discovery(store, ttl=60.0, clock=clock, wall_clock=FakeClock(now))
+
+    for name in names:
+        subject.routable(name, "v1")
+    store.reads.clear()
+    subject.routable(names[-1], "v1")
+    subject.routable(names[1], "v1")
+    assert store.reads == []
+
+    subject.routable(names[0], "v1")
+    assert store.reads == [names[0]]
+    assert len(subject._entries) == discovery.MAX_CACHED_SERVICES

@@ -1,0 +1,246 @@
+"""Which hosts the gateway may be aimed at: refused, allowed by policy, or allowed always."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from chalicelib.errors import BadRequest, HostNotAllowed, InvalidRequest
+from chalicelib.hosts import MAX_HOST_LENGTH, HostPolicy, normalize_host, refusal_reason
+from chalicelib.upstream import ConnectFailed, UpstreamClient
+
+STRICT = HostPolicy()
+PERMISSIVE = HostPolicy(allow_loopback=True, allow_private=True)
+
+ALWAYS_REFUSED = [
+    "169.254.169.254",  # EC2 instance metadata
+    "169.254.170.2",  # ECS task metadata and credentials
+    "fe80::1",
+    "fd00:ec2::254",  # EC2 IPv6 instance metadata, inside the unique-local range
+    "::ffff:169.254.169.254",
+    "0.0.0.0",
+    "::",
+    "224.0.0.1",
+    "ff02::1",
+]
+LOOPBACK = ["127.0.0.1", "127.8.9.10", "::1"]
+PRIVATE = ["10.0.0.1", "172.16.0.1", "172.31.255.254", "192.168.1.1", "fc00::1", "100.64.0.1"]
+PUBLIC = ["8.8.8.8", "52.95.110.1", "2600:1f18::1"]
+
+
+def test_error_codes_are_stable() -> None:
+    assert (HostNotAllowed.code, HostNotAllowed.status) == ("host_not_allowed", 400)
+    assert (InvalidRequest.code, InvalidRequest.status) == ("invalid_request", 400)
+    assert issubclass(HostNotAllowed, BadRequest)
+
+
+@pytest.mark.parametrize("host", ALWAYS_REFUSED)
+@pytest.mark.parametrize("policy", [STRICT, PERMISSIVE], ids=["strict", "permissive"])
+def test_metadata_link_local_unspecified_and_multicast_are_refused_whatever_the_policy(
+    host: str, policy: HostPolicy
+) -> None:
+    assert refusal_reason(ipaddress.ip_address(host), policy) is not None
+    with pytest.raises(HostNotAllowed) as caught:
+        normalize_host(host, policy)
+    assert host in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        ("169.254.169.254", "link-local or instance-metadata"),
+        ("fd00:ec2::254", "link-local or instance-metadata"),
+        ("::ffff:169.254.169.254", "link-local or instance-metadata"),
+        ("0.0.0.0", "unspecified"),
+        ("::", "unspecified"),
+        ("224.0.0.1", "multicast"),
+        ("ff02::1", "multicast"),
+        ("127.0.0.1", "loopback"),
+        ("10.0.0.1", "private"),
+        ("100.64.0.1", "private"),
+    ],
+)
+def test_the_refusal_says_what_kind_of_address_it_is(host: str, reason: str) -> None:
+    assert reason in (refusal_reason(ipaddress.ip_address(host), STRICT) or "")
+
+
+def test_an_ipv4_mapped_ipv6_address_is_judged_as_the_ipv4_address_it_carries() -> None:
+    mapped = ipaddress.ip_address("::ffff:10.0.0.1")
+
+    assert refusal_reason(mapped, STRICT) == "a private address"
+    assert refusal_reason(mapped, HostPolicy(allow_private=True)) is None
+
+
+@pytest.mark.parametrize("host", [*LOOPBACK, "localhost", "LocalHost", "localhost."])
+def test_loopback_is_refused_unless_the_policy_allows_it(host: str) -> None:
+    with pytest.raises(HostNotAllowed, match="loopback"):
+        normalize_host(host, STRICT)
+    with pytest.raises(HostNotAllowed):
+        normalize_host(host, HostPolicy(allow_private=True))
+
+    assert normalize_host(host, HostPolicy(allow_loopback=True)) == host.lower().rstrip(".")
+
+
+@pytest.mark.parametrize("host", PRIVATE)
+def test_private_and_shared_address_space_is_refused_unless_the_policy_allows_it(
+    host: str,
+) -> None:
+    with pytest.raises(HostNotAllowed, match="private"):
+        normalize_host(host, STRICT)
+    with pytest.raises(HostNotAllowed):
+        normalize_host(host, HostPolicy(allow_loopback=True))
+
+    assert normalize_host(host, HostPolicy(allow_private=True)) == host
+
+
+@pytest.mark.parametrize("host", ["255.255.255.255", "240.0.0.1"])
+def test_broadcast_and_reserved_addresses_stay_refused_when_private_networks_are_allowed(
+    host: str,
+) -> None:
+    # Python counts 240.0.0.0/4 and the broadcast address as "private"; allowing the VPC's
+    # private networks must not open these up.
+    with pytest.raises(HostNotAllowed):
+        normalize_host(host, PERMISSIVE)
+
+
+@pytest.mark.parametrize("host", PUBLIC)
+def test_public_addresses_are_allowed_by_the_strictest_policy(host: str) -> None:
+    assert refusal_reason(ipaddress.ip_address(host), STRICT) is None
+    assert normalize_host(host, STRICT) == host
+
+
+@pytest.mark.parametrize(
+    "host", ["orders.internal", "api.example.com", "a", "x1-y2.eu-west-1.compute.internal"]
+)
+def test_dns_names_are_allowed(host: str) -> None:
+    assert normalize_host(host, STRICT) == host
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("Orders.Example.COM", "orders.example.com"),
+        ("orders.example.com.", "orders.example.com"),
+        ("  orders.example.com  ", "orders.example.com"),
+        ("2600:1F18::0001", "2600:1f18::1"),
+        ("[2600:1f18::1]", "2600:1f18::1"),
+    ],
+)
+def test_hosts_are_stored_lowercase_without_trailing_dot_or_brackets(
+    given: str, stored: str
+) -> None:
+    assert normalize_host(given, STRICT) == stored
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "",
+        "   ",
+        "under_score.example.com",
+        "a..example.com",
+        ".example.com",
+        "-leading.example.com",
+        "trailing-.example.com",
+        "x" * 64 + ".example.com",
+        "1.2.3.999",
+        "256.1.1.1",
+        "example.123",
+        "spa ce.example.com",
+        "ex\u00e4mple.com",
+        "example.com:8080",
+        "http://example.com",
+    ],
+)
+def test_invalid_dns_names_are_refused_as_invalid_requests(host: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        normalize_host(host, PERMISSIVE)
+    assert not isinstance(caught.value, HostNotAllowed)
+
+
+def test_a_line_break_inside_a_name_is_refused() -> None:
+    # The host ends up in the upstream Host header; a line break there splits the request.
+    with pytest.raises(InvalidRequest):
+        normalize_host("evil\n.example.com", PERMISSIVE)
+
+
+def test_more_than_one_trailing_dot_is_an_empty_label_and_refused() -> None:
+    with pytest.raises(InvalidRequest):
+        normalize_host("orders.example.com..", STRICT)
+
+
+def test_a_label_of_exactly_63_characters_is_accepted() -> None:
+    host = "x" * 63 + ".example.com"
+
+    assert normalize_host(host, STRICT) == host
+
+
+def test_a_name_of_exactly_the_maximum_length_is_accepted_and_one_more_is_refused() -> None:
+    labels = ["a" * 63, "b" * 63, "c" * 63, "d" * 61]
+    longest = ".".join(labels)
+    assert len(longest) == MAX_HOST_LENGTH
+
+    assert normalize_host(longest, STRICT) == longest
+    with pytest.raises(InvalidRequest):
+        normalize_host(longest + "e", STRICT)
+
+
+def test_the_refusal_message_names_the_host() -> None:
+    with pytest.raises(InvalidRequest, match="under_score.example.com"):
+        normalize_host("under_score.example.com", STRICT)
+    with pytest.raises(HostNotAllowed, match="169.254.169.254"):
+        normalize_host("169.254.169.254", STRICT)
+
+
+class RecordingResolver:
+    def __init__(self, answers: dict[str, list[str]]) -> None:
+        self.answers = answers
+        self.asked: list[tuple[str, int]] = []
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        self.asked.append((host, port))
+        if host not in self.answers:
+            raise OSError(f"Name or service not known: {host}")
+        return self.answers[host]
+
+
+def client_with(resolver: RecordingResolver, policy: HostPolicy = STRICT) -> UpstreamClient:
+    return UpstreamClient(policy, resolver=resolver)
+
+
+def test_an_ip_host_is_connected_to_as_is_without_asking_dns() -> None:
+    resolver = RecordingResolver({})
+
+    assert client_with(resolver).address_for("52.95.110.1", 80) == "52.95.110.1"
+    assert resolver.asked == []
+
+
+def test_a_dns_name_is_connected_to_at_its_first_address_the_policy_allows() -> None:
+    resolver = RecordingResolver(
+        {"orders.example.com": ["169.254.169.254", "10.0.0.7", "52.95.110.1", "52.95.110.2"]}
+    )
+
+    assert client_with(resolver).address_for("orders.example.com", 8080) == "52.95.110.1"
+    assert resolver.asked == [("orders.example.com", 8080)]
+
+
+def test_a_dns_name_that_now_points_at_a_private_address_follows_the_policy() -> None:
+    resolver = RecordingResolver({"orders.internal": ["10.0.0.7"]})
+
+    with pytest.raises(HostNotAllowed, match="orders.internal"):
+        client_with(resolver).address_for("orders.internal", 8080)
+    allowed = client_with(resolver, HostPolicy(allow_private=True))
+    assert allowed.address_for("orders.internal", 8080) == "10.0.0.7"
+
+
+def test_a_dns_name_that_resolves_to_metadata_is_refused_even_when_everything_is_allowed() -> None:
+    resolver = RecordingResolver({"rebind.example.com": ["169.254.169.254", "fd00:ec2::254"]})
+
+    with pytest.raises(HostNotAllowed, match="rebind.example.com"):
+        client_with(resolver, PERMISSIVE).address_for("rebind.example.com", 80)
+
+
+def test_a_name_that_cannot_be_resolved_is_a_connect_failure_naming_the_host() -> None:
+    with pytest.raises(ConnectFailed, match="gone.example.com"):
+        client_with(RecordingResolver({})).address_for("gone.example.com", 80)

@@ -1,0 +1,318 @@
+"""Input rules of the registry API: names, JSON bodies, registrations and heartbeats."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from chalicelib.errors import HostNotAllowed, InvalidName, InvalidRequest, PayloadTooLarge
+from chalicelib.hosts import HostPolicy
+from chalicelib.instances import Registration
+from chalicelib.validation import (
+    MAX_REGISTRY_BODY,
+    check_name,
+    parse_heartbeat,
+    parse_json_body,
+    parse_registration,
+)
+
+POLICY = HostPolicy()
+VALID = {"version": "v1", "host": "orders.example.com", "port": 8080}
+
+
+def register(**fields: Any) -> Registration:
+    return parse_registration("orders", "i-1", {**VALID, **fields}, POLICY)
+
+
+def refusal(**fields: Any) -> str:
+    with pytest.raises(InvalidRequest) as caught:
+        register(**fields)
+    return caught.value.message
+
+
+# check_name
+
+
+def test_error_codes_are_stable() -> None:
+    assert (InvalidName.code, InvalidName.status) == ("invalid_name", 400)
+    assert (InvalidRequest.code, InvalidRequest.status) == ("invalid_request", 400)
+    assert (PayloadTooLarge.code, PayloadTooLarge.status) == ("payload_too_large", 413)
+
+
+@pytest.mark.parametrize(
+    ("kind", "longest"), [("service", 63), ("version", 32), ("instance_id", 128)]
+)
+def test_a_name_of_exactly_the_maximum_length_is_accepted_and_one_more_is_refused(
+    kind: str, longest: int
+) -> None:
+    assert check_name(kind, "a" * longest) == "a" * longest
+    with pytest.raises(InvalidName):
+        check_name(kind, "a" * (longest + 1))
+
+
+@pytest.mark.parametrize("kind", ["service", "version", "instance_id"])
+@pytest.mark.parametrize("value", ["", "Orders", "-orders", "orders-", "or ders", "or/ders"])
+def test_names_refuse_emptiness_uppercase_edge_hyphens_and_separators(
+    kind: str, value: str
+) -> None:
+    with pytest.raises(InvalidName):
+        check_name(kind, value)
+
+
+@pytest.mark.parametrize("kind", ["service", "version", "instance_id"])
+def test_a_name_with_a_trailing_line_break_is_refused(kind: str) -> None:
+    with pytest.raises(InvalidName):
+        check_name(kind, "orders\n")
+
+
+@pytest.mark.parametrize(
+    ("kind", "value"),
+    [
+        ("service", "orders"),
+        ("service", "a"),
+        ("service", "order-service-2"),
+        ("version", "v1.2.3"),
+        ("version", "2024_01-rc1"),
+        ("instance_id", "ip-10-0-0-1.ec2.internal"),
+        ("instance_id", "4f1c_task-1"),
+    ],
+)
+def test_well_formed_names_are_returned_unchanged(kind: str, value: str) -> None:
+    assert check_name(kind, value) == value
+
+
+@pytest.mark.parametrize("value", ["v1.2", "v_1"])
+def test_service_names_refuse_dots_and_underscores_that_versions_allow(value: str) -> None:
+    assert check_name("version", value) == value
+    with pytest.raises(InvalidName):
+        check_name("service", value)
+
+
+def test_the_name_refusal_says_which_name_and_the_rule() -> None:
+    with pytest.raises(InvalidName) as caught:
+        check_name("service", "Orders")
+
+    assert "service" in caught.value.message
+    assert "'Orders'" in caught.value.message
+    assert "1-63 characters" in caught.value.message
+
+
+def test_the_name_refusal_quotes_at_most_80_characters_of_a_huge_value() -> None:
+    with pytest.raises(InvalidName) as caught:
+        check_name("instance_id", "X" * 10_000)
+
+    assert "X" * 80 in caught.value.message
+    assert "X" * 81 not in caught.value.message
+
+
+# parse_json_body
+
+
+@pytest.mark.parametrize("raw", [None, b""])
+def test_an_empty_body_is_an_empty_object(raw: bytes | None) -> None:
+    assert parse_json_body(raw) == {}
+
+
+def test_a_json_body_is_decoded() -> None:
+    assert parse_json_body(b'{"status": "UP", "n": [1, 2]}') == {"status": "UP", "n": [1, 2]}
+
+
+@pytest.mark.parametrize("raw", [b"{", b"not json", b'{"a": }', b"\xff\xfe\x00"])
+def test_a_body_that_is_not_json_is_an_invalid_request(raw: bytes) -> None:
+    with pytest.raises(InvalidRequest, match="not valid JSON"):
+        parse_json_body(raw)
+
+
+def test_a_body_of_exactly_the_limit_is_accepted_and_one_byte_more_is_too_large() -> None:
+    padding = MAX_REGISTRY_BODY - len(json.dumps({"pad": ""}))
+    at_limit = json.dumps({"pad": "x" * padding}).encode()
+    assert len(at_limit) == MAX_REGISTRY_BODY
+
+    assert parse_json_body(at_limit) == {"pad": "x" * padding}
+    with pytest.raises(PayloadTooLarge) as caught:
+        parse_json_body(at_limit + b" ")
+    assert str(MAX_REGISTRY_BODY) in caught.value.message
+
+
+def test_the_size_limit_is_checked_before_the_body_is_parsed() -> None:
+    with pytest.raises(PayloadTooLarge):
+        parse_json_body(b"{" * 11, limit=10)
+
+
+# parse_registration
+
+
+def test_a_minimal_registration_gets_the_defaults() -> None:
+    assert register() == Registration(
+        service="orders",
+        instance_id="i-1",
+        version="v1",
+        host="orders.example.com",
+        port=8080,
+        weight=100,
+        zone=None,
+        metadata={},
+        lease_seconds=30,
+        status="UP",
+    )
+
+
+def test_a_full_registration_keeps_every_field() -> None:
+    registration = register(
+        weight=7,
+        zone="eu-west-1a",
+        metadata={"git.sha": "abc123", "team/owner": "payments"},
+        lease_seconds=60,
+        status="DOWN",
+    )
+
+    assert (registration.weight, registration.zone, registration.lease_seconds) == (
+        7,
+        "eu-west-1a",
+        60,
+    )
+    assert registration.metadata == {"git.sha": "abc123", "team/owner": "payments"}
+    assert registration.status == "DOWN"
+
+
+def test_the_host_is_normalised() -> None:
+    assert register(host="Orders.Example.COM.").host == "orders.example.com"
+
+
+def test_a_host_the_policy_refuses_is_refused() -> None:
+    with pytest.raises(HostNotAllowed, match="169.254.169.254"):
+        register(host="169.254.169.254")
+
+
+@pytest.mark.parametrize(
+    ("field", "accepted", "refused"),
+    [
+        ("port", [1, 65535], [0, 65536, -1]),
+        ("weight", [1, 1000], [0, 1001]),
+        ("lease_seconds", [5, 300], [4, 301]),
+    ],
+)
+def test_integer_fields_accept_their_bounds_and_refuse_one_beyond(
+    field: str, accepted: list[int], refused: list[int]
+) -> None:
+    for value in accepted:
+        assert getattr(register(**{field: value}), field) == value
+    for value in refused:
+        assert field in refusal(**{field: value})
+
+
+@pytest.mark.parametrize("field", ["port", "weight", "lease_seconds"])
+@pytest.mark.parametrize("value", [True, False, "80", None, 80.5])
+def test_integer_fields_refuse_booleans_strings_nulls_and_fractions(
+    field: str, value: object
+) -> None:
+    assert field in refusal(**{field: value})
+
+
+def test_a_port_written_as_a_whole_float_is_stored_as_an_integer() -> None:
+    # JSON Schema counts 8080.0 as an integer; the port must still be one, or the address
+    # becomes "host:8080.0".
+    registration = register(port=8080.0)
+
+    assert type(registration.port) is int
+    assert registration.port == 8080
+
+
+@pytest.mark.parametrize("missing", ["version", "host", "port"])
+def test_version_host_and_port_are_required(missing: str) -> None:
+    body = {k: v for k, v in VALID.items() if k != missing}
+
+    with pytest.raises(InvalidRequest, match=missing):
+        parse_registration("orders", "i-1", body, POLICY)
+
+
+def test_an_unknown_field_is_refused_by_name() -> None:
+    assert "colour" in refusal(colour="blue")
+
+
+@pytest.mark.parametrize("body", [[], "text", 42, None])
+def test_a_body_that_is_not_an_object_is_refused(body: object) -> None:
+    with pytest.raises(InvalidRequest):
+        parse_registration("orders", "i-1", body, POLICY)
+
+
+def test_a_version_that_is_not_a_valid_name_is_refused() -> None:
+    assert "version" in refusal(version="V1")
+    assert "version" in refusal(version="v1\n")
+
+
+@pytest.mark.parametrize("status", ["up", "SICK", "", 1])
+def test_status_is_up_or_down(status: object) -> None:
+    assert "status" in refusal(status=status)
+
+
+def test_zone_may_be_null_but_not_malformed() -> None:
+    assert register(zone=None).zone is None
+    assert "zone" in refusal(zone="EU West")
+
+
+def test_metadata_of_32_entries_is_accepted_and_33_refused() -> None:
+    entries = {f"k{n}": "v" for n in range(32)}
+    assert register(metadata=entries).metadata == entries
+
+    assert "metadata" in refusal(metadata={**entries, "k32": "v"})
+
+
+def test_a_metadata_value_of_512_characters_is_accepted_and_513_refused() -> None:
+    assert register(metadata={"k": "x" * 512}).metadata == {"k": "x" * 512}
+
+    assert "metadata" in refusal(metadata={"k": "x" * 513})
+
+
+@pytest.mark.parametrize("value", [1, True, None, ["a"], {"a": "b"}])
+def test_metadata_values_must_be_strings(value: object) -> None:
+    assert "metadata" in refusal(metadata={"k": value})
+
+
+@pytest.mark.parametrize("key", ["", "has space", "k" * 65, "caf\u00e9", "line\nbreak"])
+def test_metadata_keys_must_be_short_and_plain(key: str) -> None:
+    assert "metadata" in refusal(metadata={key: "v"})
+
+
+def test_metadata_must_be_an_object() -> None:
+    assert "metadata" in refusal(metadata=["k", "v"])
+
+
+def test_the_registration_does_not_share_the_callers_metadata_dict() -> None:
+    metadata = {"k": "v"}
+    registration = register(metadata=metadata)
+
+    metadata["k"] = "changed"
+
+    assert registration.metadata == {"k": "v"}
+
+
+@pytest.mark.parametrize(
+    ("service", "instance_id"), [("Orders", "i-1"), ("orders", "i 1"), ("orders", "")]
+)
+def test_the_path_names_are_checked_before_the_body(service: str, instance_id: str) -> None:
+    with pytest.raises(InvalidName):
+        parse_registration(service, instance_id, {"nonsense": True}, POLICY)
+
+
+# parse_heartbeat
+
+
+def test_an_empty_heartbeat_changes_no_status() -> None:
+    assert parse_heartbeat({}) is None
+
+
+@pytest.mark.parametrize("status", ["UP", "DOWN"])
+def test_a_heartbeat_may_set_the_status(status: str) -> None:
+    assert parse_heartbeat({"status": status}) == status
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"status": "SICK"}, "status"), ({"lease_seconds": 60}, "lease_seconds"), ([], "object")],
+)
+def test_a_heartbeat_refuses_anything_else(body: object, field: str) -> None:
+    with pytest.raises(InvalidRequest, match=field):
+        parse_heartbeat(body)
