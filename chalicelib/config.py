@@ -15,6 +15,7 @@ class ConfigError(LambdaMeshError):
 
 DEFAULT_TABLE = "lambdamesh-registry"
 MIN_SIGNING_KEY_LENGTH = 16
+MIB = 1024 * 1024
 
 
 def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
@@ -44,6 +45,13 @@ def _number(
     return value
 
 
+def _integer(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = _number(environ, name, default, low, high)
+    if value != int(value):
+        raise ConfigError(f"{name} must be a whole number, got {environ[name]!r}")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the Lambda is told by its environment.
@@ -63,8 +71,8 @@ class Settings:
     read_timeout: float = 25.0
     max_attempts: int = 3
     eject_seconds: float = 5.0
-    max_request_body: int = 5 * 1024 * 1024
-    max_response_body: int = 4 * 1024 * 1024
+    max_request_body: int = 5 * MIB
+    max_response_body: int = 4 * MIB
     pool_maxsize: int = 10
 
     @classmethod
@@ -83,12 +91,8 @@ class Settings:
             cache_seconds=_number(env, "LAMBDAMESH_CACHE_SECONDS", 1.0, 0.0, 60.0),
             connect_timeout=_number(env, "LAMBDAMESH_CONNECT_TIMEOUT", 2.0, 0.1, 30.0),
             read_timeout=_number(env, "LAMBDAMESH_READ_TIMEOUT", 25.0, 0.1, 900.0),
-            max_attempts=int(_number(env, "LAMBDAMESH_MAX_ATTEMPTS", 3, 1, 10)),
+            max_attempts=_integer(env, "LAMBDAMESH_MAX_ATTEMPTS", 3, 1, 10),
             eject_seconds=_number(env, "LAMBDAMESH_EJECT_SECONDS", 5.0, 0.0, 300.0),
-            max_request_body=int(
-                _number(env, "LAMBDAMESH_MAX_REQUEST_BODY", 5 * 1024 * 1024, 0, 6 * 1024 * 1024)
-            ),
-            max_response_body=int(
-                _number(env, "LAMBDAMESH_MAX_RESPONSE_BODY", 4 * 1024 * 1024, 0, 6 * 1024 * 1024)
-            ),
+            max_request_body=_integer(env, "LAMBDAMESH_MAX_REQUEST_BODY", 5 * MIB, 0, 6 * MIB),
+            max_response_body=_integer(env, "LAMBDAMESH_MAX_RESPONSE_BODY", 4 * MIB, 0, 6 * MIB),
         )

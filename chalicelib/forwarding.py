@@ -33,7 +33,7 @@ Headers = dict[str, str | list[str]]
 
 def request_id(incoming: str | None) -> str:
     """The caller's request id when it is sane, else a fresh one."""
-    if incoming and _REQUEST_ID.match(incoming):
+    if incoming and _REQUEST_ID.fullmatch(incoming):
         return incoming
     return uuid.uuid4().hex
 
@@ -59,7 +59,9 @@ def upstream_headers(
     headers = {k: v for k, v in incoming.items() if k.lower() not in drop}
     lowered = {k.lower(): v for k, v in incoming.items()}
     forwarded_for = lowered.get("x-forwarded-for", "").strip()
-    if client_ip and client_ip not in [p.strip() for p in forwarded_for.split(",")]:
+    # The last hop is the one upstreams trust, so the real client must be it; API Gateway
+    # may have appended it already.
+    if client_ip and forwarded_for.rsplit(",", 1)[-1].strip() != client_ip:
         forwarded_for = f"{forwarded_for}, {client_ip}" if forwarded_for else client_ip
     if forwarded_for:
         headers["X-Forwarded-For"] = forwarded_for

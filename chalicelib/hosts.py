@@ -42,10 +42,11 @@ def refusal_reason(address: IPAddress, policy: HostPolicy) -> str | None:
         return "a multicast address"
     if address.is_loopback:
         return None if policy.allow_loopback else "a loopback address"
-    if address.is_private or address in _SHARED_CGNAT:
-        return None if policy.allow_private else "a private address"
+    # Before "private": Python counts broadcast and 240.0.0.0/4 as private too.
     if address.is_reserved:
         return "a reserved address"
+    if address.is_private or address in _SHARED_CGNAT:
+        return None if policy.allow_private else "a private address"
     return None
 
 
@@ -59,8 +60,8 @@ def parse_ip(host: str) -> IPAddress | None:
 def is_dns_name(host: str) -> bool:
     if len(host) > MAX_HOST_LENGTH:
         return False
-    labels = host.rstrip(".").split(".")
-    return all(_LABEL.match(label) for label in labels) and not labels[-1].isdigit()
+    labels = host.removesuffix(".").split(".")
+    return all(_LABEL.fullmatch(label) for label in labels) and not labels[-1].isdigit()
 
 
 def normalize_host(host: str, policy: HostPolicy) -> str:
@@ -74,6 +75,7 @@ def normalize_host(host: str, policy: HostPolicy) -> str:
         return str(address)
     if not candidate or not is_dns_name(candidate):
         raise InvalidRequest(f"host {host!r} is neither an IP address nor a valid DNS name")
-    if candidate.rstrip(".") in _LOOPBACK_NAMES and not policy.allow_loopback:
+    name = candidate.removesuffix(".")
+    if name in _LOOPBACK_NAMES and not policy.allow_loopback:
         raise HostNotAllowed(f"host {host!r} is a loopback name, which the gateway will not reach")
-    return candidate.rstrip(".")
+    return name

@@ -67,8 +67,13 @@ class UpstreamClient:
         )
 
     def address_for(self, host: str, port: int) -> str:
-        """The IP to connect to, re-checked here because a DNS name can point anywhere."""
-        if parse_ip(host) is not None:
+        """The IP to connect to, checked again here: a DNS name can point anywhere, and the
+        policy may have tightened since the instance registered."""
+        literal = parse_ip(host)
+        if literal is not None:
+            reason = refusal_reason(literal, self._policy)
+            if reason:
+                raise HostNotAllowed(f"upstream host {host!r} is {reason}")
             return host
         try:
             candidates = self._resolver(host, port)

@@ -79,7 +79,7 @@ HEARTBEAT_SCHEMA: dict[str, Any] = {
 
 def check_name(kind: str, value: str) -> str:
     pattern, rule = _NAMES[kind]
-    if not pattern.match(value):
+    if not pattern.fullmatch(value):
         raise InvalidName(f"{kind} {value[:80]!r} is not valid: use {rule}")
     return value
 
@@ -124,11 +124,11 @@ def parse_registration(
         instance_id=instance_id,
         version=fields["version"],
         host=normalize_host(fields["host"], policy),
-        port=fields["port"],
-        weight=fields.get("weight", DEFAULT_WEIGHT),
+        port=int(fields["port"]),
+        weight=int(fields.get("weight", DEFAULT_WEIGHT)),
         zone=fields.get("zone"),
         metadata=dict(fields.get("metadata", {})),
-        lease_seconds=fields.get("lease_seconds", DEFAULT_LEASE_SECONDS),
+        lease_seconds=int(fields.get("lease_seconds", DEFAULT_LEASE_SECONDS)),
         status=fields.get("status", "UP"),
     )
 

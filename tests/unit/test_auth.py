@@ -231,3 +231,13 @@ def test_require_write_forbids_another_services_token_and_names_the_service() ->
 
     assert "'billing'" in caught.value.message
     assert_tells_nothing_secret(caught.value, token)
+
+
+def test_a_signature_with_characters_outside_base64url_is_refused() -> None:
+    key = b"k" * 32
+    prefix, scope, signature = issue(key, service="orders").split(".")
+    # Lenient decoders skip stray characters; the same token must not verify in two spellings.
+    padded = ".".join((prefix, scope, signature[:10] + "!" + signature[10:]))
+
+    with pytest.raises(Unauthorized):
+        verify(key, padded)

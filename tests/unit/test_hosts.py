@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 
 import pytest
 
@@ -187,9 +188,9 @@ def test_a_name_of_exactly_the_maximum_length_is_accepted_and_one_more_is_refuse
 
 
 def test_the_refusal_message_names_the_host() -> None:
-    with pytest.raises(InvalidRequest, match="under_score.example.com"):
+    with pytest.raises(InvalidRequest, match=re.escape("under_score.example.com")):
         normalize_host("under_score.example.com", STRICT)
-    with pytest.raises(HostNotAllowed, match="169.254.169.254"):
+    with pytest.raises(HostNotAllowed, match=re.escape("169.254.169.254")):
         normalize_host("169.254.169.254", STRICT)
 
 
@@ -228,7 +229,7 @@ def test_a_dns_name_is_connected_to_at_its_first_address_the_policy_allows() -> 
 def test_a_dns_name_that_now_points_at_a_private_address_follows_the_policy() -> None:
     resolver = RecordingResolver({"orders.internal": ["10.0.0.7"]})
 
-    with pytest.raises(HostNotAllowed, match="orders.internal"):
+    with pytest.raises(HostNotAllowed, match=re.escape("orders.internal")):
         client_with(resolver).address_for("orders.internal", 8080)
     allowed = client_with(resolver, HostPolicy(allow_private=True))
     assert allowed.address_for("orders.internal", 8080) == "10.0.0.7"
@@ -237,10 +238,19 @@ def test_a_dns_name_that_now_points_at_a_private_address_follows_the_policy() ->
 def test_a_dns_name_that_resolves_to_metadata_is_refused_even_when_everything_is_allowed() -> None:
     resolver = RecordingResolver({"rebind.example.com": ["169.254.169.254", "fd00:ec2::254"]})
 
-    with pytest.raises(HostNotAllowed, match="rebind.example.com"):
+    with pytest.raises(HostNotAllowed, match=re.escape("rebind.example.com")):
         client_with(resolver, PERMISSIVE).address_for("rebind.example.com", 80)
 
 
 def test_a_name_that_cannot_be_resolved_is_a_connect_failure_naming_the_host() -> None:
-    with pytest.raises(ConnectFailed, match="gone.example.com"):
+    with pytest.raises(ConnectFailed, match=re.escape("gone.example.com")):
         client_with(RecordingResolver({})).address_for("gone.example.com", 80)
+
+
+def test_an_ip_host_stored_under_a_looser_policy_is_refused_at_connect_time() -> None:
+    # Given an instance registered while private addresses were allowed
+    client = client_with(RecordingResolver({}), STRICT)
+
+    # When the gateway, now strict, is about to connect to it
+    with pytest.raises(HostNotAllowed, match=re.escape("10.0.0.7")):
+        client.address_for("10.0.0.7", 8080)

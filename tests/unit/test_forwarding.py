@@ -1,0 +1,227 @@
+"""Reverse-proxy header rules, both ways, and the request id that ties the two legs together."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from chalicelib.forwarding import (
+    HOP_BY_HOP,
+    REQUEST_ID_HEADER,
+    Headers,
+    downstream_headers,
+    request_id,
+    upstream_headers,
+)
+
+FRESH_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def upstream(
+    incoming: dict[str, str], client_ip: str | None = "203.0.113.7", proto: str = "https"
+) -> dict[str, str]:
+    return upstream_headers(incoming, client_ip=client_ip, proto=proto, request_id="req-1")
+
+
+def lowered(headers: dict[str, str] | Headers) -> dict[str, object]:
+    return {name.lower(): value for name, value in headers.items()}
+
+
+# request_id
+
+
+@pytest.mark.parametrize(
+    "incoming", ["abc-123", "Root=1-5759e988-bd862e3fe1be46a994272793", "a/b+c=d:e.f_g", "x" * 128]
+)
+def test_a_sane_client_request_id_is_kept(incoming: str) -> None:
+    assert request_id(incoming) == incoming
+
+
+@pytest.mark.parametrize(
+    "incoming",
+    [None, "", "x" * 129, "has space", "line\nbreak", "tab\there", "caf\u00e9"],
+)
+def test_a_missing_or_insane_request_id_is_replaced_by_a_fresh_uuid(incoming: str | None) -> None:
+    assert FRESH_ID.fullmatch(request_id(incoming))
+
+
+def test_a_request_id_ending_in_a_line_break_is_replaced() -> None:
+    # It is echoed in a response header and sent upstream: a line break would split headers.
+    assert FRESH_ID.fullmatch(request_id("abc\n"))
+
+
+def test_fresh_request_ids_differ() -> None:
+    assert request_id(None) != request_id(None)
+
+
+# Upstream: client -> instance
+
+
+def test_hop_by_hop_headers_are_not_sent_upstream() -> None:
+    incoming = {
+        "Connection": "keep-alive",
+        "Keep-Alive": "timeout=5",
+        "Proxy-Authenticate": "Basic",
+        "Proxy-Authorization": "Basic dXNlcjpwYXNz",
+        "Proxy-Connection": "keep-alive",
+        "TE": "trailers",
+        "Trailer": "Expires",
+        "Transfer-Encoding": "chunked",
+        "Upgrade": "h2c",
+        "Accept": "application/json",
+    }
+    assert {name.lower() for name in incoming} - {"accept"} == HOP_BY_HOP
+
+    sent = lowered(upstream(incoming))
+
+    assert not HOP_BY_HOP & set(sent)
+    assert sent["accept"] == "application/json"
+
+
+def test_headers_named_in_connection_are_not_sent_upstream() -> None:
+    incoming = {
+        "connection": "close, X-Internal-Hop ,x-other",
+        "X-Internal-Hop": "1",
+        "X-Other": "2",
+    }
+
+    sent = lowered(upstream(incoming))
+
+    assert "x-internal-hop" not in sent
+    assert "x-other" not in sent
+
+
+def test_host_and_content_length_are_left_to_the_upstream_client() -> None:
+    sent = upstream({"Host": "api.example.com", "Content-Length": "12", "Accept": "*/*"})
+
+    assert "host" not in lowered(sent)
+    assert "content-length" not in lowered(sent)
+
+
+def test_end_to_end_headers_keep_their_name_and_value() -> None:
+    incoming = {"Accept": "*/*", "Authorization": "Bearer t", "X-Custom": "v", "Cookie": "a=b"}
+
+    sent = upstream(incoming)
+
+    assert {name: sent[name] for name in incoming} == incoming
+
+
+def test_the_client_address_starts_the_forwarded_for_chain() -> None:
+    assert upstream({})["X-Forwarded-For"] == "203.0.113.7"
+
+
+def test_the_client_address_is_appended_to_an_existing_forwarded_for_chain() -> None:
+    sent = upstream({"x-forwarded-for": "198.51.100.1, 198.51.100.2"})
+
+    assert sent["X-Forwarded-For"] == "198.51.100.1, 198.51.100.2, 203.0.113.7"
+    assert "x-forwarded-for" not in sent
+
+
+def test_a_chain_already_ending_with_the_client_address_is_not_doubled() -> None:
+    sent = upstream({"X-Forwarded-For": "198.51.100.1, 203.0.113.7"})
+
+    assert sent["X-Forwarded-For"] == "198.51.100.1, 203.0.113.7"
+
+
+def test_the_chain_always_ends_with_the_real_client_address() -> None:
+    # A client may put any address it likes into the chain; the upstream trusts only the last
+    # hop, which must be the address the gateway saw.
+    sent = upstream({"X-Forwarded-For": "203.0.113.7, 10.0.0.1"})
+
+    assert sent["X-Forwarded-For"] == "203.0.113.7, 10.0.0.1, 203.0.113.7"
+
+
+def test_without_a_client_address_the_chain_is_passed_on_unchanged() -> None:
+    assert upstream({"X-Forwarded-For": "198.51.100.1"}, client_ip=None)["X-Forwarded-For"] == (
+        "198.51.100.1"
+    )
+    assert "x-forwarded-for" not in lowered(upstream({}, client_ip=None))
+
+
+def test_forwarded_proto_and_host_are_set_when_absent() -> None:
+    sent = upstream({"Host": "api.example.com"}, proto="https")
+
+    assert sent["X-Forwarded-Proto"] == "https"
+    assert sent["X-Forwarded-Host"] == "api.example.com"
+
+
+def test_forwarded_proto_and_host_from_an_earlier_proxy_are_kept() -> None:
+    sent = upstream(
+        {"Host": "internal", "x-forwarded-proto": "http", "X-Forwarded-Host": "shop.example"},
+        proto="https",
+    )
+
+    assert lowered(sent)["x-forwarded-proto"] == "http"
+    assert lowered(sent)["x-forwarded-host"] == "shop.example"
+    assert len([name for name in sent if name.lower() == "x-forwarded-proto"]) == 1
+    assert len([name for name in sent if name.lower() == "x-forwarded-host"]) == 1
+
+
+def test_without_a_host_there_is_no_forwarded_host() -> None:
+    assert "x-forwarded-host" not in lowered(upstream({}))
+
+
+def test_the_request_id_is_sent_upstream_in_place_of_the_clients() -> None:
+    sent = upstream({"x-request-id": "client-chosen"})
+
+    assert sent[REQUEST_ID_HEADER] == "req-1"
+    assert [name for name in sent if name.lower() == "x-request-id"] == [REQUEST_ID_HEADER]
+
+
+def test_the_incoming_headers_are_not_modified() -> None:
+    incoming = {"Connection": "close", "X-Forwarded-For": "198.51.100.1"}
+
+    upstream(incoming)
+
+    assert incoming == {"Connection": "close", "X-Forwarded-For": "198.51.100.1"}
+
+
+# Downstream: instance -> client
+
+
+def test_hop_by_hop_and_recomputed_headers_are_not_returned_to_the_client() -> None:
+    answer = [
+        ("Connection", "keep-alive, X-Upstream-Hop"),
+        ("Keep-Alive", "timeout=5"),
+        ("Transfer-Encoding", "chunked"),
+        ("Upgrade", "h2c"),
+        ("Trailer", "Expires"),
+        ("X-Upstream-Hop", "1"),
+        ("Content-Length", "42"),
+        ("Content-Type", "application/json"),
+    ]
+
+    returned = downstream_headers(answer, "req-1")
+
+    assert returned == {"Content-Type": "application/json", REQUEST_ID_HEADER: "req-1"}
+
+
+def test_a_header_named_in_any_of_several_connection_headers_is_dropped() -> None:
+    answer = [("Connection", "x-a"), ("X-A", "1"), ("connection", "X-B"), ("X-B", "2")]
+
+    assert downstream_headers(answer, "req-1") == {REQUEST_ID_HEADER: "req-1"}
+
+
+def test_the_request_id_is_returned_to_the_client_in_place_of_the_upstreams() -> None:
+    returned = downstream_headers([("x-request-id", "upstream-own")], "req-1")
+
+    assert returned == {REQUEST_ID_HEADER: "req-1"}
+
+
+def test_repeated_upstream_headers_are_kept_as_a_list_in_order() -> None:
+    answer = [
+        ("Set-Cookie", "a=1; Path=/"),
+        ("Content-Type", "text/plain"),
+        ("Set-Cookie", "b=2; HttpOnly"),
+        ("Set-Cookie", "c=3"),
+    ]
+
+    returned = downstream_headers(answer, "req-1")
+
+    assert returned["Set-Cookie"] == ["a=1; Path=/", "b=2; HttpOnly", "c=3"]
+    assert returned["Content-Type"] == "text/plain"
+
+
+def test_a_header_sent_once_stays_a_plain_string() -> None:
+    assert downstream_headers([("Set-Cookie", "a=1")], "req-1")["Set-Cookie"] == "a=1"

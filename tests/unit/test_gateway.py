@@ -1,0 +1,389 @@
+"""The gateway's flow with a fake discovery and a scripted upstream: what is retried, where."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import pytest
+
+from chalicelib.balancing import WeightedRoundRobin
+from chalicelib.errors import (
+    HostNotAllowed,
+    InvalidName,
+    LambdaMeshError,
+    PayloadTooLarge,
+    ServiceNotFound,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+from chalicelib.gateway import Gateway, ProxyRequest
+from chalicelib.instances import Instance
+from chalicelib.upstream import ConnectFailed, UpstreamResponse
+
+MakeInstance = Callable[..., Instance]
+Outcome = UpstreamResponse | LambdaMeshError
+OK = UpstreamResponse(200, [("Content-Type", "text/plain")], b"hello")
+
+
+class FakeDiscovery:
+    def __init__(self, instances: list[Instance], error: LambdaMeshError | None = None) -> None:
+        self.instances = instances
+        self.error = error
+        self.asked: list[tuple[str, str]] = []
+        self.ejected: list[str] = []
+
+    def routable(self, service: str, version: str) -> list[Instance]:
+        self.asked.append((service, version))
+        if self.error is not None:
+            raise self.error
+        return list(self.instances)
+
+    def eject(self, instance: Instance) -> None:
+        self.ejected.append(instance.instance_id)
+
+
+@dataclass(frozen=True)
+class Sent:
+    method: str
+    host: str
+    port: int
+    target: str
+    headers: dict[str, str]
+    body: bytes | None
+
+
+class ScriptedUpstream:
+    """Answers, or fails, per host: an instance with no script answers OK."""
+
+    def __init__(self, script: Mapping[str, Outcome] | None = None) -> None:
+        self.script = dict(script or {})
+        self.sent: list[Sent] = []
+
+    def send(
+        self,
+        method: str,
+        host: str,
+        port: int,
+        target: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+    ) -> UpstreamResponse:
+        self.sent.append(Sent(method, host, port, target, dict(headers), body))
+        outcome = self.script.get(host.split(".")[0], OK)
+        if isinstance(outcome, LambdaMeshError):
+            raise outcome
+        return outcome
+
+    @property
+    def tried(self) -> list[str]:
+        return [sent.host.split(".")[0] for sent in self.sent]
+
+
+@pytest.fixture
+def instances(make_instance: MakeInstance) -> list[Instance]:
+    return [make_instance(name, weight=1) for name in ("a", "b", "c")]
+
+
+def gateway(discovery: FakeDiscovery, upstream: ScriptedUpstream, **limits: int) -> Gateway:
+    return Gateway(discovery, WeightedRoundRobin(), upstream, **limits)  # type: ignore[arg-type]
+
+
+def request(method: str = "GET", **fields: object) -> ProxyRequest:
+    values: dict[str, object] = {
+        "method": method,
+        "service": "orders",
+        "version": "v1",
+        "path": "items/42",
+        "request_id": "req-1",
+        "client_ip": "203.0.113.7",
+    }
+    values.update(fields)
+    return ProxyRequest(**values)  # type: ignore[arg-type]
+
+
+def refused() -> ConnectFailed:
+    return ConnectFailed("cannot connect to upstream: Connection refused")
+
+
+def broken() -> UpstreamUnreachable:
+    return UpstreamUnreachable("upstream failed: Connection reset by peer")
+
+
+# The happy path
+
+
+def test_a_request_is_forwarded_to_a_routable_instance_and_answered(
+    instances: list[Instance],
+) -> None:
+    discovery, upstream = FakeDiscovery(instances), ScriptedUpstream()
+
+    response = gateway(discovery, upstream).forward(request())
+
+    assert (response.status, response.body) == (200, b"hello")
+    assert response.instance == instances[0]
+    assert discovery.asked == [("orders", "v1")]
+    (sent,) = upstream.sent
+    assert (sent.method, sent.host, sent.port) == ("GET", "a.orders.internal", 8080)
+    assert sent.target == "/items/42"
+
+
+def test_the_upstream_gets_forwarding_headers_and_the_request_id(
+    instances: list[Instance],
+) -> None:
+    upstream = ScriptedUpstream()
+
+    gateway(FakeDiscovery(instances), upstream).forward(
+        request(headers={"Connection": "close", "Host": "api.example.com", "Accept": "*/*"})
+    )
+
+    assert upstream.sent[0].headers == {
+        "Accept": "*/*",
+        "X-Forwarded-For": "203.0.113.7",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "api.example.com",
+        "X-Request-Id": "req-1",
+    }
+
+
+def test_the_client_gets_filtered_upstream_headers_and_the_request_id(
+    instances: list[Instance],
+) -> None:
+    answer = UpstreamResponse(
+        201,
+        [("Transfer-Encoding", "chunked"), ("X-Request-Id", "theirs"), ("Set-Cookie", "a=1")],
+        b"",
+    )
+
+    response = gateway(FakeDiscovery(instances), ScriptedUpstream({"a": answer})).forward(request())
+
+    assert response.status == 201
+    assert response.headers == {"Set-Cookie": "a=1", "X-Request-Id": "req-1"}
+
+
+def test_an_empty_body_is_sent_as_no_body_and_a_body_as_is(instances: list[Instance]) -> None:
+    upstream = ScriptedUpstream()
+    subject = gateway(FakeDiscovery(instances), upstream)
+
+    subject.forward(request("GET"))
+    subject.forward(request("POST", body=b'{"n": 1}'))
+
+    assert [sent.body for sent in upstream.sent] == [None, b'{"n": 1}']
+
+
+def test_successive_requests_are_balanced_across_instances(instances: list[Instance]) -> None:
+    upstream = ScriptedUpstream()
+    subject = gateway(FakeDiscovery(instances), upstream)
+
+    for _ in range(6):
+        subject.forward(request())
+
+    assert upstream.tried == ["a", "b", "c", "a", "b", "c"]
+
+
+# Retries
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PATCH"])
+def test_a_refused_connection_is_retried_on_another_instance_for_any_method(
+    instances: list[Instance], method: str
+) -> None:
+    discovery, upstream = FakeDiscovery(instances), ScriptedUpstream({"a": refused()})
+
+    response = gateway(discovery, upstream).forward(request(method, body=b"{}"))
+
+    assert response.status == 200
+    assert response.instance == instances[1]
+    assert upstream.tried == ["a", "b"]
+    assert discovery.ejected == ["a"]
+
+
+def test_a_host_that_now_resolves_somewhere_forbidden_is_ejected_and_skipped(
+    instances: list[Instance],
+) -> None:
+    forbidden = HostNotAllowed("upstream host resolves to no address the gateway may reach")
+    discovery, upstream = FakeDiscovery(instances), ScriptedUpstream({"a": forbidden})
+
+    response = gateway(discovery, upstream).forward(request("POST"))
+
+    assert response.instance == instances[1]
+    assert discovery.ejected == ["a"]
+
+
+def test_when_every_instance_refuses_the_answer_is_upstream_unreachable(
+    instances: list[Instance],
+) -> None:
+    discovery = FakeDiscovery(instances)
+    upstream = ScriptedUpstream({"a": refused(), "b": refused(), "c": refused()})
+
+    with pytest.raises(UpstreamUnreachable) as caught:
+        gateway(discovery, upstream).forward(request("POST"))
+
+    assert (caught.value.status, caught.value.code) == (502, "upstream_unreachable")
+    assert "Connection refused" in caught.value.message
+    assert sorted(upstream.tried) == ["a", "b", "c"]
+    assert sorted(discovery.ejected) == ["a", "b", "c"]
+
+
+def test_no_instance_is_tried_twice_for_one_request(make_instance: MakeInstance) -> None:
+    pair = [make_instance("a"), make_instance("b")]
+    upstream = ScriptedUpstream({"a": refused(), "b": refused()})
+
+    with pytest.raises(UpstreamUnreachable):
+        gateway(FakeDiscovery(pair), upstream, max_attempts=5).forward(request())
+
+    assert upstream.tried == ["a", "b"]
+
+
+@pytest.mark.parametrize("max_attempts", [1, 2, 4])
+def test_no_more_than_max_attempts_instances_are_tried(
+    make_instance: MakeInstance, max_attempts: int
+) -> None:
+    many = [make_instance(f"i{n}") for n in range(6)]
+    upstream = ScriptedUpstream({f"i{n}": refused() for n in range(6)})
+
+    with pytest.raises(UpstreamUnreachable):
+        gateway(FakeDiscovery(many), upstream, max_attempts=max_attempts).forward(request())
+
+    assert len(upstream.sent) == max_attempts
+
+
+def test_a_timeout_is_not_retried_and_reaches_the_client_as_a_gateway_timeout(
+    instances: list[Instance],
+) -> None:
+    discovery = FakeDiscovery(instances)
+    upstream = ScriptedUpstream({"a": UpstreamTimeout("upstream did not answer in time")})
+
+    with pytest.raises(UpstreamTimeout) as caught:
+        gateway(discovery, upstream).forward(request("GET"))
+
+    assert caught.value.status == 504
+    assert upstream.tried == ["a"]
+    assert discovery.ejected == []
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "OPTIONS"])
+def test_a_failure_after_sending_is_retried_for_idempotent_reads(
+    instances: list[Instance], method: str
+) -> None:
+    upstream = ScriptedUpstream({"a": broken()})
+
+    response = gateway(FakeDiscovery(instances), upstream).forward(request(method))
+
+    assert response.instance == instances[1]
+    assert upstream.tried == ["a", "b"]
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+def test_a_failure_after_sending_is_not_retried_for_writes(
+    instances: list[Instance], method: str
+) -> None:
+    upstream = ScriptedUpstream({"a": broken()})
+
+    with pytest.raises(UpstreamUnreachable) as caught:
+        gateway(FakeDiscovery(instances), upstream).forward(request(method, body=b"{}"))
+
+    assert caught.value.status == 502
+    assert upstream.tried == ["a"]
+
+
+def test_when_every_read_fails_after_sending_the_last_failure_is_reported(
+    instances: list[Instance],
+) -> None:
+    upstream = ScriptedUpstream({"a": broken(), "b": broken(), "c": broken()})
+
+    with pytest.raises(UpstreamUnreachable, match="reset by peer"):
+        gateway(FakeDiscovery(instances), upstream).forward(request("GET"))
+
+    assert len(upstream.sent) == 3
+
+
+# Refused before anything is looked up
+
+
+def test_a_body_over_the_limit_is_too_large_and_nothing_is_sent(
+    instances: list[Instance],
+) -> None:
+    discovery, upstream = FakeDiscovery(instances), ScriptedUpstream()
+
+    with pytest.raises(PayloadTooLarge, match="10"):
+        gateway(discovery, upstream, max_request_body=10).forward(request("POST", body=b"x" * 11))
+
+    assert discovery.asked == []
+    assert upstream.sent == []
+
+
+def test_a_body_of_exactly_the_limit_is_forwarded(instances: list[Instance]) -> None:
+    upstream = ScriptedUpstream()
+
+    gateway(FakeDiscovery(instances), upstream, max_request_body=10).forward(
+        request("POST", body=b"x" * 10)
+    )
+
+    assert upstream.sent[0].body == b"x" * 10
+
+
+@pytest.mark.parametrize(("service", "version"), [("Orders", "v1"), ("orders", "v 1")])
+def test_invalid_names_are_refused_before_discovery(
+    instances: list[Instance], service: str, version: str
+) -> None:
+    discovery = FakeDiscovery(instances)
+
+    with pytest.raises(InvalidName):
+        gateway(discovery, ScriptedUpstream()).forward(request(service=service, version=version))
+
+    assert discovery.asked == []
+
+
+def test_why_there_is_no_instance_reaches_the_caller_unchanged() -> None:
+    missing = ServiceNotFound("no service named 'orders' is registered")
+    upstream = ScriptedUpstream()
+
+    with pytest.raises(ServiceNotFound) as caught:
+        gateway(FakeDiscovery([], error=missing), upstream).forward(request())
+
+    assert caught.value is missing
+    assert upstream.sent == []
+
+
+# ProxyRequest.target
+
+
+@pytest.mark.parametrize(
+    ("path", "target"),
+    [
+        ("items/42", "/items/42"),
+        ("/items/42", "/items/42"),
+        ("", "/"),
+        ("a b/c d", "/a%20b/c%20d"),
+        ("what?/x#y", "/what%3F/x%23y"),
+        ("100%", "/100%25"),
+        ("caf\u00e9", "/caf%C3%A9"),
+        ("a:b@c!$&'()*+,;=-._~", "/a:b@c!$&'()*+,;=-._~"),
+        ("trailing/", "/trailing/"),
+    ],
+)
+def test_the_target_re_quotes_the_path_the_client_sent(path: str, target: str) -> None:
+    assert request(path=path).target == target
+
+
+def test_the_target_keeps_repeated_query_keys_in_their_order() -> None:
+    query = [("b", "2"), ("a", "1"), ("b", "3")]
+
+    assert request(path="search", query=query).target == "/search?b=2&a=1&b=3"
+
+
+def test_the_target_encodes_query_values() -> None:
+    query = [("q", "a b&c=d"), ("empty", "")]
+
+    assert request(path="search", query=query).target == "/search?q=a+b%26c%3Dd&empty="
+
+
+def test_the_query_is_forwarded_upstream(instances: list[Instance]) -> None:
+    upstream = ScriptedUpstream()
+
+    gateway(FakeDiscovery(instances), upstream).forward(
+        request(path="a b", query=[("x", "1"), ("x", "2")])
+    )
+
+    assert upstream.sent[0].target == "/a%20b?x=1&x=2"

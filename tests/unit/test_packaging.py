@@ -1,0 +1,75 @@
+"""The Lambda's requirements: pinned, in step with pyproject, and free of development tools."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+PINNED = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(?P<version>[^\s;=,]+)")
+NOT_FOR_THE_LAMBDA = ["moto", "chalice", "boto3", "pytest", "cfn-lint", "ruff", "mypy"]
+
+
+def normalized(name: str) -> str:
+    """PEP 503: case and runs of '-', '_' and '.' do not distinguish packages."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_lines() -> list[str]:
+    text = (ROOT / "requirements.txt").read_text(encoding="utf-8")
+    lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
+    return [line for line in lines if line]
+
+
+def project_dependencies() -> list[str]:
+    with (ROOT / "pyproject.toml").open("rb") as handle:
+        return list(tomllib.load(handle)["project"]["dependencies"])
+
+
+def names(lines: list[str]) -> list[str]:
+    found = []
+    for line in lines:
+        match = NAME.match(line)
+        assert match, f"{line!r} names no package"
+        found.append(normalized(match[0]))
+    return found
+
+
+def pins(lines: list[str]) -> dict[str, str]:
+    found = {}
+    for line in lines:
+        match = PINNED.fullmatch(line.replace(" ", ""))
+        assert match, f"{line!r} is not pinned with =="
+        found[normalized(match["name"])] = match["version"]
+    return found
+
+
+def test_the_lambda_has_requirements() -> None:
+    assert requirement_lines()
+
+
+@pytest.mark.parametrize("line", requirement_lines())
+def test_every_requirement_is_pinned_to_one_version(line: str) -> None:
+    assert PINNED.fullmatch(line.replace(" ", "")), f"{line!r} is not pinned with =="
+
+
+def test_requirements_txt_and_pyproject_pin_the_same_packages_at_the_same_versions() -> None:
+    assert pins(requirement_lines()) == pins(project_dependencies())
+
+
+@pytest.mark.parametrize("source", [requirement_lines, project_dependencies])
+def test_no_package_is_listed_twice(source: Callable[[], list[str]]) -> None:
+    listed = names(source())
+
+    assert len(listed) == len(set(listed))
+
+
+@pytest.mark.parametrize("tool", NOT_FOR_THE_LAMBDA)
+def test_development_tools_are_not_shipped_in_the_lambda(tool: str) -> None:
+    assert normalized(tool) not in names(requirement_lines())
+    assert normalized(tool) not in names(project_dependencies())
