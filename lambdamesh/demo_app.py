@@ -19,6 +19,7 @@ from types import FrameType
 
 class DemoHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes
     server_version = "lambdamesh-demo/1"
     name = "demo"
 

@@ -222,8 +222,11 @@ class ProxyRequestHandler(ChaliceRequestHandler):
     Also corrects two things a proxy trips over: Chalice pops only the exact key
     ``Content-Type`` (an upstream ``content-type`` is then sent twice), and it writes a body
     after the headers of a HEAD response, which corrupts the next response on a keep-alive
-    connection.
+    connection. Headers and body go out in separate writes, so Nagle's algorithm is off:
+    with it, a keep-alive client's delayed ACK stalls every response by about 40 ms.
     """
+
+    disable_nagle_algorithm = True
 
     def __init__(
         self,

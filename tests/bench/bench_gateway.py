@@ -1,0 +1,125 @@
+"""Gateway overhead, as ratios measured in one run on this machine.
+
+Starts real processes on loopback: one upstream app and two `lambdamesh dev` servers (instance
+cache on, and off so that every request reads DynamoDB), then times sequential keep-alive GETs:
+
+* direct to the upstream (the baseline),
+* through the gateway with the 1 s instance cache,
+* through the gateway with no cache,
+* a heartbeat (one conditional UpdateItem).
+
+Figures are medians; ratios are against the baseline measured in the same run, because the
+machine is shared and absolute numbers mean little. Run with `make bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from tests.e2e.processes import Process, spawn
+from tests.helpers import SIGNING_KEY, admin_token
+
+
+def start_dev(cache_seconds: str) -> tuple[Process, str]:
+    process = spawn(
+        f"dev-cache-{cache_seconds}",
+        ["-m", "lambdamesh.cli", "dev", "--port", "0"],
+        env={
+            "LAMBDAMESH_SIGNING_KEY": SIGNING_KEY,
+            "LAMBDAMESH_CACHE_SECONDS": cache_seconds,
+            "AWS_ENDPOINT_URL_DYNAMODB": "",
+        },
+    )
+    return process, process.wait_for_line(r"ready on (http://\S+)").group(1)
+
+
+def connection(url: str) -> http.client.HTTPConnection:
+    parts = urlsplit(url)
+    return http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
+
+
+def timed(count: int, call: Callable[[], None]) -> list[float]:
+    for _ in range(max(5, count // 10)):
+        call()
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+def getter(url: str, path: str) -> Callable[[], None]:
+    conn = connection(url)
+
+    def get() -> None:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 200, response.status
+
+    return get
+
+
+def putter(url: str, path: str, body: dict[str, object]) -> Callable[[], None]:
+    conn = connection(url)
+    headers = {"Authorization": f"Bearer {admin_token()}", "Content-Type": "application/json"}
+    payload = json.dumps(body)
+
+    def put() -> None:
+        conn.request("PUT", path, payload, headers)
+        response = conn.getresponse()
+        response.read()
+        assert response.status in (200, 201), response.status
+
+    return put
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=300)
+    args = parser.parse_args(argv)
+    app = spawn("upstream", ["-m", "lambdamesh.demo_app", "--port", "0", "--name", "bench"])
+    port = int(app.wait_for_line(r"listening on 127\.0\.0\.1:(\d+)").group(1))
+    cached, cached_url = start_dev("1")
+    uncached, uncached_url = start_dev("0")
+    try:
+        register = {"version": "v1", "host": "127.0.0.1", "port": port, "lease_seconds": 300}
+        instance = "/registry/services/bench/instances/bench-0"
+        for url in (cached_url, uncached_url):
+            putter(url, instance, register)()
+        results = {
+            "direct to upstream (baseline)": timed(
+                args.requests, getter(f"http://127.0.0.1:{port}", "/a/b?c=d")
+            ),
+            "gateway, 1 s instance cache": timed(
+                args.requests, getter(cached_url, "/api/v1/bench/v1/a/b?c=d")
+            ),
+            "gateway, no cache (DynamoDB read each)": timed(
+                args.requests, getter(uncached_url, "/api/v1/bench/v1/a/b?c=d")
+            ),
+            "heartbeat": timed(args.requests, putter(cached_url, instance + "/heartbeat", {})),
+        }
+    finally:
+        for process in (cached, uncached, app):
+            process.stop()
+    baseline = statistics.median(results["direct to upstream (baseline)"])
+    print(f"{'case':42} {'median ms':>10} {'p90 ms':>8} {'x baseline':>11}")
+    for name, samples in results.items():
+        median = statistics.median(samples)
+        p90 = statistics.quantiles(samples, n=10)[-1]
+        print(f"{name:42} {median * 1000:10.2f} {p90 * 1000:8.2f} {median / baseline:11.1f}")
+    print("(dev server: Chalice's local server with moto in-process; on Lambda the DynamoDB")
+    print(" read costs a network round trip instead, so the cache matters more, not less.)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
