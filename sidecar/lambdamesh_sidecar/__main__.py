@@ -18,7 +18,7 @@ from lambdamesh_sidecar.config import VARIABLES, ConfigError, Settings, load
 from lambdamesh_sidecar.logs import PREFIX, configure, fields
 from lambdamesh_sidecar.readiness import readiness_check
 from lambdamesh_sidecar.runner import Runner, Timing
-from lambdamesh_sidecar.signals import StopOnSignal
+from lambdamesh_sidecar.signals import StopOnSignal, run_off_main_thread
 
 EXIT_CONFIG = 2
 EXIT_INTERRUPTED = 130
@@ -72,6 +72,7 @@ def build(settings: Settings, stop: threading.Event) -> Runner:
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Returns the exit status; ``--help`` and ``--version`` exit from inside argparse."""
     _parser().parse_args(argv)
     try:
         settings = load(os.environ if environ is None else environ)
@@ -86,9 +87,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     log.info(
         "starting %s",
         fields(
-            version=__version__,
             service=settings.service,
-            service_version=settings.version,
+            version=settings.version,
             instance=settings.instance_id,
             address=f"{settings.host}:{settings.port}",
             zone=settings.zone,
@@ -96,9 +96,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             heartbeat=f"{settings.heartbeat_seconds:g}s",
             lease=f"{settings.lease_seconds}s",
             readiness=settings.health_path or "tcp",
+            sidecar=__version__,
         ),
     )
-    return build(settings, stop).run()
+    return run_off_main_thread(build(settings, stop).run)
 
 
 if __name__ == "__main__":

@@ -26,9 +26,12 @@ from lambdamesh_sidecar.client import Registration
 SIDECAR_DIR = Path(__file__).resolve().parents[1]
 TOKEN = "s3cr3t-token-value"
 
+CLUSTER_ARN = "arn:aws:ecs:us-east-1:123456789012:cluster/my-cluster"
+TASK_ARN = "arn:aws:ecs:us-east-1:123456789012:task/my-cluster/0123456789abcdef0123456789abcdef"
+
 FARGATE_TASK_METADATA: dict[str, Any] = {
-    "Cluster": "arn:aws:ecs:us-east-1:123456789012:cluster/my-cluster",
-    "TaskARN": "arn:aws:ecs:us-east-1:123456789012:task/my-cluster/0123456789abcdef0123456789abcdef",
+    "Cluster": CLUSTER_ARN,
+    "TaskARN": TASK_ARN,
     "Family": "orders",
     "Revision": "7",
     "DesiredStatus": "RUNNING",
@@ -46,7 +49,7 @@ FARGATE_TASK_METADATA: dict[str, Any] = {
             "Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/orders:1.4.2",
             "ImageID": "sha256:7d5e8a0b6c2f4e1d9a3b5c7e9f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c",
             "Labels": {
-                "com.amazonaws.ecs.cluster": "arn:aws:ecs:us-east-1:123456789012:cluster/my-cluster",
+                "com.amazonaws.ecs.cluster": CLUSTER_ARN,
                 "com.amazonaws.ecs.container-name": "app",
                 "com.amazonaws.ecs.task-definition-family": "orders",
                 "com.amazonaws.ecs.task-definition-version": "7",
@@ -471,6 +474,8 @@ class SidecarProcess:
     def wait(self, timeout: float = 5.0) -> int:
         try:
             return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"sidecar still running; its log:\n{self.stderr()}") from None
         finally:
             self._log.close()
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 
 import pytest
+from sidecar_testkit import MaxRng
 
 from lambdamesh_sidecar.backoff import Backoff
-from sidecar_testkit import MaxRng
 
 
 def test_ceiling_doubles_from_the_base_up_to_the_cap() -> None:

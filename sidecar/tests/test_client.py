@@ -7,6 +7,7 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
+from sidecar_testkit import TOKEN, FakeRegistryServer, free_port
 
 from lambdamesh_sidecar import __version__
 from lambdamesh_sidecar.client import (
@@ -19,7 +20,6 @@ from lambdamesh_sidecar.client import (
     Unavailable,
     UrllibTransport,
 )
-from sidecar_testkit import TOKEN, FakeRegistryServer, free_port
 
 REGISTRATION = Registration(
     version="v1",
@@ -43,7 +43,9 @@ class ScriptedTransport:
 
 
 def client_over(transport: ScriptedTransport) -> RegistryClient:
-    return RegistryClient("https://registry.example/api/", TOKEN, "orders", "i-1", transport=transport)
+    return RegistryClient(
+        "https://registry.example/api/", TOKEN, "orders", "i-1", transport=transport
+    )
 
 
 def error_body(code: str, message: str) -> bytes:
@@ -179,7 +181,9 @@ def prefixed_server() -> Iterator[FakeRegistryServer]:
     server.close()
 
 
-def real_client(server: FakeRegistryServer, token: str = TOKEN, timeout: float = 2.0) -> RegistryClient:
+def real_client(
+    server: FakeRegistryServer, token: str = TOKEN, timeout: float = 2.0
+) -> RegistryClient:
     return RegistryClient(
         server.url + "/", token, "orders", "task-1", timeout=timeout, transport=no_proxy_transport()
     )
@@ -277,7 +281,14 @@ def test_slow_registry_times_out_as_unavailable(prefixed_server: FakeRegistrySer
 def test_default_transport_speaks_to_a_real_server(
     prefixed_server: FakeRegistryServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+    for name in (
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+    ):
         monkeypatch.delenv(name, raising=False)
     client = RegistryClient(prefixed_server.url, TOKEN, "orders", "task-1")
 

@@ -316,7 +316,10 @@ def test_environment_errors_are_reported_before_any_metadata_lookup() -> None:
             "arn:aws:ecs:us-east-1:123456789012:task/my-cluster/0123456789abcdef0123456789abcdef",
             "0123456789abcdef0123456789abcdef",
         ),
-        ("arn:aws:ecs:us-east-1:123456789012:task/1dc5c17a-422b-4dc4-b493", "1dc5c17a-422b-4dc4-b493"),
+        (
+            "arn:aws:ecs:us-east-1:123456789012:task/1dc5c17a-422b-4dc4-b493",
+            "1dc5c17a-422b-4dc4-b493",
+        ),
         ("arn:aws:ecs:eu-west-1:1:task/c/__Weird ID!__", "weird-id"),
         ("arn:aws:ecs:eu-west-1:1:task/c/" + "a" * 200, "a" * 128),
     ],

@@ -6,6 +6,7 @@ import copy
 from collections.abc import Iterator
 
 import pytest
+from sidecar_testkit import FARGATE_TASK_METADATA, FakeMetadataServer, free_port
 
 from lambdamesh_sidecar.config import load
 from lambdamesh_sidecar.ecs import (
@@ -15,7 +16,6 @@ from lambdamesh_sidecar.ecs import (
     fetch_task_metadata,
     parse_task,
 )
-from sidecar_testkit import FARGATE_TASK_METADATA, FakeMetadataServer, free_port
 
 
 @pytest.fixture

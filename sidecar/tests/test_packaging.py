@@ -7,9 +7,10 @@ import re
 import sys
 import tomllib
 
+from sidecar_testkit import SIDECAR_DIR
+
 from lambdamesh_sidecar import __version__
 from lambdamesh_sidecar.config import VARIABLES
-from sidecar_testkit import SIDECAR_DIR
 
 PACKAGE = SIDECAR_DIR / "lambdamesh_sidecar"
 

@@ -10,8 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from lambdamesh_sidecar import __version__
 from sidecar_testkit import (
     FARGATE_TASK_METADATA,
     TOKEN,
@@ -23,6 +21,8 @@ from sidecar_testkit import (
     sidecar_env,
     wait_for,
 )
+
+from lambdamesh_sidecar import __version__
 
 INSTANCE_PATH = "/registry/services/orders/instances/"
 
@@ -81,9 +81,11 @@ def test_registers_again_when_a_heartbeat_gets_404(
 
     registry_server.forget("orders", instance_id(app))
 
-    wait_for(lambda: len(registry_server.requests("PUT", instance_id(app))) >= 2, what="re-register")
-    wait_for(lambda: registry_server.instance("orders", instance_id(app)) is not None)
-    assert "re-registered" in sidecar.stderr()
+    wait_for(
+        lambda: len(registry_server.requests("PUT", instance_id(app))) >= 2, what="re-register"
+    )
+    wait_for(lambda: "re-registered" in sidecar.stderr(), what="the re-registration log line")
+    assert registry_server.instance("orders", instance_id(app)) is not None
 
 
 def test_keeps_running_while_the_registry_is_down_then_registers(

@@ -8,9 +8,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from sidecar_testkit import FakeApp, free_port
 
 from lambdamesh_sidecar.readiness import HttpReadiness, TcpReadiness, readiness_check
-from sidecar_testkit import FakeApp, free_port
 
 
 class _Health(BaseHTTPRequestHandler):

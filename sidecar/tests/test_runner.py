@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 import pytest
+from sidecar_testkit import FakeClock, FakeRegistry, FakeStop, MaxRng
 
 from lambdamesh_sidecar.backoff import Backoff
 from lambdamesh_sidecar.client import NotRegistered, Registration, Rejected, Unavailable
 from lambdamesh_sidecar.runner import Runner, Timing
-from sidecar_testkit import FakeClock, FakeRegistry, FakeStop, MaxRng
 
 REGISTRATION = Registration(version="v1", host="10.0.1.5", port=8080, lease_seconds=30)
 TIMING = Timing(heartbeat_seconds=10.0, lease_seconds=30.0, request_timeout=5.0)
@@ -58,7 +59,13 @@ def test_registers_heartbeats_and_deregisters_on_stop() -> None:
 
     assert harness.run() == 0
 
-    assert harness.registry.names() == ["register", "heartbeat", "heartbeat", "heartbeat", "deregister"]
+    assert harness.registry.names() == [
+        "register",
+        "heartbeat",
+        "heartbeat",
+        "heartbeat",
+        "deregister",
+    ]
     registered = harness.registry.of("register")[0].argument
     assert registered == REGISTRATION
     assert [call.argument for call in harness.registry.of("heartbeat")] == ["UP"] * 3
@@ -71,7 +78,7 @@ def test_heartbeats_are_spaced_by_the_interval_with_jitter() -> None:
     harness.run()
 
     times = [call.at for call in harness.registry.calls[:4]]
-    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert gaps == pytest.approx([11.0, 11.0, 11.0]), "MaxRng draws the +10% end of the jitter"
 
 
@@ -183,7 +190,9 @@ def test_rejection_is_logged_as_an_error_and_retried_slowly(
 
 
 def test_heartbeat_retry_is_pulled_in_to_stay_inside_the_lease() -> None:
-    harness = Harness(timing=Timing(heartbeat_seconds=10.0, lease_seconds=30.0, request_timeout=5.0))
+    harness = Harness(
+        timing=Timing(heartbeat_seconds=10.0, lease_seconds=30.0, request_timeout=5.0)
+    )
     harness.registry.heartbeat_outcomes.extend([Unavailable("down")] * 6)
     harness.stop_after("heartbeat", 7)
 

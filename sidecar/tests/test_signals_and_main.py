@@ -9,7 +9,7 @@ import pytest
 
 from lambdamesh_sidecar.__main__ import main
 from lambdamesh_sidecar.config import VARIABLES
-from lambdamesh_sidecar.signals import StopOnSignal
+from lambdamesh_sidecar.signals import StopOnSignal, run_off_main_thread
 
 
 def test_first_signal_asks_to_stop() -> None:
@@ -62,3 +62,22 @@ def test_unknown_argument_is_refused(capsys: pytest.CaptureFixture[str]) -> None
         main(["--frobnicate"], environ={})
 
     assert exited.value.code == 2
+
+
+def test_runner_runs_off_the_main_thread_and_its_code_is_returned() -> None:
+    threads: list[threading.Thread] = []
+
+    def run() -> int:
+        threads.append(threading.current_thread())
+        return 7
+
+    assert run_off_main_thread(run) == 7
+    assert threads[0] is not threading.main_thread()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_crashed_runner_exits_1() -> None:
+    def run() -> int:
+        raise RuntimeError("bug")
+
+    assert run_off_main_thread(run) == 1
