@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.attributes import MapAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import PynamoDBException
 from pynamodb.models import Model
@@ -24,6 +25,7 @@ from chalicelib.errors import InstanceNotFound, RegistryUnavailable
 from chalicelib.instances import Instance, RegisterResult, Registration, Status
 
 CATALOG_PARTITION = "~services"
+HEALTH_PARTITION = "~health"
 CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
@@ -194,20 +196,27 @@ class InstanceStore:
         return iter(names)
 
     def ping(self) -> None:
+        """A data-plane read of a key that never exists: cheap, and unlike DescribeTable not
+        subject to the control plane's low request rate, since /health is public."""
         try:
-            self._instances.describe_table()
+            self._catalog.count(HEALTH_PARTITION, limit=1)
         except PynamoDBException as exc:
             raise RegistryUnavailable(f"registry table is not answering: {exc.msg}") from exc
 
     def create_table(self) -> bool:
         """Create the table with TTL on ``expires_at`` if it is missing; True if created."""
         model = self._instances
-        if model.exists():
-            return False
-        model.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
-        connection = model._get_connection().connection
-        connection.client.update_time_to_live(
-            TableName=model.Meta.table_name,
-            TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
-        )
+        try:
+            if model.exists():
+                return False
+            model.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
+            connection = model._get_connection().connection
+            connection.client.update_time_to_live(
+                TableName=model.Meta.table_name,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
+            )
+        except (PynamoDBException, BotoCoreError, ClientError) as exc:
+            raise RegistryUnavailable(
+                f"cannot create table {model.Meta.table_name!r}: {exc}"
+            ) from exc
         return True

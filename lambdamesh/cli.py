@@ -16,6 +16,10 @@ from chalicelib.errors import LambdaMeshError
 PROG = "lambdamesh"
 
 
+class CommandError(LambdaMeshError):
+    code = "command_error"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -106,7 +110,11 @@ def dev_command(host: str, port: int, demo: bool, dynamodb_endpoint: str | None)
     server = DevServer(host=host, port=port, dynamodb_endpoint=dynamodb_endpoint)
     supervisor = Supervisor()
     try:
-        url = server.start()
+        try:
+            url = server.start()
+        except OSError as exc:
+            message = f"cannot listen on {host}:{port}: {exc.strerror} (try --port)"
+            raise CommandError(message) from None
         dynamodb = os.environ["AWS_ENDPOINT_URL_DYNAMODB"]
         print(f"lambdamesh dev ready on {url} (DynamoDB at {dynamodb})", flush=True)
         if demo:

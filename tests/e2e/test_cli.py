@@ -125,3 +125,25 @@ def test_dev_uses_a_named_dynamodb_endpoint(dynamodb_endpoint: str) -> None:
         assert dev.stop() == 0
     client = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
     assert "external-table" in client.list_tables()["TableNames"]
+
+
+def test_dev_on_a_busy_port_fails_with_one_clear_line() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli("dev", "--port", str(port))
+
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_dev_with_an_unreachable_dynamodb_fails_with_one_clear_line() -> None:
+    result = run_cli("dev", "--port", "0", "--dynamodb-endpoint", "http://127.0.0.1:9")
+
+    assert result.returncode == 2
+    assert "cannot create table" in result.stderr
+    assert "Traceback" not in result.stderr

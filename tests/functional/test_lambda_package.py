@@ -57,3 +57,14 @@ def test_the_lambda_package_holds_no_development_tools(package: Path) -> None:
     assert not {t for t in top if t.startswith(NOT_IN_LAMBDA)}
     assert "lambdamesh" not in top
     assert "lambdamesh_sidecar" not in top
+
+
+def test_the_lambda_role_may_use_the_registry_table_but_never_scan_it(package: Path) -> None:
+    template = json.loads((package / "sam.json").read_text())
+    [role] = [r for r in template["Resources"].values() if r["Type"] == "AWS::IAM::Role"]
+    statements = role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    actions = {action for statement in statements for action in statement["Action"]}
+
+    assert {"dynamodb:Query", "dynamodb:UpdateItem", "ssm:GetParameter"} <= actions
+    assert "dynamodb:Scan" not in actions
+    assert not any(action.endswith("*") for action in actions)
