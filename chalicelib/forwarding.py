@@ -73,11 +73,18 @@ def upstream_headers(
     return headers
 
 
-def downstream_headers(upstream: Iterable[tuple[str, str]], request_id: str) -> Headers:
-    """Headers for the client, from the upstream response's (repeated ones kept as lists)."""
+def downstream_headers(
+    upstream: Iterable[tuple[str, str]], request_id: str, *, head: bool = False
+) -> Headers:
+    """Headers for the client, from the upstream response's (repeated ones kept as lists).
+
+    The answer to a HEAD keeps its Content-Length: it announces what a GET would return.
+    """
     pairs = list(upstream)
     connection = ",".join(v for k, v in pairs if k.lower() == "connection")
     drop = HOP_BY_HOP | _RECOMPUTED | _connection_tokens(connection) | {"x-request-id"}
+    if head:
+        drop -= {"content-length"}
     headers: Headers = {}
     for name, value in pairs:
         if name.lower() in drop:

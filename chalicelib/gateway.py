@@ -103,7 +103,9 @@ class Gateway:
                 continue
             return ProxyResponse(
                 answer.status,
-                downstream_headers(answer.headers, request.request_id),
+                downstream_headers(
+                    answer.headers, request.request_id, head=request.method == "HEAD"
+                ),
                 answer.body,
                 instance,
             )

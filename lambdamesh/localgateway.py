@@ -239,6 +239,7 @@ class ProxyRequestHandler(ChaliceRequestHandler):
         # ChaliceRequestHandler.__init__ builds a plain LocalGateway and then serves the
         # request at once, so it cannot be called; this is its body with our gateway.
         self.local_gateway = ProxyLocalGateway(app_object, config)
+        self._answer_headers: HeaderType = {}
         BaseHTTPRequestHandler.__init__(self, request, client_address, server)
 
     def _send_http_response_with_body(
@@ -251,6 +252,7 @@ class ProxyRequestHandler(ChaliceRequestHandler):
         # A HEAD answer may announce the length a GET would have; any other answer must
         # announce the bytes actually written.
         length = given_length if is_head and given_length is not None else len(payload)
+        self._answer_headers = headers
         self.send_response(code)
         self.send_header("Content-Length", str(length))
         self.send_header("Content-Type", content_type)
@@ -260,7 +262,19 @@ class ProxyRequestHandler(ChaliceRequestHandler):
 
     def _send_http_response_no_body(self, code: int, headers: HeaderType) -> None:
         _pop_header(headers, "Content-Length")
+        self._answer_headers = headers
         super()._send_http_response_no_body(code, headers)
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        """The base class always adds its own ``Server`` and ``Date``; a proxied answer that
+        carries the upstream's would then have two of each."""
+        self.log_request(code)
+        self.send_response_only(code, message)
+        present = {name.lower() for name in self._answer_headers}
+        if "server" not in present:
+            self.send_header("Server", self.version_string())
+        if "date" not in present:
+            self.send_header("Date", self.date_time_string())
 
 
 def _use_thread_local_request(app: Chalice) -> None:

@@ -108,6 +108,7 @@ def test_head_is_forwarded_without_a_body(
     assert response.status_code == 200
     assert response.body == b""
     assert response.headers["X-Served-By"] == f"orders:{upstream.port}"
+    assert int(response.headers["Content-Length"]) > 0
 
 
 def test_traffic_is_spread_by_weight(client: Client, upstreams: Callable[[str], Upstream]) -> None:

@@ -38,6 +38,11 @@ def make_app(barrier: threading.Barrier) -> Chalice:
     def text() -> Response:
         return Response(body="hello", headers={"content-type": "text/plain"})
 
+    @app.route("/proxied", methods=["GET"])
+    def proxied() -> Response:
+        upstream = {"Server": "upstream/1", "Date": "Sat, 28 Nov 2026 07:00:00 GMT"}
+        return Response(body="hi", headers=upstream)
+
     @app.route("/slow/{proxy+}")
     def slow() -> dict[str, object]:
         barrier.wait()  # Both requests are in flight before either reads current_request.
@@ -122,6 +127,24 @@ def test_content_type_from_the_view_is_sent_exactly_once(server: LocalDevServer)
 
     assert response.msg.get_all("Content-Type") == ["text/plain"]
     conn.close()
+
+
+def test_server_and_date_from_the_view_replace_the_local_servers_own(
+    server: LocalDevServer,
+) -> None:
+    conn = connect(server)
+    conn.request("GET", "/proxied")
+    proxied = conn.getresponse()
+    proxied.read()
+    conn.request("GET", "/text")
+    plain = conn.getresponse()
+    plain.read()
+    conn.close()
+
+    assert proxied.msg.get_all("Server") == ["upstream/1"]
+    assert proxied.msg.get_all("Date") == ["Sat, 28 Nov 2026 07:00:00 GMT"]
+    assert len(plain.msg.get_all("Server") or []) == 1
+    assert len(plain.msg.get_all("Date") or []) == 1
 
 
 def test_two_concurrent_requests_each_see_their_own_request(server: LocalDevServer) -> None:

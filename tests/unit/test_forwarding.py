@@ -225,3 +225,10 @@ def test_repeated_upstream_headers_are_kept_as_a_list_in_order() -> None:
 
 def test_a_header_sent_once_stays_a_plain_string() -> None:
     assert downstream_headers([("Set-Cookie", "a=1")], "req-1")["Set-Cookie"] == "a=1"
+
+
+def test_the_answer_to_a_head_keeps_the_length_a_get_would_have() -> None:
+    upstream = [("Content-Length", "357"), ("Content-Type", "application/json")]
+
+    assert downstream_headers(upstream, "rid", head=True)["Content-Length"] == "357"
+    assert "Content-Length" not in downstream_headers(upstream, "rid")
