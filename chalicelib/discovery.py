@@ -42,7 +42,11 @@ def routable(
         raise VersionNotFound(f"service {service!r} has no version {version!r}")
     live = [i for i in of_version if i.is_routable(now)]
     if not live:
-        raise NoLiveInstance(f"no live instance of {service!r} version {version!r}")
+        down = sum(1 for i in of_version if i.is_live(now))
+        raise NoLiveInstance(
+            f"no live instance of {service!r} version {version!r}: "
+            f"{down} reported DOWN, {len(of_version) - down} with lapsed leases"
+        )
     preferred = [i for i in live if i.instance_id not in ejected]
     return preferred or live
 

@@ -102,12 +102,23 @@ def _compiled(name: str) -> Callable[[Any], Any]:
     return cast(Callable[[Any], Any], fastjsonschema.compile(schema))
 
 
-def _check_schema(body: Any, name: str) -> dict[str, Any]:
+# What a pattern means, in words, for the fields whose rule is a regular expression.
+_PATTERN_RULES = {
+    "version": _NAMES["version"][1],
+    "zone": "1-64 characters of a-z, 0-9 and '-'",
+    "metadata": f"keys of 1-{MAX_METADATA_KEY} characters of A-Z, a-z, 0-9, '.', '_', '/', '-'",
+}
+
+
+def _check_schema(body: Any, schema_name: str) -> dict[str, Any]:
     try:
-        _compiled(name)(body)
+        _compiled(schema_name)(body)
     except fastjsonschema.JsonSchemaValueException as exc:
         name = exc.name or "data"
         field = name.removeprefix("data").lstrip(".") or "body"
+        rule = _PATTERN_RULES.get(field.split(".", 1)[0])
+        if exc.rule in ("pattern", "propertyNames") and rule:
+            raise InvalidRequest(f"invalid body: {field} is not valid: use {rule}") from None
         detail = exc.message.removeprefix(name).strip()
         raise InvalidRequest(f"invalid body: {field} {detail}") from None
     return cast(dict[str, Any], body)

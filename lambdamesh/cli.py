@@ -32,8 +32,15 @@ def _parser() -> argparse.ArgumentParser:
         help="run the app locally (Chalice's local server, DynamoDB embedded or named)",
         description="Run lambdamesh locally in the foreground until Ctrl-C or SIGTERM.",
     )
-    dev.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    dev.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free)")
+    dev.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    dev.add_argument(
+        "--port",
+        type=int,
+        default=8000,
+        help="port to listen on; 0 picks a free one (default: %(default)s)",
+    )
     dev.add_argument(
         "--demo",
         action="store_true",
@@ -67,9 +74,12 @@ def _parser() -> argparse.ArgumentParser:
 def _signing_key() -> bytes:
     key = os.environ.get("LAMBDAMESH_SIGNING_KEY", "")
     if len(key) < MIN_SIGNING_KEY_LENGTH:
+        from lambdamesh.devserver import DEV_SIGNING_KEY
+
         raise ConfigError(
             f"set LAMBDAMESH_SIGNING_KEY to the app's signing key "
-            f"(at least {MIN_SIGNING_KEY_LENGTH} characters)"
+            f"(at least {MIN_SIGNING_KEY_LENGTH} characters; `lambdamesh dev` uses "
+            f"{DEV_SIGNING_KEY} unless it is set)"
         )
     return key.encode()
 
@@ -105,8 +115,8 @@ def dev_command(host: str, port: int, demo: bool, dynamodb_endpoint: str | None)
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
     server = DevServer(host=host, port=port, dynamodb_endpoint=dynamodb_endpoint)
     supervisor = Supervisor()
     try:
@@ -120,6 +130,8 @@ def dev_command(host: str, port: int, demo: bool, dynamodb_endpoint: str | None)
         if demo:
             showcase = Demo(url, os.environ["LAMBDAMESH_SIGNING_KEY"].encode(), supervisor)
             showcase.start()
+            if not showcase.wait_until_registered():
+                print("warning: the demo instances have not all registered yet", flush=True)
             print(showcase.instructions(), flush=True)
         print("Press Ctrl-C to stop.", flush=True)
         stop.wait()

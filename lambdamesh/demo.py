@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import time
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -36,7 +39,16 @@ class Demo:
         port = free_port()
         self.supervisor.start(
             f"{service}-app-{index}",
-            ["-m", "lambdamesh.demo_app", "--port", str(port), "--name", service],
+            [
+                "-m",
+                "lambdamesh.demo_app",
+                "--port",
+                str(port),
+                "--name",
+                service,
+                "--instance",
+                f"{service}-{index}",
+            ],
         )
         self.supervisor.start(
             f"{service}-sidecar-{index}",
@@ -59,17 +71,41 @@ class Demo:
             "LAMBDAMESH_LOG_LEVEL": "WARNING",
         }
 
+    def wait_until_registered(self, timeout: float = 30.0) -> bool:
+        """True once every demo instance is live in the registry, so the printed lines work."""
+        expected = INSTANCES_PER_SERVICE * len(DEMO_SERVICES)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._live_instances() >= expected:
+                return True
+            time.sleep(0.2)
+        return False
+
+    def _live_instances(self) -> int:
+        request = urllib.request.Request(  # noqa: S310 - our own http URL
+            f"{self.url}/registry/services",
+            headers={"Authorization": f"Bearer {issue(self.signing_key)}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - our URL
+                services = json.load(response)["services"]
+        except OSError:
+            return 0
+        return sum(int(service["live"]) for service in services)
+
     def instructions(self) -> str:
         admin = issue(self.signing_key)
         auth = f'-H "Authorization: Bearer {admin}"'
         return "\n".join(
             [
                 "Try:",
-                f"  curl -s {self.url}/health",
-                f"  curl -s {auth} {self.url}/registry/services",
-                f"  curl -s {auth} {self.url}/registry/services/hello/instances",
-                f"  curl -s {self.url}/api/v1/hello/v1/greet/world?lang=en",
-                f"  curl -s -X POST --data-binary 'ping' {self.url}/api/v1/echo/v1/echo",
-                f"  curl -s -i {self.url}/api/v1/nope/v1/",
+                f"  curl -s '{self.url}/health'",
+                f"  curl -s {auth} '{self.url}/registry/services'",
+                f"  curl -s {auth} '{self.url}/registry/services/hello/instances'",
+                f"  curl -s '{self.url}/api/v1/hello/v1/greet/world?lang=en'",
+                f"  curl -s -X POST --data-binary 'ping' '{self.url}/api/v1/echo/v1/echo'",
+                f"  curl -s -i '{self.url}/api/v1/nope/v1/'",
+                f"Tokens: export LAMBDAMESH_SIGNING_KEY={self.signing_key.decode()}"
+                " and run `lambdamesh token SERVICE` or `lambdamesh token --admin`.",
             ]
         )

@@ -22,6 +22,7 @@ class DemoHandler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # headers and body are separate writes
     server_version = "lambdamesh-demo/1"
     name = "demo"
+    instance = ""
 
     def log_message(self, format: str, *args: object) -> None:
         """Quiet: the demo's terminal belongs to lambdamesh dev."""
@@ -39,7 +40,7 @@ class DemoHandler(BaseHTTPRequestHandler):
             payload = json.dumps(
                 {
                     "service": self.name,
-                    "instance": str(self._port()),
+                    "instance": self.instance or str(self._port()),
                     "method": self.command,
                     "path": self.path,
                     "headers": dict(self.headers.items()),
@@ -58,20 +59,29 @@ class DemoHandler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _handle
 
 
-def serve(host: str, port: int, name: str) -> ThreadingHTTPServer:
-    handler = type("NamedDemoHandler", (DemoHandler,), {"name": name})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
+class DemoServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hangs up early (the gateway refusing an oversized answer, say) is
+        not worth a traceback in the demo's terminal."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
+def serve(host: str, port: int, name: str, instance: str = "") -> ThreadingHTTPServer:
+    handler = type("NamedDemoHandler", (DemoHandler,), {"name": name, "instance": instance})
+    return DemoServer((host, port), handler)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="A demo upstream service for lambdamesh.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--name", default="demo")
+    parser.add_argument("--name", default="demo", help="service name it reports")
+    parser.add_argument("--instance", default="", help="instance id it reports (default: port)")
     args = parser.parse_args(argv)
-    server = serve(args.host, args.port, args.name)
+    server = serve(args.host, args.port, args.name, args.instance)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()

@@ -21,10 +21,11 @@ from typing import Any
 from chalice.config import Config
 from chalice.local import LocalDevServer
 
-from lambdamesh.localgateway import create_dev_server
+from lambdamesh.localgateway import ProxyRequestHandler, create_dev_server
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEV_SIGNING_KEY = "lambdamesh-dev-only-signing-key"
+
 DEV_DEFAULTS = {
     "LAMBDAMESH_ALLOW_LOOPBACK": "true",
     "LAMBDAMESH_ALLOW_PRIVATE": "true",
@@ -35,6 +36,16 @@ DEV_DEFAULTS = {
 }
 # moto accepts any credentials; these keep botocore from looking for real ones.
 MOTO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+class DevRequestHandler(ProxyRequestHandler):
+    """Logs each request on stderr, as Chalice's does, except successful heartbeats: a few
+    sidecars would otherwise scroll everything else away."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        if str(code).startswith("2") and self.path.endswith("/heartbeat"):
+            return
+        super().log_request(code, size)
 
 
 @dataclass
@@ -104,7 +115,9 @@ class DevServer:
 
         wiring.store().create_table()
         config = Config.create(chalice_stage="dev", app_name="lambdamesh", lambda_timeout=30)
-        self.server = create_dev_server(module.app, config, self.host, self.port)
+        self.server = create_dev_server(
+            module.app, config, self.host, self.port, handler_cls=DevRequestHandler
+        )
         self._thread = threading.Thread(target=self.server.server.serve_forever, daemon=True)
         self._thread.start()
         return self.url

@@ -290,7 +290,13 @@ def _use_thread_local_request(app: Chalice) -> None:
     app.__class__ = type(f"Local{app_class.__name__}", (LocalChalice, app_class), {})
 
 
-def create_dev_server(app: Chalice, config: Config, host: str, port: int) -> LocalDevServer:
+def create_dev_server(
+    app: Chalice,
+    config: Config,
+    host: str,
+    port: int,
+    handler_cls: type[ProxyRequestHandler] = ProxyRequestHandler,
+) -> LocalDevServer:
     """Chalice's threaded dev server, serving greedy routes; ``port=0`` picks a free port."""
     _use_thread_local_request(app)
     return LocalDevServer(
@@ -298,7 +304,7 @@ def create_dev_server(app: Chalice, config: Config, host: str, port: int) -> Loc
         config,
         host,
         port,
-        handler_cls=ProxyRequestHandler,
+        handler_cls=handler_cls,
         server_cls=ThreadedHTTPServer,
     )
 

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from lambdamesh.childguard import PARENT_PID_VARIABLE
+
 
 @dataclass
 class Supervisor:
@@ -18,11 +20,13 @@ class Supervisor:
     def start(
         self, name: str, args: Sequence[str], env: Mapping[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
-        merged = {**os.environ, **(env or {})}
+        merged = {**os.environ, **(env or {}), PARENT_PID_VARIABLE: str(os.getpid())}
         child = subprocess.Popen(  # noqa: S603 - our own interpreter and modules
-            [sys.executable, *args],
+            [sys.executable, "-m", "lambdamesh.childguard", *args],
             env=merged,
             stdin=subprocess.DEVNULL,
+            # Own session: a Ctrl-C reaches only `lambdamesh dev`, which stops the children
+            # in order, rather than every process at once.
             start_new_session=True,
         )
         self.children.append((name, child))

@@ -78,7 +78,9 @@ class Runner:
         self._log = logger or logging.getLogger(LOGGER_NAME)
         self._status = "UP"
         self._registered_once = False
-        self._register_sent = False
+        # True once a registration may have been stored: it succeeded, or failed in a way
+        # that leaves it unknown (timeout, 5xx). A refused one (4xx) stored nothing.
+        self._may_be_registered = False
         self._failures = 0
         self._last_warning = -float("inf")
         self._renewed_at = 0.0
@@ -109,14 +111,15 @@ class Runner:
     def _register_until_done(self) -> bool:
         """Registers, retrying until it works; False if stopped first."""
         while not self._stop.is_set():
-            self._register_sent = True
             registration = replace(self._registration, status=self._status)
             try:
                 stored = self._registry.register(registration)
             except RegistryError as exc:
+                self._may_be_registered |= not isinstance(exc, Rejected)
                 if self._stop.wait(self._failure_delay("register", exc)):
                     return False
                 continue
+            self._may_be_registered = True
             self._renewed()
             event = "re-registered" if self._registered_once else "registered"
             self._registered_once = True
@@ -204,7 +207,8 @@ class Runner:
 
     def _deregister(self) -> None:
         """Best effort within the shutdown budget; if it fails the lease lapses on its own."""
-        if not self._register_sent:
+        if not self._may_be_registered:
+            self._log.info("never registered; nothing to deregister")
             return
         timeout = min(self._timing.request_timeout, self._timing.shutdown_budget / 2)
         for attempt in (1, 2):

@@ -284,6 +284,18 @@ def test_stop_during_registration_retries_still_deregisters() -> None:
     assert harness.registry.names() == ["register", "register", "deregister"]
 
 
+def test_stop_after_only_refused_registrations_deregisters_nothing() -> None:
+    # A 4xx answer means nothing was stored: a DELETE would only be refused in turn.
+    harness = Harness()
+    refusal = Rejected("wrong service", status=403, code="forbidden")
+    harness.registry.register_outcomes.extend([refusal] * 5)
+    harness.stop_after("register", 2)
+
+    assert harness.run() == 0
+
+    assert harness.registry.names() == ["register", "register"]
+
+
 def test_stop_during_reregistration_ends_the_loop() -> None:
     harness = Harness()
     harness.registry.heartbeat_outcomes.append(NotRegistered("gone"))

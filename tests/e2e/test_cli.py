@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,8 +19,6 @@ from tests.helpers import SIGNING_KEY
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    import os
-
     return subprocess.run(
         [sys.executable, "-m", "lambdamesh.cli", *args],
         cwd=ROOT,
@@ -28,40 +29,76 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_the_demo_serves_its_printed_curl_lines_and_stops_cleanly(stop_signal: int) -> None:
     demo = spawn("demo", ["-m", "lambdamesh.cli", "dev", "--demo", "--port", "0"])
     try:
-        url = demo.wait_for_line(r"ready on (http://\S+)").group(1)
         demo.wait_for_line(r"Press Ctrl-C")
-        curls = [line.strip() for line in demo.lines if line.strip().startswith("curl ")]
-        assert len(curls) >= 5
-        eventually(
-            lambda: (
-                http("GET", url + "/api/v1/hello/v1/").status == 200
-                and http("GET", url + "/api/v1/echo/v1/").status == 200
-            ),
-            20,
-            "demo services never became routable",
-        )
-        for line in curls:
-            assert run_curl_line(line) < 500, line
+        curls = {
+            url_of(line).rsplit("/", 1)[-1]: line.strip()
+            for line in demo.lines
+            if line.strip().startswith("curl ")
+        }
+        # Run at once, as a user would paste them: the demo printed them once ready.
+        answers = {key: run_curl(line) for key, line in curls.items()}
+        children = child_pids(demo.popen.pid)
     finally:
         demo.signal(stop_signal)
         code = demo.popen.wait(30)
+
     assert code == 0, demo.output
     assert "stopped" in demo.output
+    assert json.loads(answers["health"]) == {"status": "ok"}
+    services = {s["service"]: s["live"] for s in json.loads(answers["services"])["services"]}
+    assert services == {"hello": 2, "echo": 2}
+    assert len(json.loads(answers["instances"])["instances"]) == 2
+    assert json.loads(answers["world?lang=en"])["instance"] in {"hello-0", "hello-1"}
+    assert answers["echo"] == "ping"
+    assert "404" in answers[""].splitlines()[0] and "service_not_found" in answers[""]
+    assert len(children) == 8
+    eventually(lambda: not any(alive(pid) for pid in children), 10, "demo children left over")
 
 
-def run_curl_line(line: str) -> int:
-    """Runs a printed curl line through urllib, the way a user would with curl."""
-    url = re.search(r"(http://\S+)", line)
-    assert url is not None
-    headers = dict(re.findall(r'-H "([^:]+): ([^"]+)"', line))
-    data = re.search(r"--data-binary '([^']*)'", line)
-    method = "POST" if "-X POST" in line else "GET"
-    body = data.group(1).encode() if data else None
-    return http(method, url.group(1), body, headers).status
+def url_of(line: str) -> str:
+    found = re.search(r"'(http://[^']+)'", line)
+    assert found is not None, line
+    return found.group(1)
+
+
+def run_curl(line: str) -> str:
+    """Runs a printed curl line in a shell, exactly as printed."""
+    assert shutil.which("curl"), "the demo prints curl lines; curl is needed to try them"
+    result = subprocess.run(
+        ["bash", "-c", line], capture_output=True, text=True, timeout=30, check=True
+    )
+    return result.stdout
+
+
+def child_pids(parent: int) -> list[int]:
+    found = subprocess.run(
+        ["pgrep", "-P", str(parent)], capture_output=True, text=True, check=False
+    ).stdout
+    return [int(pid) for pid in found.split()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_demo_children_stop_when_the_dev_process_is_killed_outright() -> None:
+    demo = spawn("demo", ["-m", "lambdamesh.cli", "dev", "--demo", "--port", "0"])
+    demo.wait_for_line(r"Press Ctrl-C")
+    children = child_pids(demo.popen.pid)
+    assert len(children) == 8
+
+    demo.signal(signal.SIGKILL)
+    demo.popen.wait(10)
+
+    eventually(lambda: not any(alive(pid) for pid in children), 15, "orphans left running")
 
 
 def test_token_prints_a_token_for_a_service_and_for_admin() -> None:
