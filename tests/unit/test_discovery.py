@@ -236,3 +236,16 @@ def test_the_cache_is_bounded_and_forgets_the_oldest_service(
     subject.routable(names[0], "v1")
 
     assert store.reads == [names[0]]
+
+
+def test_no_live_instance_says_how_many_are_down_and_how_many_lapsed(
+    make_instance: MakeInstance, now: float
+) -> None:
+    instances = (
+        make_instance("a", status="DOWN"),
+        make_instance("b", expires_at=0.0),
+        make_instance("c", expires_at=0.0),
+    )
+
+    with pytest.raises(NoLiveInstance, match="1 reported DOWN, 2 with lapsed leases"):
+        routable("orders", "v1", instances, now)

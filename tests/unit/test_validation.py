@@ -317,3 +317,16 @@ def test_a_heartbeat_may_set_the_status(status: str) -> None:
 def test_a_heartbeat_refuses_anything_else(body: object, field: str) -> None:
     with pytest.raises(InvalidRequest, match=field):
         parse_heartbeat(body)
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"version": "V1"}, "version is not valid: use 1-32 characters"),
+        ({"zone": "EU_WEST"}, "zone is not valid: use 1-64 characters"),
+        ({"metadata": {"bad key": "x"}}, "metadata is not valid: use keys of 1-64"),
+    ],
+)
+def test_pattern_refusals_say_the_rule_in_words(fields: dict[str, Any], expected: str) -> None:
+    with pytest.raises(InvalidRequest, match=re.escape(expected)):
+        register(**fields)
