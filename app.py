@@ -58,7 +58,7 @@ def observe(event: Request, get_response: Callable[[Request], Response]) -> Resp
 
 def _principal() -> Principal:
     header = app.request().headers.get("authorization")
-    return verify(wiring.signing_key(), bearer_token(header))
+    return verify(wiring.signing_keys(), bearer_token(header))
 
 
 def _body() -> Any:

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
+from chalicelib.config import MIN_SIGNING_KEY_LENGTH, ConfigError
 from chalicelib.errors import Forbidden, Unauthorized
 
 PREFIX = "lm1"
@@ -52,8 +53,22 @@ def issue(key: bytes, *, service: str | None = None) -> str:
     return ".".join((PREFIX, _b64(scope.encode()), _b64(_signature(key, scope))))
 
 
-def verify(key: bytes, token: str) -> Principal:
-    """The principal a token names; raises Unauthorized for anything not signed by ``key``."""
+def parse_keys(text: str) -> tuple[bytes, ...]:
+    """Signing keys, comma-separated: the first signs, any verifies.
+
+    That is how a key is rotated without invalidating every token at once: add the new key in
+    front, re-issue tokens, then drop the old one.
+    """
+    keys = tuple(key.strip().encode() for key in text.split(",") if key.strip())
+    if not keys or any(len(key) < MIN_SIGNING_KEY_LENGTH for key in keys):
+        raise ConfigError(
+            f"each token signing key must be at least {MIN_SIGNING_KEY_LENGTH} characters"
+        )
+    return keys
+
+
+def verify(keys: bytes | tuple[bytes, ...], token: str) -> Principal:
+    """The principal a token names; raises Unauthorized for anything not signed by a key."""
     parts = token.split(".") if len(token) <= MAX_TOKEN_LENGTH else []
     if len(parts) != 3 or parts[0] != PREFIX:
         raise Unauthorized("the bearer token is malformed")
@@ -62,7 +77,10 @@ def verify(key: bytes, token: str) -> Principal:
         given = _unb64(parts[2])
     except (ValueError, UnicodeDecodeError):
         raise Unauthorized("the bearer token is malformed") from None
-    if not hmac.compare_digest(given, _signature(key, scope)):
+    valid = False
+    for key in (keys,) if isinstance(keys, bytes) else keys:
+        valid |= hmac.compare_digest(given, _signature(key, scope))
+    if not valid:
         raise Unauthorized("the bearer token is not valid")
     return Principal(scope=scope)
 

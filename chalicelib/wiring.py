@@ -6,8 +6,9 @@ invocation reuses the same botocore client, connection pools and instance cache.
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 
+from chalicelib.auth import parse_keys
 from chalicelib.balancing import WeightedRoundRobin
 from chalicelib.config import MIN_SIGNING_KEY_LENGTH, ConfigError, Settings
 from chalicelib.discovery import Discovery
@@ -16,6 +17,8 @@ from chalicelib.hosts import HostPolicy
 from chalicelib.registry import Registry
 from chalicelib.storage import InstanceStore
 from chalicelib.upstream import UpstreamClient
+
+PARAMETER_MAX_AGE = 300
 
 
 @cache
@@ -56,24 +59,32 @@ def gateway() -> Gateway:
     )
 
 
-@cache
-def signing_key() -> bytes:
-    """The token signing key: from the environment, or an SSM SecureString it names."""
+def signing_keys() -> tuple[bytes, ...]:
+    """The token signing keys: from the environment, or an SSM SecureString it names.
+
+    The parameter is read through Powertools, which keeps it for ``PARAMETER_MAX_AGE``
+    seconds, so a rotated key reaches warm Lambdas without a redeploy.
+    """
     current = settings()
-    key = current.signing_key
-    if key is None and current.signing_key_parameter:
+    text = current.signing_key
+    if text is None and current.signing_key_parameter:
         from aws_lambda_powertools.utilities.parameters import get_parameter
 
-        key = get_parameter(current.signing_key_parameter, decrypt=True)
-    if not key or len(key) < MIN_SIGNING_KEY_LENGTH:
+        text = get_parameter(current.signing_key_parameter, decrypt=True, max_age=PARAMETER_MAX_AGE)
+    if not text:
         raise ConfigError(
             "the token signing key is not configured: set LAMBDAMESH_SIGNING_KEY (at least "
             f"{MIN_SIGNING_KEY_LENGTH} characters) or LAMBDAMESH_SIGNING_KEY_PARAMETER"
         )
-    return key.encode()
+    return _keys(text)
+
+
+@lru_cache(maxsize=4)
+def _keys(text: str) -> tuple[bytes, ...]:
+    return parse_keys(text)
 
 
 def reset() -> None:
     """Forget every collaborator, so tests can change the environment between cases."""
-    for built in (settings, store, registry, gateway, signing_key):
+    for built in (settings, store, registry, gateway, _keys):
         built.cache_clear()

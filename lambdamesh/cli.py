@@ -72,16 +72,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _signing_key() -> bytes:
-    key = os.environ.get("LAMBDAMESH_SIGNING_KEY", "")
-    if len(key) < MIN_SIGNING_KEY_LENGTH:
-        from lambdamesh.devserver import DEV_SIGNING_KEY
+    """The key that signs: the first of ``LAMBDAMESH_SIGNING_KEY``'s comma-separated keys."""
+    from chalicelib.auth import parse_keys
+    from lambdamesh.devserver import DEV_SIGNING_KEY
 
+    text = os.environ.get("LAMBDAMESH_SIGNING_KEY", "")
+    try:
+        return parse_keys(text)[0]
+    except ConfigError:
         raise ConfigError(
-            f"set LAMBDAMESH_SIGNING_KEY to the app's signing key "
-            f"(at least {MIN_SIGNING_KEY_LENGTH} characters; `lambdamesh dev` uses "
-            f"{DEV_SIGNING_KEY} unless it is set)"
-        )
-    return key.encode()
+            f"set LAMBDAMESH_SIGNING_KEY to the app's signing key (at least "
+            f"{MIN_SIGNING_KEY_LENGTH} characters; `lambdamesh dev` uses {DEV_SIGNING_KEY} "
+            "unless it is set)"
+        ) from None
 
 
 def token_command(service: str | None, admin: bool) -> int:
@@ -128,7 +131,7 @@ def dev_command(host: str, port: int, demo: bool, dynamodb_endpoint: str | None)
         dynamodb = os.environ["AWS_ENDPOINT_URL_DYNAMODB"]
         print(f"lambdamesh dev ready on {url} (DynamoDB at {dynamodb})", flush=True)
         if demo:
-            showcase = Demo(url, os.environ["LAMBDAMESH_SIGNING_KEY"].encode(), supervisor)
+            showcase = Demo(url, _signing_key(), supervisor)
             showcase.start()
             if not showcase.wait_until_registered():
                 print("warning: the demo instances have not all registered yet", flush=True)

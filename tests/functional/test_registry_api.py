@@ -13,7 +13,7 @@ from chalicelib.hosts import HostPolicy
 from chalicelib.registry import Registry
 from chalicelib.storage import InstanceStore
 from tests.functional.conftest import body_json
-from tests.helpers import admin_token, bearer, service_token
+from tests.helpers import SIGNING_KEY, admin_token, bearer, service_token
 
 JSON = {"Content-Type": "application/json"}
 INSTANCE = "/registry/services/orders/instances/task-1"
@@ -278,3 +278,21 @@ def test_registration_accepts_a_body_sent_without_a_json_content_type(client: Cl
     response = client.http.put(INSTANCE, headers=headers, body=body)
 
     assert response.status_code == 201
+
+
+def test_tokens_of_an_older_key_still_work_while_it_is_listed(
+    environment: dict[str, str], store: InstanceStore
+) -> None:
+    import app as application
+    from chalicelib.auth import issue
+    from lambdamesh.localgateway import create_test_client
+
+    rotated = {**environment, "LAMBDAMESH_SIGNING_KEY": "brand-new-key-0123456789," + SIGNING_KEY}
+    wiring.reset()
+    with create_test_client(application.app, environment_variables=rotated) as rotated_client:
+        old = register_with(rotated_client, service_token("orders"))
+        new = register_with(rotated_client, issue(b"brand-new-key-0123456789", service="orders"))
+    wiring.reset()
+
+    assert old.status_code == 201
+    assert new.status_code == 200

@@ -13,6 +13,7 @@ from chalicelib.auth import (
     Principal,
     bearer_token,
     issue,
+    parse_keys,
     require_write,
     verify,
 )
@@ -241,3 +242,26 @@ def test_a_signature_with_characters_outside_base64url_is_refused() -> None:
 
     with pytest.raises(Unauthorized):
         verify(key, padded)
+
+
+class TestKeyRotation:
+    OLD = b"old-signing-key-0123456789"
+    NEW = b"new-signing-key-0123456789"
+
+    def test_tokens_of_every_listed_key_verify(self) -> None:
+        keys = parse_keys(f"{self.NEW.decode()}, {self.OLD.decode()}")
+
+        assert keys == (self.NEW, self.OLD)
+        assert verify(keys, issue(self.OLD, service="orders")).scope == "service:orders"
+        assert verify(keys, issue(self.NEW)).is_admin
+
+    def test_a_token_of_a_dropped_key_is_refused(self) -> None:
+        with pytest.raises(Unauthorized):
+            verify(parse_keys(self.NEW.decode()), issue(self.OLD))
+
+    @pytest.mark.parametrize("text", ["", " , ", "short", "long-enough-key-0123456789,short"])
+    def test_empty_or_short_keys_are_a_configuration_error(self, text: str) -> None:
+        from chalicelib.config import ConfigError
+
+        with pytest.raises(ConfigError, match="at least 16 characters"):
+            parse_keys(text)
