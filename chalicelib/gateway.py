@@ -15,6 +15,8 @@ from chalicelib.validation import check_name
 
 # Characters a path segment may carry unescaped (RFC 3986 pchar), plus the separator.
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
+# In a query key or value: pchar and "/" and "?", less the delimiters "&", "=" and "+".
+_QUERY_SAFE = "/?:@!$'()*,;-._~"
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -35,7 +37,9 @@ class ProxyRequest:
     def target(self) -> str:
         """The upstream request target: the same path and query the client sent."""
         path = "/" + quote(self.path.lstrip("/"), safe=_PATH_SAFE)
-        return f"{path}?{urlencode(self.query)}" if self.query else path
+        if not self.query:
+            return path
+        return f"{path}?{urlencode(self.query, safe=_QUERY_SAFE, quote_via=quote)}"
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ def test_a_deep_path_with_a_query_and_a_binary_body_arrives_intact(mesh: Mesh) -
     assert echoed.status == 200
     assert echoed.body == BINARY
     assert echoed.headers["Content-Type"] == "application/octet-stream"
-    assert described.json()["path"] == "/one/two/three/four/five/six?x=1&x=2&y=+z"
+    assert described.json()["path"] == "/one/two/three/four/five/six?x=1&x=2&y=%20z"
 
 
 def test_sigterm_on_a_sidecar_takes_its_instance_out_of_rotation(mesh: Mesh) -> None:

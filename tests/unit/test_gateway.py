@@ -374,9 +374,12 @@ def test_the_target_keeps_repeated_query_keys_in_their_order() -> None:
 
 
 def test_the_target_encodes_query_values() -> None:
-    query = [("q", "a b&c=d"), ("empty", "")]
+    query = [("q", "a b&c=d+e"), ("empty", ""), ("path", "/x/y?z")]
 
-    assert request(path="search", query=query).target == "/search?q=a+b%26c%3Dd&empty="
+    assert (
+        request(path="search", query=query).target
+        == "/search?q=a%20b%26c%3Dd%2Be&empty=&path=/x/y?z"
+    )
 
 
 def test_the_query_is_forwarded_upstream(instances: list[Instance]) -> None:
