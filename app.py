@@ -18,7 +18,7 @@ from chalicelib.edge import REQUEST_ID_KEY, LambdaMeshApp, json_response
 from chalicelib.errors import RegistryUnavailable
 from chalicelib.forwarding import REQUEST_ID_HEADER, request_id
 from chalicelib.gateway import ProxyRequest
-from chalicelib.observability import logger, metrics
+from chalicelib.observability import logger, record_request
 from chalicelib.validation import parse_json_body
 
 PROXY_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -36,23 +36,7 @@ def observe(event: Request, get_response: Callable[[Request], Response]) -> Resp
     started = time.perf_counter()
     response = get_response(event)
     response.headers[REQUEST_ID_HEADER] = rid
-    error = response.body.get("error", {}).get("code") if isinstance(response.body, dict) else None
-    logger.info(
-        "request",
-        extra={
-            "request_id": rid,
-            "method": event.method,
-            "route": event.path,
-            "status": response.status_code,
-            "error_code": error,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-        },
-    )
-    metrics.add_metric(name="Requests", unit="Count", value=1)
-    if error:
-        metrics.add_metric(name=f"Error.{error}", unit="Count", value=1)
-    metrics.flush_metrics()
-    metrics.clear_metrics()
+    record_request(rid, event.method, event.path, response.status_code, response.body, started)
     return response
 
 
@@ -70,7 +54,8 @@ def health() -> Response:
     try:
         wiring.registry().ping()
     except RegistryUnavailable as exc:
-        return json_response({"status": "unavailable", "reason": exc.message}, 503)
+        logger.warning("health check failed", extra={"reason": exc.message})
+        return json_response({"status": "unavailable"}, 503)
     return json_response({"status": "ok"})
 
 
