@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import ast
 import re
+import shutil
+import subprocess
 import sys
 import tomllib
+from pathlib import Path
 
 from sidecar_testkit import SIDECAR_DIR
 
@@ -73,3 +76,28 @@ def test_readme_documents_every_variable() -> None:
 
     table = set(re.findall(r"^\| `([A-Z0-9_]+)` \|", readme, flags=re.MULTILINE))
     assert table == {name for name, _ in VARIABLES}
+
+
+def test_the_standalone_project_builds_and_installs_from_sidecar_alone(tmp_path: Path) -> None:
+    """What the Dockerfile's `pip install .` does, from a copy of sidecar/ alone."""
+    source = tmp_path / "context"
+    ignored = shutil.ignore_patterns("tests", "__pycache__", "build", "*.egg-info")
+    shutil.copytree(SIDECAR_DIR, source, ignore=ignored)
+    wheels, venv = tmp_path / "wheels", tmp_path / "venv"
+    pip = [sys.executable, "-m", "pip"]
+    build = [*pip, "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels)]
+    subprocess.run([*build, str(source)], check=True, capture_output=True, timeout=180)
+    [wheel] = wheels.glob("*.whl")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    install = [*pip, "--python", str(venv / "bin" / "python"), "install", "-q", "--no-deps"]
+    subprocess.run([*install, str(wheel)], check=True, capture_output=True, timeout=180)
+
+    result = subprocess.run(
+        [str(venv / "bin" / "lambdamesh-sidecar"), "--version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert __version__ in result.stdout + result.stderr
