@@ -12,17 +12,18 @@ lapsed or deleted instance cannot be revived by a late heartbeat.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.attributes import MapAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.constants import ALL_OLD, ATTRIBUTES
 from pynamodb.exceptions import PynamoDBException
 from pynamodb.models import Model
 
 from chalicelib.config import Settings
 from chalicelib.errors import InstanceNotFound, RegistryUnavailable
 from chalicelib.instances import Instance, RegisterResult, Registration, Status
+from chalicelib.observability import logger
 
 CATALOG_PARTITION = "~services"
 HEALTH_PARTITION = "~health"
@@ -96,6 +97,14 @@ def _plain(metadata: MapAttribute[str, Any] | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in metadata.as_dict().items()}  # type: ignore[no-untyped-call]
 
 
+def _unavailable(operation: str, exc: PynamoDBException) -> RegistryUnavailable:
+    """A fixed message for callers (who may be anonymous); the details go to the log."""
+    logger.warning(
+        "registry %s failed", operation, extra={"error": str(exc), "code": exc.cause_response_code}
+    )
+    return RegistryUnavailable(f"the registry could not {operation}; try again shortly")
+
+
 def _is_condition_failure(exc: PynamoDBException) -> bool:
     return exc.cause_response_code == CONDITION_FAILED
 
@@ -126,22 +135,24 @@ class InstanceStore:
         return item
 
     def register(self, reg: Registration, now: float) -> RegisterResult:
-        """Put the instance; ``created`` is true unless it replaced a live lease."""
+        """Put the instance in one PutItem; ``created`` unless it replaced a live lease.
+
+        One write that returns the old item (PynamoDB's ``save`` cannot ask for it) leaves no
+        window between a check and a write for a deregistration to fall into. The catalog
+        entry is written on every registration, not only the first, so a failure between the
+        two writes heals on the sidecar's retry.
+        """
         item = self._item(reg, now)
-        model = self._instances
+        args, kwargs = item._get_save_args()
         try:
-            try:
-                item.save(condition=model.sk.does_not_exist() | (model.expires_at <= now))
-                created = True
-            except PynamoDBException as exc:
-                if not _is_condition_failure(exc):
-                    raise
-                item.save()
-                created = False
-            if created:
-                self._add_to_catalog(reg.service, now)
+            answer = self._instances._get_connection().put_item(
+                *args, return_values=ALL_OLD, **kwargs
+            )
+            self._add_to_catalog(reg.service, now)
         except PynamoDBException as exc:
-            raise RegistryUnavailable(f"registry write failed: {exc.msg}") from exc
+            raise _unavailable("write", exc) from exc
+        old = answer.get(ATTRIBUTES)
+        created = old is None or float(old["expires_at"]["N"]) <= now
         return RegisterResult(instance=_to_instance(item), created=created)
 
     def _add_to_catalog(self, service: str, now: float) -> None:
@@ -172,28 +183,27 @@ class InstanceStore:
                     f"instance {instance_id!r} of {service!r} is not registered or its lease "
                     "has lapsed; register it again"
                 ) from exc
-            raise RegistryUnavailable(f"registry write failed: {exc.msg}") from exc
+            raise _unavailable("write", exc) from exc
         return _to_instance(item)
 
     def deregister(self, service: str, instance_id: str) -> None:
         try:
             self._instances(service, instance_id).delete()
         except PynamoDBException as exc:
-            raise RegistryUnavailable(f"registry write failed: {exc.msg}") from exc
+            raise _unavailable("write", exc) from exc
 
     def instances(self, service: str) -> list[Instance]:
         """Every stored instance of ``service``, live or not: callers decide liveness."""
         try:
             return [_to_instance(item) for item in self._instances.query(service)]
         except PynamoDBException as exc:
-            raise RegistryUnavailable(f"registry read failed: {exc.msg}") from exc
+            raise _unavailable("read", exc) from exc
 
-    def services(self) -> Iterator[str]:
+    def services(self) -> list[str]:
         try:
-            names = [entry.sk for entry in self._catalog.query(CATALOG_PARTITION)]
+            return [entry.sk for entry in self._catalog.query(CATALOG_PARTITION)]
         except PynamoDBException as exc:
-            raise RegistryUnavailable(f"registry read failed: {exc.msg}") from exc
-        return iter(names)
+            raise _unavailable("read", exc) from exc
 
     def ping(self) -> None:
         """A data-plane read of a key that never exists: cheap, and unlike DescribeTable not
@@ -201,7 +211,7 @@ class InstanceStore:
         try:
             self._catalog.count(HEALTH_PARTITION, limit=1)
         except PynamoDBException as exc:
-            raise RegistryUnavailable(f"registry table is not answering: {exc.msg}") from exc
+            raise _unavailable("read", exc) from exc
 
     def create_table(self) -> bool:
         """Create the table with TTL on ``expires_at`` if it is missing; True if created."""

@@ -1,0 +1,94 @@
+"""The storage verbs against moto's DynamoDB server: the invariants the registry relies on."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+
+from chalicelib.errors import InstanceNotFound, RegistryUnavailable
+from chalicelib.instances import Registration
+from chalicelib.storage import CATALOG_PARTITION, InstanceStore
+
+NOW = 1_800_000_000.0
+
+
+def registration(instance_id: str = "i-1", **fields: object) -> Registration:
+    values: dict[str, object] = {"version": "v1", "host": "10.0.0.1", "port": 80}
+    values.update(fields)
+    return Registration(service="orders", instance_id=instance_id, **values)  # type: ignore[arg-type]
+
+
+def test_created_is_true_for_new_and_lapsed_leases_only(store: InstanceStore) -> None:
+    assert store.register(registration(lease_seconds=5), NOW).created is True
+    assert store.register(registration(lease_seconds=5), NOW + 1).created is False
+    assert store.register(registration(lease_seconds=5), NOW + 10).created is True
+
+
+def test_a_missing_catalog_entry_is_written_again_by_the_next_registration(
+    store: InstanceStore, dynamodb_endpoint: str, environment: dict[str, str]
+) -> None:
+    # Given an instance whose catalog write was lost (say the Lambda timed out in between)
+    store.register(registration(), NOW)
+    client = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
+    client.delete_item(
+        TableName=environment["LAMBDAMESH_TABLE"],
+        Key={"pk": {"S": CATALOG_PARTITION}, "sk": {"S": "orders"}},
+    )
+    assert store.services() == []
+    # When its sidecar registers again while the lease still runs
+    assert store.register(registration(), NOW + 1).created is False
+    # Then the service is listed again
+    assert store.services() == ["orders"]
+
+
+def test_a_heartbeat_renews_by_the_stored_lease_in_one_conditional_write(
+    store: InstanceStore,
+) -> None:
+    store.register(registration(lease_seconds=20), NOW)
+
+    renewed = store.heartbeat("orders", "i-1", NOW + 15, "DOWN")
+
+    assert renewed.expires_at == NOW + 35
+    assert renewed.status == "DOWN"
+    assert renewed.host == "10.0.0.1"
+
+
+@pytest.mark.parametrize("late_by", [0.0, 0.001, 100.0])
+def test_a_heartbeat_at_or_after_expiry_is_refused(store: InstanceStore, late_by: float) -> None:
+    store.register(registration(lease_seconds=5), NOW)
+
+    with pytest.raises(InstanceNotFound):
+        store.heartbeat("orders", "i-1", NOW + 5 + late_by)
+
+
+def test_a_heartbeat_after_deregistration_does_not_recreate_the_instance(
+    store: InstanceStore,
+) -> None:
+    store.register(registration(), NOW)
+    store.deregister("orders", "i-1")
+
+    with pytest.raises(InstanceNotFound):
+        store.heartbeat("orders", "i-1", NOW + 1)
+    assert store.instances("orders") == []
+
+
+def test_metadata_round_trips(store: InstanceStore) -> None:
+    store.register(registration(metadata={"commit": "abc", "team": "payments"}), NOW)
+
+    [stored] = store.instances("orders")
+
+    assert stored.metadata == {"commit": "abc", "team": "payments"}
+
+
+def test_storage_failures_say_nothing_of_the_table_or_the_account(
+    environment: dict[str, str],
+) -> None:
+    from chalicelib.config import Settings
+
+    missing = InstanceStore(Settings.from_environ({**environment, "LAMBDAMESH_TABLE": "secret"}))
+
+    with pytest.raises(RegistryUnavailable) as caught:
+        missing.instances("orders")
+
+    assert "secret" not in caught.value.message
+    assert "ResourceNotFound" not in caught.value.message
