@@ -22,7 +22,6 @@ from chalicelib.observability import logger, record_request
 from chalicelib.validation import parse_json_body
 
 PROXY_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-ANY_CONTENT = ["*/*"]
 
 app = LambdaMeshApp(app_name="lambdamesh")
 route = app.route_with_errors
@@ -78,7 +77,6 @@ def list_instances(service: str) -> Response:
 @route(
     "/registry/services/{service}/instances/{instance_id}",
     methods=["PUT"],
-    content_types=ANY_CONTENT,
 )
 def register_instance(service: str, instance_id: str) -> Response:
     registry = wiring.registry()
@@ -89,7 +87,6 @@ def register_instance(service: str, instance_id: str) -> Response:
 @route(
     "/registry/services/{service}/instances/{instance_id}/heartbeat",
     methods=["PUT"],
-    content_types=ANY_CONTENT,
 )
 def heartbeat_instance(service: str, instance_id: str) -> Response:
     registry = wiring.registry()
@@ -100,33 +97,35 @@ def heartbeat_instance(service: str, instance_id: str) -> Response:
 @route(
     "/registry/services/{service}/instances/{instance_id}",
     methods=["DELETE"],
-    content_types=ANY_CONTENT,
 )
 def deregister_instance(service: str, instance_id: str) -> Response:
     wiring.registry().deregister(_principal(), service, instance_id)
     return Response(body=b"", status_code=204)
 
 
-@route("/api/v1/{service}/{version}", methods=PROXY_METHODS, content_types=ANY_CONTENT)
+@route("/api/v1/{service}/{version}", methods=PROXY_METHODS)
 def proxy_root(service: str, version: str) -> Response:
     return _forward(service, version, "")
 
 
-@route("/api/v1/{service}/{version}/{proxy+}", methods=PROXY_METHODS, content_types=ANY_CONTENT)
+@route("/api/v1/{service}/{version}/{proxy+}", methods=PROXY_METHODS)
 def proxy_path(service: str, version: str) -> Response:
     return _forward(service, version, (app.request().uri_params or {}).get("proxy", ""))
 
 
-def _forward(service: str, version: str, path: str) -> Response:
+def _forward(service: str, version: str, proxy: str) -> Response:
+    """Forwards the path as sent when the event carries it; ``proxy`` (decoded, trailing
+    slash dropped) is only the fallback."""
     request = app.request()
+    path = app.path_after(f"/api/v1/{service}/{version}")
     answer = wiring.gateway().forward(
         ProxyRequest(
             method=request.method,
             service=service,
             version=version,
-            path=path,
+            path=proxy if path is None else path,
             query=app.query_pairs(),
-            headers=dict(request.headers),
+            headers=app.forwarded_headers(),
             body=app.body(),
             client_ip=request.context.get("identity", {}).get("sourceIp"),
             proto="http",

@@ -73,6 +73,32 @@ class LambdaMeshApp(Chalice):
         params = self.request().query_params
         return [(k, v) for k in params for v in params.getlist(k)] if params else []
 
+    def forwarded_headers(self) -> dict[str, str]:
+        """Every request header, repeated ones joined as HTTP allows.
+
+        ``Request.headers`` keeps only the last value of a repeated header (it is built from
+        the event's single-value ``headers``), so read the event's ``multiValueHeaders``.
+        """
+        request = self.request()
+        multi = request.to_original_event().get("multiValueHeaders") or {}
+        if not multi:
+            return dict(request.headers)
+        return {
+            name: ("; " if name.lower() == "cookie" else ", ").join(values)
+            for name, values in multi.items()
+            if values
+        }
+
+    def path_after(self, prefix: str) -> str | None:
+        """The request path after ``prefix``, as the client sent it (trailing ``/`` and
+        escapes such as ``%2F`` included), or None when the event has no such path."""
+        path = str(self.request().to_original_event().get("path") or "")
+        at = path.find(prefix)
+        if at < 0:
+            return None
+        rest = path[at + len(prefix) :]
+        return rest if rest == "" or rest.startswith("/") else None
+
     def request_id(self) -> str:
         context = self.current_request.context if self.current_request else {}
         return str(context.get(REQUEST_ID_KEY, ""))
@@ -95,6 +121,7 @@ class LambdaMeshApp(Chalice):
                         500, "internal_error", "internal error", self.request_id()
                     )
 
+            kwargs.setdefault("content_types", ["*/*"])
             self.route(path, **kwargs)(answer)
             return answer
 

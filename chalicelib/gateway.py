@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlencode
 
@@ -20,6 +21,18 @@ _QUERY_SAFE = "/?:@!$'()*,;-._~"
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+_ESCAPE = re.compile(r"(%[0-9A-Fa-f]{2})")
+
+
+def _quote_path(path: str) -> str:
+    """Quote what needs quoting, keeping escapes the client already made (``%2F`` stays a
+    character of a segment, not a separator); a stray ``%`` becomes ``%25``."""
+    return "".join(
+        part if _ESCAPE.fullmatch(part) else quote(part, safe=_PATH_SAFE)
+        for part in _ESCAPE.split(path)
+    )
+
+
 @dataclass(frozen=True)
 class ProxyRequest:
     method: str
@@ -36,7 +49,7 @@ class ProxyRequest:
     @property
     def target(self) -> str:
         """The upstream request target: the same path and query the client sent."""
-        path = "/" + quote(self.path.lstrip("/"), safe=_PATH_SAFE)
+        path = "/" + _quote_path(self.path.lstrip("/"))
         if not self.query:
             return path
         return f"{path}?{urlencode(self.query, safe=_QUERY_SAFE, quote_via=quote)}"
