@@ -130,6 +130,7 @@ def _forward(service: str, version: str, proxy: str) -> Response:
             client_ip=request.context.get("identity", {}).get("sourceIp"),
             proto="http",
             request_id=app.request_id(),
-        )
+        ),
+        budget=app.time_left(wiring.settings().request_timeout),
     )
     return Response(body=answer.body, headers=answer.headers, status_code=answer.status)

@@ -16,6 +16,9 @@ class ConfigError(LambdaMeshError):
 DEFAULT_TABLE = "lambdamesh-registry"
 MIN_SIGNING_KEY_LENGTH = 16
 MIB = 1024 * 1024
+# Lambda takes and returns at most 6 MB, and every body crosses it base64-encoded (4/3 larger),
+# so no body above about 4.4 MB can pass whatever the settings say.
+MAX_BODY_LIMIT = 4_400_000
 
 
 def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
@@ -69,9 +72,10 @@ class Settings:
     cache_seconds: float = 1.0
     connect_timeout: float = 2.0
     read_timeout: float = 25.0
+    request_timeout: float = 27.0
     max_attempts: int = 3
     eject_seconds: float = 5.0
-    max_request_body: int = 5 * MIB
+    max_request_body: int = 4 * MIB
     max_response_body: int = 4 * MIB
     pool_maxsize: int = 10
 
@@ -93,6 +97,11 @@ class Settings:
             read_timeout=_number(env, "LAMBDAMESH_READ_TIMEOUT", 25.0, 0.1, 900.0),
             max_attempts=_integer(env, "LAMBDAMESH_MAX_ATTEMPTS", 3, 1, 10),
             eject_seconds=_number(env, "LAMBDAMESH_EJECT_SECONDS", 5.0, 0.0, 300.0),
-            max_request_body=_integer(env, "LAMBDAMESH_MAX_REQUEST_BODY", 5 * MIB, 0, 6 * MIB),
-            max_response_body=_integer(env, "LAMBDAMESH_MAX_RESPONSE_BODY", 4 * MIB, 0, 6 * MIB),
+            request_timeout=_number(env, "LAMBDAMESH_REQUEST_TIMEOUT", 27.0, 0.5, 900.0),
+            max_request_body=_integer(
+                env, "LAMBDAMESH_MAX_REQUEST_BODY", 4 * MIB, 0, MAX_BODY_LIMIT
+            ),
+            max_response_body=_integer(
+                env, "LAMBDAMESH_MAX_RESPONSE_BODY", 4 * MIB, 0, MAX_BODY_LIMIT
+            ),
         )

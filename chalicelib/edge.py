@@ -99,6 +99,15 @@ class LambdaMeshApp(Chalice):
         rest = path[at + len(prefix) :]
         return rest if rest == "" or rest.startswith("/") else None
 
+    def time_left(self, limit: float, margin: float = 1.0) -> float:
+        """Seconds this invocation may still spend: ``limit``, or less when the Lambda's own
+        timeout comes sooner (less ``margin`` to answer in)."""
+        context = getattr(self, "lambda_context", None)
+        remaining = getattr(context, "get_remaining_time_in_millis", None)
+        if remaining is None:
+            return limit
+        return max(0.0, min(limit, float(remaining()) / 1000 - margin))
+
     def request_id(self) -> str:
         context = self.current_request.context if self.current_request else {}
         return str(context.get(REQUEST_ID_KEY, ""))

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlencode
 
 from chalicelib.balancing import Balancer
 from chalicelib.discovery import Discovery
-from chalicelib.errors import HostNotAllowed, PayloadTooLarge, UpstreamUnreachable
+from chalicelib.errors import (
+    HostNotAllowed,
+    LambdaMeshError,
+    PayloadTooLarge,
+    UpstreamResponseTooLarge,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 from chalicelib.forwarding import Headers, downstream_headers, upstream_headers
 from chalicelib.instances import Instance
+from chalicelib.observability import logger
 from chalicelib.upstream import ConnectFailed, UpstreamClient
 from chalicelib.validation import check_name
 
@@ -19,6 +29,7 @@ _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 # In a query key or value: pchar and "/" and "?", less the delimiters "&", "=" and "+".
 _QUERY_SAFE = "/?:@!$'()*,;-._~"
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+Clock = Callable[[], float]
 
 
 _ESCAPE = re.compile(r"(%[0-9A-Fa-f]{2})")
@@ -70,15 +81,20 @@ class Gateway:
         balancer: Balancer,
         client: UpstreamClient,
         max_attempts: int = 3,
-        max_request_body: int = 5 * 1024 * 1024,
+        max_request_body: int = 4 * 1024 * 1024,
+        clock: Clock = time.monotonic,
     ) -> None:
         self._discovery = discovery
         self._balancer = balancer
         self._client = client
         self._max_attempts = max_attempts
         self._max_request_body = max_request_body
+        self._clock = clock
 
-    def forward(self, request: ProxyRequest) -> ProxyResponse:
+    def forward(self, request: ProxyRequest, budget: float = 27.0) -> ProxyResponse:
+        """Forward within ``budget`` seconds in all, retries included, so that the caller
+        gets our 504 rather than API Gateway's or a Lambda timeout's."""
+        deadline = self._clock() + budget
         check_name("service", request.service)
         check_name("version", request.version)
         if len(request.body) > self._max_request_body:
@@ -94,10 +110,9 @@ class Gateway:
             request_id=request.request_id,
         )
         tried: set[str] = set()
-        failure: UpstreamUnreachable | None = None
         for _ in range(self._max_attempts):
             instance = self._balancer.choose(pool, instances, exclude=tried)
-            if instance is None:
+            if instance is None or self._clock() >= deadline:
                 break
             tried.add(instance.instance_id)
             try:
@@ -108,16 +123,20 @@ class Gateway:
                     request.target,
                     headers,
                     request.body or None,
+                    deadline=deadline,
                 )
             except (ConnectFailed, HostNotAllowed) as exc:
+                _log_failure(request, instance, exc)
                 self._discovery.eject(instance)
-                failure = UpstreamUnreachable(exc.message)
                 continue
             except UpstreamUnreachable as exc:
+                _log_failure(request, instance, exc)
                 if request.method not in IDEMPOTENT:
-                    raise
-                failure = exc
+                    raise _unreachable(request) from None
                 continue
+            except (UpstreamTimeout, UpstreamResponseTooLarge) as exc:
+                _log_failure(request, instance, exc)
+                raise type(exc)(_PUBLIC_MESSAGES[type(exc)].format(r=request)) from None
             return ProxyResponse(
                 answer.status,
                 downstream_headers(
@@ -126,4 +145,33 @@ class Gateway:
                 answer.body,
                 instance,
             )
-        raise failure or UpstreamUnreachable("no instance could be reached")
+        if self._clock() >= deadline:
+            raise UpstreamTimeout(_PUBLIC_MESSAGES[UpstreamTimeout].format(r=request))
+        raise _unreachable(request)
+
+
+# Anonymous callers learn which service failed and how, never an instance's address.
+_PUBLIC_MESSAGES: dict[type[LambdaMeshError], str] = {
+    UpstreamTimeout: "{r.service} {r.version} did not answer in time",
+    UpstreamResponseTooLarge: "{r.service} {r.version} answered with more than the gateway "
+    "may return",
+}
+
+
+def _unreachable(request: ProxyRequest) -> UpstreamUnreachable:
+    return UpstreamUnreachable(
+        f"no instance of {request.service} {request.version} could be reached"
+    )
+
+
+def _log_failure(request: ProxyRequest, instance: Instance, exc: LambdaMeshError) -> None:
+    logger.warning(
+        "upstream failed",
+        extra={
+            "request_id": request.request_id,
+            "service": request.service,
+            "instance_id": instance.instance_id,
+            "error_code": exc.code,
+            "reason": exc.message,
+        },
+    )

@@ -9,6 +9,7 @@ the method.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -57,11 +58,13 @@ class UpstreamClient:
         max_response_body: int = 4 * 1024 * 1024,
         pool_maxsize: int = 10,
         resolver: Resolver = resolve,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._policy = policy
         self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
         self._max_body = max_response_body
         self._resolver = resolver
+        self._clock = clock
         self._pool = urllib3.PoolManager(
             num_pools=50, maxsize=pool_maxsize, block=False, retries=False
         )
@@ -93,18 +96,21 @@ class UpstreamClient:
         target: str,
         headers: Mapping[str, str],
         body: bytes | None,
+        deadline: float | None = None,
     ) -> UpstreamResponse:
+        """One request; ``deadline`` (on this client's clock) bounds it as a whole, since
+        urllib3's read timeout bounds each read and a trickling upstream could go on."""
         ip = self.address_for(host, port)
         pool = self._pool.connection_from_host(ip, port, scheme="http")
         outgoing = dict(headers)
-        outgoing["Host"] = host if port == 80 else f"{host}:{port}"
+        outgoing["Host"] = host_header(host, port)
         try:
             response = pool.urlopen(
                 method,
                 target,
                 body=body,
                 headers=outgoing,
-                timeout=self._timeout,
+                timeout=self._timeout_until(deadline),
                 redirect=False,
                 preload_content=False,
                 decode_content=False,
@@ -118,20 +124,43 @@ class UpstreamClient:
             raise UpstreamTimeout(f"upstream {host}:{port} did not answer in time") from None
         except HTTPError as exc:
             raise UpstreamUnreachable(f"upstream {host}:{port} failed: {_reason(exc)}") from None
-        return self._read(response, host, port)
+        return self._read(response, host, port, deadline)
 
-    def _read(self, response: urllib3.BaseHTTPResponse, host: str, port: int) -> UpstreamResponse:
+    def _timeout_until(self, deadline: float | None) -> urllib3.Timeout:
+        if deadline is None:
+            return self._timeout
+        left = max(0.001, deadline - self._clock())
+        connect = self._timeout.connect_timeout
+        read = self._timeout.read_timeout
+        return urllib3.Timeout(
+            connect=min(left, connect) if isinstance(connect, float | int) else left,
+            read=min(left, read) if isinstance(read, float | int) else left,
+        )
+
+    def _read(
+        self,
+        response: urllib3.BaseHTTPResponse,
+        host: str,
+        port: int,
+        deadline: float | None = None,
+    ) -> UpstreamResponse:
         complete = False
         try:
             chunks: list[bytes] = []
             size = 0
-            for chunk in response.stream(_CHUNK, decode_content=False):
+            # read1 returns what has arrived, so a trickle is checked against the deadline
+            # between reads instead of blocking until a whole chunk has come in.
+            while chunk := response.read1(_CHUNK, decode_content=False):
                 size += len(chunk)
                 if size > self._max_body:
                     raise UpstreamResponseTooLarge(
                         f"upstream {host}:{port} answered with more than {self._max_body} bytes"
                     )
                 chunks.append(chunk)
+                if deadline is not None and self._clock() > deadline:
+                    raise UpstreamTimeout(
+                        f"upstream {host}:{port} is still sending at the deadline"
+                    )
             complete = True
         except ReadTimeoutError:
             raise UpstreamTimeout(f"upstream {host}:{port} stopped sending in time") from None
@@ -142,6 +171,12 @@ class UpstreamClient:
                 response.close()  # a half-read connection must not go back to the pool
             response.release_conn()
         return UpstreamResponse(response.status, list(response.headers.items()), b"".join(chunks))
+
+
+def host_header(host: str, port: int) -> str:
+    """``Host`` for an upstream: IPv6 literals in brackets, the port unless it is 80."""
+    name = f"[{host}]" if ":" in host else host
+    return name if port == 80 else f"{name}:{port}"
 
 
 def _reason(exc: Exception) -> str:

@@ -33,6 +33,7 @@ def environment(dynamodb_endpoint: str, table_name: str) -> dict[str, str]:
         "LAMBDAMESH_CACHE_SECONDS": "0",
         "LAMBDAMESH_CONNECT_TIMEOUT": "1",
         "LAMBDAMESH_READ_TIMEOUT": "2",
+        "LAMBDAMESH_REQUEST_TIMEOUT": "3",
     }
 
 

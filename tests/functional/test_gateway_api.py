@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -200,3 +201,34 @@ def test_the_client_request_id_is_kept(
 
     assert response.headers["X-Request-Id"] == "abc-123"
     assert body_json(response)["headers"]["X-Request-Id"] == "abc-123"
+
+
+def test_an_upstream_that_trickles_forever_is_cut_off_at_the_request_timeout(
+    client: Client,
+) -> None:
+    # Each read gets a byte well within the read timeout; only the overall budget ends it.
+    stop = threading.Event()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+
+        def trickle() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+                while not stop.wait(0.2):
+                    try:
+                        conn.sendall(b"x")
+                    except OSError:
+                        return
+
+        threading.Thread(target=trickle, daemon=True).start()
+        register(client, "orders", "a", listener.getsockname()[1])
+        try:
+            response = client.http.get("/api/v1/orders/v1/x")
+        finally:
+            stop.set()
+
+    assert response.status_code == 504
+    assert body_json(response)["error"]["code"] == "upstream_timeout"

@@ -15,15 +15,9 @@ NUMBERS = [
     ("LAMBDAMESH_READ_TIMEOUT", "read_timeout", "0.1", "900", "0.09", "901"),
     ("LAMBDAMESH_MAX_ATTEMPTS", "max_attempts", "1", "10", "0", "11"),
     ("LAMBDAMESH_EJECT_SECONDS", "eject_seconds", "0", "300", "-1", "301"),
-    ("LAMBDAMESH_MAX_REQUEST_BODY", "max_request_body", "0", str(6 * MIB), "-1", str(6 * MIB + 1)),
-    (
-        "LAMBDAMESH_MAX_RESPONSE_BODY",
-        "max_response_body",
-        "0",
-        str(6 * MIB),
-        "-1",
-        str(6 * MIB + 1),
-    ),
+    ("LAMBDAMESH_REQUEST_TIMEOUT", "request_timeout", "0.5", "900", "0.4", "901"),
+    ("LAMBDAMESH_MAX_REQUEST_BODY", "max_request_body", "0", "4400000", "-1", "4400001"),
+    ("LAMBDAMESH_MAX_RESPONSE_BODY", "max_response_body", "0", "4400000", "-1", "4400001"),
 ]
 FLAGS = [
     ("LAMBDAMESH_ALLOW_LOOPBACK", "allow_loopback"),
@@ -51,7 +45,8 @@ def test_an_empty_environment_gives_the_documented_defaults() -> None:
         25.0,
     )
     assert (settings.max_attempts, settings.eject_seconds) == (3, 5.0)
-    assert (settings.max_request_body, settings.max_response_body) == (5 * MIB, 4 * MIB)
+    assert (settings.max_request_body, settings.max_response_body) == (4 * MIB, 4 * MIB)
+    assert settings.request_timeout == 27.0
 
 
 def test_empty_variables_count_as_unset() -> None:

@@ -59,6 +59,7 @@ class ScriptedUpstream:
     def __init__(self, script: Mapping[str, Outcome] | None = None) -> None:
         self.script = dict(script or {})
         self.sent: list[Sent] = []
+        self.deadlines: list[float | None] = []
 
     def send(
         self,
@@ -68,8 +69,10 @@ class ScriptedUpstream:
         target: str,
         headers: Mapping[str, str],
         body: bytes | None,
+        deadline: float | None = None,
     ) -> UpstreamResponse:
         self.sent.append(Sent(method, host, port, target, dict(headers), body))
+        self.deadlines.append(deadline)
         outcome = self.script.get(host.split(".")[0], OK)
         if isinstance(outcome, LambdaMeshError):
             raise outcome
@@ -220,7 +223,8 @@ def test_when_every_instance_refuses_the_answer_is_upstream_unreachable(
         gateway(discovery, upstream).forward(request("POST"))
 
     assert (caught.value.status, caught.value.code) == (502, "upstream_unreachable")
-    assert "Connection refused" in caught.value.message
+    # The caller may be anonymous: it learns the service, never an instance's address.
+    assert caught.value.message == "no instance of orders v1 could be reached"
     assert sorted(upstream.tried) == ["a", "b", "c"]
     assert sorted(discovery.ejected) == ["a", "b", "c"]
 
@@ -287,15 +291,19 @@ def test_a_failure_after_sending_is_not_retried_for_writes(
     assert upstream.tried == ["a"]
 
 
-def test_when_every_read_fails_after_sending_the_last_failure_is_reported(
-    instances: list[Instance],
+def test_when_every_read_fails_after_sending_the_reasons_go_to_the_log_only(
+    instances: list[Instance], caplog: pytest.LogCaptureFixture
 ) -> None:
     upstream = ScriptedUpstream({"a": broken(), "b": broken(), "c": broken()})
 
-    with pytest.raises(UpstreamUnreachable, match="reset by peer"):
+    with pytest.raises(UpstreamUnreachable) as caught:
         gateway(FakeDiscovery(instances), upstream).forward(request("GET"))
 
     assert len(upstream.sent) == 3
+    assert "reset by peer" not in caught.value.message
+    logged = [vars(r) for r in caplog.records if r.getMessage() == "upstream failed"]
+    assert [entry["instance_id"] for entry in logged] == ["a", "b", "c"]
+    assert all("reset by peer" in entry["reason"] for entry in logged)
 
 
 # Refused before anything is looked up
@@ -390,3 +398,31 @@ def test_the_query_is_forwarded_upstream(instances: list[Instance]) -> None:
     )
 
     assert upstream.sent[0].target == "/a%20b?x=1&x=2"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_deadline_is_passed_to_each_attempt_and_no_attempt_starts_after_it(
+    instances: list[Instance],
+) -> None:
+    clock = Clock()
+    upstream = ScriptedUpstream({"a": refused(), "b": refused(), "c": refused()})
+    original = upstream.send
+
+    def slow_send(*args: object, **kwargs: object) -> UpstreamResponse:
+        clock.now += 6.0  # each refused attempt costs six seconds
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    upstream.send = slow_send  # type: ignore[method-assign]
+    gw = Gateway(FakeDiscovery(instances), WeightedRoundRobin(), upstream, clock=clock)  # type: ignore[arg-type]
+
+    with pytest.raises(UpstreamTimeout):
+        gw.forward(request("GET"), budget=10.0)
+
+    assert upstream.deadlines == [110.0, 110.0]
