@@ -6,6 +6,7 @@ threads; `chalice local` serves requests concurrently and a warm Lambda keeps th
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Collection, Sequence
 from typing import Protocol
@@ -28,9 +29,14 @@ class WeightedRoundRobin:
     """Smooth weighted round robin (as nginx does): an instance of weight 3 among two of
     weight 1 gets 3 of every 5 requests, interleaved rather than in bursts."""
 
-    def __init__(self) -> None:
+    def __init__(self, rng: random.Random | None = None) -> None:
         self._current: dict[str, dict[str, int]] = {}
         self._lock = threading.Lock()
+        # Ties go to the first in order, so every cold Lambda would send its first request
+        # to the same instance and a burst of cold starts would pile onto it. Each pool's
+        # order is rotated by a random offset instead; the rotation itself stays exact.
+        self._offsets: dict[str, int] = {}
+        self._rng = rng or random.Random()  # placement only: no secrets drawn
 
     def choose(
         self, pool: str, instances: Sequence[Instance], exclude: Collection[str] = ()
@@ -39,7 +45,12 @@ class WeightedRoundRobin:
         if not candidates:
             return None
         with self._lock:
-            current = self._current.setdefault(pool, {})
+            if pool not in self._current:
+                self._current[pool] = {}
+                self._offsets[pool] = self._rng.randrange(1 << 30)
+            current = self._current[pool]
+            offset = self._offsets[pool] % len(candidates)
+            candidates = candidates[offset:] + candidates[:offset]
             total = 0
             best: Instance | None = None
             for instance in candidates:
@@ -59,6 +70,3 @@ class WeightedRoundRobin:
             alive = {i.instance_id for i in candidates}
             for instance_id in [k for k in current if k not in alive]:
                 del current[instance_id]
-
-
-STRATEGIES: dict[str, type[WeightedRoundRobin]] = {"round_robin": WeightedRoundRobin}

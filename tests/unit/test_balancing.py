@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from collections.abc import Callable, Sequence
 from itertools import groupby
 
-from chalicelib.balancing import STRATEGIES, WeightedRoundRobin
+from chalicelib.balancing import WeightedRoundRobin
 from chalicelib.instances import Instance
 
 MakeInstance = Callable[..., Instance]
+
+
+class InOrder(random.Random):
+    """Starts every rotation at the first instance, so exact sequences can be asserted."""
+
+    def randrange(self, *args: object, **kwargs: object) -> int:  # type: ignore[override]
+        return 0
 
 
 def pool_of(make_instance: MakeInstance, **weights: int) -> list[Instance]:
@@ -35,8 +43,19 @@ def longest_run(sequence: list[str]) -> int:
     return max(len(list(run)) for _, run in groupby(sequence))
 
 
-def test_round_robin_is_the_registered_strategy() -> None:
-    assert STRATEGIES["round_robin"] is WeightedRoundRobin
+def test_fresh_balancers_do_not_all_start_with_the_same_instance(
+    make_instance: MakeInstance,
+) -> None:
+    # Each cold Lambda has a fresh balancer; they must not all pick the same first instance.
+    instances = pool_of(make_instance, a=1, b=1, c=1)
+
+    firsts = Counter(
+        WeightedRoundRobin(random.Random(seed)).choose("orders/v1", instances).instance_id  # type: ignore[union-attr]
+        for seed in range(60)
+    )
+
+    assert set(firsts) == {"a", "b", "c"}
+    assert min(firsts.values()) >= 10
 
 
 def test_every_full_cycle_gives_each_instance_exactly_its_weight(
@@ -54,7 +73,7 @@ def test_a_heavy_instance_is_interleaved_never_sent_five_in_a_row(
 ) -> None:
     instances = pool_of(make_instance, a=5, b=1, c=1)
 
-    sequence = picks(WeightedRoundRobin(), instances, 70)
+    sequence = picks(WeightedRoundRobin(InOrder()), instances, 70)
 
     assert sequence[:7] == ["a", "a", "b", "a", "c", "a", "a"]
     assert longest_run(sequence) < 5
@@ -103,9 +122,9 @@ def test_an_empty_pool_leaves_none() -> None:
 
 def test_each_pool_keeps_its_own_rotation(make_instance: MakeInstance) -> None:
     instances = pool_of(make_instance, a=5, b=1, c=1)
-    alone = picks(WeightedRoundRobin(), instances, 14)
+    alone = picks(WeightedRoundRobin(random.Random(7)), instances, 14)
 
-    shared = WeightedRoundRobin()
+    shared = WeightedRoundRobin(random.Random(7))
     interleaved: list[str] = []
     for _ in range(14):
         interleaved += picks(shared, instances, 1, pool="orders/v1")
