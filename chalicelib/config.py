@@ -75,6 +75,7 @@ class Settings:
     request_timeout: float = 27.0
     max_attempts: int = 3
     eject_seconds: float = 5.0
+    stale_seconds: float = 30.0
     max_request_body: int = 4 * MIB
     max_response_body: int = 4 * MIB
     pool_maxsize: int = 10
@@ -97,6 +98,7 @@ class Settings:
             read_timeout=_number(env, "LAMBDAMESH_READ_TIMEOUT", 25.0, 0.1, 900.0),
             max_attempts=_integer(env, "LAMBDAMESH_MAX_ATTEMPTS", 3, 1, 10),
             eject_seconds=_number(env, "LAMBDAMESH_EJECT_SECONDS", 5.0, 0.0, 300.0),
+            stale_seconds=_number(env, "LAMBDAMESH_STALE_SECONDS", 30.0, 0.0, 300.0),
             request_timeout=_number(env, "LAMBDAMESH_REQUEST_TIMEOUT", 27.0, 0.5, 900.0),
             max_request_body=_integer(
                 env, "LAMBDAMESH_MAX_REQUEST_BODY", 4 * MIB, 0, MAX_BODY_LIMIT

@@ -3,7 +3,8 @@
 A routed request normally costs no DynamoDB read: the instance list of a service is kept for
 ``ttl`` seconds (1 s by default), so a deregistered instance leaves rotation within about that
 long. Instances that refused a connection are ejected locally for a few seconds so the next
-requests do not pay for the same dead address.
+requests do not pay for the same dead address. When DynamoDB fails, the last list is served for
+up to ``stale_seconds`` more.
 """
 
 from __future__ import annotations
@@ -13,8 +14,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from chalicelib.errors import NoLiveInstance, ServiceNotFound, VersionNotFound
+from chalicelib.errors import (
+    NoLiveInstance,
+    RegistryUnavailable,
+    ServiceNotFound,
+    VersionNotFound,
+)
 from chalicelib.instances import Instance
+from chalicelib.observability import logger
 from chalicelib.storage import InstanceStore
 
 Clock = Callable[[], float]
@@ -57,12 +64,14 @@ class Discovery:
         store: InstanceStore,
         ttl: float = 1.0,
         eject_seconds: float = 5.0,
+        stale_seconds: float = 30.0,
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
     ) -> None:
         self._store = store
         self._ttl = ttl
         self._eject_seconds = eject_seconds
+        self._stale_seconds = stale_seconds
         self._clock = clock
         self._wall_clock = wall_clock
         self._entries: dict[str, _Entry] = {}
@@ -91,7 +100,16 @@ class Discovery:
         now = self._clock()
         entry = self._entries.get(service)
         if entry is None or now - entry.loaded_at >= self._ttl:
-            entry = _Entry(tuple(self._store.instances(service)), now)
+            try:
+                loaded = tuple(self._store.instances(service))
+            except RegistryUnavailable:
+                if entry is None or now - entry.loaded_at >= self._ttl + self._stale_seconds:
+                    raise
+                # A DynamoDB hiccup should not fail every request while a list that was
+                # right a moment ago is at hand; leases are still checked against the clock.
+                logger.warning("serving a stale instance list", extra={"service": service})
+                return entry.instances
+            entry = _Entry(loaded, now)
             self._entries.pop(service, None)
             if len(self._entries) >= MAX_CACHED_SERVICES:
                 self._entries.pop(next(iter(self._entries)), None)

@@ -45,7 +45,12 @@ def registry() -> Registry:
 def gateway() -> Gateway:
     current = settings()
     return Gateway(
-        Discovery(store(), ttl=current.cache_seconds, eject_seconds=current.eject_seconds),
+        Discovery(
+            store(),
+            ttl=current.cache_seconds,
+            eject_seconds=current.eject_seconds,
+            stale_seconds=current.stale_seconds,
+        ),
         WeightedRoundRobin(),
         UpstreamClient(
             policy(),

@@ -15,6 +15,7 @@ NUMBERS = [
     ("LAMBDAMESH_READ_TIMEOUT", "read_timeout", "0.1", "900", "0.09", "901"),
     ("LAMBDAMESH_MAX_ATTEMPTS", "max_attempts", "1", "10", "0", "11"),
     ("LAMBDAMESH_EJECT_SECONDS", "eject_seconds", "0", "300", "-1", "301"),
+    ("LAMBDAMESH_STALE_SECONDS", "stale_seconds", "0", "300", "-1", "301"),
     ("LAMBDAMESH_REQUEST_TIMEOUT", "request_timeout", "0.5", "900", "0.4", "901"),
     ("LAMBDAMESH_MAX_REQUEST_BODY", "max_request_body", "0", "4400000", "-1", "4400001"),
     ("LAMBDAMESH_MAX_RESPONSE_BODY", "max_response_body", "0", "4400000", "-1", "4400001"),

@@ -7,7 +7,12 @@ from collections.abc import Callable
 import pytest
 
 from chalicelib.discovery import MAX_CACHED_SERVICES, Discovery, routable
-from chalicelib.errors import NoLiveInstance, ServiceNotFound, VersionNotFound
+from chalicelib.errors import (
+    NoLiveInstance,
+    RegistryUnavailable,
+    ServiceNotFound,
+    VersionNotFound,
+)
 from chalicelib.instances import Instance
 
 MakeInstance = Callable[..., Instance]
@@ -249,3 +254,42 @@ def test_no_live_instance_says_how_many_are_down_and_how_many_lapsed(
 
     with pytest.raises(NoLiveInstance, match="1 reported DOWN, 2 with lapsed leases"):
         routable("orders", "v1", instances, now)
+
+
+class FailingStore(InMemoryStore):
+    def __init__(self, instances: list[Instance]) -> None:
+        super().__init__(instances)
+        self.failing = False
+
+    def instances(self, service: str) -> list[Instance]:
+        if self.failing:
+            raise RegistryUnavailable("the registry could not read; try again shortly")
+        return super().instances(service)
+
+
+def test_a_registry_failure_serves_the_last_list_for_a_while_then_fails(
+    make_instance: MakeInstance, now: float
+) -> None:
+    store = FailingStore([make_instance("a")])
+    clock = FakeClock(0.0)
+    subject = Discovery(store, ttl=1.0, stale_seconds=30.0, clock=clock, wall_clock=FakeClock(now))
+    assert ids(subject.routable("orders", "v1")) == ["a"]
+
+    store.failing = True
+    clock.advance(20.0)
+    assert ids(subject.routable("orders", "v1")) == ["a"]
+
+    clock.advance(20.0)
+    with pytest.raises(RegistryUnavailable):
+        subject.routable("orders", "v1")
+
+
+def test_a_registry_failure_with_nothing_cached_fails_at_once(
+    make_instance: MakeInstance, now: float
+) -> None:
+    store = FailingStore([make_instance("a")])
+    store.failing = True
+    subject = Discovery(store, clock=FakeClock(0.0), wall_clock=FakeClock(now))
+
+    with pytest.raises(RegistryUnavailable):
+        subject.routable("orders", "v1")
