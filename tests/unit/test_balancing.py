@@ -9,15 +9,9 @@ from itertools import groupby
 
 from chalicelib.balancing import WeightedRoundRobin
 from chalicelib.instances import Instance
+from tests.helpers import InOrder
 
 MakeInstance = Callable[..., Instance]
-
-
-class InOrder(random.Random):
-    """Starts every rotation at the first instance, so exact sequences can be asserted."""
-
-    def randrange(self, *args: object, **kwargs: object) -> int:  # type: ignore[override]
-        return 0
 
 
 def pool_of(make_instance: MakeInstance, **weights: int) -> list[Instance]:

@@ -20,6 +20,7 @@ from chalicelib.errors import (
 from chalicelib.gateway import Gateway, ProxyRequest
 from chalicelib.instances import Instance
 from chalicelib.upstream import ConnectFailed, UpstreamResponse
+from tests.helpers import InOrder
 
 MakeInstance = Callable[..., Instance]
 Outcome = UpstreamResponse | LambdaMeshError
@@ -89,7 +90,7 @@ def instances(make_instance: MakeInstance) -> list[Instance]:
 
 
 def gateway(discovery: FakeDiscovery, upstream: ScriptedUpstream, **limits: int) -> Gateway:
-    return Gateway(discovery, WeightedRoundRobin(), upstream, **limits)  # type: ignore[arg-type]
+    return Gateway(discovery, WeightedRoundRobin(InOrder()), upstream, **limits)  # type: ignore[arg-type]
 
 
 def request(method: str = "GET", **fields: object) -> ProxyRequest:
@@ -420,7 +421,7 @@ def test_the_deadline_is_passed_to_each_attempt_and_no_attempt_starts_after_it(
         return original(*args, **kwargs)  # type: ignore[arg-type]
 
     upstream.send = slow_send  # type: ignore[method-assign]
-    gw = Gateway(FakeDiscovery(instances), WeightedRoundRobin(), upstream, clock=clock)  # type: ignore[arg-type]
+    gw = Gateway(FakeDiscovery(instances), WeightedRoundRobin(InOrder()), upstream, clock=clock)  # type: ignore[arg-type]
 
     with pytest.raises(UpstreamTimeout):
         gw.forward(request("GET"), budget=10.0)
