@@ -55,7 +55,9 @@ def upstream_headers(
     request_id: str,
 ) -> dict[str, str]:
     """Headers for the upstream request, built from the client's."""
-    drop = _dropped(incoming) | {"x-request-id", "x-forwarded-for"}
+    # A client's Forwarded / X-Forwarded-Host would be believed by the upstream (absolute
+    # URLs, password-reset links), and API Gateway sets neither: both are rebuilt here.
+    drop = _dropped(incoming) | {"x-request-id", "x-forwarded-for", "x-forwarded-host", "forwarded"}
     headers = {k: v for k, v in incoming.items() if k.lower() not in drop}
     lowered = {k.lower(): v for k, v in incoming.items()}
     forwarded_for = lowered.get("x-forwarded-for", "").strip()
@@ -67,7 +69,7 @@ def upstream_headers(
         headers["X-Forwarded-For"] = forwarded_for
     if "x-forwarded-proto" not in lowered:
         headers["X-Forwarded-Proto"] = proto
-    if "x-forwarded-host" not in lowered and "host" in lowered:
+    if "host" in lowered:
         headers["X-Forwarded-Host"] = lowered["host"]
     headers[REQUEST_ID_HEADER] = request_id
     return headers

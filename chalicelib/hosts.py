@@ -21,6 +21,10 @@ _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 # not enough to refuse it.
 _METADATA_V6 = ipaddress.ip_network("fd00:ec2::/32")
 _SHARED_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+# A last label that is a number, in any base browsers and resolvers accept, makes the whole
+# name an IPv4 address to some parsers ("0x7f.1", "2130706433"): never a DNS name.
+_NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 
 
@@ -30,11 +34,23 @@ class HostPolicy:
     allow_private: bool = False
 
 
+def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries (mapped, 6to4, Teredo), which is where it leads."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    return address.teredo[1] if address.teredo else None
+
+
 def refusal_reason(address: IPAddress, policy: HostPolicy) -> str | None:
     """Why the gateway must not connect to ``address``, or None when it may."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return refusal_reason(address.ipv4_mapped, policy)
-    if address.is_unspecified:
+    embedded = _embedded_ipv4(address)
+    if embedded is not None:
+        return refusal_reason(embedded, policy)
+    if address.is_unspecified or address in _THIS_NETWORK:
         return "an unspecified address"
     if address.is_link_local or address in _METADATA_V6:
         return "a link-local or instance-metadata address"
@@ -61,7 +77,9 @@ def is_dns_name(host: str) -> bool:
     if len(host) > MAX_HOST_LENGTH:
         return False
     labels = host.removesuffix(".").split(".")
-    return all(_LABEL.fullmatch(label) for label in labels) and not labels[-1].isdigit()
+    return all(_LABEL.fullmatch(label) for label in labels) and not _NUMERIC_LABEL.fullmatch(
+        labels[-1]
+    )
 
 
 def normalize_host(host: str, policy: HostPolicy) -> str:

@@ -254,3 +254,22 @@ def test_an_ip_host_stored_under_a_looser_policy_is_refused_at_connect_time() ->
     # When the gateway, now strict, is about to connect to it
     with pytest.raises(HostNotAllowed, match=re.escape("10.0.0.7")):
         client.address_for("10.0.0.7", 8080)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "2002:a9fe:a9fe::1",  # 6to4 wrapping 169.254.169.254
+        "2001:0:4136:e378:8000:63bf:5601:5601",  # Teredo whose client is 169.254.169.254
+        "0.1.2.3",  # "this network"
+    ],
+)
+def test_addresses_that_lead_to_forbidden_ipv4_are_refused(host: str) -> None:
+    with pytest.raises(HostNotAllowed):
+        normalize_host(host, PERMISSIVE)
+
+
+@pytest.mark.parametrize("host", ["0x7f000001", "0x7f.0x1", "example.0x1", "service.017"])
+def test_names_ending_in_a_number_are_not_dns_names(host: str) -> None:
+    with pytest.raises(InvalidRequest):
+        normalize_host(host, PERMISSIVE)
