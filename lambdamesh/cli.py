@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import signal
 import sys
@@ -120,6 +121,12 @@ def dev_command(host: str, port: int, demo: bool, dynamodb_endpoint: str | None)
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, on_signal)
+    if not _is_loopback(host) and not os.environ.get("LAMBDAMESH_SIGNING_KEY"):
+        raise CommandError(
+            f"listening on {host} with the published development signing key would let anyone "
+            "who can reach it mint tokens (and reach this machine's loopback services through "
+            "the gateway): set LAMBDAMESH_SIGNING_KEY, or listen on 127.0.0.1"
+        )
     server = DevServer(host=host, port=port, dynamodb_endpoint=dynamodb_endpoint)
     supervisor = Supervisor()
     try:
@@ -144,6 +151,13 @@ def dev_command(host: str, port: int, demo: bool, dynamodb_endpoint: str | None)
         server.stop()
     print("stopped", flush=True)
     return 0
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -36,6 +36,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 DEFAULT_HEARTBEAT_SECONDS = 10.0
 DEFAULT_LEASE_SECONDS = 30
+LEASE_MARGIN_SECONDS = 1.0
 DEFAULT_REQUEST_TIMEOUT_SECONDS = 5.0
 
 ECS_METADATA_VARIABLE = "ECS_CONTAINER_METADATA_URI_V4"
@@ -51,7 +52,7 @@ VARIABLES: tuple[tuple[str, str], ...] = (
     ("LAMBDAMESH_INSTANCE_ID", "default: the ECS task id, else <host>-<port> with '-' separators"),
     ("LAMBDAMESH_HEALTH_PATH", "HTTP readiness path, e.g. /health; default: TCP connect to port"),
     ("LAMBDAMESH_HEARTBEAT_SECONDS", "heartbeat interval, 0.2..300 (default 10)"),
-    ("LAMBDAMESH_LEASE_SECONDS", "lease, integer 5..300 above the heartbeat (default 30)"),
+    ("LAMBDAMESH_LEASE_SECONDS", "lease, integer 5..300, >= heartbeat x 1.1 + 1 s (default 30)"),
     ("LAMBDAMESH_WEIGHT", "load-balancing weight, integer 1..1000 (default: the registry's)"),
     ("LAMBDAMESH_ZONE", "zone, a-z 0-9 '-'; default: the task's AvailabilityZone"),
     ("LAMBDAMESH_METADATA", 'JSON object of string values, e.g. {"commit": "abc123"}'),
@@ -181,10 +182,14 @@ def _timing(environ: Mapping[str, str]) -> tuple[float, int]:
     )
     lease = _optional_integer(environ, "LAMBDAMESH_LEASE_SECONDS", 5, 300)
     lease = DEFAULT_LEASE_SECONDS if lease is None else lease
-    if lease <= heartbeat:
+    # A heartbeat may come 10 % late (jitter) and take a moment to land: the lease must
+    # outlast both, or a healthy instance would drop out of rotation between heartbeats.
+    least = heartbeat * 1.1 + LEASE_MARGIN_SECONDS
+    if lease < least:
         raise ConfigError(
             "LAMBDAMESH_LEASE_SECONDS",
-            f"must be greater than LAMBDAMESH_HEARTBEAT_SECONDS ({heartbeat:g}), got {lease}",
+            f"must be at least {least:g} (LAMBDAMESH_HEARTBEAT_SECONDS {heartbeat:g} plus 10 % "
+            f"jitter plus {LEASE_MARGIN_SECONDS:g} s), got {lease}",
         )
     return heartbeat, lease
 

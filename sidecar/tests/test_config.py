@@ -179,11 +179,17 @@ def test_long_invalid_value_is_shortened_in_the_message() -> None:
     assert len(str(error)) < 200
 
 
-def test_lease_must_exceed_the_heartbeat_interval() -> None:
-    error = error_for(LAMBDAMESH_HEARTBEAT_SECONDS="30", LAMBDAMESH_LEASE_SECONDS="30")
+def test_lease_must_outlast_a_late_heartbeat() -> None:
+    error = error_for(LAMBDAMESH_HEARTBEAT_SECONDS="10", LAMBDAMESH_LEASE_SECONDS="11")
 
     assert error.variable == "LAMBDAMESH_LEASE_SECONDS"
-    assert "greater than LAMBDAMESH_HEARTBEAT_SECONDS (30)" in str(error)
+    assert "at least 12" in str(error)
+
+
+def test_a_lease_just_long_enough_is_accepted() -> None:
+    settings = loaded(LAMBDAMESH_HEARTBEAT_SECONDS="10", LAMBDAMESH_LEASE_SECONDS="12")
+
+    assert (settings.heartbeat_seconds, settings.lease_seconds) == (10, 12)
 
 
 def test_default_lease_is_checked_against_a_long_heartbeat() -> None:

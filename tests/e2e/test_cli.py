@@ -184,3 +184,11 @@ def test_dev_with_an_unreachable_dynamodb_fails_with_one_clear_line() -> None:
     assert result.returncode == 2
     assert "cannot create table" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_dev_refuses_to_listen_beyond_loopback_with_the_published_key() -> None:
+    result = run_cli("dev", "--host", "0.0.0.0", "--port", "0", env={"LAMBDAMESH_SIGNING_KEY": ""})
+
+    assert result.returncode == 2
+    assert "LAMBDAMESH_SIGNING_KEY" in result.stderr
+    assert "Traceback" not in result.stderr
