@@ -13,8 +13,8 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from chalicelib.config import MIN_SIGNING_KEY_LENGTH, ConfigError
-from chalicelib.errors import Forbidden, Unauthorized
+from chalicelib.config import MIN_SIGNING_KEY_LENGTH
+from chalicelib.errors import ConfigError, Forbidden, Unauthorized
 
 PREFIX = "lm1"
 ADMIN_SCOPE = "admin"

@@ -6,11 +6,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from chalicelib.errors import LambdaMeshError
+from chalicelib.errors import ConfigError
 
-
-class ConfigError(LambdaMeshError):
-    code = "config_error"
+__all__ = ["ConfigError", "Settings"]
 
 
 DEFAULT_TABLE = "lambdamesh-registry"

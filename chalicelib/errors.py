@@ -16,6 +16,12 @@ class LambdaMeshError(Exception):
         self.message = message
 
 
+class ConfigError(LambdaMeshError):
+    """The deployment is misconfigured: the operator must act, not the caller."""
+
+    code = "config_error"
+
+
 class BadRequest(LambdaMeshError):
     status = 400
     code = "bad_request"

@@ -10,8 +10,9 @@ from functools import cache, lru_cache
 
 from chalicelib.auth import parse_keys
 from chalicelib.balancing import WeightedRoundRobin
-from chalicelib.config import MIN_SIGNING_KEY_LENGTH, ConfigError, Settings
+from chalicelib.config import MIN_SIGNING_KEY_LENGTH, Settings
 from chalicelib.discovery import Discovery
+from chalicelib.errors import ConfigError
 from chalicelib.gateway import Gateway
 from chalicelib.hosts import HostPolicy
 from chalicelib.registry import Registry

@@ -11,8 +11,8 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from chalicelib.config import MIN_SIGNING_KEY_LENGTH, ConfigError, Settings
-from chalicelib.errors import LambdaMeshError
+from chalicelib.config import MIN_SIGNING_KEY_LENGTH, Settings
+from chalicelib.errors import ConfigError, LambdaMeshError
 
 PROG = "lambdamesh"
 
