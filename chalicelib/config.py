@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from chalicelib.errors import ConfigError
+from chalicelib.hosts import IPNetwork
 
 __all__ = ["ConfigError", "Settings"]
 
@@ -46,6 +48,14 @@ def _number(
     return value
 
 
+def _networks(environ: Mapping[str, str], name: str) -> tuple[IPNetwork, ...]:
+    raw = environ.get(name) or ""
+    try:
+        return tuple(ipaddress.ip_network(p.strip()) for p in raw.split(",") if p.strip())
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be comma-separated CIDR blocks: {exc}") from None
+
+
 def _integer(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     value = _number(environ, name, default, low, high)
     if value != int(value):
@@ -67,6 +77,7 @@ class Settings:
     signing_key_parameter: str | None = None
     allow_loopback: bool = False
     allow_private: bool = False
+    allowed_networks: tuple[IPNetwork, ...] = ()
     cache_seconds: float = 1.0
     connect_timeout: float = 2.0
     read_timeout: float = 25.0
@@ -91,6 +102,7 @@ class Settings:
             signing_key_parameter=env.get("LAMBDAMESH_SIGNING_KEY_PARAMETER") or None,
             allow_loopback=_flag(env, "LAMBDAMESH_ALLOW_LOOPBACK", False),
             allow_private=_flag(env, "LAMBDAMESH_ALLOW_PRIVATE", False),
+            allowed_networks=_networks(env, "LAMBDAMESH_ALLOWED_NETWORKS"),
             cache_seconds=_number(env, "LAMBDAMESH_CACHE_SECONDS", 1.0, 0.0, 60.0),
             connect_timeout=_number(env, "LAMBDAMESH_CONNECT_TIMEOUT", 2.0, 0.1, 30.0),
             read_timeout=_number(env, "LAMBDAMESH_READ_TIMEOUT", 25.0, 0.1, 900.0),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from chalicelib.errors import HostNotAllowed, InvalidRequest
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 MAX_HOST_LENGTH = 253
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -30,8 +31,12 @@ _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 
 @dataclass(frozen=True)
 class HostPolicy:
+    """``allowed_networks``, when given, narrows everything else: with private ranges allowed
+    for ECS tasks, it keeps a service token from publishing any other host of the VPC."""
+
     allow_loopback: bool = False
     allow_private: bool = False
+    allowed_networks: tuple[IPNetwork, ...] = ()
 
 
 def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
@@ -56,6 +61,8 @@ def refusal_reason(address: IPAddress, policy: HostPolicy) -> str | None:
         return "a link-local or instance-metadata address"
     if address.is_multicast:
         return "a multicast address"
+    if policy.allowed_networks and not any(address in net for net in policy.allowed_networks):
+        return "outside LAMBDAMESH_ALLOWED_NETWORKS"
     if address.is_loopback:
         return None if policy.allow_loopback else "a loopback address"
     # Before "private": Python counts broadcast and 240.0.0.0/4 as private too.

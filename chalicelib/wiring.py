@@ -34,7 +34,11 @@ def store() -> InstanceStore:
 
 def policy() -> HostPolicy:
     current = settings()
-    return HostPolicy(allow_loopback=current.allow_loopback, allow_private=current.allow_private)
+    return HostPolicy(
+        allow_loopback=current.allow_loopback,
+        allow_private=current.allow_private,
+        allowed_networks=current.allowed_networks,
+    )
 
 
 @cache

@@ -198,3 +198,20 @@ def test_the_region_comes_from_aws_region_before_aws_default_region() -> None:
 def test_whole_number_settings_refuse_fractions(name: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_environ({name: "2.5"})
+
+
+def test_allowed_networks_are_parsed_from_cidr_blocks() -> None:
+    import ipaddress
+
+    settings = Settings.from_environ({"LAMBDAMESH_ALLOWED_NETWORKS": "10.0.0.0/20, fd12::/64"})
+
+    assert settings.allowed_networks == (
+        ipaddress.ip_network("10.0.0.0/20"),
+        ipaddress.ip_network("fd12::/64"),
+    )
+
+
+@pytest.mark.parametrize("value", ["10.0.0.1/20", "not-a-network", "10.0.0.0/33"])
+def test_a_bad_allowed_network_is_a_configuration_error(value: str) -> None:
+    with pytest.raises(ConfigError, match="LAMBDAMESH_ALLOWED_NETWORKS"):
+        Settings.from_environ({"LAMBDAMESH_ALLOWED_NETWORKS": value})

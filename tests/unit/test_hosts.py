@@ -273,3 +273,31 @@ def test_addresses_that_lead_to_forbidden_ipv4_are_refused(host: str) -> None:
 def test_names_ending_in_a_number_are_not_dns_names(host: str) -> None:
     with pytest.raises(InvalidRequest):
         normalize_host(host, PERMISSIVE)
+
+
+class TestAllowedNetworks:
+    TASK_SUBNETS = HostPolicy(
+        allow_private=True,
+        allowed_networks=(ipaddress.ip_network("10.0.0.0/20"), ipaddress.ip_network("fd12::/64")),
+    )
+
+    @pytest.mark.parametrize("host", ["10.0.3.7", "fd12::5"])
+    def test_addresses_inside_the_task_subnets_are_allowed(self, host: str) -> None:
+        assert normalize_host(host, self.TASK_SUBNETS) == host
+
+    @pytest.mark.parametrize("host", ["10.0.16.1", "10.1.0.5", "192.168.0.10", "52.95.110.1"])
+    def test_any_other_address_is_refused_naming_the_setting(self, host: str) -> None:
+        with pytest.raises(HostNotAllowed, match="LAMBDAMESH_ALLOWED_NETWORKS"):
+            normalize_host(host, self.TASK_SUBNETS)
+
+    def test_the_private_flag_is_still_required(self) -> None:
+        policy = HostPolicy(allowed_networks=(ipaddress.ip_network("10.0.0.0/20"),))
+
+        with pytest.raises(HostNotAllowed, match="private"):
+            normalize_host("10.0.3.7", policy)
+
+    def test_a_name_resolving_outside_them_is_refused_at_connect_time(self) -> None:
+        resolver = RecordingResolver({"rds.internal": ["10.0.200.9"]})
+
+        with pytest.raises(HostNotAllowed):
+            client_with(resolver, self.TASK_SUBNETS).address_for("rds.internal", 5432)
