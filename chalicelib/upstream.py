@@ -61,7 +61,8 @@ class UpstreamClient:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._policy = policy
-        self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
         self._max_body = max_response_body
         self._resolver = resolver
         self._clock = clock
@@ -127,14 +128,9 @@ class UpstreamClient:
         return self._read(response, host, port, deadline)
 
     def _timeout_until(self, deadline: float | None) -> urllib3.Timeout:
-        if deadline is None:
-            return self._timeout
-        left = max(0.001, deadline - self._clock())
-        connect = self._timeout.connect_timeout
-        read = self._timeout.read_timeout
+        left = float("inf") if deadline is None else max(0.001, deadline - self._clock())
         return urllib3.Timeout(
-            connect=min(left, connect) if isinstance(connect, float | int) else left,
-            read=min(left, read) if isinstance(read, float | int) else left,
+            connect=min(left, self._connect_timeout), read=min(left, self._read_timeout)
         )
 
     def _read(

@@ -1,0 +1,112 @@
+"""The pooled upstream client against real servers on loopback."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+import pytest
+
+from chalicelib.errors import UpstreamResponseTooLarge, UpstreamTimeout
+from chalicelib.hosts import HostPolicy
+from chalicelib.upstream import ConnectFailed, UpstreamClient
+
+LOOPBACK = HostPolicy(allow_loopback=True)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    connections: ClassVar[set[tuple[str, int]]] = set()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        """Quiet."""
+
+    def do_GET(self) -> None:
+        Handler.connections.add(self.client_address[:2])
+        size = int(self.path.rsplit("/", 1)[-1]) if self.path.startswith("/bytes/") else 2
+        self.send_response(200)
+        self.send_header("Content-Length", str(size))
+        self.send_header("Set-Cookie", "a=1")
+        self.send_header("Set-Cookie", "b=2")
+        self.send_header("X-Host-Seen", self.headers["Host"])
+        self.end_headers()
+        self.wfile.write(b"x" * size)
+
+
+@pytest.fixture
+def server() -> Iterator[ThreadingHTTPServer]:
+    Handler.connections = set()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def port_of(server: ThreadingHTTPServer) -> int:
+    return int(server.server_address[1])
+
+
+def test_connections_are_kept_and_reused_across_requests(server: ThreadingHTTPServer) -> None:
+    client = UpstreamClient(LOOPBACK)
+
+    for _ in range(5):
+        assert client.send("GET", "127.0.0.1", port_of(server), "/", {}, None).status == 200
+
+    assert len(Handler.connections) == 1
+
+
+def test_repeated_response_headers_are_all_returned(server: ThreadingHTTPServer) -> None:
+    answer = UpstreamClient(LOOPBACK).send("GET", "127.0.0.1", port_of(server), "/", {}, None)
+
+    assert [v for k, v in answer.headers if k.lower() == "set-cookie"] == ["a=1", "b=2"]
+    assert dict(answer.headers)["X-Host-Seen"] == f"127.0.0.1:{port_of(server)}"
+
+
+def test_an_oversized_answer_is_refused_and_its_connection_not_reused(
+    server: ThreadingHTTPServer,
+) -> None:
+    client = UpstreamClient(LOOPBACK, max_response_body=1000)
+
+    with pytest.raises(UpstreamResponseTooLarge):
+        client.send("GET", "127.0.0.1", port_of(server), "/bytes/200000", {}, None)
+    after = client.send("GET", "127.0.0.1", port_of(server), "/bytes/10", {}, None)
+
+    assert (after.status, after.body) == (200, b"x" * 10)
+    assert len(Handler.connections) == 2
+
+
+def test_a_refused_connection_is_a_connect_failure() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    with pytest.raises(ConnectFailed):
+        UpstreamClient(LOOPBACK).send("GET", "127.0.0.1", port, "/", {}, None)
+
+
+def test_a_silent_upstream_times_out_at_the_read_timeout() -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        client = UpstreamClient(LOOPBACK, read_timeout=0.3)
+
+        with pytest.raises(UpstreamTimeout):
+            client.send("GET", "127.0.0.1", silent.getsockname()[1], "/", {}, None)
+
+
+def test_an_ipv6_upstream_gets_a_bracketed_host_header() -> None:
+    server_cls = type("V6Server", (ThreadingHTTPServer,), {"address_family": socket.AF_INET6})
+    httpd = server_cls(("::1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        port = int(httpd.server_address[1])
+        answer = UpstreamClient(LOOPBACK).send("GET", "::1", port, "/", {}, None)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+    assert dict(answer.headers)["X-Host-Seen"] == f"[::1]:{port}"
