@@ -71,23 +71,32 @@ class UpstreamClient:
         )
 
     def address_for(self, host: str, port: int) -> str:
-        """The IP to connect to, checked again here: a DNS name can point anywhere, and the
-        policy may have tightened since the instance registered."""
+        return self.addresses_for(host, port)[0]
+
+    def addresses_for(self, host: str, port: int) -> list[str]:
+        """The IPs to try, in the resolver's order, checked again here: a DNS name can point
+        anywhere, and the policy may have tightened since the instance registered."""
         literal = parse_ip(host)
         if literal is not None:
             reason = refusal_reason(literal, self._policy)
             if reason:
                 raise HostNotAllowed(f"upstream host {host!r} is {reason}")
-            return host
+            return [host]
         try:
             candidates = self._resolver(host, port)
         except OSError as exc:
             raise ConnectFailed(f"cannot resolve upstream host {host!r}: {exc}") from None
-        for candidate in candidates:
-            address = parse_ip(candidate)
-            if address is not None and refusal_reason(address, self._policy) is None:
-                return candidate
-        raise HostNotAllowed(f"upstream host {host!r} resolves to no address the gateway may reach")
+        allowed = [
+            candidate
+            for candidate in dict.fromkeys(candidates)
+            if (address := parse_ip(candidate)) is not None
+            and refusal_reason(address, self._policy) is None
+        ]
+        if not allowed:
+            raise HostNotAllowed(
+                f"upstream host {host!r} resolves to no address the gateway may reach"
+            )
+        return allowed
 
     def send(
         self,
@@ -100,8 +109,30 @@ class UpstreamClient:
         deadline: float | None = None,
     ) -> UpstreamResponse:
         """One request; ``deadline`` (on this client's clock) bounds it as a whole, since
-        urllib3's read timeout bounds each read and a trickling upstream could go on."""
-        ip = self.address_for(host, port)
+        urllib3's read timeout bounds each read and a trickling upstream could go on.
+
+        A name with several addresses (IPv6 and IPv4, say) is tried address by address while
+        connecting fails, as a browser would, before the instance counts as unreachable.
+        """
+        *others, last = self.addresses_for(host, port)
+        for ip in others:
+            try:
+                return self._send_to(ip, method, host, port, target, headers, body, deadline)
+            except ConnectFailed:
+                continue
+        return self._send_to(last, method, host, port, target, headers, body, deadline)
+
+    def _send_to(
+        self,
+        ip: str,
+        method: str,
+        host: str,
+        port: int,
+        target: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        deadline: float | None,
+    ) -> UpstreamResponse:
         pool = self._pool.connection_from_host(ip, port, scheme="http")
         outgoing = dict(headers)
         outgoing["Host"] = host_header(host, port)

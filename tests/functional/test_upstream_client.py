@@ -110,3 +110,25 @@ def test_an_ipv6_upstream_gets_a_bracketed_host_header() -> None:
         httpd.server_close()
 
     assert dict(answer.headers)["X-Host-Seen"] == f"[::1]:{port}"
+
+
+def test_a_name_with_several_addresses_is_tried_address_by_address(
+    server: ThreadingHTTPServer,
+) -> None:
+    # 127.0.0.2 is loopback too, but nothing listens there on this port: refused at once.
+    client = UpstreamClient(LOOPBACK, resolver=lambda host, port: ["127.0.0.2", "127.0.0.1"])
+
+    answer = client.send("GET", "orders.internal", port_of(server), "/", {}, None)
+
+    assert answer.status == 200
+    assert dict(answer.headers)["X-Host-Seen"] == f"orders.internal:{port_of(server)}"
+
+
+def test_a_name_none_of_whose_addresses_answer_is_a_connect_failure() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = UpstreamClient(LOOPBACK, resolver=lambda host, port: ["127.0.0.2", "127.0.0.1"])
+
+    with pytest.raises(ConnectFailed):
+        client.send("GET", "orders.internal", port, "/", {}, None)
