@@ -110,8 +110,9 @@ class Discovery:
                 logger.warning("serving a stale instance list", extra={"service": service})
                 return entry.instances
             entry = _Entry(loaded, now)
-            self._entries.pop(service, None)
-            if len(self._entries) >= MAX_CACHED_SERVICES:
-                self._entries.pop(next(iter(self._entries)), None)
-            self._entries[service] = entry
+            with self._lock:  # the dev server is threaded; eviction iterates the dict
+                self._entries.pop(service, None)
+                if len(self._entries) >= MAX_CACHED_SERVICES:
+                    self._entries.pop(next(iter(self._entries)), None)
+                self._entries[service] = entry
         return entry.instances
