@@ -114,13 +114,13 @@ class UpstreamClient:
         A name with several addresses (IPv6 and IPv4, say) is tried address by address while
         connecting fails, as a browser would, before the instance counts as unreachable.
         """
-        *others, last = self.addresses_for(host, port)
-        for ip in others:
+        addresses = self.addresses_for(host, port)
+        for ip in addresses[:-1]:
             try:
                 return self._send_to(ip, method, host, port, target, headers, body, deadline)
             except ConnectFailed:
                 continue
-        return self._send_to(last, method, host, port, target, headers, body, deadline)
+        return self._send_to(addresses[-1], method, host, port, target, headers, body, deadline)
 
     def _send_to(
         self,
