@@ -1,22 +1,38 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# `make demo` needs only the [local] extra; `make test` needs [dev], which includes it.
+LOCAL_STAMP := $(VENV)/.installed-local
 STAMP := $(VENV)/.installed
+# checkov's own pins clash with the project's, so it lives in a venv of its own.
+TOOLS := .venv-tools
+CHECKOV := $(TOOLS)/bin/checkov
+CHECKOV_VERSION := 3.3.30
 
-.PHONY: install demo dev test test-unit test-functional test-e2e lint typecheck bench clean
+.PHONY: install demo dev test test-unit test-functional test-e2e test-deploy lint typecheck bench clean
 
-$(STAMP): pyproject.toml requirements.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+
+$(LOCAL_STAMP): pyproject.toml requirements.txt | $(BIN)/python
+	$(BIN)/pip install -q -e '.[local]'
+	touch $(LOCAL_STAMP)
+
+$(STAMP): pyproject.toml requirements.txt | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
-	touch $(STAMP)
+	touch $(LOCAL_STAMP) $(STAMP)
 
-install: $(STAMP)
+$(CHECKOV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q 'checkov==$(CHECKOV_VERSION)'
 
-demo: $(STAMP)
+install: $(STAMP) $(CHECKOV)
+
+demo: $(LOCAL_STAMP)
 	$(BIN)/lambdamesh dev --demo
 
-dev: $(STAMP)
+dev: $(LOCAL_STAMP)
 	$(BIN)/lambdamesh dev
 
 lint: $(STAMP)
@@ -26,8 +42,8 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) lint typecheck
-	$(BIN)/pytest
+test: install lint typecheck
+	LAMBDAMESH_CHECKOV=$(CHECKOV) $(BIN)/pytest
 
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit sidecar/tests
@@ -38,8 +54,11 @@ test-functional: $(STAMP)
 test-e2e: $(STAMP)
 	$(BIN)/pytest tests/e2e
 
+test-deploy: install
+	LAMBDAMESH_CHECKOV=$(CHECKOV) $(BIN)/pytest tests/deploy
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.bench_gateway

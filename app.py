@@ -50,6 +50,9 @@ def _body() -> Any:
 
 @route("/health", methods=["GET"])
 def health() -> Response:
+    refusal = wiring.routing_refusal()
+    if refusal is not None:
+        return json_response({"status": "misconfigured", "reason": refusal}, 503)
     try:
         wiring.registry().ping()
     except RegistryUnavailable as exc:

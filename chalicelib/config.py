@@ -75,6 +75,7 @@ class Settings:
     dynamodb_endpoint: str | None = None
     signing_key: str | None = None
     signing_key_parameter: str | None = None
+    signing_key_secret: str | None = None
     allow_loopback: bool = False
     allow_private: bool = False
     allowed_networks: tuple[IPNetwork, ...] = ()
@@ -100,6 +101,7 @@ class Settings:
             or None,
             signing_key=env.get("LAMBDAMESH_SIGNING_KEY") or None,
             signing_key_parameter=env.get("LAMBDAMESH_SIGNING_KEY_PARAMETER") or None,
+            signing_key_secret=env.get("LAMBDAMESH_SIGNING_KEY_SECRET") or None,
             allow_loopback=_flag(env, "LAMBDAMESH_ALLOW_LOOPBACK", False),
             allow_private=_flag(env, "LAMBDAMESH_ALLOW_PRIVATE", False),
             allowed_networks=_networks(env, "LAMBDAMESH_ALLOWED_NETWORKS"),
@@ -117,3 +119,17 @@ class Settings:
                 env, "LAMBDAMESH_MAX_RESPONSE_BODY", 4 * MIB, 0, MAX_BODY_LIMIT
             ),
         )
+
+    def routing_refusal(self) -> str | None:
+        """Why the gateway must route nothing with these settings, or None when it may.
+
+        Private upstreams are where ECS tasks live, but also the VPC's databases and admin
+        consoles: allowing them with no network list would let any service token publish
+        any of those through the public gateway.
+        """
+        if self.allow_private and not self.allowed_networks:
+            return (
+                "LAMBDAMESH_ALLOW_PRIVATE is true but LAMBDAMESH_ALLOWED_NETWORKS names no "
+                "network: set it to the tasks' subnets (CIDR blocks, comma-separated)"
+            )
+        return None

@@ -123,7 +123,7 @@ class LambdaMeshApp(Chalice):
                 try:
                     return view(*args, **kw)
                 except LambdaMeshError as exc:
-                    return error_response(exc.status, exc.code, exc.message, self.request_id())
+                    return error_answer(exc, self.request_id())
                 except Exception:
                     logger.exception("unhandled error", extra={"request_id": self.request_id()})
                     return error_response(
@@ -139,6 +139,15 @@ class LambdaMeshApp(Chalice):
 
 def json_response(body: Any, status: int = 200) -> Response:
     return Response(body=body, status_code=status, headers={"Content-Type": "application/json"})
+
+
+def error_answer(exc: LambdaMeshError, request_id: str) -> Response:
+    """The answer for a domain error: its status and code, and ``Retry-After`` when waiting
+    helps, so clients and sidecars back off instead of hammering a failing dependency."""
+    response = error_response(exc.status, exc.code, exc.message, request_id)
+    if exc.retry_after is not None:
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def error_response(status: int, code: str, message: str, request_id: str) -> Response:

@@ -10,6 +10,9 @@ from __future__ import annotations
 class LambdaMeshError(Exception):
     status = 500
     code = "internal_error"
+    # Seconds a client should wait before trying again, sent as ``Retry-After``; None for
+    # errors that waiting will not cure.
+    retry_after: int | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -20,6 +23,12 @@ class ConfigError(LambdaMeshError):
     """The deployment is misconfigured: the operator must act, not the caller."""
 
     code = "config_error"
+
+
+class GatewayMisconfigured(ConfigError):
+    """The settings would let the gateway reach hosts it must not: it routes nothing."""
+
+    code = "gateway_misconfigured"
 
 
 class BadRequest(LambdaMeshError):
@@ -74,6 +83,15 @@ class VersionNotFound(NotFound):
 class RegistryUnavailable(LambdaMeshError):
     status = 503
     code = "registry_unavailable"
+    retry_after = 2
+
+
+class KeyStoreUnavailable(LambdaMeshError):
+    """The signing key could not be read in time (network, throttling, the store's 5xx)."""
+
+    status = 503
+    code = "key_store_unavailable"
+    retry_after = 5
 
 
 class NoLiveInstance(LambdaMeshError):

@@ -12,19 +12,23 @@ from chalicelib.auth import parse_keys
 from chalicelib.balancing import WeightedRoundRobin
 from chalicelib.config import MIN_SIGNING_KEY_LENGTH, Settings
 from chalicelib.discovery import Discovery
-from chalicelib.errors import ConfigError
+from chalicelib.errors import ConfigError, GatewayMisconfigured
 from chalicelib.gateway import Gateway
 from chalicelib.hosts import HostPolicy
+from chalicelib.keystore import KeyStore
+from chalicelib.observability import logger
 from chalicelib.registry import Registry
 from chalicelib.storage import InstanceStore
 from chalicelib.upstream import UpstreamClient
 
-PARAMETER_MAX_AGE = 300
-
 
 @cache
 def settings() -> Settings:
-    return Settings.from_environ()
+    current = Settings.from_environ()
+    refusal = current.routing_refusal()
+    if refusal:
+        logger.error("the gateway will route nothing", extra={"reason": refusal})
+    return current
 
 
 @cache
@@ -33,12 +37,17 @@ def store() -> InstanceStore:
 
 
 def policy() -> HostPolicy:
+    """The address policy; private addresses are refused while the settings are unsafe."""
     current = settings()
     return HostPolicy(
         allow_loopback=current.allow_loopback,
-        allow_private=current.allow_private,
+        allow_private=current.allow_private and current.routing_refusal() is None,
         allowed_networks=current.allowed_networks,
     )
+
+
+def routing_refusal() -> str | None:
+    return settings().routing_refusal()
 
 
 @cache
@@ -46,8 +55,15 @@ def registry() -> Registry:
     return Registry(store(), policy())
 
 
-@cache
 def gateway() -> Gateway:
+    """The gateway, or GatewayMisconfigured while the settings would expose the VPC."""
+    if routing_refusal() is not None:
+        raise GatewayMisconfigured("the gateway is misconfigured and routes nothing; see its log")
+    return _gateway()
+
+
+@cache
+def _gateway() -> Gateway:
     current = settings()
     return Gateway(
         Discovery(
@@ -70,23 +86,29 @@ def gateway() -> Gateway:
 
 
 def signing_keys() -> tuple[bytes, ...]:
-    """The token signing keys: from the environment, or an SSM SecureString it names.
+    """The token signing keys: from the environment, or the secret or parameter it names.
 
-    The parameter is read through Powertools, which keeps it for ``PARAMETER_MAX_AGE``
-    seconds, so a rotated key reaches warm Lambdas without a redeploy.
+    The key store keeps what it read for a few minutes, so a rotated key reaches warm
+    Lambdas without a redeploy.
     """
     current = settings()
     text = current.signing_key
-    if text is None and current.signing_key_parameter:
-        from aws_lambda_powertools.utilities.parameters import get_parameter
-
-        text = get_parameter(current.signing_key_parameter, decrypt=True, max_age=PARAMETER_MAX_AGE)
+    if text is None and current.signing_key_secret:
+        text = key_store().secret(current.signing_key_secret)
+    elif text is None and current.signing_key_parameter:
+        text = key_store().parameter(current.signing_key_parameter)
     if not text:
         raise ConfigError(
-            "the token signing key is not configured: set LAMBDAMESH_SIGNING_KEY (at least "
-            f"{MIN_SIGNING_KEY_LENGTH} characters) or LAMBDAMESH_SIGNING_KEY_PARAMETER"
+            "the token signing key is not configured: set LAMBDAMESH_SIGNING_KEY_SECRET (a "
+            "Secrets Manager secret), LAMBDAMESH_SIGNING_KEY_PARAMETER (an SSM SecureString) "
+            f"or LAMBDAMESH_SIGNING_KEY (at least {MIN_SIGNING_KEY_LENGTH} characters)"
         )
     return _keys(text)
+
+
+@cache
+def key_store() -> KeyStore:
+    return KeyStore()
 
 
 @lru_cache(maxsize=4)
@@ -96,5 +118,5 @@ def _keys(text: str) -> tuple[bytes, ...]:
 
 def reset() -> None:
     """Forget every collaborator, so tests can change the environment between cases."""
-    for built in (settings, store, registry, gateway, _keys):
+    for built in (settings, store, registry, _gateway, key_store, _keys):
         built.cache_clear()

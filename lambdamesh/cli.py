@@ -1,36 +1,59 @@
-"""The `lambdamesh` command: run the app locally, mint tokens, create the table."""
+"""The `lambdamesh` command: mint tokens, create the table, configure and check a stage,
+and (with the `local` extra) run the app locally."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import ipaddress
 import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from types import FrameType
 
-from chalicelib.config import MIN_SIGNING_KEY_LENGTH, Settings
-from chalicelib.errors import ConfigError, LambdaMeshError
+from chalicelib.config import Settings
+from chalicelib.errors import LambdaMeshError
 
 PROG = "lambdamesh"
+# What each extra brings, by the modules a command imports.
+EXTRAS = {"local": ("chalice", "moto")}
 
 
 class CommandError(LambdaMeshError):
     code = "command_error"
 
 
+def _version() -> str:
+    try:
+        return version("lambdamesh")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def require_extra(extra: str, command: str) -> None:
+    """One line naming the extra to install, instead of a traceback from deep inside."""
+    missing = [m for m in EXTRAS[extra] if importlib.util.find_spec(m) is None]
+    if missing:
+        raise CommandError(
+            f"`{PROG} {command}` needs {', '.join(missing)}: pip install 'lambdamesh[{extra}]'"
+        )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Serverless service registry and API gateway for ECS: local tools.",
+        description="Serverless service registry and API gateway for ECS: operator tools.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     dev = commands.add_parser(
         "dev",
-        help="run the app locally (Chalice's local server, DynamoDB embedded or named)",
+        help="run the app locally (needs the `local` extra: pip install 'lambdamesh[local]')",
         description="Run lambdamesh locally in the foreground until Ctrl-C or SIGTERM.",
     )
     dev.add_argument(
@@ -56,12 +79,20 @@ def _parser() -> argparse.ArgumentParser:
 
     token = commands.add_parser(
         "token",
-        help="print a registration token signed with $LAMBDAMESH_SIGNING_KEY",
-        description="Print a token for SERVICE, or an admin token with --admin.",
+        help="print a registration token signed with the stage's key",
+        description="Print a token for SERVICE, or an admin token with --admin, signed with "
+        "the first key of $LAMBDAMESH_SIGNING_KEY or of the Secrets Manager secret named.",
     )
     scope = token.add_mutually_exclusive_group(required=True)
     scope.add_argument("service", nargs="?", help="the service the token may write")
     scope.add_argument("--admin", action="store_true", help="a token that may write any service")
+    token.add_argument(
+        "--signing-key-secret",
+        metavar="SECRET",
+        help="read the key from this Secrets Manager secret (name or ARN), e.g. "
+        "lambdamesh/prod/signing-key, with the usual AWS environment",
+    )
+    _stage_commands(commands)
 
     commands.add_parser(
         "bootstrap",
@@ -72,30 +103,96 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _signing_key() -> bytes:
-    """The key that signs: the first of ``LAMBDAMESH_SIGNING_KEY``'s comma-separated keys."""
-    from chalicelib.auth import parse_keys
-    from lambdamesh.devserver import DEV_SIGNING_KEY
+def _stage_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    configure = commands.add_parser(
+        "configure",
+        help="write a stage's VPC settings into .chalice/config.json from stack outputs",
+        description="Set the stage's subnet_ids, security_group_ids and "
+        "LAMBDAMESH_ALLOWED_NETWORKS from the network stack's outputs (and its table and "
+        "signing key, when those stacks are named too), so that no id is copied by hand.",
+    )
+    configure.add_argument("--stage", required=True, help="the Chalice stage, e.g. prod")
+    source = configure.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--network-stack", metavar="NAME", help="the deployed network stack (infra/network.yaml)"
+    )
+    source.add_argument(
+        "--outputs",
+        metavar="FILE",
+        type=Path,
+        help="offline: a JSON file of stack outputs (describe-stacks output, its Outputs "
+        'list, or {"SubnetIds": "...", ...})',
+    )
+    configure.add_argument(
+        "--registry-stack", metavar="NAME", help="also take LAMBDAMESH_TABLE from this stack"
+    )
+    configure.add_argument(
+        "--signing-key-stack",
+        metavar="NAME",
+        help="also take LAMBDAMESH_SIGNING_KEY_SECRET from this stack",
+    )
+    check = commands.add_parser(
+        "check",
+        help="refuse a stage that is not safe to deploy (run it before chalice deploy/package)",
+        description="Check a stage of .chalice/config.json: private upstreams need "
+        "LAMBDAMESH_ALLOWED_NETWORKS and VPC settings; the signing key must come from a secret.",
+    )
+    check.add_argument("--stage", required=True, help="the Chalice stage, e.g. prod")
+    for command in (configure, check):
+        command.add_argument(
+            "--project-dir",
+            type=Path,
+            default=Path.cwd(),
+            help="the directory holding .chalice/ (default: the current one)",
+        )
 
-    text = os.environ.get("LAMBDAMESH_SIGNING_KEY", "")
-    try:
-        return parse_keys(text)[0]
-    except ConfigError:
-        raise ConfigError(
-            f"set LAMBDAMESH_SIGNING_KEY to the app's signing key (at least "
-            f"{MIN_SIGNING_KEY_LENGTH} characters; `lambdamesh dev` uses {DEV_SIGNING_KEY} "
-            "unless it is set)"
-        ) from None
 
-
-def token_command(service: str | None, admin: bool) -> int:
+def token_command(service: str | None, admin: bool, secret: str | None) -> int:
     from chalicelib.auth import issue
     from chalicelib.validation import check_name
+    from lambdamesh.keys import signing_key
 
     if not admin:
         assert service is not None
         check_name("service", service)
-    print(issue(_signing_key(), service=None if admin else service))
+    print(issue(signing_key(secret), service=None if admin else service))
+    return 0
+
+
+def configure_command(args: argparse.Namespace) -> int:
+    from lambdamesh import stages
+
+    outputs = stages.outputs_from_file(args.outputs) if args.outputs is not None else {}
+    named = [args.network_stack, args.registry_stack, args.signing_key_stack]
+    names = [name for name in named if name]
+    if names:
+        outputs = {**outputs, **stages.outputs_from_stacks(names)}
+    config = stages.configure(stages.load(args.project_dir), args.stage, outputs)
+    stage = stages.view(config, args.stage)
+    Settings.from_environ(stage.environment)
+    found = stages.problems(stage)
+    if any("LAMBDAMESH_ALLOWED_NETWORKS" in problem for problem in found):
+        raise CommandError(found[0])
+    stages.save(args.project_dir, config)
+    print(
+        f"stage {args.stage}: {len(stage.subnet_ids)} subnets, security groups "
+        f"{','.join(stage.security_group_ids)}, allowed networks "
+        f"{stage.environment['LAMBDAMESH_ALLOWED_NETWORKS']}"
+    )
+    for problem in found:
+        print(f"warning: {problem}", file=sys.stderr)
+    return 0
+
+
+def check_command(args: argparse.Namespace) -> int:
+    from lambdamesh import stages
+
+    found = stages.problems(stages.view(stages.load(args.project_dir), args.stage))
+    for problem in found:
+        print(f"{PROG}: stage {args.stage}: {problem}", file=sys.stderr)
+    if found:
+        return 2
+    print(f"stage {args.stage} is ready to deploy")
     return 0
 
 
@@ -110,8 +207,10 @@ def bootstrap_command() -> int:
 
 
 def dev_command(host: str, port: int, demo: bool, dynamodb_endpoint: str | None) -> int:
+    require_extra("local", "dev")
     from lambdamesh.demo import Demo
     from lambdamesh.devserver import DevServer
+    from lambdamesh.keys import signing_key
     from lambdamesh.processes import Supervisor
 
     stop = threading.Event()
@@ -138,7 +237,7 @@ def dev_command(host: str, port: int, demo: bool, dynamodb_endpoint: str | None)
         dynamodb = os.environ["AWS_ENDPOINT_URL_DYNAMODB"]
         print(f"lambdamesh dev ready on {url} (DynamoDB at {dynamodb})", flush=True)
         if demo:
-            showcase = Demo(url, _signing_key(), supervisor)
+            showcase = Demo(url, signing_key(), supervisor)
             showcase.start()
             if not showcase.wait_until_registered():
                 print("warning: the demo instances have not all registered yet", flush=True)
@@ -164,9 +263,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "token":
-            return token_command(args.service, args.admin)
+            return token_command(args.service, args.admin, args.signing_key_secret)
         if args.command == "bootstrap":
             return bootstrap_command()
+        if args.command == "configure":
+            return configure_command(args)
+        if args.command == "check":
+            return check_command(args)
         return dev_command(args.host, args.port, args.demo, args.dynamodb_endpoint)
     except LambdaMeshError as exc:
         print(f"{PROG}: {exc.message}", file=sys.stderr)

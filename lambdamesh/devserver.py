@@ -21,14 +21,14 @@ from typing import Any
 from chalice.config import Config
 from chalice.local import LocalDevServer
 
+from lambdamesh.keys import DEV_SIGNING_KEY
 from lambdamesh.localgateway import ProxyRequestHandler, create_dev_server
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-DEV_SIGNING_KEY = "lambdamesh-dev-only-signing-key"
 
 DEV_DEFAULTS = {
     "LAMBDAMESH_ALLOW_LOOPBACK": "true",
-    "LAMBDAMESH_ALLOW_PRIVATE": "true",
+    "LAMBDAMESH_ALLOW_PRIVATE": "false",
     "LAMBDAMESH_CACHE_SECONDS": "1",
     "POWERTOOLS_METRICS_DISABLED": "true",
     "POWERTOOLS_LOG_LEVEL": "WARNING",

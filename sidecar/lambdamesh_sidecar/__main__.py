@@ -74,6 +74,10 @@ def build(settings: Settings, stop: threading.Event) -> Runner:
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Returns the exit status; ``--help`` and ``--version`` exit from inside argparse."""
     _parser().parse_args(argv)
+    # Before load(), which may wait seconds on ECS's metadata endpoint: as a container's PID 1
+    # the sidecar would otherwise drop a SIGTERM sent then, and register a stopping task.
+    stop = threading.Event()
+    StopOnSignal(stop).install()
     try:
         settings = load(os.environ if environ is None else environ)
     except ConfigError as exc:
@@ -82,8 +86,6 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     log = configure(settings.log_level)
-    stop = threading.Event()
-    StopOnSignal(stop).install()
     log.info(
         "starting %s",
         fields(

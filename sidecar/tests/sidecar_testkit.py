@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -486,3 +487,223 @@ class SidecarProcess:
         if self.process.stdout:
             self.process.stdout.close()
         self._log.close()
+
+
+# ---------------------------------------------------------------- the image, without Docker
+
+DOCKERFILE = SIDECAR_DIR / "Dockerfile"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One ``FROM`` of the Dockerfile and the instructions up to the next one."""
+
+    base: str
+    name: str | None
+    instructions: list[tuple[str, str]]
+
+    def arguments(self, op: str) -> list[str]:
+        return [argument for name, argument in self.instructions if name == op]
+
+
+def dockerfile_stages(path: Path = DOCKERFILE) -> list[Stage]:
+    """The Dockerfile's stages, continuation lines joined and comments dropped."""
+    text = path.read_text().replace("\\\n", " ")
+    lines = [line.strip() for line in text.splitlines()]
+    stages: list[Stage] = []
+    for line in lines:
+        if not line or line.startswith("#"):
+            continue
+        op, argument = line.split(None, 1)
+        if op.upper() == "FROM":
+            words = argument.split()
+            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
+            stages.append(Stage(words[0], name, []))
+        else:
+            stages[-1].instructions.append((op.upper(), argument))
+    return stages
+
+
+def copied_sources(stage: Stage) -> list[str]:
+    """What the stage's ``COPY`` instructions take from the build context (not ``--from``)."""
+    sources: list[str] = []
+    for argument in stage.arguments("COPY"):
+        words = argument.split()
+        if not any(word.startswith("--from=") for word in words):
+            sources.extend(word for word in words[:-1] if not word.startswith("--"))
+    return sources
+
+
+def build_sidecar_wheel(workdir: Path) -> Path:
+    """The build stage's wheel, built from exactly what the Dockerfile copies into it."""
+    context = workdir / "src"
+    context.mkdir(parents=True)
+    ignored = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for source in copied_sources(dockerfile_stages()[0]):
+        origin = SIDECAR_DIR / source
+        if origin.is_dir():
+            shutil.copytree(origin, context / source, ignore=ignored)
+        else:
+            shutil.copy2(origin, context / source)
+    wheels = workdir / "wheels"
+    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
+    _run([*build, "--wheel-dir", str(wheels), str(context)])
+    [wheel] = wheels.glob("lambdamesh_sidecar-*.whl")
+    return wheel
+
+
+def install_like_the_image(wheel: Path, root: Path) -> Path:
+    """The final stage's install without Docker; returns the console script.
+
+    ``root`` plays ``/usr/local`` of the final stage: an interpreter with nothing installed
+    (a venv made ``--without-pip``). The outer interpreter's pip installs the wheel into a
+    staging prefix, which is then copied over ``root`` as ``COPY --from=build /install/
+    /usr/local/`` does. ``--python`` makes pip write the console script's shebang for the
+    interpreter in ``root``, as the build stage writes ``/usr/local/bin/python3.11``, which the
+    final stage, built from the same base, also has.
+    """
+    _run([sys.executable, "-m", "venv", "--without-pip", str(root)])
+    staging = root.parent / f"{root.name}-staging"
+    install = [sys.executable, "-m", "pip", "--python", str(root / "bin" / "python"), "install"]
+    _run([*install, "-q", "--no-deps", "--no-index", "--prefix", str(staging), str(wheel)])
+    shutil.copytree(staging, root, dirs_exist_ok=True)
+    return root / "bin" / "lambdamesh-sidecar"
+
+
+def _run(command: list[str]) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+    assert result.returncode == 0, f"{command} failed:\n{result.stdout}{result.stderr}"
+
+
+# ---------------------------------------------------------------- PID 1 of a PID namespace
+
+
+def child_pids(parent: int) -> list[int]:
+    """Host pids whose parent is ``parent``, read from /proc/*/stat."""
+    children: list[int] = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # the process ended while we looked
+            continue
+        if int(text.rsplit(")", 1)[1].split()[1]) == parent:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def _runs(pid: int, program: str, not_exe: str) -> bool:
+    """Whether ``pid`` runs ``program`` (in its argv) from an executable other than ``not_exe``."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        return program.encode() in argv and os.readlink(f"/proc/{pid}/exe") != not_exe
+    except OSError:  # the process ended while we looked
+        return False
+
+
+def namespace_pids(pid: int) -> list[int]:
+    """The ``NSpid`` line: the pid in each PID namespace, from ours to the innermost."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("NSpid:"):
+            return [int(value) for value in line.split()[1:]]
+    raise AssertionError(f"no NSpid line for pid {pid}")
+
+
+class Pid1Process:
+    """``command`` as PID 1 of a new PID namespace, which is how a container runs its ENTRYPOINT.
+
+    ``unshare --fork`` forks, and its child execs ``command`` as the namespace's PID 1; unshare
+    itself only waits and passes the exit status on. ``pid`` is the host pid of that child: the
+    process ECS signals. ``--kill-child`` makes sure it dies with unshare.
+    """
+
+    def __init__(self, command: list[str], env: Mapping[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.unshare = subprocess.Popen(
+            ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", *command],
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            self.pid = self._exec_child(command[0])
+        except BaseException:
+            self.kill()
+            raise
+
+    def _exec_child(self, program: str) -> int:
+        """Waits until unshare's child has exec'd (it no longer runs unshare) and returns it."""
+        unshare_exe = os.readlink(f"/proc/{self.unshare.pid}/exe")
+        found: list[int] = []
+
+        def execd() -> bool:
+            found[:] = [
+                pid for pid in child_pids(self.unshare.pid) if _runs(pid, program, unshare_exe)
+            ]
+            return bool(found) or self.unshare.poll() is not None
+
+        wait_for(execd, what="the namespace's first process to exec the command")
+        assert found, f"unshare exited {self.unshare.returncode}:\n{self.output()}"
+        return found[0]
+
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+    def send(self, signum: signal.Signals) -> None:
+        os.kill(self.pid, signum)
+
+    def wait(self, timeout: float = 5.0) -> int:
+        try:
+            return self.unshare.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running; its output:\n{self.output()}") from None
+
+    def kill(self) -> None:
+        if self.unshare.poll() is None:
+            self.unshare.kill()
+            self.unshare.wait(5)
+        self._log.close()
+
+
+# ---------------------------------------------------------------- a metadata endpoint that lags
+
+
+class _HeldMetadataHandler(_MetadataHandler):
+    server: _HeldMetadataHTTPServer
+
+    def do_GET(self) -> None:
+        self.server.arrived.set()
+        self.server.released.wait(self.server.hold_seconds)
+        super().do_GET()
+
+
+class _HeldMetadataHTTPServer(_MetadataHTTPServer):
+    def __init__(self, document: Mapping[str, Any], hold_seconds: float) -> None:
+        ThreadingHTTPServer.__init__(self, ("127.0.0.1", 0), _HeldMetadataHandler)
+        self.document = document
+        self.failures_left = 0
+        self.paths = []
+        self.hold_seconds = hold_seconds
+        self.arrived = threading.Event()
+        self.released = threading.Event()
+
+
+class HeldMetadataServer(FakeMetadataServer):
+    """A metadata endpoint that lags: each answer waits for ``release()``, at most ``hold_seconds``.
+
+    ``arrived()`` tells that a request is being held, i.e. that the sidecar is still loading its
+    settings. Keep ``hold_seconds`` under the client's timeout (2 s) so a held request still
+    succeeds, as a slow endpoint's would.
+    """
+
+    def __init__(self, document: Mapping[str, Any], hold_seconds: float = 1.5) -> None:
+        self._held = _HeldMetadataHTTPServer(document, hold_seconds)
+        self._server = self._held
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def arrived(self) -> bool:
+        return self._held.arrived.is_set()
+
+    def release(self) -> None:
+        self._held.released.set()

