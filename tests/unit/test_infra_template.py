@@ -1,4 +1,4 @@
-"""The registry table template: valid CloudFormation, and the properties the code relies on."""
+"""infra/ templates: valid CloudFormation, and the properties the code and the docs rely on."""
 
 from __future__ import annotations
 
@@ -9,42 +9,87 @@ import pytest
 from cfnlint.api import ManualArgs, lint_file
 from cfnlint.decode import decode
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "registry-table.yaml"
+from lambdamesh_sidecar import config as sidecar_config
+
+INFRA = Path(__file__).resolve().parents[2] / "infra"
+# Templates whose own tests lint them.
+LINTED_ELSEWHERE = {"chalice-merge.yaml"}
+LINTED_HERE = sorted(p for p in INFRA.glob("*.yaml") if p.name not in LINTED_ELSEWHERE)
 
 
-@pytest.fixture(scope="module")
-def template() -> dict[str, Any]:
-    parsed, matches = decode(str(TEMPLATE))
+def load(name: str) -> dict[str, Any]:
+    parsed, matches = decode(str(INFRA / name))
     assert not matches, matches
     assert parsed is not None
     return dict(parsed)
 
 
+def resources_of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def actions(statement: dict[str, Any]) -> list[str]:
+    action = statement["Action"]
+    return [action] if isinstance(action, str) else list(action)
+
+
 @pytest.fixture(scope="module")
-def table(template: dict[str, Any]) -> dict[str, Any]:
-    (resource,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::DynamoDB::Table"]
+def registry() -> dict[str, Any]:
+    return load("registry-table.yaml")
+
+
+@pytest.fixture(scope="module")
+def table(registry: dict[str, Any]) -> dict[str, Any]:
+    (resource,) = resources_of_type(registry, "AWS::DynamoDB::Table").values()
     return dict(resource)
 
 
-def policy_actions(template: dict[str, Any]) -> list[str]:
-    document = template["Resources"]["RegistryAccessPolicy"]["Properties"]["PolicyDocument"]
-    actions: list[str] = []
-    for statement in document["Statement"]:
-        action = statement["Action"]
-        actions.extend([action] if isinstance(action, str) else action)
-    return actions
+@pytest.fixture(scope="module")
+def signing_key() -> dict[str, Any]:
+    return load("signing-key.yaml")
 
 
-def test_template_passes_cfn_lint_without_errors_or_warnings() -> None:
+@pytest.fixture(scope="module")
+def network() -> dict[str, Any]:
+    return load("network.yaml")
+
+
+@pytest.fixture(scope="module")
+def service() -> dict[str, Any]:
+    return load("example-service.yaml")
+
+
+@pytest.fixture(scope="module")
+def sidecar(service: dict[str, Any]) -> dict[str, Any]:
+    task = service["Resources"]["TaskDefinition"]["Properties"]
+    (container,) = [c for c in task["ContainerDefinitions"] if c["Name"] == "lambdamesh-sidecar"]
+    return dict(container)
+
+
+def test_the_infra_templates_are_all_linted_here() -> None:
+    assert {p.name for p in LINTED_HERE} >= {
+        "registry-table.yaml",
+        "signing-key.yaml",
+        "network.yaml",
+        "example-service.yaml",
+    }
+
+
+@pytest.mark.parametrize("template", LINTED_HERE, ids=lambda p: p.name)
+def test_template_passes_cfn_lint_without_any_finding(template: Path) -> None:
     config = ManualArgs(regions=["us-east-1", "eu-west-1"], include_checks=["I"])
 
-    matches = lint_file(TEMPLATE, config=config)
+    matches = lint_file(template, config=config)
 
     assert [f"{m.rule.id}: {m.message}" for m in matches] == []
 
 
-def test_table_name_is_a_parameter_with_the_registry_default(template: dict[str, Any]) -> None:
-    assert template["Parameters"]["TableName"]["Default"] == "lambdamesh-registry"
+# registry-table.yaml
+
+
+def test_table_is_named_after_the_stage(registry: dict[str, Any], table: dict[str, Any]) -> None:
+    assert "Default" not in registry["Parameters"]["Stage"]
+    assert table["Properties"]["TableName"] == {"Fn::Sub": "lambdamesh-registry-${Stage}"}
 
 
 def test_ttl_is_enabled_on_expires_at(table: dict[str, Any]) -> None:
@@ -67,10 +112,13 @@ def test_key_schema_is_string_pk_and_sk(table: dict[str, Any]) -> None:
     }
 
 
-def test_table_is_on_demand_recoverable_and_encrypted(table: dict[str, Any]) -> None:
+def test_table_has_no_index_for_auto_scaling_to_miss(table: dict[str, Any]) -> None:
+    assert "GlobalSecondaryIndexes" not in table["Properties"]
+
+
+def test_table_is_recoverable_and_encrypted(table: dict[str, Any]) -> None:
     properties = table["Properties"]
 
-    assert properties["BillingMode"] == "PAY_PER_REQUEST"
     assert properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
     assert properties["SSESpecification"]["SSEEnabled"] is True
 
@@ -80,12 +128,84 @@ def test_table_is_retained_on_delete_and_replacement(table: dict[str, Any]) -> N
     assert table["UpdateReplacePolicy"] == "Retain"
 
 
-def test_policy_grants_item_access_but_never_scan(template: dict[str, Any]) -> None:
-    actions = policy_actions(template)
+def test_billing_is_on_demand_unless_provisioned_is_chosen(
+    registry: dict[str, Any], table: dict[str, Any]
+) -> None:
+    parameter = registry["Parameters"]["BillingMode"]
 
-    assert "dynamodb:Scan" not in actions
-    assert not [a for a in actions if "*" in a]
-    assert sorted(actions) == sorted(
+    assert parameter["Default"] == "PAY_PER_REQUEST"
+    assert parameter["AllowedValues"] == ["PAY_PER_REQUEST", "PROVISIONED"]
+    assert registry["Conditions"]["IsProvisioned"] == {
+        "Fn::Equals": [{"Ref": "BillingMode"}, "PROVISIONED"]
+    }
+    assert table["Properties"]["BillingMode"] == {"Ref": "BillingMode"}
+    assert table["Properties"]["ProvisionedThroughput"] == {
+        "Fn::If": [
+            "IsProvisioned",
+            {
+                "ReadCapacityUnits": {"Ref": "ReadCapacityUnits"},
+                "WriteCapacityUnits": {"Ref": "WriteCapacityUnits"},
+            },
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
+
+
+def test_provisioned_capacity_scales_reads_and_writes_between_the_bounds_given(
+    registry: dict[str, Any],
+) -> None:
+    targets = resources_of_type(registry, "AWS::ApplicationAutoScaling::ScalableTarget")
+
+    bounds = {
+        t["Properties"]["ScalableDimension"]: (
+            t["Properties"]["MinCapacity"],
+            t["Properties"]["MaxCapacity"],
+        )
+        for t in targets.values()
+    }
+
+    assert bounds == {
+        "dynamodb:table:ReadCapacityUnits": (
+            {"Ref": "ReadCapacityUnits"},
+            {"Ref": "MaxReadCapacityUnits"},
+        ),
+        "dynamodb:table:WriteCapacityUnits": (
+            {"Ref": "WriteCapacityUnits"},
+            {"Ref": "MaxWriteCapacityUnits"},
+        ),
+    }
+    assert all(
+        t["Properties"]["ResourceId"] == {"Fn::Sub": "table/${RegistryTable}"}
+        for t in targets.values()
+    )
+    assert {t["Condition"] for t in targets.values()} == {"IsProvisioned"}
+
+
+def test_each_scalable_target_tracks_its_own_utilization(registry: dict[str, Any]) -> None:
+    policies = resources_of_type(registry, "AWS::ApplicationAutoScaling::ScalingPolicy")
+
+    tracked = {
+        p["Properties"]["ScalingTargetId"]["Ref"]: (
+            p["Properties"]["PolicyType"],
+            p["Properties"]["TargetTrackingScalingPolicyConfiguration"][
+                "PredefinedMetricSpecification"
+            ]["PredefinedMetricType"],
+        )
+        for p in policies.values()
+    }
+
+    assert tracked == {
+        "ReadScalableTarget": ("TargetTrackingScaling", "DynamoDBReadCapacityUtilization"),
+        "WriteScalableTarget": ("TargetTrackingScaling", "DynamoDBWriteCapacityUtilization"),
+    }
+    assert {p["Condition"] for p in policies.values()} == {"IsProvisioned"}
+
+
+def test_policy_grants_item_access_to_the_table_but_never_scan(registry: dict[str, Any]) -> None:
+    document = registry["Resources"]["RegistryAccessPolicy"]["Properties"]["PolicyDocument"]
+    granted = [a for s in document["Statement"] for a in actions(s)]
+
+    assert sorted(granted) == sorted(
         [
             "dynamodb:GetItem",
             "dynamodb:PutItem",
@@ -95,19 +215,263 @@ def test_policy_grants_item_access_but_never_scan(template: dict[str, Any]) -> N
             "dynamodb:DescribeTable",
         ]
     )
-
-
-def test_policy_is_scoped_to_the_registry_table_arn(template: dict[str, Any]) -> None:
-    document = template["Resources"]["RegistryAccessPolicy"]["Properties"]["PolicyDocument"]
-
     assert [s["Resource"] for s in document["Statement"]] == [
         {"Fn::GetAtt": ["RegistryTable", "Arn"]}
     ]
 
 
-def test_outputs_export_table_name_arn_and_policy_arn(template: dict[str, Any]) -> None:
-    outputs = template["Outputs"]
+def test_registry_outputs_export_table_name_and_arn(registry: dict[str, Any]) -> None:
+    outputs = registry["Outputs"]
 
-    assert set(outputs) == {"TableName", "TableArn", "RegistryAccessPolicyArn"}
+    assert set(outputs) >= {"TableName", "TableArn"}
     for name, output in outputs.items():
         assert output["Export"]["Name"] == {"Fn::Sub": f"${{AWS::StackName}}-{name}"}
+
+
+# signing-key.yaml
+
+
+def test_signing_key_is_64_characters_without_punctuation_so_never_a_comma(
+    signing_key: dict[str, Any],
+) -> None:
+    (secret,) = resources_of_type(signing_key, "AWS::SecretsManager::Secret").values()
+    generate = secret["Properties"]["GenerateSecretString"]
+
+    assert generate["PasswordLength"] == 64
+    assert generate["ExcludePunctuation"] is True
+    assert generate.get("IncludeSpace", False) is False
+    assert "SecretStringTemplate" not in generate
+
+
+def test_signing_key_is_named_per_stage_and_retained(signing_key: dict[str, Any]) -> None:
+    (secret,) = resources_of_type(signing_key, "AWS::SecretsManager::Secret").values()
+
+    assert secret["Properties"]["Name"] == {"Fn::Sub": "lambdamesh/${Stage}/signing-key"}
+    assert secret["DeletionPolicy"] == "Retain"
+    assert secret["UpdateReplacePolicy"] == "Retain"
+
+
+def test_signing_key_outputs_are_its_arn_and_name(signing_key: dict[str, Any]) -> None:
+    assert set(signing_key["Outputs"]) == {"SigningKeySecretArn", "SigningKeySecretName"}
+
+
+def test_signing_key_template_tells_how_to_rotate(signing_key: dict[str, Any]) -> None:
+    assert '"NEW,OLD"' in signing_key["Description"]
+
+
+# network.yaml
+
+
+def test_network_outputs_are_exactly_what_lambdamesh_configure_reads(
+    network: dict[str, Any],
+) -> None:
+    outputs = network["Outputs"]
+
+    assert set(outputs) == {"SubnetIds", "SecurityGroupIds", "AllowedNetworks", "VpcId"}
+    assert outputs["SubnetIds"]["Value"] == {"Fn::Join": [",", {"Ref": "SubnetIds"}]}
+    assert outputs["AllowedNetworks"]["Value"] == {"Fn::Join": [",", {"Ref": "TaskSubnetCidrs"}]}
+    assert outputs["SecurityGroupIds"]["Value"] == {
+        "Fn::GetAtt": ["LambdaSecurityGroup", "GroupId"]
+    }
+
+
+def test_task_subnet_cidrs_are_a_required_list(network: dict[str, Any]) -> None:
+    parameter = network["Parameters"]["TaskSubnetCidrs"]
+
+    assert parameter["Type"] == "CommaDelimitedList"
+    assert "Default" not in parameter
+
+
+def lambda_egress(network: dict[str, Any]) -> list[dict[str, Any]]:
+    inline = network["Resources"]["LambdaSecurityGroup"]["Properties"]["SecurityGroupEgress"]
+    separate = [
+        r["Properties"]
+        for r in resources_of_type(network, "AWS::EC2::SecurityGroupEgress").values()
+        if r["Properties"]["GroupId"] == {"Fn::GetAtt": ["LambdaSecurityGroup", "GroupId"]}
+    ]
+    return [*inline, *separate]
+
+
+def test_lambda_egress_goes_only_to_the_tasks_ports_and_to_https(network: dict[str, Any]) -> None:
+    rules = lambda_egress(network)
+    ports = [(r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in rules]
+
+    assert ports == [
+        ("tcp", {"Ref": "ServicePortFrom"}, {"Ref": "ServicePortTo"}),
+        ("tcp", 443, 443),
+        ("tcp", 443, 443),
+    ]
+    assert rules[0]["DestinationSecurityGroupId"] == {"Ref": "TasksSecurityGroupId"}
+    assert all(rule["Description"] for rule in rules)
+
+
+def test_lambda_https_egress_narrows_to_dynamodb_and_the_endpoint_when_given(
+    network: dict[str, Any],
+) -> None:
+    dynamodb, secrets_manager = lambda_egress(network)[1:]
+
+    assert dynamodb["DestinationPrefixListId"]["Fn::If"][:2] == [
+        "HasDynamoDbPrefixList",
+        {"Ref": "DynamoDbPrefixListId"},
+    ]
+    assert dynamodb["CidrIp"]["Fn::If"] == [
+        "HasDynamoDbPrefixList",
+        {"Ref": "AWS::NoValue"},
+        "0.0.0.0/0",
+    ]
+    assert secrets_manager["DestinationSecurityGroupId"] == {
+        "Fn::GetAtt": ["SecretsManagerEndpointSecurityGroup", "GroupId"]
+    }
+
+
+def test_tasks_admit_the_lambda_on_the_service_ports(network: dict[str, Any]) -> None:
+    (rule,) = resources_of_type(network, "AWS::EC2::SecurityGroupIngress").values()
+
+    assert rule["Properties"] == {
+        "Description": rule["Properties"]["Description"],
+        "GroupId": {"Ref": "TasksSecurityGroupId"},
+        "IpProtocol": "tcp",
+        "FromPort": {"Ref": "ServicePortFrom"},
+        "ToPort": {"Ref": "ServicePortTo"},
+        "SourceSecurityGroupId": {"Fn::GetAtt": ["LambdaSecurityGroup", "GroupId"]},
+    }
+
+
+def test_endpoints_are_a_dynamodb_gateway_and_a_private_secrets_manager_interface(
+    network: dict[str, Any],
+) -> None:
+    endpoints = resources_of_type(network, "AWS::EC2::VPCEndpoint")
+
+    kinds = {
+        e["Properties"]["ServiceName"]["Fn::Sub"]: e["Properties"]["VpcEndpointType"]
+        for e in endpoints.values()
+    }
+    interface = endpoints["SecretsManagerEndpoint"]["Properties"]
+
+    assert kinds == {
+        "com.amazonaws.${AWS::Region}.dynamodb": "Gateway",
+        "com.amazonaws.${AWS::Region}.secretsmanager": "Interface",
+    }
+    assert endpoints["DynamoDbEndpoint"]["Properties"]["RouteTableIds"] == {"Ref": "RouteTableIds"}
+    assert interface["PrivateDnsEnabled"] is True
+    assert interface["SubnetIds"] == {"Ref": "SubnetIds"}
+
+
+def test_secrets_manager_endpoint_admits_only_https_from_the_lambda(
+    network: dict[str, Any],
+) -> None:
+    group = network["Resources"]["SecretsManagerEndpointSecurityGroup"]["Properties"]
+
+    assert [
+        (r["IpProtocol"], r["FromPort"], r["ToPort"], r["SourceSecurityGroupId"])
+        for r in group["SecurityGroupIngress"]
+    ] == [("tcp", 443, 443, {"Fn::GetAtt": ["LambdaSecurityGroup", "GroupId"]})]
+
+
+# example-service.yaml
+
+
+def test_sidecar_variables_are_ones_the_sidecar_reads(sidecar: dict[str, Any]) -> None:
+    known = {name for name, _ in sidecar_config.VARIABLES}
+    given = [e["Name"] for e in sidecar["Environment"]] + [s["Name"] for s in sidecar["Secrets"]]
+
+    assert set(given) <= known
+    assert set(given) >= {
+        "LAMBDAMESH_URL",
+        "LAMBDAMESH_TOKEN",
+        "LAMBDAMESH_SERVICE",
+        "LAMBDAMESH_VERSION",
+        "LAMBDAMESH_PORT",
+    }
+
+
+def test_sidecar_token_comes_from_the_token_secret(sidecar: dict[str, Any]) -> None:
+    assert sidecar["Secrets"] == [
+        {"Name": "LAMBDAMESH_TOKEN", "ValueFrom": {"Ref": "TokenSecretArn"}}
+    ]
+    assert "LAMBDAMESH_TOKEN" not in [e["Name"] for e in sidecar["Environment"]]
+
+
+def test_sidecar_registers_the_app_port_and_service(sidecar: dict[str, Any]) -> None:
+    environment = {e["Name"]: e["Value"] for e in sidecar["Environment"]}
+
+    assert environment["LAMBDAMESH_PORT"] == {"Ref": "AppPort"}
+    assert environment["LAMBDAMESH_SERVICE"] == {"Ref": "ServiceName"}
+    assert environment["LAMBDAMESH_VERSION"] == {"Ref": "ServiceVersion"}
+    assert environment["LAMBDAMESH_URL"] == {"Ref": "LambdaMeshUrl"}
+
+
+def test_sidecar_stops_before_the_app_with_time_to_deregister(sidecar: dict[str, Any]) -> None:
+    assert sidecar["DependsOn"] == [{"ContainerName": "app", "Condition": "START"}]
+    # One in-flight call (the 5 s request timeout) plus deregistering (at most 5 s).
+    assert sidecar["StopTimeout"] >= 10
+
+
+def test_sidecar_runs_as_non_root_on_a_read_only_filesystem(sidecar: dict[str, Any]) -> None:
+    assert sidecar["User"] == "65532:65532"
+    assert sidecar["ReadonlyRootFilesystem"] is True
+
+
+def test_task_is_fargate_awsvpc_without_a_task_role(service: dict[str, Any]) -> None:
+    task = service["Resources"]["TaskDefinition"]["Properties"]
+
+    assert task["NetworkMode"] == "awsvpc"
+    assert task["RequiresCompatibilities"] == ["FARGATE"]
+    assert "TaskRoleArn" not in task
+    assert all(c["ReadonlyRootFilesystem"] is True for c in task["ContainerDefinitions"])
+
+
+def test_execution_role_reads_only_the_token_secret(service: dict[str, Any]) -> None:
+    policies = service["Resources"]["ExecutionRole"]["Properties"]["Policies"]
+    statements = [s for p in policies for s in p["PolicyDocument"]["Statement"]]
+    readers = [s for s in statements if "Sid" in s and "secretsmanager" in str(s["Action"])]
+
+    assert readers == [
+        {
+            "Sid": "ReadTheServiceToken",
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": {"Ref": "TokenSecretArn"},
+        }
+    ]
+
+
+def test_logs_go_to_the_stacks_log_group_with_a_retention(service: dict[str, Any]) -> None:
+    task = service["Resources"]["TaskDefinition"]["Properties"]
+    groups = {
+        c["LogConfiguration"]["Options"]["awslogs-group"]["Ref"]
+        for c in task["ContainerDefinitions"]
+    }
+
+    assert groups == {"LogGroup"}
+    assert service["Resources"]["LogGroup"]["Properties"]["RetentionInDays"] == {
+        "Ref": "LogRetentionDays"
+    }
+
+
+def test_a_cluster_is_created_only_when_none_is_named(service: dict[str, Any]) -> None:
+    assert service["Parameters"]["ClusterName"]["Default"] == ""
+    assert service["Conditions"]["CreateCluster"] == {"Fn::Equals": [{"Ref": "ClusterName"}, ""]}
+    assert service["Resources"]["Cluster"]["Condition"] == "CreateCluster"
+
+
+def test_example_defaults_serve_hello_v1_over_http_on_port_80(service: dict[str, Any]) -> None:
+    parameters = service["Parameters"]
+
+    assert (parameters["ServiceName"]["Default"], parameters["ServiceVersion"]["Default"]) == (
+        "hello",
+        "v1",
+    )
+    assert parameters["AppPort"]["Default"] == 80
+    assert parameters["AppImage"]["Default"].startswith("public.ecr.aws/")
+
+
+def test_example_outputs_name_the_cluster_service_and_task_definition(
+    service: dict[str, Any],
+) -> None:
+    assert set(service["Outputs"]) == {
+        "ClusterName",
+        "ServiceArn",
+        "ServiceName",
+        "TaskDefinitionArn",
+    }

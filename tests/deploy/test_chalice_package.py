@@ -1,0 +1,316 @@
+"""What `chalice package` builds for each stage, and with infra/chalice-merge.yaml merged in.
+
+Each variant is packaged once (tests/deploy/packaged.py), turned into plain CloudFormation by
+the SAM transform, and linted by cfn-lint and checkov as the tools they are.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import zipfile
+from importlib.metadata import distribution
+from pathlib import Path
+from typing import Any
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from tests.deploy import packaged
+from tests.deploy.packaged import MERGE_TEMPLATE, NETWORK_OUTPUTS, REGION, ROOT, Package
+
+# The `dev` and `local` extras, by the top-level names they import as.
+NOT_IN_LAMBDA = (
+    "moto",
+    "pytest",
+    "cfnlint",
+    "cfn_lint",
+    "ruff",
+    "mypy",
+    "flask",
+    "werkzeug",
+    "samtranslator",
+    "hadolint",
+    "lambdamesh",
+)
+# Chalice ships its runtime (the Chalice app class) in the zip, and nothing else of itself.
+CHALICE_RUNTIME = {"chalice/__init__.py", "chalice/app.py"}
+# AWS's limits for a zip deployment package.
+MAX_ZIP_UPLOAD = 50 * 1024 * 1024
+MAX_UNZIPPED = 250 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Package:
+    return packaged.build("dev", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def prod(tmp_path_factory: pytest.TempPathFactory) -> Package:
+    return packaged.build("prod", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def merged(tmp_path_factory: pytest.TempPathFactory) -> Package:
+    return packaged.build("prod", tmp_path_factory, merged=True)
+
+
+@pytest.fixture(params=["dev", "prod", "prod-merged"])
+def variant(request: pytest.FixtureRequest) -> Package:
+    name = {"dev": "dev", "prod": "prod", "prod-merged": "merged"}[request.param]
+    built: Package = request.getfixturevalue(name)
+    return built
+
+
+def api_definition(package: Package) -> dict[str, Any]:
+    [api] = [r for r in package.sam["Resources"].values() if r["Type"] == "AWS::Serverless::Api"]
+    definition: dict[str, Any] = api["Properties"]["DefinitionBody"]
+    return definition
+
+
+def zip_names(package: Package) -> list[str]:
+    with zipfile.ZipFile(package.zip) as archive:
+        return archive.namelist()
+
+
+def requirements() -> list[Requirement]:
+    lines = (ROOT / "requirements.txt").read_text().splitlines()
+    return [Requirement(line) for line in lines if line.strip() and not line.startswith("#")]
+
+
+def runtime_distributions() -> set[str]:
+    """requirements.txt and everything it depends on, as installed for this Python."""
+    seen: set[str] = set()
+    todo = requirements()
+    while todo:
+        requirement = todo.pop()
+        name = canonicalize_name(requirement.name)
+        if name in seen or (requirement.marker and not requirement.marker.evaluate({"extra": ""})):
+            continue
+        seen.add(name)
+        todo += [Requirement(r) for r in distribution(name).requires or []]
+    return seen
+
+
+def bundled_distributions(package: Package) -> dict[str, str]:
+    """Name -> version of every distribution whose metadata is in the zip."""
+    found: dict[str, str] = {}
+    with zipfile.ZipFile(package.zip) as archive:
+        for name in archive.namelist():
+            if re.fullmatch(r"[^/]+\.dist-info/METADATA", name):
+                headers = archive.read(name).decode().split("\n\n", 1)[0].splitlines()
+                fields = dict(line.split(": ", 1) for line in headers if ": " in line)
+                found[canonicalize_name(fields["Name"])] = fields["Version"]
+    return found
+
+
+def role_statements(package: Package) -> list[dict[str, Any]]:
+    [role] = package.resources("AWS::IAM::Role").values()
+    statements: list[dict[str, Any]] = role["Properties"]["Policies"][0]["PolicyDocument"][
+        "Statement"
+    ]
+    return statements
+
+
+def test_the_deployed_api_has_the_greedy_gateway_route_for_every_method(prod: Package) -> None:
+    paths = api_definition(prod)["paths"]
+
+    for route in ("/api/v1/{service}/{version}/{proxy+}", "/api/v1/{service}/{version}"):
+        assert set(paths[route]) >= {"get", "head", "post", "put", "patch", "delete", "options"}
+
+
+def test_every_body_reaches_the_lambda_as_bytes(prod: Package) -> None:
+    assert api_definition(prod)["x-amazon-apigateway-binary-media-types"] == ["*/*"]
+
+
+def test_the_lambda_package_holds_no_development_tools(prod: Package) -> None:
+    names = zip_names(prod)
+    top = {name.split("/", 1)[0].lower() for name in names}
+
+    assert {"app.py", "chalicelib", "pynamodb", "aws_lambda_powertools", "urllib3"} <= top
+    assert not {t for t in top if t.startswith(NOT_IN_LAMBDA)}
+    assert "lambdamesh_sidecar" not in top
+    assert {n for n in names if n.split("/")[0].startswith("chalice-")} == set()
+    assert {n for n in names if n.startswith("chalice/")} == CHALICE_RUNTIME
+
+
+def test_the_lambda_package_holds_only_the_runtime_requirements_and_their_dependencies(
+    prod: Package,
+) -> None:
+    assert set(bundled_distributions(prod)) <= runtime_distributions()
+
+
+def test_the_lambda_package_bundles_boto3_and_botocore_at_the_pinned_versions(
+    prod: Package,
+) -> None:
+    pinned = {str(canonicalize_name(r.name)): str(r.specifier) for r in requirements()}
+    bundled = bundled_distributions(prod)
+
+    for name in ("boto3", "botocore"):
+        assert pinned[name] == f"=={bundled[name]}"
+    with zipfile.ZipFile(prod.zip) as archive:
+        botocore_init = archive.read("botocore/__init__.py").decode()
+    assert f"__version__ = '{bundled['botocore']}'" in botocore_init
+
+
+def test_the_lambda_package_fits_aws_size_limits(
+    prod: Package, capsys: pytest.CaptureFixture[str]
+) -> None:
+    packed, unpacked = prod.zip_sizes()
+    with capsys.disabled():
+        print(
+            f"\ndeployment.zip: {packed:,} bytes ({packed / 2**20:.1f} MiB) compressed, "
+            f"{unpacked:,} bytes ({unpacked / 2**20:.1f} MiB) unpacked"
+        )
+
+    assert packed < MAX_ZIP_UPLOAD
+    assert unpacked < MAX_UNZIPPED
+
+
+@pytest.mark.parametrize("stage", packaged.STAGES)
+def test_the_lambda_role_may_use_its_stage_table_and_secret_but_never_scan(
+    stage: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    statements = role_statements(packaged.build(stage, tmp_path_factory))
+    actions = {action for statement in statements for action in statement["Action"]}
+    resources = {statement["Sid"]: statement["Resource"] for statement in statements}
+
+    assert {"dynamodb:Query", "dynamodb:UpdateItem", "secretsmanager:GetSecretValue"} <= actions
+    assert "dynamodb:Scan" not in actions
+    assert not any(action.endswith("*") for action in actions)
+    assert resources["Registry"] == f"arn:*:dynamodb:*:*:table/lambdamesh-registry-{stage}"
+    # AWS appends "-" and six random characters to a secret's name in its ARN.
+    assert resources["SigningKey"] == (
+        f"arn:*:secretsmanager:*:*:secret:lambdamesh/{stage}/signing-key-??????"
+    )
+
+
+def test_each_template_is_valid_cloudformation_after_the_sam_transform(variant: Package) -> None:
+    from cfnlint.api import lint
+
+    findings = lint(json.dumps(variant.cloudformation), regions=[REGION])
+
+    assert [str(finding) for finding in findings] == []
+
+
+def test_the_api_is_regional_and_its_stage_resource_is_named_after_the_chalice_stage(
+    variant: Package,
+) -> None:
+    [api] = variant.resources("AWS::ApiGateway::RestApi").values()
+    stages = variant.resources("AWS::ApiGateway::Stage").values()
+
+    assert api["Properties"]["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
+    assert [s["Properties"]["StageName"] for s in stages] == [variant.stage]
+
+
+def test_only_the_merge_template_stops_sam_adding_an_api_stage_named_stage(
+    prod: Package, merged: Package
+) -> None:
+    def deployment_stages(package: Package) -> list[Any]:
+        deployments = package.resources("AWS::ApiGateway::Deployment").values()
+        return [d["Properties"].get("StageName") for d in deployments]
+
+    assert deployment_stages(prod) == ["Stage"]
+    assert deployment_stages(merged) == [None]
+
+
+def test_the_merge_template_only_amends_resources_chalice_generates(prod: Package) -> None:
+    merge = packaged.load_yaml_template(MERGE_TEMPLATE.read_text())
+
+    for name, resource in merge["Resources"].items():
+        assert name in prod.sam["Resources"]
+        assert "Type" not in resource
+
+
+def test_the_merged_function_runs_in_the_network_stacks_subnets_with_its_networks(
+    merged: Package, prod: Package
+) -> None:
+    [function] = merged.resources("AWS::Lambda::Function").values()
+    properties = function["Properties"]
+    parameters = merged.cloudformation["Parameters"]
+
+    assert parameters["SubnetIds"]["Type"] == "List<AWS::EC2::Subnet::Id>"
+    assert parameters["SecurityGroupIds"]["Type"] == "List<AWS::EC2::SecurityGroup::Id>"
+    assert parameters["AllowedNetworks"]["Type"] == "CommaDelimitedList"
+    assert properties["VpcConfig"] == {
+        "SubnetIds": {"Ref": "SubnetIds"},
+        "SecurityGroupIds": {"Ref": "SecurityGroupIds"},
+    }
+    variables = properties["Environment"]["Variables"]
+    assert variables.pop("LAMBDAMESH_ALLOWED_NETWORKS") == {
+        "Fn::Join": [",", {"Ref": "AllowedNetworks"}]
+    }
+    assert variables == prod.function_environment()
+
+
+def evaluate_rule(expression: Any, parameters: dict[str, list[str]]) -> Any:
+    """The few rule functions the merge template uses, as CloudFormation documents them."""
+    if not isinstance(expression, dict):
+        return expression
+    [(function, argument)] = expression.items()
+    if function == "Ref":
+        return parameters[argument]
+    values = [evaluate_rule(a, parameters) for a in argument]
+    if function == "Fn::Not":
+        return not values[0]
+    if function == "Fn::EachMemberEquals":
+        return all(member == values[1] for member in values[0])
+    raise AssertionError(f"no evaluator for {function}")
+
+
+def test_a_deploy_without_allowed_networks_is_refused_by_a_rule_with_a_one_line_reason(
+    merged: Package,
+) -> None:
+    [rule] = merged.cloudformation["Rules"].values()
+    [assertion] = rule["Assertions"]
+
+    assert "\n" not in assertion["AssertDescription"]
+    assert "AllowedNetworks" in assertion["AssertDescription"]
+    # An empty CommaDelimitedList reaches rules as one empty member.
+    assert evaluate_rule(assertion["Assert"], {"AllowedNetworks": [""]}) is False
+    allowed = {"AllowedNetworks": NETWORK_OUTPUTS["AllowedNetworks"]}
+    assert evaluate_rule(assertion["Assert"], allowed) is True
+
+
+def run_checkov(checkov: Path, *files: Path) -> list[dict[str, Any]]:
+    command = [str(checkov), "--framework", "cloudformation", "--skip-download", "--compact"]
+    for file in files:
+        command += ["-f", str(file)]
+    result = subprocess.run(
+        [*command, "-o", "json"], capture_output=True, text=True, timeout=180, check=False
+    )
+    assert result.returncode in (0, 1), result.stderr
+    reports = json.loads(result.stdout)
+    return reports if isinstance(reports, list) else [reports]
+
+
+def test_checkov_passes_the_merged_template_with_every_skip_inline_and_explained(
+    merged: Package, checkov: Path, tmp_path: Path
+) -> None:
+    transformed = tmp_path / "api.template.json"
+    transformed.write_text(json.dumps(merged.cloudformation))
+
+    [report] = run_checkov(checkov, transformed, MERGE_TEMPLATE)
+    results = report["results"]
+
+    failed = [(c["check_id"], c["resource"]) for c in results["failed_checks"]]
+    assert failed == []
+    assert report["summary"]["parsing_errors"] == 0
+    merge = packaged.load_yaml_template(MERGE_TEMPLATE.read_text())["Resources"]
+    declared = {
+        (name, skip["id"])
+        for name, resource in merge.items()
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", [])
+    }
+
+    def source(generated: str) -> str:
+        """The merge template's resource that a transformed resource came from."""
+        return str(max((name for name in merge if generated.startswith(name)), key=len))
+
+    skipped = results["skipped_checks"]
+    applied = {(source(c["resource"].split(".", 1)[1]), c["check_id"]) for c in skipped}
+    # Every skip is used (a stale one would hide a future finding) and says why.
+    assert applied == declared
+    assert all(len(c["check_result"]["suppress_comment"]) > 40 for c in skipped)
