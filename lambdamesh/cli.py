@@ -169,17 +169,14 @@ def configure_command(args: argparse.Namespace) -> int:
         outputs = {**outputs, **stages.outputs_from_stacks(names)}
     config = stages.configure(stages.load(args.project_dir), args.stage, outputs)
     stage = stages.view(config, args.stage)
-    Settings.from_environ(stage.environment)
-    found = stages.problems(stage)
-    if any("LAMBDAMESH_ALLOWED_NETWORKS" in problem for problem in found):
-        raise CommandError(found[0])
+    Settings.from_environ(stage.environment)  # refuses, before writing, a malformed network
     stages.save(args.project_dir, config)
     print(
         f"stage {args.stage}: {len(stage.subnet_ids)} subnets, security groups "
         f"{','.join(stage.security_group_ids)}, allowed networks "
         f"{stage.environment['LAMBDAMESH_ALLOWED_NETWORKS']}"
     )
-    for problem in found:
+    for problem in stages.problems(stage):
         print(f"warning: {problem}", file=sys.stderr)
     return 0
 

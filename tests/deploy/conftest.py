@@ -7,7 +7,6 @@ checkov, hadolint) run as the tools they are.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,9 @@ INFRA = ROOT / "infra"
 
 
 @pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    """A moto server of its own for this tier (every service moto has, on one port)."""
-    from lambdamesh.devserver import EmbeddedDynamoDB
-
-    server = EmbeddedDynamoDB()
-    url = server.start()
-    yield url
-    server.stop()
+def moto_endpoint(dynamodb_endpoint: str) -> str:
+    """The session's moto server: it answers every service moto has, not DynamoDB alone."""
+    return dynamodb_endpoint
 
 
 @pytest.fixture(scope="session")

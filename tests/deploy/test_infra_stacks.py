@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import shutil
 import subprocess
 import uuid
@@ -21,6 +22,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from lambdamesh import cli
 from lambdamesh_sidecar import config as sidecar_config
@@ -651,3 +653,245 @@ def test_lambdamesh_configure_names_a_stack_that_does_not_exist(
 
     assert code == 2
     assert "cannot read stack 'no-such-stack'" in capsys.readouterr().err
+
+
+# custom-domain
+#
+# moto's CloudFormation has no AWS::ApiGateway::DomainName nor BasePathMapping: it skips the
+# domain and then fails the whole create_stack on the outputs' Fn::GetAtt of it. So the
+# stack is replayed as the API calls CloudFormation makes (CreateDomainName,
+# CreateBasePathMapping, ChangeResourceRecordSets), from the template's rendering, on moto,
+# against an API deployed the way `chalice deploy` leaves one: a REST API with a stage.
+
+
+@dataclass
+class DomainGiven:
+    """What the custom-domain stack is given: a deployed API, a certificate, a hosted zone."""
+
+    rest_api_id: str
+    certificate_arn: str
+    zone_name: str
+    hosted_zone_id: str
+
+
+@dataclass
+class CustomDomain:
+    domain: dict[str, Any]
+    outputs: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def domain_given(aws: Client, given: Given) -> DomainGiven:
+    apigateway = aws("apigateway")
+    rest_api_id = apigateway.create_rest_api(
+        name=f"lambdamesh-{given.stage}", endpointConfiguration={"types": ["REGIONAL"]}
+    )["id"]
+    (root,) = apigateway.get_resources(restApiId=rest_api_id)["items"]
+    apigateway.put_method(
+        restApiId=rest_api_id, resourceId=root["id"], httpMethod="GET", authorizationType="NONE"
+    )
+    apigateway.put_integration(
+        restApiId=rest_api_id, resourceId=root["id"], httpMethod="GET", type="MOCK"
+    )
+    apigateway.create_deployment(restApiId=rest_api_id, stageName="prod")
+    zone_name = f"{given.stage}.example.com"
+    certificate_arn = aws("acm").request_certificate(
+        DomainName=f"*.{zone_name}", ValidationMethod="DNS"
+    )["CertificateArn"]
+    zone = aws("route53").create_hosted_zone(Name=zone_name, CallerReference=given.stage)
+    return DomainGiven(rest_api_id, certificate_arn, zone_name, zone["HostedZone"]["Id"][12:])
+
+
+def custom_domain_parameters(domain_given: DomainGiven, name: str, **more: str) -> dict[str, str]:
+    return {
+        "DomainName": f"{name}.{domain_given.zone_name}",
+        "CertificateArn": domain_given.certificate_arn,
+        "RestApiId": domain_given.rest_api_id,
+        "Stage": "prod",
+        **more,
+    }
+
+
+def create_custom_domain(aws: Client, parameters: Mapping[str, str]) -> CustomDomain:
+    """CloudFormation's create of infra/custom-domain.yaml, call by call."""
+    template = load_template(INFRA / "custom-domain.yaml")
+    for name, value in parameters.items():
+        pattern = template["Parameters"][name].get("AllowedPattern", ".*")
+        assert re.fullmatch(pattern, value), (name, value)
+    apigateway = aws("apigateway")
+    rendering = Rendering(template, parameters=parameters)
+
+    domain = apigateway.create_domain_name(
+        **api_input("apigateway", "CreateDomainName", rendering.properties("ApiDomainName"))
+    )
+    # The domain's physical id is its name; its attributes are the API's answer.
+    rendering.references = {"ApiDomainName": domain["domainName"]}
+    rendering.attributes = {
+        ("ApiDomainName", "RegionalDomainName"): domain["regionalDomainName"],
+        ("ApiDomainName", "RegionalHostedZoneId"): domain["regionalHostedZoneId"],
+    }
+    apigateway.create_base_path_mapping(
+        **api_input(
+            "apigateway", "CreateBasePathMapping", rendering.properties("ApiBasePathMapping")
+        )
+    )
+    for record in ("AliasRecord", "Ipv6AliasRecord"):
+        if rendering.condition(template["Resources"][record]["Condition"]):
+            record_set = rendering.properties(record)
+            zone_id = record_set.pop("HostedZoneId")
+            change = {"Action": "CREATE", "ResourceRecordSet": record_set}
+            aws("route53").change_resource_record_sets(
+                **api_input(
+                    "route53",
+                    "ChangeResourceRecordSets",
+                    {"HostedZoneId": zone_id, "ChangeBatch": {"Changes": [change]}},
+                )
+            )
+    outputs = {name: rendering.resolve(o["Value"]) for name, o in template["Outputs"].items()}
+    return CustomDomain(domain=domain, outputs=outputs)
+
+
+def alias_records(aws: Client, domain_given: DomainGiven, name: str) -> dict[str, Any]:
+    record_sets = aws("route53").list_resource_record_sets(HostedZoneId=domain_given.hosted_zone_id)
+    return {
+        r["Type"]: r.get("AliasTarget")
+        for r in record_sets["ResourceRecordSets"]
+        if r["Name"] == f"{name}.{domain_given.zone_name}."
+    }
+
+
+@pytest.fixture(scope="module")
+def mesh_domain(aws: Client, domain_given: DomainGiven) -> CustomDomain:
+    parameters = custom_domain_parameters(
+        domain_given, "mesh", HostedZoneId=domain_given.hosted_zone_id
+    )
+    return create_custom_domain(aws, parameters)
+
+
+def test_motos_cloudformation_has_no_api_gateway_custom_domain_so_its_calls_are_replayed() -> None:
+    from moto.cloudformation.parsing import resource_class_from_type
+
+    assert resource_class_from_type("AWS::ApiGateway::DomainName") is None
+    assert resource_class_from_type("AWS::ApiGateway::BasePathMapping") is None
+
+
+def test_custom_domain_is_regional_dual_stack_on_tls_1_2_with_the_certificate(
+    aws: Client, domain_given: DomainGiven, mesh_domain: CustomDomain
+) -> None:
+    name = f"mesh.{domain_given.zone_name}"
+
+    domain = aws("apigateway").get_domain_name(domainName=name)
+
+    assert domain["endpointConfiguration"] == {"types": ["REGIONAL"], "ipAddressType": "dualstack"}
+    assert domain["securityPolicy"] == "TLS_1_2"
+    assert domain["regionalCertificateArn"] == domain_given.certificate_arn
+    assert "certificateArn" not in domain
+
+
+def test_custom_domain_serves_the_prod_stage_at_its_root(
+    aws: Client, domain_given: DomainGiven, mesh_domain: CustomDomain
+) -> None:
+    name = f"mesh.{domain_given.zone_name}"
+
+    mappings = aws("apigateway").get_base_path_mappings(domainName=name)["items"]
+
+    # "(none)" is API Gateway's name for the empty base path: /api/v1/... on the domain is
+    # /prod/api/v1/... on the stage.
+    assert mappings == [
+        {"basePath": "(none)", "restApiId": domain_given.rest_api_id, "stage": "prod"}
+    ]
+
+
+def test_custom_domain_mapping_needs_the_stage_deployed_first(
+    aws: Client, domain_given: DomainGiven
+) -> None:
+    parameters = custom_domain_parameters(domain_given, "early", Stage="dev")
+
+    with pytest.raises(ClientError) as raised:
+        create_custom_domain(aws, parameters)
+
+    assert raised.value.operation_name == "CreateBasePathMapping"
+
+
+def test_alias_records_point_the_name_at_the_regional_endpoint_over_ipv4_and_ipv6(
+    aws: Client, domain_given: DomainGiven, mesh_domain: CustomDomain
+) -> None:
+    target = {
+        "HostedZoneId": mesh_domain.domain["regionalHostedZoneId"],
+        "DNSName": mesh_domain.domain["regionalDomainName"],
+        "EvaluateTargetHealth": False,
+    }
+
+    assert alias_records(aws, domain_given, "mesh") == {"A": target, "AAAA": target}
+
+
+def test_an_ipv4_custom_domain_gets_an_a_record_only(
+    aws: Client, domain_given: DomainGiven
+) -> None:
+    parameters = custom_domain_parameters(
+        domain_given, "mesh4", HostedZoneId=domain_given.hosted_zone_id, IpAddressType="ipv4"
+    )
+
+    created = create_custom_domain(aws, parameters)
+
+    assert created.domain["endpointConfiguration"]["ipAddressType"] == "ipv4"
+    assert set(alias_records(aws, domain_given, "mesh4")) == {"A"}
+
+
+def test_a_custom_domain_without_a_hosted_zone_gets_no_record(
+    aws: Client, domain_given: DomainGiven
+) -> None:
+    created = create_custom_domain(aws, custom_domain_parameters(domain_given, "external"))
+
+    assert created.outputs["Url"] == f"https://external.{domain_given.zone_name}"
+    assert alias_records(aws, domain_given, "external") == {}
+
+
+def test_custom_domain_outputs_are_the_regional_endpoint_and_the_stage_less_url(
+    domain_given: DomainGiven, mesh_domain: CustomDomain
+) -> None:
+    assert mesh_domain.outputs == {
+        "RegionalDomainName": mesh_domain.domain["regionalDomainName"],
+        "RegionalHostedZoneId": mesh_domain.domain["regionalHostedZoneId"],
+        "Url": f"https://mesh.{domain_given.zone_name}",
+    }
+    assert mesh_domain.outputs["RegionalDomainName"].endswith(
+        f".execute-api.{REGION}.amazonaws.com"
+    )
+
+
+def test_checkov_has_no_cloudformation_check_for_the_custom_domains_resources(
+    checkov: Path,
+) -> None:
+    listed = subprocess.run(
+        [str(checkov), "--list", "--framework", "cloudformation"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+
+    assert "AWS::ApiGateway::Stage" in listed
+    assert [
+        line
+        for line in listed.splitlines()
+        if "AWS::ApiGateway::DomainName" in line
+        or "AWS::ApiGateway::BasePathMapping" in line
+        or "AWS::Route53::RecordSet" in line
+    ] == []
+
+
+def test_checkov_finds_nothing_in_the_custom_domain_template(checkov: Path) -> None:
+    options = ["--framework", "cloudformation", "--output", "json", "--compact", "--skip-download"]
+    completed = subprocess.run(
+        [str(checkov), *options, "--file", str(INFRA / "custom-domain.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    report = json.loads(completed.stdout)
+    # With no check for any of its resources, checkov prints its summary alone.
+    summary = report.get("summary", report)
+
+    assert (summary["failed"], summary["parsing_errors"]) == (0, 0)

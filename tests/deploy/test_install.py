@@ -24,6 +24,9 @@ import pytest
 from chalicelib.auth import verify
 from tests.deploy.conftest import ROOT
 
+# Building and installing into fresh venvs downloads packages on a machine with a cold cache.
+pytestmark = pytest.mark.timeout(600)
+
 KEY = "install-test-signing-key-0123456789"
 PIP_TIMEOUT = 600
 PIP_WHEEL = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,7 @@ def test_the_infra_templates_are_all_linted_here() -> None:
         "signing-key.yaml",
         "network.yaml",
         "example-service.yaml",
+        "custom-domain.yaml",
     }
 
 
@@ -475,3 +477,116 @@ def test_example_outputs_name_the_cluster_service_and_task_definition(
         "ServiceName",
         "TaskDefinitionArn",
     }
+
+
+# custom-domain.yaml
+
+
+@pytest.fixture(scope="module")
+def custom_domain() -> dict[str, Any]:
+    return load("custom-domain.yaml")
+
+
+def test_custom_domain_is_regional_on_tls_1_2_with_the_certificate_given(
+    custom_domain: dict[str, Any],
+) -> None:
+    (domain,) = resources_of_type(custom_domain, "AWS::ApiGateway::DomainName").values()
+
+    assert domain["Properties"] == {
+        "DomainName": {"Ref": "DomainName"},
+        "RegionalCertificateArn": {"Ref": "CertificateArn"},
+        "EndpointConfiguration": {"Types": ["REGIONAL"], "IpAddressType": {"Ref": "IpAddressType"}},
+        "SecurityPolicy": "TLS_1_2",
+    }
+
+
+def test_custom_domain_maps_the_stage_at_its_root_so_urls_lose_the_stage_segment(
+    custom_domain: dict[str, Any],
+) -> None:
+    (mapping,) = resources_of_type(custom_domain, "AWS::ApiGateway::BasePathMapping").values()
+
+    assert mapping["Properties"] == {
+        "DomainName": {"Ref": "ApiDomainName"},
+        "RestApiId": {"Ref": "RestApiId"},
+        "Stage": {"Ref": "Stage"},
+    }
+
+
+def test_alias_records_exist_only_with_a_hosted_zone_and_aaaa_only_when_dual_stack(
+    custom_domain: dict[str, Any],
+) -> None:
+    records = resources_of_type(custom_domain, "AWS::Route53::RecordSet")
+
+    assert custom_domain["Parameters"]["HostedZoneId"]["Default"] == ""
+    assert custom_domain["Parameters"]["IpAddressType"]["Default"] == "dualstack"
+    assert custom_domain["Conditions"] == {
+        "HasHostedZone": {"Fn::Not": [{"Fn::Equals": [{"Ref": "HostedZoneId"}, ""]}]},
+        "IsDualStack": {"Fn::Equals": [{"Ref": "IpAddressType"}, "dualstack"]},
+        "HasIpv6Record": {
+            "Fn::And": [{"Condition": "HasHostedZone"}, {"Condition": "IsDualStack"}]
+        },
+    }
+    assert {r["Properties"]["Type"]: r["Condition"] for r in records.values()} == {
+        "A": "HasHostedZone",
+        "AAAA": "HasIpv6Record",
+    }
+
+
+def test_alias_records_name_the_domain_and_point_at_its_regional_endpoint(
+    custom_domain: dict[str, Any],
+) -> None:
+    records = resources_of_type(custom_domain, "AWS::Route53::RecordSet").values()
+
+    assert all(r["Properties"]["Name"] == {"Ref": "DomainName"} for r in records)
+    assert all(r["Properties"]["HostedZoneId"] == {"Ref": "HostedZoneId"} for r in records)
+    assert [r["Properties"]["AliasTarget"] for r in records] == 2 * [
+        {
+            "DNSName": {"Fn::GetAtt": ["ApiDomainName", "RegionalDomainName"]},
+            "HostedZoneId": {"Fn::GetAtt": ["ApiDomainName", "RegionalHostedZoneId"]},
+            "EvaluateTargetHealth": False,
+        }
+    ]
+
+
+def test_custom_domain_outputs_are_the_regional_endpoint_and_the_stage_less_url(
+    custom_domain: dict[str, Any],
+) -> None:
+    outputs = custom_domain["Outputs"]
+
+    assert {name: output["Value"] for name, output in outputs.items()} == {
+        "RegionalDomainName": {"Fn::GetAtt": ["ApiDomainName", "RegionalDomainName"]},
+        "RegionalHostedZoneId": {"Fn::GetAtt": ["ApiDomainName", "RegionalHostedZoneId"]},
+        "Url": {"Fn::Sub": "https://${DomainName}"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("parameter", "value", "accepted"),
+    [
+        ("DomainName", "mesh.example.com", True),
+        ("DomainName", "api.eu.mesh-1.example.co.uk", True),
+        ("DomainName", "Mesh.Example.com", False),
+        ("DomainName", "mesh.example.com.", False),
+        ("DomainName", "https://mesh.example.com", False),
+        (
+            "CertificateArn",
+            "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-4e5f-6789-abcd-ef0123456789",
+            True,
+        ),
+        ("CertificateArn", "arn:aws:iam::123456789012:server-certificate/mesh", False),
+        ("RestApiId", "a1b2c3d4e5", True),
+        ("RestApiId", "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com", False),
+        ("Stage", "prod", True),
+        ("Stage", "/prod", False),
+        ("HostedZoneId", "", True),
+        ("HostedZoneId", "Z0123456789ABCDEFGHIJ", True),
+        ("HostedZoneId", "/hostedzone/Z0123456789ABCDEFGHIJ", False),
+    ],
+)
+def test_custom_domain_parameters_accept_what_aws_names_and_refuse_the_rest(
+    custom_domain: dict[str, Any], parameter: str, value: str, accepted: bool
+) -> None:
+    pattern = custom_domain["Parameters"][parameter]["AllowedPattern"]
+
+    # CloudFormation matches AllowedPattern against the whole value.
+    assert (re.fullmatch(pattern, value) is not None) is accepted

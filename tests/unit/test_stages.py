@@ -166,42 +166,23 @@ class TestTheCommands:
         assert (configured, checked) == (0, 0)
         assert capsys.readouterr().out.splitlines()[-1] == "stage prod is ready to deploy"
 
-    def test_configure_without_networks_refuses_and_writes_nothing(
-        self, project: Path, capsys: pytest.CaptureFixture[str]
+    @pytest.mark.parametrize(
+        ("networks", "reason"),
+        [
+            ("", "the stack outputs lack AllowedNetworks: give the network stack"),
+            ("10.0.0.0/33", "LAMBDAMESH_ALLOWED_NETWORKS must be comma-separated CIDR blocks"),
+        ],
+        ids=["missing", "malformed"],
+    )
+    def test_configure_refuses_outputs_without_valid_networks_and_writes_nothing(
+        self, project: Path, capsys: pytest.CaptureFixture[str], networks: str, reason: str
     ) -> None:
         before = (project / ".chalice" / "config.json").read_bytes()
+        outputs = self.outputs(project, AllowedNetworks=networks)
 
-        code = self.run(
-            project,
-            "configure",
-            "--stage",
-            "prod",
-            "--outputs",
-            self.outputs(project, AllowedNetworks=""),
-        )
+        code = self.run(project, "configure", "--stage", "prod", "--outputs", outputs)
 
+        [line] = capsys.readouterr().err.strip().splitlines()
         assert code == 2
-        assert capsys.readouterr().err.strip().splitlines() == [
-            "lambdamesh: the stack outputs lack AllowedNetworks: give the network stack "
-            "(infra/network.yaml), whose outputs name the subnets, the Lambda's security group "
-            "and the networks the gateway may reach"
-        ]
-        assert (project / ".chalice" / "config.json").read_bytes() == before
-
-    def test_configure_refuses_an_invalid_network_and_writes_nothing(
-        self, project: Path, capsys: pytest.CaptureFixture[str]
-    ) -> None:
-        before = (project / ".chalice" / "config.json").read_bytes()
-
-        code = self.run(
-            project,
-            "configure",
-            "--stage",
-            "prod",
-            "--outputs",
-            self.outputs(project, AllowedNetworks="10.0.0.0/33"),
-        )
-
-        assert code == 2
-        assert "LAMBDAMESH_ALLOWED_NETWORKS must be comma-separated CIDR" in capsys.readouterr().err
+        assert line.startswith(f"lambdamesh: {reason}")
         assert (project / ".chalice" / "config.json").read_bytes() == before
