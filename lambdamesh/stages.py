@@ -162,10 +162,10 @@ def outputs_from_stacks(names: list[str]) -> dict[str, str]:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    client = boto3.client("cloudformation")
     merged: dict[str, str] = {}
     for name in names:
         try:
+            client = boto3.client("cloudformation")
             [stack] = client.describe_stacks(StackName=name)["Stacks"]
         except (BotoCoreError, ClientError) as exc:
             raise ConfigError(f"cannot read stack {name!r}: {exc}") from None

@@ -407,14 +407,17 @@ def test_tasks_admit_the_lambda_on_the_service_ports_only(
     assert ingress(aws, given.tasks_group_id) == [("tcp", 80, 8080, [lambda_group])]
 
 
-def test_secrets_manager_endpoint_admits_the_lambda_on_https_only(
-    aws: Client, stacks: dict[str, Stack]
+def test_secrets_manager_endpoint_admits_the_lambda_and_the_tasks_on_https_only(
+    aws: Client, given: Given, stacks: dict[str, Stack]
 ) -> None:
     network = stacks["network"]
 
     rules = ingress(aws, network.resources["SecretsManagerEndpointSecurityGroup"])
 
-    assert rules == [("tcp", 443, 443, [network.outputs["SecurityGroupIds"]])]
+    assert [(protocol, low, high) for protocol, low, high, _ in rules] == [("tcp", 443, 443)]
+    assert sorted(rules[0][3]) == sorted(
+        [network.outputs["SecurityGroupIds"], given.tasks_group_id]
+    )
 
 
 def test_dynamodb_gateway_endpoint_routes_the_route_tables(

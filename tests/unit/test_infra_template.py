@@ -359,7 +359,7 @@ def test_endpoints_are_a_dynamodb_gateway_and_a_private_secrets_manager_interfac
     assert interface["SubnetIds"] == {"Ref": "SubnetIds"}
 
 
-def test_secrets_manager_endpoint_admits_only_https_from_the_lambda(
+def test_secrets_manager_endpoint_admits_only_https_from_the_lambda_and_the_tasks(
     network: dict[str, Any],
 ) -> None:
     group = network["Resources"]["SecretsManagerEndpointSecurityGroup"]["Properties"]
@@ -367,7 +367,12 @@ def test_secrets_manager_endpoint_admits_only_https_from_the_lambda(
     assert [
         (r["IpProtocol"], r["FromPort"], r["ToPort"], r["SourceSecurityGroupId"])
         for r in group["SecurityGroupIngress"]
-    ] == [("tcp", 443, 443, {"Fn::GetAtt": ["LambdaSecurityGroup", "GroupId"]})]
+    ] == [
+        ("tcp", 443, 443, {"Fn::GetAtt": ["LambdaSecurityGroup", "GroupId"]}),
+        # ECS fetches the tasks' token secret through the task's interface, and private DNS
+        # sends every Secrets Manager call of the VPC to this endpoint.
+        ("tcp", 443, 443, {"Ref": "TasksSecurityGroupId"}),
+    ]
 
 
 # example-service.yaml
