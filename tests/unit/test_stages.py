@@ -186,3 +186,16 @@ class TestTheCommands:
         assert code == 2
         assert line.startswith(f"lambdamesh: {reason}")
         assert (project / ".chalice" / "config.json").read_bytes() == before
+
+    def test_configure_without_a_region_says_so_in_one_line(
+        self, project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(project / "no-such-config"))
+
+        code = self.run(project, "configure", "--stage", "prod", "--network-stack", "net")
+
+        [line] = capsys.readouterr().err.strip().splitlines()
+        assert code == 2
+        assert line.startswith("lambdamesh: cannot read stack 'net': You must specify a region")
