@@ -9,6 +9,8 @@ a rotated key ("NEW,OLD" in the secret) reaches warm Lambdas without a redeploy.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from botocore.config import Config
@@ -27,6 +29,7 @@ BOTO_CONFIG = Config(
     read_timeout=READ_TIMEOUT,
     retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
 )
+UNAVAILABLE = "the token signing key could not be read; try again shortly"
 # Errors that waiting will not cure: the operator must fix the secret or the role.
 PERMANENT = frozenset(
     {
@@ -44,12 +47,21 @@ PERMANENT = frozenset(
 
 
 class KeyStore:
-    """The two stores a signing key may live in, each client built once, on first use."""
+    """The two stores a signing key may live in, each client built once, on first use.
 
-    def __init__(self, config: Config = BOTO_CONFIG) -> None:
+    After a read fails for want of an answer, reads of that item fail at once for
+    ``KeyStoreUnavailable.retry_after`` seconds (what the callers are told to wait), so a
+    store that is down costs each caller a quick 503, not a wait of seconds each.
+    """
+
+    def __init__(
+        self, config: Config = BOTO_CONFIG, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._config = config
+        self._clock = clock
         self._secrets: Any = None
         self._ssm: Any = None
+        self._failing_until: dict[str, float] = {}
 
     def secret(self, name: str) -> str:
         if self._secrets is None:
@@ -68,10 +80,16 @@ class KeyStore:
     def _read(self, provider: Any, name: str, options: dict[str, Any]) -> str:
         from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
+        if self._clock() < self._failing_until.get(name, 0.0):
+            raise KeyStoreUnavailable(UNAVAILABLE)
         try:
             value = provider.get(name, max_age=MAX_AGE, **options)
         except GetParameterError as exc:
-            raise _classified(name, exc) from exc
+            error = _classified(name, exc)
+            if isinstance(error, KeyStoreUnavailable):
+                self._failing_until[name] = self._clock() + (error.retry_after or 0)
+            raise error from exc
+        self._failing_until.pop(name, None)
         return str(value or "")
 
 
@@ -84,4 +102,4 @@ def _classified(name: str, exc: Exception) -> ConfigError | KeyStoreUnavailable:
         logger.error("the signing key cannot be read", extra=extra)
         return ConfigError("the token signing key is not available: server misconfiguration")
     logger.warning("the key store did not answer in time", extra=extra)
-    return KeyStoreUnavailable("the token signing key could not be read; try again shortly")
+    return KeyStoreUnavailable(UNAVAILABLE)
