@@ -55,12 +55,18 @@ class KeyStore:
     """
 
     def __init__(
-        self, config: Config = BOTO_CONFIG, clock: Callable[[], float] = time.monotonic
+        self,
+        config: Config = BOTO_CONFIG,
+        clock: Callable[[], float] = time.monotonic,
+        secrets: Any = None,
+        ssm: Any = None,
     ) -> None:
+        """``secrets`` and ``ssm`` are Powertools providers; by default each is built on
+        first use, so a stage that keeps its key elsewhere never pays for the client."""
         self._config = config
         self._clock = clock
-        self._secrets: Any = None
-        self._ssm: Any = None
+        self._secrets: Any = secrets
+        self._ssm: Any = ssm
         self._failing_until: dict[str, float] = {}
 
     def secret(self, name: str) -> str:

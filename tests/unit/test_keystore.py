@@ -38,9 +38,7 @@ class FlakyProvider:
 
 
 def store_with(provider: FlakyProvider, clock: Clock) -> KeyStore:
-    store = KeyStore(clock=clock)
-    store._secrets = provider  # the provider is built lazily; give it ours
-    return store
+    return KeyStore(clock=clock, secrets=provider)
 
 
 def test_a_timeout_is_answered_as_unavailable_and_not_retried_within_retry_after() -> None:
