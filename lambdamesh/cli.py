@@ -7,13 +7,10 @@ import argparse
 import importlib.util
 import ipaddress
 import os
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from types import FrameType
 
 from chalicelib.config import Settings
 from chalicelib.errors import LambdaMeshError
@@ -209,14 +206,10 @@ def dev_command(host: str, port: int, demo: bool, dynamodb_endpoint: str | None)
     from lambdamesh.devserver import DevServer
     from lambdamesh.keys import signing_key
     from lambdamesh.processes import Supervisor
+    from lambdamesh.stopping import StopRequest
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, on_signal)
+    stop = StopRequest()
+    stop.install()
     if not _is_loopback(host) and not os.environ.get("LAMBDAMESH_SIGNING_KEY"):
         raise CommandError(
             f"listening on {host} with the published development signing key would let anyone "
@@ -239,7 +232,7 @@ def dev_command(host: str, port: int, demo: bool, dynamodb_endpoint: str | None)
             if not showcase.wait_until_registered():
                 print("warning: the demo instances have not all registered yet", flush=True)
             print(showcase.instructions(), flush=True)
-        print("Press Ctrl-C to stop.", flush=True)
+        print("Press Ctrl-C to stop (twice to stop at once).", flush=True)
         stop.wait()
         print("stopping...", flush=True)
     finally:

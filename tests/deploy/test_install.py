@@ -209,7 +209,7 @@ def test_the_local_extra_gives_a_working_demo(installed: Installed) -> None:
         text=True,
     )
     try:
-        lines = read_until(demo, "Press Ctrl-C to stop.")
+        lines = read_until(demo, "Press Ctrl-C to stop")
         url = re.search(r"ready on (http://\S+)", "".join(lines))
         assert url, lines
         assert any("curl" in line for line in lines)
