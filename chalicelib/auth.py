@@ -4,6 +4,11 @@ A token reads ``lm1.<scope>.<signature>``: the scope is ``service:<name>`` or ``
 base64url without padding. A service token may write only its own service's instances; an admin
 token may write any; reads need any valid token. Tokens carry no secret: the signing key never
 leaves the Lambda's configuration, and neither a token nor the key is ever logged.
+
+A token has exactly one spelling. Base64 leaves slack (the bits the last character does not
+use, ``+/`` beside ``-_``, ``=`` padding) in which one signed token could be written many ways,
+each a different string to anything that compares, caches or revokes tokens as text; so a
+token verifies only as ``issue`` writes it.
 """
 
 from __future__ import annotations
@@ -27,8 +32,15 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    """Strict: characters outside the alphabet are an error, not silently skipped."""
-    return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    """The bytes ``text`` spells, only when ``text`` is their one canonical spelling.
+
+    ``b64decode`` alone would accept ``+`` and ``/`` beside ``-`` and ``_``, padding, and any
+    value in the bits the last character does not use; re-encoding refuses all of them.
+    """
+    data = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    if _b64(data) != text:
+        raise ValueError("not the canonical base64url spelling")
+    return data
 
 
 def _signature(key: bytes, scope: str) -> bytes:

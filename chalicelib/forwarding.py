@@ -2,6 +2,12 @@
 
 Hop-by-hop headers (RFC 9110 section 7.6.1) describe one connection and never cross the proxy;
 ``X-Forwarded-*`` tell the upstream who really called; ``X-Request-Id`` ties the two legs together.
+
+Who called, on which scheme, host, port and URL are facts the gateway vouches for, never the
+client: upstreams and their frameworks believe these headers. ``X-Forwarded-For``,
+``X-Forwarded-Host`` and ``X-Forwarded-Proto`` are written here; ``X-Forwarded-Proto`` and
+``X-Forwarded-Port`` that API Gateway set on the event are kept (it replaces a client's with its
+own), a malformed one is not; every other header read for the same facts is dropped.
 """
 
 from __future__ import annotations
@@ -26,7 +32,40 @@ HOP_BY_HOP = frozenset(
 # Recomputed by whoever writes the next message, so never copied.
 _RECOMPUTED = frozenset({"content-length", "host"})
 REQUEST_ID_HEADER = "X-Request-Id"
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+# No "/" and no "..": upstreams put request ids into file and URL paths.
+_REQUEST_ID = re.compile(r"(?!.*\.\.)[A-Za-z0-9._:+=-]{1,128}")
+# Headers that proxies, CDNs and frameworks read as the client's address, the scheme, host or
+# prefix it called, or the URL it asked for. API Gateway sets none of them, so whatever arrives
+# is the client's word; the facts travel only in the X-Forwarded-* headers written below.
+CLIENT_CLAIMS = frozenset(
+    {
+        # the client's address: X-Forwarded-For alone carries it
+        "x-real-ip",
+        "true-client-ip",
+        "x-client-ip",
+        "cf-connecting-ip",
+        "fastly-client-ip",
+        "x-cluster-client-ip",
+        "x-originating-ip",
+        # the scheme, host, server or path prefix it called
+        "forwarded",
+        "x-forwarded-host",
+        "x-forwarded-server",
+        "x-forwarded-prefix",
+        "x-forwarded-scheme",
+        "x-forwarded-ssl",
+        "front-end-https",
+        "x-url-scheme",
+        "x-original-host",
+        "x-host",
+        # the URL it asked for, in place of the request line's
+        "x-original-url",
+        "x-original-uri",
+        "x-rewrite-url",
+    }
+)
+_SCHEMES = frozenset({"http", "https"})
+_PORT = re.compile(r"[1-9][0-9]{0,4}")
 
 Headers = dict[str, str | list[str]]
 
@@ -42,6 +81,10 @@ def _connection_tokens(value: str | None) -> set[str]:
     return {token.strip().lower() for token in (value or "").split(",") if token.strip()}
 
 
+def _edge_port(value: str | None) -> str | None:
+    return value if value and _PORT.fullmatch(value) and int(value) <= 65535 else None
+
+
 def _dropped(headers: Mapping[str, str]) -> frozenset[str]:
     connection = next((v for k, v in headers.items() if k.lower() == "connection"), None)
     return HOP_BY_HOP | _RECOMPUTED | frozenset(_connection_tokens(connection))
@@ -55,9 +98,8 @@ def upstream_headers(
     request_id: str,
 ) -> dict[str, str]:
     """Headers for the upstream request, built from the client's."""
-    # A client's Forwarded / X-Forwarded-Host would be believed by the upstream (absolute
-    # URLs, password-reset links), and API Gateway sets neither: both are rebuilt here.
-    drop = _dropped(incoming) | {"x-request-id", "x-forwarded-for", "x-forwarded-host", "forwarded"}
+    rebuilt = {"x-request-id", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-port"}
+    drop = _dropped(incoming) | CLIENT_CLAIMS | rebuilt
     headers = {k: v for k, v in incoming.items() if k.lower() not in drop}
     lowered = {k.lower(): v for k, v in incoming.items()}
     forwarded_for = lowered.get("x-forwarded-for", "").strip()
@@ -67,8 +109,11 @@ def upstream_headers(
         forwarded_for = f"{forwarded_for}, {client_ip}" if forwarded_for else client_ip
     if forwarded_for:
         headers["X-Forwarded-For"] = forwarded_for
-    if "x-forwarded-proto" not in lowered:
-        headers["X-Forwarded-Proto"] = proto
+    edge_proto = lowered.get("x-forwarded-proto", "")
+    headers["X-Forwarded-Proto"] = edge_proto if edge_proto in _SCHEMES else proto
+    port = _edge_port(lowered.get("x-forwarded-port"))
+    if port:
+        headers["X-Forwarded-Port"] = port
     if "host" in lowered:
         headers["X-Forwarded-Host"] = lowered["host"]
     headers[REQUEST_ID_HEADER] = request_id

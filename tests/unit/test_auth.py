@@ -244,6 +244,77 @@ def test_a_signature_with_characters_outside_base64url_is_refused() -> None:
         verify(key, padded)
 
 
+# One spelling per token
+
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def with_part(token: str, index: int, part: str) -> str:
+    parts = token.split(".")
+    parts[index] = part
+    return ".".join(parts)
+
+
+def with_unused_bits_flipped(text: str) -> str:
+    """The same bytes in another spelling: the last character's unused low bits set."""
+    last = ALPHABET.index(text[-1])
+    unused = {2: 0b1111, 3: 0b11}[len(text) % 4]
+    assert last & unused == 0
+    return text[:-1] + ALPHABET[last | unused]
+
+
+@pytest.mark.parametrize("service", [None, "orders"])
+@pytest.mark.parametrize(("index", "name"), [(1, "scope"), (2, "signature")])
+def test_a_part_with_its_unused_bits_flipped_is_malformed(
+    service: str | None, index: int, name: str
+) -> None:
+    token = issue(KEY, service=service)
+    respelled = with_part(token, index, with_unused_bits_flipped(token.split(".")[index]))
+    # The lenient decoder reads the same bytes from both spellings.
+    assert base64.urlsafe_b64decode(respelled.split(".")[index] + "==") == (
+        base64.urlsafe_b64decode(token.split(".")[index] + "==")
+    )
+
+    assert refusal(respelled).message == "the bearer token is malformed"
+
+
+def test_a_signature_in_the_plus_slash_alphabet_is_malformed() -> None:
+    token = issue(KEY, service="billing")
+    signature = token.split(".")[2]
+    assert "-" in signature or "_" in signature
+    standard = signature.replace("-", "+").replace("_", "/")
+
+    assert refusal(with_part(token, 2, standard)).message == "the bearer token is malformed"
+
+
+def test_a_scope_in_the_plus_slash_alphabet_is_malformed() -> None:
+    # "service:>?" encodes to a scope with both characters base64url spells differently.
+    token = issue(KEY, service=">?")
+    scope = token.split(".")[1]
+    assert "-" in scope or "_" in scope
+    standard = scope.replace("-", "+").replace("_", "/")
+
+    assert refusal(with_part(token, 1, standard)).message == "the bearer token is malformed"
+
+
+@pytest.mark.parametrize("service", [None, "orders"])
+@pytest.mark.parametrize("index", [1, 2])
+def test_a_padded_part_is_malformed(service: str | None, index: int) -> None:
+    token = issue(KEY, service=service)
+    part = token.split(".")[index]
+    padded = part + "=" * (-len(part) % 4)
+    assert padded != part
+
+    assert refusal(with_part(token, index, padded)).message == "the bearer token is malformed"
+
+
+def test_the_token_as_issued_still_verifies_after_the_canonical_check() -> None:
+    for service in (None, "orders", "billing", ">?"):
+        token = issue(KEY, service=service)
+
+        assert verify(KEY, token).scope == ("admin" if service is None else f"service:{service}")
+
+
 class TestKeyRotation:
     OLD = b"old-signing-key-0123456789"
     NEW = b"new-signing-key-0123456789"

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from chalicelib.forwarding import (
+    CLIENT_CLAIMS,
     HOP_BY_HOP,
     REQUEST_ID_HEADER,
     Headers,
@@ -32,7 +33,8 @@ def lowered(headers: dict[str, str] | Headers) -> dict[str, object]:
 
 
 @pytest.mark.parametrize(
-    "incoming", ["abc-123", "Root=1-5759e988-bd862e3fe1be46a994272793", "a/b+c=d:e.f_g", "x" * 128]
+    "incoming",
+    ["abc-123", "Root=1-5759e988-bd862e3fe1be46a994272793", "a+b=c:d.e_f", "v1.2.3", "x" * 128],
 )
 def test_a_sane_client_request_id_is_kept(incoming: str) -> None:
     assert request_id(incoming) == incoming
@@ -49,6 +51,12 @@ def test_a_missing_or_insane_request_id_is_replaced_by_a_fresh_uuid(incoming: st
 def test_a_request_id_ending_in_a_line_break_is_replaced() -> None:
     # It is echoed in a response header and sent upstream: a line break would split headers.
     assert FRESH_ID.fullmatch(request_id("abc\n"))
+
+
+@pytest.mark.parametrize("incoming", ["a/b", "/etc/passwd", "..", "a..b", "../x", "x.."])
+def test_a_request_id_that_could_walk_a_path_is_replaced(incoming: str) -> None:
+    # Upstreams put request ids into log file names and URLs.
+    assert FRESH_ID.fullmatch(request_id(incoming))
 
 
 def test_fresh_request_ids_differ() -> None:
@@ -146,11 +154,84 @@ def test_forwarded_proto_and_host_are_set_when_absent() -> None:
     assert sent["X-Forwarded-Host"] == "api.example.com"
 
 
-def test_forwarded_proto_set_by_api_gateway_is_kept() -> None:
-    sent = upstream({"Host": "api.example", "x-forwarded-proto": "http"}, proto="https")
+def test_forwarded_proto_and_port_set_by_api_gateway_are_kept() -> None:
+    # API Gateway replaces a client's with its own, so the event's are the edge's.
+    sent = upstream({"x-forwarded-proto": "http", "x-forwarded-port": "8443"}, proto="https")
 
     assert lowered(sent)["x-forwarded-proto"] == "http"
+    assert lowered(sent)["x-forwarded-port"] == "8443"
     assert len([name for name in sent if name.lower() == "x-forwarded-proto"]) == 1
+    assert len([name for name in sent if name.lower() == "x-forwarded-port"]) == 1
+
+
+@pytest.mark.parametrize(
+    "claimed", ["gopher", "HTTPS", "http, https", "https ", "javascript:alert(1)", ""]
+)
+def test_a_forwarded_proto_no_edge_would_set_is_rebuilt(claimed: str) -> None:
+    sent = upstream({"X-Forwarded-Proto": claimed}, proto="https")
+
+    assert [(k, v) for k, v in sent.items() if k.lower() == "x-forwarded-proto"] == [
+        ("X-Forwarded-Proto", "https")
+    ]
+
+
+@pytest.mark.parametrize("claimed", ["0", "65536", "443, 80", "08", "-1", "http", ""])
+def test_a_forwarded_port_no_edge_would_set_is_dropped(claimed: str) -> None:
+    assert "x-forwarded-port" not in lowered(upstream({"X-Forwarded-Port": claimed}))
+
+
+def test_without_a_forwarded_port_none_is_made_up() -> None:
+    assert "x-forwarded-port" not in lowered(upstream({}))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "X-Real-IP",
+        "True-Client-IP",
+        "X-Client-IP",
+        "CF-Connecting-IP",
+        "Fastly-Client-IP",
+        "X-Cluster-Client-IP",
+        "X-Originating-IP",
+    ],
+)
+def test_a_client_cannot_claim_an_address_beside_the_forwarded_for_chain(name: str) -> None:
+    sent = upstream({name: "10.0.0.1", name.lower(): "10.0.0.2"})
+
+    assert name.lower() not in lowered(sent)
+    assert sent["X-Forwarded-For"] == "203.0.113.7"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("X-Original-URL", "/admin"),
+        ("X-Original-URI", "/admin"),
+        ("X-Rewrite-URL", "/admin"),
+        ("X-Original-Host", "evil.example"),
+        ("X-Host", "evil.example"),
+        ("X-Forwarded-Server", "evil.example"),
+        ("X-Forwarded-Prefix", "/evil"),
+        ("X-Forwarded-Scheme", "http"),
+        ("X-Forwarded-Ssl", "on"),
+        ("Front-End-Https", "on"),
+        ("X-Url-Scheme", "http"),
+    ],
+)
+def test_a_client_cannot_choose_the_url_the_upstream_believes_was_called(
+    name: str, value: str
+) -> None:
+    sent = upstream({"Host": "api.example", name: value})
+
+    assert name.lower() not in lowered(sent)
+    assert value not in sent.values()
+
+
+def test_every_client_claim_is_dropped_whatever_its_case() -> None:
+    incoming = {name.upper(): "claimed" for name in CLIENT_CLAIMS}
+
+    assert not CLIENT_CLAIMS & set(lowered(upstream(incoming)))
 
 
 def test_a_client_cannot_choose_the_host_the_upstream_believes_it_was_called_on() -> None:
