@@ -52,6 +52,10 @@ def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
 
 def refusal_reason(address: IPAddress, policy: HostPolicy) -> str | None:
     """Why the gateway must not connect to ``address``, or None when it may."""
+    # A zone id ("fe80::1%eth0") names an interface of the connecting machine, which means
+    # nothing to a Lambda, and Python accepts any characters in it, line breaks included.
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        return "an IPv6 address with a zone id"
     embedded = _embedded_ipv4(address)
     if embedded is not None:
         return refusal_reason(embedded, policy)

@@ -30,6 +30,8 @@ from chalicelib.errors import (
 from chalicelib.hosts import HostPolicy, parse_ip, refusal_reason
 
 _CHUNK = 64 * 1024
+# Raises OSError when the name does not resolve, ValueError (UnicodeError) when it cannot even
+# be asked for, as socket.getaddrinfo does for a name IDNA cannot encode.
 Resolver = Callable[[str, int], list[str]]
 
 
@@ -81,13 +83,13 @@ class UpstreamClient:
             reason = refusal_reason(literal, self._policy)
             if reason:
                 raise HostNotAllowed(f"upstream host {host!r} is {reason}")
-            return [host]
+            return [str(literal)]
         try:
             candidates = self._resolver(host, port)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise ConnectFailed(f"cannot resolve upstream host {host!r}: {exc}") from None
         allowed = [
-            candidate
+            str(address)
             for candidate in dict.fromkeys(candidates)
             if (address := parse_ip(candidate)) is not None
             and refusal_reason(address, self._policy) is None
@@ -133,7 +135,7 @@ class UpstreamClient:
         body: bytes | None,
         deadline: float | None,
     ) -> UpstreamResponse:
-        pool = self._pool.connection_from_host(ip, port, scheme="http")
+        pool = self._pool_for(ip, host, port)
         outgoing = dict(headers)
         outgoing["Host"] = host_header(host, port)
         try:
@@ -157,6 +159,16 @@ class UpstreamClient:
         except HTTPError as exc:
             raise UpstreamUnreachable(f"upstream {host}:{port} failed: {_reason(exc)}") from None
         return self._read(response, host, port, deadline)
+
+    def _pool_for(self, ip: str, host: str, port: int) -> urllib3.HTTPConnectionPool:
+        """The pool for one address. urllib3 refusing the address (LocationValueError, say,
+        for a host stored under older rules) happens before anything is sent."""
+        try:
+            return self._pool.connection_from_host(ip, port, scheme="http")
+        except (ValueError, HTTPError) as exc:
+            raise ConnectFailed(
+                f"cannot connect to upstream {host}:{port}: {_reason(exc)}"
+            ) from None
 
     def _timeout_until(self, deadline: float | None) -> urllib3.Timeout:
         left = float("inf") if deadline is None else max(0.001, deadline - self._clock())

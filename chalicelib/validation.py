@@ -25,6 +25,9 @@ SERVICE_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 VERSION_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,30}[a-z0-9])?$"
 INSTANCE_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$"
 MAX_REGISTRY_BODY = 16 * 1024
+# Arrays and objects inside one another; a registration needs two. Checked before parsing,
+# since Python's parser recurses once per level and thousands of levels fit in the body limit.
+MAX_JSON_DEPTH = 32
 MAX_METADATA_ENTRIES = 32
 MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 512
@@ -84,16 +87,39 @@ def check_name(kind: str, value: str) -> str:
     return value
 
 
+# A string, or an unterminated one up to the end: the optional closing quote keeps the scan
+# linear (a required one makes each stray quote rescan the rest of the body).
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
+_NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
 def parse_json_body(raw: bytes | None, limit: int = MAX_REGISTRY_BODY) -> Any:
-    """Decode a JSON body, refusing oversized or malformed input with a clear message."""
+    """Decode a JSON body, refusing oversized, too deeply nested or malformed input with a
+    clear message. The text must be UTF-8, as RFC 8259 asks of JSON between systems."""
     if not raw:
         return {}
     if len(raw) > limit:
         raise PayloadTooLarge(f"request body is {len(raw)} bytes; the limit is {limit}")
     try:
-        return json.loads(raw)
+        text = raw.decode("utf-8-sig")
+        _check_depth(text)
+        return json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
+
+
+def _check_depth(text: str) -> None:
+    """Count the brackets outside strings, so a string full of them costs nothing."""
+    brackets = _NOT_A_BRACKET.sub("", _JSON_STRING.sub("", text))
+    if len(brackets) <= MAX_JSON_DEPTH:
+        return  # cannot nest deeper than it has brackets
+    depth = 0
+    for bracket in brackets:
+        depth += 1 if bracket in "[{" else -1
+        if depth > MAX_JSON_DEPTH:
+            raise InvalidRequest(
+                f"request body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels"
+            )
 
 
 @cache
@@ -110,7 +136,21 @@ _PATTERN_RULES = {
 }
 
 
+def _check_text(body: Any) -> None:
+    """Every string, keys included, must be Unicode text. A lone surrogate ("\\ud800") is
+    valid JSON syntax but not I-JSON (RFC 7493), and DynamoDB refuses to store it: refused
+    here, before any message quotes it. Re-encoding is the cheapest walk over every string."""
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest(
+            "invalid body: a string holds a lone surrogate (\\ud800-\\udfff), "
+            "which is not a Unicode character"
+        ) from None
+
+
 def _check_schema(body: Any, schema_name: str) -> dict[str, Any]:
+    _check_text(body)
     try:
         _compiled(schema_name)(body)
     except fastjsonschema.JsonSchemaValueException as exc:

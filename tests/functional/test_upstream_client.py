@@ -9,10 +9,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import pytest
+import urllib3
+from urllib3.exceptions import LocationParseError
 
+from chalicelib.balancing import WeightedRoundRobin
 from chalicelib.errors import UpstreamResponseTooLarge, UpstreamTimeout
+from chalicelib.gateway import Gateway, ProxyRequest
 from chalicelib.hosts import HostPolicy
+from chalicelib.instances import Instance
 from chalicelib.upstream import ConnectFailed, UpstreamClient
+from tests.helpers import InOrder
 
 LOOPBACK = HostPolicy(allow_loopback=True)
 
@@ -26,6 +32,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         Handler.connections.add(self.client_address[:2])
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
         size = int(self.path.rsplit("/", 1)[-1]) if self.path.startswith("/bytes/") else 2
         self.send_response(200)
         self.send_header("Content-Length", str(size))
@@ -34,6 +41,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("X-Host-Seen", self.headers["Host"])
         self.end_headers()
         self.wfile.write(b"x" * size)
+
+    do_POST = do_GET
 
 
 @pytest.fixture
@@ -132,3 +141,60 @@ def test_a_name_none_of_whose_addresses_answer_is_a_connect_failure() -> None:
 
     with pytest.raises(ConnectFailed):
         client.send("GET", "orders.internal", port, "/", {}, None)
+
+
+def test_an_address_urllib3_refuses_to_pool_is_a_connect_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise LocationParseError("127.0.0.1: not a valid host")
+
+    monkeypatch.setattr(urllib3.PoolManager, "connection_from_host", refuse)
+
+    with pytest.raises(ConnectFailed, match="not a valid host"):
+        UpstreamClient(LOOPBACK).send("GET", "127.0.0.1", 80, "/", {}, None)
+
+
+class RecordingDiscovery:
+    def __init__(self, instances: list[Instance]) -> None:
+        self.instances = instances
+        self.ejected: list[str] = []
+
+    def routable(self, service: str, version: str) -> list[Instance]:
+        return list(self.instances)
+
+    def eject(self, instance: Instance) -> None:
+        self.ejected.append(instance.instance_id)
+
+
+def stored(instance_id: str, host: str, port: int) -> Instance:
+    return Instance("orders", instance_id, "v1", host, port, 1, None, {}, "UP", 30, 2e9, 0.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    "bad_host",
+    [
+        "::1%lo\r\nX-Injected: 1",  # a zone id, stored before they were refused
+        "a" * 64 + ".example.com",  # a name IDNA cannot encode, so it cannot be resolved
+    ],
+)
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_stored_host_that_cannot_be_connected_to_is_ejected_and_the_next_instance_answers(
+    server: ThreadingHTTPServer, bad_host: str, method: str
+) -> None:
+    # Given a stored instance whose host the client cannot even build a connection for
+    discovery = RecordingDiscovery(
+        [stored("bad", bad_host, port_of(server)), stored("good", "127.0.0.1", port_of(server))]
+    )
+    gateway = Gateway(
+        discovery,  # type: ignore[arg-type]
+        WeightedRoundRobin(InOrder()),
+        UpstreamClient(LOOPBACK),
+    )
+
+    # When a request is routed to it first
+    response = gateway.forward(ProxyRequest(method, "orders", "v1", "/", body=b"{}"))
+
+    # Then the good instance answers and the bad one leaves rotation
+    assert response.status == 200
+    assert discovery.ejected == ["bad"]

@@ -194,6 +194,32 @@ def test_the_refusal_message_names_the_host() -> None:
         normalize_host("169.254.169.254", STRICT)
 
 
+ZONE_IDS = [
+    "2600:1f18::1%eth0",
+    "2600:1f18::1%eth0\r\nX-Injected: 1",
+    "[2600:1f18::1%25eth0]",
+    "fe80::1%1",
+    "::ffff:52.95.110.1%x",
+    "2600:1f18::1%\u00e9",
+]
+
+
+@pytest.mark.parametrize("host", ZONE_IDS)
+@pytest.mark.parametrize("policy", [STRICT, PERMISSIVE], ids=["strict", "permissive"])
+def test_an_ipv6_zone_id_is_refused_whatever_the_policy(host: str, policy: HostPolicy) -> None:
+    # Python's ipaddress accepts any characters after "%", line breaks included.
+    with pytest.raises(HostNotAllowed, match="zone id") as caught:
+        normalize_host(host, policy)
+    assert repr(host) in caught.value.message
+
+
+def test_the_same_address_without_a_zone_id_is_allowed() -> None:
+    assert normalize_host("2600:1f18::1", STRICT) == "2600:1f18::1"
+    assert refusal_reason(ipaddress.ip_address("2600:1f18::1%eth0"), PERMISSIVE) == (
+        "an IPv6 address with a zone id"
+    )
+
+
 class RecordingResolver:
     def __init__(self, answers: dict[str, list[str]]) -> None:
         self.answers = answers
@@ -301,3 +327,38 @@ class TestAllowedNetworks:
 
         with pytest.raises(HostNotAllowed):
             client_with(resolver, self.TASK_SUBNETS).address_for("rds.internal", 5432)
+
+
+def test_a_stored_address_with_a_zone_id_is_refused_at_connect_time_without_asking_dns() -> None:
+    # Given an address stored before zone ids were refused at registration
+    resolver = RecordingResolver({})
+
+    with pytest.raises(HostNotAllowed, match="zone id"):
+        client_with(resolver, PERMISSIVE).addresses_for("2600:1f18::1%eth0\r\nX: 1", 80)
+    assert resolver.asked == []
+
+
+def test_a_resolved_address_with_a_zone_id_is_skipped() -> None:
+    resolver = RecordingResolver({"orders.example.com": ["2600:1f18::1%eth0", "2600:1f18::2"]})
+
+    assert client_with(resolver).addresses_for("orders.example.com", 80) == ["2600:1f18::2"]
+
+
+def test_a_name_the_resolver_cannot_encode_is_a_connect_failure() -> None:
+    # socket.getaddrinfo raises UnicodeError, not OSError, for a name IDNA cannot encode.
+    def idna_resolver(host: str, port: int) -> list[str]:
+        host.encode("idna")
+        raise AssertionError("the name should not have been encodable")
+
+    client = UpstreamClient(PERMISSIVE, resolver=idna_resolver)
+
+    with pytest.raises(ConnectFailed, match="cannot resolve"):
+        client.addresses_for("a" * 64 + ".example.com", 80)
+
+
+@pytest.mark.parametrize(
+    ("stored", "connected"),
+    [("2600:1F18::0001", "2600:1f18::1"), ("[2600:1f18::1]", "2600:1f18::1")],
+)
+def test_an_address_is_connected_to_in_its_canonical_form(stored: str, connected: str) -> None:
+    assert client_with(RecordingResolver({})).addresses_for(stored, 80) == [connected]

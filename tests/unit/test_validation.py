@@ -12,6 +12,7 @@ from chalicelib.errors import HostNotAllowed, InvalidName, InvalidRequest, Paylo
 from chalicelib.hosts import HostPolicy
 from chalicelib.instances import Registration
 from chalicelib.validation import (
+    MAX_JSON_DEPTH,
     MAX_REGISTRY_BODY,
     check_name,
     parse_heartbeat,
@@ -140,6 +141,61 @@ def test_a_body_of_exactly_the_limit_is_accepted_and_one_byte_more_is_too_large(
 def test_the_size_limit_is_checked_before_the_body_is_parsed() -> None:
     with pytest.raises(PayloadTooLarge):
         parse_json_body(b"{" * 11, limit=10)
+
+
+def nested(levels: int, opener: str = "[", closer: str = "]") -> bytes:
+    return (opener * levels + closer * levels).encode()
+
+
+def test_the_nesting_limit_is_32_levels() -> None:
+    assert MAX_JSON_DEPTH == 32
+
+
+@pytest.mark.parametrize(("opener", "closer"), [("[", "]"), ('{"a":', "}")])
+def test_a_body_nested_to_the_limit_is_decoded_and_one_level_more_is_refused(
+    opener: str, closer: str
+) -> None:
+    innermost = "[]" if opener == "[" else "{}"
+    at_limit = opener * (MAX_JSON_DEPTH - 1) + innermost + closer * (MAX_JSON_DEPTH - 1)
+    too_deep = opener + at_limit + closer
+
+    assert parse_json_body(at_limit.encode()) is not None
+    with pytest.raises(InvalidRequest, match=f"deeper than {MAX_JSON_DEPTH} levels"):
+        parse_json_body(too_deep.encode())
+
+
+@pytest.mark.parametrize("raw", [nested(8000), b"[" * MAX_REGISTRY_BODY, b'{"a":' * 3000])
+def test_thousands_of_nested_brackets_within_the_size_limit_are_an_invalid_request(
+    raw: bytes,
+) -> None:
+    # Python's parser recurses once per level: 8,000 of them were a RecursionError and a 500.
+    assert len(raw) <= MAX_REGISTRY_BODY
+
+    with pytest.raises(InvalidRequest, match="deeper than"):
+        parse_json_body(raw)
+
+
+def test_brackets_inside_strings_are_text_and_do_not_count_as_nesting() -> None:
+    text = "[{" * MAX_JSON_DEPTH + '\\"' + "]" * MAX_JSON_DEPTH
+    raw = json.dumps({"metadata": {"k": text, "q": '\\"[[[['}}).encode()
+
+    assert parse_json_body(raw) == {"metadata": {"k": text, "q": '\\"[[[['}}
+
+
+def test_a_stray_quote_does_not_hide_the_nesting_before_it() -> None:
+    with pytest.raises(InvalidRequest, match="deeper than"):
+        parse_json_body(nested(MAX_JSON_DEPTH + 1)[: MAX_JSON_DEPTH + 1] + b'"' + b"]" * 40)
+
+
+def test_a_utf8_byte_order_mark_is_allowed() -> None:
+    assert parse_json_body(b'\xef\xbb\xbf{"status": "UP"}') == {"status": "UP"}
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32"])
+def test_a_body_in_another_encoding_than_utf8_is_refused(encoding: str) -> None:
+    # Decoded as UTF-8 first, so the nesting scan reads the same characters as the parser.
+    with pytest.raises(InvalidRequest, match="not valid JSON"):
+        parse_json_body(json.dumps({"status": "UP"}).encode(encoding))
 
 
 # parse_registration
@@ -298,6 +354,59 @@ def test_the_path_names_are_checked_before_the_body(service: str, instance_id: s
         parse_registration(service, instance_id, {"nonsense": True}, POLICY)
 
 
+LONE_SURROGATES = ["\ud800", "a\udfffb"]
+
+
+@pytest.mark.parametrize("surrogate", LONE_SURROGATES)
+@pytest.mark.parametrize(
+    "field",
+    [
+        "metadata value",
+        "metadata key",
+        "version",
+        "host",
+        "zone",
+        "status",
+        "unknown field",
+        "unknown field value",
+    ],
+)
+def test_a_lone_surrogate_in_any_string_of_a_registration_is_refused(
+    field: str, surrogate: str
+) -> None:
+    # DynamoDB refuses to encode it: that was a 503 the sidecar would retry forever.
+    bodies: dict[str, dict[str, Any]] = {
+        "metadata value": {"metadata": {"k": surrogate}},
+        "metadata key": {"metadata": {surrogate: "v"}},
+        "version": {"version": surrogate},
+        "host": {"host": surrogate},
+        "zone": {"zone": surrogate},
+        "status": {"status": surrogate},
+        "unknown field": {surrogate: "v"},
+        "unknown field value": {"note": [surrogate]},
+    }
+
+    assert "lone surrogate" in refusal(**bodies[field])
+
+
+def test_a_lone_surrogate_decoded_from_a_json_escape_is_refused_at_registration() -> None:
+    body = parse_json_body(
+        b'{"version": "v1", "host": "a.example", "port": 1, "metadata": {"k": "\\ud800"}}'
+    )
+
+    with pytest.raises(InvalidRequest, match="lone surrogate"):
+        parse_registration("orders", "i-1", body, POLICY)
+
+
+def test_a_surrogate_pair_is_one_character_and_accepted() -> None:
+    body = parse_json_body(
+        b'{"version": "v1", "host": "a.example", "port": 1, '
+        b'"metadata": {"emoji": "\\ud83d\\ude00"}}'
+    )
+
+    assert parse_registration("orders", "i-1", body, POLICY).metadata == {"emoji": "\U0001f600"}
+
+
 # parse_heartbeat
 
 
@@ -316,6 +425,12 @@ def test_a_heartbeat_may_set_the_status(status: str) -> None:
 )
 def test_a_heartbeat_refuses_anything_else(body: object, field: str) -> None:
     with pytest.raises(InvalidRequest, match=field):
+        parse_heartbeat(body)
+
+
+@pytest.mark.parametrize("body", [{"status": "\ud800"}, {"\udfff": "UP"}])
+def test_a_lone_surrogate_in_a_heartbeat_is_refused(body: dict[str, str]) -> None:
+    with pytest.raises(InvalidRequest, match="lone surrogate"):
         parse_heartbeat(body)
 
 
