@@ -1,19 +1,27 @@
 """What the gateway knows of each service: a short-lived in-memory copy of its instances.
 
 A routed request normally costs no DynamoDB read: the instance list of a service is kept for
-``ttl`` seconds (1 s by default), so a deregistered instance leaves rotation within about that
-long. Instances that refused a connection are ejected locally for a few seconds so the next
-requests do not pay for the same dead address. When DynamoDB fails, the last list is served for
-up to ``stale_seconds`` more.
+``ttl`` seconds, so a deregistered instance leaves rotation within about that long. A name with
+no instance is remembered as not found for the same ``ttl``, in a separate bounded cache, so
+repeated requests for it cost no read either and a flood of made-up names can neither grow
+memory nor push known services out: only a service that has instances enters the main cache.
+The price is that a service registering right after a miss becomes routable through this
+Lambda within ``ttl``. Instances that refused a connection are ejected locally for a few
+seconds so the next requests do not pay for the same dead address. When DynamoDB fails, the
+last list of a known service is served for up to ``stale_seconds`` more; a remembered miss is
+not, so an outage answers a retryable 503 rather than a 404 that may no longer be true.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
+from chalicelib.config import Settings
 from chalicelib.errors import (
     NoLiveInstance,
     RegistryUnavailable,
@@ -22,16 +30,53 @@ from chalicelib.errors import (
 )
 from chalicelib.instances import Instance
 from chalicelib.observability import logger
-from chalicelib.storage import InstanceStore
 
 Clock = Callable[[], float]
 MAX_CACHED_SERVICES = 1024
+MAX_CACHED_MISSES = 1024
+
+_V = TypeVar("_V")
+
+
+class InstanceSource(Protocol):
+    """The one storage verb Discovery needs."""
+
+    def instances(self, service: str) -> list[Instance]:
+        """Every stored instance of ``service``, live or not; empty when it has none."""
+        ...
 
 
 @dataclass(frozen=True)
 class _Entry:
     instances: tuple[Instance, ...]
     loaded_at: float
+
+
+class _Recent(Generic[_V]):
+    """A thread-safe map that forgets its least recently used key beyond ``limit`` keys."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._items: OrderedDict[str, _V] = OrderedDict()
+        self._lock = threading.Lock()  # the dev server is threaded
+
+    def get(self, key: str) -> _V | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: str, value: _V) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._limit:
+                self._items.popitem(last=False)
+
+    def discard(self, key: str) -> None:
+        with self._lock:
+            self._items.pop(key, None)
 
 
 def routable(
@@ -61,12 +106,14 @@ def routable(
 class Discovery:
     def __init__(
         self,
-        store: InstanceStore,
-        ttl: float = 1.0,
-        eject_seconds: float = 5.0,
-        stale_seconds: float = 30.0,
+        store: InstanceSource,
+        ttl: float = Settings.cache_seconds,
+        eject_seconds: float = Settings.eject_seconds,
+        stale_seconds: float = Settings.stale_seconds,
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
+        max_services: int = MAX_CACHED_SERVICES,
+        max_misses: int = MAX_CACHED_MISSES,
     ) -> None:
         self._store = store
         self._ttl = ttl
@@ -74,7 +121,8 @@ class Discovery:
         self._stale_seconds = stale_seconds
         self._clock = clock
         self._wall_clock = wall_clock
-        self._entries: dict[str, _Entry] = {}
+        self._found: _Recent[_Entry] = _Recent(max_services)
+        self._missing: _Recent[float] = _Recent(max_misses)
         self._ejected: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
 
@@ -98,21 +146,28 @@ class Discovery:
 
     def _instances(self, service: str) -> tuple[Instance, ...]:
         now = self._clock()
-        entry = self._entries.get(service)
-        if entry is None or now - entry.loaded_at >= self._ttl:
-            try:
-                loaded = tuple(self._store.instances(service))
-            except RegistryUnavailable:
-                if entry is None or now - entry.loaded_at >= self._ttl + self._stale_seconds:
-                    raise
-                # A DynamoDB hiccup should not fail every request while a list that was
-                # right a moment ago is at hand; leases are still checked against the clock.
-                logger.warning("serving a stale instance list", extra={"service": service})
-                return entry.instances
-            entry = _Entry(loaded, now)
-            with self._lock:  # the dev server is threaded; eviction iterates the dict
-                self._entries.pop(service, None)
-                if len(self._entries) >= MAX_CACHED_SERVICES:
-                    self._entries.pop(next(iter(self._entries)), None)
-                self._entries[service] = entry
-        return entry.instances
+        entry = self._found.get(service)
+        if entry is not None and now - entry.loaded_at < self._ttl:
+            return entry.instances
+        missed_at = self._missing.get(service)
+        if missed_at is not None and now - missed_at < self._ttl:
+            return ()
+        try:
+            loaded = tuple(self._store.instances(service))
+        except RegistryUnavailable:
+            if entry is None or now - entry.loaded_at >= self._ttl + self._stale_seconds:
+                raise
+            # A DynamoDB hiccup should not fail every request while a list that was
+            # right a moment ago is at hand; leases are still checked against the clock.
+            logger.warning("serving a stale instance list", extra={"service": service})
+            return entry.instances
+        self._remember(service, loaded, now)
+        return loaded
+
+    def _remember(self, service: str, loaded: tuple[Instance, ...], now: float) -> None:
+        if loaded:
+            self._missing.discard(service)
+            self._found.put(service, _Entry(loaded, now))
+        else:
+            self._found.discard(service)
+            self._missing.put(service, now)

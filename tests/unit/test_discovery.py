@@ -6,7 +6,13 @@ from collections.abc import Callable
 
 import pytest
 
-from chalicelib.discovery import MAX_CACHED_SERVICES, Discovery, routable
+from chalicelib.discovery import (
+    MAX_CACHED_MISSES,
+    MAX_CACHED_SERVICES,
+    Discovery,
+    InstanceSource,
+    routable,
+)
 from chalicelib.errors import (
     NoLiveInstance,
     RegistryUnavailable,
@@ -29,7 +35,7 @@ class FakeClock:
         self.now += seconds
 
 
-class InMemoryStore:
+class InMemoryStore(InstanceSource):
     """Just the verb Discovery needs, counting how often it is asked."""
 
     def __init__(self, instances: list[Instance] | None = None) -> None:
@@ -284,6 +290,38 @@ def test_a_registry_failure_serves_the_last_list_for_a_while_then_fails(
         subject.routable("orders", "v1")
 
 
+def test_a_registry_failure_after_a_miss_expires_fails_rather_than_say_not_found(
+    make_instance: MakeInstance, now: float
+) -> None:
+    store = FailingStore([make_instance("a")])
+    clock = FakeClock(0.0)
+    subject = Discovery(store, ttl=1.0, stale_seconds=30.0, clock=clock, wall_clock=FakeClock(now))
+    with pytest.raises(ServiceNotFound):
+        subject.routable("billing", "v1")
+
+    store.failing = True
+    with pytest.raises(ServiceNotFound):
+        subject.routable("billing", "v1")
+
+    clock.advance(1.0)
+    with pytest.raises(RegistryUnavailable):
+        subject.routable("billing", "v1")
+
+
+def test_a_registry_failure_is_not_remembered_as_not_found(
+    make_instance: MakeInstance, now: float
+) -> None:
+    store = FailingStore([make_instance("a")])
+    subject = Discovery(store, ttl=1.0, clock=FakeClock(0.0), wall_clock=FakeClock(now))
+    store.failing = True
+    with pytest.raises(RegistryUnavailable):
+        subject.routable("orders", "v1")
+
+    store.failing = False
+
+    assert ids(subject.routable("orders", "v1")) == ["a"]
+
+
 def test_a_registry_failure_with_nothing_cached_fails_at_once(
     make_instance: MakeInstance, now: float
 ) -> None:
@@ -293,3 +331,94 @@ def test_a_registry_failure_with_nothing_cached_fails_at_once(
 
     with pytest.raises(RegistryUnavailable):
         subject.routable("orders", "v1")
+
+
+# Discovery: names with no instance
+
+
+def test_unknown_names_cost_one_read_each_and_repeats_within_the_ttl_cost_none(
+    subject: Discovery, store: InMemoryStore, clock: FakeClock
+) -> None:
+    names = [f"nobody-{n}" for n in range(MAX_CACHED_MISSES)]
+
+    for _ in range(2):
+        for name in names:
+            with pytest.raises(ServiceNotFound):
+                subject.routable(name, "v1")
+        clock.advance(0.4)
+
+    assert store.reads == names
+
+
+def test_a_flood_of_unknown_names_does_not_push_a_known_service_out_of_the_cache(
+    make_instance: MakeInstance, clock: FakeClock, now: float
+) -> None:
+    store = InMemoryStore([make_instance("a")])
+    subject = Discovery(store, ttl=60.0, clock=clock, wall_clock=FakeClock(now))
+    subject.routable("orders", "v1")
+
+    for n in range(MAX_CACHED_SERVICES + 76):
+        with pytest.raises(ServiceNotFound):
+            subject.routable(f"nobody-{n}", "v1")
+    store.reads.clear()
+
+    assert ids(subject.routable("orders", "v1")) == ["a"]
+    assert store.reads == []
+
+
+def test_the_not_found_cache_is_bounded_and_forgets_the_least_recently_asked_name(
+    store: InMemoryStore, clock: FakeClock, now: float
+) -> None:
+    subject = Discovery(store, ttl=60.0, clock=clock, wall_clock=FakeClock(now), max_misses=2)
+    for name in ["x", "y", "x", "z"]:
+        with pytest.raises(ServiceNotFound):
+            subject.routable(name, "v1")
+    store.reads.clear()
+
+    for name in ["x", "z", "y"]:
+        with pytest.raises(ServiceNotFound):
+            subject.routable(name, "v1")
+
+    assert store.reads == ["y"]
+
+
+def test_a_service_registered_after_a_miss_is_found_once_the_miss_expires(
+    subject: Discovery, store: InMemoryStore, clock: FakeClock, make_instance: MakeInstance
+) -> None:
+    with pytest.raises(ServiceNotFound):
+        subject.routable("billing", "v1")
+    store.by_service["billing"] = [make_instance("x", service="billing")]
+
+    clock.advance(0.999)
+    with pytest.raises(ServiceNotFound):
+        subject.routable("billing", "v1")
+
+    clock.advance(0.001)
+    assert ids(subject.routable("billing", "v1")) == ["x"]
+    assert store.reads == ["billing", "billing"]
+
+
+def test_a_service_whose_last_instance_left_is_remembered_as_not_found(
+    subject: Discovery, store: InMemoryStore, clock: FakeClock
+) -> None:
+    subject.routable("orders", "v1")
+    store.by_service["orders"] = []
+    clock.advance(1.0)
+
+    for _ in range(2):
+        with pytest.raises(ServiceNotFound):
+            subject.routable("orders", "v1")
+
+    assert store.reads == ["orders", "orders"]
+
+
+def test_with_the_cache_off_every_lookup_of_an_unknown_name_reads_the_store(
+    store: InMemoryStore, clock: FakeClock, now: float
+) -> None:
+    subject = Discovery(store, ttl=0.0, clock=clock, wall_clock=FakeClock(now))
+
+    for _ in range(2):
+        with pytest.raises(ServiceNotFound):
+            subject.routable("nobody", "v1")
+
+    assert store.reads == ["nobody", "nobody"]
