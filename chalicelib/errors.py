@@ -83,7 +83,18 @@ class VersionNotFound(NotFound):
 class RegistryUnavailable(LambdaMeshError):
     status = 503
     code = "registry_unavailable"
-    retry_after = 2
+    retry_after: int | None = 2
+
+
+class RegistryMisconfigured(RegistryUnavailable):
+    """DynamoDB refused for a reason waiting will not cure: a missing table, a role that may
+    not use it, a request it calls invalid. The registry is unavailable all the same (health
+    and stale routing treat it so), but the answer is a 500 without ``Retry-After``: the
+    operator must act, and a sidecar should not retry forever."""
+
+    status = 500
+    code = "registry_misconfigured"
+    retry_after = None
 
 
 class KeyStoreUnavailable(LambdaMeshError):

@@ -5,19 +5,37 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from chalicelib.auth import Principal, require_write
 from chalicelib.hosts import HostPolicy
-from chalicelib.instances import Instance, RegisterResult
-from chalicelib.storage import InstanceStore
+from chalicelib.instances import Instance, RegisterResult, Registration, Status
 from chalicelib.validation import check_name, parse_heartbeat, parse_registration
 
 Clock = Callable[[], float]
 
 
+class RegistryStore(Protocol):
+    """The storage verbs the registry's rules need; ``storage.InstanceStore`` is the one
+    that speaks to DynamoDB."""
+
+    def register(self, reg: Registration, now: float) -> RegisterResult: ...
+
+    def heartbeat(
+        self, service: str, instance_id: str, now: float, status: Status | None = None
+    ) -> Instance: ...
+
+    def deregister(self, service: str, instance_id: str) -> None: ...
+
+    def instances(self, service: str) -> list[Instance]: ...
+
+    def services(self) -> list[str]: ...
+
+    def ping(self) -> None: ...
+
+
 class Registry:
-    def __init__(self, store: InstanceStore, policy: HostPolicy, clock: Clock = time.time) -> None:
+    def __init__(self, store: RegistryStore, policy: HostPolicy, clock: Clock = time.time) -> None:
         self._store = store
         self._policy = policy
         self._clock = clock

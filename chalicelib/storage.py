@@ -8,26 +8,57 @@ One table, two kinds of item:
 
 Invariants are conditional writes: a heartbeat renews only a lease that is still running, so a
 lapsed or deleted instance cannot be revived by a late heartbeat.
+
+Only PynamoDB's public API is used: the models, and a ``TableConnection`` with the models'
+settings for the two calls the models do not offer (a PutItem that returns the old item, and
+enabling TTL).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ConnectionError as BotocoreConnectionError
+from botocore.exceptions import HTTPClientError
 from pynamodb.attributes import MapAttribute, NumberAttribute, UnicodeAttribute
-from pynamodb.constants import ALL_OLD, ATTRIBUTES
+from pynamodb.connection import TableConnection
+from pynamodb.connection.base import MetaTable
+from pynamodb.constants import (
+    ALL_OLD,
+    ATTR_DEFINITIONS,
+    ATTR_NAME,
+    ATTR_TYPE,
+    ATTRIBUTES,
+    KEY_SCHEMA,
+    KEY_TYPE,
+    PAY_PER_REQUEST_BILLING_MODE,
+    TABLE_NAME,
+)
 from pynamodb.exceptions import PynamoDBException
 from pynamodb.models import Model
+from pynamodb.types import HASH, RANGE
 
 from chalicelib.config import Settings
-from chalicelib.errors import InstanceNotFound, RegistryUnavailable
+from chalicelib.errors import InstanceNotFound, RegistryMisconfigured, RegistryUnavailable
 from chalicelib.instances import Instance, RegisterResult, Registration, Status
 from chalicelib.observability import logger
 
 CATALOG_PARTITION = "~services"
 HEALTH_PARTITION = "~health"
 CONDITION_FAILED = "ConditionalCheckFailedException"
+# DynamoDB's answers that waiting cures (any 5xx counts too); every other refusal (a missing
+# table, a role that may not use it, a request it calls invalid) needs the operator.
+TRANSIENT_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
+# No answer at all: timeouts, refused or dropped connections.
+NO_ANSWER = (HTTPClientError, BotocoreConnectionError)
 
 
 class _Item(Model):
@@ -56,23 +87,41 @@ class CatalogItem(_Item):
     created_at = NumberAttribute()
 
 
+def _connection_options(settings: Settings) -> dict[str, Any]:
+    """What the models' ``Meta`` and the table connection share: one table, one endpoint.
+
+    A table that cannot be reached answers 503 within about 3 x (1 s + 2 s), well before API
+    Gateway's 29 s, instead of botocore's default minute.
+    """
+    return {
+        "region": settings.region,
+        "host": settings.dynamodb_endpoint,
+        "connect_timeout_seconds": 1,
+        "read_timeout_seconds": 2,
+        "max_retry_attempts": 2,
+    }
+
+
 def _bind(model: type[_Item], settings: Settings) -> type[_Item]:
     """A subclass of ``model`` pointed at the configured table and endpoint."""
-    meta = type(
-        "Meta",
-        (),
-        {
-            "table_name": settings.table_name,
-            "region": settings.region,
-            "host": settings.dynamodb_endpoint,
-            # A table that cannot be reached answers 503 within about 3 x (1 s + 2 s), well
-            # before API Gateway's 29 s, instead of botocore's default minute.
-            "connect_timeout_seconds": 1,
-            "read_timeout_seconds": 2,
-            "max_retry_attempts": 2,
-        },
-    )
+    meta = type("Meta", (), {"table_name": settings.table_name, **_connection_options(settings)})
     return type(f"Bound{model.__name__}", (model,), {"Meta": meta})
+
+
+def _table_connection(model: type[_Item], settings: Settings) -> TableConnection:
+    """A connection to the model's table with the model's settings and key schema, so it
+    never has to ask DynamoDB for the schema."""
+    keys = [a for a in model.get_attributes().values() if a.is_hash_key or a.is_range_key]
+    schema = MetaTable(
+        {
+            TABLE_NAME: settings.table_name,
+            KEY_SCHEMA: [
+                {ATTR_NAME: a.attr_name, KEY_TYPE: HASH if a.is_hash_key else RANGE} for a in keys
+            ],
+            ATTR_DEFINITIONS: [{ATTR_NAME: a.attr_name, ATTR_TYPE: a.attr_type} for a in keys],
+        }
+    )
+    return TableConnection(settings.table_name, meta_table=schema, **_connection_options(settings))
 
 
 def _to_instance(item: InstanceItem) -> Instance:
@@ -99,19 +148,49 @@ def _plain(metadata: MapAttribute[str, Any] | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in metadata.as_dict().items()}  # type: ignore[no-untyped-call]
 
 
-def _unavailable(operation: str, exc: PynamoDBException) -> RegistryUnavailable:
-    """A fixed message for callers (who may be anonymous); the details go to the log."""
-    logger.warning(
-        "registry %s failed", operation, extra={"error": str(exc), "code": _error_code(exc)}
+def _failure(operation: str, exc: PynamoDBException) -> RegistryUnavailable:
+    """Sort a failure: 503 with ``Retry-After`` when waiting cures it, 500 when only the
+    operator can, so a sidecar does not retry forever against a misconfiguration. Callers
+    (who may be anonymous) get a fixed message; the cause goes to the log."""
+    extra = {
+        "error_code": _error_code(exc),
+        "error_message": _error_message(exc),
+        "cause": str(exc),
+    }
+    if _is_transient(exc):
+        logger.warning("registry %s failed", operation, extra=extra)
+        return RegistryUnavailable(f"the registry could not {operation}; try again shortly")
+    logger.error("registry %s refused: misconfiguration", operation, extra=extra)
+    return RegistryMisconfigured(
+        f"the registry could not {operation}: server misconfiguration, retrying will not help"
     )
-    return RegistryUnavailable(f"the registry could not {operation}; try again shortly")
+
+
+def _is_transient(exc: PynamoDBException) -> bool:
+    """Throttling, DynamoDB's 5xx, and no answer at all. A refusal by DynamoDB, or a failure
+    before any request (no credentials, a bug), is permanent."""
+    response = _response(exc)
+    if response is None:
+        return isinstance(exc.cause, NO_ANSWER)
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return _error_code(exc) in TRANSIENT_CODES or status >= 500
+
+
+def _response(exc: PynamoDBException) -> dict[str, Any] | None:
+    """DynamoDB's answer; None for failures with no answer at all (timeouts), whose cause
+    carries no response (PynamoDB's ``cause_response_code`` raises on those)."""
+    response = getattr(exc.cause, "response", None)
+    return response if isinstance(response, dict) else None
 
 
 def _error_code(exc: PynamoDBException) -> str | None:
-    """DynamoDB's error code; None for failures with no answer at all (timeouts), whose
-    cause carries no response (PynamoDB's ``cause_response_code`` raises on those)."""
-    response = getattr(exc.cause, "response", None)
-    return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    code = (_response(exc) or {}).get("Error", {}).get("Code")
+    return str(code) if code is not None else None
+
+
+def _error_message(exc: PynamoDBException) -> str | None:
+    message = (_response(exc) or {}).get("Error", {}).get("Message")
+    return str(message) if message is not None else None
 
 
 def _is_condition_failure(exc: PynamoDBException) -> bool:
@@ -121,9 +200,12 @@ def _is_condition_failure(exc: PynamoDBException) -> bool:
 class InstanceStore:
     """The storage verbs the registry and the gateway need, and nothing else."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, table: TableConnection | None = None) -> None:
+        """``table`` serves the two calls the models do not offer; by default a connection
+        with the models' settings, whose botocore client is built on first use like theirs."""
         self._instances: Any = _bind(InstanceItem, settings)
         self._catalog: Any = _bind(CatalogItem, settings)
+        self._table = table if table is not None else _table_connection(InstanceItem, settings)
 
     def _item(self, reg: Registration, now: float) -> InstanceItem:
         item: InstanceItem = self._instances(
@@ -152,14 +234,13 @@ class InstanceStore:
         two writes heals on the sidecar's retry.
         """
         item = self._item(reg, now)
-        args, kwargs = item._get_save_args()
         try:
-            answer = self._instances._get_connection().put_item(
-                *args, return_values=ALL_OLD, **kwargs
+            answer = self._table.put_item(
+                reg.service, reg.instance_id, attributes=item.serialize(), return_values=ALL_OLD
             )
             self._add_to_catalog(reg.service, now)
         except PynamoDBException as exc:
-            raise _unavailable("write", exc) from exc
+            raise _failure("write", exc) from exc
         old = answer.get(ATTRIBUTES)
         created = old is None or float(old["expires_at"]["N"]) <= now
         return RegisterResult(instance=_to_instance(item), created=created)
@@ -192,27 +273,27 @@ class InstanceStore:
                     f"instance {instance_id!r} of {service!r} is not registered or its lease "
                     "has lapsed; register it again"
                 ) from exc
-            raise _unavailable("write", exc) from exc
+            raise _failure("write", exc) from exc
         return _to_instance(item)
 
     def deregister(self, service: str, instance_id: str) -> None:
         try:
             self._instances(service, instance_id).delete()
         except PynamoDBException as exc:
-            raise _unavailable("write", exc) from exc
+            raise _failure("write", exc) from exc
 
     def instances(self, service: str) -> list[Instance]:
         """Every stored instance of ``service``, live or not: callers decide liveness."""
         try:
             return [_to_instance(item) for item in self._instances.query(service)]
         except PynamoDBException as exc:
-            raise _unavailable("read", exc) from exc
+            raise _failure("read", exc) from exc
 
     def services(self) -> list[str]:
         try:
             return [entry.sk for entry in self._catalog.query(CATALOG_PARTITION)]
         except PynamoDBException as exc:
-            raise _unavailable("read", exc) from exc
+            raise _failure("read", exc) from exc
 
     def ping(self) -> None:
         """A data-plane read of a key that never exists: cheap, and unlike DescribeTable not
@@ -220,22 +301,20 @@ class InstanceStore:
         try:
             self._catalog.count(HEALTH_PARTITION, limit=1)
         except PynamoDBException as exc:
-            raise _unavailable("read", exc) from exc
+            raise _failure("read", exc) from exc
 
     def create_table(self) -> bool:
-        """Create the table with TTL on ``expires_at`` if it is missing; True if created."""
+        """Create the table with TTL on ``expires_at`` if it is missing; True if created.
+
+        An operator's command, so the message names the table and the cause.
+        """
         model = self._instances
         try:
             if model.exists():
                 return False
-            model.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
-            connection = model._get_connection().connection
-            connection.client.update_time_to_live(
-                TableName=model.Meta.table_name,
-                TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
-            )
-        except (PynamoDBException, BotoCoreError, ClientError) as exc:
-            raise RegistryUnavailable(
-                f"cannot create table {model.Meta.table_name!r}: {exc}"
-            ) from exc
+            model.create_table(billing_mode=PAY_PER_REQUEST_BILLING_MODE, wait=True)
+            self._table.update_time_to_live(InstanceItem.expires_at.attr_name)
+        except PynamoDBException as exc:
+            error = RegistryUnavailable if _is_transient(exc) else RegistryMisconfigured
+            raise error(f"cannot create table {model.Meta.table_name!r}: {exc}") from exc
         return True

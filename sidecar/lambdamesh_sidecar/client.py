@@ -23,6 +23,9 @@ USER_AGENT = f"lambdamesh-sidecar/{__version__}"
 _MAX_RESPONSE_BYTES = 64 * 1024
 # Throttling and "try later" answers are the registry being busy, not the request being wrong.
 _TRANSIENT_4XX = frozenset({408, 425, 429})
+# Server errors that name a misconfiguration of the deployment: waiting will not cure them, so
+# they are refusals (the slow backoff, logged as such), not outages to retry at full pace.
+_MISCONFIGURED = frozenset({"registry_misconfigured", "config_error", "gateway_misconfigured"})
 
 
 class RegistryError(Exception):
@@ -182,7 +185,8 @@ class RegistryClient:
 
 def _failure(response: Response) -> RegistryError:
     code, message = _detail(response)
-    if response.status >= 500 or response.status in _TRANSIENT_4XX:
+    transient = response.status >= 500 or response.status in _TRANSIENT_4XX
+    if transient and code not in _MISCONFIGURED:
         return Unavailable(message, status=response.status, code=code)
     return Rejected(message, status=response.status, code=code)
 

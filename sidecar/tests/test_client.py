@@ -132,6 +132,16 @@ def test_server_errors_and_throttling_are_unavailable(status: int) -> None:
     assert caught.value.message == "try later"
 
 
+@pytest.mark.parametrize("code", ["registry_misconfigured", "config_error"])
+def test_a_misconfigured_deployment_is_a_rejection_not_an_outage(code: str) -> None:
+    transport = ScriptedTransport(500, error_body(code, "the registry is misconfigured"))
+
+    with pytest.raises(Rejected) as caught:
+        client_over(transport).heartbeat("UP")
+
+    assert (caught.value.status, caught.value.code) == (500, code)
+
+
 @pytest.mark.parametrize("status", [400, 401, 403, 409, 413, 301])
 def test_other_client_errors_are_rejections(status: int) -> None:
     transport = ScriptedTransport(status, error_body("forbidden", "host not allowed"))

@@ -6,12 +6,12 @@ import json
 from typing import Any
 
 import pytest
-from chalice.test import Client
 
 from chalicelib import wiring
 from chalicelib.hosts import HostPolicy
 from chalicelib.registry import Registry
 from chalicelib.storage import InstanceStore
+from lambdamesh.localgateway import TestClient as Client
 from tests.functional.conftest import body_json
 from tests.helpers import SIGNING_KEY, admin_token, bearer, service_token
 
@@ -297,3 +297,33 @@ def test_tokens_of_an_older_key_still_work_while_it_is_listed(
 
     assert old.status_code == 201
     assert new.status_code == 200
+
+
+def test_a_missing_table_answers_500_registry_misconfigured_and_logs_the_cause(
+    environment: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Waiting will not create the table: no Retry-After, so sidecars do not retry forever,
+    and the log (not the caller) says which table and why."""
+    import app as application
+    from lambdamesh.localgateway import create_test_client
+
+    misplaced = {**environment, "LAMBDAMESH_TABLE": "registry-that-was-never-created"}
+    wiring.reset()
+    with (
+        create_test_client(application.app, environment_variables=misplaced) as misplaced_client,
+        caplog.at_level("ERROR", logger="lambdamesh"),
+    ):
+        written = register(misplaced_client)
+        read = misplaced_client.http.get(
+            "/registry/services/orders/instances", headers=bearer(admin_token())
+        )
+    wiring.reset()
+
+    for response in (written, read):
+        assert response.status_code == 500
+        assert "Retry-After" not in response.headers
+        assert body_json(response)["error"]["code"] == "registry_misconfigured"
+        assert "registry-that-was-never-created" not in response.body.decode()
+    causes = [r for r in caplog.records if r.getMessage().startswith("registry ")]
+    assert [vars(r)["error_code"] for r in causes] == ["ResourceNotFoundException"] * 2
+    assert all("registry-that-was-never-created" in vars(r)["cause"] for r in causes)

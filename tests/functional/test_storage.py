@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import boto3
 import pytest
 
-from chalicelib.errors import InstanceNotFound, RegistryUnavailable
+from chalicelib.config import Settings
+from chalicelib.errors import InstanceNotFound, RegistryMisconfigured, RegistryUnavailable
 from chalicelib.instances import Registration
 from chalicelib.storage import CATALOG_PARTITION, InstanceStore
 
@@ -83,8 +86,6 @@ def test_metadata_round_trips(store: InstanceStore) -> None:
 def test_storage_failures_say_nothing_of_the_table_or_the_account(
     environment: dict[str, str],
 ) -> None:
-    from chalicelib.config import Settings
-
     missing = InstanceStore(Settings.from_environ({**environment, "LAMBDAMESH_TABLE": "secret"}))
 
     with pytest.raises(RegistryUnavailable) as caught:
@@ -92,3 +93,37 @@ def test_storage_failures_say_nothing_of_the_table_or_the_account(
 
     assert "secret" not in caught.value.message
     assert "ResourceNotFound" not in caught.value.message
+
+
+@pytest.mark.parametrize("verb", ["register", "heartbeat", "deregister", "instances", "ping"])
+def test_a_missing_table_is_a_misconfiguration_for_every_verb(
+    environment: dict[str, str], caplog: pytest.LogCaptureFixture, verb: str
+) -> None:
+    missing = InstanceStore(Settings.from_environ({**environment, "LAMBDAMESH_TABLE": "absent"}))
+    calls: dict[str, Callable[[], object]] = {
+        "register": lambda: missing.register(registration(), NOW),
+        "heartbeat": lambda: missing.heartbeat("orders", "i-1", NOW),
+        "deregister": lambda: missing.deregister("orders", "i-1"),
+        "instances": lambda: missing.instances("orders"),
+        "ping": missing.ping,
+    }
+
+    with caplog.at_level("ERROR", logger="lambdamesh"), pytest.raises(RegistryMisconfigured):
+        calls[verb]()
+
+    [record] = [r for r in caplog.records if r.getMessage().startswith("registry ")]
+    assert vars(record)["error_code"] == "ResourceNotFoundException"
+
+
+def test_creating_the_table_turns_on_ttl_for_expires_at(
+    environment: dict[str, str], dynamodb_endpoint: str
+) -> None:
+    name = f"{environment['LAMBDAMESH_TABLE']}-fresh"
+    fresh = InstanceStore(Settings.from_environ({**environment, "LAMBDAMESH_TABLE": name}))
+
+    assert fresh.create_table() is True
+    assert fresh.create_table() is False
+
+    client = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
+    ttl = client.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+    assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expires_at")
