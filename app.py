@@ -1,7 +1,8 @@
 """lambdamesh: the registry API and the gateway, on one screen.
 
 Each route parses, calls one chalicelib function and returns. ``route`` is ``app.route`` with
-chalicelib's errors answered as ``{"error": {"code", "message", "request_id"}}``.
+chalicelib's errors answered as ``{"error": {"code", "message", "request_id"}}``; so are
+paths and methods no route has (``app.answer_unrouted``, at the end).
 """
 
 from __future__ import annotations
@@ -14,14 +15,12 @@ from chalice.app import Request, Response
 
 from chalicelib import wiring
 from chalicelib.auth import Principal, bearer_token, verify
-from chalicelib.edge import REQUEST_ID_KEY, LambdaMeshApp, json_response
+from chalicelib.edge import METHODS, REQUEST_ID_KEY, LambdaMeshApp, json_response
 from chalicelib.errors import RegistryUnavailable
 from chalicelib.forwarding import REQUEST_ID_HEADER, request_id
 from chalicelib.gateway import ProxyRequest
 from chalicelib.observability import logger, record_request
 from chalicelib.validation import parse_json_body
-
-PROXY_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 app = LambdaMeshApp(app_name="lambdamesh")
 route = app.route_with_errors
@@ -106,12 +105,12 @@ def deregister_instance(service: str, instance_id: str) -> Response:
     return Response(body=b"", status_code=204)
 
 
-@route("/api/v1/{service}/{version}", methods=PROXY_METHODS)
+@route("/api/v1/{service}/{version}", methods=list(METHODS))
 def proxy_root(service: str, version: str) -> Response:
     return _forward(service, version, "")
 
 
-@route("/api/v1/{service}/{version}/{proxy+}", methods=PROXY_METHODS)
+@route("/api/v1/{service}/{version}/{proxy+}", methods=list(METHODS))
 def proxy_path(service: str, version: str) -> Response:
     return _forward(service, version, (app.request().uri_params or {}).get("proxy", ""))
 
@@ -120,7 +119,7 @@ def _forward(service: str, version: str, proxy: str) -> Response:
     """Forwards the path as sent when the event carries it; ``proxy`` (decoded, trailing
     slash dropped) is only the fallback."""
     request = app.request()
-    path = app.path_after(f"/api/v1/{service}/{version}")
+    path = app.path_after_route()
     answer = wiring.gateway().forward(
         ProxyRequest(
             method=request.method,
@@ -137,3 +136,8 @@ def _forward(service: str, version: str, proxy: str) -> Response:
         budget=app.time_left(wiring.settings().request_timeout),
     )
     return Response(body=answer.body, headers=answer.headers, status_code=answer.status)
+
+
+# Last, so it sees every route above: any other path answers 404 and any other method 405,
+# in the error envelope, where API Gateway would answer 403 "Missing Authentication Token".
+app.answer_unrouted()

@@ -8,8 +8,10 @@ Chalice catches view exceptions before middleware sees them, so that is where it
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from typing import Any, ParamSpec
+from urllib.parse import unquote
 
 from chalice.app import (
     CaseInsensitiveMapping,
@@ -24,6 +26,9 @@ from chalicelib.observability import logger
 
 P = ParamSpec("P")
 REQUEST_ID_KEY = "lambdamesh_request_id"
+# Every method API Gateway's ANY stands for.
+METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+GREEDY = "{proxy+}"
 
 
 class _RestHandler(RestAPIEventHandler):
@@ -89,15 +94,16 @@ class LambdaMeshApp(Chalice):
             if values
         }
 
-    def path_after(self, prefix: str) -> str | None:
-        """The request path after ``prefix``, as the client sent it (trailing ``/`` and
-        escapes such as ``%2F`` included), or None when the event has no such path."""
-        path = str(self.request().to_original_event().get("path") or "")
-        at = path.find(prefix)
-        if at < 0:
-            return None
-        rest = path[at + len(prefix) :]
-        return rest if rest == "" or rest.startswith("/") else None
+    def path_after_route(self) -> str | None:
+        """The request path after the matched route's own segments, as the client sent it
+        (trailing ``/`` and escapes such as ``%2F`` included), or None when the event's path
+        does not carry the route."""
+        event = self.request().to_original_event()
+        return route_suffix(
+            str(event.get("path") or ""),
+            str((event.get("requestContext") or {}).get("resourcePath") or ""),
+            event.get("pathParameters") or {},
+        )
 
     def time_left(self, limit: float, margin: float = 1.0) -> float:
         """Seconds this invocation may still spend: ``limit``, or less when the Lambda's own
@@ -111,6 +117,32 @@ class LambdaMeshApp(Chalice):
     def request_id(self) -> str:
         context = self.current_request.context if self.current_request else {}
         return str(context.get(REQUEST_ID_KEY, ""))
+
+    def answer_unrouted(self) -> None:
+        """Route every path and method no view owns, so the answer is ours, not API Gateway's.
+
+        API Gateway answers 403 "Missing Authentication Token" itself, before the Lambda runs,
+        for a method a resource lacks and for a path no resource matches. Call this after the
+        last route: each route gets the methods it lacks (405 with ``Allow``), and every
+        resource, intermediate ones included, what it needs to own its subtree (404).
+        """
+        for gap in unrouted({path: list(methods) for path, methods in self.routes.items()}):
+            view = self._not_allowed(gap.allow) if gap.allow else self._no_route
+            name = "method_not_allowed" if gap.allow else "route_not_found"
+            self.route_with_errors(gap.path, methods=list(gap.methods), name=name)(view)
+
+    def _no_route(self, **params: str) -> Response:
+        return error_response(404, "route_not_found", "no route matches", self.request_id())
+
+    def _not_allowed(self, allow: tuple[str, ...]) -> Callable[..., Response]:
+        def method_not_allowed(**params: str) -> Response:
+            allowed = ", ".join(allow)
+            message = f"this route allows {allowed}"
+            response = error_response(405, "method_not_allowed", message, self.request_id())
+            response.headers["Allow"] = allowed
+            return response
+
+        return method_not_allowed
 
     def route_with_errors(
         self, path: str, **kwargs: Any
@@ -135,6 +167,77 @@ class LambdaMeshApp(Chalice):
             return answer
 
         return register
+
+
+def route_suffix(path: str, template: str, params: Mapping[str, str]) -> str | None:
+    """What follows the route's own segments in ``path``, byte for byte, or None.
+
+    ``template`` is the matched resource (``/api/v1/{service}/{version}/{proxy+}``) and
+    ``params`` its decoded values. The route is found by position: the first run of
+    segments that decode to the route's own (a custom domain's base path may come before
+    it). Everything the client sent after it is the client's, so it is never searched.
+    """
+    own = [s for s in template.strip("/").split("/") if s and s != GREEDY]
+    segments = path.split("/")[1:] if path.startswith("/") else []
+    for start in range(len(segments) - len(own) + 1):
+        window = segments[start : start + len(own)]
+        if all(_is_segment(raw, seg, params) for raw, seg in zip(window, own, strict=True)):
+            return "".join("/" + s for s in segments[start + len(own) :])
+    return None
+
+
+def _is_segment(raw: str, template_segment: str, params: Mapping[str, str]) -> bool:
+    if template_segment.startswith("{") and template_segment.endswith("}"):
+        expected = params.get(template_segment[1:-1])
+        return expected is not None and unquote(raw) == expected
+    return unquote(raw) == template_segment
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Methods of a resource no view owns, and the methods it has (none: no such route)."""
+
+    path: str
+    methods: tuple[str, ...]
+    allow: tuple[str, ...]
+
+
+def unrouted(routes: Mapping[str, Collection[str]]) -> list[Gap]:
+    """Every resource and method API Gateway would answer itself for these routes.
+
+    API Gateway creates a resource for each route and each of its parents, and does not
+    fall back to a greedy resource elsewhere in the tree once a path has entered a sibling:
+    so every resource needs all methods, and a ``{proxy+}`` child unless it has a path
+    parameter child (a resource may have only one) or is greedy itself.
+    """
+    resources = {"/"} | {parent for path in routes for parent in _lineage(path)}
+    gaps: list[Gap] = []
+    for path in sorted(resources):
+        have = tuple(m for m in METHODS if m in routes.get(path, ()))
+        if len(have) < len(METHODS):
+            gaps.append(Gap(path, tuple(m for m in METHODS if m not in have), have))
+        greedy = _child(path, GREEDY)
+        if not path.endswith("+}") and not _has_parameter_child(path, resources):
+            gaps.append(Gap(greedy, METHODS, ()))
+    return gaps
+
+
+def _lineage(path: str) -> list[str]:
+    parts = path.strip("/").split("/")
+    return ["/" + "/".join(parts[:depth]) for depth in range(1, len(parts) + 1) if parts[0]]
+
+
+def _child(path: str, segment: str) -> str:
+    return path.rstrip("/") + "/" + segment
+
+
+def _has_parameter_child(path: str, resources: Collection[str]) -> bool:
+    prefix = _child(path, "")
+    return any(
+        r.startswith(prefix) and "/" not in r[len(prefix) :] and r[len(prefix)] == "{"
+        for r in resources
+        if len(r) > len(prefix)
+    )
 
 
 def json_response(body: Any, status: int = 200) -> Response:

@@ -314,3 +314,31 @@ def test_checkov_passes_the_merged_template_with_every_skip_inline_and_explained
     # Every skip is used (a stale one would hide a future finding) and says why.
     assert applied == declared
     assert all(len(c["check_result"]["suppress_comment"]) > 40 for c in skipped)
+
+
+API_GATEWAY_METHODS = {"get", "head", "post", "put", "patch", "delete", "options"}
+
+
+def test_every_resource_has_every_method_so_api_gateway_never_answers_403_for_a_route(
+    prod: Package,
+) -> None:
+    paths = api_definition(prod)["paths"]
+
+    assert {"/", "/{proxy+}"} <= set(paths)
+    assert {path: set(methods) >= API_GATEWAY_METHODS for path, methods in paths.items()} == {
+        path: True for path in paths
+    }
+
+
+def test_every_resource_and_its_parents_are_declared_with_at_most_one_variable_child(
+    prod: Package,
+) -> None:
+    # API Gateway refuses two variable siblings, and creates undeclared parents without
+    # methods (which it would answer itself).
+    paths = set(api_definition(prod)["paths"]) - {"/"}
+    split = [path.rsplit("/", 1) for path in paths]
+    parents = {parent or "/" for parent, _ in split}
+    with_variable = [parent or "/" for parent, segment in split if segment.startswith("{")]
+
+    assert parents <= paths | {"/"}
+    assert sorted(with_variable) == sorted(set(with_variable))

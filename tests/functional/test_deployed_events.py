@@ -155,3 +155,47 @@ def test_x_forwarded_for_ends_with_the_caller_api_gateway_saw(deployed: Any) -> 
     seen = json.loads(decoded(deployed(event)))["headers"]
 
     assert seen["X-Forwarded-For"] == "198.51.100.7, 203.0.113.9"
+
+
+def encoded_event(path: str, proxy: str) -> dict[str, Any]:
+    """A request to ``orders``/``v1`` whose path spells the route's segments in escapes:
+    API Gateway matches on the decoded segments and hands over the raw ``path``."""
+    event = api_gateway_event("GET", path, "orders", "v1")
+    resource = "/api/v1/{service}/{version}/{proxy+}"
+    event.update(
+        resource=resource,
+        pathParameters={"service": "orders", "version": "v1", "proxy": proxy},
+    )
+    event["requestContext"]["resourcePath"] = resource
+    return event
+
+
+def test_an_escaped_route_segment_cannot_steer_the_path_to_a_later_lookalike(
+    deployed: Any,
+) -> None:
+    event = encoded_event(
+        "/api/v1/ord%65rs/v1/public/api/v1/orders/v1/admin", "public/api/v1/orders/v1/admin"
+    )
+
+    seen = json.loads(decoded(deployed(event)))
+
+    assert seen["path"] == "/public/api/v1/orders/v1/admin"
+
+
+def test_escapes_after_an_escaped_route_segment_reach_the_upstream_as_sent(
+    deployed: Any,
+) -> None:
+    event = encoded_event("/api/v1/ord%65rs/%761/a%2Fb/", "a/b/")
+
+    seen = json.loads(decoded(deployed(event)))
+
+    assert seen["path"] == "/a%2Fb/"
+
+
+def test_a_custom_domain_base_path_before_the_route_is_not_forwarded(deployed: Any) -> None:
+    # A base path mapping (`mesh`) stays in the event's path; the route starts after it.
+    event = encoded_event("/mesh/api/v1/orders/v1/api/v1/orders/v1/x%2F", "api/v1/orders/v1/x/")
+
+    seen = json.loads(decoded(deployed(event)))
+
+    assert seen["path"] == "/api/v1/orders/v1/x%2F"
