@@ -1,4 +1,4 @@
-"""`lambdamesh dev`: the Chalice app on Chalice's own local server, with DynamoDB beside it.
+"""`lambdamesh dev`: the app behind a local API Gateway, with DynamoDB beside it.
 
 DynamoDB is an embedded moto server on loopback unless an endpoint is named (DynamoDB Local,
 LocalStack, or any compatible server). The app reads the same environment it reads on Lambda,
@@ -18,11 +18,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from chalice.config import Config
-from chalice.local import LocalDevServer
-
 from lambdamesh.keys import DEV_SIGNING_KEY
-from lambdamesh.localgateway import ProxyRequestHandler, create_dev_server
+from lambdamesh.localgateway import (
+    LocalGatewayHandler,
+    LocalGatewayServer,
+    ProjectConfig,
+    create_dev_server,
+)
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -38,9 +40,9 @@ DEV_DEFAULTS = {
 MOTO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
-class DevRequestHandler(ProxyRequestHandler):
-    """Logs each request on stderr, as Chalice's does, except successful heartbeats: a few
-    sidecars would otherwise scroll everything else away."""
+class DevRequestHandler(LocalGatewayHandler):
+    """Logs each request on stderr, except successful heartbeats: a few sidecars would
+    otherwise scroll everything else away."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         if str(code).startswith("2") and self.path.endswith("/heartbeat"):
@@ -99,7 +101,8 @@ class DevServer:
     dynamodb_endpoint: str | None = None
     environ: MutableMapping[str, str] = field(default_factory=lambda: os.environ)
     dynamodb: EmbeddedDynamoDB = field(default_factory=EmbeddedDynamoDB)
-    server: LocalDevServer | None = None
+    stage: str = "dev"
+    server: LocalGatewayServer | None = None
     _thread: threading.Thread | None = None
 
     def start(self) -> str:
@@ -114,23 +117,26 @@ class DevServer:
         from chalicelib import wiring
 
         wiring.store().create_table()
-        config = Config.create(chalice_stage="dev", app_name="lambdamesh", lambda_timeout=30)
+        config = ProjectConfig.load(self.project_dir, self.stage)
         self.server = create_dev_server(
-            module.app, config, self.host, self.port, handler_cls=DevRequestHandler
+            module.app,
+            self.host,
+            self.port,
+            handler_cls=DevRequestHandler,
+            timeout_seconds=config.lambda_timeout,
         )
-        self._thread = threading.Thread(target=self.server.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
         return self.url
 
     @property
     def url(self) -> str:
         assert self.server is not None
-        host, port = self.server.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self.server.url
 
     def stop(self) -> None:
         if self.server is not None:
-            self.server.server.shutdown()
-            self.server.server.server_close()
+            self.server.shutdown()
+            self.server.server_close()
             self.server = None
         self.dynamodb.stop()

@@ -1,366 +1,535 @@
-"""Greedy ``{proxy+}`` routes for Chalice's own local server and test client.
+"""API Gateway in front of the app, locally: the dev server and the functional tests' client.
 
-API Gateway REST routes ``/api/v1/{service}/{version}/{proxy+}`` to any depth; Chalice's
-``RouteMatcher`` only matches URLs with as many segments as the route (aws/chalice#2118,
-#2072), so ``chalice local`` and ``chalice.test.Client`` answer 403 for the very paths the
-gateway exists to forward. Rather than a second server, this module plugs a matcher and an
-event converter into Chalice's classes, so the dev server and the tests hand the app the
-event shape it sees when deployed, and fixes two response defects that matter to a proxy.
+Both drive the app through its one deployed contract, ``app(event, context)``, with events
+from ``lambdamesh.events``; nothing here depends on Chalice's local server or test client.
+The HTTP side is the standard library's ``ThreadingHTTPServer``, with the framing a proxy
+needs: repeated headers kept, chunked bodies read whole, folded headers refused, and each
+``Server``/``Date`` header sent once.
 """
 
 from __future__ import annotations
 
+import base64
+import json
+import os
+import re
+import socket
+import threading
+import time
 import uuid
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any
-from urllib.parse import parse_qs, unquote, urlparse
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Protocol
 
-from chalice.app import Chalice, _matches_content_type
-from chalice.config import Config
-from chalice.local import (
-    ChaliceRequestHandler,
-    EventType,
-    HeaderType,
-    LambdaEventConverter,
-    LocalARNBuilder,
-    LocalChalice,
-    LocalDevServer,
-    LocalGateway,
-    MatchResult,
-    RouteMatcher,
-    ThreadedHTTPServer,
+from lambdamesh.events import (
+    MISSING_ROUTE_BODY,
+    MISSING_ROUTE_HEADERS,
+    MISSING_ROUTE_STATUS,
+    HttpRequest,
+    RouteTable,
+    Stage,
+    build_event,
 )
-from chalice.test import Client, TestHTTPClient
 
 __all__ = [
-    "GreedyRouteMatcher",
-    "ProxyEventConverter",
-    "ProxyLocalGateway",
-    "ProxyRequestHandler",
-    "ProxyTestClient",
-    "ProxyTestHTTPClient",
+    "Answer",
+    "Headers",
+    "Invoker",
+    "LambdaContext",
+    "LocalGatewayHandler",
+    "LocalGatewayServer",
+    "ProjectConfig",
+    "TestClient",
+    "TestHTTPClient",
+    "TestResponse",
     "create_dev_server",
     "create_test_client",
+    "serve_per_thread",
 ]
 
-# Segment kinds, ordered from most to least specific: API Gateway prefers a literal
-# segment over a path parameter, and a path parameter over a greedy one.
-_LITERAL, _PARAM, _GREEDY = 0, 1, 2
+# Chalice's default when .chalice/config.json names no ``lambda_timeout``.
+DEFAULT_LAMBDA_TIMEOUT = 60
+# API Gateway refuses a request payload over 10 MB.
+MAX_BODY_BYTES = 10 * 1024 * 1024
+_HEX = re.compile(rb"[0-9A-Fa-f]+")
+_MAX_TRAILER_LINES = 100
 
 
-def _segment_kind(segment: str, is_last: bool) -> int:
-    if not (segment.startswith("{") and segment.endswith("}")):
-        return _LITERAL
-    return _GREEDY if is_last and segment.endswith("+}") else _PARAM
+class App(Protocol):
+    """What the local gateway needs of a Chalice app: its public route table, its binary
+    media types and the Lambda entry point."""
+
+    routes: Mapping[str, Mapping[str, Any]]
+    api: Any
+
+    def __call__(self, event: Any, context: Any) -> Any: ...
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def readline(self, size: int = -1, /) -> bytes: ...
+
+
+@dataclass
+class LambdaContext:
+    """The parts of Lambda's context object an app reads, with a deadline that runs."""
+
+    timeout_seconds: float = DEFAULT_LAMBDA_TIMEOUT
+    function_name: str = "lambdamesh"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    memory_limit_in_mb: int = 512
+    function_version: str = "$LATEST"
+    clock: Callable[[], float] = time.monotonic
+    _deadline: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._deadline = self.clock() + self.timeout_seconds
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:local:123456789012:function:{self.function_name}"
+
+    @property
+    def log_group_name(self) -> str:
+        return f"/aws/lambda/{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - self.clock()) * 1000))
 
 
 @dataclass(frozen=True)
-class _RoutePattern:
-    """A route split once at startup, so matching a request does no parsing."""
+class Answer:
+    """An HTTP answer: status, every header in order (repeats kept), body bytes."""
 
-    route: str
-    segments: tuple[str, ...]
-    kinds: tuple[int, ...]
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
 
-    @classmethod
-    def parse(cls, route: str) -> _RoutePattern:
-        segments = tuple(route.split("/"))
-        last = len(segments) - 1
-        kinds = tuple(_segment_kind(s, i == last) for i, s in enumerate(segments))
-        return cls(route, segments, kinds)
-
-    @property
-    def is_greedy(self) -> bool:
-        return self.kinds[-1] == _GREEDY
-
-    def rank(self) -> tuple[bool, tuple[int, ...], str]:
-        """Sort key: exact-depth routes first, then the most specific segment by segment."""
-        return self.is_greedy, self.kinds, self.route
-
-    def match(self, parts: list[str]) -> dict[str, str] | None:
-        if not self.is_greedy:
-            return self._match_exact(self.segments, parts)
-        prefix = self.segments[:-1]
-        rest = "/".join(parts[len(prefix) :])
-        if len(parts) <= len(prefix) or not rest:
-            return None
-        captured = self._match_exact(prefix, parts[: len(prefix)])
-        if captured is not None:
-            captured[self.segments[-1][1:-2]] = unquote(rest)
-        return captured
-
-    @staticmethod
-    def _match_exact(segments: tuple[str, ...], parts: list[str]) -> dict[str, str] | None:
-        if len(segments) != len(parts):
-            return None
-        captured: dict[str, str] = {}
-        for segment, part in zip(segments, parts, strict=True):
-            if segment.startswith("{") and segment.endswith("}"):
-                if not part:
-                    return None
-                captured[segment[1:-1]] = unquote(part)
-            elif segment != part:
-                return None
-        return captured
+    def header(self, name: str) -> str | None:
+        values = [v for k, v in self.headers if k.lower() == name.lower()]
+        return values[-1] if values else None
 
 
-class GreedyRouteMatcher(RouteMatcher):
-    """Chalice's matcher, plus ``{name+}`` routes and API Gateway's precedence.
-
-    Chalice's own loop also reuses one ``captured`` dict across routes it tries, leaking
-    values from routes that failed to match; each attempt here starts empty.
-    """
-
-    def __init__(self, route_urls: list[str]) -> None:
-        super().__init__(route_urls)
-        patterns = (_RoutePattern.parse(url) for url in route_urls)
-        self._patterns = sorted(patterns, key=_RoutePattern.rank)
-
-    def match_route(self, url: str) -> MatchResult:
-        parsed_url = urlparse(url)
-        query_params = parse_qs(parsed_url.query, keep_blank_values=True)
-        path = parsed_url.path
-        # API Gateway ignores a trailing slash on anything but the root, and so does Chalice.
-        if path != "/" and path.endswith("/"):
-            path = path[:-1]
-        parts = path.split("/")
-        for pattern in self._patterns:
-            captured = pattern.match(parts)
-            if captured is not None:
-                return MatchResult(pattern.route, captured, query_params)
-        raise ValueError(f"No matching route found for: {url}")
+def missing_route() -> Answer:
+    return Answer(MISSING_ROUTE_STATUS, list(MISSING_ROUTE_HEADERS.items()), MISSING_ROUTE_BODY)
 
 
-def _multi_value(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
+def read_proxy_response(response: Mapping[str, Any]) -> Answer:
+    """API Gateway's reading of a proxy response: ``headers`` and ``multiValueHeaders``
+    merged (a name in both keeps only the multi values), the body base64-decoded if flagged."""
+    multi = response.get("multiValueHeaders") or {}
+    in_multi = {name.lower() for name in multi}
+    headers = [
+        (name, str(value))
+        for name, value in (response.get("headers") or {}).items()
+        if name.lower() not in in_multi
+    ]
+    headers += [(name, str(value)) for name, values in multi.items() for value in values]
+    body = response.get("body") or ""
+    if response.get("isBase64Encoded"):
+        payload = base64.b64decode(body)
+    else:
+        payload = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+    return Answer(int(response["statusCode"]), headers, payload)
 
 
-def _as_event_body(body: bytes | None) -> str | bytes | None:
-    """API Gateway hands a text body over as ``str``, and an empty one as ``None``."""
-    if not body:
-        return None
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        # Not representable as the deployed str; keep Chalice's bytes rather than lose data.
-        return body
+class Invoker:
+    """Routes a request as API Gateway does and invokes the app with the deployed event."""
 
-
-class ProxyEventConverter(LambdaEventConverter):
-    """Builds the event API Gateway REST proxy integration sends, not Chalice local's subset.
-
-    Code that reads the raw event (Powertools, our gateway's forwarding) must see the same
-    keys locally as deployed: ``resource``, ``path``, ``httpMethod``, single-value query
-    parameters, ``multiValueHeaders`` and a request id.
-    """
-
-    def _is_binary(self, headers: dict[str, Any]) -> bool:
-        # Chalice local compares the raw header exactly and case-sensitively, so it misses
-        # ``Content-Type``, parameters such as ``; charset=`` and a ``*/*`` binary type.
-        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
-        return _matches_content_type(str(content_type), self._binary_types)
-
-    def create_lambda_event(
+    def __init__(
         self,
-        method: str,
-        path: str,
-        headers: dict[str, str],
-        body: bytes | str | None = None,
-    ) -> EventType:
-        # Chalice's test client passes ``str`` bodies through as given; the wire has bytes.
-        if isinstance(body, str):
-            body = body.encode("utf-8")
-        event = super().create_lambda_event(method, path, headers, body or None)
-        context = event["requestContext"]
-        multi_query = event["multiValueQueryStringParameters"]
-        if not event.get("isBase64Encoded"):
-            event["body"] = _as_event_body(body)
-        event.update(
-            resource=context["resourcePath"],
-            path=context["path"],
-            httpMethod=method,
-            queryStringParameters=(
-                {key: values[-1] for key, values in multi_query.items()} if multi_query else None
-            ),
-            multiValueHeaders={k: _multi_value(v) for k, v in event["headers"].items()},
-            pathParameters=event["pathParameters"] or None,
-            isBase64Encoded=bool(event.get("isBase64Encoded")),
+        app: App,
+        stage: Stage | None = None,
+        timeout_seconds: float = DEFAULT_LAMBDA_TIMEOUT,
+        function_name: str = "lambdamesh",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.app = app
+        self.routes = RouteTable(app.routes)
+        self.stage = stage or Stage(binary_types=tuple(app.api.binary_types))
+        self.timeout_seconds = timeout_seconds
+        self.function_name = function_name
+        self.clock = clock
+
+    def __call__(self, request: HttpRequest) -> Answer:
+        match = self.routes.match(request.path)
+        if match is None or not _allows(self.app.routes[match.resource], request.method):
+            return missing_route()
+        event = build_event(
+            request,
+            match,
+            self.stage,
+            request_id=str(uuid.uuid4()),
+            epoch_ms=int(self.clock() * 1000),
         )
-        context.update(requestId=str(uuid.uuid4()), stage=LocalARNBuilder.LOCAL_STAGE)
-        return event
+        context = LambdaContext(self.timeout_seconds, self.function_name)
+        return read_proxy_response(self.app(event, context))
 
 
-class ProxyLocalGateway(LocalGateway):
-    """Chalice's ``LocalGateway`` with the greedy matcher and the deployed event shape."""
-
-    def __init__(
-        self,
-        app_object: Chalice,
-        config: Config,
-        event_converter: LambdaEventConverter | None = None,
-    ) -> None:
-        super().__init__(app_object, config)
-        if event_converter is None:
-            event_converter = ProxyEventConverter(
-                GreedyRouteMatcher(list(app_object.routes)), app_object.api.binary_types
-            )
-        self.event_converter = event_converter
+def _allows(methods: Mapping[str, Any], method: str) -> bool:
+    return method in methods or "ANY" in methods
 
 
-def _pop_header(headers: HeaderType, name: str) -> Any:
-    """Remove every spelling of ``name``, so it is sent once; returns the last value seen."""
-    value = None
-    for key in [k for k in headers if k.lower() == name.lower()]:
-        value = headers.pop(key)
-    return value[0] if isinstance(value, list) and value else value
+class _PerThread:
+    """A data descriptor whose value is per thread: what this thread set, else None."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        return getattr(self._local, "value", None)
+
+    def __set__(self, instance: object, value: Any) -> None:
+        self._local.value = value
 
 
-class ProxyRequestHandler(ChaliceRequestHandler):
-    """Chalice's request handler, serving through ``ProxyLocalGateway``.
-
-    Also corrects two things a proxy trips over: Chalice pops only the exact key
-    ``Content-Type`` (an upstream ``content-type`` is then sent twice), and it writes a body
-    after the headers of a HEAD response, which corrupts the next response on a keep-alive
-    connection. Headers and body go out in separate writes, so Nagle's algorithm is off:
-    with it, a keep-alive client's delayed ACK stalls every response by about 40 ms.
-    """
-
-    disable_nagle_algorithm = True
-
-    def __init__(
-        self,
-        request: Any,
-        client_address: tuple[str, int],
-        server: HTTPServer,
-        app_object: Chalice,
-        config: Config,
-    ) -> None:
-        # ChaliceRequestHandler.__init__ builds a plain LocalGateway and then serves the
-        # request at once, so it cannot be called; this is its body with our gateway.
-        self.local_gateway = ProxyLocalGateway(app_object, config)
-        self._answer_headers: HeaderType = {}
-        BaseHTTPRequestHandler.__init__(self, request, client_address, server)
-
-    def _send_http_response_with_body(
-        self, code: int, headers: HeaderType, body: str | bytes
-    ) -> None:
-        payload = body if isinstance(body, bytes) else body.encode("utf-8")
-        content_type = _pop_header(headers, "Content-Type") or "application/json"
-        given_length = _pop_header(headers, "Content-Length")
-        is_head = self.command == "HEAD"
-        # A HEAD answer may announce the length a GET would have; any other answer must
-        # announce the bytes actually written.
-        length = given_length if is_head and given_length is not None else len(payload)
-        self._answer_headers = headers
-        self.send_response(code)
-        self.send_header("Content-Length", str(length))
-        self.send_header("Content-Type", content_type)
-        self._send_headers(headers)
-        if not is_head:
-            self.wfile.write(payload)
-
-    def _send_http_response_no_body(self, code: int, headers: HeaderType) -> None:
-        _pop_header(headers, "Content-Length")
-        self._answer_headers = headers
-        super()._send_http_response_no_body(code, headers)
-
-    def send_response(self, code: int, message: str | None = None) -> None:
-        """The base class always adds its own ``Server`` and ``Date``; a proxied answer that
-        carries the upstream's would then have two of each."""
-        self.log_request(code)
-        self.send_response_only(code, message)
-        present = {name.lower() for name in self._answer_headers}
-        if "server" not in present:
-            self.send_header("Server", self.version_string())
-        if "date" not in present:
-            self.send_header("Date", self.date_time_string())
+class _ServedPerThread:
+    """Marks an app class already made per-thread."""
 
 
-def _use_thread_local_request(app: Chalice) -> None:
-    """Make ``app.current_request`` per thread, as ``chalice.local.create_local_server`` does.
+def serve_per_thread(app: object) -> None:
+    """Make ``app.current_request`` and ``app.lambda_context`` per thread.
 
-    Chalice re-bases one shared ``CustomLocalChalice`` class onto the app's class, which
-    raises ``TypeError`` (an inheritance cycle) when called twice for the same app and
-    re-bases apps served earlier; a class made per app has neither problem.
+    Lambda runs one request per process; a threaded server runs several in one app, and
+    Chalice keeps the current request on the app object. A subclass made for this app holds
+    both (Chalice's documented attributes) per thread; calling this twice is harmless.
     """
     app_class = type(app)
-    if issubclass(app_class, LocalChalice):
+    if issubclass(app_class, _ServedPerThread):
         return
-    app.__class__ = type(f"Local{app_class.__name__}", (LocalChalice, app_class), {})
+    namespace = {
+        "current_request": _PerThread(),
+        "lambda_context": _PerThread(),
+        "__module__": app_class.__module__,
+    }
+    app.__class__ = type(app_class.__name__, (app_class, _ServedPerThread), namespace)
+
+
+class RequestError(Exception):
+    """A request the server refuses before it reaches API Gateway's routing."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def read_chunked(rfile: Readable, limit: int = MAX_BODY_BYTES) -> bytes:
+    """A ``Transfer-Encoding: chunked`` body, whole; trailers are read and dropped."""
+    chunks: list[bytes] = []
+    total = 0
+    while size := _chunk_size(rfile.readline(65537)):
+        total += size
+        if total > limit:
+            raise RequestError(413, "request body too large")
+        data = rfile.read(size)
+        if len(data) != size or rfile.read(2) != b"\r\n":
+            raise RequestError(400, "malformed chunk")
+        chunks.append(data)
+    for _ in range(_MAX_TRAILER_LINES):
+        line = rfile.readline(65537)
+        if line in {b"\r\n", b"\n"}:
+            return b"".join(chunks)
+        if not line.endswith(b"\n"):
+            break
+    raise RequestError(400, "malformed chunked trailer")
+
+
+def _chunk_size(line: bytes) -> int:
+    size = line.split(b";", 1)[0].strip()
+    if not line.endswith(b"\n") or not _HEX.fullmatch(size):
+        raise RequestError(400, "malformed chunk size")
+    return int(size, 16)
+
+
+def read_body(headers: Any, rfile: Readable, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body as HTTP/1.1 frames it (RFC 9112 section 6)."""
+    encodings = ",".join(headers.get_all("Transfer-Encoding", []))
+    codings = [t.strip().lower() for t in encodings.split(",")] if encodings else []
+    lengths = {v.strip() for v in headers.get_all("Content-Length", [])}
+    if codings:
+        if lengths:
+            raise RequestError(400, "both Content-Length and Transfer-Encoding")
+        if codings != ["chunked"]:
+            raise RequestError(501, "unsupported transfer coding")
+        return read_chunked(rfile, limit)
+    if not lengths:
+        return b""
+    if len(lengths) > 1 or not next(iter(lengths)).isdigit():
+        raise RequestError(400, "invalid Content-Length")
+    length = int(next(iter(lengths)))
+    if length > limit:
+        raise RequestError(413, "request body too large")
+    body = rfile.read(length)
+    if len(body) != length:
+        raise RequestError(400, "request body shorter than its Content-Length")
+    return body
+
+
+def _has_folding(headers: Any) -> bool:
+    """Obsolete line folding (RFC 9112 section 5.2) leaves a line break inside a value, or a
+    continuation line before the first header."""
+    if getattr(headers, "defects", None):
+        return True
+    return any("\r" in v or "\n" in v for _, v in headers.items())
+
+
+class LocalGatewayHandler(BaseHTTPRequestHandler):
+    """One HTTP connection: frames requests, invokes the app, frames its answers.
+
+    Headers and body go out in separate writes, so Nagle's algorithm is off: with it, a
+    keep-alive client's delayed ACK stalls every response by about 40 ms.
+    """
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server: LocalGatewayServer
+
+    def serve(self) -> None:
+        try:
+            if _has_folding(self.headers):
+                raise RequestError(400, "obsolete line folding in request headers")
+            body = read_body(self.headers, self.rfile, self.server.max_body_bytes)
+        except RequestError as exc:
+            self.close_connection = True
+            message = json.dumps({"message": exc.message}).encode()
+            self.write_answer(Answer(exc.status, [("Connection", "close")], message))
+            return
+        request = HttpRequest(
+            method=self.command,
+            target=self.path,
+            headers=tuple(self.headers.items()),
+            body=body,
+            source_ip=str(self.client_address[0]),
+            protocol=self.request_version,
+            port=int(self.server.server_address[1]),
+        )
+        self.write_answer(self.server.invoke(request))
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = serve
+
+    def write_answer(self, answer: Answer) -> None:
+        is_head = self.command == "HEAD"
+        given_length = answer.header("Content-Length")
+        # A HEAD answer may announce what a GET would return; any other announces its bytes.
+        length = given_length if is_head and given_length else str(len(answer.body))
+        framing = {"content-length", "transfer-encoding"}
+        headers = [(k, v) for k, v in answer.headers if k.lower() not in framing]
+        names = {k.lower() for k, _ in headers}
+        self.log_request(answer.status, length)
+        self.send_response_only(answer.status)
+        if "server" not in names:
+            self.send_header("Server", self.version_string())
+        if "date" not in names:
+            self.send_header("Date", self.date_time_string())
+        if "content-type" not in names:
+            headers.append(("Content-Type", "application/json"))
+        if answer.status != 204 and answer.status >= 200:
+            headers.append(("Content-Length", length))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        if not is_head:
+            self.wfile.write(answer.body)
+
+
+class LocalGatewayServer(ThreadingHTTPServer):
+    """A threaded HTTP server whose every request goes through ``invoke``."""
+
+    daemon_threads = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        invoke: Callable[[HttpRequest], Answer],
+        handler_cls: type[LocalGatewayHandler] = LocalGatewayHandler,
+        max_body_bytes: int = MAX_BODY_BYTES,
+    ) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.invoke = invoke
+        self.max_body_bytes = max_body_bytes
+        super().__init__(address, handler_cls)
+
+    @property
+    def url(self) -> str:
+        host, port = str(self.server_address[0]), self.server_address[1]
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{port}"
 
 
 def create_dev_server(
-    app: Chalice,
-    config: Config,
+    app: App,
     host: str,
     port: int,
-    handler_cls: type[ProxyRequestHandler] = ProxyRequestHandler,
-) -> LocalDevServer:
-    """Chalice's threaded dev server, serving greedy routes; ``port=0`` picks a free port."""
-    _use_thread_local_request(app)
-    return LocalDevServer(
-        app,
-        config,
-        host,
-        port,
-        handler_cls=handler_cls,
-        server_cls=ThreadedHTTPServer,
-    )
+    handler_cls: type[LocalGatewayHandler] = LocalGatewayHandler,
+    timeout_seconds: float = DEFAULT_LAMBDA_TIMEOUT,
+) -> LocalGatewayServer:
+    """The app behind a local API Gateway on ``host:port`` (``port=0`` picks a free one)."""
+    serve_per_thread(app)
+    invoker = Invoker(app, timeout_seconds=timeout_seconds)
+    return LocalGatewayServer((host, port), invoker, handler_cls)
 
 
-class ProxyTestHTTPClient(TestHTTPClient):
-    """Chalice's test HTTP client, routed through ``ProxyLocalGateway``."""
+@dataclass(frozen=True)
+class ProjectConfig:
+    """What ``.chalice/config.json`` gives the Lambda of one stage: its environment (global,
+    then stage, then the ``api_handler`` function's, later ones winning) and its timeout."""
 
-    def __init__(self, app: Chalice, config: Config) -> None:
-        super().__init__(app, config)
-        self._local_gateway = ProxyLocalGateway(app, config)
+    environment_variables: dict[str, str] = field(default_factory=dict)
+    lambda_timeout: float = DEFAULT_LAMBDA_TIMEOUT
+
+    @classmethod
+    def load(cls, project_dir: Path, stage: str) -> ProjectConfig:
+        path = project_dir / ".chalice" / "config.json"
+        if not path.is_file():
+            return cls()
+        data = json.loads(path.read_text(encoding="utf-8"))
+        staged = data.get("stages", {}).get(stage, {})
+        function = staged.get("lambda_functions", {}).get("api_handler", {})
+        environment: dict[str, str] = {}
+        timeout = DEFAULT_LAMBDA_TIMEOUT
+        for level in (data, staged, function):
+            environment.update(level.get("environment_variables", {}))
+            timeout = level.get("lambda_timeout", timeout)
+        return cls(environment, float(timeout))
 
 
-class ProxyTestClient(Client):
-    """Chalice's test client whose ``http`` serves greedy routes.
+@contextmanager
+def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
+    """``values`` in ``os.environ`` for the block, and what was there before afterwards."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
-    ``environment_variables`` are layered over the project's config as user-provided
-    parameters, so Chalice's own stage scoping applies them around each request exactly as
-    it does the values from ``.chalice/config.json``.
+
+class Headers(Mapping[str, Any]):
+    """Response headers by case-insensitive name: a string, or a list for a repeated one."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self._pairs = list(pairs)
+        self._names: dict[str, str] = {}
+        for name, _ in pairs:
+            self._names.setdefault(name.lower(), name)
+
+    def get_all(self, name: str) -> list[str]:
+        return [v for k, v in self._pairs if k.lower() == name.lower()]
+
+    def __getitem__(self, name: str) -> Any:
+        values = self.get_all(name)
+        if not values:
+            raise KeyError(name)
+        return values[0] if len(values) == 1 else values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names.values())
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __repr__(self) -> str:
+        return f"Headers({self._pairs!r})"
+
+
+@dataclass(frozen=True)
+class TestResponse:
+    status_code: int
+    headers: Headers
+    body: bytes
+
+    @property
+    def json_body(self) -> Any:
+        return json.loads(self.body)
+
+
+class TestHTTPClient:
+    """HTTP verbs in-process: each request is routed and invoked as API Gateway would,
+    with the client's environment in ``os.environ`` while the app runs."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, invoker: Invoker, environment: Mapping[str, str]) -> None:
+        self._invoker = invoker
+        self._environment = dict(environment)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | str = b"",
+    ) -> TestResponse:
+        payload = body.encode("utf-8") if isinstance(body, str) else body
+        request = HttpRequest(method.upper(), path, tuple((headers or {}).items()), payload)
+        with patched_environ(self._environment):
+            answer = self._invoker(request)
+        return TestResponse(answer.status, Headers(answer.headers), answer.body)
+
+    def get(self, path: str, **kwargs: Any) -> TestResponse:
+        return self.request("GET", path, **kwargs)
+
+    def head(self, path: str, **kwargs: Any) -> TestResponse:
+        return self.request("HEAD", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> TestResponse:
+        return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> TestResponse:
+        return self.request("PUT", path, **kwargs)
+
+    def patch(self, path: str, **kwargs: Any) -> TestResponse:
+        return self.request("PATCH", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> TestResponse:
+        return self.request("DELETE", path, **kwargs)
+
+    def options(self, path: str, **kwargs: Any) -> TestResponse:
+        return self.request("OPTIONS", path, **kwargs)
+
+
+class TestClient:
+    """The app as the functional tests drive it: ``client.http.get(...)`` and friends.
+
+    The environment, like ``chalice.test.Client``'s, is ``.chalice/config.json``'s for the
+    stage under the given ``environment_variables``, applied around each request, so clients
+    open side by side each see their own.
     """
+
+    __test__ = False  # not a pytest test class
 
     def __init__(
         self,
-        app: Chalice,
+        app: App,
         stage_name: str = "dev",
-        project_dir: str = ".",
-        environment_variables: dict[str, str] | None = None,
+        project_dir: Path | str = ".",
+        environment_variables: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(app, stage_name=stage_name, project_dir=project_dir)
-        self._environment_variables = dict(environment_variables or {})
+        config = ProjectConfig.load(Path(project_dir), stage_name)
+        environment = {**config.environment_variables, **(environment_variables or {})}
+        invoker = Invoker(app, timeout_seconds=config.lambda_timeout)
+        self.http = TestHTTPClient(invoker, environment)
 
-    @property
-    def _chalice_config(self) -> Config:
-        if self._chalice_config_obj is None:
-            params: dict[str, Any] = {"environment_variables": dict(self._environment_variables)}
-            try:
-                self._chalice_config_obj = self._cli_factory.create_config_obj(
-                    chalice_stage_name=self._stage_name, user_provided_params=params
-                )
-            except RuntimeError:
-                # As in Chalice: a project without .chalice/config.json is still testable.
-                self._chalice_config_obj = Config(
-                    chalice_stage=self._stage_name, user_provided_params=params
-                )
-        return self._chalice_config_obj
+    def __enter__(self) -> TestClient:
+        return self
 
-    @property
-    def http(self) -> TestHTTPClient:
-        if self._http_client is None:
-            self._http_client = ProxyTestHTTPClient(self._app, self._chalice_config)
-        return self._http_client
+    def __exit__(self, *exc_info: object) -> None:
+        return None
 
 
 def create_test_client(
-    app: Chalice,
+    app: App,
     stage_name: str = "dev",
-    environment_variables: dict[str, str] | None = None,
-) -> Client:
-    """Chalice's test client for ``app``, serving greedy routes; use it as a context manager."""
-    return ProxyTestClient(app, stage_name=stage_name, environment_variables=environment_variables)
+    environment_variables: Mapping[str, str] | None = None,
+) -> TestClient:
+    """A test client for ``app``; use it as a context manager."""
+    return TestClient(app, stage_name=stage_name, environment_variables=environment_variables)

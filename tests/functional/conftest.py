@@ -1,4 +1,4 @@
-"""Functional tier: the Chalice app through Chalice's test client, DynamoDB from moto."""
+"""Functional tier: the app through the local API Gateway's test client, DynamoDB from moto."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from chalice.test import Client
 
 import app as application
 from chalicelib import wiring
 from chalicelib.config import Settings
 from chalicelib.storage import InstanceStore
 from lambdamesh.demo_app import serve
+from lambdamesh.localgateway import TestClient as Client
 from lambdamesh.localgateway import create_test_client
 from tests.helpers import SIGNING_KEY
 

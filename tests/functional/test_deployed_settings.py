@@ -10,11 +10,11 @@ from contextlib import contextmanager
 
 import boto3
 import pytest
-from chalice.test import Client
 
 import app as application
 from chalicelib import wiring
 from chalicelib.auth import issue
+from lambdamesh.localgateway import TestClient as Client
 from lambdamesh.localgateway import create_test_client
 from tests.functional.conftest import body_json
 from tests.helpers import bearer

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from chalice.test import Client
 
+from lambdamesh.localgateway import TestClient as Client
 from tests.functional.conftest import Upstream, body_json
 from tests.helpers import admin_token, bearer
 
@@ -50,7 +50,7 @@ def test_a_request_reaches_an_instance_with_path_query_and_headers_intact(
     assert response.status_code == 200
     seen = body_json(response)
     assert seen["path"] == "/deep/er/path%20x?q=1&q=2&z="
-    assert seen["headers"]["x-custom"] == "yes"
+    assert seen["headers"]["X-Custom"] == "yes"
     assert "x-drop" not in {k.lower() for k in seen["headers"]}
     assert seen["headers"]["X-Forwarded-For"] == "127.0.0.1"
     assert seen["headers"]["X-Request-Id"] == response.headers["X-Request-Id"]

@@ -1,19 +1,20 @@
-"""Chalice's dev server with greedy routes, spoken to over real loopback HTTP."""
+"""The local API Gateway's HTTP server, spoken to over real loopback HTTP."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from chalice.app import Chalice, Response
-from chalice.config import Config
-from chalice.local import LocalDevServer
 
-from lambdamesh.localgateway import create_dev_server
+from lambdamesh.devserver import DevRequestHandler
+from lambdamesh.localgateway import LocalGatewayServer, create_dev_server
 
 BINARY = bytes(range(256)) * 4
 OCTET = "application/octet-stream"
@@ -26,7 +27,13 @@ def make_app(barrier: threading.Barrier) -> Chalice:
     def forward(service: str, version: str) -> dict[str, object]:
         request = app.current_request
         assert request is not None
-        return {"service": service, "version": version, "uri_params": request.uri_params}
+        event = request.to_original_event()
+        return {
+            "service": service,
+            "version": version,
+            "uri_params": request.uri_params,
+            "headers": event["multiValueHeaders"],
+        }
 
     @app.route("/echo/{proxy+}", methods=["POST"], content_types=[OCTET])
     def echo() -> Response:
@@ -50,6 +57,10 @@ def make_app(barrier: threading.Barrier) -> Chalice:
         assert request is not None
         return {"proxy": request.uri_params}
 
+    @app.route("/registry/services/{service}/instances/{instance_id}/heartbeat", methods=["PUT"])
+    def heartbeat(service: str, instance_id: str) -> dict[str, object]:
+        return {"ok": True}
+
     return app
 
 
@@ -58,38 +69,69 @@ def barrier() -> threading.Barrier:
     return threading.Barrier(2, timeout=10)
 
 
-@pytest.fixture
-def server(barrier: threading.Barrier) -> Iterator[LocalDevServer]:
-    dev_server = create_dev_server(make_app(barrier), Config.create(), "127.0.0.1", 0)
-    thread = threading.Thread(target=dev_server.serve_forever, daemon=True)
+def started(server: LocalGatewayServer) -> Iterator[LocalGatewayServer]:
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield dev_server
-    dev_server.shutdown()
-    dev_server.server.server_close()
+    yield server
+    server.shutdown()
+    server.server_close()
     thread.join(timeout=10)
     assert not thread.is_alive()
 
 
-def connect(server: LocalDevServer) -> http.client.HTTPConnection:
-    host, port = server.server.server_address[:2]
+@pytest.fixture
+def server(barrier: threading.Barrier) -> Iterator[LocalGatewayServer]:
+    yield from started(create_dev_server(make_app(barrier), "127.0.0.1", 0))
+
+
+def connect(server: LocalGatewayServer) -> http.client.HTTPConnection:
+    host, port = server.server_address[:2]
     return http.client.HTTPConnection(str(host), int(port), timeout=10)
 
 
-def test_deep_path_reaches_the_greedy_view(server: LocalDevServer) -> None:
-    conn = connect(server)
-    conn.request("GET", "/api/v1/orders/v2/a/b/c/d?x=1")
-    response = conn.getresponse()
+def exchange(server: LocalGatewayServer, raw: bytes) -> bytes:
+    """Sends ``raw`` as is and reads until the server closes or a full answer arrived."""
+    host, port = server.server_address[:2]
+    with socket.create_connection((str(host), int(port)), timeout=10) as sock:
+        sock.sendall(raw)
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
 
-    assert response.status == 200
-    assert json.loads(response.read()) == {
-        "service": "orders",
-        "version": "v2",
-        "uri_params": {"service": "orders", "version": "v2", "proxy": "a/b/c/d"},
-    }
+
+def get_json(server: LocalGatewayServer, method: str, path: str, **kwargs: Any) -> Any:
+    conn = connect(server)
+    conn.request(method, path, **kwargs)
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    return response.status, json.loads(body)
+
+
+def test_a_deep_path_reaches_the_greedy_view(server: LocalGatewayServer) -> None:
+    status, body = get_json(server, "GET", "/api/v1/orders/v2/a/b/c/d?x=1")
+
+    assert status == 200
+    assert (body["service"], body["version"]) == ("orders", "v2")
+    assert body["uri_params"] == {"service": "orders", "version": "v2", "proxy": "a/b/c/d"}
+
+
+def test_repeated_request_headers_keep_every_value(server: LocalGatewayServer) -> None:
+    conn = connect(server)
+    conn.putrequest("GET", "/api/v1/orders/v1/x")
+    conn.putheader("Accept", "text/html")
+    conn.putheader("Accept", "application/json")
+    conn.endheaders()
+    response = conn.getresponse()
+    headers = json.loads(response.read())["headers"]
     conn.close()
 
+    assert headers["Accept"] == ["text/html", "application/json"]
 
-def test_binary_body_round_trips_byte_identical(server: LocalDevServer) -> None:
+
+def test_a_binary_body_round_trips_byte_identical(server: LocalGatewayServer) -> None:
     conn = connect(server)
     conn.request(
         "POST", "/echo/blob", body=BINARY, headers={"Content-Type": OCTET, "Accept": OCTET}
@@ -101,7 +143,35 @@ def test_binary_body_round_trips_byte_identical(server: LocalDevServer) -> None:
     conn.close()
 
 
-def test_head_has_no_body_and_the_connection_stays_usable(server: LocalDevServer) -> None:
+def test_a_chunked_request_body_arrives_whole(server: LocalGatewayServer) -> None:
+    conn = connect(server)
+    chunks = iter([BINARY[:100], BINARY[100:700], BINARY[700:]])
+    conn.request(
+        "POST",
+        "/echo/blob",
+        body=chunks,
+        headers={"Content-Type": OCTET, "Accept": OCTET},
+        encode_chunked=True,
+    )
+    response = conn.getresponse()
+
+    assert response.status == 200
+    assert response.read() == BINARY
+    conn.close()
+
+
+def test_obsolete_line_folding_is_refused_with_400(server: LocalGatewayServer) -> None:
+    raw = b"GET /text HTTP/1.1\r\nHost: x\r\nX-Folded: one\r\n two\r\n\r\n"
+
+    answer = exchange(server, raw)
+
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert b"hello" not in answer
+
+
+def test_a_head_answer_has_no_body_and_the_connection_stays_usable(
+    server: LocalGatewayServer,
+) -> None:
     conn = connect(server)
     conn.request("HEAD", "/text")
     head = conn.getresponse()
@@ -119,7 +189,7 @@ def test_head_has_no_body_and_the_connection_stays_usable(server: LocalDevServer
     conn.close()
 
 
-def test_content_type_from_the_view_is_sent_exactly_once(server: LocalDevServer) -> None:
+def test_the_views_content_type_is_sent_exactly_once(server: LocalGatewayServer) -> None:
     conn = connect(server)
     conn.request("GET", "/text")
     response = conn.getresponse()
@@ -129,9 +199,7 @@ def test_content_type_from_the_view_is_sent_exactly_once(server: LocalDevServer)
     conn.close()
 
 
-def test_server_and_date_from_the_view_replace_the_local_servers_own(
-    server: LocalDevServer,
-) -> None:
+def test_server_and_date_are_sent_once_the_views_own_winning(server: LocalGatewayServer) -> None:
     conn = connect(server)
     conn.request("GET", "/proxied")
     proxied = conn.getresponse()
@@ -147,16 +215,53 @@ def test_server_and_date_from_the_view_replace_the_local_servers_own(
     assert len(plain.msg.get_all("Date") or []) == 1
 
 
-def test_two_concurrent_requests_each_see_their_own_request(server: LocalDevServer) -> None:
-    def fetch(name: str) -> object:
-        conn = connect(server)
-        conn.request("GET", f"/slow/{name}/deep")
-        response = conn.getresponse()
-        body = json.loads(response.read())
+@pytest.mark.parametrize(("method", "path"), [("GET", "/nowhere/at/all"), ("DELETE", "/text")])
+def test_an_unknown_path_or_method_answers_what_api_gateway_answers(
+    server: LocalGatewayServer, method: str, path: str
+) -> None:
+    status, body = get_json(server, method, path)
+
+    assert status == 403
+    assert body == {"message": "Missing Authentication Token"}
+
+
+def test_a_root_catch_all_takes_paths_no_other_route_has(barrier: threading.Barrier) -> None:
+    app = make_app(barrier)
+
+    @app.route("/{proxy+}", methods=["GET"])
+    def catch_all() -> Response:
+        return Response(body={"caught": True}, status_code=404)
+
+    for running in started(create_dev_server(app, "127.0.0.1", 0)):
+        status, body = get_json(running, "GET", "/nowhere/at/all")
+        conn = connect(running)
+        conn.request("GET", "/text")
+        text = conn.getresponse()
+        text_body = text.read()
         conn.close()
-        return body
+
+    assert (status, body) == (404, {"caught": True})
+    assert (text.status, text_body) == (200, b"hello")
+
+
+def test_two_concurrent_requests_each_see_their_own_request(server: LocalGatewayServer) -> None:
+    def fetch(name: str) -> object:
+        return get_json(server, "GET", f"/slow/{name}/deep")[1]
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(fetch, ["one", "two"]))
 
     assert results == [{"proxy": {"proxy": "one/deep"}}, {"proxy": {"proxy": "two/deep"}}]
+
+
+def test_the_dev_server_logs_requests_but_not_successful_heartbeats(
+    barrier: threading.Barrier, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dev = create_dev_server(make_app(barrier), "127.0.0.1", 0, handler_cls=DevRequestHandler)
+    for running in started(dev):
+        get_json(running, "PUT", "/registry/services/s/instances/i/heartbeat")
+        get_json(running, "GET", "/nowhere")
+
+    logged = capsys.readouterr().err
+    assert '"GET /nowhere HTTP/1.1" 403' in logged
+    assert "heartbeat" not in logged

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from chalice.test import Client
 
+from lambdamesh.localgateway import TestClient as Client
 from tests.helpers import SIGNING_KEY, bearer, service_token
 
 

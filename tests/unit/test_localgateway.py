@@ -1,21 +1,28 @@
-"""Greedy routes and the deployed event shape, without a socket."""
+"""The local API Gateway without a socket: route precedence, the deployed event, framing."""
 
 from __future__ import annotations
 
+import ast
 import base64
+import io
 import json
 import os
+from email.message import Message
+from pathlib import Path
 from typing import Any
 
 import pytest
 from chalice.app import Chalice, Response
-from chalice.config import Config
 
+from lambdamesh.events import HttpRequest, RouteMatch, RouteTable, Stage, build_event, is_binary
 from lambdamesh.localgateway import (
-    GreedyRouteMatcher,
-    ProxyEventConverter,
-    ProxyLocalGateway,
+    Invoker,
+    LambdaContext,
+    RequestError,
     create_test_client,
+    read_body,
+    read_chunked,
+    read_proxy_response,
 )
 
 GATEWAY_ROUTES = [
@@ -27,219 +34,354 @@ GATEWAY_ROUTES = [
     "/",
 ]
 BINARY = bytes(range(256))
+GREEDY = RouteMatch("/api/v1/{service}/{version}/{proxy+}", {"service": "s", "version": "v1"})
+LAMBDAMESH = Path(__file__).resolve().parents[2] / "lambdamesh"
 
 
 @pytest.fixture
-def matcher() -> GreedyRouteMatcher:
-    return GreedyRouteMatcher(GATEWAY_ROUTES)
+def table() -> RouteTable:
+    return RouteTable(GATEWAY_ROUTES)
 
 
-def converter(binary_types: list[str] | None = None) -> ProxyEventConverter:
-    return ProxyEventConverter(GreedyRouteMatcher(GATEWAY_ROUTES), binary_types)
-
-
-def as_bytes(body: str | bytes) -> bytes:
-    return body if isinstance(body, bytes) else body.encode("utf-8")
+def event_for(request: HttpRequest, stage: Stage | None = None) -> dict[str, Any]:
+    return build_event(
+        request, GREEDY, stage or Stage(), request_id="r-1", epoch_ms=1_700_000_000_000
+    )
 
 
 def make_app() -> Chalice:
     app = Chalice(app_name="tiny")
 
     @app.route(
-        "/api/v1/{service}/{version}/{proxy+}",
-        methods=["GET", "POST"],
-        content_types=["application/json", "application/octet-stream"],
+        "/api/v1/{service}/{version}/{proxy+}", methods=["GET", "POST"], content_types=["*/*"]
     )
-    def forward(service: str, version: str) -> Response:
+    def forward(service: str, version: str) -> dict[str, Any]:
         request = app.current_request
         assert request is not None
         event = request.to_original_event()
-        return Response(
-            body={
-                "service": service,
-                "version": version,
-                "uri_params": request.uri_params,
-                "query": event["multiValueQueryStringParameters"],
-                "resource": event["resource"],
-                "path": event["path"],
-                "raw_body": base64.b64encode(as_bytes(request.raw_body)).decode("ascii"),
-                "env": os.environ.get("LAMBDAMESH_TABLE"),
-            }
-        )
+        raw = request.raw_body
+        return {
+            "uri_params": request.uri_params,
+            "query": event["multiValueQueryStringParameters"],
+            "resource": event["resource"],
+            "path": event["path"],
+            "raw_body": base64.b64encode(raw).decode("ascii"),
+            "env": os.environ.get("LAMBDAMESH_TABLE"),
+            "remaining": app.lambda_context.get_remaining_time_in_millis(),
+        }
 
     @app.route("/api/v1/{service}/{version}")
     def service_root(service: str, version: str) -> dict[str, Any]:
         return {"service": service, "version": version, "root": True}
 
+    @app.route("/cookies")
+    def cookies() -> Response:
+        return Response(body="", headers={"Set-Cookie": ["a=1", "b=2"], "X-One": "1"})
+
     return app
 
 
+# Route matching
+
+
 @pytest.mark.parametrize(
-    ("url", "proxy"),
+    ("path", "proxy"),
     [
         ("/api/v1/orders/v2/a", "a"),
-        ("/api/v1/orders/v2/a/b", "a/b"),
         ("/api/v1/orders/v2/a/b/c/d/e/f/g", "a/b/c/d/e/f/g"),
         ("/api/v1/orders/v2/a/b/", "a/b"),
     ],
 )
-def test_greedy_route_captures_the_rest_of_the_path(
-    matcher: GreedyRouteMatcher, url: str, proxy: str
+def test_a_greedy_resource_captures_the_rest_of_the_path(
+    table: RouteTable, path: str, proxy: str
 ) -> None:
-    match = matcher.match_route(url)
+    match = table.match(path)
 
-    assert match.route == "/api/v1/{service}/{version}/{proxy+}"
-    assert match.captured == {"service": "orders", "version": "v2", "proxy": proxy}
-
-
-@pytest.mark.parametrize("url", ["/api/v1/orders/v2", "/api/v1/orders/v2/"])
-def test_zero_depth_route_is_chosen_when_nothing_follows_the_version(
-    matcher: GreedyRouteMatcher, url: str
-) -> None:
-    match = matcher.match_route(url)
-
-    assert match.route == "/api/v1/{service}/{version}"
-    assert match.captured == {"service": "orders", "version": "v2"}
-
-
-def test_literal_route_is_not_shadowed_by_a_param_or_greedy_route(
-    matcher: GreedyRouteMatcher,
-) -> None:
-    assert matcher.match_route("/registry/services").route == "/registry/services"
-    assert matcher.match_route("/registry/services/orders").captured == {"service": "orders"}
-    assert matcher.match_route("/registry/leases/x").route == "/registry/{proxy+}"
-
-
-def test_exact_depth_param_route_wins_over_a_more_literal_greedy_route() -> None:
-    matcher = GreedyRouteMatcher(["/api/{proxy+}", "/{a}/{b}"])
-
-    assert matcher.match_route("/api/x").route == "/{a}/{b}"
-    assert matcher.match_route("/api/x/y").route == "/api/{proxy+}"
-
-
-def test_deeper_greedy_prefix_wins_over_a_shallower_one() -> None:
-    matcher = GreedyRouteMatcher(["/{proxy+}", "/api/{proxy+}"])
-
-    assert matcher.match_route("/api/x/y").captured == {"proxy": "x/y"}
-    assert matcher.match_route("/other/x").captured == {"proxy": "other/x"}
-
-
-def test_failed_route_attempts_do_not_leak_captured_params() -> None:
-    matcher = GreedyRouteMatcher(["/a/{x}/c", "/{y}/b/d"])
-
-    assert matcher.match_route("/a/b/d").captured == {"y": "a"}
-
-
-def test_path_parameters_are_url_decoded(matcher: GreedyRouteMatcher) -> None:
-    match = matcher.match_route("/api/v1/my%20svc/v1/a%2Fb/c%3Fd")
-
-    assert match.captured == {"service": "my svc", "version": "v1", "proxy": "a/b/c?d"}
-
-
-def test_query_is_parsed_like_chalice_with_blank_values_kept(matcher: GreedyRouteMatcher) -> None:
-    match = matcher.match_route("/api/v1/s/v1/a?x=1&x=2&empty=")
-
-    assert match.query_params == {"x": ["1", "2"], "empty": [""]}
-
-
-@pytest.mark.parametrize("url", ["/nowhere", "/api/v1/s", "/registry", "/api/v1//v1/a"])
-def test_no_matching_route_raises_value_error_like_chalice(
-    matcher: GreedyRouteMatcher, url: str
-) -> None:
-    with pytest.raises(ValueError, match="No matching route found"):
-        matcher.match_route(url)
-
-
-def test_event_has_the_api_gateway_rest_proxy_shape() -> None:
-    event = converter().create_lambda_event(
-        "GET", "/api/v1/orders/v2/a/b?x=1&x=2&blank=", {"Accept": "application/json"}
+    assert match == RouteMatch(
+        "/api/v1/{service}/{version}/{proxy+}",
+        {"service": "orders", "version": "v2", "proxy": proxy},
     )
 
+
+@pytest.mark.parametrize("path", ["/api/v1/orders/v2", "/api/v1/orders/v2/"])
+def test_nothing_after_the_version_matches_the_zero_depth_resource(
+    table: RouteTable, path: str
+) -> None:
+    assert table.match(path) == RouteMatch(
+        "/api/v1/{service}/{version}", {"service": "orders", "version": "v2"}
+    )
+
+
+def test_a_literal_segment_wins_over_a_parameter_and_a_parameter_over_a_greedy_one(
+    table: RouteTable,
+) -> None:
+    assert table.match("/registry/services") == RouteMatch("/registry/services", {})
+    assert table.match("/registry/services/orders") == RouteMatch(
+        "/registry/services/{service}", {"service": "orders"}
+    )
+    assert table.match("/registry/leases/x") == RouteMatch(
+        "/registry/{proxy+}", {"proxy": "leases/x"}
+    )
+
+
+def test_a_literal_first_segment_wins_over_parameters_matching_the_same_depth() -> None:
+    table = RouteTable(["/{a}/{b}", "/api/{proxy+}"])
+
+    assert table.match("/api/x") == RouteMatch("/api/{proxy+}", {"proxy": "x"})
+    assert table.match("/other/x") == RouteMatch("/{a}/{b}", {"a": "other", "b": "x"})
+
+
+def test_a_root_catch_all_takes_what_nothing_else_matches_but_not_the_root() -> None:
+    table = RouteTable(["/{proxy+}", "/api/{proxy+}", "/health"])
+
+    assert table.match("/api/x/y") == RouteMatch("/api/{proxy+}", {"proxy": "x/y"})
+    assert table.match("/health") == RouteMatch("/health", {})
+    assert table.match("/health/deep") == RouteMatch("/{proxy+}", {"proxy": "health/deep"})
+    assert table.match("/") is None
+
+
+def test_a_failed_candidate_leaks_no_parameters_into_the_next() -> None:
+    table = RouteTable(["/a/{x}/c", "/{y}/b/d"])
+
+    assert table.match("/a/b/d") == RouteMatch("/{y}/b/d", {"y": "a"})
+
+
+def test_path_parameters_are_decoded(table: RouteTable) -> None:
+    match = table.match("/api/v1/my%20svc/v1/a%2Fb/c%3Fd")
+
+    assert match is not None
+    assert match.path_parameters == {"service": "my svc", "version": "v1", "proxy": "a/b/c?d"}
+
+
+@pytest.mark.parametrize("path", ["/nowhere", "/api/v1/s", "/registry", "/api/v1//v1/a"])
+def test_a_path_no_resource_matches_has_no_match(table: RouteTable, path: str) -> None:
+    assert table.match(path) is None
+
+
+# The event
+
+
+def test_the_event_has_api_gateways_rest_proxy_shape() -> None:
+    request = HttpRequest(
+        "GET",
+        "/api/v1/s/v1/a%2Fb?x=1&x=2&blank=&sp=a%20b",
+        (("Host", "localhost:8000"), ("Accept", "text/html"), ("Accept", "application/json")),
+        source_ip="10.1.2.3",
+    )
+
+    event = event_for(request)
+
     assert event["resource"] == "/api/v1/{service}/{version}/{proxy+}"
-    assert event["path"] == "/api/v1/orders/v2/a/b"
+    assert event["path"] == "/api/v1/s/v1/a%2Fb"
     assert event["httpMethod"] == "GET"
-    assert event["pathParameters"] == {"service": "orders", "version": "v2", "proxy": "a/b"}
-    assert event["multiValueQueryStringParameters"] == {"x": ["1", "2"], "blank": [""]}
-    assert event["queryStringParameters"] == {"x": "2", "blank": ""}
-    assert event["headers"] == {"accept": "application/json"}
-    assert event["multiValueHeaders"] == {"accept": ["application/json"]}
-    assert event["body"] is None
-    assert event["isBase64Encoded"] is False
-    assert event["requestContext"]["resourcePath"] == event["resource"]
-    assert event["requestContext"]["stage"] == "api"
-    assert len(event["requestContext"]["requestId"]) == 36
+    forwarding = {
+        "X-Forwarded-For": "10.1.2.3",
+        "X-Forwarded-Proto": "http",
+        "X-Forwarded-Port": "80",
+    }
+    assert event["headers"] == {
+        "Host": "localhost:8000",
+        "Accept": "application/json",
+        **forwarding,
+    }
+    assert event["multiValueHeaders"] == {
+        "Host": ["localhost:8000"],
+        "Accept": ["text/html", "application/json"],
+        **{name: [value] for name, value in forwarding.items()},
+    }
+    assert event["queryStringParameters"] == {"x": "2", "blank": "", "sp": "a b"}
+    assert event["multiValueQueryStringParameters"] == {
+        "x": ["1", "2"],
+        "blank": [""],
+        "sp": ["a b"],
+    }
+    assert event["pathParameters"] == {"service": "s", "version": "v1"}
+    assert event["stageVariables"] is None
+    assert (event["body"], event["isBase64Encoded"]) == (None, False)
+    context = event["requestContext"]
+    assert context["resourcePath"] == event["resource"]
+    assert context["httpMethod"] == "GET"
+    assert context["path"] == "/api/api/v1/s/v1/a%2Fb"
+    assert context["stage"] == "api"
+    assert context["requestId"] == "r-1"
+    assert context["requestTimeEpoch"] == 1_700_000_000_000
+    assert context["requestTime"] == "14/Nov/2023:22:13:20 +0000"
+    assert context["identity"]["sourceIp"] == "10.1.2.3"
+    assert context["domainName"] == "localhost:8000"
+    assert context["protocol"] == "HTTP/1.1"
+    assert context["apiId"] == "local"
 
 
-def test_event_without_query_or_params_maps_them_to_none() -> None:
-    event = converter().create_lambda_event("GET", "/registry/services", {})
+def test_an_event_without_query_or_params_says_none_and_has_only_api_gateways_headers() -> None:
+    event = build_event(
+        HttpRequest("GET", "/"), RouteMatch("/", {}), Stage(), request_id="r", epoch_ms=0
+    )
 
     assert event["queryStringParameters"] is None
     assert event["multiValueQueryStringParameters"] is None
+    assert set(event["headers"]) == {"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Port"}
     assert event["pathParameters"] is None
 
 
-def test_each_event_gets_its_own_request_id() -> None:
-    events = [converter().create_lambda_event("GET", "/", {}) for _ in range(2)]
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/json; charset=utf-8"])
+def test_every_body_is_base64_when_the_binary_media_type_is_any(content_type: str | None) -> None:
+    headers = () if content_type is None else (("content-type", content_type),)
 
-    assert events[0]["requestContext"]["requestId"] != events[1]["requestContext"]["requestId"]
-
-
-@pytest.mark.parametrize(
-    ("header", "binary_types"),
-    [
-        ("Content-Type", ["application/octet-stream"]),
-        ("content-type", ["application/octet-stream"]),
-        ("Content-Type", ["*/*"]),
-    ],
-)
-def test_binary_body_is_base64_encoded_whatever_the_header_spelling(
-    header: str, binary_types: list[str]
-) -> None:
-    content_type = "application/octet-stream" if binary_types != ["*/*"] else "text/plain"
-    event = converter(binary_types).create_lambda_event(
-        "POST", "/api/v1/s/v1/blob", {header: content_type}, BINARY
-    )
+    event = event_for(HttpRequest("POST", "/api/v1/s/v1/x", headers, BINARY))
 
     assert event["isBase64Encoded"] is True
     assert base64.b64decode(event["body"]) == BINARY
 
 
-def test_text_body_is_passed_as_a_string_as_api_gateway_does() -> None:
-    event = converter(["application/octet-stream"]).create_lambda_event(
-        "POST", "/api/v1/s/v1/x", {"Content-Type": "application/json"}, b'{"a": 1}'
+def test_a_text_body_stays_text_when_its_type_is_not_binary() -> None:
+    request = HttpRequest("POST", "/x", (("Content-Type", "application/json"),), b'{"a": 1}')
+
+    event = event_for(request, Stage(binary_types=("application/octet-stream",)))
+
+    assert (event["body"], event["isBase64Encoded"]) == ('{"a": 1}', False)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "binary_types", "expected"),
+    [
+        ("image/png", ("image/*",), True),
+        ("IMAGE/PNG; q=1", ("image/png",), True),
+        ("text/plain", ("image/*",), False),
+        (None, ("*/*",), True),
+    ],
+)
+def test_binary_media_types_match_as_api_gateway_matches_them(
+    content_type: str | None, binary_types: tuple[str, ...], expected: bool
+) -> None:
+    assert is_binary(content_type, binary_types) is expected
+
+
+# Framing
+
+
+def headers_of(*pairs: tuple[str, str]) -> Message:
+    message = Message()
+    for name, value in pairs:
+        message[name] = value
+    return message
+
+
+def test_a_chunked_body_arrives_whole_with_extensions_and_trailers_dropped() -> None:
+    wire = io.BytesIO(b"5;ext=1\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\nX-Trailer: t\r\n\r\nNEXT")
+
+    assert read_chunked(wire) == b"hello world"
+    assert wire.read() == b"NEXT"
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [b"zz\r\n", b"0x5\r\nhello\r\n0\r\n\r\n", b"5\r\nhel", b"5\r\nhelloXX0\r\n\r\n", b"0\r\n"],
+)
+def test_a_malformed_chunked_body_is_refused(wire: bytes) -> None:
+    with pytest.raises(RequestError) as refused:
+        read_chunked(io.BytesIO(wire))
+
+    assert refused.value.status == 400
+
+
+def test_a_chunked_body_over_the_limit_is_refused_with_413() -> None:
+    with pytest.raises(RequestError) as refused:
+        read_chunked(io.BytesIO(b"a\r\n0123456789\r\n0\r\n\r\n"), limit=5)
+
+    assert refused.value.status == 413
+
+
+@pytest.mark.parametrize(
+    ("pairs", "status"),
+    [
+        ((("Content-Length", "5"), ("Transfer-Encoding", "chunked")), 400),
+        ((("Transfer-Encoding", "gzip, chunked"),), 501),
+        ((("Content-Length", "5"), ("Content-Length", "6")), 400),
+        ((("Content-Length", "-1"),), 400),
+        ((("Content-Length", "50"),), 400),
+    ],
+)
+def test_ambiguous_or_unsupported_framing_is_refused(
+    pairs: tuple[tuple[str, str], ...], status: int
+) -> None:
+    with pytest.raises(RequestError) as refused:
+        read_body(headers_of(*pairs), io.BytesIO(b"hello"))
+
+    assert refused.value.status == status
+
+
+def test_a_body_is_read_to_its_content_length() -> None:
+    assert read_body(headers_of(("Content-Length", "3")), io.BytesIO(b"abcdef")) == b"abc"
+    assert read_body(headers_of(), io.BytesIO(b"abcdef")) == b""
+
+
+# The proxy response
+
+
+def test_a_proxy_response_merges_headers_with_multi_values_winning() -> None:
+    answer = read_proxy_response(
+        {
+            "statusCode": 201,
+            "headers": {"X-One": "1", "Set-Cookie": "ignored"},
+            "multiValueHeaders": {"Set-Cookie": ["a=1", "b=2"]},
+            "body": base64.b64encode(BINARY).decode(),
+            "isBase64Encoded": True,
+        }
     )
 
-    assert event["isBase64Encoded"] is False
-    assert event["body"] == '{"a": 1}'
+    assert answer.status == 201
+    assert answer.headers == [("X-One", "1"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]
+    assert answer.body == BINARY
 
 
-def test_gateway_uses_the_greedy_matcher_and_proxy_converter() -> None:
-    gateway = ProxyLocalGateway(make_app(), Config.create())
+def test_the_context_counts_down_from_the_timeout() -> None:
+    now = [100.0]
+    context = LambdaContext(timeout_seconds=29, clock=lambda: now[0])
+    now[0] += 4.5
 
-    assert isinstance(gateway.event_converter, ProxyEventConverter)
+    assert context.get_remaining_time_in_millis() == 24_500
+    assert len(context.aws_request_id) == 36
 
 
-def test_test_client_routes_a_deep_path_to_the_greedy_view() -> None:
+# The invoker and the test client
+
+
+def test_a_path_no_resource_matches_answers_what_api_gateway_answers() -> None:
+    answer = Invoker(make_app())(HttpRequest("GET", "/nowhere/at/all"))
+
+    assert answer.status == 403
+    assert json.loads(answer.body) == {"message": "Missing Authentication Token"}
+    assert answer.header("x-amzn-ErrorType") == "MissingAuthenticationTokenException"
+
+
+def test_a_method_the_resource_lacks_answers_what_api_gateway_answers() -> None:
+    answer = Invoker(make_app())(HttpRequest("DELETE", "/api/v1/s/v1/a"))
+
+    assert answer.status == 403
+    assert json.loads(answer.body) == {"message": "Missing Authentication Token"}
+
+
+def test_the_test_client_routes_a_deep_path_to_the_greedy_view() -> None:
     with create_test_client(make_app()) as client:
         response = client.http.get("/api/v1/svc/v1/a/b/c?x=1&x=2")
 
     assert response.status_code == 200
     body = response.json_body
     assert body["uri_params"] == {"service": "svc", "version": "v1", "proxy": "a/b/c"}
-    assert (body["service"], body["version"]) == ("svc", "v1")
     assert body["query"] == {"x": ["1", "2"]}
     assert body["resource"] == "/api/v1/{service}/{version}/{proxy+}"
     assert body["path"] == "/api/v1/svc/v1/a/b/c"
+    assert 0 < body["remaining"] <= 29_000
 
 
-def test_test_client_routes_the_zero_depth_path() -> None:
+def test_the_test_client_routes_the_zero_depth_path() -> None:
     with create_test_client(make_app()) as client:
         response = client.http.get("/api/v1/svc/v1/")
 
     assert response.json_body == {"service": "svc", "version": "v1", "root": True}
 
 
-def test_test_client_delivers_a_binary_body_byte_identical() -> None:
+def test_the_test_client_delivers_a_binary_body_byte_identical() -> None:
     with create_test_client(make_app()) as client:
         response = client.http.post(
             "/api/v1/svc/v1/upload",
@@ -247,19 +389,76 @@ def test_test_client_delivers_a_binary_body_byte_identical() -> None:
             body=BINARY,
         )
 
-    assert response.status_code == 200
     assert base64.b64decode(response.json_body["raw_body"]) == BINARY
 
 
-def test_test_client_applies_environment_variables_during_the_request() -> None:
-    with create_test_client(make_app(), environment_variables={"LAMBDAMESH_TABLE": "t"}) as c:
-        response = c.http.get("/api/v1/svc/v1/a")
+def test_the_test_client_sets_the_environment_only_while_the_app_runs() -> None:
+    assert "LAMBDAMESH_TABLE_PROBE" not in os.environ
+    app = make_app()
+    with create_test_client(app, environment_variables={"LAMBDAMESH_TABLE": "t"}) as client:
+        response = client.http.get("/api/v1/svc/v1/a")
+        outside = os.environ.get("LAMBDAMESH_TABLE")
 
-    assert json.loads(response.body)["env"] == "t"
+    assert response.json_body["env"] == "t"
+    assert outside != "t"
 
 
-def test_test_client_answers_403_for_an_unknown_path_like_api_gateway() -> None:
+def test_the_test_client_keeps_repeated_response_headers_under_any_case() -> None:
     with create_test_client(make_app()) as client:
-        response = client.http.get("/nowhere/at/all")
+        response = client.http.get("/cookies")
 
-    assert response.status_code == 403
+    assert response.headers["set-cookie"] == ["a=1", "b=2"]
+    assert response.headers.get_all("SET-COOKIE") == ["a=1", "b=2"]
+    assert response.headers["x-one"] == "1"
+
+
+# No private names of Chalice's local server or test client
+
+
+def imported_modules(source: str) -> set[str]:
+    tree = ast.parse(source)
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_no_lambdamesh_module_imports_chalices_local_server_or_test_client() -> None:
+    offenders = {
+        f"{path.name}: {name}"
+        for path in sorted(LAMBDAMESH.glob("*.py"))
+        for name in imported_modules(path.read_text(encoding="utf-8"))
+        if name.split(".")[:2] in (["chalice", "local"], ["chalice", "test"])
+    }
+
+    assert offenders == set()
+
+
+def test_the_import_scan_sees_every_spelling_of_a_chalice_local_import() -> None:
+    source = "from chalice import local\nimport chalice.test as t\nfrom chalice.local import X\n"
+
+    assert {"chalice.local", "chalice.test", "chalice.local.X"} <= imported_modules(source)
+
+
+def test_the_event_carries_the_forwarding_headers_api_gateway_writes_not_the_clients() -> None:
+    request = HttpRequest(
+        "GET",
+        "/api/v1/s/v1/x",
+        (
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Port", "443"),
+            ("X-Forwarded-For", "203.0.113.9"),
+        ),
+        source_ip="127.0.0.1",
+        port=8000,
+    )
+
+    headers = event_for(request)["multiValueHeaders"]
+
+    assert headers["X-Forwarded-Proto"] == ["http"]
+    assert headers["X-Forwarded-Port"] == ["8000"]
+    assert headers["X-Forwarded-For"] == ["203.0.113.9, 127.0.0.1"]

@@ -1,0 +1,268 @@
+"""API Gateway's REST proxy event (payload format 1.0), built from one HTTP request.
+
+The deployed app only ever sees ``app(event, context)`` with this event; the dev server and
+the functional tests build it here, with API Gateway's route precedence, so local runs see
+the shape production sees. Pure functions over plain data: the caller supplies the clock and
+the request id.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+__all__ = [
+    "MISSING_ROUTE_BODY",
+    "MISSING_ROUTE_HEADERS",
+    "MISSING_ROUTE_STATUS",
+    "HttpRequest",
+    "RouteMatch",
+    "RouteTable",
+    "Stage",
+    "build_event",
+    "is_binary",
+]
+
+# What API Gateway answers, before any Lambda runs, for a path no resource matches or a
+# method the matched resource does not define.
+MISSING_ROUTE_STATUS = 403
+MISSING_ROUTE_BODY = b'{"message":"Missing Authentication Token"}'
+MISSING_ROUTE_HEADERS = {
+    "Content-Type": "application/json",
+    "x-amzn-ErrorType": "MissingAuthenticationTokenException",
+}
+
+# Segment kinds, from most to least specific: at each level API Gateway prefers a literal
+# segment over a path parameter, and a path parameter over a greedy one.
+_LITERAL, _PARAM, _GREEDY = 0, 1, 2
+
+
+def _segment_kind(segment: str, is_last: bool) -> int:
+    if not (segment.startswith("{") and segment.endswith("}")):
+        return _LITERAL
+    return _GREEDY if is_last and segment.endswith("+}") else _PARAM
+
+
+@dataclass(frozen=True)
+class RoutePattern:
+    """A resource path split once, so matching a request does no parsing."""
+
+    resource: str
+    segments: tuple[str, ...]
+    kinds: tuple[int, ...]
+
+    @classmethod
+    def parse(cls, resource: str) -> RoutePattern:
+        segments = tuple(resource.split("/"))
+        last = len(segments) - 1
+        return cls(
+            resource, segments, tuple(_segment_kind(s, i == last) for i, s in enumerate(segments))
+        )
+
+    def match(self, parts: Sequence[str]) -> dict[str, str] | None:
+        if self.kinds[-1] != _GREEDY:
+            return _match_segments(self.segments, parts)
+        prefix = self.segments[:-1]
+        rest = "/".join(parts[len(prefix) :])
+        if not rest:
+            return None
+        captured = _match_segments(prefix, parts[: len(prefix)])
+        if captured is not None:
+            captured[self.segments[-1][1:-2]] = unquote(rest)
+        return captured
+
+
+def _match_segments(segments: Sequence[str], parts: Sequence[str]) -> dict[str, str] | None:
+    if len(segments) != len(parts):
+        return None
+    captured: dict[str, str] = {}
+    for segment, part in zip(segments, parts, strict=True):
+        if segment.startswith("{") and segment.endswith("}"):
+            if not part:
+                return None
+            captured[segment[1:-1]] = unquote(part)
+        elif segment != part:
+            return None
+    return captured
+
+
+@dataclass(frozen=True)
+class RouteMatch:
+    resource: str
+    path_parameters: dict[str, str]
+
+
+class RouteTable:
+    """API Gateway's resource matching over a set of resource paths (``app.routes``' keys).
+
+    Candidates are tried in order of their segment kinds, literal before parameter before
+    greedy at the first level where they differ: the resource tree walk API Gateway does,
+    with its backtracking.
+    """
+
+    def __init__(self, resources: Iterable[str]) -> None:
+        patterns = (RoutePattern.parse(resource) for resource in resources)
+        self._patterns = sorted(patterns, key=lambda p: (p.kinds, p.resource))
+
+    def match(self, path: str) -> RouteMatch | None:
+        # A trailing slash is ignored everywhere but on the root.
+        if path != "/" and path.endswith("/"):
+            path = path[:-1]
+        parts = path.split("/")
+        for pattern in self._patterns:
+            captured = pattern.match(parts)
+            if captured is not None:
+                return RouteMatch(pattern.resource, captured)
+        return None
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """One request as it arrived: ``target`` is the request line's path and query, raw."""
+
+    method: str
+    target: str
+    headers: Sequence[tuple[str, str]] = ()
+    body: bytes = b""
+    source_ip: str = "127.0.0.1"
+    protocol: str = "HTTP/1.1"
+    scheme: str = "http"
+    port: int = 80
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.target).path or "/"
+
+    @property
+    def query(self) -> str:
+        return urlsplit(self.target).query
+
+    def header(self, name: str) -> str | None:
+        values = [v for k, v in self.headers if k.lower() == name.lower()]
+        return values[-1] if values else None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Where the API is deployed: what the event's ``requestContext`` says about it."""
+
+    name: str = "api"
+    api_id: str = "local"
+    account_id: str = "123456789012"
+    binary_types: tuple[str, ...] = ("*/*",)
+
+
+def is_binary(content_type: str | None, binary_types: Sequence[str]) -> bool:
+    """API Gateway's binary media type test: ``type/subtype``, ``type/*`` or ``*/*``."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    kind = media.split("/", 1)[0]
+    for binary in (b.lower() for b in binary_types):
+        if binary in {"*/*", media} or (binary.endswith("/*") and binary[:-2] == kind):
+            return True
+    return False
+
+
+def _multi(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]] | None:
+    """Values grouped by name (the first spelling seen), in arrival order; None when empty."""
+    grouped: dict[str, list[str]] = {}
+    spelling: dict[str, str] = {}
+    for name, value in pairs:
+        key = spelling.setdefault(name.lower(), name)
+        grouped.setdefault(key, []).append(value)
+    return grouped or None
+
+
+# API Gateway writes these itself on every request, whatever the client sent.
+_GATEWAY_WRITES = frozenset({"x-forwarded-proto", "x-forwarded-port", "x-forwarded-for"})
+
+
+def _as_api_gateway_passes(request: HttpRequest) -> list[tuple[str, str]]:
+    """The client's headers as API Gateway hands them on: its own ``X-Forwarded-Proto`` and
+    ``-Port`` in place of the client's, and the caller appended to ``X-Forwarded-For``."""
+    kept = [(k, v) for k, v in request.headers if k.lower() not in _GATEWAY_WRITES]
+    chain = [v for k, v in request.headers if k.lower() == "x-forwarded-for"]
+    return [
+        *kept,
+        ("X-Forwarded-For", ", ".join([*chain, request.source_ip])),
+        ("X-Forwarded-Proto", request.scheme),
+        ("X-Forwarded-Port", str(request.port)),
+    ]
+
+
+def _last(multi: dict[str, list[str]] | None) -> dict[str, str] | None:
+    return None if multi is None else {k: v[-1] for k, v in multi.items()}
+
+
+def _body(request: HttpRequest, binary_types: Sequence[str]) -> tuple[str | None, bool]:
+    if not request.body:
+        return None, False
+    if is_binary(request.header("Content-Type"), binary_types):
+        return base64.b64encode(request.body).decode("ascii"), True
+    return request.body.decode("utf-8", errors="replace"), False
+
+
+def _request_context(
+    request: HttpRequest, resource: str, stage: Stage, request_id: str, epoch_ms: int
+) -> dict[str, Any]:
+    domain = request.header("Host") or f"{stage.api_id}.execute-api.localhost"
+    return {
+        "accountId": stage.account_id,
+        "apiId": stage.api_id,
+        "domainName": domain,
+        "domainPrefix": domain.split(".", 1)[0],
+        "extendedRequestId": request_id,
+        "httpMethod": request.method,
+        "identity": {
+            "accessKey": None,
+            "accountId": None,
+            "caller": None,
+            "cognitoAuthenticationProvider": None,
+            "cognitoAuthenticationType": None,
+            "cognitoIdentityId": None,
+            "cognitoIdentityPoolId": None,
+            "principalOrgId": None,
+            "sourceIp": request.source_ip,
+            "user": None,
+            "userAgent": request.header("User-Agent"),
+            "userArn": None,
+        },
+        "path": f"/{stage.name}{request.path}",
+        "protocol": request.protocol,
+        "requestId": request_id,
+        "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(epoch_ms / 1000)),
+        "requestTimeEpoch": epoch_ms,
+        "resourceId": "local",
+        "resourcePath": resource,
+        "stage": stage.name,
+    }
+
+
+def build_event(
+    request: HttpRequest, match: RouteMatch, stage: Stage, *, request_id: str, epoch_ms: int
+) -> dict[str, Any]:
+    """The event API Gateway's Lambda proxy integration sends for ``request``.
+
+    ``path`` keeps the client's escapes; path and query parameters are decoded; a body is
+    base64 when its content type is one of the API's binary media types, as deployed.
+    """
+    headers = _multi(_as_api_gateway_passes(request))
+    query = _multi(parse_qsl(request.query, keep_blank_values=True))
+    body, encoded = _body(request, stage.binary_types)
+    return {
+        "resource": match.resource,
+        "path": request.path,
+        "httpMethod": request.method,
+        "headers": _last(headers),
+        "multiValueHeaders": headers,
+        "queryStringParameters": _last(query),
+        "multiValueQueryStringParameters": query,
+        "pathParameters": match.path_parameters or None,
+        "stageVariables": None,
+        "requestContext": _request_context(request, match.resource, stage, request_id, epoch_ms),
+        "body": body,
+        "isBase64Encoded": encoded,
+    }
