@@ -21,7 +21,7 @@ from chalice.app import (
     RestAPIEventHandler,
 )
 
-from chalicelib.errors import LambdaMeshError
+from chalicelib.errors import LambdaMeshError, MethodNotAllowed, RouteNotFound
 from chalicelib.observability import logger
 
 P = ParamSpec("P")
@@ -132,15 +132,11 @@ class LambdaMeshApp(Chalice):
             self.route_with_errors(gap.path, methods=list(gap.methods), name=name)(view)
 
     def _no_route(self, **params: str) -> Response:
-        return error_response(404, "route_not_found", "no route matches", self.request_id())
+        raise RouteNotFound("no route matches")
 
     def _not_allowed(self, allow: tuple[str, ...]) -> Callable[..., Response]:
         def method_not_allowed(**params: str) -> Response:
-            allowed = ", ".join(allow)
-            message = f"this route allows {allowed}"
-            response = error_response(405, "method_not_allowed", message, self.request_id())
-            response.headers["Allow"] = allowed
-            return response
+            raise MethodNotAllowed(allow)
 
         return method_not_allowed
 
@@ -245,11 +241,10 @@ def json_response(body: Any, status: int = 200) -> Response:
 
 
 def error_answer(exc: LambdaMeshError, request_id: str) -> Response:
-    """The answer for a domain error: its status and code, and ``Retry-After`` when waiting
-    helps, so clients and sidecars back off instead of hammering a failing dependency."""
+    """The answer for a domain error: its status, code and headers (``Retry-After`` when
+    waiting helps, so clients and sidecars back off; ``Allow`` for a 405)."""
     response = error_response(exc.status, exc.code, exc.message, request_id)
-    if exc.retry_after is not None:
-        response.headers["Retry-After"] = str(exc.retry_after)
+    response.headers.update(exc.headers())
     return response
 
 

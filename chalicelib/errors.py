@@ -18,6 +18,10 @@ class LambdaMeshError(Exception):
         super().__init__(message)
         self.message = message
 
+    def headers(self) -> dict[str, str]:
+        """Headers the answer carries: ``Retry-After`` when waiting helps."""
+        return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
+
 
 class ConfigError(LambdaMeshError):
     """The deployment is misconfigured: the operator must act, not the caller."""
@@ -70,6 +74,22 @@ class NotFound(LambdaMeshError):
 
 class InstanceNotFound(NotFound):
     code = "instance_not_found"
+
+
+class RouteNotFound(NotFound):
+    code = "route_not_found"
+
+
+class MethodNotAllowed(LambdaMeshError):
+    status = 405
+    code = "method_not_allowed"
+
+    def __init__(self, allow: tuple[str, ...]) -> None:
+        self.allow = ", ".join(allow)
+        super().__init__(f"this route allows {self.allow}")
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), "Allow": self.allow}
 
 
 class ServiceNotFound(NotFound):
