@@ -19,6 +19,9 @@ MIB = 1024 * 1024
 # Lambda takes and returns at most 6 MB, and every body crosses it base64-encoded (4/3 larger),
 # so no body above about 4.4 MB can pass whatever the settings say.
 MAX_BODY_LIMIT = 4_400_000
+# The most instances a service may be allowed: with validation's MAX_INSTANCE_JSON each, the
+# largest instance list still fits in MAX_BODY_LIMIT.
+MAX_INSTANCES_LIMIT = 1000
 
 
 def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
@@ -89,6 +92,7 @@ class Settings:
     max_request_body: int = 4 * MIB
     max_response_body: int = 4 * MIB
     pool_maxsize: int = 10
+    max_instances_per_service: int = 100
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -117,6 +121,13 @@ class Settings:
             ),
             max_response_body=_integer(
                 env, "LAMBDAMESH_MAX_RESPONSE_BODY", 4 * MIB, 0, MAX_BODY_LIMIT
+            ),
+            max_instances_per_service=_integer(
+                env,
+                "LAMBDAMESH_MAX_INSTANCES_PER_SERVICE",
+                cls.max_instances_per_service,
+                1,
+                MAX_INSTANCES_LIMIT,
             ),
         )
 

@@ -143,3 +143,12 @@ class UpstreamResponseTooLarge(LambdaMeshError):
 class UpstreamTimeout(LambdaMeshError):
     status = 504
     code = "upstream_timeout"
+
+
+class TooManyInstances(LambdaMeshError):
+    """The service already has as many live instances as a service may: a conflict with the
+    registry's state, not a rate (429 would make sidecars retry at full pace). Room comes back
+    when an instance deregisters or its lease lapses, so no ``Retry-After`` can be promised."""
+
+    status = 409
+    code = "too_many_instances"

@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from chalicelib.auth import Principal, require_write
+from chalicelib.config import Settings
+from chalicelib.errors import TooManyInstances
 from chalicelib.hosts import HostPolicy
 from chalicelib.instances import Instance, RegisterResult, Registration, Status
 from chalicelib.validation import check_name, parse_heartbeat, parse_registration
 
 Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class Lease:
+    """What the instance cap and the service list need of a stored instance."""
+
+    instance_id: str
+    version: str
+    expires_at: float
+
+    def is_live(self, now: float) -> bool:
+        return self.expires_at > now
 
 
 class RegistryStore(Protocol):
@@ -29,23 +44,55 @@ class RegistryStore(Protocol):
 
     def instances(self, service: str) -> list[Instance]: ...
 
+    def leases(self, service: str, consistent: bool = False) -> list[Lease]: ...
+
+    def prune(self, service: str, instance_ids: Iterable[str], now: float) -> None: ...
+
     def services(self) -> list[str]: ...
+
+    def catalog_generation(self, service: str) -> int | None: ...
+
+    def forget(self, service: str, generation: int) -> bool: ...
 
     def ping(self) -> None: ...
 
 
 class Registry:
-    def __init__(self, store: RegistryStore, policy: HostPolicy, clock: Clock = time.time) -> None:
+    def __init__(
+        self,
+        store: RegistryStore,
+        policy: HostPolicy,
+        clock: Clock = time.time,
+        max_instances: int = Settings.max_instances_per_service,
+    ) -> None:
         self._store = store
         self._policy = policy
         self._clock = clock
+        self._max_instances = max_instances
 
     def register(
         self, principal: Principal, service: str, instance_id: str, body: Any
     ) -> RegisterResult:
         registration = parse_registration(service, instance_id, body, self._policy)
         require_write(principal, service)
-        return self._store.register(registration, self._clock())
+        now = self._clock()
+        self._make_room(registration.service, registration.instance_id, now)
+        return self._store.register(registration, now)
+
+    def _make_room(self, service: str, instance_id: str, now: float) -> None:
+        """Refuse an instance the service has no room for, and once the stored ones reach the
+        cap, delete the lapsed ones (conditionally: a renewed lease stays), so the service's
+        Query stays bounded however fast instances come and go.
+
+        A read before the write, not a counter: TTL deletes without telling anyone, so a
+        counter would drift. Registrations of new instances that run at the same moment all
+        see the same count, so the cap can be exceeded by the number in flight; the next new
+        one is refused until enough leases end.
+        """
+        leases = self._store.leases(service, consistent=True)
+        check_room(service, instance_id, leases, now, self._max_instances)
+        if len(leases) >= self._max_instances:
+            self._store.prune(service, lapsed(leases, now, keep=instance_id), now)
 
     def heartbeat(
         self, principal: Principal, service: str, instance_id: str, body: Any
@@ -74,15 +121,30 @@ class Registry:
         ]
 
     def services(self) -> list[dict[str, Any]]:
-        """Each service with per-version counts of live and total stored instances."""
+        """Each service with per-version counts of live and total stored instances.
+
+        A catalogued service found with nothing stored leaves the catalog, so the list queries
+        the services that have instances, not every service ever registered.
+        """
         now = self._clock()
         summary = []
         for service in self._store.services():
-            instances = self._store.instances(service)
-            if not instances:
-                continue
-            summary.append(summarize(service, instances, now))
+            leases = self._store.leases(service)
+            if leases:
+                summary.append(summarize(service, leases, now))
+            else:
+                self._forget_if_empty(service)
         return summary
+
+    def _forget_if_empty(self, service: str) -> None:
+        """Every registration bumps its catalog entry's generation after writing its instance.
+        Reading the generation before a consistent check for emptiness, and deleting only
+        while it is unchanged, cannot drop the entry of a service that just got an instance:
+        either the check sees the instance, or its registration bumps the generation after
+        the check (the delete is refused) or writes the entry again after the delete."""
+        generation = self._store.catalog_generation(service)
+        if generation is not None and not self._store.leases(service, consistent=True):
+            self._store.forget(service, generation)
 
     def now(self) -> float:
         return self._clock()
@@ -91,15 +153,35 @@ class Registry:
         self._store.ping()
 
 
-def summarize(service: str, instances: list[Instance], now: float) -> dict[str, Any]:
+def check_room(service: str, instance_id: str, leases: list[Lease], now: float, limit: int) -> None:
+    """A live instance may always register again; another needs fewer than ``limit`` live."""
+    live = {lease.instance_id for lease in leases if lease.is_live(now)}
+    if instance_id in live or len(live) < limit:
+        return
+    raise TooManyInstances(
+        f"service {service!r} has {len(live)} live instances and the limit is {limit} "
+        "(LAMBDAMESH_MAX_INSTANCES_PER_SERVICE): deregister one or wait for a lease to lapse"
+    )
+
+
+def lapsed(leases: list[Lease], now: float, keep: str) -> list[str]:
+    """The instances whose lease has ended, but ``keep``, which is about to be written."""
+    return [
+        lease.instance_id
+        for lease in leases
+        if not lease.is_live(now) and lease.instance_id != keep
+    ]
+
+
+def summarize(service: str, leases: list[Lease], now: float) -> dict[str, Any]:
     versions: dict[str, dict[str, int]] = defaultdict(lambda: {"live": 0, "total": 0})
-    for instance in instances:
-        counts = versions[instance.version]
+    for lease in leases:
+        counts = versions[lease.version]
         counts["total"] += 1
-        counts["live"] += instance.is_live(now)
+        counts["live"] += lease.is_live(now)
     return {
         "service": service,
         "live": sum(c["live"] for c in versions.values()),
-        "total": len(instances),
+        "total": len(leases),
         "versions": dict(sorted(versions.items())),
     }

@@ -4,7 +4,9 @@ One table, two kinds of item:
 
 * an instance: ``pk`` = service, ``sk`` = instance id; TTL on ``expires_at`` cleans up.
 * a catalog entry: ``pk`` = ``~services``, ``sk`` = service, so listing services is a Query,
-  not a Scan. ``~`` cannot start a service name, so the partitions never meet.
+  not a Scan. ``~`` cannot start a service name, so the partitions never meet. Its
+  ``generation`` counts the registrations, so an entry found empty is deleted only if none
+  came in meanwhile.
 
 Invariants are conditional writes: a heartbeat renews only a lease that is still running, so a
 lapsed or deleted instance cannot be revived by a late heartbeat.
@@ -16,6 +18,7 @@ enabling TTL).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
@@ -34,7 +37,7 @@ from pynamodb.constants import (
     PAY_PER_REQUEST_BILLING_MODE,
     TABLE_NAME,
 )
-from pynamodb.exceptions import PynamoDBException
+from pynamodb.exceptions import DoesNotExist, PynamoDBException
 from pynamodb.models import Model
 from pynamodb.types import HASH, RANGE
 
@@ -42,6 +45,7 @@ from chalicelib.config import Settings
 from chalicelib.errors import InstanceNotFound, RegistryMisconfigured, RegistryUnavailable
 from chalicelib.instances import Instance, RegisterResult, Registration, Status
 from chalicelib.observability import logger
+from chalicelib.registry import Lease
 
 CATALOG_PARTITION = "~services"
 HEALTH_PARTITION = "~health"
@@ -85,6 +89,8 @@ class InstanceItem(_Item):
 
 class CatalogItem(_Item):
     created_at = NumberAttribute()
+    # Absent on entries written before it existed: read as 0.
+    generation = NumberAttribute(null=True)
 
 
 def _connection_options(settings: Settings) -> dict[str, Any]:
@@ -231,27 +237,27 @@ class InstanceStore:
         One write that returns the old item (PynamoDB's ``save`` cannot ask for it) leaves no
         window between a check and a write for a deregistration to fall into. The catalog
         entry is written on every registration, not only the first, so a failure between the
-        two writes heals on the sidecar's retry.
+        two writes heals on the sidecar's retry, and always after the instance (see
+        ``forget``).
         """
         item = self._item(reg, now)
         try:
             answer = self._table.put_item(
                 reg.service, reg.instance_id, attributes=item.serialize(), return_values=ALL_OLD
             )
-            self._add_to_catalog(reg.service, now)
+            self._touch_catalog(reg.service, now)
         except PynamoDBException as exc:
             raise _failure("write", exc) from exc
         old = answer.get(ATTRIBUTES)
         created = old is None or float(old["expires_at"]["N"]) <= now
         return RegisterResult(instance=_to_instance(item), created=created)
 
-    def _add_to_catalog(self, service: str, now: float) -> None:
-        entry = self._catalog(CATALOG_PARTITION, service, created_at=now)
-        try:
-            entry.save(condition=self._catalog.sk.does_not_exist())
-        except PynamoDBException as exc:
-            if not _is_condition_failure(exc):
-                raise
+    def _touch_catalog(self, service: str, now: float) -> None:
+        """Create the entry or bump its generation, in one UpdateItem."""
+        model = self._catalog
+        model(CATALOG_PARTITION, service).update(
+            actions=[model.created_at.set(model.created_at | now), model.generation.add(1)]
+        )
 
     def heartbeat(
         self, service: str, instance_id: str, now: float, status: Status | None = None
@@ -289,11 +295,58 @@ class InstanceStore:
         except PynamoDBException as exc:
             raise _failure("read", exc) from exc
 
+    def leases(self, service: str, consistent: bool = False) -> list[Lease]:
+        """Id, version and expiry of every stored instance of ``service``: the rest of each
+        item is not sent."""
+        model = self._instances
+        fields = [model.sk.attr_name, model.version.attr_name, model.expires_at.attr_name]
+        try:
+            items = model.query(service, consistent_read=consistent, attributes_to_get=fields)
+            return [Lease(item.sk, item.version, float(item.expires_at)) for item in items]
+        except PynamoDBException as exc:
+            raise _failure("read", exc) from exc
+
+    def prune(self, service: str, instance_ids: Iterable[str], now: float) -> None:
+        """Delete the instances whose lease has ended by ``now``; one renewed meanwhile, or
+        registered again, stays."""
+        model = self._instances
+        for instance_id in instance_ids:
+            try:
+                model(service, instance_id).delete(condition=model.expires_at <= now)
+            except PynamoDBException as exc:
+                if not _is_condition_failure(exc):
+                    raise _failure("write", exc) from exc
+
     def services(self) -> list[str]:
         try:
             return [entry.sk for entry in self._catalog.query(CATALOG_PARTITION)]
         except PynamoDBException as exc:
             raise _failure("read", exc) from exc
+
+    def catalog_generation(self, service: str) -> int | None:
+        """The entry's generation, 0 for an entry that predates it, None for no entry."""
+        try:
+            entry = self._catalog.get(CATALOG_PARTITION, service)
+        except DoesNotExist:
+            return None
+        except PynamoDBException as exc:
+            raise _failure("read", exc) from exc
+        return int(entry.generation or 0)
+
+    def forget(self, service: str, generation: int) -> bool:
+        """Delete the catalog entry only while its generation is still ``generation``: False
+        when a registration came in since it was read."""
+        model = self._catalog
+        unchanged = (
+            model.generation == generation if generation else model.generation.does_not_exist()
+        )
+        try:
+            model(CATALOG_PARTITION, service).delete(condition=unchanged)
+        except PynamoDBException as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise _failure("write", exc) from exc
+        return True
 
     def ping(self) -> None:
         """A data-plane read of a key that never exists: cheap, and unlike DescribeTable not

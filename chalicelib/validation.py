@@ -9,6 +9,7 @@ is written.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable
@@ -36,6 +37,11 @@ MAX_LEASE_SECONDS = 300
 DEFAULT_LEASE_SECONDS = 30
 DEFAULT_WEIGHT = 100
 MAX_WEIGHT = 1000
+# An instance as the registry lists it: compact JSON with non-ASCII escaped, as the answer is
+# written. The metadata limits alone allow about 18 KB, and a UTF-8 body of 16 KiB can list
+# three times larger once escaped; this bound keeps config.MAX_INSTANCES_LIMIT instances of a
+# service within one Lambda answer. DynamoDB stores the same text as UTF-8, never longer.
+MAX_INSTANCE_JSON = 4 * 1024
 
 _NAMES = {
     "service": (re.compile(SERVICE_PATTERN), "1-63 characters of a-z, 0-9 and '-'"),
@@ -170,7 +176,7 @@ def parse_registration(
     check_name("service", service)
     check_name("instance_id", instance_id)
     fields = _check_schema(body, "register")
-    return Registration(
+    registration = Registration(
         service=service,
         instance_id=instance_id,
         version=fields["version"],
@@ -182,6 +188,18 @@ def parse_registration(
         lease_seconds=int(fields.get("lease_seconds", DEFAULT_LEASE_SECONDS)),
         status=fields.get("status", "UP"),
     )
+    size = instance_json_size(registration)
+    if size > MAX_INSTANCE_JSON:
+        raise PayloadTooLarge(
+            f"the instance is {size} bytes as JSON (non-ASCII escaped); the limit is "
+            f"{MAX_INSTANCE_JSON}: shorten its metadata"
+        )
+    return registration
+
+
+def instance_json_size(registration: Registration) -> int:
+    """Bytes the registration's own fields take in an instance list."""
+    return len(json.dumps(dataclasses.asdict(registration), separators=(",", ":")))
 
 
 def parse_heartbeat(body: Any) -> Status | None:

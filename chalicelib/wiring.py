@@ -52,7 +52,7 @@ def routing_refusal() -> str | None:
 
 @cache
 def registry() -> Registry:
-    return Registry(store(), policy())
+    return Registry(store(), policy(), max_instances=settings().max_instances_per_service)
 
 
 def gateway() -> Gateway:

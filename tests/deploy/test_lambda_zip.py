@@ -263,6 +263,10 @@ def conversation(token: str, port: int) -> dict[str, dict[str, Any]]:
             params={"service": SERVICE},
             headers=auth,
         ),
+        # The service now has nothing stored: listing services drops it from the catalog.
+        "services after deregister": rest_event(
+            "GET", "/registry/services", "/registry/services", headers=auth
+        ),
     }
 
 
@@ -540,6 +544,8 @@ def test_deregistering_removes_the_instance(run: Run) -> None:
     assert run.body("deregister") == b""
     assert run.status("list after deregister") == 200
     assert run.json("list after deregister")["instances"] == []
+    assert run.status("services after deregister") == 200
+    assert run.json("services after deregister") == {"services": []}
 
 
 def test_the_zip_as_packaged_without_allowed_networks_routes_nothing_and_says_why(

@@ -327,3 +327,33 @@ def test_a_missing_table_answers_500_registry_misconfigured_and_logs_the_cause(
     causes = [r for r in caplog.records if r.getMessage().startswith("registry ")]
     assert [vars(r)["error_code"] for r in causes] == ["ResourceNotFoundException"] * 2
     assert all("registry-that-was-never-created" in vars(r)["cause"] for r in causes)
+
+
+def test_listing_services_drops_a_service_with_nothing_stored_from_the_catalog(
+    client: Client, store: InstanceStore
+) -> None:
+    # Given a service whose only instance deregistered
+    register(client)
+    client.http.delete(INSTANCE, headers=bearer(service_token("orders")))
+    # When the services are listed
+    response = client.http.get("/registry/services", headers=bearer(admin_token()))
+    # Then it is not listed, and the next list will not query it
+    assert body_json(response) == {"services": []}
+    assert store.services() == []
+    # And it is listed again once an instance registers
+    register(client)
+    listed = body_json(client.http.get("/registry/services", headers=bearer(admin_token())))
+    assert [s["service"] for s in listed["services"]] == ["orders"]
+
+
+def test_a_registration_of_a_full_service_is_refused_with_409(
+    client: Client, store: InstanceStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = Registry(store, HostPolicy(allow_loopback=True), max_instances=1)
+    monkeypatch.setattr(wiring, "registry", lambda: registry)
+    register(client, "a")
+
+    response = register(client, "b")
+
+    assert response.status_code == 409
+    assert body_json(response)["error"]["code"] == "too_many_instances"

@@ -10,6 +10,7 @@ import pytest
 from chalicelib.config import Settings
 from chalicelib.errors import InstanceNotFound, RegistryMisconfigured, RegistryUnavailable
 from chalicelib.instances import Registration
+from chalicelib.registry import Lease
 from chalicelib.storage import CATALOG_PARTITION, InstanceStore
 
 NOW = 1_800_000_000.0
@@ -127,3 +128,77 @@ def test_creating_the_table_turns_on_ttl_for_expires_at(
     client = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
     ttl = client.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
     assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expires_at")
+
+
+def test_leases_hold_each_stored_instances_id_version_and_expiry(store: InstanceStore) -> None:
+    store.register(registration("i-1", lease_seconds=5), NOW)
+    store.register(registration("i-2", version="v2", metadata={"a": "b"}), NOW)
+
+    assert store.leases("orders") == [Lease("i-1", "v1", NOW + 5), Lease("i-2", "v2", NOW + 30)]
+    assert store.leases("orders", consistent=True) == store.leases("orders")
+
+
+def test_pruning_deletes_lapsed_instances_and_keeps_renewed_ones(store: InstanceStore) -> None:
+    for instance_id in ("lapsed", "renewed", "live"):
+        store.register(registration(instance_id, lease_seconds=5), NOW)
+    store.heartbeat("orders", "renewed", NOW + 4)
+
+    store.prune("orders", ["lapsed", "renewed", "live", "never-stored"], NOW + 5)
+
+    assert [lease.instance_id for lease in store.leases("orders")] == ["renewed"]
+
+
+def test_every_registration_bumps_the_catalog_generation(store: InstanceStore) -> None:
+    assert store.catalog_generation("orders") is None
+    store.register(registration("i-1"), NOW)
+    first = store.catalog_generation("orders")
+    store.register(registration("i-1"), NOW + 1)
+
+    assert first is not None
+    assert store.catalog_generation("orders") == first + 1
+
+
+def test_a_catalog_entry_is_forgotten_only_while_no_registration_came_in(
+    store: InstanceStore,
+) -> None:
+    # Given a service whose generation the service list read
+    store.register(registration(), NOW)
+    store.deregister("orders", "i-1")
+    generation = store.catalog_generation("orders")
+    assert generation is not None
+    # When an instance registers before the list deletes the entry
+    store.register(registration("i-2"), NOW + 1)
+    # Then the delete is refused and the service stays listed
+    assert store.forget("orders", generation) is False
+    assert store.services() == ["orders"]
+    # And with no registration in between it is deleted
+    store.deregister("orders", "i-2")
+    assert store.forget("orders", generation + 1) is True
+    assert store.services() == []
+
+
+def test_a_catalog_entry_written_before_generations_can_be_forgotten(
+    store: InstanceStore, dynamodb_endpoint: str, environment: dict[str, str]
+) -> None:
+    client = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
+    client.put_item(
+        TableName=environment["LAMBDAMESH_TABLE"],
+        Item={"pk": {"S": CATALOG_PARTITION}, "sk": {"S": "legacy"}, "created_at": {"N": "1"}},
+    )
+
+    assert store.catalog_generation("legacy") == 0
+    assert store.forget("legacy", 0) is True
+    assert store.services() == []
+
+
+def test_a_registration_after_its_service_was_forgotten_lists_it_again(
+    store: InstanceStore,
+) -> None:
+    store.register(registration(), NOW)
+    store.deregister("orders", "i-1")
+    generation = store.catalog_generation("orders")
+    assert generation is not None and store.forget("orders", generation)
+
+    store.register(registration(), NOW + 1)
+
+    assert store.services() == ["orders"]

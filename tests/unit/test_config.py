@@ -19,6 +19,7 @@ NUMBERS = [
     ("LAMBDAMESH_REQUEST_TIMEOUT", "request_timeout", "0.5", "900", "0.4", "901"),
     ("LAMBDAMESH_MAX_REQUEST_BODY", "max_request_body", "0", "4400000", "-1", "4400001"),
     ("LAMBDAMESH_MAX_RESPONSE_BODY", "max_response_body", "0", "4400000", "-1", "4400001"),
+    ("LAMBDAMESH_MAX_INSTANCES_PER_SERVICE", "max_instances_per_service", "1", "1000", "0", "1001"),
 ]
 FLAGS = [
     ("LAMBDAMESH_ALLOW_LOOPBACK", "allow_loopback"),
@@ -48,6 +49,7 @@ def test_an_empty_environment_gives_the_documented_defaults() -> None:
     assert (settings.max_attempts, settings.eject_seconds) == (3, 5.0)
     assert (settings.max_request_body, settings.max_response_body) == (4 * MIB, 4 * MIB)
     assert settings.request_timeout == 27.0
+    assert settings.max_instances_per_service == 100
 
 
 def test_empty_variables_count_as_unset() -> None:
@@ -113,12 +115,18 @@ def test_a_number_that_is_not_a_finite_number_is_refused_naming_the_variable(
 
 def test_counts_and_sizes_are_integers() -> None:
     settings = Settings.from_environ(
-        {"LAMBDAMESH_MAX_ATTEMPTS": "4", "LAMBDAMESH_MAX_REQUEST_BODY": "1024"}
+        {
+            "LAMBDAMESH_MAX_ATTEMPTS": "4",
+            "LAMBDAMESH_MAX_REQUEST_BODY": "1024",
+            "LAMBDAMESH_MAX_INSTANCES_PER_SERVICE": "250",
+        }
     )
 
     assert type(settings.max_attempts) is int
     assert type(settings.max_request_body) is int
+    assert type(settings.max_instances_per_service) is int
     assert (settings.max_attempts, settings.max_request_body) == (4, 1024)
+    assert settings.max_instances_per_service == 250
 
 
 @pytest.mark.parametrize(("name", "field"), FLAGS)
@@ -193,7 +201,12 @@ def test_the_region_comes_from_aws_region_before_aws_default_region() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["LAMBDAMESH_MAX_ATTEMPTS", "LAMBDAMESH_MAX_REQUEST_BODY", "LAMBDAMESH_MAX_RESPONSE_BODY"],
+    [
+        "LAMBDAMESH_MAX_ATTEMPTS",
+        "LAMBDAMESH_MAX_REQUEST_BODY",
+        "LAMBDAMESH_MAX_RESPONSE_BODY",
+        "LAMBDAMESH_MAX_INSTANCES_PER_SERVICE",
+    ],
 )
 def test_whole_number_settings_refuse_fractions(name: str) -> None:
     with pytest.raises(ConfigError, match=name):

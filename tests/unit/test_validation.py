@@ -12,9 +12,12 @@ from chalicelib.errors import HostNotAllowed, InvalidName, InvalidRequest, Paylo
 from chalicelib.hosts import HostPolicy
 from chalicelib.instances import Registration
 from chalicelib.validation import (
+    MAX_INSTANCE_JSON,
     MAX_JSON_DEPTH,
+    MAX_METADATA_VALUE,
     MAX_REGISTRY_BODY,
     check_name,
+    instance_json_size,
     parse_heartbeat,
     parse_json_body,
     parse_registration,
@@ -445,3 +448,59 @@ def test_a_lone_surrogate_in_a_heartbeat_is_refused(body: dict[str, str]) -> Non
 def test_pattern_refusals_say_the_rule_in_words(fields: dict[str, Any], expected: str) -> None:
     with pytest.raises(InvalidRequest, match=re.escape(expected)):
         register(**fields)
+
+
+# the size of an instance as listed
+
+
+def metadata_making(size: int) -> dict[str, str]:
+    """Metadata with which the registration is exactly ``size`` bytes as listed."""
+    metadata = {f"k{n}": "" for n in range(8)}
+    room = size - instance_json_size(register(metadata=metadata))
+    for key in metadata:
+        metadata[key] = "x" * min(room, MAX_METADATA_VALUE)
+        room -= len(metadata[key])
+    assert room == 0
+    return metadata
+
+
+def test_an_instance_of_exactly_the_size_limit_is_accepted_and_one_byte_more_refused() -> None:
+    at_limit = register(metadata=metadata_making(MAX_INSTANCE_JSON))
+    assert instance_json_size(at_limit) == MAX_INSTANCE_JSON
+
+    with pytest.raises(PayloadTooLarge) as caught:
+        register(metadata=metadata_making(MAX_INSTANCE_JSON + 1))
+
+    assert f"is {MAX_INSTANCE_JSON + 1} bytes" in caught.value.message
+    assert f"limit is {MAX_INSTANCE_JSON}" in caught.value.message
+
+
+def test_the_size_limit_is_four_kib() -> None:
+    assert MAX_INSTANCE_JSON == 4096
+
+
+def test_non_ascii_text_counts_as_escaped_in_the_listing() -> None:
+    """700 characters of UTF-8 fit in the body, but list as 4,200 bytes of escapes."""
+    metadata = {"a": "\u00e9" * 350, "b": "\u00e9" * 350}
+    assert len(json.dumps({**VALID, "metadata": metadata}, ensure_ascii=False).encode()) < 2000
+
+    with pytest.raises(PayloadTooLarge):
+        register(metadata=metadata)
+
+
+def test_the_size_counts_every_field_of_the_registration() -> None:
+    small = register()
+    listed = {
+        "service": "orders",
+        "instance_id": "i-1",
+        "version": "v1",
+        "host": "orders.example.com",
+        "port": 8080,
+        "weight": 100,
+        "zone": None,
+        "metadata": {},
+        "lease_seconds": 30,
+        "status": "UP",
+    }
+
+    assert instance_json_size(small) == len(json.dumps(listed, separators=(",", ":")))
