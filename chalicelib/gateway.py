@@ -71,7 +71,6 @@ class ProxyResponse:
     status: int
     headers: Headers
     body: bytes
-    instance: Instance | None = None
 
 
 class Gateway:
@@ -143,7 +142,6 @@ class Gateway:
                     answer.headers, request.request_id, head=request.method == "HEAD"
                 ),
                 answer.body,
-                instance,
             )
         if self._clock() >= deadline:
             raise UpstreamTimeout(_PUBLIC_MESSAGES[UpstreamTimeout].format(r=request))

@@ -47,10 +47,6 @@ class Instance:
     def is_routable(self, now: float) -> bool:
         return self.status == "UP" and self.is_live(now)
 
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
     def to_json(self, now: float) -> dict[str, Any]:
         return {
             "service": self.service,

@@ -72,9 +72,6 @@ class UpstreamClient:
             num_pools=50, maxsize=pool_maxsize, block=False, retries=False
         )
 
-    def address_for(self, host: str, port: int) -> str:
-        return self.addresses_for(host, port)[0]
-
     def addresses_for(self, host: str, port: int) -> list[str]:
         """The IPs to try, in the resolver's order, checked again here: a DNS name can point
         anywhere, and the policy may have tightened since the instance registered."""

@@ -7,8 +7,10 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
+from socketserver import BaseServer
 from typing import Any
 
+import boto3
 import pytest
 
 import app as application
@@ -21,8 +23,7 @@ from lambdamesh.localgateway import create_test_client
 from tests.helpers import SIGNING_KEY
 
 
-@pytest.fixture
-def environment(dynamodb_endpoint: str, table_name: str) -> dict[str, str]:
+def functional_environment(dynamodb_endpoint: str, table_name: str) -> dict[str, str]:
     return {
         "LAMBDAMESH_TABLE": table_name,
         "LAMBDAMESH_SIGNING_KEY": SIGNING_KEY,
@@ -38,11 +39,45 @@ def environment(dynamodb_endpoint: str, table_name: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def store(environment: dict[str, str]) -> InstanceStore:
-    settings = Settings.from_environ(environment)
-    created = InstanceStore(settings)
-    created.create_table()
-    return created
+def environment(dynamodb_endpoint: str, table_name: str) -> dict[str, str]:
+    """Names the session's table, which every test that asks for ``store`` finds empty."""
+    return functional_environment(dynamodb_endpoint, table_name)
+
+
+@pytest.fixture(scope="session")
+def shared_table(dynamodb_endpoint: str, table_name: str) -> Any:
+    """The registry table, created once: every test empties it before use (``store``)."""
+    environment = functional_environment(dynamodb_endpoint, table_name)
+    InstanceStore(Settings.from_environ(environment)).create_table()
+    return boto3.resource("dynamodb", endpoint_url=dynamodb_endpoint).Table(table_name)
+
+
+def empty(table: Any) -> None:
+    """Delete every item, reading every scan page: a test may leave more than 1 MB behind."""
+    keys = [key["AttributeName"] for key in table.key_schema]
+    names = {f"#k{n}": key for n, key in enumerate(keys)}
+    scan: dict[str, Any] = {
+        "ProjectionExpression": ", ".join(names),
+        "ExpressionAttributeNames": names,
+    }
+    found: list[dict[str, Any]] = []
+    while True:
+        page = table.scan(**scan)
+        found += page["Items"]
+        if "LastEvaluatedKey" not in page:
+            break
+        scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    with table.batch_writer() as batch:
+        for key in found:
+            batch.delete_item(Key=key)
+
+
+@pytest.fixture
+def store(environment: dict[str, str], shared_table: Any) -> InstanceStore:
+    """Over the session's table, emptied first: tests name services freely (most say
+    ``orders``) and may list everything, as against a table of their own."""
+    empty(shared_table)
+    return InstanceStore(Settings.from_environ(environment))
 
 
 @pytest.fixture
@@ -51,6 +86,17 @@ def client(environment: dict[str, str], store: InstanceStore) -> Iterator[Client
     with create_test_client(application.app, environment_variables=environment) as test_client:
         yield test_client
     wiring.reset()
+
+
+# serve_forever looks for shutdown() once per poll interval, half a second by default: a wait
+# every test that stops a server would pay.
+POLL_INTERVAL = 0.05
+
+
+def serve_in_background(server: BaseServer) -> threading.Thread:
+    thread = threading.Thread(target=server.serve_forever, args=(POLL_INTERVAL,), daemon=True)
+    thread.start()
+    return thread
 
 
 @dataclass
@@ -69,7 +115,7 @@ def upstreams() -> Iterator[Callable[[str], Upstream]]:
 
     def start(name: str) -> Upstream:
         server = serve("127.0.0.1", 0, name)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        serve_in_background(server)
         started.append(server)
         return Upstream(server)
 

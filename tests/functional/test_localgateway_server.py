@@ -15,6 +15,7 @@ from chalice.app import Chalice, Response
 
 from lambdamesh.devserver import DevRequestHandler
 from lambdamesh.localgateway import LocalGatewayServer, create_dev_server
+from tests.functional.conftest import serve_in_background
 
 BINARY = bytes(range(256)) * 4
 OCTET = "application/octet-stream"
@@ -70,8 +71,7 @@ def barrier() -> threading.Barrier:
 
 
 def started(server: LocalGatewayServer) -> Iterator[LocalGatewayServer]:
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    thread = serve_in_background(server)
     yield server
     server.shutdown()
     server.server_close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
@@ -18,6 +17,7 @@ from chalicelib.gateway import Gateway, ProxyRequest
 from chalicelib.hosts import HostPolicy
 from chalicelib.instances import Instance
 from chalicelib.upstream import ConnectFailed, UpstreamClient
+from tests.functional.conftest import serve_in_background
 from tests.helpers import InOrder
 
 LOOPBACK = HostPolicy(allow_loopback=True)
@@ -49,7 +49,7 @@ class Handler(BaseHTTPRequestHandler):
 def server() -> Iterator[ThreadingHTTPServer]:
     Handler.connections = set()
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    serve_in_background(httpd)
     yield httpd
     httpd.shutdown()
     httpd.server_close()
@@ -110,7 +110,7 @@ def test_a_silent_upstream_times_out_at_the_read_timeout() -> None:
 def test_an_ipv6_upstream_gets_a_bracketed_host_header() -> None:
     server_cls = type("V6Server", (ThreadingHTTPServer,), {"address_family": socket.AF_INET6})
     httpd = server_cls(("::1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    serve_in_background(httpd)
     try:
         port = int(httpd.server_address[1])
         answer = UpstreamClient(LOOPBACK).send("GET", "::1", port, "/", {}, None)

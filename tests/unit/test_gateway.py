@@ -125,7 +125,6 @@ def test_a_request_is_forwarded_to_a_routable_instance_and_answered(
     response = gateway(discovery, upstream).forward(request())
 
     assert (response.status, response.body) == (200, b"hello")
-    assert response.instance == instances[0]
     assert discovery.asked == [("orders", "v1")]
     (sent,) = upstream.sent
     assert (sent.method, sent.host, sent.port) == ("GET", "a.orders.internal", 8080)
@@ -197,7 +196,6 @@ def test_a_refused_connection_is_retried_on_another_instance_for_any_method(
     response = gateway(discovery, upstream).forward(request(method, body=b"{}"))
 
     assert response.status == 200
-    assert response.instance == instances[1]
     assert upstream.tried == ["a", "b"]
     assert discovery.ejected == ["a"]
 
@@ -210,7 +208,8 @@ def test_a_host_that_now_resolves_somewhere_forbidden_is_ejected_and_skipped(
 
     response = gateway(discovery, upstream).forward(request("POST"))
 
-    assert response.instance == instances[1]
+    assert response.status == 200
+    assert upstream.tried == ["a", "b"]
     assert discovery.ejected == ["a"]
 
 
@@ -275,7 +274,7 @@ def test_a_failure_after_sending_is_retried_for_idempotent_reads(
 
     response = gateway(FakeDiscovery(instances), upstream).forward(request(method))
 
-    assert response.instance == instances[1]
+    assert response.status == 200
     assert upstream.tried == ["a", "b"]
 
 

@@ -239,16 +239,19 @@ def client_with(resolver: RecordingResolver, policy: HostPolicy = STRICT) -> Ups
 def test_an_ip_host_is_connected_to_as_is_without_asking_dns() -> None:
     resolver = RecordingResolver({})
 
-    assert client_with(resolver).address_for("52.95.110.1", 80) == "52.95.110.1"
+    assert client_with(resolver).addresses_for("52.95.110.1", 80) == ["52.95.110.1"]
     assert resolver.asked == []
 
 
-def test_a_dns_name_is_connected_to_at_its_first_address_the_policy_allows() -> None:
+def test_a_dns_name_is_connected_to_at_the_addresses_the_policy_allows_in_dns_order() -> None:
     resolver = RecordingResolver(
-        {"orders.example.com": ["169.254.169.254", "10.0.0.7", "52.95.110.1", "52.95.110.2"]}
+        {"orders.example.com": ["169.254.169.254", "52.95.110.2", "10.0.0.7", "52.95.110.1"]}
     )
 
-    assert client_with(resolver).address_for("orders.example.com", 8080) == "52.95.110.1"
+    assert client_with(resolver).addresses_for("orders.example.com", 8080) == [
+        "52.95.110.2",
+        "52.95.110.1",
+    ]
     assert resolver.asked == [("orders.example.com", 8080)]
 
 
@@ -256,21 +259,21 @@ def test_a_dns_name_that_now_points_at_a_private_address_follows_the_policy() ->
     resolver = RecordingResolver({"orders.internal": ["10.0.0.7"]})
 
     with pytest.raises(HostNotAllowed, match=re.escape("orders.internal")):
-        client_with(resolver).address_for("orders.internal", 8080)
+        client_with(resolver).addresses_for("orders.internal", 8080)
     allowed = client_with(resolver, HostPolicy(allow_private=True))
-    assert allowed.address_for("orders.internal", 8080) == "10.0.0.7"
+    assert allowed.addresses_for("orders.internal", 8080) == ["10.0.0.7"]
 
 
 def test_a_dns_name_that_resolves_to_metadata_is_refused_even_when_everything_is_allowed() -> None:
     resolver = RecordingResolver({"rebind.example.com": ["169.254.169.254", "fd00:ec2::254"]})
 
     with pytest.raises(HostNotAllowed, match=re.escape("rebind.example.com")):
-        client_with(resolver, PERMISSIVE).address_for("rebind.example.com", 80)
+        client_with(resolver, PERMISSIVE).addresses_for("rebind.example.com", 80)
 
 
 def test_a_name_that_cannot_be_resolved_is_a_connect_failure_naming_the_host() -> None:
     with pytest.raises(ConnectFailed, match=re.escape("gone.example.com")):
-        client_with(RecordingResolver({})).address_for("gone.example.com", 80)
+        client_with(RecordingResolver({})).addresses_for("gone.example.com", 80)
 
 
 def test_an_ip_host_stored_under_a_looser_policy_is_refused_at_connect_time() -> None:
@@ -279,7 +282,7 @@ def test_an_ip_host_stored_under_a_looser_policy_is_refused_at_connect_time() ->
 
     # When the gateway, now strict, is about to connect to it
     with pytest.raises(HostNotAllowed, match=re.escape("10.0.0.7")):
-        client.address_for("10.0.0.7", 8080)
+        client.addresses_for("10.0.0.7", 8080)
 
 
 @pytest.mark.parametrize(
@@ -326,7 +329,7 @@ class TestAllowedNetworks:
         resolver = RecordingResolver({"rds.internal": ["10.0.200.9"]})
 
         with pytest.raises(HostNotAllowed):
-            client_with(resolver, self.TASK_SUBNETS).address_for("rds.internal", 5432)
+            client_with(resolver, self.TASK_SUBNETS).addresses_for("rds.internal", 5432)
 
 
 def test_a_stored_address_with_a_zone_id_is_refused_at_connect_time_without_asking_dns() -> None:

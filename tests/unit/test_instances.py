@@ -30,10 +30,6 @@ def test_a_down_instance_is_live_but_not_routable(make_instance: MakeInstance) -
     assert not instance.is_routable(999.0)
 
 
-def test_the_address_is_host_and_port(make_instance: MakeInstance) -> None:
-    assert make_instance(host="10.0.0.7", port=8443).address == "10.0.0.7:8443"
-
-
 def test_to_json_has_every_field_with_times_rounded_to_milliseconds(
     make_instance: MakeInstance,
 ) -> None:
