@@ -98,29 +98,33 @@ class Settings:
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         return cls(
-            table_name=env.get("LAMBDAMESH_TABLE") or DEFAULT_TABLE,
-            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            table_name=env.get("LAMBDAMESH_TABLE") or cls.table_name,
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or cls.region,
             dynamodb_endpoint=env.get("AWS_ENDPOINT_URL_DYNAMODB")
             or env.get("AWS_ENDPOINT_URL")
             or None,
             signing_key=env.get("LAMBDAMESH_SIGNING_KEY") or None,
             signing_key_parameter=env.get("LAMBDAMESH_SIGNING_KEY_PARAMETER") or None,
             signing_key_secret=env.get("LAMBDAMESH_SIGNING_KEY_SECRET") or None,
-            allow_loopback=_flag(env, "LAMBDAMESH_ALLOW_LOOPBACK", False),
-            allow_private=_flag(env, "LAMBDAMESH_ALLOW_PRIVATE", False),
+            allow_loopback=_flag(env, "LAMBDAMESH_ALLOW_LOOPBACK", cls.allow_loopback),
+            allow_private=_flag(env, "LAMBDAMESH_ALLOW_PRIVATE", cls.allow_private),
             allowed_networks=_networks(env, "LAMBDAMESH_ALLOWED_NETWORKS"),
-            cache_seconds=_number(env, "LAMBDAMESH_CACHE_SECONDS", 1.0, 0.0, 60.0),
-            connect_timeout=_number(env, "LAMBDAMESH_CONNECT_TIMEOUT", 2.0, 0.1, 30.0),
-            read_timeout=_number(env, "LAMBDAMESH_READ_TIMEOUT", 25.0, 0.1, 900.0),
-            max_attempts=_integer(env, "LAMBDAMESH_MAX_ATTEMPTS", 3, 1, 10),
-            eject_seconds=_number(env, "LAMBDAMESH_EJECT_SECONDS", 5.0, 0.0, 300.0),
-            stale_seconds=_number(env, "LAMBDAMESH_STALE_SECONDS", 30.0, 0.0, 300.0),
-            request_timeout=_number(env, "LAMBDAMESH_REQUEST_TIMEOUT", 27.0, 0.5, 900.0),
+            cache_seconds=_number(env, "LAMBDAMESH_CACHE_SECONDS", cls.cache_seconds, 0.0, 60.0),
+            connect_timeout=_number(
+                env, "LAMBDAMESH_CONNECT_TIMEOUT", cls.connect_timeout, 0.1, 30.0
+            ),
+            read_timeout=_number(env, "LAMBDAMESH_READ_TIMEOUT", cls.read_timeout, 0.1, 900.0),
+            max_attempts=_integer(env, "LAMBDAMESH_MAX_ATTEMPTS", cls.max_attempts, 1, 10),
+            eject_seconds=_number(env, "LAMBDAMESH_EJECT_SECONDS", cls.eject_seconds, 0.0, 300.0),
+            stale_seconds=_number(env, "LAMBDAMESH_STALE_SECONDS", cls.stale_seconds, 0.0, 300.0),
+            request_timeout=_number(
+                env, "LAMBDAMESH_REQUEST_TIMEOUT", cls.request_timeout, 0.5, 900.0
+            ),
             max_request_body=_integer(
-                env, "LAMBDAMESH_MAX_REQUEST_BODY", 4 * MIB, 0, MAX_BODY_LIMIT
+                env, "LAMBDAMESH_MAX_REQUEST_BODY", cls.max_request_body, 0, MAX_BODY_LIMIT
             ),
             max_response_body=_integer(
-                env, "LAMBDAMESH_MAX_RESPONSE_BODY", 4 * MIB, 0, MAX_BODY_LIMIT
+                env, "LAMBDAMESH_MAX_RESPONSE_BODY", cls.max_response_body, 0, MAX_BODY_LIMIT
             ),
             max_instances_per_service=_integer(
                 env,

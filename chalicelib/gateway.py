@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, urlencode
 
 from chalicelib.balancing import Balancer
+from chalicelib.config import Settings
 from chalicelib.discovery import Discovery
 from chalicelib.errors import (
     HostNotAllowed,
@@ -79,8 +80,8 @@ class Gateway:
         discovery: Discovery,
         balancer: Balancer,
         client: UpstreamClient,
-        max_attempts: int = 3,
-        max_request_body: int = 4 * 1024 * 1024,
+        max_attempts: int = Settings.max_attempts,
+        max_request_body: int = Settings.max_request_body,
         clock: Clock = time.monotonic,
     ) -> None:
         self._discovery = discovery

@@ -21,6 +21,7 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
+from chalicelib.config import Settings
 from chalicelib.errors import (
     HostNotAllowed,
     UpstreamResponseTooLarge,
@@ -55,10 +56,10 @@ class UpstreamClient:
     def __init__(
         self,
         policy: HostPolicy,
-        connect_timeout: float = 2.0,
-        read_timeout: float = 25.0,
-        max_response_body: int = 4 * 1024 * 1024,
-        pool_maxsize: int = 10,
+        connect_timeout: float = Settings.connect_timeout,
+        read_timeout: float = Settings.read_timeout,
+        max_response_body: int = Settings.max_response_body,
+        pool_maxsize: int = Settings.pool_maxsize,
         resolver: Resolver = resolve,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
