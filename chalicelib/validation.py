@@ -110,7 +110,7 @@ def parse_json_body(raw: bytes | None, limit: int = MAX_REGISTRY_BODY) -> Any:
         text = raw.decode("utf-8-sig")
         _check_depth(text)
         return json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # bad UTF-8, bad JSON, or a number past int()'s digit limit
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
 
 

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email import errors as email_errors
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
@@ -259,7 +260,7 @@ def read_body(headers: Any, rfile: Readable, limit: int = MAX_BODY_BYTES) -> byt
         return read_chunked(rfile, limit)
     if not lengths:
         return b""
-    if len(lengths) > 1 or not next(iter(lengths)).isdigit():
+    if len(lengths) > 1 or not re.fullmatch(r"[0-9]+", next(iter(lengths))):
         raise RequestError(400, "invalid Content-Length")
     length = int(next(iter(lengths)))
     if length > limit:
@@ -270,12 +271,22 @@ def read_body(headers: Any, rfile: Readable, limit: int = MAX_BODY_BYTES) -> byt
     return body
 
 
-def _has_folding(headers: Any) -> bool:
-    """Obsolete line folding (RFC 9112 section 5.2) leaves a line break inside a value, or a
-    continuation line before the first header."""
-    if getattr(headers, "defects", None):
-        return True
-    return any("\r" in v or "\n" in v for _, v in headers.items())
+def header_problem(headers: Any) -> str | None:
+    """Why the header section must be refused, or None.
+
+    Obsolete line folding (RFC 9112 section 5.2) leaves a line break inside a value, or a
+    continuation line before the first header; a line that is no ``name: value`` pair ends the
+    parsed headers early. Other defects the parser records (a multipart Content-Type whose
+    body it has not seen, say) say nothing of the header section.
+    """
+    defects = getattr(headers, "defects", None) or []
+    if any(isinstance(d, email_errors.FirstHeaderLineIsContinuationDefect) for d in defects):
+        return "obsolete line folding in request headers"
+    if any("\r" in v or "\n" in v for _, v in headers.items()):
+        return "obsolete line folding in request headers"
+    if any(isinstance(d, email_errors.MissingHeaderBodySeparatorDefect) for d in defects):
+        return "malformed header line"
+    return None
 
 
 class LocalGatewayHandler(BaseHTTPRequestHandler):
@@ -291,8 +302,9 @@ class LocalGatewayHandler(BaseHTTPRequestHandler):
 
     def serve(self) -> None:
         try:
-            if _has_folding(self.headers):
-                raise RequestError(400, "obsolete line folding in request headers")
+            problem = header_problem(self.headers)
+            if problem:
+                raise RequestError(400, problem)
             body = read_body(self.headers, self.rfile, self.server.max_body_bytes)
         except RequestError as exc:
             self.close_connection = True
@@ -312,8 +324,15 @@ class LocalGatewayHandler(BaseHTTPRequestHandler):
 
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = serve
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """What the standard library answers itself (an unsupported method, a malformed request
+        line) in API Gateway's shape, ``{"message": ...}``, not an HTML page."""
+        self.close_connection = True
+        body = json.dumps({"message": message or self.responses.get(code, ("",))[0]}).encode()
+        self.write_answer(Answer(code, [("Connection", "close")], body))
+
     def write_answer(self, answer: Answer) -> None:
-        is_head = self.command == "HEAD"
+        is_head = getattr(self, "command", None) == "HEAD"
         given_length = answer.header("Content-Length")
         # A HEAD answer may announce what a GET would return; any other announces its bytes.
         length = given_length if is_head and given_length else str(len(answer.body))

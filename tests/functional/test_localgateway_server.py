@@ -169,6 +169,48 @@ def test_obsolete_line_folding_is_refused_with_400(server: LocalGatewayServer) -
     assert b"hello" not in answer
 
 
+def test_a_multipart_content_type_is_not_mistaken_for_folding(server: LocalGatewayServer) -> None:
+    raw = (
+        b"GET /text HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Content-Type: multipart/form-data; boundary=xyz\r\n\r\n"
+    )
+
+    answer = exchange(server, raw)
+
+    # The app answers (this view takes no multipart bodies): the server let the request by.
+    assert not answer.startswith(b"HTTP/1.1 400 ")
+    assert b"folding" not in answer
+
+
+def test_a_line_that_is_no_header_is_refused_as_malformed(server: LocalGatewayServer) -> None:
+    answer = exchange(server, b"GET /text HTTP/1.1\r\nHost: x\r\nX A: b\r\n\r\n")
+
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert b"malformed header line" in answer
+
+
+@pytest.mark.parametrize("length", ["\u00b2", "+2", " 2x", "0x2"])
+def test_a_content_length_of_anything_but_ascii_digits_is_refused(
+    server: LocalGatewayServer, length: str
+) -> None:
+    raw = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: " + length.encode("latin-1")
+
+    answer = exchange(server, raw + b"\r\n\r\nab")
+
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert b"invalid Content-Length" in answer
+
+
+def test_a_method_http_server_does_not_know_answers_json_not_html(
+    server: LocalGatewayServer,
+) -> None:
+    answer = exchange(server, b"TRACE /text HTTP/1.1\r\nHost: x\r\n\r\n")
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 501 ")
+    assert json.loads(body)["message"].startswith("Unsupported method")
+
+
 def test_a_head_answer_has_no_body_and_the_connection_stays_usable(
     server: LocalGatewayServer,
 ) -> None:

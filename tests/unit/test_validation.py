@@ -504,3 +504,11 @@ def test_the_size_counts_every_field_of_the_registration() -> None:
     }
 
     assert instance_json_size(small) == len(json.dumps(listed, separators=(",", ":")))
+
+
+@pytest.mark.parametrize("field", ["port", "weight", "lease_seconds"])
+def test_an_integer_past_pythons_digit_limit_is_a_bad_request_not_a_crash(field: str) -> None:
+    body = f'{{"version": "v1", "host": "10.0.0.1", "port": 80, "{field}": {"1" * 4301}}}'
+
+    with pytest.raises(InvalidRequest, match="not valid JSON"):
+        parse_json_body(body.encode())
