@@ -61,7 +61,9 @@ class ProxyRequest:
     @property
     def target(self) -> str:
         """The upstream request target: the same path and query the client sent."""
-        path = "/" + _quote_path(self.path.lstrip("/"))
+        # One leading "/" is the separator after the version; any more are the client's own
+        # (empty segments), kept as sent.
+        path = "/" + _quote_path(self.path.removeprefix("/"))
         if not self.query:
             return path
         return f"{path}?{urlencode(self.query, safe=_QUERY_SAFE, quote_via=quote)}"

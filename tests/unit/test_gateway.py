@@ -369,6 +369,8 @@ def test_why_there_is_no_instance_reaches_the_caller_unchanged() -> None:
         ("caf\u00e9", "/caf%C3%A9"),
         ("a:b@c!$&'()*+,;=-._~", "/a:b@c!$&'()*+,;=-._~"),
         ("trailing/", "/trailing/"),
+        ("//x", "//x"),
+        ("/a//b/", "/a//b/"),
     ],
 )
 def test_the_target_re_quotes_the_path_the_client_sent(path: str, target: str) -> None:
