@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         median = statistics.median(samples)
         p90 = statistics.quantiles(samples, n=10)[-1]
         print(f"{name:42} {median * 1000:10.2f} {p90 * 1000:8.2f} {median / baseline:11.1f}")
-    print("(dev server: Chalice's local server with moto in-process; on Lambda the DynamoDB")
+    print("(dev server: the local API Gateway with moto in-process; on Lambda the DynamoDB")
     print(" read costs a network round trip instead, so the cache matters more, not less.)")
     print(
         f"sidecar at rest, heartbeat every 1 s: CPU {share:.3%} of wall time; "
