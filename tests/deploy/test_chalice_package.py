@@ -342,3 +342,17 @@ def test_every_resource_and_its_parents_are_declared_with_at_most_one_variable_c
 
     assert parents <= paths | {"/"}
     assert sorted(with_variable) == sorted(set(with_variable))
+
+
+def test_every_variant_runs_on_arm64(variant: Package) -> None:
+    [function] = variant.resources("AWS::Lambda::Function").values()
+
+    assert function["Properties"]["Architectures"] == ["arm64"]
+
+
+def test_every_bundled_module_is_pure_python_so_one_zip_fits_any_architecture(
+    prod: Package,
+) -> None:
+    native = [n for n in zip_names(prod) if n.endswith((".so", ".pyd", ".dylib")) or ".so." in n]
+
+    assert native == []
