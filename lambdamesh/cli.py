@@ -14,6 +14,7 @@ from pathlib import Path
 
 from chalicelib.config import Settings
 from chalicelib.errors import LambdaMeshError
+from lambdamesh.cost import add_cost_command, cost_command
 
 PROG = "lambdamesh"
 # What each extra brings, by the modules a command imports.
@@ -90,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
         "lambdamesh/prod/signing-key, with the usual AWS environment",
     )
     _stage_commands(commands)
+    add_cost_command(commands)
 
     commands.add_parser(
         "bootstrap",
@@ -260,6 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return configure_command(args)
         if args.command == "check":
             return check_command(args)
+        if args.command == "cost":
+            return cost_command(args)
         return dev_command(args.host, args.port, args.demo, args.dynamodb_endpoint)
     except LambdaMeshError as exc:
         print(f"{PROG}: {exc.message}", file=sys.stderr)

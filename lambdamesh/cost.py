@@ -1,0 +1,475 @@
+"""`lambdamesh cost`: what a mesh costs a month at list prices, beside Cloud Map.
+
+Pure functions over a frozen `CostInputs`; every price comes from `lambdamesh.prices`. The
+figures are a model, not a bill: every input that is a guess is a field with a default and a
+flag, and `ASSUMPTIONS` says what is left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from chalicelib.errors import LambdaMeshError
+from lambdamesh.prices import PRICES, READ_ON, PriceTable, Tier
+
+HOURS_PER_MONTH = 730  # AWS's own convention for monthly estimates
+SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600
+GB = 1024**3
+LANES = ("rest", "url")
+BILLINGS = ("on-demand", "provisioned")
+ARCHITECTURES = ("x86_64", "arm64")
+
+ASSUMPTIONS = (
+    "a month is 730 hours; traffic is steady (no peaks beyond the provisioned headroom)",
+    "one Lambda serves both heartbeats and routed requests, through the same lane",
+    "a heartbeat is one conditional UpdateItem: --write-units-per-heartbeat write units",
+    "a routed request reads no DynamoDB in steady state: each warm Lambda caches a "
+    "service's instance list for LAMBDAMESH_CACHE_SECONDS, so list reads are at most one per "
+    "cache period per warm Lambda per service (never more than the requests); warm Lambdas "
+    "= requests/s x routed duration, rounded up",
+    "provisioned capacity = peak rate / auto scaling target utilization, rounded up, at "
+    "least 1 unit each for reads and writes",
+    "the signing key is read once per cold start: Secrets Manager API calls and endpoint "
+    "data are negligible and not counted",
+    "free tiers, request and response data transfer, log storage, custom metrics, the "
+    "tasks and any NAT gateway are not counted",
+    "Cloud Map does no routing: its line is a registry price only; with DiscoverInstances "
+    "per routed request it adds $1.00 per million calls",
+)
+
+
+class CostInputError(LambdaMeshError):
+    status = 400
+    code = "bad_cost_input"
+
+
+@dataclass(frozen=True)
+class CostInputs:
+    instances: int
+    heartbeat_seconds: float
+    requests_per_second: float
+    lane: str = "rest"
+    billing: str = "on-demand"
+    memory_mb: int = 512
+    architecture: str = "arm64"
+    heartbeat_ms: float = 10.0
+    routed_ms: float = 30.0
+    write_units_per_heartbeat: float = 1.0
+    read_units_per_list: float = 1.0
+    cache_seconds: float = 1.0
+    services: int = 1
+    availability_zones: int = 2
+    secrets: int = 1
+    log_bytes_per_invocation: float = 1200.0
+    target_utilization: float = 0.70
+
+    def __post_init__(self) -> None:
+        for problem in _problems(self):
+            raise CostInputError(problem)
+
+
+def _problems(inputs: CostInputs) -> list[str]:
+    ranges: list[tuple[str, float, float, float]] = [
+        ("instances", inputs.instances, 0, math.inf),
+        ("heartbeat", inputs.heartbeat_seconds, 0.2, 300),
+        ("requests-per-second", inputs.requests_per_second, 0, math.inf),
+        ("memory", inputs.memory_mb, 128, 10_240),
+        ("heartbeat-ms", inputs.heartbeat_ms, 0, 900_000),
+        ("routed-ms", inputs.routed_ms, 0, 900_000),
+        ("write-units-per-heartbeat", inputs.write_units_per_heartbeat, 0, math.inf),
+        ("read-units-per-list", inputs.read_units_per_list, 0, math.inf),
+        ("cache-seconds", inputs.cache_seconds, 0, 60),
+        ("services", inputs.services, 1, math.inf),
+        ("availability-zones", inputs.availability_zones, 1, 6),
+        ("secrets", inputs.secrets, 0, math.inf),
+        ("log-bytes", inputs.log_bytes_per_invocation, 0, math.inf),
+        ("target-utilization", inputs.target_utilization, 0.2, 0.9),
+    ]
+    found = [
+        f"--{name} must be between {low:g} and {high:g}, not {value:g}"
+        if high != math.inf
+        else f"--{name} must be at least {low:g}, not {value:g}"
+        for name, value, low, high in ranges
+        if not low <= value <= high or math.isnan(value)
+    ]
+    choices = [
+        ("lane", inputs.lane, LANES),
+        ("billing", inputs.billing, BILLINGS),
+        ("architecture", inputs.architecture, ARCHITECTURES),
+    ]
+    found += [
+        f"--{name} must be one of {', '.join(allowed)}, not {value!r}"
+        for name, value, allowed in choices
+        if value not in allowed
+    ]
+    return found
+
+
+@dataclass(frozen=True)
+class Line:
+    item: str
+    basis: str
+    monthly: float
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    inputs: CostInputs
+    lines: tuple[Line, ...]
+    cloud_map: tuple[Line, ...]
+    per_instance_heartbeat: dict[str, float]
+
+    @property
+    def total(self) -> float:
+        return sum(line.monthly for line in self.lines)
+
+    @property
+    def cloud_map_registry_only(self) -> float:
+        return self.cloud_map[0].monthly
+
+    @property
+    def cloud_map_with_discovery(self) -> float:
+        return sum(line.monthly for line in self.cloud_map)
+
+
+def tiered(units: float, tiers: tuple[Tier, ...]) -> float:
+    """The price of `units` a month across volume bands, each band at its own rate."""
+    cost, floor = 0.0, 0.0
+    for tier in tiers:
+        ceiling = math.inf if tier.up_to is None else tier.up_to
+        cost += max(0.0, min(units, ceiling) - floor) * tier.amount
+        floor = ceiling
+    return cost
+
+
+def heartbeats_a_month(inputs: CostInputs) -> float:
+    return inputs.instances * SECONDS_PER_MONTH / inputs.heartbeat_seconds
+
+
+def routed_a_month(inputs: CostInputs) -> float:
+    return inputs.requests_per_second * SECONDS_PER_MONTH
+
+
+def warm_lambdas(inputs: CostInputs) -> int:
+    """Concurrent executions routed traffic keeps busy (Little's law), at least one."""
+    if inputs.requests_per_second == 0:
+        return 0
+    return max(1, math.ceil(inputs.requests_per_second * inputs.routed_ms / 1000))
+
+
+def list_reads_per_second(inputs: CostInputs) -> float:
+    rps = inputs.requests_per_second
+    if inputs.cache_seconds == 0:
+        return rps
+    return min(rps, warm_lambdas(inputs) * inputs.services / inputs.cache_seconds)
+
+
+def write_units_per_second(inputs: CostInputs) -> float:
+    return inputs.instances / inputs.heartbeat_seconds * inputs.write_units_per_heartbeat
+
+
+def read_units_per_second(inputs: CostInputs) -> float:
+    return list_reads_per_second(inputs) * inputs.read_units_per_list
+
+
+def provisioned_units(rate: float, target: float) -> int:
+    return max(1, math.ceil(rate / target - 1e-9))
+
+
+def _gb_second_price(inputs: CostInputs, prices: PriceTable) -> float:
+    if inputs.architecture == "arm64":
+        return prices.lambda_gb_second_arm64.amount
+    return prices.lambda_gb_second_x86_64.amount
+
+
+def _millions(count: float) -> str:
+    return f"{count / 1e6:,.2f} M"
+
+
+def _api_gateway(inputs: CostInputs, prices: PriceTable) -> list[Line]:
+    if inputs.lane == "url":
+        return []
+    calls = heartbeats_a_month(inputs) + routed_a_month(inputs)
+    basis = f"{_millions(calls)} calls, tiered from $3.50 per million"
+    return [Line("API Gateway (REST)", basis, tiered(calls, prices.api_gateway_rest_tiers))]
+
+
+def _lambda(inputs: CostInputs, prices: PriceTable) -> list[Line]:
+    heartbeats, routed = heartbeats_a_month(inputs), routed_a_month(inputs)
+    invocations = heartbeats + routed
+    seconds = (heartbeats * inputs.heartbeat_ms + routed * inputs.routed_ms) / 1000
+    gb_seconds = seconds * inputs.memory_mb / 1024
+    rate = _gb_second_price(inputs, prices)
+    return [
+        Line(
+            "Lambda requests",
+            f"{_millions(invocations)} at $0.20 per million",
+            invocations * prices.lambda_request.amount,
+        ),
+        Line(
+            "Lambda duration",
+            f"{gb_seconds:,.0f} GB-s ({inputs.memory_mb} MB {inputs.architecture}) at ${rate:.10f}",
+            gb_seconds * rate,
+        ),
+    ]
+
+
+def _dynamodb(inputs: CostInputs, prices: PriceTable) -> list[Line]:
+    writes, reads = write_units_per_second(inputs), read_units_per_second(inputs)
+    if inputs.billing == "provisioned":
+        target = inputs.target_utilization
+        wcu, rcu = provisioned_units(writes, target), provisioned_units(reads, target)
+        share = f"{target:.0%} target"
+        return [
+            Line(
+                "DynamoDB writes (provisioned)",
+                f"{wcu} WCU ({writes:,.2f}/s at {share}) x {HOURS_PER_MONTH} h",
+                wcu * HOURS_PER_MONTH * prices.dynamodb_wcu_hour.amount,
+            ),
+            Line(
+                "DynamoDB reads (provisioned)",
+                f"{rcu} RCU ({reads:,.2f}/s at {share}) x {HOURS_PER_MONTH} h",
+                rcu * HOURS_PER_MONTH * prices.dynamodb_rcu_hour.amount,
+            ),
+        ]
+    write_units, read_units = writes * SECONDS_PER_MONTH, reads * SECONDS_PER_MONTH
+    return [
+        Line(
+            "DynamoDB writes (on-demand)",
+            f"{_millions(write_units)} write units at $0.625 per million",
+            write_units * prices.dynamodb_write_request.amount,
+        ),
+        Line(
+            "DynamoDB reads (on-demand)",
+            f"{_millions(read_units)} read units (instance lists) at $0.125 per million",
+            read_units * prices.dynamodb_read_request.amount,
+        ),
+    ]
+
+
+def _key_store(inputs: CostInputs, prices: PriceTable) -> list[Line]:
+    zones = inputs.availability_zones
+    return [
+        Line(
+            "Secrets Manager",
+            f"{inputs.secrets} secret(s) at $0.40",
+            inputs.secrets * prices.secret_month.amount,
+        ),
+        Line(
+            "Secrets Manager endpoint",
+            f"{zones} AZ x {HOURS_PER_MONTH} h at $0.01",
+            zones * HOURS_PER_MONTH * prices.endpoint_az_hour.amount,
+        ),
+    ]
+
+
+def _logs(inputs: CostInputs, prices: PriceTable) -> list[Line]:
+    invocations = heartbeats_a_month(inputs) + routed_a_month(inputs)
+    gigabytes = invocations * inputs.log_bytes_per_invocation / GB
+    basis = f"{gigabytes:,.2f} GB ({inputs.log_bytes_per_invocation:g} B a call) at $0.50"
+    return [Line("CloudWatch Logs", basis, gigabytes * prices.logs_ingested_gb.amount)]
+
+
+def _cloud_map(inputs: CostInputs, prices: PriceTable) -> tuple[Line, ...]:
+    calls = routed_a_month(inputs)
+    return (
+        Line(
+            "Cloud Map instances",
+            f"{inputs.instances} x $0.10",
+            inputs.instances * prices.cloud_map_instance_month.amount,
+        ),
+        Line(
+            "Cloud Map DiscoverInstances",
+            f"{_millions(calls)} calls (one per routed request) at $1.00 per million",
+            calls * prices.cloud_map_discovery_call.amount,
+        ),
+    )
+
+
+def per_instance_heartbeat(inputs: CostInputs, prices: PriceTable = PRICES) -> dict[str, float]:
+    """What one more instance adds a month by heartbeating alone: no fixed costs, and
+    provisioned capacity counted as its exact share rather than rounded to whole units."""
+    beats = SECONDS_PER_MONTH / inputs.heartbeat_seconds
+    gb_seconds = beats * inputs.heartbeat_ms / 1000 * inputs.memory_mb / 1024
+    if inputs.billing == "provisioned":
+        wcu = inputs.write_units_per_heartbeat / inputs.heartbeat_seconds
+        dynamodb = wcu / inputs.target_utilization * HOURS_PER_MONTH
+        dynamodb *= prices.dynamodb_wcu_hour.amount
+    else:
+        dynamodb = beats * inputs.write_units_per_heartbeat
+        dynamodb *= prices.dynamodb_write_request.amount
+    rest = inputs.lane == "rest"
+    parts = {
+        "api_gateway": beats * prices.api_gateway_rest.amount if rest else 0.0,
+        "lambda_requests": beats * prices.lambda_request.amount,
+        "lambda_duration": gb_seconds * _gb_second_price(inputs, prices),
+        "dynamodb": dynamodb,
+        "logs": beats * inputs.log_bytes_per_invocation / GB * prices.logs_ingested_gb.amount,
+    }
+    parts["total_without_logs"] = sum(v for k, v in parts.items() if k != "logs")
+    parts["total"] = parts["total_without_logs"] + parts["logs"]
+    return parts
+
+
+def estimate(inputs: CostInputs, prices: PriceTable = PRICES) -> Breakdown:
+    lines = [
+        *_api_gateway(inputs, prices),
+        *_lambda(inputs, prices),
+        *_dynamodb(inputs, prices),
+        *_key_store(inputs, prices),
+        *_logs(inputs, prices),
+    ]
+    return Breakdown(
+        inputs=inputs,
+        lines=tuple(lines),
+        cloud_map=_cloud_map(inputs, prices),
+        per_instance_heartbeat=per_instance_heartbeat(inputs, prices),
+    )
+
+
+def to_json(breakdown: Breakdown, prices: PriceTable = PRICES) -> dict[str, Any]:
+    def line(entry: Line) -> dict[str, Any]:
+        return {"item": entry.item, "basis": entry.basis, "monthly": round(entry.monthly, 6)}
+
+    return {
+        "inputs": asdict(breakdown.inputs),
+        "region": prices.region,
+        "hours_per_month": HOURS_PER_MONTH,
+        "lines": [line(entry) for entry in breakdown.lines],
+        "total": round(breakdown.total, 6),
+        "cloud_map": {
+            "lines": [line(entry) for entry in breakdown.cloud_map],
+            "registry_only": round(breakdown.cloud_map_registry_only, 6),
+            "with_discovery": round(breakdown.cloud_map_with_discovery, 6),
+        },
+        "per_instance_heartbeat": {
+            key: round(value, 6) for key, value in breakdown.per_instance_heartbeat.items()
+        },
+        "assumptions": list(ASSUMPTIONS),
+        "prices": {
+            name: {**asdict(price), "read_on": READ_ON} for name, price in prices.all().items()
+        },
+    }
+
+
+def _rows(lines: tuple[Line, ...]) -> list[tuple[str, str, str]]:
+    return [(entry.item, entry.basis, f"${entry.monthly:,.2f}") for entry in lines]
+
+
+def render(breakdown: Breakdown) -> str:
+    inputs = breakdown.inputs
+    rows = [
+        ("item", "basis", "per month"),
+        *_rows(breakdown.lines),
+        ("total", "", f"${breakdown.total:,.2f}"),
+        ("", "", ""),
+        ("Cloud Map, same instances", "(a registry only: it does no routing)", ""),
+        *_rows(breakdown.cloud_map),
+        (
+            "Cloud Map total",
+            "registry only / with discovery calls",
+            f"${breakdown.cloud_map_registry_only:,.2f} / "
+            f"${breakdown.cloud_map_with_discovery:,.2f}",
+        ),
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    table = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}".rstrip() for a, b, c in rows]
+    beat = breakdown.per_instance_heartbeat
+    header = (
+        f"{inputs.instances} instances, heartbeat {inputs.heartbeat_seconds:g} s, "
+        f"{inputs.requests_per_second:g} routed req/s, lane {inputs.lane}, DynamoDB "
+        f"{inputs.billing}, Lambda {inputs.memory_mb} MB {inputs.architecture}; "
+        f"{PRICES.region} list prices read {READ_ON} (lambdamesh/prices.py)"
+    )
+    footer = (
+        f"heartbeats alone, per instance-month: ${beat['total_without_logs']:.4f} "
+        f"(+ ${beat['logs']:.4f} of logs); Cloud Map: "
+        f"${PRICES.cloud_map_instance_month.amount:.4f}"
+    )
+    return "\n".join([header, "", *table, "", footer, "assumptions: docs/cost.md"])
+
+
+_FLAGS: tuple[tuple[str, str, type, str], ...] = (
+    ("--memory", "memory_mb", int, "Lambda memory in MB"),
+    ("--architecture", "architecture", str, "x86_64 or arm64"),
+    ("--heartbeat-ms", "heartbeat_ms", float, "billed Lambda ms per heartbeat"),
+    ("--routed-ms", "routed_ms", float, "billed Lambda ms per routed request"),
+    (
+        "--write-units-per-heartbeat",
+        "write_units_per_heartbeat",
+        float,
+        "DynamoDB write units per heartbeat",
+    ),
+    (
+        "--read-units-per-list",
+        "read_units_per_list",
+        float,
+        "DynamoDB read units per instance-list read",
+    ),
+    ("--cache-seconds", "cache_seconds", float, "LAMBDAMESH_CACHE_SECONDS"),
+    ("--services", "services", int, "number of services"),
+    ("--availability-zones", "availability_zones", int, "AZs of the Secrets Manager endpoint"),
+    ("--secrets", "secrets", int, "Secrets Manager secrets"),
+    ("--log-bytes", "log_bytes_per_invocation", float, "CloudWatch Logs bytes per invocation"),
+    (
+        "--target-utilization",
+        "target_utilization",
+        float,
+        "provisioned auto scaling target, 0.2..0.9",
+    ),
+)
+_DEFAULTS = {field.name: field.default for field in fields(CostInputs)}
+
+
+def add_cost_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cost = commands.add_parser(
+        "cost",
+        help="estimate a mesh's monthly AWS bill at list prices, beside Cloud Map's",
+        description="Print a monthly breakdown (API Gateway, Lambda, DynamoDB, key store, "
+        "logs) from the price table in lambdamesh/prices.py. Every guess is a flag.",
+    )
+    cost.add_argument("--instances", type=int, required=True, help="registered instances")
+    cost.add_argument(
+        "--heartbeat", type=float, required=True, help="heartbeat interval in s, 0.2..300"
+    )
+    cost.add_argument(
+        "--requests-per-second", type=float, required=True, help="routed requests a second"
+    )
+    cost.add_argument("--lane", default="rest", help="rest (API Gateway) or url (function URL)")
+    cost.add_argument("--billing", default="on-demand", help="DynamoDB: on-demand or provisioned")
+    for flag, dest, kind, text in _FLAGS:
+        default = _DEFAULTS[dest]
+        cost.add_argument(
+            flag, dest=dest, type=kind, default=default, help=f"{text} (default: {default})"
+        )
+    cost.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+
+def inputs_from_args(args: argparse.Namespace) -> CostInputs:
+    extra = {dest: getattr(args, dest) for _, dest, _, _ in _FLAGS}
+    return CostInputs(
+        instances=args.instances,
+        heartbeat_seconds=args.heartbeat,
+        requests_per_second=args.requests_per_second,
+        lane=args.lane,
+        billing=args.billing,
+        **extra,
+    )
+
+
+def cost_command(args: argparse.Namespace) -> int:
+    try:
+        breakdown = estimate(inputs_from_args(args))
+    except CostInputError as exc:
+        print(f"lambdamesh cost: {exc.message}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(to_json(breakdown), indent=2))
+    else:
+        print(render(breakdown))
+    return 0

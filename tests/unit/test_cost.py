@@ -1,0 +1,193 @@
+"""`lambdamesh cost`: the arithmetic against figures worked by hand, and the command's edges."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+
+import pytest
+
+from lambdamesh.cost import (
+    CostInputError,
+    CostInputs,
+    add_cost_command,
+    cost_command,
+    estimate,
+    tiered,
+)
+from lambdamesh.prices import PRICES, Tier
+
+# 2 instances at 10 s and 1 routed request a second, over a 730-hour month (2,628,000 s):
+# 525,600 heartbeats + 2,628,000 routed = 3,153,600 invocations; 512 MB x86_64;
+# 10 ms a heartbeat and 30 ms a request = 84,096 s = 42,048 GB-s; logs left out.
+SMALL = CostInputs(
+    instances=2,
+    heartbeat_seconds=10,
+    requests_per_second=1,
+    log_bytes_per_invocation=0,
+    architecture="x86_64",
+)
+SMALL_MESH = ("--instances", "10", "--heartbeat", "15", "--requests-per-second", "5")
+
+
+def lines(inputs: CostInputs) -> dict[str, float]:
+    return {line.item: line.monthly for line in estimate(inputs).lines}
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    parser = argparse.ArgumentParser(prog="lambdamesh")
+    add_cost_command(parser.add_subparsers(dest="command"))
+    code = cost_command(parser.parse_args(["cost", *argv]))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_small_mesh_matches_the_hand_computed_figures() -> None:
+    got = lines(SMALL)
+
+    assert got["API Gateway (REST)"] == pytest.approx(3_153_600 * 3.50e-6)  # 11.0376
+    assert got["Lambda requests"] == pytest.approx(0.63072)
+    assert got["Lambda duration"] == pytest.approx(42_048 * 0.0000166667)  # 0.7008
+    assert got["DynamoDB writes (on-demand)"] == pytest.approx(525_600 * 0.625e-6)  # 0.3285
+    # one warm Lambda (1 req/s x 30 ms, rounded up), one service, 1 s cache: one read a second
+    assert got["DynamoDB reads (on-demand)"] == pytest.approx(2_628_000 * 0.125e-6)
+    assert got["Secrets Manager"] == pytest.approx(0.40)
+    assert got["Secrets Manager endpoint"] == pytest.approx(2 * 730 * 0.01)  # 14.60
+    assert got["CloudWatch Logs"] == 0
+    assert estimate(SMALL).total == pytest.approx(28.026121, abs=1e-5)
+
+
+def test_provisioned_capacity_is_sized_from_the_rate_with_headroom_and_a_floor_of_one() -> None:
+    got = lines(CostInputs(**{**vars(SMALL), "billing": "provisioned"}))
+
+    # 0.2 writes/s / 70 % rounds up to 1 WCU; 1 read/s / 70 % = 1.43 rounds up to 2 RCU
+    assert got["DynamoDB writes (provisioned)"] == pytest.approx(1 * 730 * 0.00065)
+    assert got["DynamoDB reads (provisioned)"] == pytest.approx(2 * 730 * 0.00013)
+    assert "DynamoDB writes (on-demand)" not in got
+
+
+def test_an_idle_table_still_pays_for_one_provisioned_unit_each_way() -> None:
+    idle = CostInputs(
+        instances=0, heartbeat_seconds=10, requests_per_second=0, billing="provisioned"
+    )
+
+    got = lines(idle)
+
+    assert got["DynamoDB writes (provisioned)"] == pytest.approx(730 * 0.00065)
+    assert got["DynamoDB reads (provisioned)"] == pytest.approx(730 * 0.00013)
+
+
+def test_the_function_url_lane_has_no_api_gateway_line_and_the_same_lambda_lines() -> None:
+    url = lines(CostInputs(**{**vars(SMALL), "lane": "url"}))
+    rest = lines(SMALL)
+
+    assert "API Gateway (REST)" not in url
+    assert url["Lambda requests"] == rest["Lambda requests"]
+    assert estimate(SMALL).total - sum(url.values()) == pytest.approx(11.0376)
+
+
+def test_arm64_bills_duration_at_the_arm_rate() -> None:
+    got = lines(CostInputs(**{**vars(SMALL), "architecture": "arm64"}))
+
+    assert got["Lambda duration"] == pytest.approx(42_048 * 0.0000133334)
+
+
+def test_cloud_map_charges_per_instance_and_per_discovery_call() -> None:
+    breakdown = estimate(SMALL)
+
+    assert breakdown.cloud_map_registry_only == pytest.approx(2 * 0.10)
+    assert breakdown.cloud_map_with_discovery == pytest.approx(0.20 + 2_628_000 * 1e-6)
+
+
+def test_logs_are_billed_per_ingested_gigabyte() -> None:
+    got = lines(CostInputs(**{**vars(SMALL), "log_bytes_per_invocation": 1024}))
+
+    assert got["CloudWatch Logs"] == pytest.approx(3_153_600 * 1024 / 1024**3 * 0.50)
+
+
+def test_api_gateway_volume_bands_each_bill_at_their_own_rate() -> None:
+    tiers = (Tier(10, 2.0), Tier(30, 1.0), Tier(None, 0.5))
+
+    assert tiered(5, tiers) == 10
+    assert tiered(40, tiers) == 10 * 2.0 + 20 * 1.0 + 10 * 0.5
+    assert tiered(400e6, PRICES.api_gateway_rest_tiers) == pytest.approx(
+        333e6 * 3.50e-6 + 67e6 * 2.80e-6
+    )
+
+
+def test_heartbeats_alone_at_15_s_through_the_function_url_cost_what_the_model_says() -> None:
+    on_demand = CostInputs(
+        instances=1, heartbeat_seconds=15, requests_per_second=0, lane="url", architecture="x86_64"
+    )
+    provisioned = CostInputs(**{**vars(on_demand), "billing": "provisioned"})
+
+    beat = estimate(on_demand).per_instance_heartbeat
+    held = estimate(provisioned).per_instance_heartbeat
+
+    # 175,200 heartbeats: $0.03504 of requests, 876 GB-s, 175,200 write units
+    assert beat["api_gateway"] == 0
+    assert beat["total_without_logs"] == pytest.approx(0.03504 + 0.0146 + 0.1095, abs=1e-4)
+    assert held["dynamodb"] == pytest.approx(1 / 15 / 0.7 * 730 * 0.00065)
+    assert held["total_without_logs"] == pytest.approx(0.03504 + 0.0146 + 0.04519, abs=1e-4)
+
+
+def test_json_output_has_lines_totals_cloud_map_and_cited_prices(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(capsys, *SMALL_MESH, "--lane", "url", "--json")
+
+    document = json.loads(out)
+    assert code == 0
+    assert document["inputs"]["lane"] == "url"
+    assert document["lines"][0]["item"] == "Lambda requests"
+    assert document["total"] == pytest.approx(sum(line["monthly"] for line in document["lines"]))
+    assert set(document["cloud_map"]) == {"lines", "registry_only", "with_discovery"}
+    assert document["cloud_map"]["registry_only"] == pytest.approx(1.0)
+    assert {"total", "total_without_logs", "logs"} <= set(document["per_instance_heartbeat"])
+    assert all(price["source"].startswith("https://") for price in document["prices"].values())
+    assert document["assumptions"]
+
+
+def test_the_default_output_is_a_table_with_a_total_and_cloud_map(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(capsys, *SMALL_MESH)
+
+    assert code == 0
+    assert "API Gateway (REST)" in out
+    assert re.search(r"^total\s+\$[\d,]+\.\d\d$", out, re.MULTILINE)
+    assert "Cloud Map instances" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--instances", "-1"], "--instances must be at least 0"),
+        (["--heartbeat", "0.1"], "--heartbeat must be between 0.2 and 300"),
+        (["--heartbeat", "301"], "--heartbeat must be between 0.2 and 300"),
+        (["--requests-per-second", "-5"], "--requests-per-second must be at least 0"),
+        (["--lane", "http"], "--lane must be one of rest, url"),
+        (["--billing", "reserved"], "--billing must be one of on-demand, provisioned"),
+        (["--architecture", "riscv"], "--architecture must be one of x86_64, arm64"),
+        (["--availability-zones", "0"], "--availability-zones must be between 1 and 6"),
+        (["--target-utilization", "1"], "--target-utilization must be between 0.2 and 0.9"),
+    ],
+)
+def test_bad_inputs_exit_2_with_one_line(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    base = {"--instances": "10", "--heartbeat": "15", "--requests-per-second": "5"}
+    base.update(zip(argv[::2], argv[1::2], strict=True))
+
+    code, out, err = run(capsys, *[item for pair in base.items() for item in pair])
+
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1
+    assert message in err
+
+
+def test_inputs_refuse_a_heartbeat_the_sidecar_would_refuse() -> None:
+    with pytest.raises(CostInputError, match="heartbeat"):
+        CostInputs(instances=1, heartbeat_seconds=0, requests_per_second=0)
