@@ -22,6 +22,9 @@ from chalice.app import (
 )
 
 from chalicelib.errors import LambdaMeshError, MethodNotAllowed, RouteNotFound
+from chalicelib.forwarding import REQUEST_ID_HEADER
+from chalicelib.forwarding import request_id as incoming_request_id
+from chalicelib.function_url import is_url_event, to_rest_event, to_url_response
 from chalicelib.observability import logger
 
 P = ParamSpec("P")
@@ -48,6 +51,10 @@ class LambdaMeshApp(Chalice):
         self.api.binary_types = ["*/*"]
 
     def __call__(self, event: Any, context: Any) -> dict[str, Any]:
+        """Chalice's entry point (its body copied, with ``_RestHandler``), also taking
+        function URL events: translated to the REST shape on the way in and back out."""
+        if is_url_event(event):
+            return self._answer_url(event, context)
         self.lambda_context = context
         handler = _RestHandler(
             self.routes,
@@ -59,6 +66,19 @@ class LambdaMeshApp(Chalice):
         self.current_request = handler.create_request_object(event, context)
         result: dict[str, Any] = handler(event, context)
         return result
+
+    def _answer_url(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        try:
+            rest = to_rest_event(event, self.routes)
+        except LambdaMeshError as exc:
+            # A path no route matches or a method its route lacks: API Gateway answers these
+            # before the Lambda runs; here the app must, in its own envelope.
+            headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
+            rid = incoming_request_id(headers.get("x-request-id"))
+            response = error_answer(exc, rid)
+            response.headers[REQUEST_ID_HEADER] = rid
+            return to_url_response(response.to_dict(self.api.binary_types))
+        return to_url_response(self(rest, context))
 
     def request(self) -> Request:
         request = self.current_request
