@@ -18,6 +18,10 @@ half (the first three limits are pinned by tests below):
 - AWS::ApiGateway::Stage: moto's CloudFormation has no such type.
 - AWS::Lambda::Permission (APIHandlerInvokePermission) and the outputs EndpointURL and
   RestAPIId name the REST API, so they go with it.
+- AWS::Lambda::Url (APIHandlerUrl, the heartbeat lane): moto's CloudFormation has no such
+  type, so the FunctionUrl output, which names it, goes with it. Its public-invoke permission
+  names only the function and is created. moto's Lambda API does make function URLs: the
+  lane's URL is stood in that way, with the template's properties.
 - Rules: moto's CloudFormation does not evaluate them, so the AllowedNetworks rule is not
   exercised.
 
@@ -68,6 +72,7 @@ NOT_ON_MOTO = (
     "AWS::ApiGateway::RestApi",
     "AWS::ApiGateway::Deployment",
     "AWS::ApiGateway::Stage",
+    "AWS::Lambda::Url",
 )
 
 
@@ -321,8 +326,9 @@ def test_api_stack_holds_the_function_half_of_the_template_and_nothing_else(
         "AWS::ApiGateway::RestApi",
         "AWS::ApiGateway::Stage",
         "AWS::Lambda::Permission",
+        "AWS::Lambda::Url",
     ]
-    assert set(api.resources) == {"ApiHandlerRole", "APIHandler"}
+    assert set(api.resources) == {"ApiHandlerRole", "APIHandler", "APIHandlerUrlPermission"}
     name = api.resources["APIHandler"]
     assert api.outputs == {
         "APIHandlerName": name,
@@ -408,3 +414,69 @@ def test_sidecar_gets_the_endpoint_url_without_its_trailing_slash(
     assert re.fullmatch(allowed["AllowedPattern"], url)
     assert environment["LAMBDAMESH_URL"] == url
     assert url.endswith(".amazonaws.com/prod")
+
+
+# The heartbeat lane: the function URL
+
+
+@pytest.fixture(scope="module")
+def function_url(aws: Client, deployment: Deployment) -> dict[str, Any]:
+    """APIHandlerUrl as moto can make it: CreateFunctionUrlConfig with the template's properties."""
+    properties = dict(deployment.api_template["Resources"]["APIHandlerUrl"]["Properties"])
+    assert properties.pop("TargetFunctionArn") == {"Fn::GetAtt": ["APIHandler", "Arn"]}
+    name = deployment.stacks["api"].resources["APIHandler"]
+    created: dict[str, Any] = aws("lambda").create_function_url_config(
+        FunctionName=name, **properties
+    )
+    return created
+
+
+def test_motos_cloudformation_has_no_lambda_function_url() -> None:
+    assert resource_class_from_type("AWS::Lambda::Url") is None
+
+
+def test_function_url_permission_lets_anyone_invoke_the_url_and_nothing_else(
+    aws: Client, deployment: Deployment
+) -> None:
+    name = deployment.stacks["api"].resources["APIHandler"]
+
+    policy = json.loads(aws("lambda").get_policy(FunctionName=name)["Policy"])
+
+    # moto keeps the template's properties as the statement and adds Effect, Resource and Sid;
+    # AWS would write FunctionUrlAuthType as a Condition on lambda:FunctionUrlAuthType.
+    [statement] = policy["Statement"]
+    assert statement.pop("Sid")
+    assert statement == {
+        "Action": "lambda:InvokeFunctionUrl",
+        "FunctionName": name,
+        "FunctionUrlAuthType": "NONE",
+        "Principal": "*",
+        "Effect": "Allow",
+        "Resource": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}",
+    }
+
+
+def test_function_url_serves_the_function_without_iam_auth_or_cors(
+    aws: Client, deployment: Deployment, function_url: dict[str, Any]
+) -> None:
+    name = deployment.stacks["api"].resources["APIHandler"]
+
+    described = aws("lambda").get_function_url_config(FunctionName=name)
+
+    assert described["FunctionUrl"] == function_url["FunctionUrl"]
+    assert described["FunctionArn"] == f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+    assert (described["AuthType"], described["InvokeMode"]) == ("NONE", "Buffered")
+    assert "Cors" not in described
+
+
+def test_function_url_is_a_lambdamesh_url_the_example_service_accepts(
+    function_url: dict[str, Any],
+) -> None:
+    allowed = load_template(INFRA / "example-service.yaml")["Parameters"]["LambdaMeshUrl"]
+    url = function_url["FunctionUrl"]
+
+    # moto's URL has no trailing slash; AWS's FunctionUrl attribute ends with one, which the
+    # docs strip (and the sidecar ignores).
+    assert re.fullmatch(rf"https://[0-9a-f]{{32}}\.lambda-url\.{REGION}\.on\.aws", url)
+    assert re.fullmatch(allowed["AllowedPattern"], url)
+    assert re.fullmatch(allowed["AllowedPattern"], f"{url}/")

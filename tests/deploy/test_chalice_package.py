@@ -216,12 +216,21 @@ def test_only_the_merge_template_stops_sam_adding_an_api_stage_named_stage(
     assert deployment_stages(merged) == [None]
 
 
-def test_the_merge_template_only_amends_resources_chalice_generates(prod: Package) -> None:
+def test_the_merge_template_amends_chalice_resources_and_adds_only_the_function_url(
+    prod: Package,
+) -> None:
     merge = packaged.load_yaml_template(MERGE_TEMPLATE.read_text())
+    generated = prod.sam["Resources"]
 
-    for name, resource in merge["Resources"].items():
-        assert name in prod.sam["Resources"]
-        assert "Type" not in resource
+    # An amendment never restates a type; an addition is typed and named apart from Chalice's.
+    amended = {name for name, resource in merge["Resources"].items() if "Type" not in resource}
+    added = {name: r["Type"] for name, r in merge["Resources"].items() if name not in amended}
+    assert amended <= set(generated)
+    assert added == {
+        "APIHandlerUrl": "AWS::Lambda::Url",
+        "APIHandlerUrlPermission": "AWS::Lambda::Permission",
+    }
+    assert not set(added) & set(generated)
 
 
 def test_the_merged_function_runs_in_the_network_stacks_subnets_with_its_networks(
@@ -356,3 +365,45 @@ def test_every_bundled_module_is_pure_python_so_one_zip_fits_any_architecture(
     native = [n for n in zip_names(prod) if n.endswith((".so", ".pyd", ".dylib")) or ".so." in n]
 
     assert native == []
+
+
+# The heartbeat lane: a function URL on the same function (issue 7)
+
+
+def test_the_merged_package_gives_the_function_a_url_checked_by_its_hmac_tokens_only(
+    merged: Package,
+) -> None:
+    [(name, url)] = merged.resources("AWS::Lambda::Url").items()
+
+    assert name == "APIHandlerUrl"
+    # No Cors, no InvokeMode (BUFFERED, what the app's answers need), no alias qualifier.
+    assert url["Properties"] == {
+        "TargetFunctionArn": {"Fn::GetAtt": ["APIHandler", "Arn"]},
+        "AuthType": "NONE",
+    }
+    assert merged.cloudformation["Resources"]["APIHandler"]["Type"] == "AWS::Lambda::Function"
+
+
+def test_anyone_may_invoke_the_function_url_and_nothing_else_of_the_function(
+    merged: Package, prod: Package
+) -> None:
+    permissions = merged.resources("AWS::Lambda::Permission")
+
+    assert permissions.pop("APIHandlerUrlPermission")["Properties"] == {
+        "Action": "lambda:InvokeFunctionUrl",
+        "FunctionName": {"Ref": "APIHandler"},
+        "FunctionUrlAuthType": "NONE",
+        "Principal": "*",
+    }
+    # Every other permission is Chalice's own, unchanged (API Gateway's invoke).
+    assert permissions == prod.resources("AWS::Lambda::Permission")
+
+
+def test_the_merged_package_outputs_the_function_url_beside_the_endpoint_url(
+    merged: Package, prod: Package
+) -> None:
+    outputs = merged.cloudformation["Outputs"]
+
+    assert outputs.pop("FunctionUrl")["Value"] == {"Fn::GetAtt": ["APIHandlerUrl", "FunctionUrl"]}
+    assert outputs == prod.cloudformation["Outputs"]
+    assert "FunctionUrl" not in prod.cloudformation["Outputs"]
