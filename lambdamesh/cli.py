@@ -64,6 +64,13 @@ def _parser() -> argparse.ArgumentParser:
         help="port to listen on; 0 picks a free one (default: %(default)s)",
     )
     dev.add_argument(
+        "--url-port",
+        type=int,
+        metavar="PORT",
+        help="also serve the app as a Lambda function URL (payload 2.0) on this port; "
+        "0 picks a free one (default: off)",
+    )
+    dev.add_argument(
         "--demo",
         action="store_true",
         help="also start two demo services, two instances each, each with a real sidecar",
@@ -202,7 +209,9 @@ def bootstrap_command() -> int:
     return 0
 
 
-def dev_command(host: str, port: int, demo: bool, dynamodb_endpoint: str | None) -> int:
+def dev_command(
+    host: str, port: int, demo: bool, dynamodb_endpoint: str | None, url_port: int | None = None
+) -> int:
     require_extra("local", "dev")
     from lambdamesh.demo import Demo
     from lambdamesh.devserver import DevServer
@@ -218,7 +227,7 @@ def dev_command(host: str, port: int, demo: bool, dynamodb_endpoint: str | None)
             "who can reach it mint tokens (and reach this machine's loopback services through "
             "the gateway): set LAMBDAMESH_SIGNING_KEY, or listen on 127.0.0.1"
         )
-    server = DevServer(host=host, port=port, dynamodb_endpoint=dynamodb_endpoint)
+    server = DevServer(host=host, port=port, dynamodb_endpoint=dynamodb_endpoint, url_port=url_port)
     supervisor = Supervisor()
     try:
         try:
@@ -227,6 +236,8 @@ def dev_command(host: str, port: int, demo: bool, dynamodb_endpoint: str | None)
             message = f"cannot listen on {host}:{port}: {exc.strerror} (try --port)"
             raise CommandError(message) from None
         dynamodb = os.environ["AWS_ENDPOINT_URL_DYNAMODB"]
+        if server.url_lane is not None:
+            print(f"function URL lane on {server.url_lane}", flush=True)
         print(f"lambdamesh dev ready on {url} (DynamoDB at {dynamodb})", flush=True)
         if demo:
             showcase = Demo(url, signing_key(), supervisor)
@@ -264,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return check_command(args)
         if args.command == "cost":
             return cost_command(args)
-        return dev_command(args.host, args.port, args.demo, args.dynamodb_endpoint)
+        return dev_command(args.host, args.port, args.demo, args.dynamodb_endpoint, args.url_port)
     except LambdaMeshError as exc:
         print(f"{PROG}: {exc.message}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
-"""`lambdamesh dev`: the app behind a local API Gateway, with DynamoDB beside it.
+"""`lambdamesh dev`: the app behind a local API Gateway, with DynamoDB beside it, and on
+request a second port in front of the same app shaped as a Lambda function URL.
 
 DynamoDB is an embedded moto server on loopback unless an endpoint is named (DynamoDB Local,
 LocalStack, or any compatible server). The app reads the same environment it reads on Lambda,
@@ -24,6 +25,7 @@ from lambdamesh.localgateway import (
     LocalGatewayServer,
     ProjectConfig,
     create_dev_server,
+    create_url_server,
 )
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -102,8 +104,9 @@ class DevServer:
     environ: MutableMapping[str, str] = field(default_factory=lambda: os.environ)
     dynamodb: EmbeddedDynamoDB = field(default_factory=EmbeddedDynamoDB)
     stage: str = "dev"
+    url_port: int | None = None
     server: LocalGatewayServer | None = None
-    _thread: threading.Thread | None = None
+    url_server: LocalGatewayServer | None = None
 
     def start(self) -> str:
         endpoint, embed = prepare_environment(self.environ, self.dynamodb_endpoint)
@@ -125,8 +128,16 @@ class DevServer:
             handler_cls=DevRequestHandler,
             timeout_seconds=config.lambda_timeout,
         )
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
+        _serve(self.server)
+        if self.url_port is not None:
+            self.url_server = create_url_server(
+                module.app,
+                self.host,
+                self.url_port,
+                handler_cls=DevRequestHandler,
+                timeout_seconds=config.lambda_timeout,
+            )
+            _serve(self.url_server)
         return self.url
 
     @property
@@ -134,9 +145,19 @@ class DevServer:
         assert self.server is not None
         return self.server.url
 
+    @property
+    def url_lane(self) -> str | None:
+        """The function URL lane's address, when ``url_port`` asked for one."""
+        return None if self.url_server is None else self.url_server.url
+
     def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
+        for server in (self.url_server, self.server):
+            if server is not None:
+                server.shutdown()
+                server.server_close()
+        self.server = self.url_server = None
         self.dynamodb.stop()
+
+
+def _serve(server: LocalGatewayServer) -> None:
+    threading.Thread(target=server.serve_forever, daemon=True).start()

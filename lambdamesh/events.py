@@ -1,4 +1,5 @@
-"""API Gateway's REST proxy event (payload format 1.0), built from one HTTP request.
+"""API Gateway's REST proxy event (payload format 1.0), built from one HTTP request, and a
+Lambda function URL's (payload format 2.0) for the dev server's second lane.
 
 Behind API Gateway the app sees ``app(event, context)`` with this event; the dev server and
 the functional tests build it here, with API Gateway's route precedence (``chalicelib.routing``,
@@ -21,12 +22,14 @@ __all__ = [
     "MISSING_ROUTE_BODY",
     "MISSING_ROUTE_HEADERS",
     "MISSING_ROUTE_STATUS",
+    "URL_PAYLOAD_VERSION",
     "HttpRequest",
     "RouteMatch",
     "RoutePattern",
     "RouteTable",
     "Stage",
     "build_event",
+    "build_url_event",
     "is_binary",
 ]
 
@@ -186,3 +189,77 @@ def build_event(
         "body": body,
         "isBase64Encoded": encoded,
     }
+
+
+URL_PAYLOAD_VERSION = "2.0"
+
+
+def _joined(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Lower-case names, repeated values comma-joined in arrival order."""
+    grouped: dict[str, list[str]] = {}
+    for name, value in pairs:
+        grouped.setdefault(name.lower(), []).append(value)
+    return {name: ",".join(values) for name, values in grouped.items()}
+
+
+def _cookies(request: HttpRequest) -> list[str]:
+    values = [v for k, v in request.headers if k.lower() == "cookie"]
+    return [c.strip() for value in values for c in value.split(";") if c.strip()]
+
+
+def _url_request_context(
+    request: HttpRequest, stage: Stage, request_id: str, epoch_ms: int
+) -> dict[str, Any]:
+    domain = request.header("Host") or f"{stage.api_id}.lambda-url.localhost"
+    return {
+        "accountId": "anonymous",
+        "apiId": stage.api_id,
+        "domainName": domain,
+        "domainPrefix": domain.split(".", 1)[0],
+        "http": {
+            "method": request.method,
+            "path": request.path,
+            "protocol": request.protocol,
+            "sourceIp": request.source_ip,
+            "userAgent": request.header("User-Agent"),
+        },
+        "requestId": request_id,
+        "routeKey": "$default",
+        "stage": "$default",
+        "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(epoch_ms / 1000)),
+        "timeEpoch": epoch_ms,
+    }
+
+
+def build_url_event(
+    request: HttpRequest, stage: Stage, *, request_id: str, epoch_ms: int
+) -> dict[str, Any]:
+    """The event a Lambda function URL (payload format 2.0, auth type NONE) sends for
+    ``request``: no routing (the app routes), cookies apart from the headers, the query raw
+    beside its decoded, comma-joined parameters, and any body base64."""
+    passed = [(k, v) for k, v in _as_api_gateway_passes(request) if k.lower() != "cookie"]
+    query = _joined_query(request.query)
+    event: dict[str, Any] = {
+        "version": URL_PAYLOAD_VERSION,
+        "routeKey": "$default",
+        "rawPath": request.path,
+        "rawQueryString": request.query,
+        "headers": _joined(passed),
+        "requestContext": _url_request_context(request, stage, request_id, epoch_ms),
+        "isBase64Encoded": bool(request.body),
+    }
+    cookies = _cookies(request)
+    if cookies:
+        event["cookies"] = cookies
+    if query:
+        event["queryStringParameters"] = query
+    if request.body:
+        event["body"] = base64.b64encode(request.body).decode("ascii")
+    return event
+
+
+def _joined_query(raw: str) -> dict[str, str]:
+    grouped: dict[str, list[str]] = {}
+    for name, value in parse_qsl(raw, keep_blank_values=True):
+        grouped.setdefault(name, []).append(value)
+    return {name: ",".join(values) for name, values in grouped.items()}

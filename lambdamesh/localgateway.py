@@ -1,4 +1,5 @@
-"""API Gateway in front of the app, locally: the dev server and the functional tests' client.
+"""API Gateway in front of the app, locally: the dev server and the functional tests' client;
+and a Lambda function URL in front of it, the dev server's second lane.
 
 Both drive the app through its one deployed contract, ``app(event, context)``, with events
 from ``lambdamesh.events``; nothing here depends on Chalice's local server or test client.
@@ -33,6 +34,7 @@ from lambdamesh.events import (
     RouteTable,
     Stage,
     build_event,
+    build_url_event,
 )
 
 __all__ = [
@@ -46,8 +48,11 @@ __all__ = [
     "TestClient",
     "TestHTTPClient",
     "TestResponse",
+    "UrlInvoker",
     "create_dev_server",
     "create_test_client",
+    "create_url_server",
+    "read_url_response",
     "serve_per_thread",
 ]
 
@@ -169,6 +174,45 @@ class Invoker:
         )
         context = LambdaContext(self.timeout_seconds, self.function_name)
         return read_proxy_response(self.app(event, context))
+
+
+def read_url_response(response: Mapping[str, Any]) -> Answer:
+    """A function URL's reading of a payload 2.0 response: one value per header, each of
+    ``cookies`` as its own ``Set-Cookie``, the body base64-decoded if flagged."""
+    headers = [(name, str(value)) for name, value in (response.get("headers") or {}).items()]
+    headers += [("Set-Cookie", str(cookie)) for cookie in response.get("cookies") or ()]
+    body = response.get("body") or ""
+    if response.get("isBase64Encoded"):
+        payload = base64.b64decode(body)
+    else:
+        payload = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+    return Answer(int(response.get("statusCode", 200)), headers, payload)
+
+
+class UrlInvoker:
+    """Invokes the app as a Lambda function URL does: every request, unrouted, in payload
+    format 2.0; the app routes and answers unknown paths itself."""
+
+    def __init__(
+        self,
+        app: Callable[[Any, Any], Any],
+        stage: Stage | None = None,
+        timeout_seconds: float = DEFAULT_LAMBDA_TIMEOUT,
+        function_name: str = "lambdamesh",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.app = app
+        self.stage = stage or Stage()
+        self.timeout_seconds = timeout_seconds
+        self.function_name = function_name
+        self.clock = clock
+
+    def __call__(self, request: HttpRequest) -> Answer:
+        event = build_url_event(
+            request, self.stage, request_id=str(uuid.uuid4()), epoch_ms=int(self.clock() * 1000)
+        )
+        context = LambdaContext(self.timeout_seconds, self.function_name)
+        return read_url_response(self.app(event, context))
 
 
 def _allows(methods: Mapping[str, Any], method: str) -> bool:
@@ -390,6 +434,20 @@ def create_dev_server(
     """The app behind a local API Gateway on ``host:port`` (``port=0`` picks a free one)."""
     serve_per_thread(app)
     invoker = Invoker(app, timeout_seconds=timeout_seconds)
+    return LocalGatewayServer((host, port), invoker, handler_cls)
+
+
+def create_url_server(
+    app: App,
+    host: str,
+    port: int,
+    handler_cls: type[LocalGatewayHandler] = LocalGatewayHandler,
+    timeout_seconds: float = DEFAULT_LAMBDA_TIMEOUT,
+) -> LocalGatewayServer:
+    """The app behind a local Lambda function URL on ``host:port``: the same HTTP framing as
+    the API Gateway lane, events in payload format 2.0."""
+    serve_per_thread(app)
+    invoker = UrlInvoker(app, timeout_seconds=timeout_seconds)
     return LocalGatewayServer((host, port), invoker, handler_cls)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import socket
@@ -14,7 +15,7 @@ import pytest
 from chalice.app import Chalice, Response
 
 from lambdamesh.devserver import DevRequestHandler
-from lambdamesh.localgateway import LocalGatewayServer, create_dev_server
+from lambdamesh.localgateway import LocalGatewayServer, UrlInvoker, create_dev_server
 from tests.functional.conftest import serve_in_background
 
 BINARY = bytes(range(256)) * 4
@@ -307,3 +308,63 @@ def test_the_dev_server_logs_requests_but_not_successful_heartbeats(
     logged = capsys.readouterr().err
     assert '"GET /nowhere HTTP/1.1" 403' in logged
     assert "heartbeat" not in logged
+
+
+def echo_url_event(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """A function URL's app: answers the event it was given, with two cookies."""
+    body = json.dumps(event).encode()
+    return {
+        "statusCode": 200,
+        "headers": {"Content-Type": "application/json"},
+        "cookies": ["a=1; Path=/", "b=2"],
+        "body": base64.b64encode(body).decode(),
+        "isBase64Encoded": True,
+    }
+
+
+@pytest.fixture
+def url_server() -> Iterator[LocalGatewayServer]:
+    yield from started(LocalGatewayServer(("127.0.0.1", 0), UrlInvoker(echo_url_event)))
+
+
+def test_the_url_server_sends_the_function_url_event_over_real_loopback(
+    url_server: LocalGatewayServer,
+) -> None:
+    conn = connect(url_server)
+    conn.putrequest("POST", "/any/path?x=1&x=2", skip_accept_encoding=True)
+    conn.putheader("X-Tag", "one")
+    conn.putheader("X-Tag", "two")
+    conn.putheader("Cookie", "c=3; d=4")
+    conn.putheader("Content-Length", str(len(BINARY)))
+    conn.endheaders(BINARY)
+    response = conn.getresponse()
+    event = json.loads(response.read())
+    conn.close()
+
+    assert response.status == 200
+    assert response.headers.get_all("Set-Cookie") == ["a=1; Path=/", "b=2"]
+    assert event["version"] == "2.0"
+    assert event["rawPath"] == "/any/path"
+    assert event["rawQueryString"] == "x=1&x=2"
+    assert event["headers"]["x-tag"] == "one,two"
+    assert event["cookies"] == ["c=3", "d=4"]
+    assert base64.b64decode(event["body"]) == BINARY
+    assert event["requestContext"]["http"]["method"] == "POST"
+
+
+def test_a_head_on_the_url_server_is_framed_like_the_rest_lane(
+    url_server: LocalGatewayServer,
+) -> None:
+    conn = connect(url_server)
+    conn.request("HEAD", "/any")
+    head = conn.getresponse()
+    head.read()
+    conn.request("GET", "/any")
+    following = conn.getresponse()
+    following.read()
+    conn.close()
+
+    assert head.status == 200
+    assert len(head.headers.get_all("Server") or []) == 1
+    assert len(head.headers.get_all("Date") or []) == 1
+    assert following.status == 200

@@ -14,15 +14,25 @@ from typing import Any
 import pytest
 from chalice.app import Chalice, Response
 
-from lambdamesh.events import HttpRequest, RouteMatch, RouteTable, Stage, build_event, is_binary
+from lambdamesh.events import (
+    HttpRequest,
+    RouteMatch,
+    RouteTable,
+    Stage,
+    build_event,
+    build_url_event,
+    is_binary,
+)
 from lambdamesh.localgateway import (
     Invoker,
     LambdaContext,
     RequestError,
+    UrlInvoker,
     create_test_client,
     read_body,
     read_chunked,
     read_proxy_response,
+    read_url_response,
 )
 
 GATEWAY_ROUTES = [
@@ -462,3 +472,120 @@ def test_the_event_carries_the_forwarding_headers_api_gateway_writes_not_the_cli
     assert headers["X-Forwarded-Proto"] == ["http"]
     assert headers["X-Forwarded-Port"] == ["8000"]
     assert headers["X-Forwarded-For"] == ["203.0.113.9, 127.0.0.1"]
+
+
+def url_event_for(request: HttpRequest) -> dict[str, Any]:
+    return build_url_event(request, Stage(), request_id="r-1", epoch_ms=1_700_000_000_000)
+
+
+def test_the_url_event_has_the_function_url_payload_2_shape() -> None:
+    request = HttpRequest(
+        "POST",
+        "/registry/services/a%20b?x=1&x=2&y=",
+        headers=(("Host", "abc.lambda-url.localhost"), ("User-Agent", "ua/1")),
+        body=b"{}",
+        protocol="HTTP/1.1",
+    )
+
+    event = url_event_for(request)
+
+    assert event["version"] == "2.0"
+    assert event["routeKey"] == "$default"
+    assert event["rawPath"] == "/registry/services/a%20b"
+    assert event["rawQueryString"] == "x=1&x=2&y="
+    assert event["queryStringParameters"] == {"x": "1,2", "y": ""}
+    assert event["body"] == base64.b64encode(b"{}").decode()
+    assert event["isBase64Encoded"] is True
+    assert event["requestContext"] == {
+        "accountId": "anonymous",
+        "apiId": "local",
+        "domainName": "abc.lambda-url.localhost",
+        "domainPrefix": "abc",
+        "http": {
+            "method": "POST",
+            "path": "/registry/services/a%20b",
+            "protocol": "HTTP/1.1",
+            "sourceIp": "127.0.0.1",
+            "userAgent": "ua/1",
+        },
+        "requestId": "r-1",
+        "routeKey": "$default",
+        "stage": "$default",
+        "time": "14/Nov/2023:22:13:20 +0000",
+        "timeEpoch": 1_700_000_000_000,
+    }
+
+
+def test_the_url_event_lowers_header_names_and_comma_joins_repeats() -> None:
+    request = HttpRequest("GET", "/", headers=(("X-Tag", "a"), ("x-tag", "b"), ("Accept", "*/*")))
+
+    headers = url_event_for(request)["headers"]
+
+    assert headers["x-tag"] == "a,b"
+    assert headers["accept"] == "*/*"
+    assert all(name == name.lower() for name in headers)
+    assert headers["x-forwarded-for"] == "127.0.0.1"
+
+
+def test_the_url_event_carries_cookies_apart_from_the_headers() -> None:
+    request = HttpRequest("GET", "/", headers=(("Cookie", "a=1; b=2"), ("Cookie", "c=3")))
+
+    event = url_event_for(request)
+
+    assert event["cookies"] == ["a=1", "b=2", "c=3"]
+    assert "cookie" not in event["headers"]
+
+
+def test_a_url_event_without_a_body_or_query_has_neither() -> None:
+    event = url_event_for(HttpRequest("GET", "/registry/services"))
+
+    assert event["isBase64Encoded"] is False
+    assert "body" not in event
+    assert "cookies" not in event
+    assert "queryStringParameters" not in event
+    assert event["rawQueryString"] == ""
+
+
+def test_a_url_response_sends_each_cookie_as_its_own_set_cookie() -> None:
+    answer = read_url_response(
+        {
+            "statusCode": 201,
+            "headers": {"Content-Type": "text/plain", "X-Many": "a, b"},
+            "cookies": ["a=1; Path=/", "b=2"],
+            "body": "made",
+            "isBase64Encoded": False,
+        }
+    )
+
+    assert answer.status == 201
+    assert answer.headers == [
+        ("Content-Type", "text/plain"),
+        ("X-Many", "a, b"),
+        ("Set-Cookie", "a=1; Path=/"),
+        ("Set-Cookie", "b=2"),
+    ]
+    assert answer.body == b"made"
+
+
+def test_a_base64_url_response_body_is_decoded_byte_identical() -> None:
+    encoded = base64.b64encode(BINARY).decode()
+
+    answer = read_url_response({"statusCode": 200, "body": encoded, "isBase64Encoded": True})
+
+    assert answer.body == BINARY
+
+
+def test_the_url_invoker_hands_the_app_the_url_event_and_reads_its_answer() -> None:
+    seen: list[dict[str, Any]] = []
+
+    def app(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        seen.append(event)
+        return {"statusCode": 200, "cookies": ["s=1"], "body": "ok"}
+
+    answer = UrlInvoker(app, clock=lambda: 1_700_000_000.0)(HttpRequest("PUT", "/anything/at/all"))
+
+    assert seen[0]["rawPath"] == "/anything/at/all"
+    assert seen[0]["requestContext"]["http"]["method"] == "PUT"
+    assert seen[0]["requestContext"]["timeEpoch"] == 1_700_000_000_000
+    assert answer.header("Set-Cookie") == "s=1"
+    assert answer.body == b"ok"
