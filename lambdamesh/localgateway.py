@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from email import errors as email_errors
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from lambdamesh.events import (
     MISSING_ROUTE_BODY,
@@ -38,10 +38,12 @@ from lambdamesh.events import (
 )
 
 __all__ = [
+    "LANES",
     "Answer",
     "Headers",
     "Invoker",
     "LambdaContext",
+    "Lane",
     "LocalGatewayHandler",
     "LocalGatewayServer",
     "ProjectConfig",
@@ -55,6 +57,10 @@ __all__ = [
     "read_url_response",
     "serve_per_thread",
 ]
+
+# Which front door a test client plays: API Gateway's REST proxy, or a function URL.
+Lane = Literal["rest", "url"]
+LANES: tuple[Lane, ...] = ("rest", "url")
 
 # Chalice's default when .chalice/config.json names no ``lambda_timeout``.
 DEFAULT_LAMBDA_TIMEOUT = 60
@@ -535,7 +541,9 @@ class TestHTTPClient:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, invoker: Invoker, environment: Mapping[str, str]) -> None:
+    def __init__(
+        self, invoker: Callable[[HttpRequest], Answer], environment: Mapping[str, str]
+    ) -> None:
         self._invoker = invoker
         self._environment = dict(environment)
 
@@ -579,7 +587,9 @@ class TestClient:
 
     The environment, like ``chalice.test.Client``'s, is ``.chalice/config.json``'s for the
     stage under the given ``environment_variables``, applied around each request, so clients
-    open side by side each see their own.
+    open side by side each see their own. ``lane`` picks the event shape: ``"rest"`` routes
+    as API Gateway does and sends its proxy event, ``"url"`` sends every request unrouted
+    as a function URL does (payload format 2.0).
     """
 
     __test__ = False  # not a pytest test class
@@ -590,10 +600,16 @@ class TestClient:
         stage_name: str = "dev",
         project_dir: Path | str = ".",
         environment_variables: Mapping[str, str] | None = None,
+        lane: Lane = "rest",
     ) -> None:
         config = ProjectConfig.load(Path(project_dir), stage_name)
         environment = {**config.environment_variables, **(environment_variables or {})}
-        invoker = Invoker(app, timeout_seconds=config.lambda_timeout)
+        invoker: Callable[[HttpRequest], Answer]
+        if lane == "url":
+            invoker = UrlInvoker(app, timeout_seconds=config.lambda_timeout)
+        else:
+            invoker = Invoker(app, timeout_seconds=config.lambda_timeout)
+        self.lane = lane
         self.http = TestHTTPClient(invoker, environment)
 
     def __enter__(self) -> TestClient:
@@ -607,6 +623,9 @@ def create_test_client(
     app: App,
     stage_name: str = "dev",
     environment_variables: Mapping[str, str] | None = None,
+    lane: Lane = "rest",
 ) -> TestClient:
     """A test client for ``app``; use it as a context manager."""
-    return TestClient(app, stage_name=stage_name, environment_variables=environment_variables)
+    return TestClient(
+        app, stage_name=stage_name, environment_variables=environment_variables, lane=lane
+    )

@@ -18,8 +18,8 @@ from chalicelib import wiring
 from chalicelib.config import Settings
 from chalicelib.storage import InstanceStore
 from lambdamesh.demo_app import serve
+from lambdamesh.localgateway import LANES, create_test_client
 from lambdamesh.localgateway import TestClient as Client
-from lambdamesh.localgateway import create_test_client
 from tests.helpers import SIGNING_KEY
 
 
@@ -80,10 +80,16 @@ def store(environment: dict[str, str], shared_table: Any) -> InstanceStore:
     return InstanceStore(Settings.from_environ(environment))
 
 
-@pytest.fixture
-def client(environment: dict[str, str], store: InstanceStore) -> Iterator[Client]:
+@pytest.fixture(params=LANES)
+def client(
+    request: pytest.FixtureRequest, environment: dict[str, str], store: InstanceStore
+) -> Iterator[Client]:
+    """The app through each front door in turn: every test that asks for it runs through
+    API Gateway's REST event and through a function URL's, and must pass through both."""
     wiring.reset()
-    with create_test_client(application.app, environment_variables=environment) as test_client:
+    with create_test_client(
+        application.app, environment_variables=environment, lane=request.param
+    ) as test_client:
         yield test_client
     wiring.reset()
 
