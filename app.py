@@ -13,7 +13,7 @@ from typing import Any
 
 from chalice.app import Request, Response
 
-from chalicelib import wiring
+from chalicelib import lifecycle, wiring
 from chalicelib.auth import Principal, bearer_token, verify
 from chalicelib.edge import METHODS, REQUEST_ID_KEY, LambdaMeshApp, json_response
 from chalicelib.errors import RegistryUnavailable
@@ -141,3 +141,6 @@ def _forward(service: str, version: str, proxy: str) -> Response:
 # Last, so it sees every route above: any other path answers 404 and any other method 405,
 # in the error envelope, where API Gateway would answer 403 "Missing Authentication Token".
 app.answer_unrouted()
+
+# On Lambda, the cold start's one-time work happens now, while the function initialises.
+lifecycle.initialise()

@@ -83,6 +83,15 @@ class KeyStore:
             self._ssm = SSMProvider(boto_config=self._config)
         return self._read(self._ssm, name, {"decrypt": True})
 
+    def forget(self) -> None:
+        """Drop what was read and every remembered failure, and close the clients' pooled
+        connections: after a SnapStart restore the next read asks the store again."""
+        self._failing_until.clear()
+        for provider in (self._secrets, self._ssm):
+            if provider is not None:
+                provider.clear_cache()
+                provider.client.close()
+
     def _read(self, provider: Any, name: str, options: dict[str, Any]) -> str:
         from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 

@@ -108,10 +108,20 @@ def _connection_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _bind(model: type[_Item], settings: Settings) -> type[_Item]:
-    """A subclass of ``model`` pointed at the configured table and endpoint."""
+def _bind(model: type[_Item], settings: Settings, connection: TableConnection) -> type[_Item]:
+    """A subclass of ``model`` pointed at the configured table and endpoint, over
+    ``connection``.
+
+    PynamoDB gives each model class a connection of its own, and each connection builds its
+    own botocore session and client: loading botocore's endpoint and service data costs about
+    100 ms of CPU a client, paid on a cold start once per model. Handing every model the one
+    connection (PynamoDB keeps it in ``_connection`` and reuses it while the table name
+    matches) pays it once. ``tests/functional/test_storage.py`` checks that one client serves
+    every call.
+    """
     meta = type("Meta", (), {"table_name": settings.table_name, **_connection_options(settings)})
-    return type(f"Bound{model.__name__}", (model,), {"Meta": meta})
+    namespace = {"Meta": meta, "_connection": connection}
+    return type(f"Bound{model.__name__}", (model,), namespace)
 
 
 def _table_connection(model: type[_Item], settings: Settings) -> TableConnection:
@@ -207,11 +217,11 @@ class InstanceStore:
     """The storage verbs the registry and the gateway need, and nothing else."""
 
     def __init__(self, settings: Settings, table: TableConnection | None = None) -> None:
-        """``table`` serves the two calls the models do not offer; by default a connection
-        with the models' settings, whose botocore client is built on first use like theirs."""
-        self._instances: Any = _bind(InstanceItem, settings)
-        self._catalog: Any = _bind(CatalogItem, settings)
+        """``table`` is the one connection every call goes through, the models' included; by
+        default one with the models' settings, whose botocore client is built on first use."""
         self._table = table if table is not None else _table_connection(InstanceItem, settings)
+        self._instances: Any = _bind(InstanceItem, settings, self._table)
+        self._catalog: Any = _bind(CatalogItem, settings, self._table)
 
     def _item(self, reg: Registration, now: float) -> InstanceItem:
         item: InstanceItem = self._instances(
@@ -347,6 +357,16 @@ class InstanceStore:
                 return False
             raise _failure("write", exc) from exc
         return True
+
+    def prime(self) -> None:
+        """Build the botocore client now (no request is sent): at initialisation, so the
+        first request does not pay for loading botocore's service data."""
+        _ = self._table.connection.client
+
+    def drop_connections(self) -> None:
+        """Close the client's pooled connections (the client stays usable and opens new
+        ones): after a SnapStart restore the snapshotted sockets are dead."""
+        self._table.connection.client.close()
 
     def ping(self) -> None:
         """A data-plane read of a key that never exists: cheap, and unlike DescribeTable not

@@ -1,18 +1,20 @@
 """Builds the long-lived collaborators once per process and hands out the same ones after.
 
-Nothing here runs at import: the first request of a cold start pays for it, and every warm
-invocation reuses the same botocore client, connection pools and instance cache.
+Nothing here runs at import. On Lambda, ``chalicelib.lifecycle`` calls ``prime`` while the
+function initialises, so the first request finds the botocore client built and the key read;
+every warm invocation reuses the same client, connection pools and instance cache.
 """
 
 from __future__ import annotations
 
+import random
 from functools import cache, lru_cache
 
 from chalicelib.auth import parse_keys
 from chalicelib.balancing import WeightedRoundRobin
 from chalicelib.config import MIN_SIGNING_KEY_LENGTH, Settings
 from chalicelib.discovery import Discovery
-from chalicelib.errors import ConfigError, GatewayMisconfigured
+from chalicelib.errors import ConfigError, GatewayMisconfigured, LambdaMeshError
 from chalicelib.gateway import Gateway
 from chalicelib.hosts import HostPolicy
 from chalicelib.keystore import KeyStore
@@ -114,6 +116,36 @@ def key_store() -> KeyStore:
 @lru_cache(maxsize=4)
 def _keys(text: str) -> tuple[bytes, ...]:
     return parse_keys(text)
+
+
+def prime() -> None:
+    """Do a cold start's one-time work now: read the settings, build the DynamoDB client
+    and the gateway, read the signing key. Sends no request to DynamoDB. A key that cannot
+    be read is logged and read again by the first request that needs it."""
+    store().prime()
+    registry()
+    if routing_refusal() is None:
+        _gateway()
+    try:
+        signing_keys()
+    except LambdaMeshError as exc:
+        logger.warning(
+            "the signing key was not read at initialisation", extra={"reason": exc.message}
+        )
+
+
+def after_restore() -> None:
+    """Make a SnapStart restore its own: new connections (the snapshot's sockets are dead),
+    the key read again, and fresh randomness, so restored copies do not all pick instances
+    in the same order."""
+    random.seed()
+    _gateway.cache_clear()
+    if store.cache_info().currsize:
+        store().drop_connections()
+    if key_store.cache_info().currsize:
+        key_store().forget()
+    _keys.cache_clear()
+    prime()
 
 
 def reset() -> None:

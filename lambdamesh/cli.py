@@ -15,6 +15,7 @@ from pathlib import Path
 from chalicelib.config import Settings
 from chalicelib.errors import LambdaMeshError
 from lambdamesh.cost import add_cost_command, cost_command
+from lambdamesh.finishing import finish_command
 
 PROG = "lambdamesh"
 # What each extra brings, by the modules a command imports.
@@ -144,6 +145,15 @@ def _stage_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser
         "LAMBDAMESH_ALLOWED_NETWORKS and VPC settings; the signing key must come from a secret.",
     )
     check.add_argument("--stage", required=True, help="the Chalice stage, e.g. prod")
+    finish = commands.add_parser(
+        "finish-package",
+        help="make a `chalice package` output fast to cold-start (run it after chalice package)",
+        description="Compile the package's modules to bytecode for the runtime (Lambda cannot "
+        "write it, so it would compile them on every cold start) and drop botocore's data for "
+        "the AWS services the app never calls. Rewrites OUT/deployment.zip in place; run it "
+        "with the Python that ran `chalice package`, whose version the runtime names.",
+    )
+    finish.add_argument("out", type=Path, metavar="OUT", help="the `chalice package` output")
     for command in (configure, check):
         command.add_argument(
             "--project-dir",
@@ -275,6 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return check_command(args)
         if args.command == "cost":
             return cost_command(args)
+        if args.command == "finish-package":
+            return finish_command(args.out)
         return dev_command(args.host, args.port, args.demo, args.dynamodb_endpoint, args.url_port)
     except LambdaMeshError as exc:
         print(f"{PROG}: {exc.message}", file=sys.stderr)

@@ -13,6 +13,7 @@ import http.client
 import json
 import re
 import secrets
+import shutil
 import string
 import subprocess
 import sys
@@ -31,6 +32,7 @@ import boto3
 import pytest
 
 from chalicelib.auth import issue
+from lambdamesh.finishing import finish
 from tests.deploy import packaged
 from tests.deploy.packaged import REGION, Package
 
@@ -370,9 +372,14 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> Package:
 
 @pytest.fixture(scope="module")
 def zip_dir(package: Package, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """deployment.zip unpacked alone, as Lambda unpacks it into /var/task."""
-    task = tmp_path_factory.mktemp("lambda-zip") / "task"
-    with zipfile.ZipFile(package.zip) as archive:
+    """deployment.zip finished by `lambdamesh finish-package`, as the docs deploy it, and
+    unpacked alone, as Lambda unpacks it into /var/task."""
+    work = tmp_path_factory.mktemp("lambda-zip")
+    out = work / "out"
+    shutil.copytree(package.out, out)
+    finish(out)
+    task = work / "task"
+    with zipfile.ZipFile(out / "deployment.zip") as archive:
         archive.extractall(task)
     return task
 
@@ -577,7 +584,9 @@ def test_the_zip_as_packaged_without_allowed_networks_routes_nothing_and_says_wh
     assert "LAMBDAMESH_ALLOWED_NETWORKS" in health["reason"]
     assert refused["statusCode"] == 500
     assert json.loads(decoded(refused))["error"]["code"] == "gateway_misconfigured"
-    assert proxy.calls == []
+    # The key is read while the function initialises; DynamoDB is never asked.
+    targets = [call.headers.get("X-Amz-Target") for call in proxy.calls]
+    assert targets == ["secretsmanager.GetSecretValue"]
 
 
 # --- what the zip asked of AWS ------------------------------------------------------------

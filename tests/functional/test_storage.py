@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import boto3
+import botocore.session
 import pytest
 
 from chalicelib.config import Settings
@@ -202,3 +204,42 @@ def test_a_registration_after_its_service_was_forgotten_lists_it_again(
     store.register(registration(), NOW + 1)
 
     assert store.services() == ["orders"]
+
+
+def test_one_botocore_client_serves_every_verb(
+    environment: dict[str, str], store: InstanceStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each client costs about 100 ms of CPU on a cold start: the models and the table
+    connection must share one, not build one each."""
+    created: list[str] = []
+    create_client = botocore.session.Session.create_client
+
+    def counting(self: botocore.session.Session, service_name: str, *a: Any, **k: Any) -> Any:
+        created.append(service_name)
+        return create_client(self, service_name, *a, **k)
+
+    monkeypatch.setattr(botocore.session.Session, "create_client", counting)
+    fresh = InstanceStore(Settings.from_environ(environment))
+
+    fresh.prime()
+    assert created == ["dynamodb"]
+    result = fresh.register(registration(), NOW)
+    fresh.heartbeat("orders", "i-1", NOW + 1)
+    fresh.instances("orders")
+    fresh.leases("orders", consistent=True)
+    fresh.services()
+    fresh.catalog_generation("orders")
+    fresh.ping()
+    fresh.deregister("orders", "i-1")
+    fresh.prune("orders", ["i-1"], NOW + 2)
+
+    assert result.created is True
+    assert created == ["dynamodb"]
+
+
+def test_a_client_whose_connections_were_dropped_keeps_working(store: InstanceStore) -> None:
+    store.register(registration(), NOW)
+
+    store.drop_connections()
+
+    assert [i.instance_id for i in store.instances("orders")] == ["i-1"]
