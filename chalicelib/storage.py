@@ -23,6 +23,7 @@ from typing import Any
 
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 from botocore.exceptions import HTTPClientError
+from botocore.session import Session as BotocoreSession
 from pynamodb.attributes import MapAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.connection import TableConnection
 from pynamodb.connection.base import MetaTable
@@ -362,6 +363,10 @@ class InstanceStore:
         """Build the botocore client now (no request is sent): at initialisation, so the
         first request does not pay for loading botocore's service data."""
         _ = self._table.connection.client
+
+    def session(self) -> BotocoreSession:
+        """The botocore session this store's client was built from (this thread's)."""
+        return self._table.connection.session
 
     def drop_connections(self) -> None:
         """Close the client's pooled connections (the client stays usable and opens new

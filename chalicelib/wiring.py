@@ -110,7 +110,7 @@ def signing_keys() -> tuple[bytes, ...]:
 
 @cache
 def key_store() -> KeyStore:
-    return KeyStore()
+    return KeyStore(session=lambda: store().session(), region=settings().region)
 
 
 @lru_cache(maxsize=4)

@@ -19,12 +19,27 @@ import pytest
 from lambdamesh.cli import main
 from lambdamesh.finishing import AWS_SERVICES, PackageError, finish, interpreter_runtime
 
+ENDPOINTS = {
+    "version": 3,
+    "partitions": [
+        {
+            "partition": "aws",
+            "regions": {"eu-west-1": {"description": "Europe (Ireland)"}},
+            "services": {
+                "dynamodb": {"endpoints": {"eu-west-1": {}, "local": {"hostname": "localhost"}}},
+                "s3": {"endpoints": {"eu-west-1": {}}},
+                "ssm": {"endpoints": {"eu-west-1": {}}},
+            },
+        },
+        {"partition": "aws-cn", "regions": {}, "services": {"ec2": {"endpoints": {}}}},
+    ],
+}
 SOURCES = {
     "app.py": "from chalicelib import answer\n",
     "chalicelib/__init__.py": "",
     "chalicelib/answer.py": "VALUE = 42\n",
     "botocore/__init__.py": "",
-    "botocore/data/endpoints.json": "{}",
+    "botocore/data/endpoints.json": json.dumps(ENDPOINTS),
     "botocore/data/partitions.json": "{}",
     "botocore/data/dynamodb/2012-08-10/service-2.json.gz": "gz",
     "botocore/data/secretsmanager/2017-10-17/service-2.json.gz": "gz",
@@ -133,6 +148,25 @@ def test_botocore_keeps_its_shared_files_and_the_apps_services_only(
     assert services == AWS_SERVICES
     assert {"botocore/data/endpoints.json", "botocore/data/partitions.json"} <= names(out)
     assert done.dropped == 2
+
+
+def test_endpoints_keep_every_partition_and_only_the_apps_services(
+    make_package: MakePackage,
+) -> None:
+    out = make_package()
+
+    finish(out)
+
+    with zipfile.ZipFile(out / "deployment.zip") as archive:
+        endpoints = json.loads(archive.read("botocore/data/endpoints.json"))
+    [aws, china] = endpoints["partitions"]
+    assert aws["services"] == {
+        "dynamodb": ENDPOINTS["partitions"][0]["services"]["dynamodb"],  # type: ignore[index]
+        "ssm": {"endpoints": {"eu-west-1": {}}},
+    }
+    assert aws["regions"] == {"eu-west-1": {"description": "Europe (Ireland)"}}
+    assert china == {"partition": "aws-cn", "regions": {}, "services": {}}
+    assert endpoints["version"] == 3
 
 
 def test_finishing_twice_writes_the_same_zip(make_package: MakePackage) -> None:
