@@ -62,3 +62,4 @@ clean:
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.bench_gateway
+	$(BIN)/python -m tests.bench.bench_handler

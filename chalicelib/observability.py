@@ -35,3 +35,9 @@ def record_request(
         metrics.add_metric(name=f"Error.{error}", unit=MetricUnit.Count, value=1)
     metrics.flush_metrics()
     metrics.clear_metrics()
+
+
+def record_write_units(name: str, units: float) -> None:
+    """DynamoDB's own count of the write units a call consumed, flushed with the request's
+    metrics."""
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=units)
