@@ -187,6 +187,31 @@ def report_warm(results: dict[str, tuple[list[float], float]]) -> None:
         print(f"{name:32} {cpu * 1000:10.3f} {statistics.median(samples) * 1000:8.3f}")
 
 
+# Lambda gives a function CPU in proportion to its memory: one vCPU's worth at 1,769 MB.
+ONE_VCPU_MB = 1769
+MEMORY_SIZES = (128, 256, 512, 1024, 1769)
+
+
+def report_sizing(results: dict[str, tuple[list[float], float]], init_seconds: float) -> None:
+    """Each handler's measured CPU time stretched by Lambda's CPU share at each memory size,
+    plus the measured wait (wall - CPU, loopback here; a network round trip on AWS), and the
+    cold start's initialisation (CPU-bound) likewise. Assumes this machine's core and a
+    Graviton core run Python at about the same speed."""
+    print()
+    print("memory sizing: estimated ms at each memory size (CPU / share + measured wait)")
+    print(f"{'case':32}" + "".join(f"{str(m) + ' MB':>10}" for m in MEMORY_SIZES))
+    rows = {name: v for name, v in results.items() if name.startswith("handler")}
+    estimates = {name: (cpu, statistics.median(s) - cpu) for name, (s, cpu) in rows.items()}
+    if init_seconds:
+        estimates["initialisation (cold start)"] = (init_seconds, 0.0)
+    for name, (cpu, wait) in estimates.items():
+        cells = "".join(
+            f"{(cpu / min(1.0, m / ONE_VCPU_MB) + max(wait, 0.0)) * 1000:10.1f}"
+            for m in MEMORY_SIZES
+        )
+        print(f"{name:32}{cells}")
+
+
 def package(work: Path) -> tuple[Path, Path]:
     """Unpacked task directories: the zip as `chalice package` writes it, and finished."""
     out = work / "out"
@@ -251,6 +276,11 @@ def cold(rounds: int, endpoint: str, work: Path) -> dict[str, dict[str, float]]:
             row.setdefault("init+first", []).append(first["import"] + first["first"])
             row.setdefault("second", []).append(first["second"])
             row.setdefault("restore+first", []).append(first["restore"])
+            # The goals' ratios, paired within the round: the machine's load drifts.
+            row.setdefault("import / bare", []).append(imported["import"] / row["bare import"][-1])
+            row.setdefault("init+first / bare", []).append(
+                (first["import"] + first["first"]) / row["bare all"][-1]
+            )
     return {
         name: {key: statistics.median(values) for key, values in row.items()}
         for name, row in samples.items()
@@ -261,7 +291,7 @@ def report_cold(figures: dict[str, dict[str, float]]) -> None:
     baseline = figures["finished"]["bare import"]
     print()
     print("cold start: fresh `python -I -S -B` from the unpacked zip; x = / finished bare import")
-    columns = tuple(figures["finished"])
+    columns = tuple(c for c in figures["finished"] if "/" not in c)
     print(f"{'':14}" + "".join(f"{name:>10}{'':7}" for name in ("packaged", "finished")))
     for column in columns:
         cells = "".join(
@@ -271,9 +301,9 @@ def report_cold(figures: dict[str, dict[str, float]]) -> None:
         print(f"{column:14}{cells}")
     done = figures["finished"]
     print(
-        f"finished: import app {done['import'] / done['bare import']:.2f}x the bare import of "
-        f"what it loads (goal 1.15x); initialisation + first routed request "
-        f"{done['init+first'] / done['bare all']:.2f}x the bare import of what they load "
+        f"finished (medians of ratios paired by round): import app {done['import / bare']:.2f}x "
+        f"the bare import of what it loads (goal 1.15x); initialisation + first routed request "
+        f"{done['init+first / bare']:.2f}x the bare import of what they load "
         f"(goal 1.3x); with SnapStart, restore hook + first request "
         f"{done['restore+first'] * 1000:.1f} ms. Finishing made init + first request "
         f"{figures['packaged']['init+first'] / done['init+first']:.1f}x faster."
@@ -283,19 +313,24 @@ def report_cold(figures: dict[str, dict[str, float]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1000, help="warm calls per case")
-    parser.add_argument("--rounds", type=int, default=7, help="cold starts per case")
+    parser.add_argument("--rounds", type=int, default=11, help="cold starts per case")
     parser.add_argument("--skip-cold", action="store_true", help="warm figures only")
     args = parser.parse_args(argv)
     with backends() as (endpoint, port):
         os.environ.update(lambda_environment(endpoint))
         provision(endpoint, lambda_environment(endpoint), port)
-        report_warm(warm(args.requests, port))
+        measured = warm(args.requests, port)
+        report_warm(measured)
+        init = 0.0
         if not args.skip_cold:
             work = Path(tempfile.mkdtemp(prefix="lambdamesh-bench-"))
             try:
-                report_cold(cold(args.rounds, endpoint, work))
+                figures = cold(args.rounds, endpoint, work)
+                report_cold(figures)
+                init = figures["finished"]["init"]
             finally:
                 shutil.rmtree(work, ignore_errors=True)
+        report_sizing(measured, init)
     return 0
 
 
