@@ -22,6 +22,9 @@ half (the first three limits are pinned by tests below):
   type, so the FunctionUrl output, which names it, goes with it. Its public-invoke permission
   names only the function and is created. moto's Lambda API does make function URLs: the
   lane's URL is stood in that way, with the template's properties.
+- AWS::Lambda::Alias (APIHandlerAliaslive, published on every deploy for SnapStart): moto's
+  CloudFormation skips the type with a warning. With SnapStart off, the default deployed here,
+  nothing else names it; the Version it points at is created.
 - Rules: moto's CloudFormation does not evaluate them, so the AllowedNetworks rule is not
   exercised.
 
@@ -325,10 +328,18 @@ def test_api_stack_holds_the_function_half_of_the_template_and_nothing_else(
         "AWS::ApiGateway::Deployment",
         "AWS::ApiGateway::RestApi",
         "AWS::ApiGateway::Stage",
+        "AWS::Lambda::Alias",
         "AWS::Lambda::Permission",
         "AWS::Lambda::Url",
     ]
-    assert set(api.resources) == {"ApiHandlerRole", "APIHandler", "APIHandlerUrlPermission"}
+    [version] = [n for n, r in resources.items() if r["Type"] == "AWS::Lambda::Version"]
+    # moto lists the Alias it skipped as a resource with no logical id.
+    assert set(api.resources) - {""} == {
+        "ApiHandlerRole",
+        "APIHandler",
+        "APIHandlerUrlPermission",
+        version,
+    }
     name = api.resources["APIHandler"]
     assert api.outputs == {
         "APIHandlerName": name,
@@ -424,6 +435,10 @@ def function_url(aws: Client, deployment: Deployment) -> dict[str, Any]:
     """APIHandlerUrl as moto can make it: CreateFunctionUrlConfig with the template's properties."""
     properties = dict(deployment.api_template["Resources"]["APIHandlerUrl"]["Properties"])
     assert properties.pop("TargetFunctionArn") == {"Fn::GetAtt": ["APIHandler", "Arn"]}
+    # SnapStart is off (the default): no qualifier, the unqualified function.
+    assert properties.pop("Qualifier") == {
+        "Fn::If": ["SnapStartOn", "live", {"Ref": "AWS::NoValue"}]
+    }
     name = deployment.stacks["api"].resources["APIHandler"]
     created: dict[str, Any] = aws("lambda").create_function_url_config(
         FunctionName=name, **properties

@@ -367,7 +367,7 @@ def test_every_bundled_module_is_pure_python_so_one_zip_fits_any_architecture(
     assert native == []
 
 
-# The heartbeat lane: a function URL on the same function (issue 7)
+# The heartbeat lane: a function URL on the same function
 
 
 def test_the_merged_package_gives_the_function_a_url_checked_by_its_hmac_tokens_only(
@@ -376,9 +376,11 @@ def test_the_merged_package_gives_the_function_a_url_checked_by_its_hmac_tokens_
     [(name, url)] = merged.resources("AWS::Lambda::Url").items()
 
     assert name == "APIHandlerUrl"
-    # No Cors, no InvokeMode (BUFFERED, what the app's answers need), no alias qualifier.
+    # No Cors, no InvokeMode (BUFFERED, what the app's answers need); the alias only with
+    # SnapStart.
     assert url["Properties"] == {
         "TargetFunctionArn": {"Fn::GetAtt": ["APIHandler", "Arn"]},
+        "Qualifier": {"Fn::If": ["SnapStartOn", "live", {"Ref": "AWS::NoValue"}]},
         "AuthType": "NONE",
     }
     assert merged.cloudformation["Resources"]["APIHandler"]["Type"] == "AWS::Lambda::Function"
@@ -391,7 +393,9 @@ def test_anyone_may_invoke_the_function_url_and_nothing_else_of_the_function(
 
     assert permissions.pop("APIHandlerUrlPermission")["Properties"] == {
         "Action": "lambda:InvokeFunctionUrl",
-        "FunctionName": {"Ref": "APIHandler"},
+        "FunctionName": {
+            "Fn::If": ["SnapStartOn", {"Ref": "APIHandlerAliaslive"}, {"Ref": "APIHandler"}]
+        },
         "FunctionUrlAuthType": "NONE",
         "Principal": "*",
     }
@@ -407,3 +411,27 @@ def test_the_merged_package_outputs_the_function_url_beside_the_endpoint_url(
     assert outputs.pop("FunctionUrl")["Value"] == {"Fn::GetAtt": ["APIHandlerUrl", "FunctionUrl"]}
     assert outputs == prod.cloudformation["Outputs"]
     assert "FunctionUrl" not in prod.cloudformation["Outputs"]
+
+
+# SnapStart, for the function URL lane
+
+
+def test_every_deploy_publishes_a_version_under_the_alias_live(merged: Package) -> None:
+    [(name, alias)] = merged.resources("AWS::Lambda::Alias").items()
+    [version] = merged.resources("AWS::Lambda::Version")
+
+    assert name == "APIHandlerAliaslive"
+    assert alias["Properties"]["Name"] == "live"
+    assert alias["Properties"]["FunctionVersion"] == {"Fn::GetAtt": [version, "Version"]}
+
+
+def test_snapstart_follows_its_parameter_and_is_off_by_default(merged: Package) -> None:
+    function = merged.cloudformation["Resources"]["APIHandler"]["Properties"]
+    parameter = merged.cloudformation["Parameters"]["SnapStart"]
+
+    assert function["SnapStart"] == {"ApplyOn": {"Ref": "SnapStart"}}
+    assert parameter["Default"] == "None"
+    assert parameter["AllowedValues"] == ["None", "PublishedVersions"]
+    assert merged.cloudformation["Conditions"]["SnapStartOn"] == {
+        "Fn::Equals": [{"Ref": "SnapStart"}, "PublishedVersions"]
+    }
