@@ -57,7 +57,9 @@ class CostInputs:
     billing: str = "on-demand"
     memory_mb: int = 512
     architecture: str = "arm64"
-    heartbeat_ms: float = 10.0
+    # Measured: the heartbeat handler's CPU time stretched to 512 MB's CPU share, plus its
+    # DynamoDB wait (docs/benchmarks.md#memory-sizing).
+    heartbeat_ms: float = 15.0
     routed_ms: float = 30.0
     write_units_per_heartbeat: float = 1.0
     read_units_per_list: float = 1.0

@@ -27,6 +27,7 @@ SMALL = CostInputs(
     requests_per_second=1,
     log_bytes_per_invocation=0,
     architecture="x86_64",
+    heartbeat_ms=10,
 )
 SMALL_MESH = ("--instances", "10", "--heartbeat", "15", "--requests-per-second", "5")
 
@@ -118,7 +119,12 @@ def test_api_gateway_volume_bands_each_bill_at_their_own_rate() -> None:
 
 def test_heartbeats_alone_at_15_s_through_the_function_url_cost_what_the_model_says() -> None:
     on_demand = CostInputs(
-        instances=1, heartbeat_seconds=15, requests_per_second=0, lane="url", architecture="x86_64"
+        instances=1,
+        heartbeat_seconds=15,
+        requests_per_second=0,
+        lane="url",
+        architecture="x86_64",
+        heartbeat_ms=10,
     )
     provisioned = CostInputs(**{**vars(on_demand), "billing": "provisioned"})
 
