@@ -77,7 +77,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     # Before load(), which may wait seconds on ECS's metadata endpoint: as a container's PID 1
     # the sidecar would otherwise drop a SIGTERM sent then, and register a stopping task.
     stop = threading.Event()
-    StopOnSignal(stop).install()
+    signals = StopOnSignal(stop)
+    signals.install()
     try:
         settings = load(os.environ if environ is None else environ)
     except ConfigError as exc:
@@ -101,7 +102,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             sidecar=__version__,
         ),
     )
-    return run_off_main_thread(build(settings, stop).run)
+    return run_off_main_thread(build(settings, stop).run, signals)
 
 
 if __name__ == "__main__":

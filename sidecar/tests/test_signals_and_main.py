@@ -12,14 +12,63 @@ from lambdamesh_sidecar.config import VARIABLES
 from lambdamesh_sidecar.signals import StopOnSignal, run_off_main_thread
 
 
-def test_first_signal_asks_to_stop() -> None:
+def test_first_signal_asks_to_stop_once_delivered_outside_the_handler() -> None:
     stop = threading.Event()
     exits: list[int] = []
+    handler = StopOnSignal(stop, exit_now=exits.append)
 
-    StopOnSignal(stop, exit_now=exits.append)(signal.SIGTERM, None)
+    handler(signal.SIGTERM, None)
+    assert not stop.is_set()  # the handler takes no lock: Event.set() is not called in it
+    handler.deliver()
 
     assert stop.is_set()
     assert exits == []
+
+
+def test_the_handler_takes_no_lock_so_a_signal_inside_a_locked_section_cannot_deadlock() -> None:
+    """The stop event's own lock held, as when a handler interrupts Event.set(): the
+    handler must still return (and a second signal still exit)."""
+    stop = threading.Event()
+    exits: list[int] = []
+    handler = StopOnSignal(stop, exit_now=exits.append)
+    done = threading.Event()
+
+    def signalled_while_locked() -> None:
+        with stop._cond:  # type: ignore[attr-defined]  # what Event.set() holds
+            handler(signal.SIGTERM, None)
+            handler(signal.SIGTERM, None)
+        done.set()
+
+    worker = threading.Thread(target=signalled_while_locked, daemon=True)
+    worker.start()
+
+    assert done.wait(5), "the handler blocked on a lock"
+    assert exits == [128 + signal.SIGTERM]
+
+
+def test_a_signal_before_the_runner_starts_stops_it_before_it_runs() -> None:
+    stop = threading.Event()
+    handler = StopOnSignal(stop, exit_now=lambda code: None)
+    handler(signal.SIGTERM, None)  # say, while ECS's metadata was being read
+    seen: list[bool] = []
+
+    def run() -> int:
+        seen.append(stop.is_set())
+        return 0
+
+    assert run_off_main_thread(run, handler) == 0
+    assert seen == [True]
+
+
+def test_a_signal_while_the_runner_runs_reaches_it_within_the_delivery_interval() -> None:
+    stop = threading.Event()
+    handler = StopOnSignal(stop, exit_now=lambda code: None)
+
+    def run() -> int:
+        handler(signal.SIGTERM, None)  # as if the kernel delivered it now
+        return 0 if stop.wait(5) else 3
+
+    assert run_off_main_thread(run, handler) == 0
 
 
 def test_second_signal_exits_at_once() -> None:
