@@ -20,6 +20,7 @@ from chalicelib.errors import RegistryUnavailable
 from chalicelib.forwarding import REQUEST_ID_HEADER, request_id
 from chalicelib.gateway import ProxyRequest
 from chalicelib.observability import logger, record_request
+from chalicelib.policy import policy_answer
 from chalicelib.validation import parse_json_body
 
 app = LambdaMeshApp(app_name="lambdamesh")
@@ -102,6 +103,26 @@ def heartbeat_instance(service: str, instance_id: str) -> Response:
 )
 def deregister_instance(service: str, instance_id: str) -> Response:
     wiring.registry().deregister(_principal(), service, instance_id)
+    return Response(body=b"", status_code=204)
+
+
+@route("/registry/services/{service}/policy", methods=["GET"])
+def get_policy(service: str) -> Response:
+    _principal()
+    stored = wiring.registry().policy(service)
+    return json_response(policy_answer(service, stored.policy, stored.updated_at))
+
+
+@route("/registry/services/{service}/policy", methods=["PUT"])
+def put_policy(service: str) -> Response:
+    registry = wiring.registry()
+    policy, created = registry.put_policy(_principal(), service, _body())
+    return json_response(policy_answer(service, policy, registry.now()), 201 if created else 200)
+
+
+@route("/registry/services/{service}/policy", methods=["DELETE"])
+def delete_policy(service: str) -> Response:
+    wiring.registry().delete_policy(_principal(), service)
     return Response(body=b"", status_code=204)
 
 

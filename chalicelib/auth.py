@@ -109,3 +109,10 @@ def bearer_token(authorization: str | None) -> str:
 def require_write(principal: Principal, service: str) -> None:
     if not principal.can_write(service):
         raise Forbidden(f"this token may not write instances of service {service!r}")
+
+
+def require_admin(principal: Principal, action: str) -> None:
+    """Operators' actions (policies, drains) need an admin token; a service's own token,
+    which its tasks hold, must not be able to steer its traffic."""
+    if not principal.is_admin:
+        raise Forbidden(f"{action} needs an admin token")

@@ -28,12 +28,14 @@ from chalicelib.errors import (
     ServiceNotFound,
     VersionNotFound,
 )
-from chalicelib.instances import Instance
+from chalicelib.instances import Instance, ServiceView
 from chalicelib.observability import logger
+from chalicelib.policy import DEFAULT_POLICY, Policy
 
 Clock = Callable[[], float]
 MAX_CACHED_SERVICES = 1024
 MAX_CACHED_MISSES = 1024
+_NOTHING = ServiceView(())
 
 _V = TypeVar("_V")
 
@@ -41,14 +43,15 @@ _V = TypeVar("_V")
 class InstanceSource(Protocol):
     """The one storage verb Discovery needs."""
 
-    def instances(self, service: str) -> list[Instance]:
-        """Every stored instance of ``service``, live or not; empty when it has none."""
+    def service_view(self, service: str) -> ServiceView:
+        """Every stored instance of ``service``, live or not (none when it has none), and
+        its routing policy, in one read."""
         ...
 
 
 @dataclass(frozen=True)
 class _Entry:
-    instances: tuple[Instance, ...]
+    view: ServiceView
     loaded_at: float
 
 
@@ -127,8 +130,13 @@ class Discovery:
         self._lock = threading.Lock()
 
     def routable(self, service: str, version: str) -> list[Instance]:
-        instances = self._instances(service)
+        instances = self._view(service).instances
         return routable(service, version, instances, self._wall_clock(), self._ejected_ids(service))
+
+    def policy(self, service: str) -> Policy:
+        """The service's routing policy, read with its instances; the default if it has none
+        (or no instance: a policy alone routes nothing)."""
+        return self._view(service).policy or DEFAULT_POLICY
 
     def eject(self, instance: Instance) -> None:
         with self._lock:
@@ -144,28 +152,28 @@ class Discovery:
                 del self._ejected[key]
             return frozenset(i for (s, i) in self._ejected if s == service)
 
-    def _instances(self, service: str) -> tuple[Instance, ...]:
+    def _view(self, service: str) -> ServiceView:
         now = self._clock()
         entry = self._found.get(service)
         if entry is not None and now - entry.loaded_at < self._ttl:
-            return entry.instances
+            return entry.view
         missed_at = self._missing.get(service)
         if missed_at is not None and now - missed_at < self._ttl:
-            return ()
+            return _NOTHING
         try:
-            loaded = tuple(self._store.instances(service))
+            loaded = self._store.service_view(service)
         except RegistryUnavailable:
             if entry is None or now - entry.loaded_at >= self._ttl + self._stale_seconds:
                 raise
             # A DynamoDB hiccup should not fail every request while a list that was
             # right a moment ago is at hand; leases are still checked against the clock.
             logger.warning("serving a stale instance list", extra={"service": service})
-            return entry.instances
+            return entry.view
         self._remember(service, loaded, now)
-        return loaded
+        return loaded if loaded.instances else _NOTHING
 
-    def _remember(self, service: str, loaded: tuple[Instance, ...], now: float) -> None:
-        if loaded:
+    def _remember(self, service: str, loaded: ServiceView, now: float) -> None:
+        if loaded.instances:
             self._missing.discard(service)
             self._found.put(service, _Entry(loaded, now))
         else:

@@ -100,6 +100,10 @@ class VersionNotFound(NotFound):
     code = "version_not_found"
 
 
+class PolicyNotFound(NotFound):
+    code = "policy_not_found"
+
+
 class RegistryUnavailable(LambdaMeshError):
     status = 503
     code = "registry_unavailable"

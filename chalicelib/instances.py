@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from chalicelib.policy import Policy
+
 Status = Literal["UP", "DOWN"]
 
 
@@ -71,3 +73,17 @@ class Instance:
 class RegisterResult:
     instance: Instance
     created: bool
+
+
+@dataclass(frozen=True)
+class ServiceView:
+    """What the gateway reads of a service in one Query: its instances and its policy."""
+
+    instances: tuple[Instance, ...]
+    policy: Policy | None = None
+
+
+@dataclass(frozen=True)
+class StoredPolicy:
+    policy: Policy
+    updated_at: float

@@ -8,12 +8,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from chalicelib.auth import Principal, require_write
+from chalicelib.auth import Principal, require_admin, require_write
 from chalicelib.config import Settings
-from chalicelib.errors import TooManyInstances
+from chalicelib.errors import PolicyNotFound, TooManyInstances
 from chalicelib.hosts import HostPolicy
-from chalicelib.instances import Instance, RegisterResult, Registration, Status
-from chalicelib.validation import check_name, parse_heartbeat, parse_registration
+from chalicelib.instances import Instance, RegisterResult, Registration, Status, StoredPolicy
+from chalicelib.policy import Policy
+from chalicelib.validation import check_name, parse_heartbeat, parse_policy, parse_registration
 
 Clock = Callable[[], float]
 
@@ -55,6 +56,12 @@ class RegistryStore(Protocol):
     def forget(self, service: str, generation: int) -> bool: ...
 
     def ping(self) -> None: ...
+
+    def policy(self, service: str) -> StoredPolicy | None: ...
+
+    def put_policy(self, service: str, policy: Policy, now: float) -> bool: ...
+
+    def delete_policy(self, service: str) -> bool: ...
 
 
 class Registry:
@@ -145,6 +152,25 @@ class Registry:
         generation = self._store.catalog_generation(service)
         if generation is not None and not self._store.leases(service, consistent=True):
             self._store.forget(service, generation)
+
+    def policy(self, service: str) -> StoredPolicy:
+        check_name("service", service)
+        stored = self._store.policy(service)
+        if stored is None:
+            raise PolicyNotFound(f"service {service!r} has no routing policy: defaults apply")
+        return stored
+
+    def put_policy(self, principal: Principal, service: str, body: Any) -> tuple[Policy, bool]:
+        """Store a validated policy; (the policy, whether the service had none)."""
+        policy = parse_policy(service, body)
+        require_admin(principal, "setting a routing policy")
+        return policy, self._store.put_policy(service, policy, self._clock())
+
+    def delete_policy(self, principal: Principal, service: str) -> None:
+        check_name("service", service)
+        require_admin(principal, "deleting a routing policy")
+        if not self._store.delete_policy(service):
+            raise PolicyNotFound(f"service {service!r} has no routing policy")
 
     def now(self) -> float:
         return self._clock()

@@ -1,8 +1,12 @@
 """DynamoDB storage for the registry, through PynamoDB. Models never leave this module.
 
-One table, two kinds of item:
+One table, three kinds of item:
 
 * an instance: ``pk`` = service, ``sk`` = instance id; TTL on ``expires_at`` cleans up.
+* a service's routing policy and operator drains: ``pk`` = service, ``sk`` = ``~policy``. It
+  sorts after every instance id (``~`` cannot start one), so the gateway's one Query of a
+  service reads its instances and its policy together, and instance-only Queries stop
+  before it (``sk < "~"``).
 * a catalog entry: ``pk`` = ``~services``, ``sk`` = service, so listing services is a Query,
   not a Scan. ``~`` cannot start a service name, so the partitions never meet. Its
   ``generation`` counts the registrations, so an entry found empty is deleted only if none
@@ -18,6 +22,7 @@ enabling TTL).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -36,8 +41,10 @@ from pynamodb.constants import (
     ATTRIBUTES,
     CAPACITY_UNITS,
     CONSUMED_CAPACITY,
+    ITEMS,
     KEY_SCHEMA,
     KEY_TYPE,
+    LAST_EVALUATED_KEY,
     PAY_PER_REQUEST_BILLING_MODE,
     TABLE_NAME,
     TOTAL,
@@ -48,11 +55,22 @@ from pynamodb.types import HASH, RANGE
 
 from chalicelib.config import Settings
 from chalicelib.errors import InstanceNotFound, RegistryMisconfigured, RegistryUnavailable
-from chalicelib.instances import Instance, RegisterResult, Registration, Status
+from chalicelib.instances import (
+    Instance,
+    RegisterResult,
+    Registration,
+    ServiceView,
+    Status,
+    StoredPolicy,
+)
 from chalicelib.observability import logger, record_write_units
+from chalicelib.policy import DEFAULT_POLICY, Policy, from_json
 from chalicelib.registry import Lease
 
 CATALOG_PARTITION = "~services"
+POLICY_KEY = "~policy"
+# Every instance id sorts before it: ids are a-z, 0-9, ".", "_" and "-".
+INSTANCES_END = "~"
 HEALTH_PARTITION = "~health"
 CONDITION_FAILED = "ConditionalCheckFailedException"
 # DynamoDB's answers that waiting cures (any 5xx counts too); every other refusal (a missing
@@ -90,6 +108,12 @@ class InstanceItem(_Item):
     expires_at = NumberAttribute()
     registered_at = NumberAttribute()
     updated_at = NumberAttribute()
+
+
+class PolicyItem(_Item):
+    # The policy document as validated JSON; absent when only drains are stored.
+    policy = UnicodeAttribute(null=True)
+    updated_at = NumberAttribute(null=True)
 
 
 class CatalogItem(_Item):
@@ -163,6 +187,11 @@ def _to_instance(item: InstanceItem) -> Instance:
     )
 
 
+def _stored_policy(item: PolicyItem) -> Policy | None:
+    """The stored document, trusted: it was validated before it was written."""
+    return None if item.policy is None else from_json(json.loads(item.policy))
+
+
 def _plain(metadata: MapAttribute[str, Any] | None) -> dict[str, str]:
     if metadata is None:
         return {}
@@ -227,6 +256,7 @@ class InstanceStore:
         self._table = table if table is not None else _table_connection(InstanceItem, settings)
         self._instances: Any = _bind(InstanceItem, settings, self._table)
         self._catalog: Any = _bind(CatalogItem, settings, self._table)
+        self._policies: Any = _bind(PolicyItem, settings, self._table)
 
     def _item(self, reg: Registration, now: float) -> InstanceItem:
         item: InstanceItem = self._instances(
@@ -320,9 +350,68 @@ class InstanceStore:
     def instances(self, service: str) -> list[Instance]:
         """Every stored instance of ``service``, live or not: callers decide liveness."""
         try:
-            return [_to_instance(item) for item in self._instances.query(service)]
+            items = self._instances.query(service, self._instances.sk < INSTANCES_END)
+            return [_to_instance(item) for item in items]
         except PynamoDBException as exc:
             raise _failure("read", exc) from exc
+
+    def service_view(self, service: str) -> ServiceView:
+        """Everything the gateway needs of ``service`` in one Query: its instances and its
+        routing policy, the policy item read with them at no extra request."""
+        instances: list[Instance] = []
+        policy: Policy | None = None
+        start: Any = None
+        try:
+            while True:
+                page = self._table.query(service, exclusive_start_key=start)
+                for raw in page.get(ITEMS, ()):
+                    if raw[self._instances.sk.attr_name]["S"] == POLICY_KEY:
+                        policy = _stored_policy(self._policies.from_raw_data(raw))
+                    else:
+                        instances.append(_to_instance(self._instances.from_raw_data(raw)))
+                start = page.get(LAST_EVALUATED_KEY)
+                if not start:
+                    return ServiceView(tuple(instances), policy)
+        except PynamoDBException as exc:
+            raise _failure("read", exc) from exc
+
+    def policy(self, service: str) -> StoredPolicy | None:
+        """The service's policy as stored, read consistently, or None."""
+        try:
+            item = self._policies.get(service, POLICY_KEY, consistent_read=True)
+        except DoesNotExist:
+            return None
+        except PynamoDBException as exc:
+            raise _failure("read", exc) from exc
+        if item.policy is None:
+            return None
+        return StoredPolicy(_stored_policy(item) or DEFAULT_POLICY, float(item.updated_at or 0))
+
+    def put_policy(self, service: str, policy: Policy, now: float) -> bool:
+        """Store the policy, replacing any; True if the service had none."""
+        model = self._policies
+        document = json.dumps(policy.to_json(), separators=(",", ":"), sort_keys=True)
+        try:
+            answer = self._table.update_item(
+                service,
+                range_key=POLICY_KEY,
+                actions=[model.policy.set(document), model.updated_at.set(now)],
+                return_values=ALL_OLD,
+            )
+        except PynamoDBException as exc:
+            raise _failure("write", exc) from exc
+        return model.policy.attr_name not in (answer.get(ATTRIBUTES) or {})
+
+    def delete_policy(self, service: str) -> bool:
+        """Remove the policy; False if there was none."""
+        model = self._policies
+        try:
+            model(service, POLICY_KEY).delete(condition=model.policy.exists())
+        except PynamoDBException as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise _failure("write", exc) from exc
+        return True
 
     def leases(self, service: str, consistent: bool = False) -> list[Lease]:
         """Id, version and expiry of every stored instance of ``service``: the rest of each
@@ -330,7 +419,12 @@ class InstanceStore:
         model = self._instances
         fields = [model.sk.attr_name, model.version.attr_name, model.expires_at.attr_name]
         try:
-            items = model.query(service, consistent_read=consistent, attributes_to_get=fields)
+            items = model.query(
+                service,
+                model.sk < INSTANCES_END,
+                consistent_read=consistent,
+                attributes_to_get=fields,
+            )
             return [Lease(item.sk, item.version, float(item.expires_at)) for item in items]
         except PynamoDBException as exc:
             raise _failure("read", exc) from exc

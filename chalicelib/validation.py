@@ -21,6 +21,7 @@ import fastjsonschema
 from chalicelib.errors import InvalidName, InvalidRequest, PayloadTooLarge
 from chalicelib.hosts import HostPolicy, normalize_host
 from chalicelib.instances import Registration, Status
+from chalicelib.policy import STRATEGIES, Policy, from_json
 
 SERVICE_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 VERSION_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,30}[a-z0-9])?$"
@@ -86,6 +87,98 @@ HEARTBEAT_SCHEMA: dict[str, Any] = {
 }
 
 
+# A routing policy (chalicelib/policy.py). API Gateway's integration limit is 29 s.
+MAX_POLICY_TIMEOUT = 28.0
+MAX_ALIASES = 16
+MAX_SPLIT_VERSIONS = 16
+MAX_MATCH_RULES = 16
+MAX_POLICY_JSON = 8 * 1024
+MAX_ATTEMPTS_LIMIT = 5
+# An HTTP field name (RFC 9110 token), at most 64 characters. "$" is written \x24: the
+# schema compiler rewrites a bare "$" as an end anchor, even inside a character class.
+HEADER_NAME_PATTERN = r"^[!#\x24%&'*+.^_`|~0-9A-Za-z-]{1,64}$"
+COOKIE_NAME_PATTERN = HEADER_NAME_PATTERN
+_SECONDS = {"type": ["number", "null"], "minimum": 0.1, "maximum": MAX_POLICY_TIMEOUT}
+
+
+def _object(properties: dict[str, Any], **rest: Any) -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": False, "properties": properties, **rest}
+
+
+POLICY_SCHEMA: dict[str, Any] = _object(
+    {
+        "aliases": {
+            "type": "object",
+            "maxProperties": MAX_ALIASES,
+            "propertyNames": {"pattern": VERSION_PATTERN},
+            "additionalProperties": _object(
+                {
+                    "split": {
+                        "type": "object",
+                        "minProperties": 1,
+                        "maxProperties": MAX_SPLIT_VERSIONS,
+                        "propertyNames": {"pattern": VERSION_PATTERN},
+                        "additionalProperties": {"type": "integer", "minimum": 0, "maximum": 1000},
+                    },
+                    "match": {
+                        "type": "array",
+                        "maxItems": MAX_MATCH_RULES,
+                        "items": _object(
+                            {
+                                "header": {"type": "string", "pattern": HEADER_NAME_PATTERN},
+                                "value": {"type": "string", "maxLength": 256},
+                                "version": {"type": "string", "pattern": VERSION_PATTERN},
+                            },
+                            required=["header", "value", "version"],
+                        ),
+                    },
+                },
+                required=["split"],
+            ),
+        },
+        "strategy": {"enum": list(STRATEGIES)},
+        "hash_on": {
+            "oneOf": [
+                _object(
+                    {"header": {"type": "string", "pattern": HEADER_NAME_PATTERN}},
+                    required=["header"],
+                ),
+                _object(
+                    {"cookie": {"type": "string", "pattern": COOKIE_NAME_PATTERN}},
+                    required=["cookie"],
+                ),
+                _object({"client_ip": {"const": True}}, required=["client_ip"]),
+                {"type": "null"},
+            ]
+        },
+        "timeouts": _object(
+            {
+                "per_try_seconds": _SECONDS,
+                "total_seconds": _SECONDS,
+            }
+        ),
+        "retries": _object(
+            {
+                "max_attempts": {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS_LIMIT},
+                "budget_percent": {"type": "number", "minimum": 0, "maximum": 100},
+                "backoff_base_ms": {"type": "integer", "minimum": 0, "maximum": 1000},
+                "backoff_max_ms": {"type": "integer", "minimum": 0, "maximum": 10_000},
+            }
+        ),
+        "outlier_detection": _object(
+            {
+                "consecutive_failures": {"type": "integer", "minimum": 1, "maximum": 1000},
+                "base_ejection_seconds": {"type": "number", "minimum": 1, "maximum": 3600},
+                "max_ejection_seconds": {"type": "number", "minimum": 1, "maximum": 86_400},
+                "max_ejected_percent": {"type": "integer", "minimum": 0, "maximum": 100},
+            }
+        ),
+        "panic_threshold_percent": {"type": "integer", "minimum": 0, "maximum": 100},
+        "rewrite_redirects": {"type": "boolean"},
+    }
+)
+
+
 def check_name(kind: str, value: str) -> str:
     pattern, rule = _NAMES[kind]
     if not pattern.fullmatch(value):
@@ -130,15 +223,29 @@ def _check_depth(text: str) -> None:
 
 @cache
 def _compiled(name: str) -> Callable[[Any], Any]:
-    schema = {"register": REGISTER_SCHEMA, "heartbeat": HEARTBEAT_SCHEMA}[name]
+    schema = {
+        "register": REGISTER_SCHEMA,
+        "heartbeat": HEARTBEAT_SCHEMA,
+        "policy": POLICY_SCHEMA,
+    }[name]
     return cast(Callable[[Any], Any], fastjsonschema.compile(schema))
 
 
 # What a pattern means, in words, for the fields whose rule is a regular expression.
 _PATTERN_RULES = {
     "version": _NAMES["version"][1],
+    "aliases": f"alias and version names of {_NAMES['version'][1]}; header names of 1-64 "
+    "token characters",
+    "hash_on": "names of 1-64 token characters (RFC 9110)",
     "zone": "1-64 characters of a-z, 0-9 and '-'",
     "metadata": f"keys of 1-{MAX_METADATA_KEY} characters of A-Z, a-z, 0-9, '.', '_', '/', '-'",
+}
+
+
+# What a choice between shapes means, in words.
+_ONE_OF_RULES = {
+    "hash_on": 'must be exactly one of {"header": NAME}, {"cookie": NAME} or '
+    '{"client_ip": true}, names of 1-64 token characters',
 }
 
 
@@ -165,6 +272,8 @@ def _check_schema(body: Any, schema_name: str) -> dict[str, Any]:
         rule = _PATTERN_RULES.get(field.split(".", 1)[0])
         if exc.rule in ("pattern", "propertyNames") and rule:
             raise InvalidRequest(f"invalid body: {field} is not valid: use {rule}") from None
+        if exc.rule == "oneOf" and field in _ONE_OF_RULES:
+            raise InvalidRequest(f"invalid body: {field} {_ONE_OF_RULES[field]}") from None
         detail = exc.message.removeprefix(name).strip()
         raise InvalidRequest(f"invalid body: {field} {detail}") from None
     return cast(dict[str, Any], body)
@@ -205,3 +314,44 @@ def instance_json_size(registration: Registration) -> int:
 def parse_heartbeat(body: Any) -> Status | None:
     fields = _check_schema(body, "heartbeat")
     return cast("Status | None", fields.get("status"))
+
+
+def parse_policy(service: str, body: Any) -> Policy:
+    """A routing policy document, checked whole: its shape and ranges by the schema, then
+    what a schema cannot say. Refused before anything is stored."""
+    check_name("service", service)
+    fields = _check_schema(body, "policy")
+    if len(json.dumps(fields, separators=(",", ":"))) > MAX_POLICY_JSON:
+        raise PayloadTooLarge(f"the policy is larger than {MAX_POLICY_JSON} bytes as JSON")
+    policy = from_json(fields)
+    for problem in _policy_problems(fields, policy):
+        raise InvalidRequest(f"invalid policy: {problem}")
+    return policy
+
+
+def _policy_problems(doc: dict[str, Any], policy: Policy) -> list[str]:
+    problems = []
+    aliases = doc.get("aliases") or {}
+    for name, alias in aliases.items():
+        if sum(alias["split"].values()) <= 0:
+            problems.append(f"alias {name!r} splits nothing: give a version a weight above 0")
+        targets = [*alias["split"], *(rule["version"] for rule in alias.get("match") or ())]
+        chained = sorted({t for t in targets if t in aliases})
+        if chained:
+            problems.append(f"alias {name!r} names alias {chained[0]!r}: name versions only")
+    hashing = doc.get("strategy") == "consistent_hash"
+    if hashing and not doc.get("hash_on"):
+        problems.append("strategy consistent_hash needs hash_on (a header, a cookie or client_ip)")
+    if doc.get("hash_on") and not hashing:
+        problems.append("hash_on applies to strategy consistent_hash only")
+    per_try, total = policy.timeouts.per_try_seconds, policy.timeouts.total_seconds
+    if per_try is not None and total is not None and per_try > total:
+        problems.append("timeouts.per_try_seconds is longer than timeouts.total_seconds")
+    if policy.retries.backoff_base_ms > policy.retries.backoff_max_ms:
+        problems.append("retries.backoff_base_ms is longer than retries.backoff_max_ms")
+    ejection = policy.outlier_detection
+    if ejection.base_ejection_seconds > ejection.max_ejection_seconds:
+        problems.append(
+            "outlier_detection.base_ejection_seconds is longer than max_ejection_seconds"
+        )
+    return problems

@@ -14,8 +14,10 @@ from pathlib import Path
 
 from chalicelib.config import Settings
 from chalicelib.errors import LambdaMeshError
+from lambdamesh.apiclient import ApiError
 from lambdamesh.cost import add_cost_command, cost_command
 from lambdamesh.finishing import finish_command
+from lambdamesh.policycmd import add_policy_command, policy_command
 
 PROG = "lambdamesh"
 # What each extra brings, by the modules a command imports.
@@ -100,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _stage_commands(commands)
     add_cost_command(commands)
+    add_policy_command(commands)
 
     commands.add_parser(
         "bootstrap",
@@ -287,7 +290,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cost_command(args)
         if args.command == "finish-package":
             return finish_command(args.out)
+        if args.command == "policy":
+            return policy_command(args)
         return dev_command(args.host, args.port, args.demo, args.dynamodb_endpoint, args.url_port)
+    except ApiError as exc:
+        print(f"{PROG}: {exc.message}", file=sys.stderr)
+        return exc.exit_code
     except LambdaMeshError as exc:
         print(f"{PROG}: {exc.message}", file=sys.stderr)
         return 2

@@ -19,7 +19,8 @@ from chalicelib.errors import (
     ServiceNotFound,
     VersionNotFound,
 )
-from chalicelib.instances import Instance
+from chalicelib.instances import Instance, ServiceView
+from chalicelib.policy import DEFAULT_POLICY, Policy
 
 MakeInstance = Callable[..., Instance]
 
@@ -43,10 +44,11 @@ class InMemoryStore(InstanceSource):
         for instance in instances or []:
             self.by_service.setdefault(instance.service, []).append(instance)
         self.reads: list[str] = []
+        self.policies: dict[str, Policy] = {}
 
-    def instances(self, service: str) -> list[Instance]:
+    def service_view(self, service: str) -> ServiceView:
         self.reads.append(service)
-        return list(self.by_service.get(service, []))
+        return ServiceView(tuple(self.by_service.get(service, [])), self.policies.get(service))
 
 
 def ids(instances: list[Instance]) -> list[str]:
@@ -267,10 +269,10 @@ class FailingStore(InMemoryStore):
         super().__init__(instances)
         self.failing = False
 
-    def instances(self, service: str) -> list[Instance]:
+    def service_view(self, service: str) -> ServiceView:
         if self.failing:
             raise RegistryUnavailable("the registry could not read; try again shortly")
-        return super().instances(service)
+        return super().service_view(service)
 
 
 def test_a_registry_failure_serves_the_last_list_for_a_while_then_fails(
@@ -422,3 +424,40 @@ def test_with_the_cache_off_every_lookup_of_an_unknown_name_reads_the_store(
             subject.routable("nobody", "v1")
 
     assert store.reads == ["nobody", "nobody"]
+
+
+# The policy, read with the instances
+
+
+def test_a_services_policy_comes_with_its_instances_in_the_same_read(
+    make_instance: MakeInstance, now: float
+) -> None:
+    store = InMemoryStore([make_instance("a")])
+    canary = Policy(strategy="random")
+    store.policies["orders"] = canary
+    subject = Discovery(store, ttl=60.0, clock=FakeClock(0.0), wall_clock=FakeClock(now))
+
+    subject.routable("orders", "v1")
+    assert subject.policy("orders") is canary
+
+    assert store.reads == ["orders"]
+
+
+def test_a_service_without_a_policy_gets_the_default(
+    make_instance: MakeInstance, now: float
+) -> None:
+    subject = Discovery(
+        InMemoryStore([make_instance("a")]), clock=FakeClock(0.0), wall_clock=FakeClock(now)
+    )
+
+    assert subject.policy("orders") is DEFAULT_POLICY
+
+
+def test_a_policy_without_instances_routes_nothing(now: float) -> None:
+    store = InMemoryStore()
+    store.policies["orders"] = Policy(strategy="random")
+    subject = Discovery(store, clock=FakeClock(0.0), wall_clock=FakeClock(now))
+
+    with pytest.raises(ServiceNotFound):
+        subject.routable("orders", "v1")
+    assert subject.policy("orders") is DEFAULT_POLICY

@@ -1,0 +1,167 @@
+"""A service's routing policy as plain data: version aliases and their splits, the balancing
+strategy, timeouts, retries, outlier ejection, panic mode and redirect rewriting.
+
+Standard library only, like every routing decision, so the gateway and the sidecar read a
+policy alike. ``validation.parse_policy`` checks a document before it is stored; ``from_json``
+here trusts what it is given (the registry stored it validated). A service with no policy
+gets ``DEFAULT_POLICY``: weighted round robin and the gateway's own settings, as before
+policies existed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+STRATEGIES = ("weighted_round_robin", "random", "least_outstanding", "consistent_hash")
+
+
+@dataclass(frozen=True)
+class MatchRule:
+    """Requests whose ``header`` (lower case) equals ``value`` go to ``version``."""
+
+    header: str
+    value: str
+    version: str
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A name in the ``{version}`` segment that stands for a weighted split of versions;
+    match rules are tried first, in order."""
+
+    split: tuple[tuple[str, int], ...]
+    match: tuple[MatchRule, ...] = ()
+
+
+@dataclass(frozen=True)
+class HashOn:
+    """What consistent hashing keys on: one of a header, a cookie, or the client address."""
+
+    header: str | None = None
+    cookie: str | None = None
+    client_ip: bool = False
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds; None keeps the gateway's settings (LAMBDAMESH_READ_TIMEOUT and
+    LAMBDAMESH_REQUEST_TIMEOUT), which also bound these."""
+
+    per_try_seconds: float | None = None
+    total_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Retries:
+    max_attempts: int = 3
+    # Retries may add at most this share of the requests as extra load (per Lambda).
+    budget_percent: float = 20.0
+    backoff_base_ms: int = 25
+    backoff_max_ms: int = 250
+
+
+@dataclass(frozen=True)
+class OutlierDetection:
+    """In the spirit of Envoy's: ``consecutive_failures`` 5xx answers or resets in a row
+    eject an instance for ``base_ejection_seconds`` times the number of its ejections, up to
+    ``max_ejection_seconds``; at most ``max_ejected_percent`` of a version at once (at least
+    one instance)."""
+
+    consecutive_failures: int = 5
+    base_ejection_seconds: float = 30.0
+    max_ejection_seconds: float = 300.0
+    max_ejected_percent: int = 50
+
+
+@dataclass(frozen=True)
+class Policy:
+    aliases: Mapping[str, Alias] = field(default_factory=dict)
+    strategy: str = "weighted_round_robin"
+    hash_on: HashOn | None = None
+    timeouts: Timeouts = Timeouts()
+    retries: Retries = Retries()
+    outlier_detection: OutlierDetection = OutlierDetection()
+    # Below this share of usable instances, route over every live one instead.
+    panic_threshold_percent: int = 50
+    rewrite_redirects: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The document, every field present: what GET answers and what is stored."""
+        return {
+            "aliases": {
+                name: {
+                    "split": dict(alias.split),
+                    "match": [
+                        {"header": r.header, "value": r.value, "version": r.version}
+                        for r in alias.match
+                    ],
+                }
+                for name, alias in sorted(self.aliases.items())
+            },
+            "strategy": self.strategy,
+            "hash_on": None if self.hash_on is None else _hash_on_json(self.hash_on),
+            "timeouts": {
+                "per_try_seconds": self.timeouts.per_try_seconds,
+                "total_seconds": self.timeouts.total_seconds,
+            },
+            "retries": vars(self.retries).copy(),
+            "outlier_detection": vars(self.outlier_detection).copy(),
+            "panic_threshold_percent": self.panic_threshold_percent,
+            "rewrite_redirects": self.rewrite_redirects,
+        }
+
+
+DEFAULT_POLICY = Policy()
+
+
+def policy_answer(service: str, policy: Policy, updated_at: float) -> dict[str, Any]:
+    """What the policy routes answer: the whole document, defaults filled in."""
+    return {"service": service, "policy": policy.to_json(), "updated_at": round(updated_at, 3)}
+
+
+def _hash_on_json(hash_on: HashOn) -> dict[str, Any]:
+    if hash_on.header is not None:
+        return {"header": hash_on.header}
+    if hash_on.cookie is not None:
+        return {"cookie": hash_on.cookie}
+    return {"client_ip": True}
+
+
+def from_json(doc: Mapping[str, Any]) -> Policy:
+    """A policy from a validated document; absent fields take their defaults."""
+    hash_on = doc.get("hash_on")
+    timeouts = doc.get("timeouts") or {}
+    return Policy(
+        aliases={name: _alias(a) for name, a in (doc.get("aliases") or {}).items()},
+        strategy=str(doc.get("strategy", DEFAULT_POLICY.strategy)),
+        hash_on=None
+        if not hash_on
+        else HashOn(
+            header=_lower(hash_on.get("header")),
+            cookie=hash_on.get("cookie"),
+            client_ip=bool(hash_on.get("client_ip", False)),
+        ),
+        timeouts=Timeouts(timeouts.get("per_try_seconds"), timeouts.get("total_seconds")),
+        retries=Retries(**(doc.get("retries") or {})),
+        outlier_detection=OutlierDetection(**(doc.get("outlier_detection") or {})),
+        panic_threshold_percent=int(
+            doc.get("panic_threshold_percent", DEFAULT_POLICY.panic_threshold_percent)
+        ),
+        rewrite_redirects=bool(doc.get("rewrite_redirects", DEFAULT_POLICY.rewrite_redirects)),
+    )
+
+
+def _alias(doc: Mapping[str, Any]) -> Alias:
+    return Alias(
+        split=tuple((str(v), int(w)) for v, w in doc["split"].items()),
+        match=tuple(
+            MatchRule(header=str(r["header"]).lower(), value=str(r["value"]), version=r["version"])
+            for r in doc.get("match") or ()
+        ),
+    )
+
+
+def _lower(name: Any) -> str | None:
+    return None if name is None else str(name).lower()

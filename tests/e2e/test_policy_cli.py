@@ -1,0 +1,122 @@
+"""`lambdamesh policy` against a running `lambdamesh dev`, as an operator runs it: the answer
+on standard output, one line on standard error, exit codes a script can rely on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.processes import ROOT, Process
+from tests.e2e.test_cli import run_cli
+from tests.helpers import admin_token, service_token
+
+CANARY = {"aliases": {"live": {"split": {"v1": 95, "v2": 5}}}, "strategy": "random"}
+
+
+@pytest.fixture
+def api(dev_server: Process) -> Iterator[dict[str, str]]:
+    url = dev_server.wait_for_line(r"ready on (http://\S+)").group(1)
+    yield {"LAMBDAMESH_URL": url, "LAMBDAMESH_TOKEN": admin_token()}
+    run_cli(
+        "policy", "delete", "orders", env={"LAMBDAMESH_URL": url, "LAMBDAMESH_TOKEN": admin_token()}
+    )
+
+
+def test_set_show_and_delete_a_policy(api: dict[str, str], tmp_path: Path) -> None:
+    document = tmp_path / "policy.json"
+    document.write_text(json.dumps(CANARY))
+
+    stored = run_cli("policy", "set", "orders", "--file", str(document), env=api)
+    shown = run_cli("policy", "show", "orders", env=api)
+    deleted = run_cli("policy", "delete", "orders", env=api)
+    gone = run_cli("policy", "show", "orders", env=api)
+
+    assert stored.returncode == 0, stored.stderr
+    assert json.loads(shown.stdout)["policy"]["aliases"]["live"]["split"] == {"v1": 95, "v2": 5}
+    assert deleted.returncode == 0 and "defaults apply" in deleted.stdout
+    assert gone.returncode == 3
+    assert (
+        gone.stderr
+        == "lambdamesh: policy_not_found: service 'orders' has no routing policy: defaults apply\n"
+    )
+
+
+def test_the_policy_may_come_from_standard_input_and_url_and_token_from_flags(
+    api: dict[str, str],
+) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lambdamesh.cli",
+            "policy",
+            "set",
+            "orders",
+            "--file",
+            "-",
+            "--url",
+            api["LAMBDAMESH_URL"],
+            "--token",
+            api["LAMBDAMESH_TOKEN"],
+        ],
+        cwd=ROOT,
+        input=json.dumps(CANARY),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["policy"]["strategy"] == "random"
+
+
+def test_a_refused_policy_exits_4_with_the_apis_code_in_one_line(
+    api: dict[str, str], tmp_path: Path
+) -> None:
+    document = tmp_path / "policy.json"
+    document.write_text(json.dumps({"strategy": "fastest"}))
+
+    refused = run_cli("policy", "set", "orders", "--file", str(document), env=api)
+    not_admin = run_cli(
+        "policy", "delete", "orders", env={**api, "LAMBDAMESH_TOKEN": service_token("orders")}
+    )
+
+    assert refused.returncode == 4
+    assert refused.stderr.startswith("lambdamesh: invalid_request: invalid body: strategy")
+    assert refused.stderr.count("\n") == 1
+    assert not_admin.returncode == 4
+    assert not_admin.stderr.startswith("lambdamesh: forbidden: ")
+
+
+def test_usage_errors_exit_2_and_an_unreachable_registry_exits_5(tmp_path: Path) -> None:
+    document = tmp_path / "policy.json"
+    document.write_text("{not json")
+
+    no_url = run_cli(
+        "policy", "show", "orders", env={"LAMBDAMESH_URL": "", "LAMBDAMESH_TOKEN": "x"}
+    )
+    bad_file = run_cli(
+        "policy",
+        "set",
+        "orders",
+        "--file",
+        str(document),
+        env={"LAMBDAMESH_URL": "http://127.0.0.1:9", "LAMBDAMESH_TOKEN": "x"},
+    )
+    unreachable = run_cli(
+        "policy",
+        "show",
+        "orders",
+        env={"LAMBDAMESH_URL": "http://127.0.0.1:9", "LAMBDAMESH_TOKEN": "x"},
+    )
+
+    assert (no_url.returncode, bad_file.returncode, unreachable.returncode) == (2, 2, 5)
+    assert "LAMBDAMESH_URL" in no_url.stderr
+    assert "is not JSON" in bad_file.stderr
+    assert unreachable.stderr.startswith("lambdamesh: cannot reach http://127.0.0.1:9")
