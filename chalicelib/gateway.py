@@ -18,12 +18,14 @@ from chalicelib.errors import (
     UpstreamResponseTooLarge,
     UpstreamTimeout,
     UpstreamUnreachable,
+    VersionNotFound,
 )
 from chalicelib.forwarding import Headers, downstream_headers, upstream_headers
 from chalicelib.instances import Instance
 from chalicelib.observability import logger
 from chalicelib.upstream import ConnectFailed, UpstreamClient
 from chalicelib.validation import check_name
+from chalicelib.versions import VersionChooser
 
 # Characters a path segment may carry unescaped (RFC 3986 pchar), plus the separator.
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
@@ -85,8 +87,10 @@ class Gateway:
         max_attempts: int = Settings.max_attempts,
         max_request_body: int = Settings.max_request_body,
         clock: Clock = time.monotonic,
+        versions: VersionChooser | None = None,
     ) -> None:
         self._discovery = discovery
+        self._versions = versions or VersionChooser()
         self._balancer = balancer
         self._client = client
         self._max_attempts = max_attempts
@@ -103,8 +107,10 @@ class Gateway:
             raise PayloadTooLarge(
                 f"request body is {len(request.body)} bytes; the limit is {self._max_request_body}"
             )
-        instances = self._discovery.routable(request.service, request.version)
-        pool = f"{request.service}/{request.version}"
+        policy = self._discovery.policy(request.service)
+        version = self._versions.resolve(request.version, policy, request.headers)
+        instances = self._routable(request, version)
+        pool = f"{request.service}/{version}"
         headers = upstream_headers(
             request.headers,
             client_ip=request.client_ip,
@@ -149,6 +155,15 @@ class Gateway:
         if self._clock() >= deadline:
             raise UpstreamTimeout(_PUBLIC_MESSAGES[UpstreamTimeout].format(r=request))
         raise _unreachable(request)
+
+
+    def _routable(self, request: ProxyRequest, version: str) -> list[Instance]:
+        try:
+            return self._discovery.routable(request.service, version)
+        except VersionNotFound as exc:
+            if version == request.version:
+                raise
+            raise VersionNotFound(f"{exc.message} (alias {request.version!r})") from None
 
 
 # Anonymous callers learn which service failed and how, never an instance's address.

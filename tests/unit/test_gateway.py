@@ -16,9 +16,11 @@ from chalicelib.errors import (
     ServiceNotFound,
     UpstreamTimeout,
     UpstreamUnreachable,
+    VersionNotFound,
 )
 from chalicelib.gateway import Gateway, ProxyRequest
 from chalicelib.instances import Instance
+from chalicelib.policy import DEFAULT_POLICY, Alias, MatchRule, Policy
 from chalicelib.upstream import ConnectFailed, UpstreamResponse
 from tests.helpers import InOrder
 
@@ -28,17 +30,26 @@ OK = UpstreamResponse(200, [("Content-Type", "text/plain")], b"hello")
 
 
 class FakeDiscovery:
-    def __init__(self, instances: list[Instance], error: LambdaMeshError | None = None) -> None:
+    def __init__(
+        self,
+        instances: list[Instance],
+        error: LambdaMeshError | None = None,
+        policy: Policy = DEFAULT_POLICY,
+    ) -> None:
         self.instances = instances
         self.error = error
         self.asked: list[tuple[str, str]] = []
         self.ejected: list[str] = []
+        self.current_policy = policy
 
     def routable(self, service: str, version: str) -> list[Instance]:
         self.asked.append((service, version))
         if self.error is not None:
             raise self.error
-        return list(self.instances)
+        return [i for i in self.instances if i.version == version] or list(self.instances)
+
+    def policy(self, service: str) -> Policy:
+        return self.current_policy
 
     def eject(self, instance: Instance) -> None:
         self.ejected.append(instance.instance_id)
@@ -428,3 +439,31 @@ def test_the_deadline_is_passed_to_each_attempt_and_no_attempt_starts_after_it(
         gw.forward(request("GET"), budget=10.0)
 
     assert upstream.deadlines == [110.0, 110.0]
+
+
+# Version aliases
+
+
+def test_an_alias_routes_to_the_version_its_rules_pick(make_instance: MakeInstance) -> None:
+    pair = [make_instance("old", version="v1"), make_instance("new", version="v2")]
+    policy = Policy(
+        aliases={"live": Alias(split=(("v1", 1),), match=(MatchRule("x-canary", "1", "v2"),))}
+    )
+    discovery, upstream = FakeDiscovery(pair, policy=policy), ScriptedUpstream()
+    subject = gateway(discovery, upstream)
+
+    subject.forward(request(version="live"))
+    subject.forward(request(version="live", headers={"X-Canary": "1"}))
+
+    assert [s.host for s in upstream.sent] == [pair[0].host, pair[1].host]
+    assert discovery.asked == [("orders", "v1"), ("orders", "v2")]
+
+
+def test_an_alias_to_a_version_with_no_instance_says_which_alias(
+    make_instance: MakeInstance,
+) -> None:
+    policy = Policy(aliases={"live": Alias(split=(("v9", 1),))})
+    discovery = FakeDiscovery([], VersionNotFound("service 'orders' has no version 'v9'"), policy)
+
+    with pytest.raises(VersionNotFound, match=r"no version 'v9' \(alias 'live'\)"):
+        gateway(discovery, ScriptedUpstream()).forward(request(version="live"))
