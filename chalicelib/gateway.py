@@ -6,9 +6,10 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http.cookies import CookieError, SimpleCookie
 from urllib.parse import quote, urlencode
 
-from chalicelib.balancing import Balancer
+from chalicelib.balancing import Strategies
 from chalicelib.config import Settings
 from chalicelib.discovery import Discovery
 from chalicelib.errors import (
@@ -23,6 +24,7 @@ from chalicelib.errors import (
 from chalicelib.forwarding import Headers, downstream_headers, upstream_headers
 from chalicelib.instances import Instance
 from chalicelib.observability import logger
+from chalicelib.policy import HashOn
 from chalicelib.upstream import ConnectFailed, UpstreamClient
 from chalicelib.validation import check_name
 from chalicelib.versions import VersionChooser
@@ -82,7 +84,7 @@ class Gateway:
     def __init__(
         self,
         discovery: Discovery,
-        balancer: Balancer,
+        strategies: Strategies,
         client: UpstreamClient,
         max_attempts: int = Settings.max_attempts,
         max_request_body: int = Settings.max_request_body,
@@ -91,7 +93,7 @@ class Gateway:
     ) -> None:
         self._discovery = discovery
         self._versions = versions or VersionChooser()
-        self._balancer = balancer
+        self._strategies = strategies
         self._client = client
         self._max_attempts = max_attempts
         self._max_request_body = max_request_body
@@ -111,6 +113,8 @@ class Gateway:
         version = self._versions.resolve(request.version, policy, request.headers)
         instances = self._routable(request, version)
         pool = f"{request.service}/{version}"
+        balancer = self._strategies.named(policy.strategy)
+        key = hash_key(policy.hash_on, request)
         headers = upstream_headers(
             request.headers,
             client_ip=request.client_ip,
@@ -119,10 +123,11 @@ class Gateway:
         )
         tried: set[str] = set()
         for _ in range(self._max_attempts):
-            instance = self._balancer.choose(pool, instances, exclude=tried)
+            instance = balancer.choose(pool, instances, exclude=tried, key=key)
             if instance is None or self._clock() >= deadline:
                 break
             tried.add(instance.instance_id)
+            self._strategies.in_flight.started(instance)
             try:
                 answer = self._client.send(
                     request.method,
@@ -145,6 +150,8 @@ class Gateway:
             except (UpstreamTimeout, UpstreamResponseTooLarge) as exc:
                 _log_failure(request, instance, exc)
                 raise type(exc)(_PUBLIC_MESSAGES[type(exc)].format(r=request)) from None
+            finally:
+                self._strategies.in_flight.finished(instance)
             return ProxyResponse(
                 answer.status,
                 downstream_headers(
@@ -156,7 +163,6 @@ class Gateway:
             raise UpstreamTimeout(_PUBLIC_MESSAGES[UpstreamTimeout].format(r=request))
         raise _unreachable(request)
 
-
     def _routable(self, request: ProxyRequest, version: str) -> list[Instance]:
         try:
             return self._discovery.routable(request.service, version)
@@ -164,6 +170,24 @@ class Gateway:
             if version == request.version:
                 raise
             raise VersionNotFound(f"{exc.message} (alias {request.version!r})") from None
+
+
+def hash_key(hash_on: HashOn | None, request: ProxyRequest) -> str | None:
+    """The request's consistent-hashing key, or None when it does not carry one."""
+    if hash_on is None:
+        return None
+    if hash_on.client_ip:
+        return request.client_ip
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    if hash_on.header is not None:
+        return headers.get(hash_on.header)
+    jar = SimpleCookie()
+    try:
+        jar.load(headers.get("cookie", ""))
+    except CookieError:
+        return None
+    morsel = jar.get(hash_on.cookie or "")
+    return None if morsel is None else morsel.value
 
 
 # Anonymous callers learn which service failed and how, never an instance's address.

@@ -11,7 +11,7 @@ import random
 from functools import cache, lru_cache
 
 from chalicelib.auth import parse_keys
-from chalicelib.balancing import WeightedRoundRobin
+from chalicelib.balancing import Strategies
 from chalicelib.config import MIN_SIGNING_KEY_LENGTH, Settings
 from chalicelib.discovery import Discovery
 from chalicelib.errors import ConfigError, GatewayMisconfigured, LambdaMeshError
@@ -74,7 +74,7 @@ def _gateway() -> Gateway:
             eject_seconds=current.eject_seconds,
             stale_seconds=current.stale_seconds,
         ),
-        WeightedRoundRobin(),
+        Strategies(),
         UpstreamClient(
             policy(),
             connect_timeout=current.connect_timeout,

@@ -6,8 +6,18 @@ import random
 from collections import Counter
 from collections.abc import Callable, Sequence
 from itertools import groupby
+from typing import Any
 
-from chalicelib.balancing import WeightedRoundRobin
+import pytest
+
+from chalicelib.balancing import (
+    Balancer,
+    ConsistentHash,
+    InFlight,
+    LeastOutstanding,
+    WeightedRandom,
+    WeightedRoundRobin,
+)
 from chalicelib.instances import Instance
 from tests.helpers import InOrder
 
@@ -148,3 +158,103 @@ def test_departed_instances_are_forgotten(make_instance: MakeInstance) -> None:
 
     # Only the rotation state can show it: ECS replaces tasks for ever, memory must not grow.
     assert len(balancer._current["orders/v1"]) <= 2
+
+
+# The other strategies
+
+
+def pick(subject: Balancer, instances: Sequence[Instance], **options: Any) -> str:
+    chosen = subject.choose("p", instances, **options)
+    assert chosen is not None
+    return chosen.instance_id
+
+
+def shares(picked: list[str]) -> dict[str, float]:
+    counts = Counter(picked)
+    return {name: count / len(picked) for name, count in counts.items()}
+
+
+def test_random_draws_by_weight(make_instance: MakeInstance) -> None:
+    instances = pool_of(make_instance, a=1, b=3)
+    subject = WeightedRandom(random.Random(3))
+
+    got = shares([subject.choose("p", instances).instance_id for _ in range(8000)])  # type: ignore[union-attr]
+
+    assert got["b"] == pytest.approx(0.75, abs=0.02)
+
+
+def test_least_outstanding_prefers_the_instance_with_fewest_in_flight_for_its_weight(
+    make_instance: MakeInstance,
+) -> None:
+    a, b, c = make_instance("a"), make_instance("b"), make_instance("c", weight=200)
+    in_flight = InFlight()
+    subject = LeastOutstanding(in_flight, random.Random(1))
+    for _ in range(2):
+        in_flight.started(a)
+    in_flight.started(b)
+    for _ in range(2):
+        in_flight.started(c)  # 2 for a weight of 200: as loaded as 1 for 100
+
+    picked = {subject.choose("p", [a, b, c]).instance_id for _ in range(200)}  # type: ignore[union-attr]
+    in_flight.finished(b)
+
+    assert picked == {"b", "c"}
+    assert subject.choose("p", [a, b, c]) == b
+    assert subject.choose("p", [a, b, c], exclude={"b"}) == c
+
+
+def test_consistent_hashing_sends_one_key_to_one_instance(make_instance: MakeInstance) -> None:
+    instances = [make_instance(f"i-{n}") for n in range(5)]
+    subject = ConsistentHash()
+
+    picked = {subject.choose("p", instances, key="user-42").instance_id for _ in range(500)}  # type: ignore[union-attr]
+
+    assert len(picked) == 1
+
+
+def moved_share(before: list[Instance], after: list[Instance], keys: int = 20_000) -> float:
+    subject = ConsistentHash()
+    moved = 0
+    for n in range(keys):
+        key = f"key-{n}"
+        was = subject.choose("p", before, key=key)
+        now = subject.choose("p", after, key=key)
+        moved += was != now
+    return moved / keys
+
+
+def test_when_one_of_five_leaves_about_a_fifth_of_the_keys_move(
+    make_instance: MakeInstance,
+) -> None:
+    five = [make_instance(f"i-{n}") for n in range(5)]
+
+    assert moved_share(five, five[:4]) == pytest.approx(1 / 5, abs=0.02)
+
+
+def test_when_a_sixth_joins_about_a_sixth_of_the_keys_move(make_instance: MakeInstance) -> None:
+    five = [make_instance(f"i-{n}") for n in range(5)]
+
+    assert moved_share(five, [*five, make_instance("i-5")]) == pytest.approx(1 / 6, abs=0.02)
+
+
+def test_consistent_hashing_honours_weights_and_a_retry_takes_the_next_best(
+    make_instance: MakeInstance,
+) -> None:
+    heavy, light = make_instance("heavy", weight=300), make_instance("light", weight=100)
+    subject = ConsistentHash()
+
+    got = shares([pick(subject, [heavy, light], key=f"k{n}") for n in range(8000)])
+    first = pick(subject, [heavy, light], key="k1")
+    second = pick(subject, [heavy, light], exclude={first}, key="k1")
+
+    assert got["heavy"] == pytest.approx(0.75, abs=0.02)
+    assert sorted([first, second]) == ["heavy", "light"]
+
+
+def test_without_a_key_consistent_hashing_draws_at_random(make_instance: MakeInstance) -> None:
+    instances = [make_instance(f"i-{n}") for n in range(3)]
+    subject = ConsistentHash(random.Random(5))
+
+    picked = {subject.choose("p", instances).instance_id for _ in range(300)}  # type: ignore[union-attr]
+
+    assert picked == {"i-0", "i-1", "i-2"}

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from chalicelib.balancing import WeightedRoundRobin
+from chalicelib.balancing import Strategies
 from chalicelib.errors import (
     HostNotAllowed,
     InvalidName,
@@ -18,9 +18,9 @@ from chalicelib.errors import (
     UpstreamUnreachable,
     VersionNotFound,
 )
-from chalicelib.gateway import Gateway, ProxyRequest
+from chalicelib.gateway import Gateway, ProxyRequest, hash_key
 from chalicelib.instances import Instance
-from chalicelib.policy import DEFAULT_POLICY, Alias, MatchRule, Policy
+from chalicelib.policy import DEFAULT_POLICY, Alias, HashOn, MatchRule, Policy
 from chalicelib.upstream import ConnectFailed, UpstreamResponse
 from tests.helpers import InOrder
 
@@ -101,7 +101,7 @@ def instances(make_instance: MakeInstance) -> list[Instance]:
 
 
 def gateway(discovery: FakeDiscovery, upstream: ScriptedUpstream, **limits: int) -> Gateway:
-    return Gateway(discovery, WeightedRoundRobin(InOrder()), upstream, **limits)  # type: ignore[arg-type]
+    return Gateway(discovery, Strategies(InOrder()), upstream, **limits)  # type: ignore[arg-type]
 
 
 def request(method: str = "GET", **fields: object) -> ProxyRequest:
@@ -433,7 +433,7 @@ def test_the_deadline_is_passed_to_each_attempt_and_no_attempt_starts_after_it(
         return original(*args, **kwargs)  # type: ignore[arg-type]
 
     upstream.send = slow_send  # type: ignore[method-assign]
-    gw = Gateway(FakeDiscovery(instances), WeightedRoundRobin(InOrder()), upstream, clock=clock)  # type: ignore[arg-type]
+    gw = Gateway(FakeDiscovery(instances), Strategies(InOrder()), upstream, clock=clock)  # type: ignore[arg-type]
 
     with pytest.raises(UpstreamTimeout):
         gw.forward(request("GET"), budget=10.0)
@@ -467,3 +467,38 @@ def test_an_alias_to_a_version_with_no_instance_says_which_alias(
 
     with pytest.raises(VersionNotFound, match=r"no version 'v9' \(alias 'live'\)"):
         gateway(discovery, ScriptedUpstream()).forward(request(version="live"))
+
+
+# Strategies and their keys
+
+
+@pytest.mark.parametrize(
+    ("hash_on", "headers", "client_ip", "expected"),
+    [
+        (HashOn(header="x-user"), {"X-User": "ana"}, None, "ana"),
+        (HashOn(header="x-user"), {}, None, None),
+        (HashOn(cookie="session"), {"Cookie": "a=1; session=s-9; b=2"}, None, "s-9"),
+        (HashOn(cookie="session"), {"Cookie": "a=1"}, None, None),
+        (HashOn(cookie="session"), {"Cookie": '"unbalanced'}, None, None),
+        (HashOn(client_ip=True), {}, "198.51.100.4", "198.51.100.4"),
+        (None, {"X-User": "ana"}, None, None),
+    ],
+)
+def test_the_hash_key_comes_from_the_header_cookie_or_address_the_policy_names(
+    hash_on: HashOn | None, headers: dict[str, str], client_ip: str | None, expected: str | None
+) -> None:
+    assert hash_key(hash_on, request(headers=headers, client_ip=client_ip)) == expected
+
+
+def test_a_consistent_hash_policy_keeps_a_user_on_one_instance(
+    make_instance: MakeInstance,
+) -> None:
+    five = [make_instance(f"i-{n}") for n in range(5)]
+    policy = Policy(strategy="consistent_hash", hash_on=HashOn(header="x-user"))
+    upstream = ScriptedUpstream()
+    subject = gateway(FakeDiscovery(five, policy=policy), upstream)
+
+    for _ in range(50):
+        subject.forward(request(headers={"X-User": "ana"}))
+
+    assert len({s.host for s in upstream.sent}) == 1
