@@ -6,8 +6,8 @@ no instance is remembered as not found for the same ``ttl``, in a separate bound
 repeated requests for it cost no read either and a flood of made-up names can neither grow
 memory nor push known services out: only a service that has instances enters the main cache.
 The price is that a service registering right after a miss becomes routable through this
-Lambda within ``ttl``. Instances that refused a connection are ejected locally for a few
-seconds so the next requests do not pay for the same dead address. When DynamoDB fails, the
+Lambda within ``ttl``. (Which live instances get traffic is ``outliers``' concern.) When
+DynamoDB fails, the
 last list of a known service is served for up to ``stale_seconds`` more; a remembered miss is
 not, so an outage answers a retryable 503 rather than a 404 that may no longer be true.
 """
@@ -83,11 +83,7 @@ class _Recent(Generic[_V]):
 
 
 def routable(
-    service: str,
-    version: str,
-    instances: tuple[Instance, ...],
-    now: float,
-    ejected: frozenset[str] = frozenset(),
+    service: str, version: str, instances: tuple[Instance, ...], now: float
 ) -> list[Instance]:
     """The instances a request may go to, or the reason there are none."""
     if not instances:
@@ -102,8 +98,7 @@ def routable(
             f"no live instance of {service!r} version {version!r}: "
             f"{down} reported DOWN, {len(of_version) - down} with lapsed leases"
         )
-    preferred = [i for i in live if i.instance_id not in ejected]
-    return preferred or live
+    return live
 
 
 class Discovery:
@@ -111,7 +106,6 @@ class Discovery:
         self,
         store: InstanceSource,
         ttl: float = Settings.cache_seconds,
-        eject_seconds: float = Settings.eject_seconds,
         stale_seconds: float = Settings.stale_seconds,
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
@@ -120,37 +114,20 @@ class Discovery:
     ) -> None:
         self._store = store
         self._ttl = ttl
-        self._eject_seconds = eject_seconds
         self._stale_seconds = stale_seconds
         self._clock = clock
         self._wall_clock = wall_clock
         self._found: _Recent[_Entry] = _Recent(max_services)
         self._missing: _Recent[float] = _Recent(max_misses)
-        self._ejected: dict[tuple[str, str], float] = {}
-        self._lock = threading.Lock()
 
     def routable(self, service: str, version: str) -> list[Instance]:
         instances = self._view(service).instances
-        return routable(service, version, instances, self._wall_clock(), self._ejected_ids(service))
+        return routable(service, version, instances, self._wall_clock())
 
     def policy(self, service: str) -> Policy:
         """The service's routing policy, read with its instances; the default if it has none
         (or no instance: a policy alone routes nothing)."""
         return self._view(service).policy or DEFAULT_POLICY
-
-    def eject(self, instance: Instance) -> None:
-        with self._lock:
-            self._ejected[(instance.service, instance.instance_id)] = (
-                self._clock() + self._eject_seconds
-            )
-
-    def _ejected_ids(self, service: str) -> frozenset[str]:
-        now = self._clock()
-        with self._lock:
-            expired = [key for key, until in self._ejected.items() if until <= now]
-            for key in expired:
-                del self._ejected[key]
-            return frozenset(i for (s, i) in self._ejected if s == service)
 
     def _view(self, service: str) -> ServiceView:
         now = self._clock()

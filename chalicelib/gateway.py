@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
 from urllib.parse import quote, urlencode
@@ -24,7 +25,14 @@ from chalicelib.errors import (
 from chalicelib.forwarding import Headers, downstream_headers, upstream_headers
 from chalicelib.instances import Instance
 from chalicelib.observability import logger
-from chalicelib.policy import HashOn
+from chalicelib.outliers import Outliers
+from chalicelib.policy import HashOn, OutlierDetection, Policy
+from chalicelib.retries import (
+    RETRYABLE_STATUSES,
+    RetryBudget,
+    backoff_seconds,
+    may_retry_after_sending,
+)
 from chalicelib.upstream import ConnectFailed, UpstreamClient
 from chalicelib.validation import check_name
 from chalicelib.versions import VersionChooser
@@ -33,7 +41,6 @@ from chalicelib.versions import VersionChooser
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 # In a query key or value: pchar and "/" and "?", less the delimiters "&", "=" and "+".
 _QUERY_SAFE = "/?:@!$'()*,;-._~"
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
 Clock = Callable[[], float]
 
 
@@ -80,6 +87,17 @@ class ProxyResponse:
     body: bytes
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """One attempt's end: an answer or an error, whether anything reached the upstream, and
+    whether another instance may be tried."""
+
+    answer: ProxyResponse | None = None
+    error: LambdaMeshError | None = None
+    sent: bool = True
+    retryable: bool = False
+
+
 class Gateway:
     def __init__(
         self,
@@ -88,21 +106,31 @@ class Gateway:
         client: UpstreamClient,
         max_attempts: int = Settings.max_attempts,
         max_request_body: int = Settings.max_request_body,
+        eject_seconds: float = Settings.eject_seconds,
         clock: Clock = time.monotonic,
         versions: VersionChooser | None = None,
+        outliers: Outliers | None = None,
+        retry_budget: RetryBudget | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
     ) -> None:
         self._discovery = discovery
-        self._versions = versions or VersionChooser()
         self._strategies = strategies
         self._client = client
         self._max_attempts = max_attempts
         self._max_request_body = max_request_body
+        self._eject_seconds = eject_seconds
         self._clock = clock
+        self._versions = versions or VersionChooser()
+        self._outliers = outliers or Outliers(clock)
+        self._retry_budget = retry_budget or RetryBudget()
+        self._sleep = sleep
+        self._rng = rng or random.Random()  # jitter only: no secrets drawn
 
     def forward(self, request: ProxyRequest, budget: float = 27.0) -> ProxyResponse:
-        """Forward within ``budget`` seconds in all, retries included, so that the caller
-        gets our 504 rather than API Gateway's or a Lambda timeout's."""
-        deadline = self._clock() + budget
+        """Forward within ``budget`` seconds in all (less if the policy says so), retries
+        included, so that the caller gets our 504 rather than API Gateway's or a Lambda
+        timeout's."""
         check_name("service", request.service)
         check_name("version", request.version)
         if len(request.body) > self._max_request_body:
@@ -110,9 +138,28 @@ class Gateway:
                 f"request body is {len(request.body)} bytes; the limit is {self._max_request_body}"
             )
         policy = self._discovery.policy(request.service)
+        total = policy.timeouts.total_seconds
+        deadline = self._clock() + (budget if total is None else min(budget, total))
         version = self._versions.resolve(request.version, policy, request.headers)
-        instances = self._routable(request, version)
-        pool = f"{request.service}/{version}"
+        live = self._routable(request, version)
+        selection = self._outliers.select(live, policy.panic_threshold_percent)
+        if selection.panic:
+            logger.warning(
+                "panic mode: routing over every live instance",
+                extra={"service": request.service, "version": version, "live": len(live)},
+            )
+        self._retry_budget.deposit(request.service, policy.retries.budget_percent)
+        return self._attempts(request, policy, version, live, selection.instances, deadline)
+
+    def _attempts(
+        self,
+        request: ProxyRequest,
+        policy: Policy,
+        version: str,
+        live: list[Instance],
+        offered: list[Instance],
+        deadline: float,
+    ) -> ProxyResponse:
         balancer = self._strategies.named(policy.strategy)
         key = hash_key(policy.hash_on, request)
         headers = upstream_headers(
@@ -121,47 +168,102 @@ class Gateway:
             proto=request.proto,
             request_id=request.request_id,
         )
+        attempts = policy.retries.max_attempts or self._max_attempts
         tried: set[str] = set()
-        for _ in range(self._max_attempts):
-            instance = balancer.choose(pool, instances, exclude=tried, key=key)
-            if instance is None or self._clock() >= deadline:
+        last = _Outcome(error=_unreachable(request), sent=False)
+        retries = 0
+        while len(tried) < attempts and self._clock() < deadline:
+            instance = balancer.choose(
+                f"{request.service}/{version}", offered, exclude=tried, key=key
+            )
+            if instance is None:
                 break
             tried.add(instance.instance_id)
-            self._strategies.in_flight.started(instance)
-            try:
-                answer = self._client.send(
-                    request.method,
-                    instance.host,
-                    instance.port,
-                    request.target,
-                    headers,
-                    request.body or None,
-                    deadline=deadline,
-                )
-            except (ConnectFailed, HostNotAllowed) as exc:
-                _log_failure(request, instance, exc)
-                self._discovery.eject(instance)
-                continue
-            except UpstreamUnreachable as exc:
-                _log_failure(request, instance, exc)
-                if request.method not in IDEMPOTENT:
-                    raise _unreachable(request) from None
-                continue
-            except (UpstreamTimeout, UpstreamResponseTooLarge) as exc:
-                _log_failure(request, instance, exc)
-                raise type(exc)(_PUBLIC_MESSAGES[type(exc)].format(r=request)) from None
-            finally:
-                self._strategies.in_flight.finished(instance)
-            return ProxyResponse(
-                answer.status,
-                downstream_headers(
-                    answer.headers, request.request_id, head=request.method == "HEAD"
-                ),
-                answer.body,
+            last = self._attempt(request, instance, headers, policy, deadline, live)
+            if not last.retryable:
+                break
+            if last.sent:
+                if len(tried) >= attempts or not self._retry_budget.withdraw(request.service):
+                    break
+                retries += 1
+                self._pause(retries, policy, deadline)
+        return _settle(request, last, self._clock() >= deadline)
+
+    def _attempt(
+        self,
+        request: ProxyRequest,
+        instance: Instance,
+        headers: Mapping[str, str],
+        policy: Policy,
+        deadline: float,
+        live: list[Instance],
+    ) -> _Outcome:
+        per_try = policy.timeouts.per_try_seconds
+        until = deadline if per_try is None else min(deadline, self._clock() + per_try)
+        rules = policy.outlier_detection
+        self._strategies.in_flight.started(instance)
+        try:
+            answer = self._client.send(
+                request.method,
+                instance.host,
+                instance.port,
+                request.target,
+                headers,
+                request.body or None,
+                deadline=until,
             )
-        if self._clock() >= deadline:
-            raise UpstreamTimeout(_PUBLIC_MESSAGES[UpstreamTimeout].format(r=request))
-        raise _unreachable(request)
+        except (ConnectFailed, HostNotAllowed) as exc:
+            _log_failure(request, instance, exc)
+            self._outliers.eject_for(instance, self._eject_seconds)
+            return _Outcome(error=_unreachable(request), sent=False, retryable=True)
+        except UpstreamUnreachable as exc:
+            _log_failure(request, instance, exc)
+            self._eject_if_outlier(request, instance, rules, live)
+            return _Outcome(
+                error=_unreachable(request), retryable=may_retry_after_sending(request.method)
+            )
+        except (UpstreamTimeout, UpstreamResponseTooLarge) as exc:
+            _log_failure(request, instance, exc)
+            if isinstance(exc, UpstreamTimeout):
+                self._eject_if_outlier(request, instance, rules, live)
+            return _Outcome(error=type(exc)(_PUBLIC_MESSAGES[type(exc)].format(r=request)))
+        finally:
+            self._strategies.in_flight.finished(instance)
+        if answer.status >= 500:
+            self._eject_if_outlier(request, instance, rules, live)
+        else:
+            self._outliers.succeeded(instance, rules)
+        response = ProxyResponse(
+            answer.status,
+            downstream_headers(answer.headers, request.request_id, head=request.method == "HEAD"),
+            answer.body,
+        )
+        retryable = answer.status in RETRYABLE_STATUSES and may_retry_after_sending(request.method)
+        return _Outcome(answer=response, retryable=retryable)
+
+    def _eject_if_outlier(
+        self,
+        request: ProxyRequest,
+        instance: Instance,
+        rules: OutlierDetection,
+        live: list[Instance],
+    ) -> None:
+        seconds = self._outliers.failed(instance, rules, live)
+        if seconds:
+            logger.warning(
+                "outlier ejected",
+                extra={
+                    "request_id": request.request_id,
+                    "service": instance.service,
+                    "instance_id": instance.instance_id,
+                    "seconds": seconds,
+                },
+            )
+
+    def _pause(self, retry: int, policy: Policy, deadline: float) -> None:
+        retries = policy.retries
+        wait = backoff_seconds(retry, retries.backoff_base_ms, retries.backoff_max_ms, self._rng)
+        self._sleep(max(0.0, min(wait, deadline - self._clock())))
 
     def _routable(self, request: ProxyRequest, version: str) -> list[Instance]:
         try:
@@ -170,6 +272,17 @@ class Gateway:
             if version == request.version:
                 raise
             raise VersionNotFound(f"{exc.message} (alias {request.version!r})") from None
+
+
+def _settle(request: ProxyRequest, last: _Outcome, late: bool) -> ProxyResponse:
+    """The last attempt's answer, or its error: a retryable answer (a 503, say) that could not
+    be retried goes back as the upstream gave it."""
+    if last.answer is not None:
+        return last.answer
+    if late and not last.sent:
+        raise UpstreamTimeout(_PUBLIC_MESSAGES[UpstreamTimeout].format(r=request))
+    assert last.error is not None
+    raise last.error
 
 
 def hash_key(hash_on: HashOn | None, request: ProxyRequest) -> str | None:

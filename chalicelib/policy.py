@@ -55,7 +55,8 @@ class Timeouts:
 
 @dataclass(frozen=True)
 class Retries:
-    max_attempts: int = 3
+    # Instances tried in all; None keeps the gateway's LAMBDAMESH_MAX_ATTEMPTS.
+    max_attempts: int | None = None
     # Retries may add at most this share of the requests as extra load (per Lambda).
     budget_percent: float = 20.0
     backoff_base_ms: int = 25

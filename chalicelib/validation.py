@@ -159,7 +159,11 @@ POLICY_SCHEMA: dict[str, Any] = _object(
         ),
         "retries": _object(
             {
-                "max_attempts": {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS_LIMIT},
+                "max_attempts": {
+                    "type": ["integer", "null"],
+                    "minimum": 1,
+                    "maximum": MAX_ATTEMPTS_LIMIT,
+                },
                 "budget_percent": {"type": "number", "minimum": 0, "maximum": 100},
                 "backoff_base_ms": {"type": "integer", "minimum": 0, "maximum": 1000},
                 "backoff_max_ms": {"type": "integer", "minimum": 0, "maximum": 10_000},

@@ -71,7 +71,6 @@ def _gateway() -> Gateway:
         Discovery(
             store(),
             ttl=current.cache_seconds,
-            eject_seconds=current.eject_seconds,
             stale_seconds=current.stale_seconds,
         ),
         Strategies(),
@@ -84,6 +83,7 @@ def _gateway() -> Gateway:
         ),
         max_attempts=current.max_attempts,
         max_request_body=current.max_request_body,
+        eject_seconds=current.eject_seconds,
     )
 
 

@@ -11,11 +11,13 @@ import pytest
 import urllib3
 from urllib3.exceptions import LocationParseError
 
-from chalicelib.balancing import WeightedRoundRobin
+from chalicelib.balancing import Strategies
 from chalicelib.errors import UpstreamResponseTooLarge, UpstreamTimeout
 from chalicelib.gateway import Gateway, ProxyRequest
 from chalicelib.hosts import HostPolicy
 from chalicelib.instances import Instance
+from chalicelib.outliers import Outliers
+from chalicelib.policy import DEFAULT_POLICY, Policy
 from chalicelib.upstream import ConnectFailed, UpstreamClient
 from tests.functional.conftest import serve_in_background
 from tests.helpers import InOrder
@@ -158,13 +160,17 @@ def test_an_address_urllib3_refuses_to_pool_is_a_connect_failure(
 class RecordingDiscovery:
     def __init__(self, instances: list[Instance]) -> None:
         self.instances = instances
-        self.ejected: list[str] = []
+        self.outliers = Outliers()
 
     def routable(self, service: str, version: str) -> list[Instance]:
         return list(self.instances)
 
-    def eject(self, instance: Instance) -> None:
-        self.ejected.append(instance.instance_id)
+    def policy(self, service: str) -> Policy:
+        return DEFAULT_POLICY
+
+    @property
+    def ejected(self) -> list[str]:
+        return [i.instance_id for i in self.instances if self.outliers.is_ejected(i)]
 
 
 def stored(instance_id: str, host: str, port: int) -> Instance:
@@ -188,8 +194,9 @@ def test_a_stored_host_that_cannot_be_connected_to_is_ejected_and_the_next_insta
     )
     gateway = Gateway(
         discovery,  # type: ignore[arg-type]
-        WeightedRoundRobin(InOrder()),
+        Strategies(InOrder()),
         UpstreamClient(LOOPBACK),
+        outliers=discovery.outliers,
     )
 
     # When a request is routed to it first

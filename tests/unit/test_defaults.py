@@ -24,7 +24,7 @@ SETTING_PARAMETERS = {
     ("gateway.py", "Gateway", "max_attempts"): "max_attempts",
     ("gateway.py", "Gateway", "max_request_body"): "max_request_body",
     ("discovery.py", "Discovery", "ttl"): "cache_seconds",
-    ("discovery.py", "Discovery", "eject_seconds"): "eject_seconds",
+    ("gateway.py", "Gateway", "eject_seconds"): "eject_seconds",
     ("discovery.py", "Discovery", "stale_seconds"): "stale_seconds",
     ("registry.py", "Registry", "max_instances"): "max_instances_per_service",
 }

@@ -113,23 +113,6 @@ def test_only_live_up_instances_of_the_version_are_routable(
     assert ids(routable("orders", "v1", instances, now)) == ["live", "also-live"]
 
 
-def test_ejected_instances_are_skipped(make_instance: MakeInstance, now: float) -> None:
-    instances = (make_instance("a"), make_instance("b"), make_instance("c"))
-
-    assert ids(routable("orders", "v1", instances, now, frozenset({"a", "c"}))) == ["b"]
-
-
-def test_when_every_live_instance_is_ejected_all_of_them_are_tried_again(
-    make_instance: MakeInstance, now: float
-) -> None:
-    instances = (make_instance("a"), make_instance("b"), make_instance("down", status="DOWN"))
-
-    assert ids(routable("orders", "v1", instances, now, frozenset({"a", "b"}))) == ["a", "b"]
-
-
-# Discovery
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(100.0)
@@ -142,7 +125,7 @@ def store(make_instance: MakeInstance) -> InMemoryStore:
 
 @pytest.fixture
 def subject(store: InMemoryStore, clock: FakeClock, now: float) -> Discovery:
-    return Discovery(store, ttl=1.0, eject_seconds=5.0, clock=clock, wall_clock=FakeClock(now))
+    return Discovery(store, ttl=1.0, clock=clock, wall_clock=FakeClock(now))
 
 
 def test_a_second_lookup_within_the_ttl_does_not_read_the_store(
@@ -196,43 +179,6 @@ def test_liveness_is_judged_by_the_wall_clock(
 
     with pytest.raises(NoLiveInstance):
         subject.routable("orders", "v1")
-
-
-def test_an_ejected_instance_is_left_out_until_eject_seconds_have_passed(
-    subject: Discovery, store: InMemoryStore, clock: FakeClock
-) -> None:
-    a, _ = store.by_service["orders"]
-
-    subject.eject(a)
-    clock.advance(4.9)
-    assert ids(subject.routable("orders", "v1")) == ["b"]
-
-    clock.advance(0.1)
-    assert ids(subject.routable("orders", "v1")) == ["a", "b"]
-
-
-def test_ejecting_an_instance_of_one_service_leaves_another_services_alone(
-    subject: Discovery, store: InMemoryStore, make_instance: MakeInstance
-) -> None:
-    store.by_service["billing"] = [
-        make_instance("a", service="billing"),
-        make_instance("z", service="billing"),
-    ]
-    a_of_orders = store.by_service["orders"][0]
-
-    subject.eject(a_of_orders)
-
-    assert ids(subject.routable("billing", "v1")) == ["a", "z"]
-    assert ids(subject.routable("orders", "v1")) == ["b"]
-
-
-def test_with_every_instance_ejected_they_are_all_offered_again(
-    subject: Discovery, store: InMemoryStore
-) -> None:
-    for instance in store.by_service["orders"]:
-        subject.eject(instance)
-
-    assert ids(subject.routable("orders", "v1")) == ["a", "b"]
 
 
 def test_the_cache_is_bounded_and_forgets_the_oldest_service(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,18 @@ from chalicelib.errors import (
 )
 from chalicelib.gateway import Gateway, ProxyRequest, hash_key
 from chalicelib.instances import Instance
-from chalicelib.policy import DEFAULT_POLICY, Alias, HashOn, MatchRule, Policy
+from chalicelib.outliers import Outliers
+from chalicelib.policy import (
+    DEFAULT_POLICY,
+    Alias,
+    HashOn,
+    MatchRule,
+    OutlierDetection,
+    Policy,
+    Retries,
+    Timeouts,
+)
+from chalicelib.retries import INITIAL_TOKENS
 from chalicelib.upstream import ConnectFailed, UpstreamResponse
 from tests.helpers import InOrder
 
@@ -39,8 +51,12 @@ class FakeDiscovery:
         self.instances = instances
         self.error = error
         self.asked: list[tuple[str, str]] = []
-        self.ejected: list[str] = []
         self.current_policy = policy
+        self.outliers = Outliers()
+
+    @property
+    def ejected(self) -> list[str]:
+        return [i.instance_id for i in self.instances if self.outliers.is_ejected(i)]
 
     def routable(self, service: str, version: str) -> list[Instance]:
         self.asked.append((service, version))
@@ -51,8 +67,13 @@ class FakeDiscovery:
     def policy(self, service: str) -> Policy:
         return self.current_policy
 
-    def eject(self, instance: Instance) -> None:
-        self.ejected.append(instance.instance_id)
+
+class FakeClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @dataclass(frozen=True)
@@ -100,8 +121,16 @@ def instances(make_instance: MakeInstance) -> list[Instance]:
     return [make_instance(name, weight=1) for name in ("a", "b", "c")]
 
 
-def gateway(discovery: FakeDiscovery, upstream: ScriptedUpstream, **limits: int) -> Gateway:
-    return Gateway(discovery, Strategies(InOrder()), upstream, **limits)  # type: ignore[arg-type]
+def gateway(discovery: FakeDiscovery, upstream: ScriptedUpstream, **limits: Any) -> Gateway:
+    """A gateway whose outlier state is the discovery fake's ``outliers``, for the asserting."""
+    limits.setdefault("sleep", lambda seconds: None)
+    limits.setdefault("outliers", discovery.outliers)
+    return Gateway(
+        discovery,  # type: ignore[arg-type]
+        Strategies(InOrder()),
+        upstream,  # type: ignore[arg-type]
+        **limits,
+    )
 
 
 def request(method: str = "GET", **fields: object) -> ProxyRequest:
@@ -277,8 +306,8 @@ def test_a_timeout_is_not_retried_and_reaches_the_client_as_a_gateway_timeout(
     assert discovery.ejected == []
 
 
-@pytest.mark.parametrize("method", ["GET", "HEAD", "OPTIONS"])
-def test_a_failure_after_sending_is_retried_for_idempotent_reads(
+@pytest.mark.parametrize("method", ["GET", "HEAD", "OPTIONS", "PUT", "DELETE"])
+def test_a_failure_after_sending_is_retried_for_idempotent_methods(
     instances: list[Instance], method: str
 ) -> None:
     upstream = ScriptedUpstream({"a": broken()})
@@ -502,3 +531,134 @@ def test_a_consistent_hash_policy_keeps_a_user_on_one_instance(
         subject.forward(request(headers={"X-User": "ana"}))
 
     assert len({s.host for s in upstream.sent}) == 1
+
+
+# Retries on answers, the budget, backoff and timeouts
+
+
+def answered(status: int) -> UpstreamResponse:
+    return UpstreamResponse(status, [("Content-Type", "text/plain")], b"busy")
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_a_retryable_answer_to_an_idempotent_request_is_tried_on_another_instance(
+    instances: list[Instance], status: int
+) -> None:
+    upstream = ScriptedUpstream({"a": answered(status)})
+
+    response = gateway(FakeDiscovery(instances), upstream).forward(request("GET"))
+
+    assert response.status == 200
+    assert upstream.tried == ["a", "b"]
+
+
+@pytest.mark.parametrize(("method", "status"), [("POST", 503), ("PATCH", 502), ("GET", 500)])
+def test_a_post_or_a_500_is_answered_as_the_upstream_gave_it(
+    instances: list[Instance], method: str, status: int
+) -> None:
+    upstream = ScriptedUpstream({"a": answered(status)})
+
+    response = gateway(FakeDiscovery(instances), upstream).forward(request(method))
+
+    assert (response.status, response.body) == (status, b"busy")
+    assert upstream.tried == ["a"]
+
+
+def test_when_every_attempt_answers_503_the_last_answer_goes_back(
+    instances: list[Instance],
+) -> None:
+    upstream = ScriptedUpstream({name: answered(503) for name in "abc"})
+
+    response = gateway(FakeDiscovery(instances), upstream).forward(request("GET"))
+
+    assert response.status == 503
+    assert upstream.tried == ["a", "b", "c"]
+
+
+def test_the_retry_budget_bounds_the_extra_load_on_a_failing_service(
+    instances: list[Instance],
+) -> None:
+    upstream = ScriptedUpstream({name: answered(503) for name in "abc"})
+    subject = gateway(FakeDiscovery(instances), upstream)
+
+    for _ in range(1000):
+        subject.forward(request("GET"))
+
+    extra = len(upstream.sent) - 1000
+    # 20 % of the requests, plus what a quiet service starts with: not 2,000 (3 attempts each).
+    assert extra <= 200 + INITIAL_TOKENS
+    assert extra >= 195
+
+
+def test_retries_wait_a_jittered_backoff_that_grows_up_to_its_maximum(
+    make_instance: MakeInstance,
+) -> None:
+    many = [make_instance(f"i{n}") for n in range(5)]
+    upstream = ScriptedUpstream({f"i{n}": answered(503) for n in range(5)})
+    waits: list[float] = []
+    policy = Policy(retries=Retries(max_attempts=5, backoff_base_ms=100, backoff_max_ms=300))
+    subject = gateway(FakeDiscovery(many, policy=policy), upstream, sleep=waits.append)
+
+    subject.forward(request("GET"))
+
+    assert len(waits) == 3  # the budget starts with three retries
+    assert all(0 <= wait <= ceiling for wait, ceiling in zip(waits, [0.1, 0.2, 0.3], strict=True))
+
+
+def test_each_try_gets_the_policys_per_try_deadline_within_the_total(
+    instances: list[Instance],
+) -> None:
+    clock = FakeClock(100.0)
+    upstream = ScriptedUpstream({"a": answered(503)})
+    policy = Policy(timeouts=Timeouts(per_try_seconds=2.0, total_seconds=5.0))
+    discovery = FakeDiscovery(instances, policy=policy)
+    subject = gateway(discovery, upstream, clock=clock, outliers=Outliers(clock))
+
+    subject.forward(request("GET"), budget=27.0)
+
+    assert upstream.deadlines == [102.0, 102.0]
+
+
+def test_the_total_timeout_never_exceeds_the_callers_budget(instances: list[Instance]) -> None:
+    clock = FakeClock(100.0)
+    upstream = ScriptedUpstream()
+    policy = Policy(timeouts=Timeouts(total_seconds=20.0))
+    discovery = FakeDiscovery(instances, policy=policy)
+    subject = gateway(discovery, upstream, clock=clock, outliers=Outliers(clock))
+
+    subject.forward(request("GET"), budget=3.0)
+
+    assert upstream.deadlines == [103.0]
+
+
+# Outliers and panic through the gateway
+
+
+def test_an_instance_answering_500_to_everything_is_ejected_after_n_answers(
+    instances: list[Instance],
+) -> None:
+    upstream = ScriptedUpstream({"a": answered(500)})
+    discovery = FakeDiscovery(instances)
+    subject = gateway(discovery, upstream)
+
+    statuses = [subject.forward(request("POST")).status for _ in range(30)]
+
+    assert statuses.count(500) == OutlierDetection().consecutive_failures
+    assert discovery.ejected == ["a"]
+    assert upstream.tried[-15:].count("a") == 0
+
+
+def test_with_most_instances_ejected_the_gateway_panics_and_uses_all(
+    instances: list[Instance], caplog: pytest.LogCaptureFixture
+) -> None:
+    discovery = FakeDiscovery(instances)
+    for instance in instances[:2]:
+        discovery.outliers.eject_for(instance, 60)
+    upstream = ScriptedUpstream()
+    subject = gateway(discovery, upstream)
+
+    for _ in range(6):
+        subject.forward(request("GET"))
+
+    assert sorted(set(upstream.tried)) == ["a", "b", "c"]
+    assert "panic mode: routing over every live instance" in caplog.text
