@@ -106,6 +106,25 @@ def deregister_instance(service: str, instance_id: str) -> Response:
     return Response(body=b"", status_code=204)
 
 
+@route(
+    "/registry/services/{service}/instances/{instance_id}/drain",
+    methods=["PUT"],
+)
+def drain_instance(service: str, instance_id: str) -> Response:
+    registry = wiring.registry()
+    instance = registry.drain(_principal(), service, instance_id)
+    return json_response(instance.to_json(registry.now()))
+
+
+@route(
+    "/registry/services/{service}/instances/{instance_id}/drain",
+    methods=["DELETE"],
+)
+def undrain_instance(service: str, instance_id: str) -> Response:
+    wiring.registry().undrain(_principal(), service, instance_id)
+    return Response(body=b"", status_code=204)
+
+
 @route("/registry/services/{service}/policy", methods=["GET"])
 def get_policy(service: str) -> Response:
     _principal()

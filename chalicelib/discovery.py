@@ -93,10 +93,14 @@ def routable(
         raise VersionNotFound(f"service {service!r} has no version {version!r}")
     live = [i for i in of_version if i.is_routable(now)]
     if not live:
-        down = sum(1 for i in of_version if i.is_live(now))
+        running = [i for i in of_version if i.is_live(now)]
+        drained = sum(1 for i in running if i.drained)
+        down = sum(1 for i in running if i.status == "DOWN" and not i.drained)
+        draining = len(running) - drained - down
         raise NoLiveInstance(
-            f"no live instance of {service!r} version {version!r}: "
-            f"{down} reported DOWN, {len(of_version) - down} with lapsed leases"
+            f"no live instance of {service!r} version {version!r}: {down} reported DOWN, "
+            f"{draining} draining, {drained} drained by an operator, "
+            f"{len(of_version) - len(running)} with lapsed leases"
         )
     return live
 

@@ -7,7 +7,10 @@ from typing import Any, Literal
 
 from chalicelib.policy import Policy
 
-Status = Literal["UP", "DOWN"]
+# DOWN: the app failed its readiness check. DRAINING: the task is stopping; it finishes what
+# it has but takes nothing new. Only UP instances are routed to.
+Status = Literal["UP", "DOWN", "DRAINING"]
+STATUSES: tuple[Status, ...] = ("UP", "DOWN", "DRAINING")
 
 
 @dataclass(frozen=True)
@@ -41,13 +44,15 @@ class Instance:
     expires_at: float
     registered_at: float
     updated_at: float
+    # Put out of rotation by an operator (``lambdamesh drain``): its heartbeats cannot undo it.
+    drained: bool = False
 
     def is_live(self, now: float) -> bool:
         """Liveness is decided from the stored expiry, never from whether TTL has deleted it."""
         return self.expires_at > now
 
     def is_routable(self, now: float) -> bool:
-        return self.status == "UP" and self.is_live(now)
+        return self.status == "UP" and not self.drained and self.is_live(now)
 
     def to_json(self, now: float) -> dict[str, Any]:
         return {
@@ -60,6 +65,7 @@ class Instance:
             "zone": self.zone,
             "metadata": dict(self.metadata),
             "status": self.status,
+            "drained": self.drained,
             "lease_seconds": self.lease_seconds,
             "expires_at": round(self.expires_at, 3),
             "expires_in": round(max(0.0, self.expires_at - now), 3),
@@ -77,7 +83,8 @@ class RegisterResult:
 
 @dataclass(frozen=True)
 class ServiceView:
-    """What the gateway reads of a service in one Query: its instances and its policy."""
+    """What the gateway reads of a service in one Query: its instances (marked when an
+    operator drained them) and its policy."""
 
     instances: tuple[Instance, ...]
     policy: Policy | None = None

@@ -5,14 +5,21 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from chalicelib.auth import Principal, require_admin, require_write
 from chalicelib.config import Settings
-from chalicelib.errors import PolicyNotFound, TooManyInstances
+from chalicelib.errors import InstanceNotFound, PolicyNotFound, TooManyInstances
 from chalicelib.hosts import HostPolicy
-from chalicelib.instances import Instance, RegisterResult, Registration, Status, StoredPolicy
+from chalicelib.instances import (
+    Instance,
+    RegisterResult,
+    Registration,
+    ServiceView,
+    Status,
+    StoredPolicy,
+)
 from chalicelib.policy import Policy
 from chalicelib.validation import check_name, parse_heartbeat, parse_policy, parse_registration
 
@@ -62,6 +69,12 @@ class RegistryStore(Protocol):
     def put_policy(self, service: str, policy: Policy, now: float) -> bool: ...
 
     def delete_policy(self, service: str) -> bool: ...
+
+    def service_view(self, service: str) -> ServiceView: ...
+
+    def drain(self, service: str, instance_id: str) -> None: ...
+
+    def undrain(self, service: str, instance_id: str) -> bool: ...
 
 
 class Registry:
@@ -123,9 +136,32 @@ class Registry:
         now = self._clock()
         return [
             instance
-            for instance in self._store.instances(service)
+            for instance in self._store.service_view(service).instances
             if instance.is_live(now) and version in (None, instance.version)
         ]
+
+    def drain(self, principal: Principal, service: str, instance_id: str) -> Instance:
+        """Take a live instance out of rotation until an operator lifts it."""
+        check_name("service", service)
+        check_name("instance_id", instance_id)
+        require_admin(principal, "draining an instance")
+        now = self._clock()
+        found = [
+            i
+            for i in self._store.service_view(service).instances
+            if i.instance_id == instance_id and i.is_live(now)
+        ]
+        if not found:
+            raise InstanceNotFound(f"instance {instance_id!r} of {service!r} is not registered")
+        self._store.drain(service, instance_id)
+        return replace(found[0], drained=True)
+
+    def undrain(self, principal: Principal, service: str, instance_id: str) -> None:
+        check_name("service", service)
+        check_name("instance_id", instance_id)
+        require_admin(principal, "lifting a drain")
+        if not self._store.undrain(service, instance_id):
+            raise InstanceNotFound(f"instance {instance_id!r} of {service!r} is not drained")
 
     def services(self) -> list[dict[str, Any]]:
         """Each service with per-version counts of live and total stored instances.

@@ -24,12 +24,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 from botocore.exceptions import HTTPClientError
 from botocore.session import Session as BotocoreSession
-from pynamodb.attributes import MapAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import (
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    UnicodeSetAttribute,
+)
 from pynamodb.connection import TableConnection
 from pynamodb.connection.base import MetaTable
 from pynamodb.constants import (
@@ -56,6 +62,7 @@ from pynamodb.types import HASH, RANGE
 from chalicelib.config import Settings
 from chalicelib.errors import InstanceNotFound, RegistryMisconfigured, RegistryUnavailable
 from chalicelib.instances import (
+    STATUSES,
     Instance,
     RegisterResult,
     Registration,
@@ -114,6 +121,8 @@ class PolicyItem(_Item):
     # The policy document as validated JSON; absent when only drains are stored.
     policy = UnicodeAttribute(null=True)
     updated_at = NumberAttribute(null=True)
+    # Instance ids an operator took out of rotation. A set, so ADD and DELETE need no read.
+    drained = UnicodeSetAttribute(null=True)
 
 
 class CatalogItem(_Item):
@@ -179,7 +188,7 @@ def _to_instance(item: InstanceItem) -> Instance:
         weight=int(item.weight),
         zone=item.zone,
         metadata=_plain(item.metadata),
-        status="DOWN" if item.status == "DOWN" else "UP",
+        status=item.status if item.status in STATUSES else "UP",
         lease_seconds=int(item.lease_seconds),
         expires_at=float(item.expires_at),
         registered_at=float(item.registered_at),
@@ -356,24 +365,56 @@ class InstanceStore:
             raise _failure("read", exc) from exc
 
     def service_view(self, service: str) -> ServiceView:
-        """Everything the gateway needs of ``service`` in one Query: its instances and its
-        routing policy, the policy item read with them at no extra request."""
+        """Everything the gateway needs of ``service`` in one Query: its instances, marked
+        when an operator drained them, and its routing policy, read with them at no extra
+        request."""
         instances: list[Instance] = []
         policy: Policy | None = None
+        drained: set[str] = set()
         start: Any = None
         try:
             while True:
                 page = self._table.query(service, exclusive_start_key=start)
                 for raw in page.get(ITEMS, ()):
                     if raw[self._instances.sk.attr_name]["S"] == POLICY_KEY:
-                        policy = _stored_policy(self._policies.from_raw_data(raw))
+                        item = self._policies.from_raw_data(raw)
+                        policy, drained = _stored_policy(item), set(item.drained or ())
                     else:
                         instances.append(_to_instance(self._instances.from_raw_data(raw)))
                 start = page.get(LAST_EVALUATED_KEY)
                 if not start:
-                    return ServiceView(tuple(instances), policy)
+                    break
         except PynamoDBException as exc:
             raise _failure("read", exc) from exc
+        marked = [replace(i, drained=True) if i.instance_id in drained else i for i in instances]
+        return ServiceView(tuple(marked), policy)
+
+    def drain(self, service: str, instance_id: str) -> None:
+        """Take the instance out of rotation until ``undrain``; its heartbeats write its own
+        item, never this one, so they cannot undo it."""
+        model = self._policies
+        try:
+            self._table.update_item(
+                service, range_key=POLICY_KEY, actions=[model.drained.add({instance_id})]
+            )
+        except PynamoDBException as exc:
+            raise _failure("write", exc) from exc
+
+    def undrain(self, service: str, instance_id: str) -> bool:
+        """Lift a drain; False if the instance was not drained."""
+        model = self._policies
+        try:
+            self._table.update_item(
+                service,
+                range_key=POLICY_KEY,
+                actions=[model.drained.delete({instance_id})],
+                condition=model.drained.contains(instance_id),
+            )
+        except PynamoDBException as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise _failure("write", exc) from exc
+        return True
 
     def policy(self, service: str) -> StoredPolicy | None:
         """The service's policy as stored, read consistently, or None."""
@@ -403,10 +444,15 @@ class InstanceStore:
         return model.policy.attr_name not in (answer.get(ATTRIBUTES) or {})
 
     def delete_policy(self, service: str) -> bool:
-        """Remove the policy; False if there was none."""
+        """Remove the policy (drains stay); False if there was none."""
         model = self._policies
         try:
-            model(service, POLICY_KEY).delete(condition=model.policy.exists())
+            self._table.update_item(
+                service,
+                range_key=POLICY_KEY,
+                actions=[model.policy.remove(), model.updated_at.remove()],
+                condition=model.policy.exists(),
+            )
         except PynamoDBException as exc:
             if _is_condition_failure(exc):
                 return False

@@ -20,7 +20,7 @@ import fastjsonschema
 
 from chalicelib.errors import InvalidName, InvalidRequest, PayloadTooLarge
 from chalicelib.hosts import HostPolicy, normalize_host
-from chalicelib.instances import Registration, Status
+from chalicelib.instances import STATUSES, Registration, Status
 from chalicelib.policy import STRATEGIES, Policy, from_json
 
 SERVICE_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
@@ -53,7 +53,7 @@ _NAMES = {
     ),
 }
 
-_STATUS = {"type": "string", "enum": ["UP", "DOWN"]}
+_STATUS = {"type": "string", "enum": list(STATUSES)}
 
 REGISTER_SCHEMA: dict[str, Any] = {
     "type": "object",

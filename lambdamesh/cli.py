@@ -8,7 +8,7 @@ import importlib.util
 import ipaddress
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -17,7 +17,12 @@ from chalicelib.errors import LambdaMeshError
 from lambdamesh.apiclient import ApiError
 from lambdamesh.cost import add_cost_command, cost_command
 from lambdamesh.finishing import finish_command
-from lambdamesh.policycmd import add_policy_command, policy_command
+from lambdamesh.operations import (
+    add_drain_command,
+    add_policy_command,
+    drain_command,
+    policy_command,
+)
 
 PROG = "lambdamesh"
 # What each extra brings, by the modules a command imports.
@@ -103,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     _stage_commands(commands)
     add_cost_command(commands)
     add_policy_command(commands)
+    add_drain_command(commands)
 
     commands.add_parser(
         "bootstrap",
@@ -275,24 +281,24 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+# Each command's entry point, given the parsed arguments.
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "token": lambda a: token_command(a.service, a.admin, a.signing_key_secret),
+    "bootstrap": lambda a: bootstrap_command(),
+    "configure": configure_command,
+    "check": check_command,
+    "cost": cost_command,
+    "finish-package": lambda a: finish_command(a.out),
+    "policy": policy_command,
+    "drain": drain_command,
+    "dev": lambda a: dev_command(a.host, a.port, a.demo, a.dynamodb_endpoint, a.url_port),
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "token":
-            return token_command(args.service, args.admin, args.signing_key_secret)
-        if args.command == "bootstrap":
-            return bootstrap_command()
-        if args.command == "configure":
-            return configure_command(args)
-        if args.command == "check":
-            return check_command(args)
-        if args.command == "cost":
-            return cost_command(args)
-        if args.command == "finish-package":
-            return finish_command(args.out)
-        if args.command == "policy":
-            return policy_command(args)
-        return dev_command(args.host, args.port, args.demo, args.dynamodb_endpoint, args.url_port)
+        return COMMANDS[args.command](args)
     except ApiError as exc:
         print(f"{PROG}: {exc.message}", file=sys.stderr)
         return exc.exit_code

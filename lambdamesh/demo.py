@@ -68,6 +68,8 @@ class Demo:
             "LAMBDAMESH_HEARTBEAT_SECONDS": self.heartbeat_seconds,
             "LAMBDAMESH_LEASE_SECONDS": self.lease_seconds,
             "LAMBDAMESH_METADATA": '{"demo": "true"}',
+            # On Ctrl-C: DRAINING for one instance-cache period, then deregistered.
+            "LAMBDAMESH_DRAIN_SECONDS": "1",
             "LAMBDAMESH_LOG_LEVEL": "WARNING",
         }
 

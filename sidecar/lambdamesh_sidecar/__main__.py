@@ -66,6 +66,7 @@ def build(settings: Settings, stop: threading.Event) -> Runner:
         heartbeat_seconds=settings.heartbeat_seconds,
         lease_seconds=settings.lease_seconds,
         request_timeout=settings.request_timeout_seconds,
+        drain_seconds=settings.drain_seconds,
     )
     ready = readiness_check(settings.host, settings.port, settings.health_path)
     return Runner(registry, registration, ready, stop, timing=timing)
@@ -98,6 +99,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             registry=settings.registry_url,
             heartbeat=f"{settings.heartbeat_seconds:g}s",
             lease=f"{settings.lease_seconds}s",
+            drain=f"{settings.drain_seconds:g}s",
             readiness=settings.health_path or "tcp",
             sidecar=__version__,
         ),

@@ -38,6 +38,10 @@ DEFAULT_HEARTBEAT_SECONDS = 10.0
 DEFAULT_LEASE_SECONDS = 30
 LEASE_MARGIN_SECONDS = 1.0
 DEFAULT_REQUEST_TIMEOUT_SECONDS = 5.0
+# On SIGTERM: DRAINING for this long (gateway caches notice, in-flight requests finish), then
+# deregister. With deregistering (at most 5 s) it must fit ECS's stop timeout (30 s default).
+DEFAULT_DRAIN_SECONDS = 5.0
+MAX_DRAIN_SECONDS = 120.0
 
 ECS_METADATA_VARIABLE = "ECS_CONTAINER_METADATA_URI_V4"
 
@@ -57,6 +61,11 @@ VARIABLES: tuple[tuple[str, str], ...] = (
     ("LAMBDAMESH_ZONE", "zone, a-z 0-9 '-'; default: the task's AvailabilityZone"),
     ("LAMBDAMESH_METADATA", 'JSON object of string values, e.g. {"commit": "abc123"}'),
     ("LAMBDAMESH_REQUEST_TIMEOUT_SECONDS", "timeout of each registry call, 0.1..60 (default 5)"),
+    (
+        "LAMBDAMESH_DRAIN_SECONDS",
+        "on SIGTERM, report DRAINING and wait this long before deregistering, 0..120 "
+        "(default 5); keep it + 5 s under the container's ECS stopTimeout",
+    ),
     ("LAMBDAMESH_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR (default INFO)"),
     (ECS_METADATA_VARIABLE, "set by ECS; read for the defaults of HOST, INSTANCE_ID and ZONE"),
 )
@@ -87,6 +96,7 @@ class Settings:
     zone: str | None = None
     metadata: Mapping[str, str] | None = None
     request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
+    drain_seconds: float = DEFAULT_DRAIN_SECONDS
     log_level: str = "INFO"
 
 
@@ -102,6 +112,9 @@ def load(environ: Mapping[str, str], lookup_task: TaskLookup = fetch_task_metada
     health_path = _health_path(environ)
     metadata = _metadata(environ)
     request_timeout = _request_timeout(environ)
+    drain = _number(
+        environ, "LAMBDAMESH_DRAIN_SECONDS", 0, MAX_DRAIN_SECONDS, DEFAULT_DRAIN_SECONDS
+    )
     log_level = _log_level(environ)
     host = _host(environ)
     instance_id = _explicit_instance_id(environ)
@@ -123,6 +136,7 @@ def load(environ: Mapping[str, str], lookup_task: TaskLookup = fetch_task_metada
         zone=zone or (task.availability_zone if task else None),
         metadata=metadata,
         request_timeout_seconds=request_timeout,
+        drain_seconds=drain,
         log_level=log_level,
     )
 

@@ -49,6 +49,8 @@ class Timing:
     # ECS allows 30 s between SIGTERM and SIGKILL; deregistering must fit well inside that.
     shutdown_budget: float = 5.0
     heartbeat_jitter: float = 0.1
+    # On stop: DRAINING for this long before deregistering.
+    drain_seconds: float = 0.0
 
 
 class Runner:
@@ -64,6 +66,7 @@ class Runner:
         rng: RandomSource | None = None,
         clock: Clock = time.monotonic,
         logger: logging.Logger | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._registry = registry
         self._registration = registration
@@ -75,6 +78,7 @@ class Runner:
         self._rejected_backoff = rejected_backoff or Backoff(base=2.0, cap=60.0)
         self._rng: RandomSource = rng or random.Random()  # jitter only: no secrets drawn
         self._clock = clock
+        self._sleep = sleep
         self._log = logger or logging.getLogger(LOGGER_NAME)
         self._status = "UP"
         self._registered_once = False
@@ -92,8 +96,25 @@ class Runner:
             return 0
         if self._register_until_done():
             self._heartbeat_until_stopped()
+            self._drain()
         self._deregister()
         return 0
+
+    def _drain(self) -> None:
+        """Report DRAINING, then wait while gateways' caches notice and requests in flight
+        finish; the app keeps serving meanwhile. A second signal cuts it short."""
+        seconds = self._timing.drain_seconds
+        if seconds <= 0:
+            return
+        try:
+            self._registry.heartbeat("DRAINING")
+        except RegistryError as exc:
+            self._log.warning(
+                "could not report DRAINING; draining anyway %s",
+                fields(status=exc.status, code=exc.code, message=exc.message),
+            )
+        self._log.info("draining %s", fields(seconds=f"{seconds:g}"))
+        self._sleep(seconds)
 
     def _wait_until_ready(self) -> bool:
         started = self._clock()

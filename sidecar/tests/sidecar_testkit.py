@@ -449,6 +449,7 @@ def sidecar_env(registry_url: str, app_port: int, **overrides: str) -> dict[str,
         "LAMBDAMESH_HEARTBEAT_SECONDS": "0.3",
         "LAMBDAMESH_LEASE_SECONDS": "5",
         "LAMBDAMESH_REQUEST_TIMEOUT_SECONDS": "2",
+        "LAMBDAMESH_DRAIN_SECONDS": "0",
     }
     env.update(overrides)
     return env

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from lambdamesh_sidecar.config import (
+    DEFAULT_DRAIN_SECONDS,
     DEFAULT_HEARTBEAT_SECONDS,
     DEFAULT_LEASE_SECONDS,
     DEFAULT_REQUEST_TIMEOUT_SECONDS,
@@ -59,6 +60,7 @@ def test_minimal_environment_gets_the_defaults() -> None:
     assert settings.heartbeat_seconds == DEFAULT_HEARTBEAT_SECONDS
     assert settings.lease_seconds == DEFAULT_LEASE_SECONDS
     assert settings.request_timeout_seconds == DEFAULT_REQUEST_TIMEOUT_SECONDS
+    assert settings.drain_seconds == DEFAULT_DRAIN_SECONDS
     assert settings.health_path is None
     assert settings.weight is None
     assert settings.zone is None
@@ -76,6 +78,7 @@ def test_every_optional_setting_is_read() -> None:
         LAMBDAMESH_ZONE="eu-west-1b",
         LAMBDAMESH_METADATA='{"commit": "abc123", "team/owner": "payments"}',
         LAMBDAMESH_REQUEST_TIMEOUT_SECONDS="2.5",
+        LAMBDAMESH_DRAIN_SECONDS="12.5",
         LAMBDAMESH_LOG_LEVEL="debug",
     )
 
@@ -86,6 +89,7 @@ def test_every_optional_setting_is_read() -> None:
     assert settings.zone == "eu-west-1b"
     assert settings.metadata == {"commit": "abc123", "team/owner": "payments"}
     assert settings.request_timeout_seconds == 2.5
+    assert settings.drain_seconds == 12.5
     assert settings.log_level == "DEBUG"
 
 
@@ -153,6 +157,8 @@ def test_missing_required_variable_is_named(variable: str, absent: str | None) -
         ("LAMBDAMESH_ZONE", "EU West", "a-z"),
         ("LAMBDAMESH_REQUEST_TIMEOUT_SECONDS", "0", "0.1..60"),
         ("LAMBDAMESH_REQUEST_TIMEOUT_SECONDS", "61", "0.1..60"),
+        ("LAMBDAMESH_DRAIN_SECONDS", "-1", "0..120"),
+        ("LAMBDAMESH_DRAIN_SECONDS", "121", "0..120"),
         ("LAMBDAMESH_LOG_LEVEL", "chatty", "DEBUG, INFO, WARNING, ERROR"),
     ],
 )

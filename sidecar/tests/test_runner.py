@@ -31,6 +31,7 @@ class Ready:
 class Harness:
     def __init__(self, ready: Ready | None = None, timing: Timing = TIMING) -> None:
         self.clock = FakeClock()
+        self.slept: list[float] = []
         self.registry = FakeRegistry(self.clock)
         self.stop = FakeStop(self.clock)
         self.ready = ready or Ready(True)
@@ -44,7 +45,12 @@ class Harness:
             rejected_backoff=Backoff(base=2.0, cap=60.0),
             rng=MaxRng(),
             clock=self.clock,
+            sleep=self.sleep,
         )
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.clock.now += seconds
 
     def stop_after(self, name: str, count: int) -> None:
         self.stop.stop_when = lambda: self.registry.count(name) >= count
@@ -311,3 +317,56 @@ def test_stop_during_reregistration_ends_the_loop() -> None:
         "register",
         "deregister",
     ]
+
+
+# Draining on stop
+
+
+DRAINING = Timing(heartbeat_seconds=10.0, lease_seconds=30.0, request_timeout=5.0, drain_seconds=7)
+
+
+def test_on_stop_it_reports_draining_waits_then_deregisters() -> None:
+    harness = Harness(timing=DRAINING)
+    harness.stop_after("heartbeat", 2)
+
+    assert harness.run() == 0
+
+    assert harness.registry.names()[-2:] == ["heartbeat", "deregister"]
+    assert [call.argument for call in harness.registry.of("heartbeat")] == ["UP", "UP", "DRAINING"]
+    [draining, deregistered] = harness.registry.calls[-2:]
+    assert harness.slept == [7]
+    assert deregistered.at - draining.at == 7
+
+
+def test_a_failed_draining_report_still_drains_before_deregistering(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    harness = Harness(timing=DRAINING)
+    harness.stop_after("heartbeat", 1)
+    harness.registry.heartbeat_outcomes.extend([None, Unavailable("down", status=503)])
+
+    harness.run()
+
+    assert harness.slept == [7]
+    assert harness.registry.names()[-1] == "deregister"
+    assert "could not report DRAINING" in caplog.text
+
+
+def test_with_no_drain_time_it_deregisters_at_once() -> None:
+    harness = Harness()
+    harness.stop_after("heartbeat", 1)
+
+    harness.run()
+
+    assert harness.slept == []
+    assert [call.argument for call in harness.registry.of("heartbeat")] == ["UP"]
+
+
+def test_a_sidecar_stopped_before_registering_does_not_drain() -> None:
+    harness = Harness(ready=Ready(False), timing=DRAINING)
+    harness.stop.stop_when = lambda: True
+
+    harness.run()
+
+    assert harness.slept == []
+    assert harness.registry.calls == []

@@ -110,6 +110,7 @@ def sidecar_at_rest(url: str, port: int, seconds: float) -> tuple[float, int, in
             "LAMBDAMESH_PORT": str(port),
             "LAMBDAMESH_INSTANCE_ID": "bench-sidecar",
             "LAMBDAMESH_HEARTBEAT_SECONDS": "1",
+            "LAMBDAMESH_DRAIN_SECONDS": "0",
         },
     )
     bare = spawn("bare", ["-c", "import time; time.sleep(60)"])

@@ -584,8 +584,8 @@ def test_sidecar_starts_after_the_app_and_stops_first_as_a_non_root_reader(
 
     assert sidecar["dependsOn"] == [{"containerName": "app", "condition": "START"}]
     assert sidecar["essential"] is True
-    # The in-flight call (5 s request timeout) plus deregistering (at most 5 s).
-    assert sidecar["stopTimeout"] >= 10
+    # An in-flight call, the DRAINING report, the 5 s drain and deregistering.
+    assert sidecar["stopTimeout"] >= 20
     assert sidecar["user"] == "65532:65532"
     assert sidecar["readonlyRootFilesystem"] is True
     assert containers(task_definition)["app"]["readonlyRootFilesystem"] is True

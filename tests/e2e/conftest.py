@@ -43,6 +43,7 @@ class Mesh:
             "LAMBDAMESH_INSTANCE_ID": instance_id,
             "LAMBDAMESH_HEARTBEAT_SECONDS": HEARTBEAT_SECONDS,
             "LAMBDAMESH_LEASE_SECONDS": LEASE_SECONDS,
+            "LAMBDAMESH_DRAIN_SECONDS": "0",
             **env,
         }
         process = spawn(f"sidecar-{instance_id}", ["-m", "lambdamesh_sidecar"], env=settings)

@@ -197,17 +197,33 @@ def test_the_cache_is_bounded_and_forgets_the_oldest_service(
     assert store.reads == [names[0]]
 
 
-def test_no_live_instance_says_how_many_are_down_and_how_many_lapsed(
+def test_no_live_instance_says_how_many_are_down_draining_drained_and_lapsed(
     make_instance: MakeInstance, now: float
 ) -> None:
     instances = (
         make_instance("a", status="DOWN"),
         make_instance("b", expires_at=0.0),
         make_instance("c", expires_at=0.0),
+        make_instance("d", status="DRAINING"),
+        make_instance("e", drained=True),
+        make_instance("f", status="DOWN", drained=True),
     )
 
-    with pytest.raises(NoLiveInstance, match="1 reported DOWN, 2 with lapsed leases"):
+    with pytest.raises(NoLiveInstance) as caught:
         routable("orders", "v1", instances, now)
+
+    assert caught.value.message.endswith(
+        "1 reported DOWN, 1 draining, 2 drained by an operator, 2 with lapsed leases"
+    )
+
+
+@pytest.mark.parametrize("kind", [{"status": "DRAINING"}, {"drained": True}])
+def test_draining_and_drained_instances_take_no_new_requests(
+    make_instance: MakeInstance, now: float, kind: dict[str, object]
+) -> None:
+    instances = (make_instance("a", **kind), make_instance("b"))
+
+    assert ids(routable("orders", "v1", instances, now)) == ["b"]
 
 
 class FailingStore(InMemoryStore):

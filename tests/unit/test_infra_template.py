@@ -410,8 +410,9 @@ def test_sidecar_registers_the_app_port_and_service(sidecar: dict[str, Any]) -> 
 
 def test_sidecar_stops_before_the_app_with_time_to_deregister(sidecar: dict[str, Any]) -> None:
     assert sidecar["DependsOn"] == [{"ContainerName": "app", "Condition": "START"}]
-    # One in-flight call (the 5 s request timeout) plus deregistering (at most 5 s).
-    assert sidecar["StopTimeout"] >= 10
+    # An in-flight call (5 s), the DRAINING report (5 s), the drain (LAMBDAMESH_DRAIN_SECONDS,
+    # 5 s by default) and deregistering (5 s).
+    assert sidecar["StopTimeout"] >= 20
 
 
 def test_sidecar_runs_as_non_root_on_a_read_only_filesystem(sidecar: dict[str, Any]) -> None:

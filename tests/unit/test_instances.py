@@ -53,6 +53,7 @@ def test_to_json_has_every_field_with_times_rounded_to_milliseconds(
         "zone": "eu-west-1a",
         "metadata": {"git.sha": "abc"},
         "status": "UP",
+        "drained": False,
         "lease_seconds": 30,
         "expires_at": 1030.123,
         "expires_in": 30.123,

@@ -1,5 +1,10 @@
-"""`lambdamesh policy show|set|delete SERVICE`: a service's routing policy, on the registry
-API (`GET/PUT/DELETE /registry/services/{service}/policy`)."""
+"""The operator's commands on the registry API, each one request:
+
+* `lambdamesh policy show|set|delete SERVICE`: a service's routing policy
+  (`GET/PUT/DELETE /registry/services/{service}/policy`);
+* `lambdamesh drain SERVICE INSTANCE [--lift]`: an instance out of rotation, or back
+  (`PUT/DELETE /registry/services/{service}/instances/{id}/drain`).
+"""
 
 from __future__ import annotations
 
@@ -36,6 +41,31 @@ def add_policy_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
     for action in (show, put, delete):
         action.add_argument("service", metavar="SERVICE")
         add_connection_options(action)
+
+
+def add_drain_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    drain = commands.add_parser(
+        "drain",
+        help="take an instance out of rotation (its heartbeats cannot undo it), or --lift",
+        description="Take a live instance out of rotation until an operator lifts the drain: "
+        "the gateway sends it no new requests, whatever its own heartbeats report.",
+    )
+    drain.add_argument("service", metavar="SERVICE")
+    drain.add_argument("instance", metavar="INSTANCE")
+    drain.add_argument("--lift", action="store_true", help="put the instance back in rotation")
+    add_connection_options(drain)
+
+
+def drain_command(args: argparse.Namespace) -> int:
+    api = Api.from_options(args.url, args.token)
+    path = f"/registry/services/{segment(args.service)}/instances/{segment(args.instance)}/drain"
+    if args.lift:
+        api.call("DELETE", path)
+        print(f"{args.service} {args.instance}: drain lifted; back in rotation")
+    else:
+        api.call("PUT", path)
+        print(f"{args.service} {args.instance}: drained; out of rotation until --lift")
+    return 0
 
 
 def policy_command(args: argparse.Namespace, stdin: TextIO = sys.stdin) -> int:

@@ -1,5 +1,6 @@
-"""`lambdamesh policy` against a running `lambdamesh dev`, as an operator runs it: the answer
-on standard output, one line on standard error, exit codes a script can rely on."""
+"""`lambdamesh policy` and `lambdamesh drain` against a running `lambdamesh dev`, as an
+operator runs them: the answer on standard output, one line on standard error, exit codes a
+script can rely on."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.processes import ROOT, Process
+from tests.e2e.processes import ROOT, Process, http
 from tests.e2e.test_cli import run_cli
 from tests.helpers import admin_token, service_token
 
@@ -120,3 +121,29 @@ def test_usage_errors_exit_2_and_an_unreachable_registry_exits_5(tmp_path: Path)
     assert "LAMBDAMESH_URL" in no_url.stderr
     assert "is not JSON" in bad_file.stderr
     assert unreachable.stderr.startswith("lambdamesh: cannot reach http://127.0.0.1:9")
+
+
+def test_drain_and_lift_an_instance(api: dict[str, str]) -> None:
+    registered = http(
+        "PUT",
+        api["LAMBDAMESH_URL"] + "/registry/services/orders/instances/cli-0",
+        json.dumps({"version": "v1", "host": "127.0.0.1", "port": 9, "lease_seconds": 60}).encode(),
+        {"Content-Type": "application/json", "Authorization": f"Bearer {service_token('orders')}"},
+    )
+    assert registered.status in (200, 201)
+
+    drained = run_cli("drain", "orders", "cli-0", env=api)
+    listed = http(
+        "GET",
+        api["LAMBDAMESH_URL"] + "/registry/services/orders/instances",
+        None,
+        {"Authorization": f"Bearer {api['LAMBDAMESH_TOKEN']}"},
+    ).json()["instances"]
+    lifted = run_cli("drain", "orders", "cli-0", "--lift", env=api)
+    again = run_cli("drain", "orders", "cli-0", "--lift", env=api)
+
+    assert drained.returncode == 0 and "out of rotation" in drained.stdout
+    assert [i["drained"] for i in listed if i["instance_id"] == "cli-0"] == [True]
+    assert lifted.returncode == 0 and "back in rotation" in lifted.stdout
+    assert again.returncode == 3
+    assert again.stderr.startswith("lambdamesh: instance_not_found: ")

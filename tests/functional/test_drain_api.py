@@ -1,0 +1,135 @@
+"""Out of rotation: an operator's drain, which the instance's heartbeats cannot undo, and the
+DRAINING status a stopping task reports."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from lambdamesh.localgateway import TestClient as Client
+from tests.functional.conftest import Upstream, body_json
+from tests.helpers import admin_token, bearer, service_token
+
+DRAIN = "/registry/services/orders/instances/{}/drain"
+JSON = {"Content-Type": "application/json"}
+
+
+def register(client: Client, instance: str, port: int) -> None:
+    answer = client.http.put(
+        f"/registry/services/orders/instances/{instance}",
+        headers={**JSON, **bearer(service_token("orders"))},
+        body=json.dumps({"version": "v1", "host": "127.0.0.1", "port": port}),
+    )
+    assert answer.status_code == 201, answer.body
+
+
+def heartbeat(client: Client, instance: str, status: str = "UP") -> Any:
+    return client.http.put(
+        f"/registry/services/orders/instances/{instance}/heartbeat",
+        headers={**JSON, **bearer(service_token("orders"))},
+        body=json.dumps({"status": status}),
+    )
+
+
+def served_by(client: Client, count: int = 12) -> set[str]:
+    seen = set()
+    for _ in range(count):
+        answer = client.http.get("/api/v1/orders/v1/")
+        assert answer.status_code == 200, answer.body
+        seen.add(answer.headers["X-Served-By"])
+    return seen
+
+
+def listed(client: Client) -> dict[str, dict[str, Any]]:
+    answer = client.http.get("/registry/services/orders/instances", headers=bearer(admin_token()))
+    return {i["instance_id"]: i for i in body_json(answer)["instances"]}
+
+
+def test_a_drained_instance_gets_no_traffic_whatever_its_heartbeats_say(
+    client: Client, upstreams: Callable[[str], Upstream]
+) -> None:
+    a, b = upstreams("orders"), upstreams("orders")
+    register(client, "a", a.port)
+    register(client, "b", b.port)
+
+    drained = client.http.put(DRAIN.format("a"), headers=bearer(admin_token()))
+    beat = heartbeat(client, "a", "UP")
+
+    assert drained.status_code == 200
+    assert body_json(drained)["drained"] is True
+    assert beat.status_code == 200
+    assert listed(client)["a"]["drained"] is True
+    assert listed(client)["a"]["status"] == "UP"
+    assert served_by(client) == {f"orders:{b.port}"}
+
+
+def test_lifting_the_drain_puts_the_instance_back(
+    client: Client, upstreams: Callable[[str], Upstream]
+) -> None:
+    a, b = upstreams("orders"), upstreams("orders")
+    register(client, "a", a.port)
+    register(client, "b", b.port)
+    client.http.put(DRAIN.format("a"), headers=bearer(admin_token()))
+
+    lifted = client.http.delete(DRAIN.format("a"), headers=bearer(admin_token()))
+    again = client.http.delete(DRAIN.format("a"), headers=bearer(admin_token()))
+
+    assert lifted.status_code == 204
+    assert again.status_code == 404
+    assert listed(client)["a"]["drained"] is False
+    assert served_by(client) == {f"orders:{a.port}", f"orders:{b.port}"}
+
+
+def test_only_an_admin_drains_and_only_a_registered_instance(
+    client: Client, upstreams: Callable[[str], Upstream]
+) -> None:
+    register(client, "a", upstreams("orders").port)
+
+    by_service = client.http.put(DRAIN.format("a"), headers=bearer(service_token("orders")))
+    unknown = client.http.put(DRAIN.format("ghost"), headers=bearer(admin_token()))
+    bad_name = client.http.put(DRAIN.format("Bad!"), headers=bearer(admin_token()))
+
+    assert by_service.status_code == 403
+    assert (unknown.status_code, body_json(unknown)["error"]["code"]) == (
+        404,
+        "instance_not_found",
+    )
+    assert bad_name.status_code == 400
+    assert listed(client)["a"]["drained"] is False
+
+
+def test_drains_and_the_policy_live_side_by_side(
+    client: Client, upstreams: Callable[[str], Upstream]
+) -> None:
+    register(client, "a", upstreams("orders").port)
+    admin = {**JSON, **bearer(admin_token())}
+    client.http.put(
+        "/registry/services/orders/policy", headers=admin, body='{"strategy": "random"}'
+    )
+    client.http.put(DRAIN.format("a"), headers=bearer(admin_token()))
+
+    client.http.delete("/registry/services/orders/policy", headers=bearer(admin_token()))
+    still_drained = listed(client)["a"]["drained"]
+    client.http.put(
+        "/registry/services/orders/policy", headers=admin, body='{"strategy": "random"}'
+    )
+    client.http.delete(DRAIN.format("a"), headers=bearer(admin_token()))
+    policy = client.http.get("/registry/services/orders/policy", headers=bearer(admin_token()))
+
+    assert still_drained is True
+    assert body_json(policy)["policy"]["strategy"] == "random"
+
+
+def test_a_draining_task_takes_no_new_requests_and_says_so(
+    client: Client, upstreams: Callable[[str], Upstream]
+) -> None:
+    a = upstreams("orders")
+    register(client, "a", a.port)
+
+    beat = heartbeat(client, "a", "DRAINING")
+    answer = client.http.get("/api/v1/orders/v1/")
+
+    assert body_json(beat)["status"] == "DRAINING"
+    assert answer.status_code == 503
+    assert "1 draining" in body_json(answer)["error"]["message"]
