@@ -172,10 +172,19 @@ def _forward(service: str, version: str, proxy: str) -> Response:
             client_ip=request.context.get("identity", {}).get("sourceIp"),
             proto="http",
             request_id=app.request_id(),
+            prefix=_route_prefix(request, service, version),
         ),
         budget=app.time_left(wiring.settings().request_timeout),
     )
     return Response(body=answer.body, headers=answer.headers, status_code=answer.status)
+
+
+def _route_prefix(request: Request, service: str, version: str) -> str:
+    """The client's path up to the version: the stage (or a custom domain's base path) that
+    API Gateway's requestContext.path keeps, then /api/v1/{service}/{version}."""
+    external = str(request.context.get("path") or "")
+    stage = external.split("/api/v1/", 1)[0] if "/api/v1/" in external else ""
+    return f"{stage}/api/v1/{service}/{version}"
 
 
 # Last, so it sees every route above: any other path answers 404 and any other method 405,

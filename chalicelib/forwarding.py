@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable, Mapping
+from urllib.parse import urlsplit
 
 HOP_BY_HOP = frozenset(
     {
@@ -145,3 +146,25 @@ def downstream_headers(
             headers[name] = [existing, value]
     headers[REQUEST_ID_HEADER] = request_id
     return headers
+
+
+def rewrite_location(location: str, prefix: str, upstream: str) -> str:
+    """A redirect kept under the gateway: a path on the upstream (``/login``), or the same
+    upstream named in full (``http://10.0.1.5:8080/login``), becomes ``prefix`` + that path;
+    a path relative to the current one already resolves under the prefix, and another
+    host is left alone.
+
+    ``prefix`` is what the client's URL holds before the upstream path, e.g.
+    ``/prod/api/v1/orders/live``; ``upstream`` the authority the gateway sent to (``host:port``).
+    """
+    parts = urlsplit(location)
+    if parts.scheme or parts.netloc:
+        same = parts.scheme in ("http", "https", "") and parts.netloc.lower() == upstream.lower()
+        if not same:
+            return location
+    elif not location.startswith("/"):
+        return location  # relative to the current path: already under the prefix
+    path = parts.path or "/"
+    query = f"?{parts.query}" if parts.query else ""
+    fragment = f"#{parts.fragment}" if parts.fragment else ""
+    return f"{prefix}{path}{query}{fragment}"

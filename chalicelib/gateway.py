@@ -22,7 +22,12 @@ from chalicelib.errors import (
     UpstreamUnreachable,
     VersionNotFound,
 )
-from chalicelib.forwarding import Headers, downstream_headers, upstream_headers
+from chalicelib.forwarding import (
+    Headers,
+    downstream_headers,
+    rewrite_location,
+    upstream_headers,
+)
 from chalicelib.instances import Instance
 from chalicelib.observability import logger
 from chalicelib.outliers import Outliers
@@ -33,7 +38,7 @@ from chalicelib.retries import (
     backoff_seconds,
     may_retry_after_sending,
 )
-from chalicelib.upstream import ConnectFailed, UpstreamClient
+from chalicelib.upstream import ConnectFailed, UpstreamClient, host_header
 from chalicelib.validation import check_name
 from chalicelib.versions import VersionChooser
 
@@ -68,6 +73,13 @@ class ProxyRequest:
     client_ip: str | None = None
     proto: str = "https"
     request_id: str = ""
+    # What the client's URL holds before the upstream path (the stage, then
+    # /api/v1/{service}/{version}); redirects are rewritten under it when the policy asks.
+    prefix: str = ""
+
+    @property
+    def route_prefix(self) -> str:
+        return self.prefix or f"/api/v1/{self.service}/{self.version}"
 
     @property
     def target(self) -> str:
@@ -233,11 +245,13 @@ class Gateway:
             self._eject_if_outlier(request, instance, rules, live)
         else:
             self._outliers.succeeded(instance, rules)
-        response = ProxyResponse(
-            answer.status,
-            downstream_headers(answer.headers, request.request_id, head=request.method == "HEAD"),
-            answer.body,
+        downstream = downstream_headers(
+            answer.headers, request.request_id, head=request.method == "HEAD"
         )
+        if policy.rewrite_redirects and 300 <= answer.status < 400:
+            upstream = host_header(instance.host, instance.port)
+            _rewrite_redirect(downstream, request.route_prefix, upstream)
+        response = ProxyResponse(answer.status, downstream, answer.body)
         retryable = answer.status in RETRYABLE_STATUSES and may_retry_after_sending(request.method)
         return _Outcome(answer=response, retryable=retryable)
 
@@ -272,6 +286,12 @@ class Gateway:
             if version == request.version:
                 raise
             raise VersionNotFound(f"{exc.message} (alias {request.version!r})") from None
+
+
+def _rewrite_redirect(headers: Headers, prefix: str, upstream: str) -> None:
+    for name, value in headers.items():
+        if name.lower() == "location" and isinstance(value, str):
+            headers[name] = rewrite_location(value, prefix, upstream)
 
 
 def _settle(request: ProxyRequest, last: _Outcome, late: bool) -> ProxyResponse:

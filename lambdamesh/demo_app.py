@@ -2,7 +2,11 @@
 
 It answers every method on every path with JSON describing what it received, so a caller can
 see which instance served it and that path, query, headers and body arrived intact. ``POST
-/echo`` (at any depth ending in ``echo``) returns the request body byte for byte.
+/echo`` (at any depth ending in ``echo``) returns the request body byte for byte; a path
+ending in ``/redirect`` answers 302 to its ``to`` query parameter; ``GET /__stats`` counts
+what it received (requests, and the ``X-Request-Id`` of every POST, so a test can see a POST
+delivered twice). For the tests of traffic policies, ``--status`` makes it answer every
+request with that status and ``--delay`` makes it wait before answering.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ import json
 import signal
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
+from urllib.parse import parse_qs
 
 
 class DemoHandler(BaseHTTPRequestHandler):
@@ -23,6 +29,9 @@ class DemoHandler(BaseHTTPRequestHandler):
     server_version = "lambdamesh-demo/1"
     name = "demo"
     instance = ""
+    status = 200
+    delay = 0.0
+    stats: Stats
 
     def log_message(self, format: str, *args: object) -> None:
         """Quiet: the demo's terminal belongs to lambdamesh dev."""
@@ -33,6 +42,16 @@ class DemoHandler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        path, _, query = self.path.partition("?")
+        if path == "/__stats":
+            self._send(200, "application/json", json.dumps(self.stats.snapshot()).encode())
+            return
+        self.stats.received(self.command, self.headers.get("X-Request-Id"))
+        if self.delay:
+            time.sleep(self.delay)
+        if path.endswith("/redirect"):
+            self._redirect(parse_qs(query).get("to", ["/"])[0])
+            return
         if self.path.split("?", 1)[0].endswith("/echo"):
             payload = body
             content_type = self.headers.get("Content-Type") or "application/octet-stream"
@@ -48,7 +67,17 @@ class DemoHandler(BaseHTTPRequestHandler):
                 }
             ).encode()
             content_type = "application/json"
-        self.send_response(200)
+        self._send(self.status, content_type, payload)
+
+    def _redirect(self, location: str) -> None:
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.send_header("X-Served-By", f"{self.name}:{self._port()}")
+        self.end_headers()
+
+    def _send(self, status: int, content_type: str, payload: bytes) -> None:
+        self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
         self.send_header("X-Served-By", f"{self.name}:{self._port()}")
@@ -57,6 +86,25 @@ class DemoHandler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _handle
+
+
+class Stats:
+    """What the server received, for tests to read at ``/__stats``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests = 0
+        self.post_ids: list[str] = []
+
+    def received(self, method: str, request_id: str | None) -> None:
+        with self._lock:
+            self.requests += 1
+            if method == "POST":
+                self.post_ids.append(request_id or "")
+
+    def snapshot(self) -> dict[str, object]:
+        with self._lock:
+            return {"requests": self.requests, "post_ids": list(self.post_ids)}
 
 
 class DemoServer(ThreadingHTTPServer):
@@ -69,8 +117,22 @@ class DemoServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
-def serve(host: str, port: int, name: str, instance: str = "") -> ThreadingHTTPServer:
-    handler = type("NamedDemoHandler", (DemoHandler,), {"name": name, "instance": instance})
+def serve(
+    host: str,
+    port: int,
+    name: str,
+    instance: str = "",
+    status: int = 200,
+    delay: float = 0.0,
+) -> ThreadingHTTPServer:
+    attributes = {
+        "name": name,
+        "instance": instance,
+        "status": status,
+        "delay": delay,
+        "stats": Stats(),
+    }
+    handler = type("NamedDemoHandler", (DemoHandler,), attributes)
     return DemoServer((host, port), handler)
 
 
@@ -80,8 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--name", default="demo", help="service name it reports")
     parser.add_argument("--instance", default="", help="instance id it reports (default: port)")
+    parser.add_argument("--status", type=int, default=200, help="answer every request so")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait per request")
     args = parser.parse_args(argv)
-    server = serve(args.host, args.port, args.name, args.instance)
+    server = serve(args.host, args.port, args.name, args.instance, args.status, args.delay)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()

@@ -77,6 +77,14 @@ class Stage:
     api_id: str = "local"
     account_id: str = "123456789012"
     binary_types: tuple[str, ...] = ("*/*",)
+    # What the client's URL holds before the resource path: "/{name}" on the execute-api
+    # URL (the default), "" on a custom domain mapped without a base path, or on a local
+    # server that serves at its root.
+    url_prefix: str | None = None
+
+    @property
+    def path_prefix(self) -> str:
+        return f"/{self.name}" if self.url_prefix is None else self.url_prefix
 
 
 def is_binary(content_type: str | None, binary_types: Sequence[str]) -> bool:
@@ -153,7 +161,7 @@ def _request_context(
             "userAgent": request.header("User-Agent"),
             "userArn": None,
         },
-        "path": f"/{stage.name}{request.path}",
+        "path": f"{stage.path_prefix}{request.path}",
         "protocol": request.protocol,
         "requestId": request_id,
         "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(epoch_ms / 1000)),

@@ -162,7 +162,8 @@ class Invoker:
     ) -> None:
         self.app = app
         self.routes = RouteTable(app.routes)
-        self.stage = stage or Stage(binary_types=tuple(app.api.binary_types))
+        # Served at the root, as a custom domain with no base path: no stage in the URL.
+        self.stage = stage or Stage(binary_types=tuple(app.api.binary_types), url_prefix="")
         self.timeout_seconds = timeout_seconds
         self.function_name = function_name
         self.clock = clock

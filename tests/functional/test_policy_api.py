@@ -4,12 +4,14 @@ any valid one, refused whole when any part is wrong, and never mistaken for an i
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
 from lambdamesh.localgateway import TestClient as Client
-from tests.functional.conftest import body_json
+from tests.functional.conftest import Upstream, body_json
 from tests.helpers import admin_token, bearer, service_token
 
 POLICY = "/registry/services/orders/policy"
@@ -159,3 +161,28 @@ def test_a_policy_is_not_an_instance_anywhere(client: Client) -> None:
     assert [i["instance_id"] for i in instances["instances"]] == ["task-1"]
     [orders] = services["services"]
     assert (orders["live"], orders["total"]) == (1, 1)
+
+
+def test_redirects_stay_under_the_gateway_when_the_policy_asks(
+    client: Client, upstreams: Callable[[str], Upstream]
+) -> None:
+    upstream = upstreams("orders")
+    answer = client.http.put(
+        "/registry/services/orders/instances/a",
+        headers={"Content-Type": "application/json", **bearer(service_token("orders"))},
+        body=json.dumps({"version": "v1", "host": "127.0.0.1", "port": upstream.port}),
+    )
+    assert answer.status_code == 201
+    own = f"http://127.0.0.1:{upstream.port}/cart"
+    target = f"/api/v1/orders/v1/x/redirect?to={quote(own)}"
+
+    before = client.http.get("/api/v1/orders/v1/x/redirect?to=/login").headers["Location"]
+    put(client, {"rewrite_redirects": True})
+    relative = client.http.get("/api/v1/orders/v1/x/redirect?to=/login").headers["Location"]
+    absolute = client.http.get(target).headers["Location"]
+    elsewhere = client.http.get("/api/v1/orders/v1/x/redirect?to=https://example.com/").headers
+
+    assert before == "/login"
+    assert relative == "/api/v1/orders/v1/login"
+    assert absolute == "/api/v1/orders/v1/cart"
+    assert elsewhere["Location"] == "https://example.com/"

@@ -13,6 +13,7 @@ from chalicelib.forwarding import (
     Headers,
     downstream_headers,
     request_id,
+    rewrite_location,
     upstream_headers,
 )
 
@@ -323,3 +324,28 @@ def test_the_answer_to_a_head_keeps_the_length_a_get_would_have() -> None:
 
     assert downstream_headers(upstream, "rid", head=True)["Content-Length"] == "357"
     assert "Content-Length" not in downstream_headers(upstream, "rid")
+
+
+# Redirects kept under the gateway's prefix
+
+PREFIX = "/prod/api/v1/orders/live"
+
+
+@pytest.mark.parametrize(
+    ("location", "expected"),
+    [
+        ("/login", f"{PREFIX}/login"),
+        ("/login?next=%2Fcart#top", f"{PREFIX}/login?next=%2Fcart#top"),
+        ("http://10.0.1.5:8080/login", f"{PREFIX}/login"),
+        ("https://10.0.1.5:8080", f"{PREFIX}/"),
+        ("//10.0.1.5:8080/x", f"{PREFIX}/x"),
+        ("next-page", "next-page"),  # relative to the current path: already under the prefix
+        ("https://accounts.example.com/login", "https://accounts.example.com/login"),
+        ("http://10.0.1.5:9090/login", "http://10.0.1.5:9090/login"),
+        ("//evil.example/x", "//evil.example/x"),
+    ],
+)
+def test_redirects_to_the_upstream_itself_are_rewritten_under_the_prefix(
+    location: str, expected: str
+) -> None:
+    assert rewrite_location(location, PREFIX, "10.0.1.5:8080") == expected
