@@ -29,7 +29,7 @@ from chalicelib.forwarding import (
     upstream_headers,
 )
 from chalicelib.instances import Instance
-from chalicelib.observability import logger
+from chalicelib.observability import RouteRecord, logger, record_route
 from chalicelib.outliers import Outliers
 from chalicelib.policy import HashOn, OutlierDetection, Policy
 from chalicelib.retries import (
@@ -100,6 +100,18 @@ class ProxyResponse:
 
 
 @dataclass(frozen=True)
+class _Route:
+    """One request's route once its version is known: the live instances, those offered
+    (all of them in panic mode), its deadline, and what it did so far."""
+
+    version: str
+    live: list[Instance]
+    offered: list[Instance]
+    deadline: float
+    record: RouteRecord
+
+
+@dataclass(frozen=True)
 class _Outcome:
     """One attempt's end: an answer or an error, whether anything reached the upstream, and
     whether another instance may be tried."""
@@ -125,6 +137,7 @@ class Gateway:
         retry_budget: RetryBudget | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        record: Callable[[RouteRecord], None] = record_route,
     ) -> None:
         self._discovery = discovery
         self._strategies = strategies
@@ -138,6 +151,7 @@ class Gateway:
         self._retry_budget = retry_budget or RetryBudget()
         self._sleep = sleep
         self._rng = rng or random.Random()  # jitter only: no secrets drawn
+        self._record = record
 
     def forward(self, request: ProxyRequest, budget: float = 27.0) -> ProxyResponse:
         """Forward within ``budget`` seconds in all (less if the policy says so), retries
@@ -153,25 +167,29 @@ class Gateway:
         total = policy.timeouts.total_seconds
         deadline = self._clock() + (budget if total is None else min(budget, total))
         version = self._versions.resolve(request.version, policy, request.headers)
-        live = self._routable(request, version)
-        selection = self._outliers.select(live, policy.panic_threshold_percent)
-        if selection.panic:
-            logger.warning(
-                "panic mode: routing over every live instance",
-                extra={"service": request.service, "version": version, "live": len(live)},
+        record = RouteRecord(request.service, version)
+        try:
+            live = self._routable(request, version)
+            selection = self._outliers.select(live, policy.panic_threshold_percent)
+            if selection.panic:
+                record.panic = True
+                logger.warning(
+                    "panic mode: routing over every live instance",
+                    extra={"service": request.service, "version": version, "live": len(live)},
+                )
+            self._retry_budget.deposit(request.service, policy.retries.budget_percent)
+            response = self._attempts(
+                request, policy, _Route(version, live, selection.instances, deadline, record)
             )
-        self._retry_budget.deposit(request.service, policy.retries.budget_percent)
-        return self._attempts(request, policy, version, live, selection.instances, deadline)
+            record.status = response.status
+            return response
+        except LambdaMeshError as exc:
+            record.status = exc.status
+            raise
+        finally:
+            self._record(record)
 
-    def _attempts(
-        self,
-        request: ProxyRequest,
-        policy: Policy,
-        version: str,
-        live: list[Instance],
-        offered: list[Instance],
-        deadline: float,
-    ) -> ProxyResponse:
+    def _attempts(self, request: ProxyRequest, policy: Policy, route: _Route) -> ProxyResponse:
         balancer = self._strategies.named(policy.strategy)
         key = hash_key(policy.hash_on, request)
         headers = upstream_headers(
@@ -184,22 +202,23 @@ class Gateway:
         tried: set[str] = set()
         last = _Outcome(error=_unreachable(request), sent=False)
         retries = 0
-        while len(tried) < attempts and self._clock() < deadline:
+        while len(tried) < attempts and self._clock() < route.deadline:
             instance = balancer.choose(
-                f"{request.service}/{version}", offered, exclude=tried, key=key
+                f"{request.service}/{route.version}", route.offered, exclude=tried, key=key
             )
             if instance is None:
                 break
             tried.add(instance.instance_id)
-            last = self._attempt(request, instance, headers, policy, deadline, live)
+            route.record.retries = len(tried) - 1
+            last = self._attempt(request, instance, headers, policy, route)
             if not last.retryable:
                 break
             if last.sent:
                 if len(tried) >= attempts or not self._retry_budget.withdraw(request.service):
                     break
                 retries += 1
-                self._pause(retries, policy, deadline)
-        return _settle(request, last, self._clock() >= deadline)
+                self._pause(retries, policy, route.deadline)
+        return _settle(request, last, self._clock() >= route.deadline)
 
     def _attempt(
         self,
@@ -207,11 +226,11 @@ class Gateway:
         instance: Instance,
         headers: Mapping[str, str],
         policy: Policy,
-        deadline: float,
-        live: list[Instance],
+        route: _Route,
     ) -> _Outcome:
         per_try = policy.timeouts.per_try_seconds
-        until = deadline if per_try is None else min(deadline, self._clock() + per_try)
+        started = self._clock()
+        until = route.deadline if per_try is None else min(route.deadline, started + per_try)
         rules = policy.outlier_detection
         self._strategies.in_flight.started(instance)
         try:
@@ -227,22 +246,24 @@ class Gateway:
         except (ConnectFailed, HostNotAllowed) as exc:
             _log_failure(request, instance, exc)
             self._outliers.eject_for(instance, self._eject_seconds)
+            route.record.ejections += 1
             return _Outcome(error=_unreachable(request), sent=False, retryable=True)
         except UpstreamUnreachable as exc:
             _log_failure(request, instance, exc)
-            self._eject_if_outlier(request, instance, rules, live)
+            self._eject_if_outlier(request, instance, rules, route)
             return _Outcome(
                 error=_unreachable(request), retryable=may_retry_after_sending(request.method)
             )
         except (UpstreamTimeout, UpstreamResponseTooLarge) as exc:
             _log_failure(request, instance, exc)
             if isinstance(exc, UpstreamTimeout):
-                self._eject_if_outlier(request, instance, rules, live)
+                self._eject_if_outlier(request, instance, rules, route)
             return _Outcome(error=type(exc)(_PUBLIC_MESSAGES[type(exc)].format(r=request)))
         finally:
             self._strategies.in_flight.finished(instance)
+        route.record.upstream_ms = round((self._clock() - started) * 1000, 3)
         if answer.status >= 500:
-            self._eject_if_outlier(request, instance, rules, live)
+            self._eject_if_outlier(request, instance, rules, route)
         else:
             self._outliers.succeeded(instance, rules)
         downstream = downstream_headers(
@@ -260,10 +281,11 @@ class Gateway:
         request: ProxyRequest,
         instance: Instance,
         rules: OutlierDetection,
-        live: list[Instance],
+        route: _Route,
     ) -> None:
-        seconds = self._outliers.failed(instance, rules, live)
+        seconds = self._outliers.failed(instance, rules, route.live)
         if seconds:
+            route.record.ejections += 1
             logger.warning(
                 "outlier ejected",
                 extra={

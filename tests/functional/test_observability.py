@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 
 from lambdamesh.localgateway import TestClient as Client
+from tests.functional.conftest import Upstream
 from tests.helpers import SIGNING_KEY, bearer, service_token
 
 
@@ -28,7 +30,7 @@ def test_each_request_emits_emf_metrics_with_its_error_code(
 
     client.http.get("/api/v1/nosuch/v1/x")
 
-    metrics = [doc for doc in emitted_json(capsys.readouterr().out) if "_aws" in doc]
+    metrics = [doc for doc in emitted_json(capsys.readouterr().out) if "Requests" in doc]
     assert metrics, "no EMF document printed"
     [document] = metrics
     assert document["Requests"] == [1.0] or document["Requests"] == 1.0
@@ -56,3 +58,31 @@ def test_each_request_is_logged_once_without_secrets(
     everything = "".join(str(vars(r)) for r in caplog.records)
     assert token not in everything
     assert SIGNING_KEY not in everything
+
+
+def test_a_routed_request_emits_its_metrics_by_upstream_service_and_version(
+    client: Client,
+    upstreams: Callable[[str], Upstream],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    upstream = upstreams("orders")
+    registered = client.http.put(
+        "/registry/services/orders/instances/a",
+        headers={"Content-Type": "application/json", **bearer(service_token("orders"))},
+        body=json.dumps({"version": "v1", "host": "127.0.0.1", "port": upstream.port}),
+    )
+    assert registered.status_code == 201
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    capsys.readouterr()
+
+    client.http.get("/api/v1/orders/v1/x")
+
+    documents = [doc for doc in emitted_json(capsys.readouterr().out) if "_aws" in doc]
+    [route] = [doc for doc in documents if "GatewayRequests" in doc]
+    [directive] = route["_aws"]["CloudWatchMetrics"]  # type: ignore[index]
+    assert (route["upstream"], route["version"]) == ("orders", "v1")
+    assert [d for d in directive["Dimensions"][0] if d != "service"] == ["upstream", "version"]
+    assert route["Status2xx"] in ([1.0], 1.0)
+    assert "UpstreamLatency" in route
+    assert not any(name in route for name in ("Retries", "Ejections", "PanicEntries"))

@@ -21,6 +21,7 @@ from chalicelib.errors import (
 )
 from chalicelib.gateway import Gateway, ProxyRequest, hash_key
 from chalicelib.instances import Instance
+from chalicelib.observability import RouteRecord
 from chalicelib.outliers import Outliers
 from chalicelib.policy import (
     DEFAULT_POLICY,
@@ -662,3 +663,31 @@ def test_with_most_instances_ejected_the_gateway_panics_and_uses_all(
 
     assert sorted(set(upstream.tried)) == ["a", "b", "c"]
     assert "panic mode: routing over every live instance" in caplog.text
+
+
+# What each routed request records for its metrics
+
+
+def test_each_routed_request_records_its_version_status_retries_and_latency(
+    instances: list[Instance],
+) -> None:
+    records: list[RouteRecord] = []
+    upstream = ScriptedUpstream({"a": refused(), "b": answered(503)})
+    subject = gateway(FakeDiscovery(instances), upstream, record=records.append)
+
+    subject.forward(request("GET"))
+
+    [record] = records
+    assert (record.upstream, record.version, record.status) == ("orders", "v1", 200)
+    assert (record.retries, record.ejections, record.panic) == (2, 1, False)
+    assert record.upstream_ms is not None
+
+
+def test_a_refused_request_records_its_error_status(make_instance: MakeInstance) -> None:
+    records: list[RouteRecord] = []
+    discovery = FakeDiscovery([], ServiceNotFound("no service named 'orders' is registered"))
+
+    with pytest.raises(ServiceNotFound):
+        gateway(discovery, ScriptedUpstream(), record=records.append).forward(request())
+
+    assert [(r.status, r.upstream_ms) for r in records] == [(404, None)]
