@@ -356,14 +356,6 @@ class InstanceStore:
         except PynamoDBException as exc:
             raise _failure("write", exc) from exc
 
-    def instances(self, service: str) -> list[Instance]:
-        """Every stored instance of ``service``, live or not: callers decide liveness."""
-        try:
-            items = self._instances.query(service, self._instances.sk < INSTANCES_END)
-            return [_to_instance(item) for item in items]
-        except PynamoDBException as exc:
-            raise _failure("read", exc) from exc
-
     def service_view(self, service: str) -> ServiceView:
         """Everything the gateway needs of ``service`` in one Query: its instances, marked
         when an operator drained them, and its routing policy, read with them at no extra

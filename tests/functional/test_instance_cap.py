@@ -39,7 +39,7 @@ def register(client: Client, instance_id: str, **fields: Any) -> Any:
 
 
 def stored_ids(store: InstanceStore) -> list[str]:
-    return sorted(i.instance_id for i in store.instances("orders"))
+    return sorted(i.instance_id for i in store.service_view("orders").instances)
 
 
 def test_a_new_instance_beyond_the_setting_answers_409_too_many_instances(
@@ -105,4 +105,4 @@ def test_an_instance_larger_than_4_kib_as_listed_answers_413_and_stores_nothing(
     assert response.status_code == 413
     assert body_json(response)["error"]["code"] == "payload_too_large"
     assert "4096" in body_json(response)["error"]["message"]
-    assert store.instances("orders") == []
+    assert store.service_view("orders").instances == ()

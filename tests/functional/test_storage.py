@@ -75,13 +75,13 @@ def test_a_heartbeat_after_deregistration_does_not_recreate_the_instance(
 
     with pytest.raises(InstanceNotFound):
         store.heartbeat("orders", "i-1", NOW + 1)
-    assert store.instances("orders") == []
+    assert store.service_view("orders").instances == ()
 
 
 def test_metadata_round_trips(store: InstanceStore) -> None:
     store.register(registration(metadata={"commit": "abc", "team": "payments"}), NOW)
 
-    [stored] = store.instances("orders")
+    [stored] = store.service_view("orders").instances
 
     assert stored.metadata == {"commit": "abc", "team": "payments"}
 
@@ -92,7 +92,7 @@ def test_storage_failures_say_nothing_of_the_table_or_the_account(
     missing = InstanceStore(Settings.from_environ({**environment, "LAMBDAMESH_TABLE": "secret"}))
 
     with pytest.raises(RegistryUnavailable) as caught:
-        missing.instances("orders")
+        missing.service_view("orders").instances
 
     assert "secret" not in caught.value.message
     assert "ResourceNotFound" not in caught.value.message
@@ -107,7 +107,7 @@ def test_a_missing_table_is_a_misconfiguration_for_every_verb(
         "register": lambda: missing.register(registration(), NOW),
         "heartbeat": lambda: missing.heartbeat("orders", "i-1", NOW),
         "deregister": lambda: missing.deregister("orders", "i-1"),
-        "instances": lambda: missing.instances("orders"),
+        "instances": lambda: missing.service_view("orders").instances,
         "ping": missing.ping,
     }
 
@@ -225,7 +225,7 @@ def test_one_botocore_client_serves_every_verb(
     assert created == ["dynamodb"]
     result = fresh.register(registration(), NOW)
     fresh.heartbeat("orders", "i-1", NOW + 1)
-    fresh.instances("orders")
+    fresh.service_view("orders").instances
     fresh.leases("orders", consistent=True)
     fresh.services()
     fresh.catalog_generation("orders")
@@ -242,4 +242,4 @@ def test_a_client_whose_connections_were_dropped_keeps_working(store: InstanceSt
 
     store.drop_connections()
 
-    assert [i.instance_id for i in store.instances("orders")] == ["i-1"]
+    assert [i.instance_id for i in store.service_view("orders").instances] == ["i-1"]

@@ -14,7 +14,7 @@ from chalicelib.auth import ADMIN_SCOPE, Principal
 from chalicelib.config import MAX_BODY_LIMIT, MAX_INSTANCES_LIMIT, Settings
 from chalicelib.errors import TooManyInstances
 from chalicelib.hosts import HostPolicy
-from chalicelib.instances import Instance, RegisterResult, Registration, Status
+from chalicelib.instances import Instance, RegisterResult, Registration, ServiceView, Status
 from chalicelib.registry import Lease, Registry, check_room, lapsed
 from chalicelib.validation import (
     MAX_INSTANCE_JSON,
@@ -59,9 +59,9 @@ class InMemoryStore:
     def deregister(self, service: str, instance_id: str) -> None:
         self.items.pop((service, instance_id), None)
 
-    def instances(self, service: str) -> list[Instance]:
+    def service_view(self, service: str) -> ServiceView:
         self.full_reads += 1
-        return [i for (s, _), i in sorted(self.items.items()) if s == service]
+        return ServiceView(tuple(i for (s, _), i in sorted(self.items.items()) if s == service))
 
     def leases(self, service: str, consistent: bool = False) -> list[Lease]:
         return [
@@ -170,7 +170,7 @@ def test_the_registry_refuses_a_new_instance_beyond_its_limit_and_stores_nothing
     with pytest.raises(TooManyInstances):
         limited.register(ADMIN, "orders", "c", BODY)
 
-    assert [i.instance_id for i in store.instances("orders")] == ["a", "b"]
+    assert [i.instance_id for i in store.service_view("orders").instances] == ["a", "b"]
     assert limited.register(ADMIN, "orders", "a", {**BODY, "port": 81}).created is False
 
 
@@ -200,11 +200,11 @@ def test_lapsed_instances_are_pruned_once_the_stored_ones_reach_the_limit(
     clock.now += 10
     limited.register(ADMIN, "orders", "c", BODY)
     # (below the limit nothing is deleted)
-    assert len(store.instances("orders")) == 3
+    assert len(store.service_view("orders").instances) == 3
     # When one more registers with the stored ones at the limit
     limited.register(ADMIN, "orders", "d", BODY)
     # Then the lapsed ones are gone and the stored ones never exceed the limit
-    assert [i.instance_id for i in store.instances("orders")] == ["c", "d"]
+    assert [i.instance_id for i in store.service_view("orders").instances] == ["c", "d"]
 
 
 def test_churn_never_stores_more_instances_than_the_limit(
@@ -215,7 +215,7 @@ def test_churn_never_stores_more_instances_than_the_limit(
         limited.register(ADMIN, "orders", f"task-{n}", {**BODY, "lease_seconds": 5})
         clock.now += 2
 
-    assert len(store.instances("orders")) <= 5
+    assert len(store.service_view("orders").instances) <= 5
 
 
 def test_the_service_list_forgets_a_service_with_nothing_stored(
