@@ -41,7 +41,25 @@ class Balancer(Protocol):
         ...
 
 
-class WeightedRoundRobin:
+class _Strategy:
+    """What every strategy does first: leave out the excluded instances, and choose nothing
+    when none is left; ``_pick`` chooses among the rest."""
+
+    def choose(
+        self,
+        pool: str,
+        instances: Sequence[Instance],
+        exclude: Collection[str] = (),
+        key: str | None = None,
+    ) -> Instance | None:
+        candidates = [i for i in instances if i.instance_id not in exclude]
+        return self._pick(pool, candidates, key) if candidates else None
+
+    def _pick(self, pool: str, candidates: list[Instance], key: str | None) -> Instance:
+        raise NotImplementedError
+
+
+class WeightedRoundRobin(_Strategy):
     """Smooth weighted round robin (as nginx does): an instance of weight 3 among two of
     weight 1 gets 3 of every 5 requests, interleaved rather than in bursts."""
 
@@ -54,16 +72,7 @@ class WeightedRoundRobin:
         self._offsets: dict[str, int] = {}
         self._rng = rng or random.Random()  # placement only: no secrets drawn
 
-    def choose(
-        self,
-        pool: str,
-        instances: Sequence[Instance],
-        exclude: Collection[str] = (),
-        key: str | None = None,
-    ) -> Instance | None:
-        candidates = [i for i in instances if i.instance_id not in exclude]
-        if not candidates:
-            return None
+    def _pick(self, pool: str, candidates: list[Instance], key: str | None) -> Instance:
         with self._lock:
             if pool not in self._current:
                 self._current[pool] = {}
@@ -92,23 +101,14 @@ class WeightedRoundRobin:
                 del current[instance_id]
 
 
-class WeightedRandom:
+class WeightedRandom(_Strategy):
     """Each instance with probability weight / total: no shared rotation to fall in step."""
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self._rng = rng or random.Random()  # placement only: no secrets drawn
         self._lock = threading.Lock()
 
-    def choose(
-        self,
-        pool: str,
-        instances: Sequence[Instance],
-        exclude: Collection[str] = (),
-        key: str | None = None,
-    ) -> Instance | None:
-        candidates = [i for i in instances if i.instance_id not in exclude]
-        if not candidates:
-            return None
+    def _pick(self, pool: str, candidates: list[Instance], key: str | None) -> Instance:
         with self._lock:
             return self._rng.choices(candidates, [i.weight for i in candidates])[0]
 
@@ -136,7 +136,7 @@ class InFlight:
             return self._counts[(instance.service, instance.instance_id)]
 
 
-class LeastOutstanding:
+class LeastOutstanding(_Strategy):
     """The instance with the fewest requests in flight for its weight; ties drawn at random.
 
     Counted in this process: a Lambda container serves one request at a time, so on Lambda
@@ -148,24 +148,14 @@ class LeastOutstanding:
         self._in_flight = in_flight
         self._random = WeightedRandom(rng)
 
-    def choose(
-        self,
-        pool: str,
-        instances: Sequence[Instance],
-        exclude: Collection[str] = (),
-        key: str | None = None,
-    ) -> Instance | None:
-        candidates = [i for i in instances if i.instance_id not in exclude]
-        if not candidates:
-            return None
+    def _pick(self, pool: str, candidates: list[Instance], key: str | None) -> Instance:
         loads = {i.instance_id: self._in_flight.count(i) / i.weight for i in candidates}
         lightest = min(loads.values())
-        return self._random.choose(
-            pool, [i for i in candidates if loads[i.instance_id] == lightest]
-        )
+        lightest_ones = [i for i in candidates if loads[i.instance_id] == lightest]
+        return self._random._pick(pool, lightest_ones, None)
 
 
-class ConsistentHash:
+class ConsistentHash(_Strategy):
     """Weighted rendezvous hashing: each instance scores ``-weight / ln(h)``, h the key's
     hash with the instance id in (0, 1); the highest wins. Without a key (the header or
     cookie missing) it falls back to random by weight."""
@@ -173,18 +163,9 @@ class ConsistentHash:
     def __init__(self, rng: random.Random | None = None) -> None:
         self._random = WeightedRandom(rng)
 
-    def choose(
-        self,
-        pool: str,
-        instances: Sequence[Instance],
-        exclude: Collection[str] = (),
-        key: str | None = None,
-    ) -> Instance | None:
-        candidates = [i for i in instances if i.instance_id not in exclude]
-        if not candidates:
-            return None
+    def _pick(self, pool: str, candidates: list[Instance], key: str | None) -> Instance:
         if key is None:
-            return self._random.choose(pool, candidates)
+            return self._random._pick(pool, candidates, None)
         return max(candidates, key=lambda i: score(key, i.instance_id, i.weight))
 
 
