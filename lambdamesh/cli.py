@@ -17,7 +17,14 @@ from chalicelib.errors import LambdaMeshError
 from lambdamesh.apiclient import ApiError
 from lambdamesh.cost import add_cost_command, cost_command
 from lambdamesh.finishing import finish_command
+from lambdamesh.listing import (
+    add_listing_commands,
+    deregister_command,
+    instances_command,
+    services_command,
+)
 from lambdamesh.operations import (
+    add_connection_options,
     add_drain_command,
     add_policy_command,
     drain_command,
@@ -107,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _stage_commands(commands)
     add_cost_command(commands)
+    add_listing_commands(commands, add_connection_options)
     add_policy_command(commands)
     add_drain_command(commands)
 
@@ -289,6 +297,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "check": check_command,
     "cost": cost_command,
     "finish-package": lambda a: finish_command(a.out),
+    "services": services_command,
+    "instances": instances_command,
+    "deregister": deregister_command,
     "policy": policy_command,
     "drain": drain_command,
     "dev": lambda a: dev_command(a.host, a.port, a.demo, a.dynamodb_endpoint, a.url_port),

@@ -21,7 +21,10 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--url", help="the registry's base URL (default: $LAMBDAMESH_URL), e.g. the stage URL"
     )
-    parser.add_argument("--token", help="an admin token (default: $LAMBDAMESH_TOKEN)")
+    parser.add_argument(
+        "--token",
+        help="a token (default: $LAMBDAMESH_TOKEN); policies and drains need an admin one",
+    )
 
 
 def add_policy_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

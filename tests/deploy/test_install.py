@@ -125,6 +125,23 @@ def test_version_prints_the_installed_version(installed: Installed) -> None:
     assert answer.stdout.strip() == "lambdamesh 0.1.0"
 
 
+def test_the_operator_commands_work_from_the_plain_install(installed: Installed) -> None:
+    """Against a port nothing listens on: each parses, builds its request and says why it
+    failed in one line with the unreachable exit code, without chalice or moto."""
+    where = {"LAMBDAMESH_URL": "http://127.0.0.1:9", "LAMBDAMESH_TOKEN": "t"}
+    for command in (
+        ["services"],
+        ["instances", "orders", "--version", "v1"],
+        ["deregister", "orders", "task-1"],
+        ["policy", "show", "orders"],
+        ["drain", "orders", "task-1"],
+    ):
+        answer = installed.run(*command, **where)
+
+        assert answer.returncode == 5, (command, answer.stderr)
+        assert answer.stderr.startswith("lambdamesh: cannot reach http://127.0.0.1:9")
+
+
 def test_token_works_without_chalice(installed: Installed) -> None:
     answer = installed.run("token", "orders", LAMBDAMESH_SIGNING_KEY=KEY)
 

@@ -147,3 +147,45 @@ def test_drain_and_lift_an_instance(api: dict[str, str]) -> None:
     assert lifted.returncode == 0 and "back in rotation" in lifted.stdout
     assert again.returncode == 3
     assert again.stderr.startswith("lambdamesh: instance_not_found: ")
+
+
+def register_instance(api: dict[str, str], instance: str, version: str = "v1") -> None:
+    answer = http(
+        "PUT",
+        api["LAMBDAMESH_URL"] + f"/registry/services/catalog/instances/{instance}",
+        json.dumps(
+            {"version": version, "host": "127.0.0.1", "port": 9, "lease_seconds": 60}
+        ).encode(),
+        {"Content-Type": "application/json", "Authorization": f"Bearer {service_token('catalog')}"},
+    )
+    assert answer.status in (200, 201), answer.body
+
+
+def test_services_instances_and_deregister_as_tables_or_json(api: dict[str, str]) -> None:
+    register_instance(api, "cat-1", "v1")
+    register_instance(api, "cat-2", "v2")
+    as_service = {**api, "LAMBDAMESH_TOKEN": service_token("catalog")}
+
+    services = run_cli("services", env=api)
+    services_json = run_cli("services", "--json", env=api)
+    instances = run_cli("instances", "catalog", "--version", "v2", env=api)
+    deregistered = run_cli("deregister", "catalog", "cat-2", env=as_service)
+    after = run_cli("instances", "catalog", "--json", env=api)
+
+    assert services.returncode == 0, services.stderr
+    header, *rows = services.stdout.splitlines()
+    assert header.split()[:3] == ["SERVICE", "LIVE", "STORED"]
+    assert any(r.split()[:3] == ["catalog", "2", "2"] for r in rows)
+    assert "catalog" in {s["service"] for s in json.loads(services_json.stdout)["services"]}
+    [row] = instances.stdout.splitlines()[1:]
+    assert row.split()[:6] == ["cat-2", "v2", "127.0.0.1", "9", "-", "UP"]
+    assert deregistered.returncode == 0 and "deregistered" in deregistered.stdout
+    assert [i["instance_id"] for i in json.loads(after.stdout)["instances"]] == ["cat-1"]
+
+
+def test_a_bad_token_exits_4_with_one_line(api: dict[str, str]) -> None:
+    refused = run_cli("services", env={**api, "LAMBDAMESH_TOKEN": "lm1.nope.nope"})
+
+    assert refused.returncode == 4
+    assert refused.stderr.startswith("lambdamesh: unauthorized: ")
+    assert refused.stderr.count("\n") == 1

@@ -1,0 +1,75 @@
+"""The operator's tables: aligned columns, numbers to the right, every field an operator asks."""
+
+from __future__ import annotations
+
+from lambdamesh.listing import instances_table, services_table, table
+
+NOW = 1_800_000_000.0
+
+
+def test_columns_are_padded_to_their_widest_cell_and_numbers_right_aligned() -> None:
+    text = table(("NAME", "COUNT"), [("a", 1), ("longer", 200)])
+
+    assert text.splitlines() == ["NAME    COUNT", "a           1", "longer    200"]
+
+
+def test_services_show_live_and_stored_counts_per_version() -> None:
+    answer = {
+        "services": [
+            {
+                "service": "orders",
+                "live": 3,
+                "total": 4,
+                "versions": {"v1": {"live": 2, "total": 3}, "v2": {"live": 1, "total": 1}},
+            }
+        ]
+    }
+
+    lines = services_table(answer).splitlines()
+
+    assert lines[0].split() == ["SERVICE", "LIVE", "STORED", "VERSIONS", "(live/stored)"]
+    assert lines[1].split() == ["orders", "3", "4", "v1:2/3", "v2:1/1"]
+    assert services_table({"services": []}) == "no services registered"
+
+
+def test_instances_show_address_status_weight_heartbeat_age_and_lease_left() -> None:
+    instance = {
+        "instance_id": "task-1",
+        "version": "v1",
+        "host": "10.0.1.5",
+        "port": 8080,
+        "zone": None,
+        "status": "UP",
+        "drained": True,
+        "weight": 100,
+        "updated_at": NOW - 2.5,
+        "expires_in": 27.5,
+    }
+
+    lines = instances_table({"service": "orders", "instances": [instance]}, NOW).splitlines()
+
+    assert lines[0].split() == [
+        "INSTANCE",
+        "VERSION",
+        "HOST",
+        "PORT",
+        "ZONE",
+        "STATUS",
+        "WEIGHT",
+        "BEAT",
+        "LEASE",
+    ]
+    assert lines[1].split() == [
+        "task-1",
+        "v1",
+        "10.0.1.5",
+        "8080",
+        "-",
+        "DRAINED",
+        "100",
+        "2.5s",
+        "27.5s",
+    ]
+    assert (
+        instances_table({"service": "orders", "instances": []}, NOW) == "no live instance of orders"
+    )
