@@ -13,7 +13,7 @@ from typing import Any
 
 from chalice.app import Request, Response
 
-from chalicelib import lifecycle, wiring
+from chalicelib import lifecycle, openapi, wiring
 from chalicelib.auth import Principal, bearer_token, verify
 from chalicelib.edge import METHODS, REQUEST_ID_KEY, LambdaMeshApp, json_response
 from chalicelib.errors import RegistryUnavailable
@@ -59,6 +59,11 @@ def health() -> Response:
         logger.warning("health check failed", extra={"reason": exc.message})
         return json_response({"status": "unavailable"}, 503)
     return json_response({"status": "ok"})
+
+
+@route("/registry/openapi.json", methods=["GET"])
+def openapi_document() -> Response:
+    return json_response(openapi.document())
 
 
 @route("/registry/services", methods=["GET"])

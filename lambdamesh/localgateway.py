@@ -375,6 +375,14 @@ class LocalGatewayHandler(BaseHTTPRequestHandler):
 
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = serve
 
+    def __getattr__(self, name: str) -> Any:
+        """Any other method (TRACE, CONNECT, a made-up one) reaches the routing too, which
+        answers it as API Gateway answers a method no resource declares, not with the
+        standard library's 501."""
+        if name.startswith("do_") and name[3:].isupper():
+            return self.serve
+        raise AttributeError(name)
+
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """What the standard library answers itself (an unsupported method, a malformed request
         line) in API Gateway's shape, ``{"message": ...}``, not an HTML page."""

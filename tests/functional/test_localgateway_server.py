@@ -202,16 +202,6 @@ def test_a_content_length_of_anything_but_ascii_digits_is_refused(
     assert b"invalid Content-Length" in answer
 
 
-def test_a_method_http_server_does_not_know_answers_json_not_html(
-    server: LocalGatewayServer,
-) -> None:
-    answer = exchange(server, b"TRACE /text HTTP/1.1\r\nHost: x\r\n\r\n")
-
-    head, _, body = answer.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 501 ")
-    assert json.loads(body)["message"].startswith("Unsupported method")
-
-
 def test_a_head_answer_has_no_body_and_the_connection_stays_usable(
     server: LocalGatewayServer,
 ) -> None:
@@ -368,3 +358,13 @@ def test_a_head_on_the_url_server_is_framed_like_the_rest_lane(
     assert len(head.headers.get_all("Server") or []) == 1
     assert len(head.headers.get_all("Date") or []) == 1
     assert following.status == 200
+
+
+@pytest.mark.parametrize("method", ["TRACE", "CONNECT", "BREW"])
+def test_a_method_api_gateway_has_no_resource_for_gets_its_403_not_a_501(
+    server: LocalGatewayServer, method: str
+) -> None:
+    status, body = get_json(server, method, "/api/v1/orders/v2/a")
+
+    assert status == 403
+    assert body == {"message": "Missing Authentication Token"}

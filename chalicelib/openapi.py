@@ -1,0 +1,318 @@
+"""The registry API as an OpenAPI 3.1 document, built from the JSON Schemas that validation
+compiles, so the document and the checks cannot drift apart. Served at
+``GET /registry/openapi.json``; ``tests/e2e`` runs schemathesis against it."""
+
+from __future__ import annotations
+
+import copy
+from functools import cache
+from typing import Any
+
+from chalicelib.validation import (
+    HEARTBEAT_SCHEMA,
+    INSTANCE_PATTERN,
+    POLICY_SCHEMA,
+    REGISTER_SCHEMA,
+    SERVICE_PATTERN,
+    VERSION_PATTERN,
+)
+
+TITLE = "lambdamesh registry"
+API_VERSION = "1"
+_STATUSES = ["UP", "DOWN", "DRAINING"]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _answer(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    answer: dict[str, Any] = {"description": description}
+    if schema is not None:
+        answer["content"] = _json(schema)
+    return answer
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    """The error envelope under each status the operation may answer with."""
+    reasons = {
+        "400": "invalid input: a name, a body or a host (`invalid_request`, `invalid_name`, ...)",
+        "401": "no token, or one the registry did not sign",
+        "403": "a token that may not do this",
+        "404": "nothing by that name",
+        "409": "the service has no room for another instance",
+        "413": "the body, or the instance, is over its limit",
+        "500": "the deployment is misconfigured; the log says what",
+        "503": "DynamoDB or the key store did not answer; `Retry-After` says when to try again",
+    }
+    chosen = {str(s): _answer(reasons[str(s)], _ref("Error")) for s in statuses}
+    chosen.update({"500": _answer(reasons["500"], _ref("Error"))})
+    chosen.update({"503": _answer(reasons["503"], _ref("Error"))})
+    return chosen
+
+
+def _parameter(name: str, pattern: str, where: str = "path") -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": where,
+        "required": where == "path",
+        "schema": {"type": "string", "pattern": pattern},
+    }
+
+
+_SERVICE = _parameter("service", SERVICE_PATTERN)
+_INSTANCE = _parameter("instance_id", INSTANCE_PATTERN)
+
+
+def _instance_schema() -> dict[str, Any]:
+    text, number, integer = {"type": "string"}, {"type": "number"}, {"type": "integer"}
+    return {
+        "type": "object",
+        "required": [
+            "service",
+            "instance_id",
+            "version",
+            "host",
+            "port",
+            "weight",
+            "zone",
+            "metadata",
+            "status",
+            "drained",
+            "lease_seconds",
+            "expires_at",
+            "expires_in",
+            "live",
+            "registered_at",
+            "updated_at",
+        ],
+        "properties": {
+            "service": text,
+            "instance_id": text,
+            "version": text,
+            "host": text,
+            "port": integer,
+            "weight": integer,
+            "zone": {"type": ["string", "null"]},
+            "metadata": {"type": "object", "additionalProperties": text},
+            "status": {"enum": _STATUSES},
+            "drained": {"type": "boolean"},
+            "lease_seconds": integer,
+            "expires_at": number,
+            "expires_in": number,
+            "live": {"type": "boolean"},
+            "registered_at": number,
+            "updated_at": number,
+        },
+    }
+
+
+def _schemas() -> dict[str, Any]:
+    counts = {
+        "type": "object",
+        "required": ["live", "total"],
+        "properties": {"live": {"type": "integer"}, "total": {"type": "integer"}},
+    }
+    return {
+        "Registration": copy.deepcopy(REGISTER_SCHEMA),
+        "Heartbeat": copy.deepcopy(HEARTBEAT_SCHEMA),
+        "Policy": copy.deepcopy(POLICY_SCHEMA),
+        "Instance": _instance_schema(),
+        "InstanceList": {
+            "type": "object",
+            "required": ["service", "instances"],
+            "properties": {
+                "service": {"type": "string"},
+                "instances": {"type": "array", "items": _ref("Instance")},
+            },
+        },
+        "ServiceList": {
+            "type": "object",
+            "required": ["services"],
+            "properties": {
+                "services": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["service", "live", "total", "versions"],
+                        "properties": {
+                            "service": {"type": "string"},
+                            "live": {"type": "integer"},
+                            "total": {"type": "integer"},
+                            "versions": {"type": "object", "additionalProperties": counts},
+                        },
+                    },
+                }
+            },
+        },
+        "StoredPolicy": {
+            "type": "object",
+            "required": ["service", "policy", "updated_at"],
+            "properties": {
+                "service": {"type": "string"},
+                "policy": {"type": "object"},
+                "updated_at": {"type": "number"},
+            },
+        },
+        "Health": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {
+                "status": {"enum": ["ok", "unavailable", "misconfigured"]},
+                "reason": {"type": "string"},
+            },
+        },
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message", "request_id"],
+                    "properties": {
+                        "code": {"type": "string"},
+                        "message": {"type": "string"},
+                        "request_id": {"type": "string"},
+                    },
+                }
+            },
+        },
+    }
+
+
+def _body(name: str) -> dict[str, Any]:
+    return {"required": True, "content": _json(_ref(name))}
+
+
+def _paths() -> dict[str, Any]:
+    instance = "/registry/services/{service}/instances/{instance_id}"
+    deleted = {"204": _answer("done")}
+    return {
+        "/health": {
+            "get": {
+                "summary": "Whether the registry table answers; no token",
+                "security": [],
+                "responses": {
+                    "200": _answer("ok", _ref("Health")),
+                    "503": _answer("unavailable or misconfigured", _ref("Health")),
+                },
+            }
+        },
+        "/registry/services": {
+            "get": {
+                "summary": "Services with their live and stored instances per version",
+                "responses": {"200": _answer("the services", _ref("ServiceList")), **_errors(401)},
+            }
+        },
+        "/registry/services/{service}/instances": {
+            "parameters": [_SERVICE],
+            "get": {
+                "summary": "A service's live instances",
+                "parameters": [_parameter("version", VERSION_PATTERN, "query")],
+                "responses": {
+                    "200": _answer("the live instances", _ref("InstanceList")),
+                    **_errors(400, 401),
+                },
+            },
+        },
+        instance: {
+            "parameters": [_SERVICE, _INSTANCE],
+            "put": {
+                "summary": "Register an instance, or register it again",
+                "requestBody": _body("Registration"),
+                "responses": {
+                    "200": _answer("a live instance replaced", _ref("Instance")),
+                    "201": _answer("registered", _ref("Instance")),
+                    **_errors(400, 401, 403, 409, 413),
+                },
+            },
+            "delete": {
+                "summary": "Deregister; done also when already gone",
+                "responses": {**deleted, **_errors(400, 401, 403)},
+            },
+        },
+        f"{instance}/heartbeat": {
+            "parameters": [_SERVICE, _INSTANCE],
+            "put": {
+                "summary": "Renew the lease, and report the status",
+                "requestBody": {"required": False, "content": _json(_ref("Heartbeat"))},
+                "responses": {
+                    "200": _answer("renewed", _ref("Instance")),
+                    **_errors(400, 401, 403, 404, 413),
+                },
+            },
+        },
+        f"{instance}/drain": {
+            "parameters": [_SERVICE, _INSTANCE],
+            "put": {
+                "summary": "Take an instance out of rotation (admin)",
+                "responses": {
+                    "200": _answer("drained", _ref("Instance")),
+                    **_errors(400, 401, 403, 404),
+                },
+            },
+            "delete": {
+                "summary": "Lift a drain (admin)",
+                "responses": {**deleted, **_errors(400, 401, 403, 404)},
+            },
+        },
+        "/registry/services/{service}/policy": {
+            "parameters": [_SERVICE],
+            "get": {
+                "summary": "The service's routing policy",
+                "responses": {
+                    "200": _answer("the policy", _ref("StoredPolicy")),
+                    **_errors(400, 401, 404),
+                },
+            },
+            "put": {
+                "summary": "Store a routing policy (admin)",
+                "requestBody": _body("Policy"),
+                "responses": {
+                    "200": _answer("replaced", _ref("StoredPolicy")),
+                    "201": _answer("stored", _ref("StoredPolicy")),
+                    **_errors(400, 401, 403, 413),
+                },
+            },
+            "delete": {
+                "summary": "Delete the routing policy (admin)",
+                "responses": {**deleted, **_errors(400, 401, 403, 404)},
+            },
+        },
+        "/registry/openapi.json": {
+            "get": {
+                "summary": "This document; no token",
+                "security": [],
+                "responses": {"200": _answer("the document", {"type": "object"})},
+            }
+        },
+    }
+
+
+@cache
+def document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": TITLE,
+            "version": API_VERSION,
+            "description": "The registry of lambdamesh: instances, leases, routing policies. "
+            'Every error answers {"error": {"code", "message", "request_id"}}.',
+        },
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "token": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "lm1.<scope>.<signature> (lambdamesh token)",
+                }
+            },
+        },
+        "security": [{"token": []}],
+        "paths": _paths(),
+    }

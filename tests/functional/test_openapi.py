@@ -1,0 +1,59 @@
+"""The OpenAPI document: served without a token, built from the schemas validation compiles,
+and covering every registry route with the methods it has."""
+
+from __future__ import annotations
+
+import app as application
+from chalicelib.validation import HEARTBEAT_SCHEMA, POLICY_SCHEMA, REGISTER_SCHEMA
+from lambdamesh.localgateway import TestClient as Client
+from tests.functional.conftest import body_json
+
+DOCUMENT = "/registry/openapi.json"
+
+
+def test_the_document_is_served_without_a_token(client: Client) -> None:
+    answer = client.http.get(DOCUMENT)
+
+    assert answer.status_code == 200
+    assert body_json(answer)["openapi"] == "3.1.0"
+
+
+def test_the_bodies_are_the_schemas_the_validation_compiles(client: Client) -> None:
+    schemas = body_json(client.http.get(DOCUMENT))["components"]["schemas"]
+
+    assert schemas["Registration"] == REGISTER_SCHEMA
+    assert schemas["Heartbeat"] == HEARTBEAT_SCHEMA
+    assert schemas["Policy"] == POLICY_SCHEMA
+
+
+def test_every_registry_route_and_method_is_documented(client: Client) -> None:
+    paths = body_json(client.http.get(DOCUMENT))["paths"]
+    unrouted = {"method_not_allowed", "route_not_found"}
+    routes: dict[str, set[str]] = {}
+    for path, methods in application.app.routes.items():
+        if path.startswith("/registry") or path == "/health":
+            owned = {m.lower() for m, e in methods.items() if e.view_name not in unrouted}
+            if owned:
+                routes[path] = owned
+
+    documented = {
+        path: {k for k in operations if k in ("get", "put", "post", "delete", "patch")}
+        for path, operations in paths.items()
+    }
+    assert documented == routes
+
+
+def test_every_operation_documents_the_error_envelope_and_the_token(client: Client) -> None:
+    document = body_json(client.http.get(DOCUMENT))
+
+    assert document["components"]["securitySchemes"]["token"]["scheme"] == "bearer"
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if method == "parameters" or operation.get("security") == []:
+                continue
+            errors = {s: r for s, r in operation["responses"].items() if s >= "400"}
+            assert "401" in errors, (path, method)
+            assert all(
+                r["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+                for r in errors.values()
+            ), (path, method)
