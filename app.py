@@ -13,7 +13,7 @@ from typing import Any
 
 from chalice.app import Request, Response
 
-from chalicelib import lifecycle, openapi, wiring
+from chalicelib import lifecycle, openapi, pages, wiring
 from chalicelib.auth import Principal, bearer_token, verify
 from chalicelib.edge import METHODS, REQUEST_ID_KEY, LambdaMeshApp, json_response
 from chalicelib.errors import RegistryUnavailable
@@ -59,6 +59,18 @@ def health() -> Response:
         logger.warning("health check failed", extra={"reason": exc.message})
         return json_response({"status": "unavailable"}, 503)
     return json_response({"status": "ok"})
+
+
+@route("/dashboard", methods=["GET"])
+def dashboard() -> Response:
+    body, headers = pages.page("index.html")
+    return Response(body=body, headers=headers, status_code=200)
+
+
+@route("/dashboard.js", methods=["GET"])
+def dashboard_script() -> Response:
+    body, headers = pages.page("dashboard.js")
+    return Response(body=body, headers=headers, status_code=200)
 
 
 @route("/registry/openapi.json", methods=["GET"])

@@ -109,5 +109,6 @@ class Demo:
                 f"  curl -s -i '{self.url}/api/v1/nope/v1/'",
                 f"Tokens: export LAMBDAMESH_SIGNING_KEY={self.signing_key.decode()}"
                 " and run `lambdamesh token SERVICE` or `lambdamesh token --admin`.",
+                f"Dashboard: {self.url}/dashboard (sign in with the admin token: {admin})",
             ]
         )

@@ -3,6 +3,8 @@ and covering every registry route with the methods it has."""
 
 from __future__ import annotations
 
+import re
+
 import app as application
 from chalicelib.validation import HEARTBEAT_SCHEMA, POLICY_SCHEMA, REGISTER_SCHEMA
 from lambdamesh.localgateway import TestClient as Client
@@ -57,3 +59,19 @@ def test_every_operation_documents_the_error_envelope_and_the_token(client: Clie
                 r["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
                 for r in errors.values()
             ), (path, method)
+
+
+def test_the_dashboard_page_and_script_are_public_and_locked_down(client: Client) -> None:
+    page = client.http.get("/dashboard")
+    script = client.http.get("/dashboard.js")
+
+    assert page.status_code == script.status_code == 200
+    assert page.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert script.headers["Content-Type"] == "text/javascript; charset=utf-8"
+    policy = page.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "script-src 'self'" in policy
+    assert "connect-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    assert b'<script src="dashboard.js"></script>' in page.body
+    # Everything it needs comes from the app: no other origin is named.
+    assert not re.search(rb"https?://", page.body + script.body)

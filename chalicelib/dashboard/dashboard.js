@@ -1,0 +1,165 @@
+// The lambdamesh dashboard: reads the registry API with a token kept in this tab's session
+// storage only (never in a URL, never in local storage), refreshes every two seconds, and
+// marks what changed since the last refresh.
+"use strict";
+
+const REFRESH_MS = 2000;
+const TOKEN_KEY = "lambdamesh.token";
+const $ = (id) => document.getElementById(id);
+let previous = new Map(); // row key -> cell texts, from the last refresh
+let timer = null;
+
+function token() { return sessionStorage.getItem(TOKEN_KEY); }
+
+async function api(path) {
+  // Relative to the page, so the stage (or a custom domain's base path) is kept.
+  const answer = await fetch(path, { headers: { Authorization: "Bearer " + token() } });
+  const body = answer.status === 204 ? null : await answer.json().catch(() => null);
+  if (answer.ok) { return body; }
+  if (answer.status === 404 && path.endsWith("/policy")) { return null; }
+  const error = (body && body.error) || {};
+  const refused = answer.status === 401 || answer.status === 403;
+  throw new Error((refused ? "The token was refused: " : "The registry answered " +
+    answer.status + ": ") + (error.code || "") + (error.message ? " (" + error.message + ")" : ""));
+}
+
+function showError(message) {
+  $("error").textContent = message;
+  $("error").hidden = !message;
+}
+
+function seconds(value) { return Number(value).toFixed(1) + " s"; }
+
+function instanceRow(instance) {
+  const status = instance.drained ? "DRAINED" : instance.status;
+  const beat = Math.max(0, instance.lease_seconds - instance.expires_in);
+  return [
+    instance.instance_id, instance.version, instance.host, String(instance.port),
+    instance.zone || "-", status, String(instance.weight), seconds(beat),
+    seconds(instance.expires_in),
+  ];
+}
+
+const HEADINGS = ["Instance", "Version", "Host", "Port", "Zone", "Status", "Weight",
+  "Heartbeat age", "Lease left"];
+const NUMERIC = new Set([3, 6, 7, 8]);
+
+function element(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined) { node.textContent = text; }
+  if (className) { node.className = className; }
+  return node;
+}
+
+function renderTable(service, instances, seen) {
+  const table = element("table");
+  const head = table.createTHead().insertRow();
+  HEADINGS.forEach((h) => head.appendChild(element("th", h)));
+  const body = table.createTBody();
+  const keys = new Set();
+  for (const instance of instances) {
+    const key = service + "/" + instance.instance_id;
+    const cells = instanceRow(instance);
+    keys.add(key);
+    seen.set(key, cells);
+    const row = body.insertRow();
+    row.dataset.instance = instance.instance_id;
+    const before = previous.get(key);
+    if (previous.size && !before) { row.className = "added"; }
+    cells.forEach((text, i) => {
+      const cell = element("td", text, NUMERIC.has(i) ? "num" : "");
+      if (i === 5) { cell.classList.add(text); }
+      // Ages and leases move every refresh; mark only what an operator would call a change.
+      if (before && i < 7 && before[i] !== text) { cell.classList.add("changed"); }
+      row.appendChild(cell);
+    });
+  }
+  for (const [key, cells] of previous) {
+    if (key.startsWith(service + "/") && !keys.has(key)) {
+      const row = body.insertRow();
+      row.className = "removed";
+      row.dataset.instance = cells[0];
+      cells.forEach((text) => row.appendChild(element("td", text)));
+    }
+  }
+  if (!instances.length && !body.rows.length) {
+    const row = body.insertRow();
+    const cell = element("td", "no live instance", "empty");
+    cell.colSpan = HEADINGS.length;
+    row.appendChild(cell);
+  }
+  return table;
+}
+
+function versionsText(entry) {
+  return Object.entries(entry.versions)
+    .map(([version, counts]) => version + ": " + counts.live + " live of " + counts.total)
+    .join(" · ");
+}
+
+async function refresh() {
+  try {
+    const listing = await api("registry/services");
+    const seen = new Map();
+    const sections = [];
+    for (const entry of listing.services) {
+      const name = encodeURIComponent(entry.service);
+      const [instances, policy] = await Promise.all([
+        api("registry/services/" + name + "/instances"),
+        api("registry/services/" + name + "/policy"),
+      ]);
+      const section = element("section", undefined, "service");
+      section.dataset.service = entry.service;
+      section.appendChild(element("h2", entry.service));
+      section.appendChild(element("div", versionsText(entry), "versions"));
+      if (policy) {
+        section.appendChild(element("div", "Routing policy:", "policy"));
+        section.appendChild(element("pre", JSON.stringify(policy.policy, null, 1), "policy"));
+      }
+      section.appendChild(renderTable(entry.service, instances.instances, seen));
+      sections.push(section);
+    }
+    if (!sections.length) { sections.push(element("p", "No services registered.", "empty")); }
+    $("services").replaceChildren(...sections);
+    previous = seen;
+    showError("");
+    $("status").textContent = "updated " + new Date().toLocaleTimeString();
+  } catch (error) {
+    showError(error.message || String(error));
+    $("status").textContent = "not updated";
+    if (/refused/.test(error.message)) { signOut(false); }
+  }
+}
+
+function signedIn(on) {
+  $("sign-in").hidden = on;
+  $("sign-out").hidden = !on;
+}
+
+function start() {
+  signedIn(true);
+  previous = new Map();
+  refresh();
+  clearInterval(timer);
+  timer = setInterval(refresh, REFRESH_MS);
+}
+
+function signOut(clearMessage) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  clearInterval(timer);
+  signedIn(false);
+  $("services").replaceChildren();
+  $("status").textContent = "signed out";
+  if (clearMessage) { showError(""); }
+}
+
+$("sign-in").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const value = $("token").value.trim();
+  $("token").value = "";
+  if (!value) { return; }
+  sessionStorage.setItem(TOKEN_KEY, value);
+  start();
+});
+$("sign-out").addEventListener("click", () => signOut(true));
+if (token()) { start(); }

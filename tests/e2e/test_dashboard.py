@@ -1,0 +1,148 @@
+"""The dashboard in a real browser: headless Chromium (Debian's package), driven by Playwright,
+against `lambdamesh dev --demo`. A screenshot is kept in build/test-artifacts/."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from chalicelib.auth import issue
+from lambdamesh.devserver import DEV_SIGNING_KEY
+from tests.e2e.processes import ROOT, Process, http, spawn
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = ROOT / "build" / "test-artifacts"
+# Headless, and quiet on a machine with no route out: no background or component traffic.
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DEMO_INSTANCES = 4
+WAIT_MS = 20_000
+
+
+@pytest.fixture(scope="module")
+def demo() -> Iterator[tuple[Process, str]]:
+    process = spawn("demo", ["-m", "lambdamesh.cli", "dev", "--demo", "--port", "0"])
+    try:
+        url = process.wait_for_line(r"Dashboard: (http://\S+)/dashboard", timeout=60).group(1)
+        yield process, url
+    finally:
+        process.signal(signal.SIGTERM)
+        process.popen.wait(30)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context()
+    opened = context.new_page()
+    yield opened
+    context.close()
+
+
+def sign_in(page: Page, token: str) -> None:
+    page.fill("#token", token)
+    page.click("#sign-in button[type=submit]")
+
+
+def demo_sidecar(parent: int, instance_id: str) -> int:
+    """The pid of the demo's sidecar registering ``instance_id``."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = re.search(r"^PPid:\s+(\d+)", status, re.MULTILINE)
+        wanted = f"LAMBDAMESH_INSTANCE_ID={instance_id}".encode()
+        if ppid and int(ppid.group(1)) == parent and wanted in environ:
+            return int(entry.name)
+    raise AssertionError(f"no sidecar of {instance_id} under {parent}")
+
+
+def test_a_bad_token_gets_a_clear_message_not_a_blank_page(
+    demo: tuple[Process, str], page: Page
+) -> None:
+    _, url = demo
+    page.goto(f"{url}/dashboard")
+
+    sign_in(page, "lm1.admin.not-a-signature")
+
+    expect(page.get_by_test_id("error")).to_be_visible(timeout=WAIT_MS)
+    expect(page.get_by_test_id("error")).to_contain_text("The token was refused: unauthorized")
+    expect(page.locator("#sign-in")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('lambdamesh.token')") is None
+
+
+def test_an_operator_sees_the_demo_and_an_instance_leave_when_its_sidecar_stops(
+    demo: tuple[Process, str], page: Page
+) -> None:
+    process, url = demo
+    page.goto(f"{url}/dashboard")
+
+    sign_in(page, issue(DEV_SIGNING_KEY.encode()))
+
+    rows = page.locator("tr[data-instance]")
+    expect(rows).to_have_count(DEMO_INSTANCES, timeout=WAIT_MS)
+    expect(page.locator("section[data-service=hello]")).to_contain_text("v1: 2 live of 2")
+    expect(page.locator("tr[data-instance=hello-0] td").nth(5)).to_have_text("UP")
+    assert "token" not in page.url and "lm1." not in page.url
+    assert page.evaluate("localStorage.length") == 0
+
+    os.kill(demo_sidecar(process.popen.pid, "hello-0"), signal.SIGTERM)
+
+    # Marked as gone for one refresh, then dropped.
+    expect(page.locator("tr.removed[data-instance=hello-0]")).to_have_count(1, timeout=WAIT_MS)
+    expect(page.locator("tr[data-instance=hello-0]")).to_have_count(0, timeout=WAIT_MS)
+    expect(rows).to_have_count(DEMO_INSTANCES - 1)
+    expect(page.locator("section[data-service=hello]")).to_contain_text("v1: 1 live")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+    assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
+
+
+def test_a_services_policy_is_shown_beside_its_instances(
+    demo: tuple[Process, str], page: Page
+) -> None:
+    _, url = demo
+    admin = issue(DEV_SIGNING_KEY.encode())
+    stored = http(
+        "PUT",
+        f"{url}/registry/services/echo/policy",
+        json.dumps({"strategy": "random"}).encode(),
+        {"Content-Type": "application/json", "Authorization": f"Bearer {admin}"},
+    )
+    assert stored.status in (200, 201)
+    page.goto(f"{url}/dashboard")
+
+    sign_in(page, admin)
+
+    echo = page.locator("section[data-service=echo]")
+    expect(echo.locator("pre.policy")).to_contain_text('"strategy": "random"', timeout=WAIT_MS)
+    expect(page.locator("section[data-service=hello] pre.policy")).to_have_count(0)
