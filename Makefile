@@ -42,8 +42,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The deploy tier mostly waits on pip, chalice and checkov subprocesses, so it runs beside the
+# other tiers (its report follows theirs); either failing fails the target.
+DEPLOY_LOG := build/deploy-tier.log
+
 test: install lint typecheck
-	LAMBDAMESH_CHECKOV=$(CHECKOV) $(BIN)/pytest
+	@mkdir -p build
+	LAMBDAMESH_CHECKOV=$(CHECKOV) $(BIN)/pytest tests/deploy -p no:cacheprovider > $(DEPLOY_LOG) 2>&1 & \
+		deploy=$$!; \
+	$(BIN)/pytest --ignore=tests/deploy; others=$$?; \
+	wait $$deploy; deployed=$$?; \
+	echo "--- tests/deploy ---"; cat $(DEPLOY_LOG); \
+	test $$others -eq 0 && test $$deployed -eq 0
 
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit sidecar/tests
