@@ -148,18 +148,24 @@ def downstream_headers(
     return headers
 
 
-def rewrite_location(location: str, prefix: str, upstream: str) -> str:
+def rewrite_location(location: str, prefix: str, upstream: str | tuple[str, ...]) -> str:
     """A redirect kept under the gateway: a path on the upstream (``/login``), or the same
     upstream named in full (``http://10.0.1.5:8080/login``), becomes ``prefix`` + that path;
     a path relative to the current one already resolves under the prefix, and another
     host is left alone.
 
     ``prefix`` is what the client's URL holds before the upstream path, e.g.
-    ``/prod/api/v1/orders/live``; ``upstream`` the authority the gateway sent to (``host:port``).
+    ``/prod/api/v1/orders/live``; ``upstream`` the authorities the gateway sent to
+    (``host:port``, and ``host`` when the port is the scheme's default). A value that is no
+    URL at all is left as the upstream gave it.
     """
-    parts = urlsplit(location)
+    try:
+        parts = urlsplit(location)
+    except ValueError:
+        return location
+    authorities = {upstream.lower()} if isinstance(upstream, str) else {u.lower() for u in upstream}
     if parts.scheme or parts.netloc:
-        same = parts.scheme in ("http", "https", "") and parts.netloc.lower() == upstream.lower()
+        same = parts.scheme in ("http", "https", "") and parts.netloc.lower() in authorities
         if not same:
             return location
     elif not location.startswith("/"):

@@ -7,7 +7,6 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.cookies import CookieError, SimpleCookie
 from urllib.parse import quote, urlencode
 
 from chalicelib.balancing import Strategies
@@ -202,19 +201,20 @@ class Gateway:
         tried: set[str] = set()
         last = _Outcome(error=_unreachable(request), sent=False)
         retries = 0
-        while len(tried) < attempts and self._clock() < route.deadline:
-            instance = balancer.choose(
-                f"{request.service}/{route.version}", route.offered, exclude=tried, key=key
-            )
-            if instance is None:
-                break
+        pool = f"{request.service}/{route.version}"
+        instance = balancer.choose(pool, route.offered, exclude=tried, key=key)
+        while instance is not None and self._clock() < route.deadline:
             tried.add(instance.instance_id)
             route.record.retries = len(tried) - 1
             last = self._attempt(request, instance, headers, policy, route)
-            if not last.retryable:
+            if not last.retryable or len(tried) >= attempts:
+                break
+            instance = balancer.choose(pool, route.offered, exclude=tried, key=key)
+            if instance is None:
                 break
             if last.sent:
-                if len(tried) >= attempts or not self._retry_budget.withdraw(request.service):
+                # Another try after sending adds load: the budget decides, and it waits first.
+                if not self._retry_budget.withdraw(request.service):
                     break
                 retries += 1
                 self._pause(retries, policy, route.deadline)
@@ -270,7 +270,8 @@ class Gateway:
             answer.headers, request.request_id, head=request.method == "HEAD"
         )
         if policy.rewrite_redirects and 300 <= answer.status < 400:
-            upstream = host_header(instance.host, instance.port)
+            bare = host_header(instance.host, 80)  # bracketed if IPv6, no port
+            upstream = (host_header(instance.host, instance.port), f"{bare}:{instance.port}")
             _rewrite_redirect(downstream, request.route_prefix, upstream)
         response = ProxyResponse(answer.status, downstream, answer.body)
         retryable = answer.status in RETRYABLE_STATUSES and may_retry_after_sending(request.method)
@@ -310,10 +311,14 @@ class Gateway:
             raise VersionNotFound(f"{exc.message} (alias {request.version!r})") from None
 
 
-def _rewrite_redirect(headers: Headers, prefix: str, upstream: str) -> None:
+def _rewrite_redirect(headers: Headers, prefix: str, upstream: tuple[str, ...]) -> None:
     for name, value in headers.items():
-        if name.lower() == "location" and isinstance(value, str):
+        if name.lower() != "location":
+            continue
+        if isinstance(value, str):
             headers[name] = rewrite_location(value, prefix, upstream)
+        else:
+            headers[name] = [rewrite_location(v, prefix, upstream) for v in value]
 
 
 def _settle(request: ProxyRequest, last: _Outcome, late: bool) -> ProxyResponse:
@@ -336,13 +341,17 @@ def hash_key(hash_on: HashOn | None, request: ProxyRequest) -> str | None:
     headers = {name.lower(): value for name, value in request.headers.items()}
     if hash_on.header is not None:
         return headers.get(hash_on.header)
-    jar = SimpleCookie()
-    try:
-        jar.load(headers.get("cookie", ""))
-    except CookieError:
-        return None
-    morsel = jar.get(hash_on.cookie or "")
-    return None if morsel is None else morsel.value
+    return cookie_value(headers.get("cookie", ""), hash_on.cookie or "")
+
+
+def cookie_value(header: str, name: str) -> str | None:
+    """The first cookie called ``name`` in a ``Cookie`` header, read leniently: one cookie a
+    strict parser would refuse must not hide the others."""
+    for part in header.split(";"):
+        key, sep, value = part.strip().partition("=")
+        if sep and key.strip() == name:
+            return value.strip().strip('"')
+    return None
 
 
 # Anonymous callers learn which service failed and how, never an instance's address.

@@ -45,7 +45,9 @@ class Instance:
     registered_at: float
     updated_at: float
     # Put out of rotation by an operator (``lambdamesh drain``): its heartbeats cannot undo it.
-    drained: bool = False
+    # None where it was not read (the answers to a registration or a heartbeat, which read
+    # nothing beyond the instance's own item).
+    drained: bool | None = None
 
     def is_live(self, now: float) -> bool:
         """Liveness is decided from the stored expiry, never from whether TTL has deleted it."""
@@ -65,7 +67,7 @@ class Instance:
             "zone": self.zone,
             "metadata": dict(self.metadata),
             "status": self.status,
-            "drained": self.drained,
+            **({} if self.drained is None else {"drained": self.drained}),
             "lease_seconds": self.lease_seconds,
             "expires_at": round(self.expires_at, 3),
             "expires_in": round(max(0.0, self.expires_at - now), 3),
@@ -88,6 +90,8 @@ class ServiceView:
 
     instances: tuple[Instance, ...]
     policy: Policy | None = None
+    # Every drained id, departed instances' included.
+    drained: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,6 @@ def _instance_schema() -> dict[str, Any]:
             "zone",
             "metadata",
             "status",
-            "drained",
             "lease_seconds",
             "expires_at",
             "expires_in",

@@ -27,9 +27,14 @@ SECURITY_HEADERS = {
 }
 
 
-@cache
 def page(name: str) -> tuple[bytes, dict[str, str | list[str]]]:
-    """The file's bytes and the headers to serve it with."""
+    """The file's bytes and the headers to serve it with: a new dict each time, since the
+    response (and the middleware, adding X-Request-Id) writes to it."""
     headers: dict[str, str | list[str]] = {"Content-Type": CONTENT_TYPES[name]}
     headers.update(SECURITY_HEADERS)
-    return (FILES / name).read_bytes(), headers
+    return _read(name), headers
+
+
+@cache
+def _read(name: str) -> bytes:
+    return (FILES / name).read_bytes()

@@ -74,6 +74,8 @@ class RegistryStore(Protocol):
 
     def undrain(self, service: str, instance_id: str) -> bool: ...
 
+    def forget_drains(self, service: str, instance_ids: Iterable[str]) -> None: ...
+
 
 class Registry:
     def __init__(
@@ -144,14 +146,14 @@ class Registry:
         check_name("instance_id", instance_id)
         require_admin(principal, "draining an instance")
         now = self._clock()
-        found = [
-            i
-            for i in self._store.service_view(service).instances
-            if i.instance_id == instance_id and i.is_live(now)
-        ]
+        view = self._store.service_view(service)
+        found = [i for i in view.instances if i.instance_id == instance_id and i.is_live(now)]
         if not found:
             raise InstanceNotFound(f"instance {instance_id!r} of {service!r} is not registered")
         self._store.drain(service, instance_id)
+        # A drain outlives deregistration (a re-registration must not lift it), so the drains
+        # of instances no longer stored are dropped here, keeping the set bounded.
+        self._store.forget_drains(service, view.drained - {i.instance_id for i in view.instances})
         return replace(found[0], drained=True)
 
     def undrain(self, principal: Principal, service: str, instance_id: str) -> None:

@@ -378,8 +378,8 @@ class InstanceStore:
                     break
         except PynamoDBException as exc:
             raise _failure("read", exc) from exc
-        marked = [replace(i, drained=True) if i.instance_id in drained else i for i in instances]
-        return ServiceView(tuple(marked), policy)
+        marked = [replace(i, drained=i.instance_id in drained) for i in instances]
+        return ServiceView(tuple(marked), policy, frozenset(drained))
 
     def drain(self, service: str, instance_id: str) -> None:
         """Take the instance out of rotation until ``undrain``; its heartbeats write its own
@@ -388,6 +388,18 @@ class InstanceStore:
         try:
             self._table.update_item(
                 service, range_key=POLICY_KEY, actions=[model.drained.add({instance_id})]
+            )
+        except PynamoDBException as exc:
+            raise _failure("write", exc) from exc
+
+    def forget_drains(self, service: str, instance_ids: Iterable[str]) -> None:
+        """Drop the drains of instances that are gone, so the set stays bounded."""
+        ids = set(instance_ids)
+        if not ids:
+            return
+        try:
+            self._table.update_item(
+                service, range_key=POLICY_KEY, actions=[self._policies.drained.delete(ids)]
             )
         except PynamoDBException as exc:
             raise _failure("write", exc) from exc

@@ -206,9 +206,15 @@ def parse_json_body(raw: bytes | None, limit: int = MAX_REGISTRY_BODY) -> Any:
     try:
         text = raw.decode("utf-8-sig")
         _check_depth(text)
-        return json.loads(text)
+        return json.loads(text, parse_constant=_not_a_number)
     except ValueError as exc:  # bad UTF-8, bad JSON, or a number past int()'s digit limit
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
+
+
+def _not_a_number(name: str) -> None:
+    """Python's parser takes NaN and Infinity, which JSON does not have, and which every
+    range check lets through (each comparison with NaN is false)."""
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _check_depth(text: str) -> None:

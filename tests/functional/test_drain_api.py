@@ -7,6 +7,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import boto3
+
 from lambdamesh.localgateway import TestClient as Client
 from tests.functional.conftest import Upstream, body_json
 from tests.helpers import admin_token, bearer, service_token
@@ -133,3 +135,54 @@ def test_a_draining_task_takes_no_new_requests_and_says_so(
     assert body_json(beat)["status"] == "DRAINING"
     assert answer.status_code == 503
     assert "1 draining" in body_json(answer)["error"]["message"]
+
+
+def test_answers_that_read_no_drain_state_do_not_claim_one(
+    client: Client, upstreams: Callable[[str], Upstream]
+) -> None:
+    register(client, "a", upstreams("orders").port)
+    client.http.put(DRAIN.format("a"), headers=bearer(admin_token()))
+
+    beat = heartbeat(client, "a")
+
+    assert beat.status_code == 200
+    assert "drained" not in body_json(beat)
+    assert listed(client)["a"]["drained"] is True
+
+
+def test_drains_of_departed_instances_are_dropped_at_the_next_drain(
+    client: Client,
+    upstreams: Callable[[str], Upstream],
+    dynamodb_endpoint: str,
+    environment: dict[str, str],
+) -> None:
+    register(client, "a", upstreams("orders").port)
+    register(client, "b", upstreams("orders").port)
+    client.http.put(DRAIN.format("a"), headers=bearer(admin_token()))
+    gone = client.http.delete(
+        "/registry/services/orders/instances/a", headers=bearer(service_token("orders"))
+    )
+    assert gone.status_code == 204
+
+    client.http.put(DRAIN.format("b"), headers=bearer(admin_token()))
+
+    item = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint).get_item(
+        TableName=environment["LAMBDAMESH_TABLE"],
+        Key={"pk": {"S": "orders"}, "sk": {"S": "~policy"}},
+    )["Item"]
+    assert item["drained"]["SS"] == ["b"]
+
+
+def test_a_re_registration_does_not_lift_a_drain(
+    client: Client, upstreams: Callable[[str], Upstream]
+) -> None:
+    port = upstreams("orders").port
+    register(client, "a", port)
+    client.http.put(DRAIN.format("a"), headers=bearer(admin_token()))
+    client.http.delete(
+        "/registry/services/orders/instances/a", headers=bearer(service_token("orders"))
+    )
+
+    register(client, "a", port)
+
+    assert listed(client)["a"]["drained"] is True

@@ -14,7 +14,7 @@ from chalicelib.storage import InstanceStore
 from chalicelib.validation import MAX_JSON_DEPTH, MAX_REGISTRY_BODY
 from lambdamesh.localgateway import TestClient as Client
 from tests.functional.conftest import Upstream, body_json
-from tests.helpers import bearer, service_token
+from tests.helpers import admin_token, bearer, service_token
 
 INSTANCE = "/registry/services/orders/instances/task-1"
 VALID = {"version": "v1", "host": "127.0.0.1", "port": 8080}
@@ -141,3 +141,17 @@ def test_a_host_stored_under_older_rules_is_skipped_and_the_good_instance_answer
 
     # Then every one is answered by the good instance
     assert statuses == [200] * 4
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_not_json_numbers(client: Client, constant: str) -> None:
+    body = f'{{"retries": {{"budget_percent": {constant}}}}}'
+
+    answer = client.http.put(
+        "/registry/services/orders/policy",
+        headers={"Content-Type": "application/json", **bearer(admin_token())},
+        body=body,
+    )
+
+    assert answer.status_code == 400
+    assert f"{constant} is not a JSON number" in body_json(answer)["error"]["message"]

@@ -75,3 +75,11 @@ def test_the_dashboard_page_and_script_are_public_and_locked_down(client: Client
     assert b'<script src="dashboard.js"></script>' in page.body
     # Everything it needs comes from the app: no other origin is named.
     assert not re.search(rb"https?://", page.body + script.body)
+
+
+def test_each_dashboard_answer_gets_headers_of_its_own(client: Client) -> None:
+    first = client.http.get("/dashboard", headers={"X-Request-Id": "first-one"})
+    second = client.http.get("/dashboard")
+
+    assert first.headers["X-Request-Id"] == "first-one"
+    assert second.headers["X-Request-Id"] != "first-one"

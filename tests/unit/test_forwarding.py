@@ -349,3 +349,15 @@ def test_redirects_to_the_upstream_itself_are_rewritten_under_the_prefix(
     location: str, expected: str
 ) -> None:
     assert rewrite_location(location, PREFIX, "10.0.1.5:8080") == expected
+
+
+@pytest.mark.parametrize("location", ["http://[oops/x", "//[", "http://[::1"])
+def test_a_location_that_is_no_url_is_left_as_the_upstream_gave_it(location: str) -> None:
+    assert rewrite_location(location, PREFIX, "10.0.1.5:8080") == location
+
+
+def test_the_upstream_named_with_its_default_port_counts_as_itself() -> None:
+    authorities = ("10.0.1.5", "10.0.1.5:80")
+
+    assert rewrite_location("http://10.0.1.5:80/login", PREFIX, authorities) == f"{PREFIX}/login"
+    assert rewrite_location("http://10.0.1.5/login", PREFIX, authorities) == f"{PREFIX}/login"

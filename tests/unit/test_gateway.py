@@ -19,7 +19,7 @@ from chalicelib.errors import (
     UpstreamUnreachable,
     VersionNotFound,
 )
-from chalicelib.gateway import Gateway, ProxyRequest, hash_key
+from chalicelib.gateway import Gateway, ProxyRequest, cookie_value, hash_key
 from chalicelib.instances import Instance
 from chalicelib.observability import RouteRecord
 from chalicelib.outliers import Outliers
@@ -33,7 +33,7 @@ from chalicelib.policy import (
     Retries,
     Timeouts,
 )
-from chalicelib.retries import INITIAL_TOKENS
+from chalicelib.retries import INITIAL_TOKENS, RetryBudget
 from chalicelib.upstream import ConnectFailed, UpstreamResponse
 from tests.helpers import InOrder
 
@@ -691,3 +691,35 @@ def test_a_refused_request_records_its_error_status(make_instance: MakeInstance)
         gateway(discovery, ScriptedUpstream(), record=records.append).forward(request())
 
     assert [(r.status, r.upstream_ms) for r in records] == [(404, None)]
+
+
+def test_with_no_other_instance_left_no_retry_is_paid_for_or_waited_on(
+    make_instance: MakeInstance,
+) -> None:
+    waits: list[float] = []
+    budget = RetryBudget()
+    upstream = ScriptedUpstream({"only": answered(503)})
+    subject = gateway(
+        FakeDiscovery([make_instance("only")]), upstream, sleep=waits.append, retry_budget=budget
+    )
+
+    subject.forward(request("GET"))
+
+    assert waits == []
+    assert budget.withdraw("orders")  # the three it started with are all still there
+    assert budget.withdraw("orders") and budget.withdraw("orders")
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("ga=x y; sid=abc", "abc"),
+        ('json={"a":1}; sid=abc', "abc"),
+        ("sid=abc; ga=x y", "abc"),
+        ('sid="quoted"', "quoted"),
+        ("other=1", None),
+        ("sidx=1; sid=2", "2"),
+    ],
+)
+def test_one_odd_cookie_does_not_hide_the_hash_key(header: str, expected: str | None) -> None:
+    assert cookie_value(header, "sid") == expected

@@ -38,6 +38,7 @@ def test_to_json_has_every_field_with_times_rounded_to_milliseconds(
         zone="eu-west-1a",
         metadata={"git.sha": "abc"},
         weight=7,
+        drained=False,
         expires_at=1030.12345,
         registered_at=970.98765,
         updated_at=1000.00049,
@@ -93,3 +94,8 @@ def test_registrations_do_not_share_a_default_metadata_dict() -> None:
     second = Registration("orders", "i-2", "v1", "orders.internal", 8080)
 
     assert first.metadata is not second.metadata
+
+
+def test_the_drain_state_is_left_out_where_it_was_not_read(make_instance: MakeInstance) -> None:
+    assert "drained" not in make_instance("i-1").to_json(1000.0)
+    assert make_instance("i-1", drained=True).to_json(1000.0)["drained"] is True
