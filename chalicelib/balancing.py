@@ -18,6 +18,7 @@ import hashlib
 import math
 import random
 import threading
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Collection, Sequence
 from typing import Protocol
@@ -41,7 +42,7 @@ class Balancer(Protocol):
         ...
 
 
-class _Strategy:
+class _Strategy(ABC):
     """What every strategy does first: leave out the excluded instances, and choose nothing
     when none is left; ``_pick`` chooses among the rest."""
 
@@ -55,8 +56,9 @@ class _Strategy:
         candidates = [i for i in instances if i.instance_id not in exclude]
         return self._pick(pool, candidates, key) if candidates else None
 
+    @abstractmethod
     def _pick(self, pool: str, candidates: list[Instance], key: str | None) -> Instance:
-        raise NotImplementedError
+        """One of ``candidates``, which is never empty."""
 
 
 class WeightedRoundRobin(_Strategy):

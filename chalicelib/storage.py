@@ -71,7 +71,7 @@ from chalicelib.instances import (
     StoredPolicy,
 )
 from chalicelib.observability import logger, record_write_units
-from chalicelib.policy import DEFAULT_POLICY, Policy, from_json
+from chalicelib.policy import Policy, from_json
 from chalicelib.registry import Lease
 
 CATALOG_PARTITION = "~services"
@@ -428,9 +428,8 @@ class InstanceStore:
             return None
         except PynamoDBException as exc:
             raise _failure("read", exc) from exc
-        if item.policy is None:
-            return None
-        return StoredPolicy(_stored_policy(item) or DEFAULT_POLICY, float(item.updated_at or 0))
+        policy = _stored_policy(item)
+        return None if policy is None else StoredPolicy(policy, float(item.updated_at or 0))
 
     def put_policy(self, service: str, policy: Policy, now: float) -> bool:
         """Store the policy, replacing any; True if the service had none."""
