@@ -73,3 +73,4 @@ clean:
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.bench_gateway
 	$(BIN)/python -m tests.bench.bench_handler
+	$(BIN)/python -m tests.bench.bench_sidecar

@@ -15,13 +15,14 @@ from chalice.app import Request, Response
 
 from chalicelib import lifecycle, openapi, pages, wiring
 from chalicelib.auth import Principal, bearer_token, verify
-from chalicelib.edge import METHODS, REQUEST_ID_KEY, LambdaMeshApp, json_response
+from chalicelib.edge import REQUEST_ID_KEY, LambdaMeshApp, json_response
 from chalicelib.errors import RegistryUnavailable
-from chalicelib.forwarding import REQUEST_ID_HEADER, request_id
 from chalicelib.gateway import ProxyRequest
 from chalicelib.observability import logger, record_request
-from chalicelib.policy import policy_answer
 from chalicelib.validation import parse_json_body
+from chalicelib.views import routing_answer
+from lambdamesh_routing.forwarding import METHODS, REQUEST_ID_HEADER, request_id
+from lambdamesh_routing.policy import policy_answer
 
 app = LambdaMeshApp(app_name="lambdamesh")
 route = app.route_with_errors
@@ -92,6 +93,22 @@ def list_instances(service: str) -> Response:
     now = registry.now()
     found = registry.live_instances(service, version)
     return json_response({"service": service, "instances": [i.to_json(now) for i in found]})
+
+
+@route("/registry/services/{service}/routing", methods=["GET"])
+def routing_view(service: str) -> Response:
+    _principal()
+    answer = routing_answer(
+        wiring.discovery(), service, app.request().headers.get("if-none-match"), time.time()
+    )
+    headers: dict[str, str | list[str]] = {"ETag": answer.etag, "Cache-Control": "no-cache"}
+    if answer.document is None:
+        return Response(body="", status_code=answer.status, headers=headers)
+    return Response(
+        body=answer.document,
+        status_code=answer.status,
+        headers={**headers, "Content-Type": "application/json"},
+    )
 
 
 @route(

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from chalicelib.errors import ConfigError
-from chalicelib.hosts import IPNetwork
+from lambdamesh_routing.hosts import IPNetwork
 
 __all__ = ["ConfigError", "Settings"]
 

@@ -22,15 +22,11 @@ from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from chalicelib.config import Settings
-from chalicelib.errors import (
-    NoLiveInstance,
-    RegistryUnavailable,
-    ServiceNotFound,
-    VersionNotFound,
-)
+from chalicelib.errors import RegistryUnavailable
 from chalicelib.instances import Instance, ServiceView
 from chalicelib.observability import logger
-from chalicelib.policy import DEFAULT_POLICY, Policy
+from lambdamesh_routing.policy import DEFAULT_POLICY, Policy
+from lambdamesh_routing.router import routable
 
 Clock = Callable[[], float]
 MAX_CACHED_SERVICES = 1024
@@ -82,29 +78,6 @@ class _Recent(Generic[_V]):
             self._items.pop(key, None)
 
 
-def routable(
-    service: str, version: str, instances: tuple[Instance, ...], now: float
-) -> list[Instance]:
-    """The instances a request may go to, or the reason there are none."""
-    if not instances:
-        raise ServiceNotFound(f"no service named {service!r} is registered")
-    of_version = [i for i in instances if i.version == version]
-    if not of_version:
-        raise VersionNotFound(f"service {service!r} has no version {version!r}")
-    live = [i for i in of_version if i.is_routable(now)]
-    if not live:
-        running = [i for i in of_version if i.is_live(now)]
-        drained = sum(1 for i in running if i.drained)
-        down = sum(1 for i in running if i.status == "DOWN" and not i.drained)
-        draining = len(running) - drained - down
-        raise NoLiveInstance(
-            f"no live instance of {service!r} version {version!r}: {down} reported DOWN, "
-            f"{draining} draining, {drained} drained by an operator, "
-            f"{len(of_version) - len(running)} with lapsed leases"
-        )
-    return live
-
-
 class Discovery:
     def __init__(
         self,
@@ -120,20 +93,21 @@ class Discovery:
         self._ttl = ttl
         self._stale_seconds = stale_seconds
         self._clock = clock
-        self._wall_clock = wall_clock
+        self.wall_clock = wall_clock
         self._found: _Recent[_Entry] = _Recent(max_services)
         self._missing: _Recent[float] = _Recent(max_misses)
 
     def routable(self, service: str, version: str) -> list[Instance]:
-        instances = self._view(service).instances
-        return routable(service, version, instances, self._wall_clock())
+        instances = self.view(service).instances
+        return routable(service, version, instances, self.wall_clock())
 
     def policy(self, service: str) -> Policy:
         """The service's routing policy, read with its instances; the default if it has none
         (or no instance: a policy alone routes nothing)."""
-        return self._view(service).policy or DEFAULT_POLICY
+        return self.view(service).policy or DEFAULT_POLICY
 
-    def _view(self, service: str) -> ServiceView:
+    def view(self, service: str) -> ServiceView:
+        """The service's instances and policy, from the cache while it is fresh."""
         now = self._clock()
         entry = self._found.get(service)
         if entry is not None and now - entry.loaded_at < self._ttl:

@@ -22,15 +22,14 @@ from chalice.app import (
 )
 
 from chalicelib.errors import LambdaMeshError, MethodNotAllowed, RouteNotFound
-from chalicelib.forwarding import REQUEST_ID_HEADER
-from chalicelib.forwarding import request_id as incoming_request_id
 from chalicelib.function_url import is_url_event, to_rest_event, to_url_response
 from chalicelib.observability import logger
+from lambdamesh_routing.forwarding import METHODS, REQUEST_ID_HEADER
+from lambdamesh_routing.forwarding import request_id as incoming_request_id
 
 P = ParamSpec("P")
 REQUEST_ID_KEY = "lambdamesh_request_id"
 # Every method API Gateway's ANY stands for.
-METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 GREEDY = "{proxy+}"
 
 

@@ -1,26 +1,57 @@
 """One error hierarchy for everything the Lambda refuses or fails at.
 
 Each subclass carries its HTTP status and a stable machine-readable ``code``; the app turns
-them into ``{"error": {"code", "message", "request_id"}}`` in exactly one place.
+them into ``{"error": {"code", "message", "request_id"}}`` in exactly one place. The base and
+the errors of routing (which the sidecar's outbound port answers too) live in
+``lambdamesh_routing.errors``; the registry's own are added here.
 """
 
 from __future__ import annotations
 
+from lambdamesh_routing.errors import (
+    BadRequest,
+    HostNotAllowed,
+    InvalidName,
+    InvalidRequest,
+    LambdaMeshError,
+    NoLiveInstance,
+    NotFound,
+    PayloadTooLarge,
+    RegistryUnavailable,
+    ServiceNotFound,
+    UpstreamResponseTooLarge,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+    VersionNotFound,
+)
 
-class LambdaMeshError(Exception):
-    status = 500
-    code = "internal_error"
-    # Seconds a client should wait before trying again, sent as ``Retry-After``; None for
-    # errors that waiting will not cure.
-    retry_after: int | None = None
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def headers(self) -> dict[str, str]:
-        """Headers the answer carries: ``Retry-After`` when waiting helps."""
-        return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
+__all__ = [
+    "BadRequest",
+    "ConfigError",
+    "Forbidden",
+    "GatewayMisconfigured",
+    "HostNotAllowed",
+    "InstanceNotFound",
+    "InvalidName",
+    "InvalidRequest",
+    "KeyStoreUnavailable",
+    "LambdaMeshError",
+    "MethodNotAllowed",
+    "NoLiveInstance",
+    "NotFound",
+    "PayloadTooLarge",
+    "PolicyNotFound",
+    "RegistryMisconfigured",
+    "RegistryUnavailable",
+    "RouteNotFound",
+    "ServiceNotFound",
+    "TooManyInstances",
+    "Unauthorized",
+    "UpstreamResponseTooLarge",
+    "UpstreamTimeout",
+    "UpstreamUnreachable",
+    "VersionNotFound",
+]
 
 
 class ConfigError(LambdaMeshError):
@@ -35,28 +66,6 @@ class GatewayMisconfigured(ConfigError):
     code = "gateway_misconfigured"
 
 
-class BadRequest(LambdaMeshError):
-    status = 400
-    code = "bad_request"
-
-
-class InvalidRequest(BadRequest):
-    code = "invalid_request"
-
-
-class InvalidName(BadRequest):
-    code = "invalid_name"
-
-
-class HostNotAllowed(BadRequest):
-    code = "host_not_allowed"
-
-
-class PayloadTooLarge(LambdaMeshError):
-    status = 413
-    code = "payload_too_large"
-
-
 class Unauthorized(LambdaMeshError):
     status = 401
     code = "unauthorized"
@@ -65,11 +74,6 @@ class Unauthorized(LambdaMeshError):
 class Forbidden(LambdaMeshError):
     status = 403
     code = "forbidden"
-
-
-class NotFound(LambdaMeshError):
-    status = 404
-    code = "not_found"
 
 
 class InstanceNotFound(NotFound):
@@ -92,22 +96,8 @@ class MethodNotAllowed(LambdaMeshError):
         return {**super().headers(), "Allow": self.allow}
 
 
-class ServiceNotFound(NotFound):
-    code = "service_not_found"
-
-
-class VersionNotFound(NotFound):
-    code = "version_not_found"
-
-
 class PolicyNotFound(NotFound):
     code = "policy_not_found"
-
-
-class RegistryUnavailable(LambdaMeshError):
-    status = 503
-    code = "registry_unavailable"
-    retry_after: int | None = 2
 
 
 class RegistryMisconfigured(RegistryUnavailable):
@@ -127,26 +117,6 @@ class KeyStoreUnavailable(LambdaMeshError):
     status = 503
     code = "key_store_unavailable"
     retry_after = 5
-
-
-class NoLiveInstance(LambdaMeshError):
-    status = 503
-    code = "no_live_instance"
-
-
-class UpstreamUnreachable(LambdaMeshError):
-    status = 502
-    code = "upstream_unreachable"
-
-
-class UpstreamResponseTooLarge(LambdaMeshError):
-    status = 502
-    code = "upstream_response_too_large"
-
-
-class UpstreamTimeout(LambdaMeshError):
-    status = 504
-    code = "upstream_timeout"
 
 
 class TooManyInstances(LambdaMeshError):

@@ -8,14 +8,8 @@ import copy
 from functools import cache
 from typing import Any
 
-from chalicelib.validation import (
-    HEARTBEAT_SCHEMA,
-    INSTANCE_PATTERN,
-    POLICY_SCHEMA,
-    REGISTER_SCHEMA,
-    SERVICE_PATTERN,
-    VERSION_PATTERN,
-)
+from chalicelib.validation import HEARTBEAT_SCHEMA, POLICY_SCHEMA, REGISTER_SCHEMA
+from lambdamesh_routing.names import INSTANCE_PATTERN, SERVICE_PATTERN, VERSION_PATTERN
 
 TITLE = "lambdamesh registry"
 API_VERSION = "1"
@@ -110,6 +104,32 @@ def _instance_schema() -> dict[str, Any]:
     }
 
 
+def _routing_view_schema() -> dict[str, Any]:
+    fields = {
+        "instance_id": {"type": "string"},
+        "version": {"type": "string"},
+        "host": {"type": "string"},
+        "port": {"type": "integer"},
+        "weight": {"type": "integer"},
+        "zone": {"type": ["string", "null"]},
+        "status": {"enum": _STATUSES},
+        "drained": {"type": "boolean"},
+        "live": {"type": "boolean"},
+    }
+    return {
+        "type": "object",
+        "required": ["service", "instances", "policy"],
+        "properties": {
+            "service": {"type": "string"},
+            "instances": {
+                "type": "array",
+                "items": {"type": "object", "required": list(fields), "properties": fields},
+            },
+            "policy": {"type": ["object", "null"]},
+        },
+    }
+
+
 def _schemas() -> dict[str, Any]:
     counts = {
         "type": "object",
@@ -129,6 +149,7 @@ def _schemas() -> dict[str, Any]:
                 "instances": {"type": "array", "items": _ref("Instance")},
             },
         },
+        "RoutingView": _routing_view_schema(),
         "ServiceList": {
             "type": "object",
             "required": ["services"],
@@ -214,6 +235,22 @@ def _paths() -> dict[str, Any]:
                 "parameters": [_parameter("version", VERSION_PATTERN, "query")],
                 "responses": {
                     "200": _answer("the live instances", _ref("InstanceList")),
+                    **_errors(400, 401),
+                },
+            },
+        },
+        "/registry/services/{service}/routing": {
+            "parameters": [_SERVICE],
+            "get": {
+                "summary": "What routing reads of a service: every stored instance with its "
+                "routing fields and liveness, and the policy; polled by sidecars with "
+                "If-None-Match",
+                "parameters": [
+                    {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": _answer("the routing view, with its ETag", _ref("RoutingView")),
+                    "304": _answer("unchanged since the ETag given"),
                     **_errors(400, 401),
                 },
             },

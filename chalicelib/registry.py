@@ -11,7 +11,6 @@ from typing import Any, Protocol
 from chalicelib.auth import Principal, require_admin, require_write
 from chalicelib.config import Settings
 from chalicelib.errors import InstanceNotFound, PolicyNotFound, TooManyInstances
-from chalicelib.hosts import HostPolicy
 from chalicelib.instances import (
     Instance,
     RegisterResult,
@@ -20,8 +19,10 @@ from chalicelib.instances import (
     Status,
     StoredPolicy,
 )
-from chalicelib.policy import Policy
-from chalicelib.validation import check_name, parse_heartbeat, parse_policy, parse_registration
+from chalicelib.validation import parse_heartbeat, parse_policy, parse_registration
+from lambdamesh_routing.hosts import HostPolicy
+from lambdamesh_routing.names import check_name
+from lambdamesh_routing.policy import Policy
 
 Clock = Callable[[], float]
 

@@ -71,8 +71,8 @@ from chalicelib.instances import (
     StoredPolicy,
 )
 from chalicelib.observability import logger, record_write_units
-from chalicelib.policy import Policy, from_json
 from chalicelib.registry import Lease
+from lambdamesh_routing.policy import Policy, from_json
 
 CATALOG_PARTITION = "~services"
 POLICY_KEY = "~policy"

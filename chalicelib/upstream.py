@@ -8,7 +8,6 @@ the method.
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,21 +22,15 @@ from urllib3.exceptions import (
 
 from chalicelib.config import Settings
 from chalicelib.errors import (
-    HostNotAllowed,
     UpstreamResponseTooLarge,
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from chalicelib.hosts import HostPolicy, parse_ip, refusal_reason
+from lambdamesh_routing.errors import ConnectFailed
+from lambdamesh_routing.forwarding import host_header
+from lambdamesh_routing.hosts import HostPolicy, Resolver, allowed_addresses, resolve
 
 _CHUNK = 64 * 1024
-# Raises OSError when the name does not resolve, ValueError (UnicodeError) when it cannot even
-# be asked for, as socket.getaddrinfo does for a name IDNA cannot encode.
-Resolver = Callable[[str, int], list[str]]
-
-
-class ConnectFailed(UpstreamUnreachable):
-    """Nothing was sent: safe to try another instance for any method."""
 
 
 @dataclass(frozen=True)
@@ -45,11 +38,6 @@ class UpstreamResponse:
     status: int
     headers: list[tuple[str, str]]
     body: bytes
-
-
-def resolve(host: str, port: int) -> list[str]:
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [str(info[4][0]) for info in infos]
 
 
 class UpstreamClient:
@@ -74,29 +62,7 @@ class UpstreamClient:
         )
 
     def addresses_for(self, host: str, port: int) -> list[str]:
-        """The IPs to try, in the resolver's order, checked again here: a DNS name can point
-        anywhere, and the policy may have tightened since the instance registered."""
-        literal = parse_ip(host)
-        if literal is not None:
-            reason = refusal_reason(literal, self._policy)
-            if reason:
-                raise HostNotAllowed(f"upstream host {host!r} is {reason}")
-            return [str(literal)]
-        try:
-            candidates = self._resolver(host, port)
-        except (OSError, ValueError) as exc:
-            raise ConnectFailed(f"cannot resolve upstream host {host!r}: {exc}") from None
-        allowed = [
-            str(address)
-            for candidate in dict.fromkeys(candidates)
-            if (address := parse_ip(candidate)) is not None
-            and refusal_reason(address, self._policy) is None
-        ]
-        if not allowed:
-            raise HostNotAllowed(
-                f"upstream host {host!r} resolves to no address the gateway may reach"
-            )
-        return allowed
+        return allowed_addresses(host, port, self._policy, self._resolver)
 
     def send(
         self,
@@ -208,12 +174,6 @@ class UpstreamClient:
                 response.close()  # a half-read connection must not go back to the pool
             response.release_conn()
         return UpstreamResponse(response.status, list(response.headers.items()), b"".join(chunks))
-
-
-def host_header(host: str, port: int) -> str:
-    """``Host`` for an upstream: IPv6 literals in brackets, the port unless it is 80."""
-    name = f"[{host}]" if ":" in host else host
-    return name if port == 80 else f"{name}:{port}"
 
 
 def _reason(exc: Exception) -> str:

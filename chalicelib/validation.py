@@ -18,14 +18,12 @@ from typing import Any, cast
 
 import fastjsonschema
 
-from chalicelib.errors import InvalidName, InvalidRequest, PayloadTooLarge
-from chalicelib.hosts import HostPolicy, normalize_host
+from chalicelib.errors import InvalidRequest, PayloadTooLarge
 from chalicelib.instances import STATUSES, Registration, Status
-from chalicelib.policy import STRATEGIES, Policy, from_json
+from lambdamesh_routing.hosts import HostPolicy, normalize_host
+from lambdamesh_routing.names import VERSION_PATTERN, check_name, rule
+from lambdamesh_routing.policy import STRATEGIES, Policy, from_json
 
-SERVICE_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
-VERSION_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,30}[a-z0-9])?$"
-INSTANCE_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$"
 MAX_REGISTRY_BODY = 16 * 1024
 # Arrays and objects inside one another; a registration needs two. Checked before parsing,
 # since Python's parser recurses once per level and thousands of levels fit in the body limit.
@@ -43,15 +41,6 @@ MAX_WEIGHT = 1000
 # three times larger once escaped; this bound keeps config.MAX_INSTANCES_LIMIT instances of a
 # service within one Lambda answer. DynamoDB stores the same text as UTF-8, never longer.
 MAX_INSTANCE_JSON = 4 * 1024
-
-_NAMES = {
-    "service": (re.compile(SERVICE_PATTERN), "1-63 characters of a-z, 0-9 and '-'"),
-    "version": (re.compile(VERSION_PATTERN), "1-32 characters of a-z, 0-9, '.', '_' and '-'"),
-    "instance_id": (
-        re.compile(INSTANCE_PATTERN),
-        "1-128 characters of a-z, 0-9, '.', '_' and '-'",
-    ),
-}
 
 _STATUS = {"type": "string", "enum": list(STATUSES)}
 
@@ -183,13 +172,6 @@ POLICY_SCHEMA: dict[str, Any] = _object(
 )
 
 
-def check_name(kind: str, value: str) -> str:
-    pattern, rule = _NAMES[kind]
-    if not pattern.fullmatch(value):
-        raise InvalidName(f"{kind} {value[:80]!r} is not valid: use {rule}")
-    return value
-
-
 # A string, or an unterminated one up to the end: the optional closing quote keeps the scan
 # linear (a required one makes each stray quote rescan the rest of the body).
 _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
@@ -243,8 +225,8 @@ def _compiled(name: str) -> Callable[[Any], Any]:
 
 # What a pattern means, in words, for the fields whose rule is a regular expression.
 _PATTERN_RULES = {
-    "version": _NAMES["version"][1],
-    "aliases": f"alias and version names of {_NAMES['version'][1]}; header names of 1-64 "
+    "version": rule("version"),
+    "aliases": f"alias and version names of {rule('version')}; header names of 1-64 "
     "token characters",
     "hash_on": "names of 1-64 token characters (RFC 9110)",
     "zone": "1-64 characters of a-z, 0-9 and '-'",

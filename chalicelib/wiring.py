@@ -11,17 +11,17 @@ import random
 from functools import cache, lru_cache
 
 from chalicelib.auth import parse_keys
-from chalicelib.balancing import Strategies
 from chalicelib.config import MIN_SIGNING_KEY_LENGTH, Settings
 from chalicelib.discovery import Discovery
 from chalicelib.errors import ConfigError, GatewayMisconfigured, LambdaMeshError
 from chalicelib.gateway import Gateway
-from chalicelib.hosts import HostPolicy
 from chalicelib.keystore import KeyStore
 from chalicelib.observability import logger
 from chalicelib.registry import Registry
 from chalicelib.storage import InstanceStore
 from chalicelib.upstream import UpstreamClient
+from lambdamesh_routing.balancing import Strategies
+from lambdamesh_routing.hosts import HostPolicy
 
 
 @cache
@@ -65,14 +65,17 @@ def gateway() -> Gateway:
 
 
 @cache
+def discovery() -> Discovery:
+    """The gateway's cache of service views; the routing view is read through it too."""
+    current = settings()
+    return Discovery(store(), ttl=current.cache_seconds, stale_seconds=current.stale_seconds)
+
+
+@cache
 def _gateway() -> Gateway:
     current = settings()
     return Gateway(
-        Discovery(
-            store(),
-            ttl=current.cache_seconds,
-            stale_seconds=current.stale_seconds,
-        ),
+        discovery(),
         Strategies(),
         UpstreamClient(
             policy(),
@@ -140,6 +143,7 @@ def after_restore() -> None:
     in the same order."""
     random.seed()
     _gateway.cache_clear()
+    discovery.cache_clear()
     if store.cache_info().currsize:
         store().drop_connections()
     if key_store.cache_info().currsize:
@@ -150,5 +154,5 @@ def after_restore() -> None:
 
 def reset() -> None:
     """Forget every collaborator, so tests can change the environment between cases."""
-    for built in (settings, store, registry, _gateway, key_store, _keys):
+    for built in (settings, store, registry, discovery, _gateway, key_store, _keys):
         built.cache_clear()

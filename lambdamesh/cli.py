@@ -182,8 +182,8 @@ def _stage_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser
 
 def token_command(service: str | None, admin: bool, secret: str | None) -> int:
     from chalicelib.auth import issue
-    from chalicelib.validation import check_name
     from lambdamesh.keys import signing_key
+    from lambdamesh_routing.names import check_name
 
     if not admin:
         assert service is not None

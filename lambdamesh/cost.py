@@ -11,7 +11,7 @@ import argparse
 import json
 import math
 import sys
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from chalicelib.errors import LambdaMeshError
@@ -30,8 +30,17 @@ ASSUMPTIONS = (
     "a heartbeat is one conditional UpdateItem: --write-units-per-heartbeat write units",
     "a routed request reads no DynamoDB in steady state: each warm Lambda caches a "
     "service's instance list for LAMBDAMESH_CACHE_SECONDS, so list reads are at most one per "
-    "cache period per warm Lambda per service (never more than the requests); warm Lambdas "
-    "= requests/s x routed duration, rounded up",
+    "cache period per warm Lambda per service (never more than the requests and polls); "
+    "warm Lambdas = requests/s x routed duration + polls/s x poll duration, rounded up",
+    "the sidecar outbound port polls GET /registry/services/{service}/routing for each "
+    "called service every --refresh-seconds: polls = sidecars x called services x seconds / "
+    "refresh. A 304 still invokes the Lambda (and API Gateway on the rest lane) and writes "
+    "its log lines: If-None-Match saves response bytes, not invocations. Polls read the "
+    "same cached view as routed requests, so their DynamoDB reads are folded into the list "
+    "reads above",
+    "east-west calls through the outbound port go task to task in the VPC and cost nothing "
+    "here; the comparison prices them as routed requests (API Gateway, Lambda at the routed "
+    "duration, list reads, logs) and is not added to the total",
     "provisioned capacity = peak rate / auto scaling target utilization, rounded up, at "
     "least 1 unit each for reads and writes",
     "the signing key is read once per cold start: Secrets Manager API calls and endpoint "
@@ -69,6 +78,13 @@ class CostInputs:
     secrets: int = 1
     log_bytes_per_invocation: float = 1200.0
     target_utilization: float = 0.70
+    # The sidecar outbound port (0 sidecars: off). A poll is a cached read answered 200 or
+    # 304, about a heartbeat's work without the write: billed like one until measured.
+    outbound_sidecars: int = 0
+    called_services: int = 1
+    refresh_seconds: float = 5.0
+    poll_ms: float = 15.0
+    east_west_rps: float = 0.0
 
     def __post_init__(self) -> None:
         for problem in _problems(self):
@@ -91,6 +107,11 @@ def _problems(inputs: CostInputs) -> list[str]:
         ("secrets", inputs.secrets, 0, math.inf),
         ("log-bytes", inputs.log_bytes_per_invocation, 0, math.inf),
         ("target-utilization", inputs.target_utilization, 0.2, 0.9),
+        ("outbound-sidecars", inputs.outbound_sidecars, 0, math.inf),
+        ("called-services", inputs.called_services, 1, math.inf),
+        ("refresh-seconds", inputs.refresh_seconds, 1, 300),
+        ("poll-ms", inputs.poll_ms, 0, 900_000),
+        ("east-west-rps", inputs.east_west_rps, 0, math.inf),
     ]
     found = [
         f"--{name} must be between {low:g} and {high:g}, not {value:g}"
@@ -109,6 +130,16 @@ def _problems(inputs: CostInputs) -> list[str]:
         for name, value, allowed in choices
         if value not in allowed
     ]
+    if inputs.called_services > inputs.services:
+        found.append(
+            f"--called-services must be at most --services ({inputs.services}), "
+            f"not {inputs.called_services}: a sidecar calls services of the mesh"
+        )
+    if inputs.east_west_rps > 0 and inputs.outbound_sidecars == 0:
+        found.append(
+            "--east-west-rps needs --outbound-sidecars above 0: east-west calls go through "
+            "the sidecars' outbound port"
+        )
     return found
 
 
@@ -125,10 +156,25 @@ class Breakdown:
     lines: tuple[Line, ...]
     cloud_map: tuple[Line, ...]
     per_instance_heartbeat: dict[str, float]
+    # What the outbound port's polls add to the total: their lines plus the list reads they
+    # add to the DynamoDB reads line.
+    polls_monthly: float = 0.0
+    polls_dynamodb_reads: float = 0.0
+    # Not in the total: what the east-west calls would cost routed through the gateway.
+    east_west: tuple[Line, ...] = ()
 
     @property
     def total(self) -> float:
         return sum(line.monthly for line in self.lines)
+
+    @property
+    def east_west_through_gateway(self) -> float:
+        return sum(line.monthly for line in self.east_west)
+
+    @property
+    def east_west_saving(self) -> float:
+        """The gateway route's cost less the polls that replace it (negative: a loss)."""
+        return self.east_west_through_gateway - self.polls_monthly
 
     @property
     def cloud_map_registry_only(self) -> float:
@@ -157,18 +203,32 @@ def routed_a_month(inputs: CostInputs) -> float:
     return inputs.requests_per_second * SECONDS_PER_MONTH
 
 
+def polls_per_second(inputs: CostInputs) -> float:
+    """Routing-view polls from the sidecars' outbound ports: one per called service per
+    refresh period per sidecar."""
+    return inputs.outbound_sidecars * inputs.called_services / inputs.refresh_seconds
+
+
+def polls_a_month(inputs: CostInputs) -> float:
+    return polls_per_second(inputs) * SECONDS_PER_MONTH
+
+
 def warm_lambdas(inputs: CostInputs) -> int:
-    """Concurrent executions routed traffic keeps busy (Little's law), at least one."""
-    if inputs.requests_per_second == 0:
+    """Concurrent executions routed traffic and polls keep busy (Little's law), at least one."""
+    polls = polls_per_second(inputs)
+    if inputs.requests_per_second == 0 and polls == 0:
         return 0
-    return max(1, math.ceil(inputs.requests_per_second * inputs.routed_ms / 1000))
+    busy = inputs.requests_per_second * inputs.routed_ms / 1000 + polls * inputs.poll_ms / 1000
+    return max(1, math.ceil(busy))
 
 
 def list_reads_per_second(inputs: CostInputs) -> float:
-    rps = inputs.requests_per_second
+    """Instance-list Queries: routed requests and polls read the same per-Lambda cache, so
+    at most one per cache period per warm Lambda per service, never more than they are."""
+    readers = inputs.requests_per_second + polls_per_second(inputs)
     if inputs.cache_seconds == 0:
-        return rps
-    return min(rps, warm_lambdas(inputs) * inputs.services / inputs.cache_seconds)
+        return readers
+    return min(readers, warm_lambdas(inputs) * inputs.services / inputs.cache_seconds)
 
 
 def write_units_per_second(inputs: CostInputs) -> float:
@@ -240,6 +300,7 @@ def _dynamodb(inputs: CostInputs, prices: PriceTable) -> list[Line]:
             ),
         ]
     write_units, read_units = writes * SECONDS_PER_MONTH, reads * SECONDS_PER_MONTH
+    lists = "instance lists, routed and polls" if inputs.outbound_sidecars else "instance lists"
     return [
         Line(
             "DynamoDB writes (on-demand)",
@@ -248,7 +309,7 @@ def _dynamodb(inputs: CostInputs, prices: PriceTable) -> list[Line]:
         ),
         Line(
             "DynamoDB reads (on-demand)",
-            f"{_millions(read_units)} read units (instance lists) at $0.125 per million",
+            f"{_millions(read_units)} read units ({lists}) at $0.125 per million",
             read_units * prices.dynamodb_read_request.amount,
         ),
     ]
@@ -275,6 +336,92 @@ def _logs(inputs: CostInputs, prices: PriceTable) -> list[Line]:
     gigabytes = invocations * inputs.log_bytes_per_invocation / GB
     basis = f"{gigabytes:,.2f} GB ({inputs.log_bytes_per_invocation:g} B a call) at $0.50"
     return [Line("CloudWatch Logs", basis, gigabytes * prices.logs_ingested_gb.amount)]
+
+
+def _without_outbound(inputs: CostInputs) -> CostInputs:
+    return replace(inputs, outbound_sidecars=0, east_west_rps=0.0)
+
+
+def _polls(inputs: CostInputs, prices: PriceTable) -> list[Line]:
+    """The outbound port's polls, each a Lambda invocation whether it answers 200 or 304."""
+    polls = polls_a_month(inputs)
+    if polls == 0:
+        return []
+    found: list[Line] = []
+    if inputs.lane == "rest":
+        # Polls share the account's monthly volume bands with the mesh's other calls: they
+        # are charged at the bands they push the total into.
+        others = heartbeats_a_month(inputs) + routed_a_month(inputs)
+        tiers = prices.api_gateway_rest_tiers
+        found.append(
+            Line(
+                "Outbound polls: API Gateway (REST)",
+                f"{_millions(polls)} polls, tiered on top of the calls above",
+                tiered(others + polls, tiers) - tiered(others, tiers),
+            )
+        )
+    gb_seconds = polls * inputs.poll_ms / 1000 * inputs.memory_mb / 1024
+    gigabytes = polls * inputs.log_bytes_per_invocation / GB
+    found += [
+        Line(
+            "Outbound polls: Lambda requests",
+            f"{_millions(polls)} polls (200 or 304) at $0.20 per million",
+            polls * prices.lambda_request.amount,
+        ),
+        Line(
+            "Outbound polls: Lambda duration",
+            f"{gb_seconds:,.0f} GB-s ({inputs.poll_ms:g} ms a poll)",
+            gb_seconds * _gb_second_price(inputs, prices),
+        ),
+        Line(
+            "Outbound polls: CloudWatch Logs",
+            f"{gigabytes:,.2f} GB ({inputs.log_bytes_per_invocation:g} B a poll) at $0.50",
+            gigabytes * prices.logs_ingested_gb.amount,
+        ),
+    ]
+    return found
+
+
+def _reads_line(inputs: CostInputs, prices: PriceTable) -> float:
+    return _dynamodb(inputs, prices)[1].monthly
+
+
+def _east_west(inputs: CostInputs, prices: PriceTable) -> tuple[Line, ...]:
+    """What the east-west calls would add routed through the gateway as ordinary routed
+    requests, to the mesh without the outbound port: each line the difference it makes."""
+    if inputs.east_west_rps == 0:
+        return ()
+    base = _without_outbound(inputs)
+    routed = replace(base, requests_per_second=base.requests_per_second + inputs.east_west_rps)
+    calls = inputs.east_west_rps * SECONDS_PER_MONTH
+    gb_seconds = calls * inputs.routed_ms / 1000 * inputs.memory_mb / 1024
+    gigabytes = calls * inputs.log_bytes_per_invocation / GB
+    bases = {
+        "API Gateway (REST)": f"{_millions(calls)} calls, tiered on top of the mesh's",
+        "Lambda requests": f"{_millions(calls)} at $0.20 per million",
+        "Lambda duration": f"{gb_seconds:,.0f} GB-s ({inputs.routed_ms:g} ms a call)",
+        "DynamoDB reads": "list reads of the extra warm Lambdas",
+        "CloudWatch Logs": f"{gigabytes:,.2f} GB ({inputs.log_bytes_per_invocation:g} B a call)",
+    }
+
+    def priced(mesh: CostInputs) -> dict[str, float]:
+        lines = [
+            *_api_gateway(mesh, prices),
+            *_lambda(mesh, prices),
+            *_dynamodb(mesh, prices)[1:],
+            *_logs(mesh, prices),
+        ]
+        return {line.item: line.monthly for line in lines}
+
+    before, after = priced(base), priced(routed)
+    return tuple(
+        Line(
+            f"Through the gateway: {item}",
+            next(text for name, text in bases.items() if item.startswith(name)),
+            monthly - before[item],
+        )
+        for item, monthly in after.items()
+    )
 
 
 def _cloud_map(inputs: CostInputs, prices: PriceTable) -> tuple[Line, ...]:
@@ -326,11 +473,18 @@ def estimate(inputs: CostInputs, prices: PriceTable = PRICES) -> Breakdown:
         *_key_store(inputs, prices),
         *_logs(inputs, prices),
     ]
+    polls = _polls(inputs, prices)
+    reads_added = 0.0
+    if polls:
+        reads_added = _reads_line(inputs, prices) - _reads_line(_without_outbound(inputs), prices)
     return Breakdown(
         inputs=inputs,
-        lines=tuple(lines),
+        lines=(*lines, *polls),
         cloud_map=_cloud_map(inputs, prices),
         per_instance_heartbeat=per_instance_heartbeat(inputs, prices),
+        polls_monthly=sum(line.monthly for line in polls) + reads_added,
+        polls_dynamodb_reads=reads_added,
+        east_west=_east_west(inputs, prices),
     )
 
 
@@ -338,8 +492,10 @@ def to_json(breakdown: Breakdown, prices: PriceTable = PRICES) -> dict[str, Any]
     def line(entry: Line) -> dict[str, Any]:
         return {"item": entry.item, "basis": entry.basis, "monthly": round(entry.monthly, 6)}
 
+    inputs = breakdown.inputs
+    sidecars = inputs.outbound_sidecars
     return {
-        "inputs": asdict(breakdown.inputs),
+        "inputs": asdict(inputs),
         "region": prices.region,
         "hours_per_month": HOURS_PER_MONTH,
         "lines": [line(entry) for entry in breakdown.lines],
@@ -352,6 +508,19 @@ def to_json(breakdown: Breakdown, prices: PriceTable = PRICES) -> dict[str, Any]
         "per_instance_heartbeat": {
             key: round(value, 6) for key, value in breakdown.per_instance_heartbeat.items()
         },
+        "outbound": {
+            "polls_per_second": round(polls_per_second(inputs), 6),
+            "polls_per_month": round(polls_a_month(inputs), 3),
+            "dynamodb_reads_added": round(breakdown.polls_dynamodb_reads, 6),
+            "monthly": round(breakdown.polls_monthly, 6),
+            "per_sidecar": round(breakdown.polls_monthly / sidecars, 6) if sidecars else 0.0,
+        },
+        "east_west": {
+            "lines": [line(entry) for entry in breakdown.east_west],
+            "through_gateway": round(breakdown.east_west_through_gateway, 6),
+            "saving": round(breakdown.east_west_saving, 6),
+            "in_total": False,
+        },
         "assumptions": list(ASSUMPTIONS),
         "prices": {
             name: {**asdict(price), "read_on": READ_ON} for name, price in prices.all().items()
@@ -361,6 +530,10 @@ def to_json(breakdown: Breakdown, prices: PriceTable = PRICES) -> dict[str, Any]
 
 def _rows(lines: tuple[Line, ...]) -> list[tuple[str, str, str]]:
     return [(entry.item, entry.basis, f"${entry.monthly:,.2f}") for entry in lines]
+
+
+def _signed(amount: float) -> str:
+    return f"-${-amount:,.2f}" if amount < 0 else f"${amount:,.2f}"
 
 
 def render(breakdown: Breakdown) -> str:
@@ -379,6 +552,22 @@ def render(breakdown: Breakdown) -> str:
             f"${breakdown.cloud_map_with_discovery:,.2f}",
         ),
     ]
+    if breakdown.east_west:
+        rows += [
+            ("", "", ""),
+            (
+                f"{inputs.east_west_rps:g} east-west req/s",
+                "through the gateway instead (not in the total)",
+                "",
+            ),
+            *_rows(breakdown.east_west),
+            (
+                "East-west total",
+                "through the gateway / the outbound port's polls / saving",
+                f"${breakdown.east_west_through_gateway:,.2f} / "
+                f"${breakdown.polls_monthly:,.2f} / {_signed(breakdown.east_west_saving)}",
+            ),
+        ]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     table = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}".rstrip() for a, b, c in rows]
     beat = breakdown.per_instance_heartbeat
@@ -388,12 +577,27 @@ def render(breakdown: Breakdown) -> str:
         f"{inputs.billing}, Lambda {inputs.memory_mb} MB {inputs.architecture}; "
         f"{PRICES.region} list prices read {READ_ON} (lambdamesh/prices.py)"
     )
+    sidecars = inputs.outbound_sidecars
+    if sidecars:
+        header += (
+            f"\noutbound port: {sidecars} sidecars x {inputs.called_services} called "
+            f"service(s), refresh {inputs.refresh_seconds:g} s = "
+            f"{polls_per_second(inputs):,.2f} polls/s; "
+            f"{inputs.east_west_rps:g} east-west req/s task to task"
+        )
     footer = (
         f"heartbeats alone, per instance-month: ${beat['total_without_logs']:.4f} "
         f"(+ ${beat['logs']:.4f} of logs); Cloud Map: "
         f"${PRICES.cloud_map_instance_month.amount:.4f}"
     )
-    return "\n".join([header, "", *table, "", footer, "assumptions: docs/cost.md"])
+    notes = [footer]
+    if sidecars:
+        notes.append(
+            f"outbound port polls: ${breakdown.polls_monthly:,.2f} a month "
+            f"(${breakdown.polls_dynamodb_reads:,.2f} of it DynamoDB reads), "
+            f"${breakdown.polls_monthly / sidecars:.4f} per sidecar-month"
+        )
+    return "\n".join([header, "", *table, "", *notes, "assumptions: docs/cost.md"])
 
 
 _FLAGS: tuple[tuple[str, str, type, str], ...] = (
@@ -423,6 +627,27 @@ _FLAGS: tuple[tuple[str, str, type, str], ...] = (
         "target_utilization",
         float,
         "provisioned auto scaling target, 0.2..0.9",
+    ),
+    (
+        "--outbound-sidecars",
+        "outbound_sidecars",
+        int,
+        "sidecars with LAMBDAMESH_OUTBOUND_PORT on; 0 = off",
+    ),
+    ("--called-services", "called_services", int, "distinct services each such sidecar calls"),
+    (
+        "--refresh-seconds",
+        "refresh_seconds",
+        float,
+        "LAMBDAMESH_OUTBOUND_REFRESH_SECONDS, 1..300",
+    ),
+    ("--poll-ms", "poll_ms", float, "billed Lambda ms per routing-view poll (200 or 304)"),
+    (
+        "--east-west-rps",
+        "east_west_rps",
+        float,
+        "service-to-service calls a second through the sidecars, priced through the gateway "
+        "for comparison",
     ),
 )
 _DEFAULTS = {field.name: field.default for field in fields(CostInputs)}

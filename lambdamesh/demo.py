@@ -7,13 +7,15 @@ import socket
 import time
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from chalicelib.auth import issue
 from lambdamesh.processes import Supervisor
 
 DEMO_SERVICES = (("hello", "v1"), ("echo", "v1"))
 INSTANCES_PER_SERVICE = 2
+# hello's sidecars serve an outbound port, through which the hello app calls echo.
+CALLERS = frozenset({"hello"})
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -29,6 +31,7 @@ class Demo:
     supervisor: Supervisor
     heartbeat_seconds: str = "2"
     lease_seconds: str = "6"
+    outbound_ports: dict[str, int] = field(default_factory=dict)
 
     def start(self) -> None:
         for service, version in DEMO_SERVICES:
@@ -37,24 +40,17 @@ class Demo:
 
     def _start_instance(self, service: str, version: str, index: int) -> None:
         port = free_port()
-        self.supervisor.start(
-            f"{service}-app-{index}",
-            [
-                "-m",
-                "lambdamesh.demo_app",
-                "--port",
-                str(port),
-                "--name",
-                service,
-                "--instance",
-                f"{service}-{index}",
-            ],
-        )
-        self.supervisor.start(
-            f"{service}-sidecar-{index}",
-            ["-m", "lambdamesh_sidecar"],
-            env=self.sidecar_env(service, version, port, index),
-        )
+        app = ["-m", "lambdamesh.demo_app", "--port", str(port), "--name", service]
+        app += ["--instance", f"{service}-{index}"]
+        env = dict(self.sidecar_env(service, version, port, index))
+        if service in CALLERS:
+            outbound = free_port()
+            self.outbound_ports[f"{service}-{index}"] = outbound
+            app += ["--outbound", f"http://127.0.0.1:{outbound}"]
+            env["LAMBDAMESH_OUTBOUND_PORT"] = str(outbound)
+            env["LAMBDAMESH_OUTBOUND_ALLOW_LOOPBACK"] = "true"
+        self.supervisor.start(f"{service}-app-{index}", app)
+        self.supervisor.start(f"{service}-sidecar-{index}", ["-m", "lambdamesh_sidecar"], env=env)
 
     def sidecar_env(self, service: str, version: str, port: int, index: int) -> Mapping[str, str]:
         return {
@@ -107,6 +103,10 @@ class Demo:
                 f"  curl -s '{self.url}/api/v1/hello/v1/greet/world?lang=en'",
                 f"  curl -s -X POST --data-binary 'ping' '{self.url}/api/v1/echo/v1/echo'",
                 f"  curl -s -i '{self.url}/api/v1/nope/v1/'",
+                "hello calls echo through its sidecar's outbound port (no gateway on the way):",
+                f"  curl -s '{self.url}/api/v1/hello/v1/call/echo/v1/items/1'",
+                f"  curl -s 'http://127.0.0.1:{self.outbound_ports.get('hello-0', 0)}"
+                "/echo/v1/items/1'   # as the hello-0 app calls it",
                 f"Tokens: export LAMBDAMESH_SIGNING_KEY={self.signing_key.decode()}"
                 " and run `lambdamesh token SERVICE` or `lambdamesh token --admin`.",
                 f"Dashboard: {self.url}/dashboard (sign in with the admin token: {admin})",

@@ -7,6 +7,10 @@ ending in ``/redirect`` answers 302 to its ``to`` query parameter; ``GET /__stat
 what it received (requests, and the ``X-Request-Id`` of every POST, so a test can see a POST
 delivered twice). For the tests of traffic policies, ``--status`` makes it answer every
 request with that status and ``--delay`` makes it wait before answering.
+
+With ``--outbound URL`` (its sidecar's outbound port), ``/call/{service}/{version}/{path}``
+calls another service through that port, as an app in a task would, and answers with what
+came back: the mesh's east-west lane, seen from the app.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import signal
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from urllib.parse import parse_qs
@@ -31,6 +37,7 @@ class DemoHandler(BaseHTTPRequestHandler):
     instance = ""
     status = 200
     delay = 0.0
+    outbound = ""
     stats: Stats
 
     def log_message(self, format: str, *args: object) -> None:
@@ -49,6 +56,9 @@ class DemoHandler(BaseHTTPRequestHandler):
         self.stats.received(self.command, self.headers.get("X-Request-Id"))
         if self.delay:
             time.sleep(self.delay)
+        if self.outbound and path.startswith("/call/"):
+            self._call_out(self.path[len("/call") :], body)
+            return
         if path.endswith("/redirect"):
             self._redirect(parse_qs(query).get("to", ["/"])[0])
             return
@@ -68,6 +78,34 @@ class DemoHandler(BaseHTTPRequestHandler):
             ).encode()
             content_type = "application/json"
         self._send(self.status, content_type, payload)
+
+    def _call_out(self, target: str, body: bytes) -> None:
+        """Call ``target`` (``/{service}/{version}/{path}``) through the sidecar's outbound
+        port, passing the request id on, and report the answer."""
+        headers = {"X-Request-Id": self.headers.get("X-Request-Id") or ""}
+        request = urllib.request.Request(  # noqa: S310 - the sidecar's loopback http URL
+            self.outbound + target, data=body or None, headers=headers, method=self.command
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+                status, payload = answer.status, answer.read()
+        except urllib.error.HTTPError as error:
+            status, payload = error.code, error.read()
+        except OSError as error:
+            status, payload = 0, str(error).encode()
+        try:
+            answered: object = json.loads(payload)
+        except ValueError:
+            answered = payload.decode("utf-8", "replace")
+        report = {
+            "service": self.name,
+            "instance": self.instance or str(self._port()),
+            "called": target,
+            "via": "sidecar outbound port",
+            "status": status,
+            "answer": answered,
+        }
+        self._send(200 if status else 502, "application/json", json.dumps(report).encode())
 
     def _redirect(self, location: str) -> None:
         self.send_response(302)
@@ -124,12 +162,14 @@ def serve(
     instance: str = "",
     status: int = 200,
     delay: float = 0.0,
+    outbound: str = "",
 ) -> ThreadingHTTPServer:
     attributes = {
         "name": name,
         "instance": instance,
         "status": status,
         "delay": delay,
+        "outbound": outbound.rstrip("/"),
         "stats": Stats(),
     }
     handler = type("NamedDemoHandler", (DemoHandler,), attributes)
@@ -144,8 +184,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instance", default="", help="instance id it reports (default: port)")
     parser.add_argument("--status", type=int, default=200, help="answer every request so")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait per request")
+    parser.add_argument(
+        "--outbound",
+        default="",
+        help="its sidecar's outbound port, http://127.0.0.1:PORT: serves /call/{service}/...",
+    )
     args = parser.parse_args(argv)
-    server = serve(args.host, args.port, args.name, args.instance, args.status, args.delay)
+    server = serve(
+        args.host, args.port, args.name, args.instance, args.status, args.delay, args.outbound
+    )
 
     def stop(signum: int, frame: FrameType | None) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()

@@ -7,15 +7,17 @@ handlers and picks the real clock, network and randomness for the runner.
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import logging
 import os
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from lambdamesh_sidecar import __version__
 from lambdamesh_sidecar.client import Registration, RegistryClient
 from lambdamesh_sidecar.config import VARIABLES, ConfigError, Settings, load
-from lambdamesh_sidecar.logs import PREFIX, configure, fields
+from lambdamesh_sidecar.logs import LOGGER_NAME, PREFIX, configure, fields
 from lambdamesh_sidecar.readiness import readiness_check
 from lambdamesh_sidecar.runner import Runner, Timing
 from lambdamesh_sidecar.signals import StopOnSignal, run_off_main_thread
@@ -46,13 +48,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def build(settings: Settings, stop: threading.Event) -> Runner:
-    registry = RegistryClient(
-        settings.registry_url,
-        settings.token,
-        settings.service,
-        settings.instance_id,
-        timeout=settings.request_timeout_seconds,
-    )
+    registry = _registry(settings)
     registration = Registration(
         version=settings.version,
         host=settings.host,
@@ -70,6 +66,66 @@ def build(settings: Settings, stop: threading.Event) -> Runner:
     )
     ready = readiness_check(settings.host, settings.port, settings.health_path)
     return Runner(registry, registration, ready, stop, timing=timing)
+
+
+def _registry(settings: Settings) -> RegistryClient:
+    return RegistryClient(
+        settings.registry_url,
+        settings.token,
+        settings.service,
+        settings.instance_id,
+        timeout=settings.request_timeout_seconds,
+    )
+
+
+def serve_outbound(settings: Settings) -> Callable[[], None]:
+    """Start the outbound port and its refresher; returns what closes them. Raises
+    ``OSError`` when the port cannot be bound."""
+    # Imported here: a sidecar without the outbound port never loads the routing modules
+    # (about 2 MiB of resident memory).
+    from lambdamesh_routing.hosts import HostPolicy
+    from lambdamesh_routing.router import Router
+    from lambdamesh_sidecar.catalog import Catalog
+    from lambdamesh_sidecar.outbound import Outbound, OutboundSettings
+
+    assert settings.outbound is not None
+    config = settings.outbound
+    catalog = Catalog(
+        _registry(settings).routing_view,
+        refresh_seconds=config.refresh_seconds,
+        stale_seconds=config.stale_seconds,
+    )
+    networks = tuple(ipaddress.ip_network(n) for n in config.allowed_networks)
+    outbound = Outbound(
+        catalog,
+        Router(),
+        HostPolicy(
+            allow_loopback=config.allow_loopback, allow_private=True, allowed_networks=networks
+        ),
+        caller_address=settings.host,
+        settings=OutboundSettings(
+            timeout_seconds=config.timeout_seconds,
+            connect_timeout_seconds=config.connect_timeout_seconds,
+            max_connections=config.max_connections,
+        ),
+    )
+    server = outbound.serve(config.port)
+    refresher_stop = threading.Event()
+    threads = [
+        threading.Thread(target=server.serve_forever, name="lambdamesh-outbound", daemon=True),
+        threading.Thread(
+            target=catalog.run, args=(refresher_stop,), name="lambdamesh-refresh", daemon=True
+        ),
+    ]
+    for thread in threads:
+        thread.start()
+
+    def close() -> None:
+        refresher_stop.set()
+        server.shutdown()
+        server.server_close()
+
+    return close
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -104,7 +160,41 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             sidecar=__version__,
         ),
     )
-    return run_off_main_thread(build(settings, stop).run, signals)
+    close_outbound = _start_outbound(settings)
+    if close_outbound is None:
+        return EXIT_CONFIG
+    runner = build(settings, stop)
+
+    def run() -> int:
+        try:
+            return runner.run()
+        finally:
+            close_outbound()  # after deregistering: the app may call out while it drains
+
+    return run_off_main_thread(run, signals)
+
+
+def _start_outbound(settings: Settings) -> Callable[[], None] | None:
+    """The outbound port's closer (a no-op when it is off); None when it cannot listen."""
+    if settings.outbound is None:
+        return lambda: None
+    try:
+        close = serve_outbound(settings)
+    except OSError as exc:
+        print(
+            f"{PREFIX} LAMBDAMESH_OUTBOUND_PORT {settings.outbound.port} cannot be served on "
+            f"127.0.0.1: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return None
+    logging.getLogger(LOGGER_NAME).info(
+        "outbound port listening %s",
+        fields(
+            address=f"127.0.0.1:{settings.outbound.port}",
+            refresh=f"{settings.outbound.refresh_seconds:g}s",
+        ),
+    )
+    return close
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from lambdamesh_sidecar import __version__
 
 USER_AGENT = f"lambdamesh-sidecar/{__version__}"
 _MAX_RESPONSE_BYTES = 64 * 1024
+# A routing view lists every stored instance of a service (a few hundred bytes each).
+MAX_VIEW_BYTES = 4 * 1024 * 1024
 # Throttling and "try later" answers are the registry being busy, not the request being wrong.
 _TRANSIENT_4XX = frozenset({408, 425, 429})
 # Server errors that name a misconfiguration of the deployment: waiting will not cure them, so
@@ -55,12 +57,14 @@ class Request:
     headers: Mapping[str, str] = field(repr=False)  # carries the bearer token
     body: bytes | None
     timeout: float
+    max_bytes: int = _MAX_RESPONSE_BYTES
 
 
 @dataclass(frozen=True)
 class Response:
     status: int
     body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 Transport = Callable[[Request], Response]
@@ -83,10 +87,11 @@ class UrllibTransport:
         )
         try:
             with self._opener.open(outgoing, timeout=request.timeout) as answer:
-                return Response(answer.status, answer.read(_MAX_RESPONSE_BYTES))
+                body = answer.read(request.max_bytes)
+                return Response(answer.status, body, dict(answer.headers.items()))
         except urllib.error.HTTPError as exc:
             with exc:
-                return Response(exc.code, _read_quietly(exc))
+                return Response(exc.code, _read_quietly(exc), dict(exc.headers.items()))
         except (OSError, http.client.HTTPException) as exc:
             reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
             detail = _one_line(str(reason)) or type(exc).__name__
@@ -128,6 +133,18 @@ class Registration:
         return document
 
 
+@dataclass(frozen=True)
+class ViewAnswer:
+    """A routing view as read: the document (None when unchanged, a 304) and its ETag."""
+
+    document: Any
+    etag: str | None
+
+    @property
+    def unchanged(self) -> bool:
+        return self.document is None
+
+
 class RegistryClient:
     def __init__(
         self,
@@ -141,8 +158,9 @@ class RegistryClient:
     ) -> None:
         if urlsplit(base_url).scheme not in ("http", "https"):
             raise ValueError(f"registry URL must be http(s), got {base_url[:200]!r}")
+        self._services_url = f"{base_url.rstrip('/')}/registry/services"
         self._instance_url = (
-            f"{base_url.rstrip('/')}/registry/services/{quote(service, safe='')}"
+            f"{self._services_url}/{quote(service, safe='')}"
             f"/instances/{quote(instance_id, safe='')}"
         )
         self._timeout = timeout
@@ -175,6 +193,26 @@ class RegistryClient:
         response = self._send("DELETE", self._instance_url, None, timeout)
         if response.status != 404 and not 200 <= response.status < 300:
             raise _failure(response)
+
+    def routing_view(self, service: str, etag: str | None = None) -> ViewAnswer:
+        """What routing reads of ``service`` (any valid token may read it); with ``etag``,
+        a conditional read that costs no body when nothing changed."""
+        headers = dict(self._headers)
+        if etag is not None:
+            headers["If-None-Match"] = etag
+        url = f"{self._services_url}/{quote(service, safe='')}/routing"
+        response = self._transport(
+            Request("GET", url, headers, None, self._timeout, max_bytes=MAX_VIEW_BYTES)
+        )
+        tag = {k.lower(): v for k, v in response.headers.items()}.get("etag")
+        if response.status == 304 and etag is not None:
+            return ViewAnswer(None, tag or etag)
+        if response.status != 200:
+            raise _failure(response)
+        try:
+            return ViewAnswer(json.loads(response.body), tag)
+        except ValueError:
+            raise Unavailable("the routing view is not JSON", status=200) from None
 
     def _send(self, method: str, url: str, document: Any, timeout: float | None = None) -> Response:
         body = None if document is None else json.dumps(document).encode()

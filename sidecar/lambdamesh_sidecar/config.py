@@ -45,6 +45,13 @@ MAX_DRAIN_SECONDS = 120.0
 
 ECS_METADATA_VARIABLE = "ECS_CONTAINER_METADATA_URI_V4"
 
+# The outbound port (off unless LAMBDAMESH_OUTBOUND_PORT is set).
+DEFAULT_OUTBOUND_REFRESH_SECONDS = 5.0
+DEFAULT_OUTBOUND_STALE_SECONDS = 60.0
+DEFAULT_OUTBOUND_TIMEOUT_SECONDS = 30.0
+DEFAULT_OUTBOUND_CONNECT_TIMEOUT_SECONDS = 2.0
+DEFAULT_OUTBOUND_MAX_CONNECTIONS = 256
+
 # Name and meaning of every variable, in the order ``--help`` and the README list them.
 VARIABLES: tuple[tuple[str, str], ...] = (
     ("LAMBDAMESH_URL", "required: base URL of the lambdamesh API, http(s)://host[:port][/prefix]"),
@@ -66,6 +73,40 @@ VARIABLES: tuple[tuple[str, str], ...] = (
         "on SIGTERM, report DRAINING and wait this long before deregistering, 0..120 "
         "(default 5); keep it + 5 s under the container's ECS stopTimeout",
     ),
+    (
+        "LAMBDAMESH_OUTBOUND_PORT",
+        "serve the outbound port on 127.0.0.1:PORT, 1..65535 (default: off); the app calls "
+        "http://127.0.0.1:PORT/{service}/{version}/{path}",
+    ),
+    (
+        "LAMBDAMESH_OUTBOUND_REFRESH_SECONDS",
+        "how often the outbound port re-reads the routing views it uses, 1..300 (default 5)",
+    ),
+    (
+        "LAMBDAMESH_OUTBOUND_STALE_SECONDS",
+        "keep routing on the last view this long past a failed refresh, 0..3600 (default 60)",
+    ),
+    (
+        "LAMBDAMESH_OUTBOUND_TIMEOUT_SECONDS",
+        "outbound call's time to an answer, retries included, 0.1..900 (default 30); "
+        "a service's policy may shorten it",
+    ),
+    (
+        "LAMBDAMESH_OUTBOUND_CONNECT_TIMEOUT_SECONDS",
+        "outbound connect timeout per instance, 0.1..30 (default 2)",
+    ),
+    (
+        "LAMBDAMESH_OUTBOUND_MAX_CONNECTIONS",
+        "outbound connections from the app served at once, 1..4096 (default 256); more get a 503",
+    ),
+    (
+        "LAMBDAMESH_OUTBOUND_ALLOW_LOOPBACK",
+        "true to let the outbound port reach loopback instances (local runs only; default false)",
+    ),
+    (
+        "LAMBDAMESH_OUTBOUND_ALLOWED_NETWORKS",
+        "comma-separated CIDRs the outbound port may reach (default: any private address)",
+    ),
     ("LAMBDAMESH_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR (default INFO)"),
     (ECS_METADATA_VARIABLE, "set by ECS; read for the defaults of HOST, INSTANCE_ID and ZONE"),
 )
@@ -78,6 +119,20 @@ class ConfigError(Exception):
         super().__init__(f"{variable} {message}")
         self.variable = variable
         self.message = message
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """The outbound port's settings; present only when LAMBDAMESH_OUTBOUND_PORT is set."""
+
+    port: int
+    refresh_seconds: float = DEFAULT_OUTBOUND_REFRESH_SECONDS
+    stale_seconds: float = DEFAULT_OUTBOUND_STALE_SECONDS
+    timeout_seconds: float = DEFAULT_OUTBOUND_TIMEOUT_SECONDS
+    connect_timeout_seconds: float = DEFAULT_OUTBOUND_CONNECT_TIMEOUT_SECONDS
+    max_connections: int = DEFAULT_OUTBOUND_MAX_CONNECTIONS
+    allow_loopback: bool = False
+    allowed_networks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -98,6 +153,7 @@ class Settings:
     request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
     drain_seconds: float = DEFAULT_DRAIN_SECONDS
     log_level: str = "INFO"
+    outbound: Outbound | None = None
 
 
 def load(environ: Mapping[str, str], lookup_task: TaskLookup = fetch_task_metadata) -> Settings:
@@ -116,6 +172,7 @@ def load(environ: Mapping[str, str], lookup_task: TaskLookup = fetch_task_metada
         environ, "LAMBDAMESH_DRAIN_SECONDS", 0, MAX_DRAIN_SECONDS, DEFAULT_DRAIN_SECONDS
     )
     log_level = _log_level(environ)
+    outbound = _outbound(environ)
     host = _host(environ)
     instance_id = _explicit_instance_id(environ)
     zone = _zone(environ)
@@ -138,6 +195,7 @@ def load(environ: Mapping[str, str], lookup_task: TaskLookup = fetch_task_metada
         request_timeout_seconds=request_timeout,
         drain_seconds=drain,
         log_level=log_level,
+        outbound=outbound,
     )
 
 
@@ -348,3 +406,56 @@ def _log_level(environ: Mapping[str, str]) -> str:
             "LAMBDAMESH_LOG_LEVEL", f"must be one of {', '.join(LOG_LEVELS)}, got {_show(raw)}"
         )
     return level
+
+
+def _outbound(environ: Mapping[str, str]) -> Outbound | None:
+    port = _optional_integer(environ, "LAMBDAMESH_OUTBOUND_PORT", 1, 65535)
+    if port is None:
+        return None
+    return Outbound(
+        port=port,
+        refresh_seconds=_number(
+            environ, "LAMBDAMESH_OUTBOUND_REFRESH_SECONDS", 1, 300, DEFAULT_OUTBOUND_REFRESH_SECONDS
+        ),
+        stale_seconds=_number(
+            environ, "LAMBDAMESH_OUTBOUND_STALE_SECONDS", 0, 3600, DEFAULT_OUTBOUND_STALE_SECONDS
+        ),
+        timeout_seconds=_number(
+            environ,
+            "LAMBDAMESH_OUTBOUND_TIMEOUT_SECONDS",
+            0.1,
+            900,
+            DEFAULT_OUTBOUND_TIMEOUT_SECONDS,
+        ),
+        connect_timeout_seconds=_number(
+            environ,
+            "LAMBDAMESH_OUTBOUND_CONNECT_TIMEOUT_SECONDS",
+            0.1,
+            30,
+            DEFAULT_OUTBOUND_CONNECT_TIMEOUT_SECONDS,
+        ),
+        max_connections=_optional_integer(environ, "LAMBDAMESH_OUTBOUND_MAX_CONNECTIONS", 1, 4096)
+        or DEFAULT_OUTBOUND_MAX_CONNECTIONS,
+        allow_loopback=_flag(environ, "LAMBDAMESH_OUTBOUND_ALLOW_LOOPBACK"),
+        allowed_networks=_networks(environ, "LAMBDAMESH_OUTBOUND_ALLOWED_NETWORKS"),
+    )
+
+
+def _flag(environ: Mapping[str, str], name: str) -> bool:
+    raw = (_optional(environ, name) or "false").lower()
+    if raw not in ("true", "false"):
+        raise ConfigError(name, f"must be true or false, got {_show(raw)}")
+    return raw == "true"
+
+
+def _networks(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = _optional(environ, name)
+    if raw is None:
+        return ()
+    networks = []
+    for part in (p.strip() for p in raw.split(",")):
+        try:
+            networks.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise ConfigError(name, f"holds {_show(part)}, which is not a CIDR") from None
+    return tuple(networks)

@@ -352,3 +352,59 @@ def test_instance_id_is_the_sanitised_task_id(task_arn: str, expected: str) -> N
 def test_instance_id_falls_back_to_host_and_port(host: str, port: int, expected: str) -> None:
     assert derive_instance_id(None, host, port) == expected
     assert derive_instance_id(TaskMetadata(task_arn=None), host, port) == expected
+
+
+def test_the_outbound_port_is_off_unless_a_port_is_given() -> None:
+    assert loaded().outbound is None
+
+
+def test_the_outbound_port_settings_are_read_with_their_defaults() -> None:
+    outbound = loaded(LAMBDAMESH_OUTBOUND_PORT="15001").outbound
+
+    assert outbound is not None
+    assert (outbound.port, outbound.refresh_seconds, outbound.stale_seconds) == (15001, 5.0, 60.0)
+    assert (outbound.timeout_seconds, outbound.max_connections) == (30.0, 256)
+    assert (outbound.allow_loopback, outbound.allowed_networks) == (False, ())
+
+
+def test_the_outbound_port_settings_can_all_be_changed() -> None:
+    outbound = loaded(
+        LAMBDAMESH_OUTBOUND_PORT="15001",
+        LAMBDAMESH_OUTBOUND_REFRESH_SECONDS="2",
+        LAMBDAMESH_OUTBOUND_STALE_SECONDS="0",
+        LAMBDAMESH_OUTBOUND_TIMEOUT_SECONDS="2.5",
+        LAMBDAMESH_OUTBOUND_CONNECT_TIMEOUT_SECONDS="0.5",
+        LAMBDAMESH_OUTBOUND_MAX_CONNECTIONS="16",
+        LAMBDAMESH_OUTBOUND_ALLOW_LOOPBACK="TRUE",
+        LAMBDAMESH_OUTBOUND_ALLOWED_NETWORKS="10.0.0.0/16, 10.1.2.3/24",
+    ).outbound
+
+    assert outbound is not None
+    assert (outbound.refresh_seconds, outbound.stale_seconds, outbound.timeout_seconds) == (
+        2.0,
+        0.0,
+        2.5,
+    )
+    assert (outbound.connect_timeout_seconds, outbound.max_connections) == (0.5, 16)
+    assert outbound.allow_loopback is True
+    assert outbound.allowed_networks == ("10.0.0.0/16", "10.1.2.0/24")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("LAMBDAMESH_OUTBOUND_PORT", "0"),
+        ("LAMBDAMESH_OUTBOUND_PORT", "65536"),
+        ("LAMBDAMESH_OUTBOUND_REFRESH_SECONDS", "0.5"),
+        ("LAMBDAMESH_OUTBOUND_STALE_SECONDS", "3601"),
+        ("LAMBDAMESH_OUTBOUND_TIMEOUT_SECONDS", "0"),
+        ("LAMBDAMESH_OUTBOUND_CONNECT_TIMEOUT_SECONDS", "31"),
+        ("LAMBDAMESH_OUTBOUND_MAX_CONNECTIONS", "0"),
+        ("LAMBDAMESH_OUTBOUND_ALLOW_LOOPBACK", "yes"),
+        ("LAMBDAMESH_OUTBOUND_ALLOWED_NETWORKS", "10.0.0.0/33"),
+    ],
+)
+def test_a_bad_outbound_setting_names_its_variable(variable: str, value: str) -> None:
+    changes = {"LAMBDAMESH_OUTBOUND_PORT": "15001", variable: value}
+
+    assert error_for(**changes).variable == variable

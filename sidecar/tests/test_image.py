@@ -131,7 +131,12 @@ def test_what_the_build_copies_exists_and_is_in_the_build_context() -> None:
         if line.strip() and not line.startswith("#")
     ]
 
-    assert set(sources) == {"pyproject.toml", "README.md", "lambdamesh_sidecar"}
+    assert set(sources) == {
+        "pyproject.toml",
+        "README.md",
+        "lambdamesh_sidecar",
+        "lambdamesh_routing",
+    }
     for source in sources:
         assert (SIDECAR_DIR / source).exists(), source
         assert not any(fnmatch.fnmatch(source, pattern) for pattern in patterns), source
@@ -219,16 +224,20 @@ def test_installed_interpreter_cannot_import_pip_setuptools_or_wheel(image_root:
     assert not any((image_root / "bin" / name).exists() for name in ("pip", "pip3", "wheel"))
 
 
-def test_installed_package_is_the_sidecar_alone_with_its_bytecode(image_root: Path) -> None:
+def test_installed_packages_are_the_sidecar_and_its_routing_with_their_bytecode(
+    image_root: Path,
+) -> None:
     [site_packages] = (image_root / "lib").glob("python3.*/site-packages")
 
     assert sorted(path.name for path in site_packages.iterdir()) == [
+        "lambdamesh_routing",
         "lambdamesh_sidecar",
         f"lambdamesh_sidecar-{__version__}.dist-info",
     ]
-    package = site_packages / "lambdamesh_sidecar"
-    modules = {path.stem for path in package.glob("*.py")}
-    compiled = {path.name.split(".")[0] for path in (package / "__pycache__").glob("*.pyc")}
-    assert modules == compiled
+    for name in ("lambdamesh_sidecar", "lambdamesh_routing"):
+        package = site_packages / name
+        modules = {path.stem for path in package.glob("*.py")}
+        compiled = {path.name.split(".")[0] for path in (package / "__pycache__").glob("*.pyc")}
+        assert modules == compiled, name
     shebang = (image_root / "bin" / "lambdamesh-sidecar").read_text().splitlines()[0]
     assert shebang == f"#!{image_root / 'bin' / 'python'}"

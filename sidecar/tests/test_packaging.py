@@ -9,6 +9,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 from sidecar_testkit import SIDECAR_DIR, build_sidecar_wheel, install_like_the_image
 
 from lambdamesh_sidecar import __version__
@@ -26,16 +27,19 @@ def test_standalone_project_has_no_dependencies_and_the_console_script() -> None
     assert project["scripts"] == {"lambdamesh-sidecar": "lambdamesh_sidecar.__main__:main"}
 
 
-def test_runtime_imports_only_the_standard_library() -> None:
+@pytest.mark.parametrize("package", ["lambdamesh_sidecar", "lambdamesh_routing"])
+def test_runtime_imports_only_the_standard_library(package: str) -> None:
+    """The routing decisions included: the gateway shares them, never its I/O."""
     imported: set[str] = set()
-    for module in PACKAGE.glob("*.py"):
+    for module in (SIDECAR_DIR / package).glob("*.py"):
         for node in ast.walk(ast.parse(module.read_text())):
             if isinstance(node, ast.Import):
                 imported.update(alias.name.split(".")[0] for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 imported.add(node.module.split(".")[0])
 
-    outside = imported - set(sys.stdlib_module_names) - {"lambdamesh_sidecar", "__future__"}
+    ours = {"lambdamesh_routing", "__future__"} | {package}
+    outside = imported - set(sys.stdlib_module_names) - ours
     assert outside == set()
 
 

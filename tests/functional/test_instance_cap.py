@@ -10,11 +10,11 @@ import pytest
 
 import app as application
 from chalicelib import wiring
-from chalicelib.hosts import HostPolicy
 from chalicelib.registry import Registry
 from chalicelib.storage import InstanceStore
 from lambdamesh.localgateway import TestClient as Client
 from lambdamesh.localgateway import create_test_client
+from lambdamesh_routing.hosts import HostPolicy
 from tests.functional.conftest import body_json
 from tests.helpers import bearer, service_token
 

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from chalicelib import wiring
-from chalicelib.hosts import HostPolicy
 from chalicelib.registry import Registry
 from chalicelib.storage import InstanceStore
 from lambdamesh.localgateway import TestClient as Client
+from lambdamesh_routing.hosts import HostPolicy
 from tests.functional.conftest import body_json
 from tests.helpers import SIGNING_KEY, admin_token, bearer, service_token
 

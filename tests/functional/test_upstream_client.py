@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
@@ -11,14 +12,14 @@ import pytest
 import urllib3
 from urllib3.exceptions import LocationParseError
 
-from chalicelib.balancing import Strategies
 from chalicelib.errors import UpstreamResponseTooLarge, UpstreamTimeout
 from chalicelib.gateway import Gateway, ProxyRequest
-from chalicelib.hosts import HostPolicy
-from chalicelib.instances import Instance
-from chalicelib.outliers import Outliers
-from chalicelib.policy import DEFAULT_POLICY, Policy
-from chalicelib.upstream import ConnectFailed, UpstreamClient
+from chalicelib.instances import Instance, ServiceView
+from chalicelib.upstream import UpstreamClient
+from lambdamesh_routing.balancing import Strategies
+from lambdamesh_routing.errors import ConnectFailed
+from lambdamesh_routing.hosts import HostPolicy
+from lambdamesh_routing.outliers import Outliers
 from tests.functional.conftest import serve_in_background
 from tests.helpers import InOrder
 
@@ -161,12 +162,10 @@ class RecordingDiscovery:
     def __init__(self, instances: list[Instance]) -> None:
         self.instances = instances
         self.outliers = Outliers()
+        self.wall_clock = time.time
 
-    def routable(self, service: str, version: str) -> list[Instance]:
-        return list(self.instances)
-
-    def policy(self, service: str) -> Policy:
-        return DEFAULT_POLICY
+    def view(self, service: str) -> ServiceView:
+        return ServiceView(tuple(self.instances))
 
     @property
     def ejected(self) -> list[str]:

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib.balancing import (
+from chalicelib.instances import Instance
+from lambdamesh_routing.balancing import (
     Balancer,
     ConsistentHash,
     InFlight,
@@ -18,7 +19,6 @@ from chalicelib.balancing import (
     WeightedRandom,
     WeightedRoundRobin,
 )
-from chalicelib.instances import Instance
 from tests.helpers import InOrder
 
 MakeInstance = Callable[..., Instance]

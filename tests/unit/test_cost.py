@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -14,7 +15,9 @@ from lambdamesh.cost import (
     add_cost_command,
     cost_command,
     estimate,
+    polls_a_month,
     tiered,
+    warm_lambdas,
 )
 from lambdamesh.prices import PRICES, Tier
 
@@ -30,6 +33,11 @@ SMALL = CostInputs(
     heartbeat_ms=10,
 )
 SMALL_MESH = ("--instances", "10", "--heartbeat", "15", "--requests-per-second", "5")
+# SMALL plus the outbound port: 100 sidecars each polling 3 services every 5 s = 60 polls a
+# second = 157,680,000 a month, each billed 15 ms (the heartbeat's default) and, on the REST
+# lane, one API Gateway call; the 3.15 M calls above stay in API Gateway's first band.
+POLLING = replace(SMALL, services=3, outbound_sidecars=100, called_services=3, poll_ms=15)
+POLLS = 157_680_000
 
 
 def lines(inputs: CostInputs) -> dict[str, float]:
@@ -178,6 +186,17 @@ def test_the_default_output_is_a_table_with_a_total_and_cloud_map(
         (["--architecture", "riscv"], "--architecture must be one of x86_64, arm64"),
         (["--availability-zones", "0"], "--availability-zones must be between 1 and 6"),
         (["--target-utilization", "1"], "--target-utilization must be between 0.2 and 0.9"),
+        (["--outbound-sidecars", "-1"], "--outbound-sidecars must be at least 0"),
+        (["--called-services", "0"], "--called-services must be at least 1"),
+        (["--refresh-seconds", "0.5"], "--refresh-seconds must be between 1 and 300"),
+        (["--refresh-seconds", "301"], "--refresh-seconds must be between 1 and 300"),
+        (["--poll-ms", "-1"], "--poll-ms must be between 0 and 900000"),
+        (
+            ["--outbound-sidecars", "5", "--east-west-rps", "-1"],
+            "--east-west-rps must be at least 0",
+        ),
+        (["--called-services", "2"], "--called-services must be at most --services (1), not 2"),
+        (["--east-west-rps", "10"], "--east-west-rps needs --outbound-sidecars above 0"),
     ],
 )
 def test_bad_inputs_exit_2_with_one_line(
@@ -197,3 +216,159 @@ def test_bad_inputs_exit_2_with_one_line(
 def test_inputs_refuse_a_heartbeat_the_sidecar_would_refuse() -> None:
     with pytest.raises(CostInputError, match="heartbeat"):
         CostInputs(instances=1, heartbeat_seconds=0, requests_per_second=0)
+
+
+def test_the_outbound_port_off_changes_no_line_whatever_its_other_inputs() -> None:
+    three = replace(SMALL, services=3)
+    idle = replace(three, called_services=3, refresh_seconds=1, poll_ms=500)
+
+    assert estimate(idle).lines == estimate(three).lines
+    assert estimate(SMALL).total == pytest.approx(28.026121, abs=1e-5)
+    assert estimate(SMALL).east_west == ()
+    assert estimate(SMALL).polls_monthly == 0
+    assert not any(line.item.startswith("Outbound") for line in estimate(SMALL).lines)
+
+
+def test_the_default_table_does_not_mention_the_outbound_port(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, out, _ = run(capsys, *SMALL_MESH)
+
+    assert "utbound" not in out
+    assert "east-west" not in out.lower()
+
+
+def test_polls_are_sidecars_times_called_services_over_the_refresh_period() -> None:
+    assert polls_a_month(POLLING) == pytest.approx(POLLS)  # 100 x 3 / 5 s x 2,628,000 s
+    assert polls_a_month(replace(POLLING, refresh_seconds=1)) == pytest.approx(5 * POLLS)
+    assert polls_a_month(replace(POLLING, called_services=1)) == pytest.approx(POLLS / 3)
+
+
+def test_each_poll_is_a_lambda_invocation_and_an_api_gateway_call_on_the_rest_lane() -> None:
+    got = lines(POLLING)
+
+    assert got["Outbound polls: API Gateway (REST)"] == pytest.approx(551.88)  # 157.68 M x 3.50
+    assert got["Outbound polls: Lambda requests"] == pytest.approx(31.536)  # 157.68 M x 0.20
+    # 157.68 M x 15 ms x 0.5 GB = 1,182,600 GB-s at the x86_64 rate
+    assert got["Outbound polls: Lambda duration"] == pytest.approx(1_182_600 * 0.0000166667)
+    assert got["Outbound polls: CloudWatch Logs"] == 0  # SMALL leaves logs out
+    # the mesh's own lines are those of the mesh without the port, DynamoDB reads aside
+    assert got["API Gateway (REST)"] == pytest.approx(11.0376)
+    assert got["Lambda requests"] == pytest.approx(0.63072)
+
+
+def test_poll_logs_are_billed_like_any_invocations() -> None:
+    got = lines(replace(POLLING, log_bytes_per_invocation=1024))
+
+    assert got["Outbound polls: CloudWatch Logs"] == pytest.approx(POLLS * 1024 / 1024**3 * 0.50)
+
+
+def test_on_the_function_url_lane_polls_cost_no_api_gateway_and_the_same_lambda() -> None:
+    rest, url = lines(POLLING), lines(replace(POLLING, lane="url"))
+
+    assert "Outbound polls: API Gateway (REST)" not in url
+    assert url["Outbound polls: Lambda requests"] == rest["Outbound polls: Lambda requests"]
+    assert url["Outbound polls: Lambda duration"] == rest["Outbound polls: Lambda duration"]
+    assert estimate(POLLING).total - estimate(replace(POLLING, lane="url")).total == (
+        pytest.approx(11.0376 + 551.88)
+    )
+
+
+def test_polls_are_charged_at_the_api_gateway_band_they_push_the_month_into() -> None:
+    # 500 sidecars x 3 / 5 s = 788.4 M polls on top of 3,153,600 calls: 333 M at $3.50 a
+    # million, 458,553,600 at $2.80, less the mesh's own 3,153,600 at $3.50
+    got = lines(replace(POLLING, outbound_sidecars=500))
+
+    assert got["Outbound polls: API Gateway (REST)"] == pytest.approx(
+        1165.5 + 458_553_600 * 2.80e-6 - 11.0376
+    )
+
+
+def test_polls_share_the_cached_list_reads_and_keep_lambdas_warm() -> None:
+    breakdown = estimate(POLLING)
+    reads = lines(POLLING)["DynamoDB reads (on-demand)"]
+
+    # 1 req/s x 30 ms + 60 polls/s x 15 ms = 0.93 busy: one warm Lambda reading 3 services
+    # once a second = 3 reads/s, where routed requests alone read 1/s (no more than they are)
+    assert warm_lambdas(POLLING) == 1
+    assert reads == pytest.approx(3 * 2_628_000 * 0.125e-6)
+    assert breakdown.polls_dynamodb_reads == pytest.approx(2 * 2_628_000 * 0.125e-6)
+    assert breakdown.polls_monthly == pytest.approx(551.88 + 31.536 + 19.71 + 0.657, abs=1e-3)
+    # 200 sidecars at 1 s: 600 polls/s x 15 ms + 0.03 = 9.03 busy: 10 warm Lambdas
+    assert warm_lambdas(replace(POLLING, outbound_sidecars=200, refresh_seconds=1)) == 10
+    # no cache: every poll and request reads, 61 a second
+    uncached = lines(replace(POLLING, cache_seconds=0))
+    assert uncached["DynamoDB reads (on-demand)"] == pytest.approx(61 * 2_628_000 * 0.125e-6)
+
+
+def test_east_west_calls_are_priced_through_the_gateway_beside_the_total_not_in_it() -> None:
+    direct = replace(POLLING, east_west_rps=100)
+    breakdown = estimate(direct)
+    got = {line.item: line.monthly for line in breakdown.east_west}
+
+    # 100 req/s = 262.8 M calls a month, 30 ms each (the routed duration)
+    assert got["Through the gateway: API Gateway (REST)"] == pytest.approx(919.80)
+    assert got["Through the gateway: Lambda requests"] == pytest.approx(52.56)
+    assert got["Through the gateway: Lambda duration"] == pytest.approx(3_942_000 * 0.0000166667)
+    # 101 req/s x 30 ms = 3.03: 4 warm Lambdas x 3 services = 12 reads/s instead of 1
+    assert got["Through the gateway: DynamoDB reads (on-demand)"] == pytest.approx(
+        11 * 2_628_000 * 0.125e-6
+    )
+    assert got["Through the gateway: CloudWatch Logs"] == 0
+    assert breakdown.east_west_through_gateway == pytest.approx(1041.6736, abs=1e-3)
+    assert breakdown.east_west_saving == pytest.approx(1041.6736 - 603.783, abs=1e-3)
+    assert breakdown.total == pytest.approx(estimate(POLLING).total)
+
+
+def test_light_east_west_traffic_can_cost_less_than_the_polls_replacing_it() -> None:
+    breakdown = estimate(replace(POLLING, east_west_rps=10))
+
+    assert breakdown.east_west_through_gateway < breakdown.polls_monthly
+    assert breakdown.east_west_saving < 0
+
+
+def test_json_and_table_carry_the_poll_lines_and_the_east_west_comparison(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    outbound = ("--services", "3", "--outbound-sidecars", "100", "--called-services", "3")
+    argv = (*SMALL_MESH, *outbound, "--east-west-rps", "100")
+
+    code, out, _ = run(capsys, *argv, "--json")
+    _, table, _ = run(capsys, *argv)
+
+    document = json.loads(out)
+    items = [line["item"] for line in document["lines"]]
+    assert code == 0
+    assert "Outbound polls: API Gateway (REST)" in items
+    assert "Outbound polls: Lambda requests" in items
+    assert document["total"] == pytest.approx(sum(line["monthly"] for line in document["lines"]))
+    assert document["outbound"]["polls_per_month"] == pytest.approx(POLLS)
+    assert document["outbound"]["polls_per_second"] == pytest.approx(60)
+    assert document["inputs"]["refresh_seconds"] == 5
+    comparison = document["east_west"]
+    assert comparison["in_total"] is False
+    assert [line["item"].removeprefix("Through the gateway: ") for line in comparison["lines"]] == [
+        "API Gateway (REST)",
+        "Lambda requests",
+        "Lambda duration",
+        "DynamoDB reads (on-demand)",
+        "CloudWatch Logs",
+    ]
+    assert comparison["through_gateway"] == pytest.approx(
+        sum(line["monthly"] for line in comparison["lines"])
+    )
+    assert comparison["saving"] == pytest.approx(
+        comparison["through_gateway"] - document["outbound"]["monthly"]
+    )
+    assert "Outbound polls: Lambda duration" in table
+    assert re.search(r"^East-west total .* \$[\d,.]+ / \$[\d,.]+ / \$[\d,.]+$", table, re.M)
+
+
+def test_json_without_the_outbound_port_has_empty_outbound_sections(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, out, _ = run(capsys, *SMALL_MESH, "--json")
+
+    document = json.loads(out)
+    assert document["outbound"]["monthly"] == 0
+    assert document["east_west"]["lines"] == []

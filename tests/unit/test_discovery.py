@@ -20,7 +20,7 @@ from chalicelib.errors import (
     VersionNotFound,
 )
 from chalicelib.instances import Instance, ServiceView
-from chalicelib.policy import DEFAULT_POLICY, Policy
+from lambdamesh_routing.policy import DEFAULT_POLICY, Policy
 
 MakeInstance = Callable[..., Instance]
 

@@ -15,7 +15,8 @@ import textwrap
 
 from chalice.app import Chalice, RestAPIEventHandler
 
-from chalicelib.edge import METHODS, Gap, LambdaMeshApp, _RestHandler, route_suffix, unrouted
+from chalicelib.edge import Gap, LambdaMeshApp, _RestHandler, route_suffix, unrouted
+from lambdamesh_routing.forwarding import METHODS
 
 # sha256 of ast.dump of chalice.app.Chalice.__call__ in Chalice 1.34.0.
 PINNED_CHALICE_CALL = "01db358f4909a5d965ebfa7df976975a56fad20fcd2f769f15a49cb986d40604"

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from chalicelib.forwarding import (
+from lambdamesh_routing.forwarding import (
     CLIENT_CLAIMS,
     HOP_BY_HOP,
     REQUEST_ID_HEADER,

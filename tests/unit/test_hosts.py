@@ -8,8 +8,9 @@ import re
 import pytest
 
 from chalicelib.errors import BadRequest, HostNotAllowed, InvalidRequest
-from chalicelib.hosts import MAX_HOST_LENGTH, HostPolicy, normalize_host, refusal_reason
-from chalicelib.upstream import ConnectFailed, UpstreamClient
+from chalicelib.upstream import UpstreamClient
+from lambdamesh_routing.errors import ConnectFailed
+from lambdamesh_routing.hosts import MAX_HOST_LENGTH, HostPolicy, normalize_host, refusal_reason
 
 STRICT = HostPolicy()
 PERMISSIVE = HostPolicy(allow_loopback=True, allow_private=True)

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pytest
 
 from chalicelib.instances import Instance
-from chalicelib.outliers import Outliers
-from chalicelib.policy import OutlierDetection
+from lambdamesh_routing.outliers import Outliers
+from lambdamesh_routing.policy import OutlierDetection
 
 MakeInstance = Callable[..., Instance]
 RULES = OutlierDetection(

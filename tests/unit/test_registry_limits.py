@@ -13,7 +13,6 @@ import pytest
 from chalicelib.auth import ADMIN_SCOPE, Principal
 from chalicelib.config import MAX_BODY_LIMIT, MAX_INSTANCES_LIMIT, Settings
 from chalicelib.errors import TooManyInstances
-from chalicelib.hosts import HostPolicy
 from chalicelib.instances import Instance, RegisterResult, Registration, ServiceView, Status
 from chalicelib.registry import Lease, Registry, check_room, lapsed
 from chalicelib.validation import (
@@ -22,6 +21,7 @@ from chalicelib.validation import (
     MAX_METADATA_VALUE,
     instance_json_size,
 )
+from lambdamesh_routing.hosts import HostPolicy
 
 NOW = 1_800_000_000.0
 ADMIN = Principal(ADMIN_SCOPE)

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from chalicelib.errors import HostNotAllowed, InvalidName, InvalidRequest, PayloadTooLarge
-from chalicelib.hosts import HostPolicy
 from chalicelib.instances import Registration
 from chalicelib.validation import (
     MAX_INSTANCE_JSON,
@@ -22,6 +21,7 @@ from chalicelib.validation import (
     parse_json_body,
     parse_registration,
 )
+from lambdamesh_routing.hosts import HostPolicy
 
 POLICY = HostPolicy()
 VALID = {"version": "v1", "host": "orders.example.com", "port": 8080}

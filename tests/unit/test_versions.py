@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from chalicelib.policy import DEFAULT_POLICY, Alias, MatchRule, Policy
-from chalicelib.versions import VersionChooser
+from lambdamesh_routing.policy import DEFAULT_POLICY, Alias, MatchRule, Policy
+from lambdamesh_routing.versions import VersionChooser
 
 CANARY = Policy(
     aliases={

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 
-from chalicelib.policy import Alias, Policy
+from lambdamesh_routing.policy import Alias, Policy
 
 
 class VersionChooser:

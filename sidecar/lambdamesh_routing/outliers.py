@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from chalicelib.instances import Instance
-from chalicelib.policy import OutlierDetection
+from lambdamesh_routing.instances import Instance
+from lambdamesh_routing.policy import OutlierDetection
 
 Clock = Callable[[], float]
 # An instance healthy this long after its last ejection ended starts again from the base time.

@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Collection, Sequence
 from typing import Protocol
 
-from chalicelib.instances import Instance
+from lambdamesh_routing.instances import Instance
 
 
 class Balancer(Protocol):

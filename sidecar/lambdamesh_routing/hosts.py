@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from chalicelib.errors import HostNotAllowed, InvalidRequest
+from lambdamesh_routing.errors import ConnectFailed, HostNotAllowed, InvalidRequest
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -27,6 +29,9 @@ _THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
 # name an IPv4 address to some parsers ("0x7f.1", "2130706433"): never a DNS name.
 _NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+# Raises OSError when the name does not resolve, ValueError (UnicodeError) when it cannot even
+# be asked for, as socket.getaddrinfo does for a name IDNA cannot encode.
+Resolver = Callable[[str, int], list[str]]
 
 
 @dataclass(frozen=True)
@@ -108,3 +113,35 @@ def normalize_host(host: str, policy: HostPolicy) -> str:
     if name in _LOOPBACK_NAMES and not policy.allow_loopback:
         raise HostNotAllowed(f"host {host!r} is a loopback name, which the gateway will not reach")
     return name
+
+
+def resolve(host: str, port: int) -> list[str]:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+def allowed_addresses(
+    host: str, port: int, policy: HostPolicy, resolver: Resolver = resolve
+) -> list[str]:
+    """The IPs to connect to for a stored instance, in the resolver's order, checked again
+    at connecting time: a DNS name can point anywhere, and the policy may have tightened since
+    the instance registered. Raises ``HostNotAllowed`` when none may be reached and
+    ``ConnectFailed`` when the name does not resolve."""
+    literal = parse_ip(host)
+    if literal is not None:
+        reason = refusal_reason(literal, policy)
+        if reason:
+            raise HostNotAllowed(f"upstream host {host!r} is {reason}")
+        return [str(literal)]
+    try:
+        candidates = resolver(host, port)
+    except (OSError, ValueError) as exc:
+        raise ConnectFailed(f"cannot resolve upstream host {host!r}: {exc}") from None
+    allowed = [
+        str(address)
+        for candidate in dict.fromkeys(candidates)
+        if (address := parse_ip(candidate)) is not None and refusal_reason(address, policy) is None
+    ]
+    if not allowed:
+        raise HostNotAllowed(f"upstream host {host!r} resolves to no address the gateway may reach")
+    return allowed

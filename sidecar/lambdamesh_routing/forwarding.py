@@ -17,6 +17,8 @@ import uuid
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
+# Every method the gateway routes (API Gateway's ANY), and so the outbound port too.
+METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -174,3 +176,23 @@ def rewrite_location(location: str, prefix: str, upstream: str | tuple[str, ...]
     query = f"?{parts.query}" if parts.query else ""
     fragment = f"#{parts.fragment}" if parts.fragment else ""
     return f"{prefix}{path}{query}{fragment}"
+
+
+def host_header(host: str, port: int) -> str:
+    """``Host`` for an upstream: IPv6 literals in brackets, the port unless it is 80."""
+    name = f"[{host}]" if ":" in host else host
+    return name if port == 80 else f"{name}:{port}"
+
+
+def rewrite_redirect(headers: Headers, prefix: str, host: str, port: int) -> None:
+    """Every ``Location`` in ``headers`` (the answer of ``host:port``) kept under ``prefix``,
+    as ``rewrite_location`` says."""
+    bare = host_header(host, 80)  # bracketed if IPv6, no port
+    upstream = (host_header(host, port), f"{bare}:{port}")
+    for name, value in headers.items():
+        if name.lower() != "location":
+            continue
+        if isinstance(value, str):
+            headers[name] = rewrite_location(value, prefix, upstream)
+        else:
+            headers[name] = [rewrite_location(v, prefix, upstream) for v in value]

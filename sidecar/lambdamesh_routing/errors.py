@@ -1,0 +1,90 @@
+"""The errors a routing decision or a proxy answers with, and their common base.
+
+Each class carries its HTTP status and a stable machine-readable ``code``. The gateway (through
+``chalicelib.errors``, which extends this hierarchy with the registry's own) and the sidecar's
+outbound port both answer them as ``{"error": {"code", "message", "request_id"}}``, so a
+caller sees the same error whichever way it called.
+"""
+
+from __future__ import annotations
+
+
+class LambdaMeshError(Exception):
+    status = 500
+    code = "internal_error"
+    # Seconds a client should wait before trying again, sent as ``Retry-After``; None for
+    # errors that waiting will not cure.
+    retry_after: int | None = None
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def headers(self) -> dict[str, str]:
+        """Headers the answer carries: ``Retry-After`` when waiting helps."""
+        return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
+
+
+class BadRequest(LambdaMeshError):
+    status = 400
+    code = "bad_request"
+
+
+class InvalidRequest(BadRequest):
+    code = "invalid_request"
+
+
+class InvalidName(BadRequest):
+    code = "invalid_name"
+
+
+class HostNotAllowed(BadRequest):
+    code = "host_not_allowed"
+
+
+class PayloadTooLarge(LambdaMeshError):
+    status = 413
+    code = "payload_too_large"
+
+
+class NotFound(LambdaMeshError):
+    status = 404
+    code = "not_found"
+
+
+class ServiceNotFound(NotFound):
+    code = "service_not_found"
+
+
+class VersionNotFound(NotFound):
+    code = "version_not_found"
+
+
+class RegistryUnavailable(LambdaMeshError):
+    status = 503
+    code = "registry_unavailable"
+    retry_after: int | None = 2
+
+
+class NoLiveInstance(LambdaMeshError):
+    status = 503
+    code = "no_live_instance"
+
+
+class UpstreamUnreachable(LambdaMeshError):
+    status = 502
+    code = "upstream_unreachable"
+
+
+class ConnectFailed(UpstreamUnreachable):
+    """Nothing was sent: safe to try another instance for any method."""
+
+
+class UpstreamResponseTooLarge(LambdaMeshError):
+    status = 502
+    code = "upstream_response_too_large"
+
+
+class UpstreamTimeout(LambdaMeshError):
+    status = 504
+    code = "upstream_timeout"

@@ -1,0 +1,95 @@
+"""A service's routing view on the wire: what ``GET /registry/services/{service}/routing``
+answers and what the sidecar's outbound port reads back.
+
+It carries what routing decides on and nothing that changes with every heartbeat (no expiry
+times): liveness is the registry's word at answering time. So the document, and its ETag,
+change only when routing would: an instance joins, leaves, lapses, changes status, weight or
+address, is drained, or the policy changes. A sidecar polling with ``If-None-Match`` is
+answered 304 with no body for as long as nothing changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from lambdamesh_routing.instances import STATUSES, Instance, ServiceView
+from lambdamesh_routing.policy import from_json
+
+_ROUTING_FIELDS = ("instance_id", "version", "host", "port", "weight", "zone", "status")
+
+
+def view_document(service: str, view: ServiceView, now: float) -> dict[str, Any]:
+    """The view as JSON, instances in a stable order so equal views spell the same."""
+    instances = sorted(view.instances, key=lambda i: i.instance_id)
+    return {
+        "service": service,
+        "instances": [
+            {
+                **{name: getattr(i, name) for name in _ROUTING_FIELDS},
+                "drained": bool(i.drained),
+                "live": i.is_live(now),
+            }
+            for i in instances
+        ],
+        "policy": None if view.policy is None else view.policy.to_json(),
+    }
+
+
+def etag(document: Mapping[str, Any]) -> str:
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    return '"' + hashlib.blake2b(text.encode(), digest_size=16).hexdigest() + '"'
+
+
+def parse_view(service: str, document: Any) -> ServiceView:
+    """The view a document describes; ``ValueError`` when it is not one (a proxy's page, a
+    registry of another version): the caller keeps what it had.
+
+    An instance the registry called live is given an expiry that never comes: the caller
+    bounds how long it trusts the whole view instead.
+    """
+    if not isinstance(document, dict) or document.get("service") != service:
+        raise ValueError("not a routing view of this service")
+    entries = document.get("instances")
+    if not isinstance(entries, list):
+        raise ValueError("a routing view needs a list of instances")
+    policy = document.get("policy")
+    if policy is not None and not isinstance(policy, dict):
+        raise ValueError("a routing view's policy must be an object or null")
+    try:
+        return ServiceView(
+            tuple(_instance(service, entry) for entry in entries),
+            None if policy is None else from_json(policy),
+        )
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"malformed routing view: {exc!r}") from None
+
+
+def _instance(service: str, entry: Mapping[str, Any]) -> Instance:
+    status = entry["status"]
+    port, weight = entry["port"], entry["weight"]
+    if status not in STATUSES or not _is_int(port) or not _is_int(weight) or weight < 1:
+        raise ValueError(f"malformed instance in a routing view: {entry.get('instance_id')!r}")
+    return Instance(
+        service=service,
+        instance_id=str(entry["instance_id"]),
+        version=str(entry["version"]),
+        host=str(entry["host"]),
+        port=port,
+        weight=weight,
+        zone=None if entry.get("zone") is None else str(entry["zone"]),
+        metadata={},
+        status=status,
+        lease_seconds=0,
+        expires_at=math.inf if entry["live"] is True else 0.0,
+        registered_at=0.0,
+        updated_at=0.0,
+        drained=entry["drained"] is True,
+    )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

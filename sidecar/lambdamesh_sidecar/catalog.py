@@ -1,0 +1,162 @@
+"""The routing views of the services this task's app calls, kept fresh in the background.
+
+A service's view is read from the registry the first time the app calls it (that call waits
+for it), then re-read every ``refresh_seconds`` by one background thread with its ETag, so an
+unchanged view costs a 304 and no body. When the registry cannot be reached, the last view
+keeps serving for ``stale_seconds`` past the refresh that should have replaced it (logged once
+when it starts and once when it ends); after that the service's calls answer 503
+``registry_unavailable`` until a refresh succeeds. A service the app stops calling is
+forgotten after ``forget_after`` seconds, and at most ``max_services`` are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lambdamesh_routing.errors import RegistryUnavailable
+from lambdamesh_routing.instances import ServiceView
+from lambdamesh_routing.wire import parse_view
+from lambdamesh_sidecar.client import RegistryError, ViewAnswer
+from lambdamesh_sidecar.logs import LOGGER_NAME, fields
+
+Clock = Callable[[], float]
+Fetch = Callable[[str, str | None], ViewAnswer]
+MAX_SERVICES = 256
+FORGET_AFTER_SECONDS = 600.0
+
+
+@dataclass
+class _Entry:
+    view: ServiceView
+    etag: str | None
+    confirmed_at: float
+    used_at: float
+    failing: bool = False
+
+
+class Catalog:
+    def __init__(
+        self,
+        fetch: Fetch,
+        refresh_seconds: float = 5.0,
+        stale_seconds: float = 60.0,
+        clock: Clock = time.monotonic,
+        max_services: int = MAX_SERVICES,
+        forget_after: float = FORGET_AFTER_SECONDS,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self._fetch = fetch
+        self._refresh = refresh_seconds
+        self._stale = stale_seconds
+        self._clock = clock
+        self._max_services = max_services
+        self._forget_after = forget_after
+        self._log = logger or logging.getLogger(LOGGER_NAME)
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+        # One first read per service at a time: concurrent first calls wait for it.
+        self._loading: dict[str, threading.Lock] = {}
+        self.reads = 0
+        self.unchanged = 0
+
+    def view(self, service: str) -> ServiceView:
+        """The service's view, read now if it was never read; ``RegistryUnavailable`` when
+        there is none or the last one is older than the registry may be away."""
+        now = self._clock()
+        with self._lock:
+            entry = self._entries.get(service)
+            if entry is not None:
+                entry.used_at = now
+                self._entries.move_to_end(service)
+        if entry is None:
+            entry = self._first_read(service)
+        age = now - entry.confirmed_at
+        if age > self._refresh + self._stale:
+            raise RegistryUnavailable(
+                f"the registry has not confirmed the instances of {service} for {age:.0f} s"
+            )
+        return entry.view
+
+    def _first_read(self, service: str) -> _Entry:
+        with self._lock:
+            loading = self._loading.setdefault(service, threading.Lock())
+        with loading:
+            with self._lock:
+                entry = self._entries.get(service)
+            if entry is not None:
+                return entry
+            try:
+                answer = self._read(service, None)
+                view = parse_view(service, answer.document)
+            except (RegistryError, ValueError) as exc:
+                self._log.warning(
+                    "cannot read a routing view %s", fields(service=service, reason=str(exc))
+                )
+                raise RegistryUnavailable(
+                    f"the registry did not answer for the instances of {service}"
+                ) from None
+            finally:
+                with self._lock:
+                    self._loading.pop(service, None)
+            now = self._clock()
+            entry = _Entry(view, answer.etag, now, now)
+            with self._lock:
+                self._entries[service] = entry
+                while len(self._entries) > self._max_services:
+                    self._entries.popitem(last=False)
+            return entry
+
+    def refresh(self) -> None:
+        """Read every view again (conditionally), and forget the ones no longer used."""
+        now = self._clock()
+        with self._lock:
+            for service in [
+                s for s, e in self._entries.items() if now - e.used_at > self._forget_after
+            ]:
+                del self._entries[service]
+            due = list(self._entries.items())
+        for service, entry in due:
+            self._refresh_one(service, entry)
+
+    def _refresh_one(self, service: str, entry: _Entry) -> None:
+        try:
+            answer = self._read(service, entry.etag)
+            view = None if answer.unchanged else parse_view(service, answer.document)
+        except (RegistryError, ValueError) as exc:
+            if not entry.failing:
+                entry.failing = True
+                self._log.warning(
+                    "routing on the last view while the registry does not answer %s",
+                    fields(service=service, reason=str(exc), stale_for=f"{self._stale:g}s"),
+                )
+            return
+        if entry.failing:
+            entry.failing = False
+            self._log.info("the registry answers again %s", fields(service=service))
+        if view is not None:
+            entry.view, entry.etag = view, answer.etag
+        entry.confirmed_at = self._clock()
+
+    def _read(self, service: str, etag: str | None) -> ViewAnswer:
+        answer = self._fetch(service, etag)
+        self.reads += 1
+        if answer.unchanged:
+            self.unchanged += 1
+        return answer
+
+    def run(self, stop: threading.Event) -> None:
+        """The background refresher: until ``stop`` is set."""
+        while not stop.wait(self._refresh):
+            try:
+                self.refresh()
+            except Exception:
+                self._log.exception("refreshing routing views failed")
+
+    def services(self) -> list[str]:
+        with self._lock:
+            return list(self._entries)

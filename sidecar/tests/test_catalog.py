@@ -1,0 +1,213 @@
+"""The routing views the outbound port keeps: read on first use, refreshed conditionally,
+served stale for a bounded time when the registry is away, forgotten when unused."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from sidecar_testkit import FakeClock
+
+from lambdamesh_routing.errors import RegistryUnavailable
+from lambdamesh_routing.wire import etag, parse_view
+from lambdamesh_sidecar.catalog import Catalog
+from lambdamesh_sidecar.client import Unavailable, ViewAnswer
+
+
+def document(*ports: int, service: str = "inventory") -> dict[str, Any]:
+    return {
+        "service": service,
+        "instances": [
+            {
+                "instance_id": f"i{port}",
+                "version": "v1",
+                "host": "10.0.1.5",
+                "port": port,
+                "weight": 100,
+                "zone": None,
+                "status": "UP",
+                "drained": False,
+                "live": True,
+            }
+            for port in ports
+        ],
+        "policy": None,
+    }
+
+
+class Registry:
+    """Answers like the routing view route: 304 when the ETag matches."""
+
+    def __init__(self) -> None:
+        self.documents: dict[str, dict[str, Any]] = {"inventory": document(8080)}
+        self.down = False
+        self.asked: list[tuple[str, str | None]] = []
+
+    def fetch(self, service: str, tag: str | None) -> ViewAnswer:
+        self.asked.append((service, tag))
+        if self.down:
+            raise Unavailable("connection refused")
+        current = self.documents.get(service) or {
+            "service": service,
+            "instances": [],
+            "policy": None,
+        }
+        if tag == etag(current):
+            return ViewAnswer(None, tag)
+        return ViewAnswer(current, etag(current))
+
+
+def ports(catalog: Catalog, service: str = "inventory") -> list[int]:
+    return [i.port for i in catalog.view(service).instances]
+
+
+@pytest.fixture
+def registry() -> Registry:
+    return Registry()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(1000.0)
+
+
+@pytest.fixture
+def catalog(registry: Registry, clock: FakeClock) -> Catalog:
+    return Catalog(registry.fetch, refresh_seconds=5, stale_seconds=60, clock=clock)
+
+
+def test_the_first_call_reads_the_view_and_later_calls_read_nothing(
+    catalog: Catalog, registry: Registry
+) -> None:
+    assert ports(catalog) == [8080]
+    assert ports(catalog) == [8080]
+
+    assert registry.asked == [("inventory", None)]
+
+
+def test_a_refresh_of_an_unchanged_view_is_conditional_and_keeps_it(
+    catalog: Catalog, registry: Registry
+) -> None:
+    ports(catalog)
+    catalog.refresh()
+    catalog.refresh()
+
+    assert [tag is not None for _, tag in registry.asked] == [False, True, True]
+    assert (catalog.reads, catalog.unchanged) == (3, 2)
+    assert ports(catalog) == [8080]
+
+
+def test_a_changed_view_replaces_the_old_one_at_the_next_refresh(
+    catalog: Catalog, registry: Registry
+) -> None:
+    ports(catalog)
+    registry.documents["inventory"] = document(8080, 8081)
+
+    catalog.refresh()
+
+    assert ports(catalog) == [8080, 8081]
+
+
+def test_while_the_registry_is_away_the_last_view_serves_until_the_stale_bound(
+    catalog: Catalog, registry: Registry, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    ports(catalog)
+    registry.down = True
+    caplog.set_level(logging.INFO)
+
+    for _ in range(13):
+        clock.now += 5
+        catalog.refresh()
+    assert ports(catalog) == [8080]  # 65 s: refresh period plus the stale bound
+    clock.now += 1
+    with pytest.raises(RegistryUnavailable, match="has not confirmed"):
+        catalog.view("inventory")
+
+    registry.down = False
+    catalog.refresh()
+    assert ports(catalog) == [8080]
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("routing on the last view" in m for m in messages) == 1
+    assert sum("answers again" in m for m in messages) == 1
+
+
+def test_a_first_read_that_fails_is_a_503_and_is_tried_again_next_call(
+    catalog: Catalog, registry: Registry
+) -> None:
+    registry.down = True
+    with pytest.raises(RegistryUnavailable):
+        catalog.view("inventory")
+
+    registry.down = False
+    assert ports(catalog) == [8080]
+
+
+def test_a_view_that_is_not_one_is_refused_and_the_old_one_kept(
+    catalog: Catalog, registry: Registry
+) -> None:
+    ports(catalog)
+    registry.documents["inventory"] = {"service": "inventory", "instances": "oops"}
+
+    catalog.refresh()
+
+    assert ports(catalog) == [8080]
+
+
+def test_services_not_called_for_a_while_are_forgotten_and_the_count_is_bounded(
+    registry: Registry, clock: FakeClock
+) -> None:
+    catalog = Catalog(registry.fetch, clock=clock, max_services=3, forget_after=600)
+    for name in ("a", "b", "c", "d"):
+        catalog.view(name)
+    assert catalog.services() == ["b", "c", "d"]
+
+    clock.now += 300
+    catalog.refresh()
+    catalog.view("d")
+    clock.now += 301
+    catalog.refresh()
+
+    assert catalog.services() == ["d"]
+
+
+def test_an_unknown_service_is_an_empty_view() -> None:
+    view = parse_view("billing", {"service": "billing", "instances": [], "policy": None})
+
+    assert view.instances == ()
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        None,
+        [],
+        {"service": "other", "instances": [], "policy": None},
+        {"service": "inventory", "instances": [{"instance_id": "x"}], "policy": None},
+        {"service": "inventory", "instances": [], "policy": "random"},
+        {
+            "service": "inventory",
+            "instances": [{**document(1)["instances"][0], "port": "80"}],
+            "policy": None,
+        },
+        {
+            "service": "inventory",
+            "instances": [{**document(1)["instances"][0], "status": "MAYBE"}],
+            "policy": None,
+        },
+    ],
+)
+def test_a_malformed_view_is_a_value_error(broken: Any) -> None:
+    with pytest.raises(ValueError):
+        parse_view("inventory", broken)
+
+
+def test_liveness_is_the_registrys_word_and_drains_are_kept() -> None:
+    entry = document(1)["instances"][0]
+    lapsed = {**entry, "instance_id": "lapsed", "live": False}
+    drained = {**entry, "instance_id": "drained", "drained": True}
+
+    view = parse_view("inventory", {**document(), "instances": [entry, lapsed, drained]})
+
+    routable = [i.instance_id for i in view.instances if i.is_routable(now=1e12)]
+    assert routable == ["i1"]

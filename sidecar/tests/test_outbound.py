@@ -1,0 +1,505 @@
+"""The outbound port over real loopback sockets: scripted upstream instances, a fixed routing
+view in place of the registry. What routing decides is the gateway's own code
+(``lambdamesh_routing``, tested with the gateway); these tests hold the transport to the same
+rules: retries, ejection, headers, errors, streaming, limits and address checks."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from lambdamesh_routing.errors import RegistryUnavailable
+from lambdamesh_routing.hosts import HostPolicy
+from lambdamesh_routing.instances import Instance, ServiceView
+from lambdamesh_routing.policy import Alias, MatchRule, OutlierDetection, Policy, Timeouts
+from lambdamesh_routing.router import Router
+from lambdamesh_sidecar.outbound import (
+    REPLAY_LIMIT,
+    Outbound,
+    OutboundServer,
+    OutboundSettings,
+)
+
+Behaviour = Callable[[BaseHTTPRequestHandler, bytes], None]
+
+
+def answer(
+    status: int = 200, body: bytes = b"ok", headers: dict[str, str] | None = None
+) -> Behaviour:
+    def behave(handler: BaseHTTPRequestHandler, received: bytes) -> None:
+        handler.send_response(status)
+        for name, value in (headers or {}).items():
+            handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        if handler.command != "HEAD":
+            handler.wfile.write(body)
+
+    return behave
+
+
+def echo(handler: BaseHTTPRequestHandler, received: bytes) -> None:
+    document = {
+        "method": handler.command,
+        "path": handler.path,
+        "headers": dict(handler.headers.items()),
+        "body_length": len(received),
+    }
+    answer(200, json.dumps(document).encode(), {"Content-Type": "application/json"})(
+        handler, received
+    )
+
+
+def reset(handler: BaseHTTPRequestHandler, received: bytes) -> None:
+    handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+    handler.close_connection = True
+    handler.connection.close()
+
+
+def slow(seconds: float) -> Behaviour:
+    def behave(handler: BaseHTTPRequestHandler, received: bytes) -> None:
+        time.sleep(seconds)
+        answer()(handler, received)
+
+    return behave
+
+
+def chunked(total: int) -> Behaviour:
+    def behave(handler: BaseHTTPRequestHandler, received: bytes) -> None:
+        handler.send_response(200)
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        if handler.command == "HEAD":
+            return
+        block = b"x" * 65536
+        sent = 0
+        while sent < total:
+            piece = block[: min(len(block), total - sent)]
+            handler.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            sent += len(piece)
+        handler.wfile.write(b"0\r\n\r\n")
+
+    return behave
+
+
+class Upstream:
+    """One instance: answers with ``behaviour`` and counts what it received."""
+
+    def __init__(self, behaviour: Behaviour = echo) -> None:
+        self.behaviour = behaviour
+        self.received: list[tuple[str, str, int]] = []
+        self.peers: set[Any] = set()
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _any(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                if "chunked" in self.headers.get("Transfer-Encoding", ""):
+                    body = _read_chunked(self.rfile)
+                upstream.received.append((self.command, self.path, len(body)))
+                upstream.peers.add(self.client_address)
+                upstream.behaviour(self, body)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _any
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = int(self.server.server_address[1])
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _read_chunked(stream: Any) -> bytes:
+    data = bytearray()
+    while True:
+        size = int(stream.readline().split(b";")[0], 16)
+        if size == 0:
+            stream.readline()
+            return bytes(data)
+        data += stream.read(size)
+        stream.readline()
+
+
+def instance(name: str, port: int, version: str = "v1", host: str = "127.0.0.1") -> Instance:
+    return Instance("inventory", name, version, host, port, 1, None, {}, "UP", 30, 2e9, 0.0, 0.0)
+
+
+class Views:
+    def __init__(self) -> None:
+        self.current = ServiceView(())
+        self.error: Exception | None = None
+
+    def view(self, service: str) -> ServiceView:
+        if self.error is not None:
+            raise self.error
+        return self.current if service == "inventory" else ServiceView(())
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.views = Views()
+        self.upstreams: list[Upstream] = []
+        self.router = Router(sleep=lambda seconds: None)
+        self.outbound = Outbound(
+            self.views,
+            self.router,
+            HostPolicy(allow_loopback=True, allow_private=True),
+            caller_address="10.0.1.7",
+            settings=OutboundSettings(
+                timeout_seconds=3.0, connect_timeout_seconds=1.0, max_connections=8
+            ),
+        )
+        self.server: OutboundServer = self.outbound.serve(0)
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def instances(
+        self, *behaviours: Behaviour, policy: Policy | None = None, version: str = "v1"
+    ) -> list[Upstream]:
+        started = [Upstream(b) for b in behaviours]
+        self.upstreams += started
+        self.views.current = ServiceView(
+            tuple(instance(f"i{n}", u.port, version) for n, u in enumerate(started)), policy
+        )
+        return started
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: bytes | Iterator[bytes] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=10)
+        try:
+            chunked = "Transfer-Encoding" in (headers or {})
+            connection.request(
+                method, path, body=body, headers=headers or {}, encode_chunked=chunked
+            )
+            response = connection.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            connection.close()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        for upstream in self.upstreams:
+            upstream.close()
+
+
+@pytest.fixture
+def mesh() -> Iterator[Harness]:
+    harness = Harness()
+    yield harness
+    harness.close()
+
+
+def error_code(body: bytes) -> str:
+    return str(json.loads(body)["error"]["code"])
+
+
+def test_it_listens_on_loopback_only(mesh: Harness) -> None:
+    assert mesh.server.server_address[0] == "127.0.0.1"
+
+
+def test_a_call_reaches_an_instance_with_its_path_query_and_forwarding_headers(
+    mesh: Harness,
+) -> None:
+    mesh.instances(echo)
+
+    status, headers, body = mesh.call(
+        "GET",
+        "/inventory/v1/items/a%2Fb//c?x=1&y=%20",
+        headers={
+            "X-Request-Id": "req-42",
+            "Connection": "keep-alive, X-Secret",
+            "X-Secret": "hop",
+            "X-Real-Ip": "6.6.6.6",
+        },
+    )
+
+    assert status == 200
+    seen = json.loads(body)
+    assert seen["path"] == "/items/a%2Fb//c?x=1&y=%20"
+    sent = {k.lower(): v for k, v in seen["headers"].items()}
+    assert sent["x-request-id"] == "req-42"
+    assert sent["x-forwarded-for"] == "10.0.1.7"
+    assert sent["x-forwarded-proto"] == "http"
+    assert "x-secret" not in sent and "x-real-ip" not in sent
+    assert sent["host"] == f"127.0.0.1:{mesh.upstreams[0].port}"
+    assert headers["X-Request-Id"] == "req-42"
+
+
+def test_a_call_without_a_request_id_gets_one_both_ways(mesh: Harness) -> None:
+    mesh.instances(echo)
+
+    _, headers, body = mesh.call("GET", "/inventory/v1/")
+
+    sent = {k.lower(): v for k, v in json.loads(body)["headers"].items()}
+    assert sent["x-request-id"] == headers["X-Request-Id"]
+    assert len(headers["X-Request-Id"]) == 32
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "code"),
+    [
+        ("/inventory/v9/x", 404, "version_not_found"),
+        ("/billing/v1/x", 404, "service_not_found"),
+        ("/Inventory!/v1/x", 400, "invalid_name"),
+        ("/inventory", 404, "route_not_found"),
+        ("/", 404, "route_not_found"),
+    ],
+)
+def test_what_cannot_be_routed_gets_the_gateways_json_error(
+    mesh: Harness, path: str, status: int, code: str
+) -> None:
+    mesh.instances(echo)
+
+    got, headers, body = mesh.call("GET", path)
+
+    assert (got, error_code(body)) == (status, code)
+    assert json.loads(body)["error"]["request_id"] == headers["X-Request-Id"]
+
+
+def test_no_live_instance_and_an_unreachable_registry_are_503s(mesh: Harness) -> None:
+    mesh.views.current = ServiceView(
+        (instance("down", 1, "v1").__class__(**{**vars(instance("down", 1)), "status": "DOWN"}),)
+    )
+    status, _, body = mesh.call("GET", "/inventory/v1/x")
+    assert (status, error_code(body)) == (503, "no_live_instance")
+
+    mesh.views.error = RegistryUnavailable("the registry did not answer")
+    status, headers, body = mesh.call("GET", "/inventory/v1/x")
+    assert (status, error_code(body), headers["Retry-After"]) == (503, "registry_unavailable", "2")
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PATCH"])
+def test_a_refused_connection_is_retried_elsewhere_for_any_method(
+    mesh: Harness, method: str
+) -> None:
+    [good] = mesh.instances(echo)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    dead_port = closed.getsockname()[1]
+    closed.close()
+    mesh.views.current = ServiceView((instance("dead", dead_port), instance("good", good.port)))
+
+    statuses = {mesh.call(method, "/inventory/v1/x", b"{}")[0] for _ in range(4)}
+
+    assert statuses == {200}
+    assert mesh.router.outliers.is_ejected(instance("dead", dead_port))
+
+
+def test_a_reset_after_sending_is_retried_for_get_and_never_for_post(mesh: Harness) -> None:
+    broken, healthy = mesh.instances(reset, echo)
+    in_order = Policy(strategy="weighted_round_robin")
+    mesh.views.current = ServiceView(mesh.views.current.instances, in_order)
+
+    gets = [mesh.call("GET", "/inventory/v1/x")[0] for _ in range(4)]
+    posts = [mesh.call("POST", "/inventory/v1/x", b"pay")[0] for _ in range(4)]
+
+    assert gets == [200] * 4
+    assert 502 in posts
+    post_deliveries = [r for r in broken.received + healthy.received if r[0] == "POST"]
+    assert len(post_deliveries) == 4  # each POST reached exactly one instance
+
+
+def test_a_503_is_retried_for_get_and_returned_as_given_for_post(mesh: Harness) -> None:
+    mesh.instances(answer(503, b"busy", {"X-From": "upstream"}))
+    mesh.instances(answer(503, b"busy", {"X-From": "upstream"}), echo)
+
+    gets = {mesh.call("GET", "/inventory/v1/x")[0] for _ in range(4)}
+    post = mesh.call("POST", "/inventory/v1/x", b"pay")
+
+    assert gets == {200}
+    assert post[0] in (200, 503)
+    if post[0] == 503:
+        assert (post[2], post[1]["X-From"]) == (b"busy", "upstream")
+
+
+def test_a_slow_instance_gets_a_504_within_the_per_try_timeout(mesh: Harness) -> None:
+    policy = Policy(timeouts=Timeouts(per_try_seconds=0.3))
+    mesh.instances(slow(2.0), policy=policy)
+
+    started = time.monotonic()
+    status, _, body = mesh.call("GET", "/inventory/v1/x")
+
+    assert (status, error_code(body)) == (504, "upstream_timeout")
+    assert time.monotonic() - started < 1.5
+
+
+def test_an_instance_answering_500_is_ejected_after_the_policys_count(mesh: Harness) -> None:
+    policy = Policy(outlier_detection=OutlierDetection(consecutive_failures=2))
+    bad, good = mesh.instances(answer(500, b"oops"), echo, policy=policy)
+
+    for _ in range(10):
+        mesh.call("GET", "/inventory/v1/x")
+
+    assert len(bad.received) == 2
+    assert len(good.received) == 8
+
+
+def test_an_alias_match_rule_picks_the_version(mesh: Harness) -> None:
+    old, new = Upstream(answer(200, b"v1")), Upstream(answer(200, b"v2"))
+    mesh.upstreams += [old, new]
+    policy = Policy(
+        aliases={"live": Alias(split=(("v1", 1),), match=(MatchRule("x-canary", "1", "v2"),))}
+    )
+    mesh.views.current = ServiceView(
+        (instance("old", old.port, "v1"), instance("new", new.port, "v2")), policy
+    )
+
+    plain = mesh.call("GET", "/inventory/live/x")[2]
+    canary = mesh.call("GET", "/inventory/live/x", headers={"X-Canary": "1"})[2]
+
+    assert (plain, canary) == (b"v1", b"v2")
+
+
+def test_a_large_request_body_streams_through_and_is_not_retried_once_sent(
+    mesh: Harness,
+) -> None:
+    [sink] = mesh.instances(echo)
+    body = b"y" * (REPLAY_LIMIT * 3 + 7)
+
+    status, _, answered = mesh.call("PUT", "/inventory/v1/blob", body)
+
+    assert status == 200
+    assert json.loads(answered)["body_length"] == len(body)
+    assert sink.received == [("PUT", "/blob", len(body))]
+
+
+def test_a_chunked_request_body_is_decoded_and_forwarded(mesh: Harness) -> None:
+    mesh.instances(echo)
+    pieces = [b"a" * 1000, b"b" * 70000, b"c"]
+
+    status, _, answered = mesh.call(
+        "POST", "/inventory/v1/upload", iter(pieces), {"Transfer-Encoding": "chunked"}
+    )
+
+    assert status == 200
+    assert json.loads(answered)["body_length"] == sum(map(len, pieces))
+
+
+def test_a_large_answer_streams_back_whole(mesh: Harness) -> None:
+    mesh.instances(chunked(5 * 1024 * 1024 + 3))
+
+    status, headers, body = mesh.call("GET", "/inventory/v1/big")
+
+    assert status == 200
+    assert len(body) == 5 * 1024 * 1024 + 3
+    assert headers.get("Transfer-Encoding") == "chunked"
+
+
+def test_head_and_no_content_answers_carry_no_body(mesh: Harness) -> None:
+    mesh.instances(answer(200, b"0123456789"))
+
+    status, headers, body = mesh.call("HEAD", "/inventory/v1/x")
+
+    assert (status, body, headers["Content-Length"]) == (200, b"", "10")
+
+
+def test_keep_alive_connections_carry_many_calls(mesh: Harness) -> None:
+    mesh.instances(echo)
+    connection = http.client.HTTPConnection("127.0.0.1", mesh.server.port, timeout=10)
+
+    for n in range(20):
+        connection.request("POST" if n % 2 else "GET", "/inventory/v1/x", body=b"z" * n)
+        response = connection.getresponse()
+        assert response.status == 200
+        response.read()
+    connection.close()
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["169.254.169.254", "fd00:ec2::254", "::ffff:169.254.169.254", "224.0.0.1", "0.0.0.0"],
+)
+def test_an_address_the_gateway_must_not_reach_is_never_connected(mesh: Harness, host: str) -> None:
+    mesh.views.current = ServiceView((instance("evil", 80, host=host),))
+
+    status, _, body = mesh.call("GET", "/inventory/v1/latest/meta-data/")
+
+    assert (status, error_code(body)) == (502, "upstream_unreachable")
+
+
+def test_loopback_is_refused_unless_allowed() -> None:
+    views = Views()
+    upstream = Upstream(echo)
+    views.current = ServiceView((instance("local", upstream.port),))
+    outbound = Outbound(views, Router(), HostPolicy(allow_private=True), caller_address=None)
+    server = outbound.serve(0)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        connection.request("GET", "/inventory/v1/x")
+        response = connection.getresponse()
+        assert response.status == 502
+        assert upstream.received == []
+    finally:
+        server.shutdown()
+        server.server_close()
+        upstream.close()
+
+
+def test_past_the_connection_limit_the_app_gets_a_503(mesh: Harness) -> None:
+    mesh.instances(echo)
+    held = [socket.create_connection(("127.0.0.1", mesh.server.port)) for _ in range(8)]
+    try:
+        time.sleep(0.2)
+        status, headers, body = mesh.call("GET", "/inventory/v1/x")
+        assert (status, error_code(body), headers["Retry-After"]) == (
+            503,
+            "sidecar_overloaded",
+            "1",
+        )
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.2)
+    assert mesh.call("GET", "/inventory/v1/x")[0] == 200
+
+
+def test_a_body_with_both_length_and_chunked_is_refused(mesh: Harness) -> None:
+    mesh.instances(echo)
+    with socket.create_connection(("127.0.0.1", mesh.server.port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /inventory/v1/x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        )
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+
+    assert reply.startswith(b"HTTP/1.1 400")
+    assert b"bad_request" in reply
+    assert mesh.upstreams[0].received == []
+
+
+@pytest.mark.parametrize("behaviour", [echo, chunked(100_000)], ids=["length", "chunked"])
+def test_calls_reuse_one_upstream_connection(mesh: Harness, behaviour: Behaviour) -> None:
+    [upstream] = mesh.instances(behaviour)
+
+    for _ in range(10):
+        assert mesh.call("GET", "/inventory/v1/x")[0] == 200
+    assert mesh.call("HEAD", "/inventory/v1/x")[0] == 200
+    assert mesh.call("GET", "/inventory/v1/x")[0] == 200
+
+    assert len(upstream.received) == 12
+    assert len(upstream.peers) == 1
