@@ -104,9 +104,9 @@ class Demo:
                 f"  curl -s -X POST --data-binary 'ping' '{self.url}/api/v1/echo/v1/echo'",
                 f"  curl -s -i '{self.url}/api/v1/nope/v1/'",
                 "hello calls echo through its sidecar's outbound port (no gateway on the way):",
-                f"  curl -s '{self.url}/api/v1/hello/v1/call/echo/v1/items/1'",
+                f"  curl -s '{self.url}/api/v1/hello/v1/call/echo/v1/items/7'",
                 f"  curl -s 'http://127.0.0.1:{self.outbound_ports.get('hello-0', 0)}"
-                "/echo/v1/items/1'   # as the hello-0 app calls it",
+                "/echo/v1/items/8'   # as the hello-0 app calls it",
                 f"Tokens: export LAMBDAMESH_SIGNING_KEY={self.signing_key.decode()}"
                 " and run `lambdamesh token SERVICE` or `lambdamesh token --admin`.",
                 f"Dashboard: {self.url}/dashboard (sign in with the admin token: {admin})",

@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.bench.bench_gateway import connection, cpu_and_rss, start_dev, timed
+from tests.e2e.conftest import Mesh
 from tests.e2e.processes import Process, spawn
-from tests.helpers import service_token
 
 HEARTBEAT_SECONDS = "1"
 LEASE_SECONDS = "10"
@@ -78,24 +78,12 @@ def upstream(name: str, processes: list[Process]) -> int:
 def sidecar(
     url: str, service: str, port: int, instance_id: str, processes: list[Process], **env: str
 ) -> Process:
-    process = spawn(
-        f"sidecar-{instance_id}",
-        ["-m", "lambdamesh_sidecar"],
-        env={
-            "LAMBDAMESH_URL": url,
-            "LAMBDAMESH_TOKEN": service_token(service),
-            "LAMBDAMESH_SERVICE": service,
-            "LAMBDAMESH_VERSION": "v1",
-            "LAMBDAMESH_HOST": "127.0.0.1",
-            "LAMBDAMESH_PORT": str(port),
-            "LAMBDAMESH_INSTANCE_ID": instance_id,
-            "LAMBDAMESH_HEARTBEAT_SECONDS": HEARTBEAT_SECONDS,
-            "LAMBDAMESH_LEASE_SECONDS": LEASE_SECONDS,
-            "LAMBDAMESH_DRAIN_SECONDS": "0",
-            **env,
-        },
-    )
-    processes.append(process)
+    """The end-to-end tier's sidecar, beating every second, once it has registered."""
+    timing = {
+        "LAMBDAMESH_HEARTBEAT_SECONDS": HEARTBEAT_SECONDS,
+        "LAMBDAMESH_LEASE_SECONDS": LEASE_SECONDS,
+    }
+    process = Mesh(url, processes).sidecar(service, port, instance_id, **{**timing, **env})
     process.wait_for_line(r"\bregistered\b")
     return process
 

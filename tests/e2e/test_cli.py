@@ -55,6 +55,16 @@ def test_the_demo_serves_its_printed_curl_lines_and_stops_cleanly(stop_signal: i
     assert json.loads(answers["world?lang=en"])["instance"] in {"hello-0", "hello-1"}
     assert answers["echo"] == "ping"
     assert "404" in answers[""].splitlines()[0] and "service_not_found" in answers[""]
+    # hello, reached through the gateway, calls echo through its sidecar's outbound port;
+    # and that port answers the same call made directly, as the hello app makes it.
+    called = json.loads(answers["7"])
+    assert (called["service"], called["via"], called["status"]) == (
+        "hello",
+        "sidecar outbound port",
+        200,
+    )
+    assert (called["answer"]["service"], called["answer"]["path"]) == ("echo", "/items/7")
+    assert json.loads(answers["8"])["service"] == "echo"
     assert len(children) == 8
     eventually(lambda: not any(alive(pid) for pid in children), 10, "demo children left over")
 
