@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,8 +24,10 @@ from chalicelib.upstream import UpstreamClient
 from lambdamesh_routing.balancing import Strategies
 from lambdamesh_routing.errors import ConnectFailed
 from lambdamesh_routing.forwarding import (
+    QUERY_SAFE,
     Headers,
     downstream_headers,
+    quote_path,
     rewrite_redirect,
     upstream_headers,
 )
@@ -37,23 +38,7 @@ from lambdamesh_routing.retries import RetryBudget
 from lambdamesh_routing.router import Call, Plan, Router
 from lambdamesh_routing.versions import VersionChooser
 
-# Characters a path segment may carry unescaped (RFC 3986 pchar), plus the separator.
-_PATH_SAFE = "/:@!$&'()*+,;=-._~"
-# In a query key or value: pchar and "/" and "?", less the delimiters "&", "=" and "+".
-_QUERY_SAFE = "/?:@!$'()*,;-._~"
 Clock = Callable[[], float]
-
-
-_ESCAPE = re.compile(r"(%[0-9A-Fa-f]{2})")
-
-
-def _quote_path(path: str) -> str:
-    """Quote what needs quoting, keeping escapes the client already made (``%2F`` stays a
-    character of a segment, not a separator); a stray ``%`` becomes ``%25``."""
-    return "".join(
-        part if _ESCAPE.fullmatch(part) else quote(part, safe=_PATH_SAFE)
-        for part in _ESCAPE.split(path)
-    )
 
 
 @dataclass(frozen=True)
@@ -81,10 +66,10 @@ class ProxyRequest:
         """The upstream request target: the same path and query the client sent."""
         # One leading "/" is the separator after the version; any more are the client's own
         # (empty segments), kept as sent.
-        path = "/" + _quote_path(self.path.removeprefix("/"))
+        path = "/" + quote_path(self.path.removeprefix("/"))
         if not self.query:
             return path
-        return f"{path}?{urlencode(self.query, safe=_QUERY_SAFE, quote_via=quote)}"
+        return f"{path}?{urlencode(self.query, safe=QUERY_SAFE, quote_via=quote)}"
 
 
 @dataclass(frozen=True)

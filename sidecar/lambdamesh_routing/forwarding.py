@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable, Mapping
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 # Every method the gateway routes (API Gateway's ANY), and so the outbound port too.
 METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
@@ -71,6 +71,34 @@ _SCHEMES = frozenset({"http", "https"})
 _PORT = re.compile(r"[1-9][0-9]{0,4}")
 
 Headers = dict[str, str | list[str]]
+
+# Characters a path segment may carry unescaped (RFC 3986 pchar), plus the separator.
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
+# In a query key or value: pchar and "/" and "?", less the delimiters "&", "=" and "+".
+QUERY_SAFE = "/?:@!$'()*,;-._~"
+# In a whole query as a client wrote it: the delimiters stay as they are.
+_RAW_QUERY_SAFE = QUERY_SAFE + "&=+"
+_ESCAPE = re.compile(r"(%[0-9A-Fa-f]{2})")
+
+
+def quote_path(path: str, safe: str = _PATH_SAFE, encoding: str = "utf-8") -> str:
+    """Quote what needs quoting, keeping escapes the client already made (``%2F`` stays a
+    character of a segment, not a separator); a stray ``%`` becomes ``%25``, and so do
+    spaces, control characters and anything beyond ASCII."""
+    return "".join(
+        part if _ESCAPE.fullmatch(part) else quote(part, safe=safe, encoding=encoding)
+        for part in _ESCAPE.split(path)
+    )
+
+
+def quote_target(target: str, encoding: str = "utf-8") -> str:
+    """A request target as a client sent it, made safe to send on: path and query quoted as
+    ``quote_path`` does (their delimiters kept), any fragment dropped (it is never sent).
+    ``encoding`` gives the bytes each character stands for (``latin-1`` for a request line
+    that ``http.server`` decoded so)."""
+    target = target.partition("#")[0]
+    path, sep, query = target.partition("?")
+    return quote_path(path, encoding=encoding) + sep + quote_path(query, _RAW_QUERY_SAFE, encoding)
 
 
 def request_id(incoming: str | None) -> str:

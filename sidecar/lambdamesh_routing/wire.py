@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lambdamesh_routing.instances import STATUSES, Instance, ServiceView
-from lambdamesh_routing.policy import from_json
+from lambdamesh_routing.policy import STRATEGIES, Policy, from_json
 
 _ROUTING_FIELDS = ("instance_id", "version", "host", "port", "weight", "zone", "status")
 
@@ -62,16 +62,48 @@ def parse_view(service: str, document: Any) -> ServiceView:
     try:
         return ServiceView(
             tuple(_instance(service, entry) for entry in entries),
-            None if policy is None else from_json(policy),
+            None if policy is None else _policy(policy),
         )
-    except (KeyError, TypeError, AttributeError) as exc:
+    except (KeyError, TypeError, AttributeError, OverflowError) as exc:
         raise ValueError(f"malformed routing view: {exc!r}") from None
+
+
+def _policy(document: Mapping[str, Any]) -> Policy:
+    """A policy read back, checked as far as routing relies on it: the registry validated it
+    when it was stored, but this one came over the network."""
+    policy = from_json(document)
+    numbers = [
+        *vars(policy.retries).values(),
+        *vars(policy.outlier_detection).values(),
+        policy.timeouts.per_try_seconds,
+        policy.timeouts.total_seconds,
+        policy.panic_threshold_percent,
+    ]
+    if policy.strategy not in STRATEGIES or not all(
+        _is_number(n) for n in numbers if n is not None
+    ):
+        raise ValueError("a routing view's policy is malformed")
+    for alias in policy.aliases.values():
+        if sum(weight for _, weight in alias.split) <= 0 or min(w for _, w in alias.split) < 0:
+            raise ValueError("a routing view's alias has no positive weight")
+    return policy
+
+
+def _is_number(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
 
 
 def _instance(service: str, entry: Mapping[str, Any]) -> Instance:
     status = entry["status"]
     port, weight = entry["port"], entry["weight"]
-    if status not in STATUSES or not _is_int(port) or not _is_int(weight) or weight < 1:
+    if status not in STATUSES or not _is_int(port) or not 0 < port < 65536:
+        raise ValueError(f"malformed instance in a routing view: {entry.get('instance_id')!r}")
+    if not _is_int(weight) or weight < 1:
         raise ValueError(f"malformed instance in a routing view: {entry.get('instance_id')!r}")
     return Instance(
         service=service,

@@ -9,11 +9,14 @@ What differs is the transport, which streams:
   sent again to another instance; a longer one streams through and is not retried once sent;
 * an answer streams back as it arrives, except a 502/503/504 that may be retried, which is
   read (up to ``RETRY_ANSWER_LIMIT``) so that it can be returned if no retry happens;
-* ``LAMBDAMESH_OUTBOUND_TIMEOUT_SECONDS`` (or the policy's) bounds the wait for an answer's
-  head, retries included; once an answer streams, each read may wait as long as one try.
+* ``LAMBDAMESH_OUTBOUND_TIMEOUT_SECONDS`` (or the policy's) bounds connecting and each wait
+  for the answer's head, retries included; once an answer streams, each read may wait as
+  long again.
 
 It listens on loopback only, needs no token from the app, and connects only to addresses the
-gateway would (link-local, metadata and multicast never; loopback only when allowed).
+gateway would (link-local, metadata and multicast never; loopback only when allowed). Only
+failures of an upstream count against it: a request the app framed badly or stopped sending
+is answered (or dropped) without touching routing state.
 """
 
 from __future__ import annotations
@@ -21,18 +24,15 @@ from __future__ import annotations
 import http.client
 import json
 import logging
-import select
 import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from io import BufferedIOBase
 from typing import Any, Protocol
 
 from lambdamesh_routing.errors import (
-    BadRequest,
     ConnectFailed,
     HostNotAllowed,
     LambdaMeshError,
@@ -45,6 +45,7 @@ from lambdamesh_routing.forwarding import (
     Headers,
     downstream_headers,
     host_header,
+    quote_target,
     request_id,
     rewrite_redirect,
     upstream_headers,
@@ -52,20 +53,35 @@ from lambdamesh_routing.forwarding import (
 from lambdamesh_routing.hosts import HostPolicy, Resolver, allowed_addresses, resolve
 from lambdamesh_routing.instances import Instance, ServiceView
 from lambdamesh_routing.names import check_name
+from lambdamesh_routing.retries import may_retry_after_sending
 from lambdamesh_routing.router import Call, Plan, Router
+from lambdamesh_sidecar.framing import CHUNK, AppBodyFailed, body_reader, chunk
 from lambdamesh_sidecar.logs import LOGGER_NAME, fields
+from lambdamesh_sidecar.upstreams import UpstreamPool
 
 LOOPBACK = "127.0.0.1"
 # Request bodies kept whole so that a retry can send them again.
 REPLAY_LIMIT = 1024 * 1024
 # A retryable answer (502, 503, 504) read whole to hold it while another instance is tried.
 RETRY_ANSWER_LIMIT = 64 * 1024
-CHUNK = 64 * 1024
-# Idle keep-alive connections kept per upstream address.
-IDLE_PER_UPSTREAM = 16
+# Addresses of one instance's name tried before it counts as unreachable.
+MAX_ADDRESSES = 4
 # How long a keep-alive connection from the app may sit idle (and each read of its body take).
 APP_IDLE_SECONDS = 60.0
 _NO_BODY_STATUSES = frozenset({204, 304})
+# A reused connection that fails like this, before any answer, was most likely closed by the
+# upstream while idle: one more try on a new connection to the same instance, not a failure.
+_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+# Error codes for the standard library's own refusals (a malformed request line, an unknown
+# method, a request line or headers over their limits), answered in the JSON envelope.
+_LIBRARY_ERRORS = {
+    400: "bad_request",
+    408: "request_timeout",
+    414: "uri_too_long",
+    431: "request_header_fields_too_large",
+    501: "method_not_implemented",
+    505: "http_version_not_supported",
+}
 
 
 class RouteNotFound(NotFound):
@@ -76,6 +92,20 @@ class Overloaded(LambdaMeshError):
     status = 503
     code = "sidecar_overloaded"
     retry_after = 1
+
+
+class _Refused(LambdaMeshError):
+    """The standard library refused the request before it reached the outbound port."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = _LIBRARY_ERRORS.get(status, "bad_request")
+
+
+class _AppGone(Exception):
+    """The app's connection failed while the answer was written to it: nothing to answer,
+    and nothing to count against the upstream."""
 
 
 class ViewSource(Protocol):
@@ -91,58 +121,6 @@ class OutboundSettings:
     max_connections: int = 256
 
 
-class UpstreamPool:
-    """Keep-alive connections to instances, per address; one found closed is dropped."""
-
-    def __init__(self, connect_timeout: float) -> None:
-        self._connect_timeout = connect_timeout
-        self._idle: dict[tuple[str, int], list[http.client.HTTPConnection]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, ip: str, port: int) -> http.client.HTTPConnection:
-        """An idle connection, or a new one; raises ``OSError`` when connecting fails."""
-        while True:
-            with self._lock:
-                idle = self._idle.get((ip, port))
-                connection = idle.pop() if idle else None
-            if connection is None:
-                break
-            if not _dropped(connection):
-                return connection
-            connection.close()
-        connection = http.client.HTTPConnection(ip, port, timeout=self._connect_timeout)
-        connection.connect()
-        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return connection
-
-    def put(self, ip: str, port: int, connection: http.client.HTTPConnection) -> None:
-        with self._lock:
-            idle = self._idle.setdefault((ip, port), [])
-            if len(idle) < IDLE_PER_UPSTREAM:
-                idle.append(connection)
-                return
-        connection.close()
-
-    def close(self) -> None:
-        with self._lock:
-            connections = [c for idle in self._idle.values() for c in idle]
-            self._idle.clear()
-        for connection in connections:
-            connection.close()
-
-
-def _dropped(connection: http.client.HTTPConnection) -> bool:
-    """A idle connection the upstream closed (or sent something unasked on) is readable."""
-    sock = connection.sock
-    if sock is None:
-        return True
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
-
-
 @dataclass
 class _Body:
     """The request body: kept whole (``data``), or a kept head and a stream of the rest."""
@@ -155,11 +133,25 @@ class _Body:
         return self.rest is None
 
 
+@dataclass(frozen=True)
 class _Answer:
     """An upstream answer held while another instance is tried."""
 
-    def __init__(self, status: int, reason: str, headers: list[tuple[str, str]], body: bytes):
-        self.status, self.reason, self.headers, self.body = status, reason, headers, body
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+@dataclass
+class _Exchange:
+    """One request sent and its answer's head read, on one connection."""
+
+    ip: str
+    port: int
+    connection: http.client.HTTPConnection
+    sock: socket.socket  # kept: http.client lets go of it when the answer closes it
+    response: http.client.HTTPResponse
+    reusable: bool = True
 
 
 class Outbound:
@@ -181,7 +173,7 @@ class Outbound:
         self.caller_address = caller_address
         self.settings = settings
         self.resolver = resolver
-        self.pool = UpstreamPool(settings.connect_timeout_seconds)
+        self.pool = UpstreamPool()
         self.log = logger or logging.getLogger(LOGGER_NAME)
 
     def serve(self, port: int) -> OutboundServer:
@@ -221,6 +213,8 @@ class OutboundServer(ThreadingHTTPServer):
 
 
 def _refuse_overloaded(sock: socket.socket) -> None:
+    """A 503 in the JSON envelope, then the request read off the wire (briefly), so that
+    closing does not reset the connection before the app has read the answer."""
     error = Overloaded("the sidecar's outbound port is serving as many connections as it may")
     body = _error_body(error, request_id(None))
     head = (
@@ -228,8 +222,11 @@ def _refuse_overloaded(sock: socket.socket) -> None:
         f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
     )
     try:
-        sock.settimeout(1.0)
+        sock.settimeout(0.1)
         sock.sendall(head.encode() + body)
+        sock.shutdown(socket.SHUT_WR)
+        while sock.recv(65536):
+            pass
     except OSError:
         pass
 
@@ -243,6 +240,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = APP_IDLE_SECONDS
     server: OutboundServer
+    # Whether this request's body has been read to its end: if not when it is answered, the
+    # connection is closed, since what is left of the body must never be read as a request.
+    body_read = True
 
     def log_message(self, format: str, *args: Any) -> None:
         """No access log: the app logs its own calls; failures are logged as they happen."""
@@ -253,26 +253,47 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _proxy(self) -> None:
         rid = request_id(self.headers.get("X-Request-Id"))
+        self.body_read = False
         try:
             _Call(self, self.server.outbound, rid).run()
         except LambdaMeshError as error:
+            if not self.body_read:
+                self.close_connection = True
             self._answer_error(error, rid)
+        except _AppGone:
+            self.close_connection = True
+
+    def write(self, data: bytes) -> None:
+        """To the app; ``_AppGone`` when it has gone."""
+        try:
+            self.wfile.write(data)
+        except OSError as exc:
+            raise _AppGone(str(exc)) from None
 
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _proxy
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The standard library's refusals, in the gateway's JSON envelope; the connection
+        closes after them."""
+        self.close_connection = True
+        error = _Refused(code, message or HTTPStatus(code).phrase)
+        self._answer_error(error, request_id(None))
+
     def _answer_error(self, error: LambdaMeshError, rid: str) -> None:
         body = _error_body(error, rid)
-        self.send_response_only(error.status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("X-Request-Id", rid)
-        for name, value in error.headers().items():
-            self.send_header(name, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        lines = [
+            f"HTTP/1.1 {error.status} {_phrase(error.status)}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(body)}",
+            f"X-Request-Id: {rid}",
+            *(f"{name}: {value}" for name, value in error.headers().items()),
+            *(["Connection: close"] if self.close_connection else []),
+        ]
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
+        try:
+            self.write(head if self.command == "HEAD" else head + body)
+        except _AppGone:
+            self.close_connection = True
 
 
 assert set(METHODS) == {name[3:] for name in vars(_Handler) if name.startswith("do_")}
@@ -290,14 +311,6 @@ class _Call:
     def run(self) -> None:
         service, version, target = self._route()
         body = self._body()
-        try:
-            self._route_and_send(service, version, target, body)
-        except LambdaMeshError:
-            if body.rest is not None:
-                self.handler.close_connection = True  # the body's unread rest is on the wire
-            raise
-
-    def _route_and_send(self, service: str, version: str, target: str, body: _Body) -> None:
         headers = _incoming_headers(self.handler)
         view = self.outbound.views.view(service)
         call = Call(
@@ -325,46 +338,36 @@ class _Call:
         path, sep, query = self.handler.path.partition("?")
         parts = path.split("/", 3)
         if not path.startswith("/") or len(parts) < 3 or not parts[1] or not parts[2]:
-            self.handler.close_connection = True
             raise RouteNotFound("call /{service}/{version}/{path} on the outbound port")
         service, version = parts[1], parts[2]
         check_name("service", service)
         check_name("version", version)
         rest = parts[3] if len(parts) > 3 else ""
-        return service, version, f"/{rest}{sep}{query}"
+        # http.server read the request line as latin-1: each character is one byte sent.
+        return service, version, quote_target(f"/{rest}{sep}{query}", "latin-1")
 
     def _body(self) -> _Body:
-        handler = self.handler
-        chunked = "chunked" in handler.headers.get("Transfer-Encoding", "").lower()
-        length = handler.headers.get("Content-Length")
-        if chunked and length is not None:
-            handler.close_connection = True
-            raise BadRequest("a request may not carry both Content-Length and chunked encoding")
-        if chunked:
-            stream = _chunks(handler.rfile)
-        elif length is not None:
-            if not length.isdigit():
-                handler.close_connection = True
-                raise BadRequest(f"Content-Length {length[:40]!r} is not a number")
-            stream = _exactly(handler.rfile, int(length))
-        else:
+        stream = body_reader(self.handler.headers, self.handler.rfile)
+        if stream is None:
+            self.handler.body_read = True
             return _Body(b"")
         head = bytearray()
-        for chunk in stream:
-            head += chunk
+        for part in stream:
+            head += part
             if len(head) > REPLAY_LIMIT:
-                # Too long to keep: whatever happens next, the connection cannot be reused
-                # unless the body is read to its end, which the send does.
-                return _Body(bytes(head), stream)
+                return _Body(bytes(head), self._rest(stream))
+        self.handler.body_read = True
         return _Body(bytes(head))
+
+    def _rest(self, stream: Iterator[bytes]) -> Iterator[bytes]:
+        yield from stream
+        self.handler.body_read = True
 
     def _tries(
         self, plan: Plan, target: str, headers: dict[str, str], body: _Body, prefix: str
     ) -> None:
         held: _Answer | None = None
-        error: LambdaMeshError = UpstreamUnreachable(
-            f"no instance of {plan.call.service} {plan.call.version} could be reached"
-        )
+        error: LambdaMeshError = _unreachable(plan)
         for instance in plan:
             plan.started(instance)
             try:
@@ -397,46 +400,75 @@ class _Call:
     ) -> _Answer | LambdaMeshError | None:
         """None when the answer went to the app; an answer held for a retry; or the error."""
         try:
-            ip, connection = self._connect(instance)
+            exchange = self._send(plan, instance, target, headers, body)
         except (ConnectFailed, HostNotAllowed) as exc:
             self._log_failure(instance, exc.code, exc.message)
             plan.connect_failed(instance)
-            return UpstreamUnreachable(
-                f"no instance of {plan.call.service} {plan.call.version} could be reached"
-            )
-        try:
-            response = self._exchange(plan, instance, connection, target, headers, body)
+            return _unreachable(plan)
+        except AppBodyFailed:
+            plan.gave_up()
+            raise
         except TimeoutError:
-            connection.close()
             self._log_failure(instance, "upstream_timeout", "no answer in time")
             self._log_ejection(instance, plan.timed_out(instance))
             return UpstreamTimeout(
                 f"{plan.call.service} {plan.call.version} did not answer in time"
             )
         except (OSError, http.client.HTTPException) as exc:
-            connection.close()
             self._log_failure(instance, "upstream_unreachable", _reason(exc))
             self._log_ejection(instance, plan.reset(instance))
-            return UpstreamUnreachable(
-                f"no instance of {plan.call.service} {plan.call.version} could be reached"
-            )
-        self._log_ejection(instance, plan.answered(instance, response.status))
+            return _unreachable(plan)
+        self._log_ejection(instance, plan.answered(instance, exchange.response.status))
+        first = b""
         if plan.retryable:
-            held = self._hold(response, connection, ip, instance.port)
-            if held is not None:
-                return held
+            first, whole = self._read_upto(exchange, RETRY_ANSWER_LIMIT)
+            if whole:
+                response = exchange.response
+                self._release(exchange)
+                return _Answer(response.status, response.getheaders(), first)
             plan.gave_up()
-        self._stream(response, connection, ip, instance, plan, prefix)
+        self._stream(exchange, instance, plan, prefix, first)
         return None
 
-    def _connect(self, instance: Instance) -> tuple[str, http.client.HTTPConnection]:
+    def _send(
+        self, plan: Plan, instance: Instance, target: str, headers: dict[str, str], body: _Body
+    ) -> _Exchange:
+        """The request sent and the answer's head read. A kept-alive connection the upstream
+        closed meanwhile costs one more try on a new one, for what may safely be sent again."""
+        ip, connection, reused = self._connect(instance, plan)
+        try:
+            return self._exchange(plan, instance, ip, connection, target, headers, body)
+        except _STALE:
+            connection.close()
+            safe = body.replayable and may_retry_after_sending(self.method)
+            if not (reused and safe):
+                raise
+        except BaseException:
+            connection.close()
+            raise
+        ip, connection, _ = self._connect(instance, plan, fresh=True)
+        try:
+            return self._exchange(plan, instance, ip, connection, target, headers, body)
+        except BaseException:
+            connection.close()
+            raise
+
+    def _connect(
+        self, instance: Instance, plan: Plan, fresh: bool = False
+    ) -> tuple[str, http.client.HTTPConnection, bool]:
         addresses = allowed_addresses(
             instance.host, instance.port, self.outbound.host_policy, self.outbound.resolver
         )
-        failure = ""
-        for ip in addresses:
+        failure = "the deadline passed"
+        clock = self.outbound.router.clock
+        for ip in addresses[:MAX_ADDRESSES]:
+            left = plan.deadline - clock()
+            if left <= 0:
+                break
+            timeout = min(self.outbound.settings.connect_timeout_seconds, left)
             try:
-                return ip, self.outbound.pool.get(ip, instance.port)
+                connection, reused = self.outbound.pool.get(ip, instance.port, timeout, fresh)
+                return ip, connection, reused
             except OSError as exc:
                 failure = _reason(exc)
         raise ConnectFailed(f"cannot connect to {instance.host}:{instance.port}: {failure}")
@@ -445,14 +477,15 @@ class _Call:
         self,
         plan: Plan,
         instance: Instance,
+        ip: str,
         connection: http.client.HTTPConnection,
         target: str,
         headers: dict[str, str],
         body: _Body,
-    ) -> http.client.HTTPResponse:
-        left = max(0.001, plan.try_deadline() - self.outbound.router.clock())
-        assert connection.sock is not None
-        connection.sock.settimeout(left)
+    ) -> _Exchange:
+        sock = connection.sock
+        assert sock is not None
+        sock.settimeout(max(0.001, plan.try_deadline() - self.outbound.router.clock()))
         connection.putrequest(self.method, target, skip_host=True, skip_accept_encoding=True)
         connection.putheader("Host", host_header(instance.host, instance.port))
         for name, value in headers.items():
@@ -464,84 +497,99 @@ class _Call:
         else:
             connection.putheader("Transfer-Encoding", "chunked")
             connection.endheaders()
-            for chunk in _prepend(body.data, body.rest):
-                connection.send(_chunk(chunk))
+            connection.send(chunk(body.data))
+            for part in body.rest:
+                connection.send(chunk(part))
             connection.send(b"0\r\n\r\n")
-        return connection.getresponse()
+        response = connection.getresponse()
+        exchange = _Exchange(ip, instance.port, connection, sock, response)
+        # http.client passes over 100 Continue only: other interim answers (103 Early Hints)
+        # are dropped here, and the connection, whose state http.client lost, not reused.
+        while 102 <= exchange.response.status < 200:
+            interim = exchange.response
+            final = http.client.HTTPResponse(sock, method=self.method)
+            # The same buffered reader: what it read past the interim answer is the next one.
+            final.fp, interim.fp = interim.fp, None  # type: ignore[assignment]
+            final.begin()
+            exchange.response, exchange.reusable = final, False
+        if exchange.response.status == 101:
+            raise http.client.HTTPException("the upstream switched protocols, which is not relayed")
+        if exchange.response.getheader("Transfer-Encoding") and exchange.response.getheader(
+            "Content-Length"
+        ):
+            exchange.reusable = False  # framed two ways: trust neither for the next answer
+        return exchange
 
-    def _hold(
-        self,
-        response: http.client.HTTPResponse,
-        connection: http.client.HTTPConnection,
-        ip: str,
-        port: int,
-    ) -> _Answer | None:
-        """Read a retryable answer whole, if it is short; None (nothing read) if it is not."""
-        length = response.getheader("Content-Length")
-        if length is None or not length.isdigit() or int(length) > RETRY_ANSWER_LIMIT:
-            return None
+    def _read_upto(self, exchange: _Exchange, limit: int) -> tuple[bytes, bool]:
+        """Up to ``limit`` bytes of the answer, and whether that was all of it."""
+        data = bytearray()
+        response = exchange.response
         try:
-            data = response.read()
+            while len(data) <= limit:
+                part = response.read1(CHUNK)
+                if not part:
+                    return bytes(data), _complete(response)
+                data += part
         except (OSError, http.client.HTTPException):
-            connection.close()
-            return _Answer(response.status, response.reason, response.getheaders(), b"")
-        self._release(response, connection, ip, port)
-        return _Answer(response.status, response.reason, response.getheaders(), data)
+            exchange.reusable = False
+            return bytes(data), False
+        return bytes(data), False
 
     def _send_held(self, held: _Answer) -> None:
         headers = downstream_headers(held.headers, self.rid, head=self.method == "HEAD")
         if self.method == "HEAD":
-            self.handler.wfile.write(self._head(held.status, headers, None))
+            self.handler.write(self._head(held.status, headers, None))
             return
-        self.handler.wfile.write(self._head(held.status, headers, len(held.body)) + held.body)
+        self.handler.write(self._head(held.status, headers, len(held.body)) + held.body)
 
     def _stream(
-        self,
-        response: http.client.HTTPResponse,
-        connection: http.client.HTTPConnection,
-        ip: str,
-        instance: Instance,
-        plan: Plan,
-        prefix: str,
+        self, exchange: _Exchange, instance: Instance, plan: Plan, prefix: str, first: bytes
     ) -> None:
+        response = exchange.response
         headers = downstream_headers(response.getheaders(), self.rid, head=self.method == "HEAD")
         if plan.policy.rewrite_redirects and 300 <= response.status < 400:
             rewrite_redirect(headers, prefix, instance.host, instance.port)
         if self.method == "HEAD" or response.status in _NO_BODY_STATUSES:
-            self.handler.wfile.write(self._head(response.status, headers, None))
-            self._release(response, connection, ip, instance.port)
+            try:
+                self.handler.write(self._head(response.status, headers, None))
+            finally:
+                self._release(exchange, bodiless=True)
             return
-        length = response.getheader("Content-Length")
-        size = int(length) if length is not None and length.isdigit() else None
-        frame = _as_is if size is not None else _chunk
+        # Framed as http.client reads it (chunked wins over a Content-Length beside it).
+        size = None if response.chunked or response.length is None else len(first) + response.length
+        close_delimited = size is None and self.handler.request_version == "HTTP/1.0"
+        if close_delimited:
+            self.handler.close_connection = True
+        frame = chunk if size is None and not close_delimited else _as_is
+        sent = len(first)
         complete = False
         try:
             # Once the answer streams, each read may wait as long as one try may.
-            assert connection.sock is not None
-            connection.sock.settimeout(self.outbound.settings.timeout_seconds)
-            # The head goes out with the first part of the body: one write for a short answer.
-            chunk = response.read1(CHUNK)
-            head = self._head(response.status, headers, size, chunked=size is None)
-            self.handler.wfile.write(head + frame(chunk) if chunk else head)
-            while chunk:
-                chunk = response.read1(CHUNK)
-                if chunk:
-                    self.handler.wfile.write(frame(chunk))
-            if size is None:
-                self.handler.wfile.write(b"0\r\n\r\n")
-            complete = True
+            exchange.sock.settimeout(self.outbound.settings.timeout_seconds)
+            part = first or response.read1(CHUNK)
+            head = self._head(response.status, headers, size, chunked=frame is chunk)
+            self.handler.write(head + frame(part) if part else head)
+            sent = len(part)
+            while part:
+                part = response.read1(CHUNK)
+                if part:
+                    self.handler.write(frame(part))
+                    sent += len(part)
+            complete = _complete(response) and (size is None or sent == size)
+            if not complete:
+                raise http.client.IncompleteRead(b"", None if size is None else size - sent)
+            if frame is chunk:
+                self.handler.write(b"0\r\n\r\n")
         except (OSError, http.client.HTTPException) as exc:
             # Too late for an error answer: cut the app's connection so it sees the body end
             # early rather than a short body that looks whole.
-            self._log_failure(
-                instance, "upstream_unreachable", f"failed while sending: {_reason(exc)}"
-            )
+            self._log_failure(instance, "upstream_unreachable", f"answer cut short: {_reason(exc)}")
             self.handler.close_connection = True
         finally:
             if complete:
-                self._release(response, connection, ip, instance.port)
+                self._release(exchange)
             else:
-                connection.close()
+                exchange.connection.close()
 
     def _head(
         self, status: int, headers: Headers, length: int | None, chunked: bool = False
@@ -558,21 +606,18 @@ class _Call:
             lines.append("Connection: close")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
 
-    def _release(
-        self,
-        response: http.client.HTTPResponse,
-        connection: http.client.HTTPConnection,
-        ip: str,
-        port: int,
-    ) -> None:
+    def _release(self, exchange: _Exchange, bodiless: bool = False) -> None:
         """Back to the pool, once its answer was read to the end (``read1`` leaves a finished
-        answer open, so it is closed here) and the upstream keeps the connection alive."""
-        keep = not response.will_close
+        answer open, so it is closed here) and the upstream keeps the connection alive. The
+        answer to a HEAD, a 204 or a 304 has no body, whatever its headers announce."""
+        response = exchange.response
+        finished = bodiless or _complete(response)
+        keep = exchange.reusable and not response.will_close and finished
         response.close()
-        if keep:
-            self.outbound.pool.put(ip, port, connection)
+        if keep and exchange.connection.sock is not None:
+            self.outbound.pool.put(exchange.ip, exchange.port, exchange.connection)
         else:
-            connection.close()
+            exchange.connection.close()
 
     def _log_failure(self, instance: Instance, code: str, reason: str) -> None:
         self.outbound.log.warning(
@@ -594,6 +639,24 @@ class _Call:
             )
 
 
+def _complete(response: http.client.HTTPResponse) -> bool:
+    """Whether the answer's body was read to its announced end (a close-delimited one ends
+    where the upstream closed)."""
+    if response.chunked:
+        return response.isclosed()  # http.client closes it after the last chunk
+    return response.length is None or response.length == 0
+
+
+def _late(plan: Plan) -> UpstreamTimeout:
+    return UpstreamTimeout(f"{plan.call.service} {plan.call.version} did not answer in time")
+
+
+def _unreachable(plan: Plan) -> UpstreamUnreachable:
+    return UpstreamUnreachable(
+        f"no instance of {plan.call.service} {plan.call.version} could be reached"
+    )
+
+
 def _incoming_headers(handler: BaseHTTPRequestHandler) -> dict[str, str]:
     """The app's headers, repeated ones joined as RFC 9110 allows (cookies with "; ")."""
     headers: dict[str, str] = {}
@@ -606,40 +669,8 @@ def _incoming_headers(handler: BaseHTTPRequestHandler) -> dict[str, str]:
     return headers
 
 
-def _exactly(stream: BufferedIOBase, length: int) -> Iterator[bytes]:
-    left = length
-    while left > 0:
-        chunk = stream.read(min(CHUNK, left))
-        if not chunk:
-            raise BadRequest("the request body ended before its Content-Length")
-        left -= len(chunk)
-        yield chunk
-
-
-def _chunks(stream: BufferedIOBase) -> Iterator[bytes]:
-    """A chunked request body, decoded (trailers read and dropped)."""
-    while True:
-        line = stream.readline(1024)
-        size_text = line.split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise BadRequest("the request's chunked encoding is malformed") from None
-        if size == 0:
-            while stream.readline(1024) not in (b"\r\n", b"\n", b""):
-                pass
-            return
-        yield from _exactly(stream, size)
-        if stream.readline(8) not in (b"\r\n", b"\n"):
-            raise BadRequest("the request's chunked encoding is malformed")
-
-
-def _as_is(chunk: bytes) -> bytes:
-    return chunk
-
-
-def _chunk(chunk: bytes) -> bytes:
-    return b"%x\r\n%s\r\n" % (len(chunk), chunk)
+def _as_is(data: bytes) -> bytes:
+    return data
 
 
 def _phrase(status: int) -> str:
@@ -647,12 +678,6 @@ def _phrase(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return ""
-
-
-def _prepend(head: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
-    if head:
-        yield head
-    yield from rest
 
 
 def _reason(exc: BaseException) -> str:

@@ -4,6 +4,8 @@ served stale for a bounded time when the registry is away, forgotten when unused
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -132,14 +134,17 @@ def test_while_the_registry_is_away_the_last_view_serves_until_the_stale_bound(
     assert sum("answers again" in m for m in messages) == 1
 
 
-def test_a_first_read_that_fails_is_a_503_and_is_tried_again_next_call(
-    catalog: Catalog, registry: Registry
+def test_a_first_read_that_fails_is_a_503_remembered_for_a_second_then_tried_again(
+    catalog: Catalog, registry: Registry, clock: FakeClock
 ) -> None:
     registry.down = True
-    with pytest.raises(RegistryUnavailable):
-        catalog.view("inventory")
+    for _ in range(5):
+        with pytest.raises(RegistryUnavailable):
+            catalog.view("inventory")
+    assert len(registry.asked) == 1  # a queue of callers does not repeat a failed read
 
     registry.down = False
+    clock.now += 1.1
     assert ports(catalog) == [8080]
 
 
@@ -159,6 +164,7 @@ def test_services_not_called_for_a_while_are_forgotten_and_the_count_is_bounded(
 ) -> None:
     catalog = Catalog(registry.fetch, clock=clock, max_services=3, forget_after=600)
     for name in ("a", "b", "c", "d"):
+        registry.documents[name] = document(8080, service=name)
         catalog.view(name)
     assert catalog.services() == ["b", "c", "d"]
 
@@ -169,6 +175,84 @@ def test_services_not_called_for_a_while_are_forgotten_and_the_count_is_bounded(
     catalog.refresh()
 
     assert catalog.services() == ["d"]
+
+
+def test_concurrent_first_calls_share_one_read() -> None:
+    registry = Registry()
+    release = threading.Event()
+
+    def slow(service: str, tag: str | None) -> ViewAnswer:
+        release.wait(5)
+        return registry.fetch(service, tag)
+
+    catalog = Catalog(slow)
+    callers = [threading.Thread(target=catalog.view, args=("inventory",)) for _ in range(8)]
+    for caller in callers:
+        caller.start()
+    time.sleep(0.1)
+    release.set()
+    for caller in callers:
+        caller.join(5)
+
+    assert registry.asked == [("inventory", None)]
+
+
+def test_a_slow_service_does_not_hold_back_the_refresh_of_the_others(registry: Registry) -> None:
+    stuck = threading.Event()
+    clock = FakeClock(1000.0)
+
+    def fetch(service: str, tag: str | None) -> ViewAnswer:
+        if service == "slow" and tag is not None:
+            stuck.wait(5)
+        return registry.fetch(service, tag)
+
+    catalog = Catalog(fetch, clock=clock)
+    for name in ("slow", "fast"):
+        registry.documents[name] = document(8080, service=name)
+        catalog.view(name)
+    refresher = threading.Thread(target=catalog.refresh)
+    refresher.start()
+    deadline = time.monotonic() + 5
+    while ("fast", etag(registry.documents["fast"])) not in registry.asked:
+        assert time.monotonic() < deadline, "fast was never refreshed while slow was stuck"
+        time.sleep(0.01)
+    stuck.set()
+    refresher.join(5)
+
+
+def test_no_answer_however_odd_stops_the_refresh(registry: Registry, clock: FakeClock) -> None:
+    def fetch(service: str, tag: str | None) -> ViewAnswer:
+        if service == "odd" and tag is not None:
+            raise OverflowError("cannot convert float infinity to integer")
+        return registry.fetch(service, tag)
+
+    catalog = Catalog(fetch, clock=clock)
+    for name in ("odd", "fine"):
+        registry.documents[name] = document(8080, service=name)
+        catalog.view(name)
+    registry.documents["fine"] = document(8080, 8081, service="fine")
+
+    catalog.refresh()
+
+    assert ports(catalog, "fine") == [8080, 8081]
+    assert ports(catalog, "odd") == [8080]
+
+
+def test_made_up_names_stay_out_of_the_services_kept_and_of_the_refresh(
+    catalog: Catalog, registry: Registry, clock: FakeClock
+) -> None:
+    ports(catalog)
+    for n in range(300):
+        assert catalog.view(f"nobody-{n}").instances == ()
+    catalog.view("nobody-1")
+    asked = len(registry.asked)
+    catalog.refresh()
+
+    assert catalog.services() == ["inventory"]
+    assert len(registry.asked) == asked + 1  # only inventory is refreshed
+    clock.now += 5.1
+    catalog.view("nobody-1")
+    assert registry.asked[-1] == ("nobody-1", None)
 
 
 def test_an_unknown_service_is_an_empty_view() -> None:
@@ -195,6 +279,14 @@ def test_an_unknown_service_is_an_empty_view() -> None:
             "instances": [{**document(1)["instances"][0], "status": "MAYBE"}],
             "policy": None,
         },
+        {"service": "inventory", "instances": [{**document(1)["instances"][0], "port": 70000}]},
+        {**document(), "policy": {"strategy": "nope"}},
+        {**document(), "policy": {"retries": {"max_attempts": "5"}}},
+        {**document(), "policy": {"timeouts": {"total_seconds": "10"}}},
+        {**document(), "policy": {"panic_threshold_percent": 1e400}},
+        {**document(), "policy": {"aliases": {"live": {"split": {"v1": 1e400}}}}},
+        {**document(), "policy": {"aliases": {"live": {"split": {"v1": 0}}}}},
+        {**document(), "policy": {"outlier_detection": {"base_ejection_seconds": float("nan")}}},
     ],
 )
 def test_a_malformed_view_is_a_value_error(broken: Any) -> None:

@@ -1,0 +1,104 @@
+"""Where a message from the app ends: HTTP/1.1 body framing, read strictly.
+
+The outbound port relays the app's requests on keep-alive connections, so any disagreement
+about where a body ends would let body bytes be read as the next request (request
+smuggling). So: ``Content-Length`` must be one run of digits, given once (or repeated with the
+same value); ``Transfer-Encoding`` may only be ``chunked``, never beside ``Content-Length``;
+chunk sizes are hex digits only, on lines of bounded length. Anything else is refused, and the
+connection is closed after the answer.
+
+A body that cannot be read (the app hung up, stalled, or broke the framing) raises
+``AppBodyFailed``: the app's fault, never counted against an upstream instance.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from email.message import Message
+from io import BufferedIOBase
+
+from lambdamesh_routing.errors import BadRequest, LambdaMeshError
+
+CHUNK = 64 * 1024
+MAX_LINE = 4096  # a chunk-size line (with extensions) or a trailer line
+MAX_TRAILERS = 100
+_LENGTH = re.compile(r"[0-9]{1,18}")
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
+
+
+class AppBodyFailed(BadRequest):
+    """The app's request body ended early, stalled or broke its framing."""
+
+
+class UnsupportedEncoding(LambdaMeshError):
+    status = 501
+    code = "unsupported_transfer_encoding"
+
+
+def body_reader(headers: Message, stream: BufferedIOBase) -> Iterator[bytes] | None:
+    """The request body's parts, or None when the request has none."""
+    codings = [v.strip().lower() for v in headers.get_all("Transfer-Encoding") or []]
+    lengths = {v.strip() for v in headers.get_all("Content-Length") or []}
+    if codings:
+        if lengths:
+            raise BadRequest("a request may not carry both Content-Length and Transfer-Encoding")
+        if codings != ["chunked"]:
+            raise UnsupportedEncoding("the outbound port takes Transfer-Encoding: chunked only")
+        return _chunks(stream)
+    if not lengths:
+        return None
+    if len(lengths) > 1 or not _LENGTH.fullmatch(next(iter(lengths))):
+        raise BadRequest("Content-Length must be given once, as a number")
+    return exactly(stream, int(next(iter(lengths))))
+
+
+def exactly(stream: BufferedIOBase, length: int) -> Iterator[bytes]:
+    left = length
+    while left > 0:
+        chunk = _read(stream, min(CHUNK, left))
+        if not chunk:
+            raise AppBodyFailed("the request body ended before its Content-Length")
+        left -= len(chunk)
+        yield chunk
+
+
+def _chunks(stream: BufferedIOBase) -> Iterator[bytes]:
+    """A chunked request body, decoded; trailers are read and dropped."""
+    while True:
+        size_text = _line(stream).split(b";", 1)[0].strip()
+        if not _CHUNK_SIZE.fullmatch(size_text):
+            raise AppBodyFailed("the request's chunked encoding is malformed")
+        size = int(size_text, 16)
+        if size == 0:
+            break
+        yield from exactly(stream, size)
+        if _line(stream) != b"":
+            raise AppBodyFailed("the request's chunked encoding is malformed")
+    for _ in range(MAX_TRAILERS):
+        if _line(stream) == b"":
+            return
+    raise AppBodyFailed("the request has too many trailer lines")
+
+
+def _line(stream: BufferedIOBase) -> bytes:
+    """One CRLF- (or LF-) ended line, without its ending."""
+    try:
+        line = stream.readline(MAX_LINE + 1)
+    except OSError as exc:
+        raise AppBodyFailed(f"the request body could not be read: {exc}") from None
+    if not line.endswith(b"\n") or len(line) > MAX_LINE:
+        raise AppBodyFailed("the request's chunked encoding is malformed or cut short")
+    return line.rstrip(b"\r\n")
+
+
+def _read(stream: BufferedIOBase, size: int) -> bytes:
+    try:
+        return stream.read1(size)
+    except OSError as exc:
+        raise AppBodyFailed(f"the request body could not be read: {exc}") from None
+
+
+def chunk(data: bytes) -> bytes:
+    """``data`` as one chunk of a chunked body."""
+    return b"%x\r\n%s\r\n" % (len(data), data)

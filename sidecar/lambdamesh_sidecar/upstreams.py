@@ -1,0 +1,82 @@
+"""Connections from the outbound port to instances: kept alive per address, briefly.
+
+An idle connection is kept for at most ``IDLE_SECONDS``, below the keep-alive timeouts of
+common servers (gunicorn's is 2 s, Node's 5 s), so it is rarely reused at the moment its
+upstream closes it; one found closed, or with unasked-for bytes waiting, is dropped.
+"""
+
+from __future__ import annotations
+
+import http.client
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+IDLE_PER_UPSTREAM = 16
+IDLE_SECONDS = 1.5
+
+_Idle = tuple[http.client.HTTPConnection, float]
+
+
+class UpstreamPool:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._idle: dict[tuple[str, int], list[_Idle]] = {}
+        self._lock = threading.Lock()
+
+    def get(
+        self, ip: str, port: int, timeout: float, fresh: bool = False
+    ) -> tuple[http.client.HTTPConnection, bool]:
+        """An idle connection (unless ``fresh``) or a new one, and whether it was reused;
+        ``OSError`` when connecting fails."""
+        while not fresh:
+            connection = self._take(ip, port)
+            if connection is None:
+                break
+            if not _dropped(connection):
+                return connection, True
+            connection.close()
+        connection = http.client.HTTPConnection(ip, port, timeout=timeout)
+        connection.connect()
+        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return connection, False
+
+    def _take(self, ip: str, port: int) -> http.client.HTTPConnection | None:
+        now = self._clock()
+        with self._lock:
+            idle = self._idle.get((ip, port))
+            while idle:
+                connection, since = idle.pop()
+                if now - since < IDLE_SECONDS:
+                    return connection
+                connection.close()
+        return None
+
+    def put(self, ip: str, port: int, connection: http.client.HTTPConnection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault((ip, port), [])
+            if len(idle) < IDLE_PER_UPSTREAM:
+                idle.append((connection, self._clock()))
+                return
+        connection.close()
+
+    def close(self) -> None:
+        with self._lock:
+            connections = [c for idle in self._idle.values() for c, _ in idle]
+            self._idle.clear()
+        for connection in connections:
+            connection.close()
+
+
+def _dropped(connection: http.client.HTTPConnection) -> bool:
+    """An idle connection the upstream closed (or sent something unasked on) is readable."""
+    sock = connection.sock
+    if sock is None:
+        return True
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)

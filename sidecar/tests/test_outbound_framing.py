@@ -1,0 +1,352 @@
+"""The outbound port where HTTP framing is hostile or odd, byte for byte: upstreams scripted on
+raw sockets, the app played on a raw socket. Each case once let one message's bytes be read as
+another's, crashed a call, or blamed an upstream for the app's fault."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from lambdamesh_routing.hosts import HostPolicy
+from lambdamesh_routing.instances import Instance, ServiceView
+from lambdamesh_routing.router import Router
+from lambdamesh_sidecar.outbound import Outbound, OutboundServer, OutboundSettings
+
+Script = Callable[["RawUpstream", socket.socket], None]
+
+
+class RawUpstream:
+    """Runs ``script`` on every connection it accepts; records request lines."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._run, args=(conn,), daemon=True).start()
+
+    def _run(self, conn: socket.socket) -> None:
+        try:
+            self.script(self, conn)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def head(self, conn: socket.socket, buffer: bytearray) -> bytes | None:
+        """The next request's head (its body, if any, is left in ``buffer``)."""
+        while b"\r\n\r\n" not in buffer:
+            data = conn.recv(65536)
+            if not data:
+                return None
+            buffer += data
+        head, _, rest = bytes(buffer).partition(b"\r\n\r\n")
+        buffer[:] = rest
+        self.requests.append(head.split(b"\r\n")[0])
+        return head
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def serve(answers: Callable[[bytes], bytes]) -> Script:
+    """A keep-alive upstream answering each request head with ``answers(head)``."""
+
+    def script(upstream: RawUpstream, conn: socket.socket) -> None:
+        buffer = bytearray()
+        while (head := upstream.head(conn, buffer)) is not None:
+            conn.sendall(answers(head))
+
+    return script
+
+
+def ok(head: bytes) -> bytes:
+    path = head.split(b" ")[1]
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(path), path)
+
+
+class Views:
+    def __init__(self) -> None:
+        self.current = ServiceView(())
+
+    def view(self, service: str) -> ServiceView:
+        return self.current
+
+
+@pytest.fixture
+def port() -> Iterator[Callable[..., OutboundServer]]:
+    servers: list[OutboundServer] = []
+    upstreams: list[RawUpstream] = []
+
+    def start(*scripts: Script, timeout: float = 3.0) -> OutboundServer:
+        views = Views()
+        started = [RawUpstream(s) for s in scripts]
+        upstreams.extend(started)
+        views.current = ServiceView(
+            tuple(
+                Instance(
+                    "inventory",
+                    f"i{n}",
+                    "v1",
+                    "127.0.0.1",
+                    u.port,
+                    1,
+                    None,
+                    {},
+                    "UP",
+                    30,
+                    2e9,
+                    0.0,
+                    0.0,
+                )
+                for n, u in enumerate(started)
+            )
+        )
+        outbound = Outbound(
+            views,
+            Router(sleep=lambda seconds: None),
+            HostPolicy(allow_loopback=True),
+            caller_address="10.0.1.7",
+            settings=OutboundSettings(timeout_seconds=timeout, connect_timeout_seconds=1.0),
+        )
+        server = outbound.serve(0)
+        server.upstreams = started  # type: ignore[attr-defined]
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+    for upstream in upstreams:
+        upstream.close()
+
+
+def exchange(server: OutboundServer, raw: bytes, wait: float = 1.0) -> bytes:
+    """Send ``raw`` on one app connection; everything answered until it closes or idles."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=wait) as sock:
+        sock.sendall(raw)
+        received = b""
+        try:
+            while data := sock.recv(65536):
+                received += data
+        except TimeoutError:
+            pass
+    return received
+
+
+def statuses(received: bytes) -> list[bytes]:
+    return [line for line in received.split(b"\r\n") if line.startswith(b"HTTP/1.1 ")]
+
+
+def upstream_of(server: OutboundServer) -> RawUpstream:
+    return server.upstreams[0]  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello",
+        b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+        b"HTTP/1.0 200 OK\r\n\r\nhello",
+    ],
+    ids=["connection-close", "http-1.0", "http-1.0-close-delimited"],
+)
+def test_an_upstream_that_closes_after_answering_is_relayed(
+    port: Callable[..., OutboundServer], answer: bytes
+) -> None:
+    def script(upstream: RawUpstream, conn: socket.socket) -> None:
+        if upstream.head(conn, bytearray()) is not None:
+            conn.sendall(answer)
+
+    server = port(script)
+
+    received = exchange(server, b"GET /inventory/v1/x HTTP/1.1\r\nHost: x\r\n\r\n")
+
+    assert statuses(received) == [b"HTTP/1.1 200 OK"]
+    assert received.endswith(b"hello") or received.endswith(b"5\r\nhello\r\n0\r\n\r\n")
+
+
+def test_an_interim_answer_is_passed_over_and_never_crosses_calls(
+    port: Callable[..., OutboundServer],
+) -> None:
+    def answers(head: bytes) -> bytes:
+        return b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n" + ok(head)
+
+    server = port(serve(answers))
+
+    first = exchange(server, b"GET /inventory/v1/alice HTTP/1.1\r\nHost: x\r\n\r\n")
+    second = exchange(server, b"GET /inventory/v1/bob HTTP/1.1\r\nHost: x\r\n\r\n")
+
+    assert statuses(first) == [b"HTTP/1.1 200 OK"] and first.endswith(b"/alice")
+    assert statuses(second) == [b"HTTP/1.1 200 OK"] and second.endswith(b"/bob")
+
+
+def test_an_answer_framed_two_ways_reaches_the_app_framed_one_way(
+    port: Callable[..., OutboundServer],
+) -> None:
+    smuggled = b"realHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nFORGED"
+
+    def answers(head: bytes) -> bytes:
+        if b"/first" in head:
+            return (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + b"%x\r\n%s\r\n0\r\n\r\n" % (len(smuggled), smuggled)
+            )
+        return ok(head)
+
+    server = port(serve(answers))
+
+    received = exchange(
+        server,
+        b"GET /inventory/v1/first HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /inventory/v1/second HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+
+    assert statuses(received) == [b"HTTP/1.1 200 OK", b"HTTP/1.1 200 OK"]
+    first, second = received.split(b"HTTP/1.1 200 OK\r\nX-Request-Id")[1:]
+    head = first.split(b"\r\n\r\n")[0]
+    assert b"Content-Length" not in head and b"Transfer-Encoding: chunked" in head
+    assert second.endswith(b"/second")
+
+
+SMUGGLED = b"DELETE /inventory/v1/everything HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"POST /Inventory!/v1/x HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(SMUGGLED), 400),
+        (b"POST /inventory/v1/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+        (b"POST /inventory/v1/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n", 400),
+        (b"POST /inventory/v1/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0x3\r\n", 400),
+        (b"POST /inventory/v1/x HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+        (b"POST /inventory/v1/x HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 55\r\n\r\n", 400),
+        (b"POST /inventory/v1/x HTTP/1.1\r\nContent-Length: \xc2\xb2\r\n\r\n", 400),
+        (
+            b"POST /inventory/v1/x HTTP/1.1\r\nContent-Length: 3\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n",
+            400,
+        ),
+    ],
+    ids=[
+        "invalid-name",
+        "bad-chunk-size",
+        "negative-chunk",
+        "hex-prefix-chunk",
+        "gzip-coding",
+        "two-lengths",
+        "superscript-length",
+        "length-and-chunked",
+    ],
+)
+def test_a_request_whose_body_cannot_be_framed_is_refused_and_its_connection_closed(
+    port: Callable[..., OutboundServer], request_bytes: bytes, status: int
+) -> None:
+    server = port(serve(ok))
+
+    received = exchange(server, request_bytes + SMUGGLED)
+
+    assert statuses(received) == [b"HTTP/1.1 %d %s" % (status, _phrase(status))]
+    assert b"Connection: close" in received
+    assert b'"code": ' in received
+    assert upstream_of(server).requests == []
+
+
+def _phrase(status: int) -> bytes:
+    return {400: b"Bad Request", 501: b"Not Implemented"}[status]
+
+
+def test_a_target_with_spaces_controls_or_non_ascii_is_quoted_not_refused(
+    port: Callable[..., OutboundServer],
+) -> None:
+    server = port(serve(ok))
+
+    received = exchange(
+        server, b"GET /inventory/v1/caf\xc3\xa9/\x01x?q=\xc3\xa9#frag HTTP/1.1\r\n\r\n"
+    )
+
+    assert statuses(received) == [b"HTTP/1.1 200 OK"]
+    assert upstream_of(server).requests == [b"GET /caf%C3%A9/%01x?q=%C3%A9 HTTP/1.1"]
+
+
+def test_an_answer_cut_short_is_never_passed_on_as_whole(
+    port: Callable[..., OutboundServer],
+) -> None:
+    def script(upstream: RawUpstream, conn: socket.socket) -> None:
+        if upstream.head(conn, bytearray()) is not None:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n0123456789")
+
+    server = port(script)
+    started = time.monotonic()
+
+    received = exchange(server, b"GET /inventory/v1/x HTTP/1.1\r\nHost: x\r\n\r\n", wait=5)
+
+    assert received.endswith(b"0123456789")  # the app's connection ended early: not complete
+    assert time.monotonic() - started < 2
+
+
+def test_an_app_that_stops_sending_its_body_costs_the_upstream_nothing(
+    port: Callable[..., OutboundServer],
+) -> None:
+    def script(upstream: RawUpstream, conn: socket.socket) -> None:
+        buffer = bytearray()
+        upstream.head(conn, buffer)
+        while conn.recv(65536):
+            pass
+
+    server = port(script)
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(
+                b"PUT /inventory/v1/x HTTP/1.1\r\nContent-Length: 4000000\r\n\r\n"
+                + b"x" * 1_200_000
+            )
+            time.sleep(0.05)
+
+    time.sleep(0.3)
+    outbound = server.outbound
+    instance = outbound.views.view("inventory").instances[0]
+    assert not outbound.router.outliers.is_ejected(instance)
+
+
+def test_an_http_1_0_app_gets_a_close_delimited_body_not_chunks(
+    port: Callable[..., OutboundServer],
+) -> None:
+    def answers(head: bytes) -> bytes:
+        return b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+
+    server = port(serve(answers))
+
+    received = exchange(server, b"GET /inventory/v1/x HTTP/1.0\r\n\r\n")
+
+    assert received.endswith(b"\r\n\r\nhello")
+    assert b"Transfer-Encoding" not in received
+
+
+def test_what_the_standard_library_refuses_is_answered_in_the_json_envelope(
+    port: Callable[..., OutboundServer],
+) -> None:
+    server = port(serve(ok))
+
+    unknown = exchange(server, b"PROPFIND /inventory/v1/x HTTP/1.1\r\n\r\n")
+    garbled = exchange(server, b"GARBAGE\r\n\r\n")
+
+    assert statuses(unknown) == [b"HTTP/1.1 501 Not Implemented"]
+    assert b'"code": "method_not_implemented"' in unknown
+    assert b'"code": "bad_request"' in garbled
