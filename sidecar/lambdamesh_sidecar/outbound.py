@@ -256,6 +256,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.body_read = False
         try:
             _Call(self, self.server.outbound, rid).run()
+            if not self.body_read:
+                self.close_connection = True  # answered before the body was all read
         except LambdaMeshError as error:
             if not self.body_read:
                 self.close_connection = True
@@ -486,23 +488,20 @@ class _Call:
         sock = connection.sock
         assert sock is not None
         sock.settimeout(max(0.001, plan.try_deadline() - self.outbound.router.clock()))
-        connection.putrequest(self.method, target, skip_host=True, skip_accept_encoding=True)
-        connection.putheader("Host", host_header(instance.host, instance.port))
-        for name, value in headers.items():
-            connection.putheader(name, value)
-        if body.rest is None:
-            if body.data or self.method in ("POST", "PUT", "PATCH"):
-                connection.putheader("Content-Length", str(len(body.data)))
-            connection.endheaders(body.data or None)
+        early = False
+        try:
+            self._write_request(instance, connection, target, headers, body)
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            # An upstream may answer (a 413, say) and close before reading the whole body:
+            # that answer, if it arrived, is the one to relay.
+            early = True
+            try:
+                response = connection.getresponse()
+            except (OSError, http.client.HTTPException):
+                raise exc from None
         else:
-            connection.putheader("Transfer-Encoding", "chunked")
-            connection.endheaders()
-            connection.send(chunk(body.data))
-            for part in body.rest:
-                connection.send(chunk(part))
-            connection.send(b"0\r\n\r\n")
-        response = connection.getresponse()
-        exchange = _Exchange(ip, instance.port, connection, sock, response)
+            response = connection.getresponse()
+        exchange = _Exchange(ip, instance.port, connection, sock, response, reusable=not early)
         # http.client passes over 100 Continue only: other interim answers (103 Early Hints)
         # are dropped here, and the connection, whose state http.client lost, not reused.
         while 102 <= exchange.response.status < 200:
@@ -519,6 +518,30 @@ class _Call:
         ):
             exchange.reusable = False  # framed two ways: trust neither for the next answer
         return exchange
+
+    def _write_request(
+        self,
+        instance: Instance,
+        connection: http.client.HTTPConnection,
+        target: str,
+        headers: dict[str, str],
+        body: _Body,
+    ) -> None:
+        connection.putrequest(self.method, target, skip_host=True, skip_accept_encoding=True)
+        connection.putheader("Host", host_header(instance.host, instance.port))
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        if body.rest is None:
+            if body.data or self.method in ("POST", "PUT", "PATCH"):
+                connection.putheader("Content-Length", str(len(body.data)))
+            connection.endheaders(body.data or None)
+            return
+        connection.putheader("Transfer-Encoding", "chunked")
+        connection.endheaders()
+        connection.send(chunk(body.data))
+        for part in body.rest:
+            connection.send(chunk(part))
+        connection.send(b"0\r\n\r\n")
 
     def _read_upto(self, exchange: _Exchange, limit: int) -> tuple[bytes, bool]:
         """Up to ``limit`` bytes of the answer, and whether that was all of it."""

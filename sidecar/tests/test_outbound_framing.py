@@ -4,6 +4,7 @@ another's, crashed a call, or blamed an upstream for the app's fault."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -350,3 +351,45 @@ def test_what_the_standard_library_refuses_is_answered_in_the_json_envelope(
     assert statuses(unknown) == [b"HTTP/1.1 501 Not Implemented"]
     assert b'"code": "method_not_implemented"' in unknown
     assert b'"code": "bad_request"' in garbled
+
+
+def test_an_upstream_that_answers_before_reading_the_body_is_relayed(
+    port: Callable[..., OutboundServer],
+) -> None:
+    def script(upstream: RawUpstream, conn: socket.socket) -> None:
+        if upstream.head(conn, bytearray()) is not None:
+            conn.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\n\r\ntoo big!")
+            conn.shutdown(socket.SHUT_WR)
+            time.sleep(0.2)
+
+    server = port(script)
+    body = b"x" * 3_000_000
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"PUT /inventory/v1/x HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(body))
+        with contextlib.suppress(OSError):  # the sidecar may stop reading once answered
+            sock.sendall(body)
+        received = b""
+        while data := sock.recv(65536):
+            received += data
+
+    assert [s[:12] for s in statuses(received)] == [b"HTTP/1.1 413"]
+    assert received.endswith(b"too big!")
+
+
+def test_a_kept_alive_connection_the_upstream_dropped_costs_a_get_nothing(
+    port: Callable[..., OutboundServer],
+) -> None:
+    def one_answer_a_connection(upstream: RawUpstream, conn: socket.socket) -> None:
+        buffer = bytearray()
+        if (head := upstream.head(conn, buffer)) is not None:
+            conn.sendall(ok(head))
+        upstream.head(conn, buffer)  # a second request on it: dropped unanswered
+
+    server = port(one_answer_a_connection)
+
+    answers = [exchange(server, b"GET /inventory/v1/n HTTP/1.1\r\n\r\n", 0.5) for _ in range(4)]
+
+    assert [statuses(a) for a in answers] == [[b"HTTP/1.1 200 OK"]] * 4
+    instance = server.outbound.views.view("inventory").instances[0]
+    assert not server.outbound.router.outliers.is_ejected(instance)
