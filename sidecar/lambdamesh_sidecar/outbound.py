@@ -386,9 +386,7 @@ class _Call:
             self._send_held(held)
             return
         if plan.late and not plan.sent:
-            error = UpstreamTimeout(
-                f"{plan.call.service} {plan.call.version} did not answer in time"
-            )
+            error = _late(plan)
         raise error
 
     def _try(
@@ -413,9 +411,7 @@ class _Call:
         except TimeoutError:
             self._log_failure(instance, "upstream_timeout", "no answer in time")
             self._log_ejection(instance, plan.timed_out(instance))
-            return UpstreamTimeout(
-                f"{plan.call.service} {plan.call.version} did not answer in time"
-            )
+            return _late(plan)
         except (OSError, http.client.HTTPException) as exc:
             self._log_failure(instance, "upstream_unreachable", _reason(exc))
             self._log_ejection(instance, plan.reset(instance))
@@ -573,10 +569,8 @@ class _Call:
         if plan.policy.rewrite_redirects and 300 <= response.status < 400:
             rewrite_redirect(headers, prefix, instance.host, instance.port)
         if self.method == "HEAD" or response.status in _NO_BODY_STATUSES:
-            try:
-                self.handler.write(self._head(response.status, headers, None))
-            finally:
-                self._release(exchange, bodiless=True)
+            self._release(exchange, bodiless=True)  # back in the pool before the app reads on
+            self.handler.write(self._head(response.status, headers, None))
             return
         # Framed as http.client reads it (chunked wins over a Content-Length beside it).
         size = None if response.chunked or response.length is None else len(first) + response.length
@@ -584,34 +578,34 @@ class _Call:
         if close_delimited:
             self.handler.close_connection = True
         frame = chunk if size is None and not close_delimited else _as_is
-        sent = len(first)
-        complete = False
+        released = False
         try:
             # Once the answer streams, each read may wait as long as one try may.
             exchange.sock.settimeout(self.outbound.settings.timeout_seconds)
             part = first or response.read1(CHUNK)
-            head = self._head(response.status, headers, size, chunked=frame is chunk)
-            self.handler.write(head + frame(part) if part else head)
-            sent = len(part)
-            while part:
-                part = response.read1(CHUNK)
-                if part:
-                    self.handler.write(frame(part))
-                    sent += len(part)
-            complete = _complete(response) and (size is None or sent == size)
-            if not complete:
+            pending = self._head(response.status, headers, size, chunked=frame is chunk)
+            sent = 0
+            # Each part is written once the next read is known, so that the connection to the
+            # upstream is back in the pool before the app sees the end of its answer.
+            while part and not (size is not None and sent + len(part) >= size):
+                self.handler.write(pending + frame(part))
+                sent += len(part)
+                pending, part = b"", response.read1(CHUNK)
+            sent += len(part)
+            if not _complete(response) or (size is not None and sent != size):
+                self.handler.write(pending + frame(part) if part else pending)
                 raise http.client.IncompleteRead(b"", None if size is None else size - sent)
-            if frame is chunk:
-                self.handler.write(b"0\r\n\r\n")
+            self._release(exchange)
+            released = True
+            ending = b"0\r\n\r\n" if frame is chunk else b""
+            self.handler.write(pending + (frame(part) if part else b"") + ending)
         except (OSError, http.client.HTTPException) as exc:
             # Too late for an error answer: cut the app's connection so it sees the body end
             # early rather than a short body that looks whole.
             self._log_failure(instance, "upstream_unreachable", f"answer cut short: {_reason(exc)}")
             self.handler.close_connection = True
         finally:
-            if complete:
-                self._release(exchange)
-            else:
+            if not released:
                 exchange.connection.close()
 
     def _head(
