@@ -241,3 +241,25 @@ def test_installed_packages_are_the_sidecar_and_its_routing_with_their_bytecode(
         assert modules == compiled, name
     shebang = (image_root / "bin" / "lambdamesh-sidecar").read_text().splitlines()[0]
     assert shebang == f"#!{image_root / 'bin' / 'python'}"
+
+
+def test_the_installed_outbound_port_loads_its_routing_from_the_image_alone(
+    image_root: Path,
+) -> None:
+    """The outbound port's modules, and the routing they share with the gateway, import in an
+    isolated interpreter from what the image installed, not from this checkout."""
+    probe = (
+        "import lambdamesh_sidecar.outbound as o, lambdamesh_routing.router as r; "
+        "print(o.__file__); print(r.__file__)"
+    )
+    result = subprocess.run(
+        [str(image_root / "bin" / "python"), "-I", "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={"PATH": str(image_root / "bin")},
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert all(line.startswith(str(image_root)) for line in result.stdout.splitlines())
