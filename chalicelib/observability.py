@@ -15,13 +15,20 @@ NAMESPACE = "LambdaMesh"
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
+# Answers that come by the thousand and say nothing new: sidecars polling a routing view
+# (each outbound port, every few seconds, per service it calls). Their line is logged at DEBUG;
+# their metrics are kept, so polls are still counted.
+QUIET_ROUTE = "/registry/services/{service}/routing"
+QUIET_STATUSES = frozenset({200, 304})
+
 
 def record_request(
     request_id: str, method: str, route: str, status: int, body: Any, started: float
 ) -> None:
     """One structured log line and the request's metrics, flushed as EMF at once."""
     error = body.get("error", {}).get("code") if isinstance(body, dict) else None
-    logger.info(
+    quiet = route == QUIET_ROUTE and status in QUIET_STATUSES
+    (logger.debug if quiet else logger.info)(
         "request",
         extra={
             "request_id": request_id,

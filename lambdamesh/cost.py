@@ -35,7 +35,8 @@ ASSUMPTIONS = (
     "the sidecar outbound port polls GET /registry/services/{service}/routing for each "
     "called service every --refresh-seconds: polls = sidecars x called services x seconds / "
     "refresh. A 304 still invokes the Lambda (and API Gateway on the rest lane) and writes "
-    "its log lines: If-None-Match saves response bytes, not invocations. Polls read the "
+    "--poll-log-bytes of logs (its EMF record and Lambda's own lines; the request line is at "
+    "DEBUG): If-None-Match saves response bytes, not invocations. Polls read the "
     "same cached view as routed requests, so their DynamoDB reads are folded into the list "
     "reads above",
     "east-west calls through the outbound port go task to task in the VPC and cost nothing "
@@ -84,6 +85,9 @@ class CostInputs:
     called_services: int = 1
     refresh_seconds: float = 5.0
     poll_ms: float = 15.0
+    # A poll's CloudWatch Logs: its EMF record (about 200 B) and Lambda's START/END/REPORT
+    # lines (about 350 B); its request line is logged at DEBUG.
+    poll_log_bytes: float = 550.0
     east_west_rps: float = 0.0
 
     def __post_init__(self) -> None:
@@ -106,6 +110,7 @@ def _problems(inputs: CostInputs) -> list[str]:
         ("availability-zones", inputs.availability_zones, 1, 6),
         ("secrets", inputs.secrets, 0, math.inf),
         ("log-bytes", inputs.log_bytes_per_invocation, 0, math.inf),
+        ("poll-log-bytes", inputs.poll_log_bytes, 0, math.inf),
         ("target-utilization", inputs.target_utilization, 0.2, 0.9),
         ("outbound-sidecars", inputs.outbound_sidecars, 0, math.inf),
         ("called-services", inputs.called_services, 1, math.inf),
@@ -361,7 +366,7 @@ def _polls(inputs: CostInputs, prices: PriceTable) -> list[Line]:
             )
         )
     gb_seconds = polls * inputs.poll_ms / 1000 * inputs.memory_mb / 1024
-    gigabytes = polls * inputs.log_bytes_per_invocation / GB
+    gigabytes = polls * inputs.poll_log_bytes / GB
     found += [
         Line(
             "Outbound polls: Lambda requests",
@@ -375,7 +380,7 @@ def _polls(inputs: CostInputs, prices: PriceTable) -> list[Line]:
         ),
         Line(
             "Outbound polls: CloudWatch Logs",
-            f"{gigabytes:,.2f} GB ({inputs.log_bytes_per_invocation:g} B a poll) at $0.50",
+            f"{gigabytes:,.2f} GB ({inputs.poll_log_bytes:g} B a poll) at $0.50",
             gigabytes * prices.logs_ingested_gb.amount,
         ),
     ]
@@ -642,6 +647,12 @@ _FLAGS: tuple[tuple[str, str, type, str], ...] = (
         "LAMBDAMESH_OUTBOUND_REFRESH_SECONDS, 1..300",
     ),
     ("--poll-ms", "poll_ms", float, "billed Lambda ms per routing-view poll (200 or 304)"),
+    (
+        "--poll-log-bytes",
+        "poll_log_bytes",
+        float,
+        "CloudWatch Logs bytes per poll (its request line is at DEBUG)",
+    ),
     (
         "--east-west-rps",
         "east_west_rps",

@@ -86,3 +86,34 @@ def test_a_routed_request_emits_its_metrics_by_upstream_service_and_version(
     assert route["Status2xx"] in ([1.0], 1.0)
     assert "UpstreamLatency" in route
     assert not any(name in route for name in ("Retries", "Ejections", "PanicEntries"))
+
+
+def test_a_sidecars_poll_is_counted_but_logged_only_at_debug(
+    client: Client,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from chalicelib.observability import logger
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    path = "/registry/services/orders/routing"
+    logger.setLevel("INFO")
+    try:
+        with caplog.at_level("INFO", logger="lambdamesh"):
+            capsys.readouterr()
+            read = client.http.get(path, headers=bearer(service_token("billing")))
+            tag = {k.lower(): v for k, v in read.headers.items()}["etag"]
+            unchanged = client.http.get(
+                path, headers={"If-None-Match": tag, **bearer(service_token("billing"))}
+            )
+            refused = client.http.get(path)
+            printed = capsys.readouterr().out
+    finally:
+        logger.setLevel("WARNING")
+
+    assert (read.status_code, unchanged.status_code, refused.status_code) == (200, 304, 401)
+    logged = [vars(r)["status"] for r in caplog.records if r.getMessage() == "request"]
+    assert logged == [401]
+    counted = [doc for doc in emitted_json(printed) if "Requests" in doc]
+    assert len(counted) == 3

@@ -29,6 +29,7 @@ SMALL = CostInputs(
     heartbeat_seconds=10,
     requests_per_second=1,
     log_bytes_per_invocation=0,
+    poll_log_bytes=0,
     architecture="x86_64",
     heartbeat_ms=10,
 )
@@ -191,6 +192,7 @@ def test_the_default_output_is_a_table_with_a_total_and_cloud_map(
         (["--refresh-seconds", "0.5"], "--refresh-seconds must be between 1 and 300"),
         (["--refresh-seconds", "301"], "--refresh-seconds must be between 1 and 300"),
         (["--poll-ms", "-1"], "--poll-ms must be between 0 and 900000"),
+        (["--poll-log-bytes", "-1"], "--poll-log-bytes must be at least 0"),
         (
             ["--outbound-sidecars", "5", "--east-west-rps", "-1"],
             "--east-west-rps must be at least 0",
@@ -257,8 +259,8 @@ def test_each_poll_is_a_lambda_invocation_and_an_api_gateway_call_on_the_rest_la
     assert got["Lambda requests"] == pytest.approx(0.63072)
 
 
-def test_poll_logs_are_billed_like_any_invocations() -> None:
-    got = lines(replace(POLLING, log_bytes_per_invocation=1024))
+def test_poll_logs_are_billed_at_their_own_size_per_poll() -> None:
+    got = lines(replace(POLLING, poll_log_bytes=1024, log_bytes_per_invocation=4096))
 
     assert got["Outbound polls: CloudWatch Logs"] == pytest.approx(POLLS * 1024 / 1024**3 * 0.50)
 
