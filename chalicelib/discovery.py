@@ -23,10 +23,8 @@ from typing import Generic, Protocol, TypeVar
 
 from chalicelib.config import Settings
 from chalicelib.errors import RegistryUnavailable
-from chalicelib.instances import Instance, ServiceView
+from chalicelib.instances import ServiceView
 from chalicelib.observability import logger
-from lambdamesh_routing.policy import DEFAULT_POLICY, Policy
-from lambdamesh_routing.router import routable
 
 Clock = Callable[[], float]
 MAX_CACHED_SERVICES = 1024
@@ -96,15 +94,6 @@ class Discovery:
         self.wall_clock = wall_clock
         self._found: _Recent[_Entry] = _Recent(max_services)
         self._missing: _Recent[float] = _Recent(max_misses)
-
-    def routable(self, service: str, version: str) -> list[Instance]:
-        instances = self.view(service).instances
-        return routable(service, version, instances, self.wall_clock())
-
-    def policy(self, service: str) -> Policy:
-        """The service's routing policy, read with its instances; the default if it has none
-        (or no instance: a policy alone routes nothing)."""
-        return self.view(service).policy or DEFAULT_POLICY
 
     def view(self, service: str) -> ServiceView:
         """The service's instances and policy, from the cache while it is fresh."""

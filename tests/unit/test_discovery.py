@@ -11,7 +11,6 @@ from chalicelib.discovery import (
     MAX_CACHED_SERVICES,
     Discovery,
     InstanceSource,
-    routable,
 )
 from chalicelib.errors import (
     NoLiveInstance,
@@ -21,6 +20,7 @@ from chalicelib.errors import (
 )
 from chalicelib.instances import Instance, ServiceView
 from lambdamesh_routing.policy import DEFAULT_POLICY, Policy
+from lambdamesh_routing.router import routable
 
 MakeInstance = Callable[..., Instance]
 
@@ -53,6 +53,15 @@ class InMemoryStore(InstanceSource):
 
 def ids(instances: list[Instance]) -> list[str]:
     return [i.instance_id for i in instances]
+
+
+def routed(subject: Discovery, service: str, version: str) -> list[Instance]:
+    """What the gateway's plan starts from: the cached view, judged by the wall clock."""
+    return routable(service, version, subject.view(service).instances, subject.wall_clock())
+
+
+def policy_of(subject: Discovery, service: str) -> Policy:
+    return subject.view(service).policy or DEFAULT_POLICY
 
 
 # routable()
@@ -131,10 +140,10 @@ def subject(store: InMemoryStore, clock: FakeClock, now: float) -> Discovery:
 def test_a_second_lookup_within_the_ttl_does_not_read_the_store(
     subject: Discovery, store: InMemoryStore, clock: FakeClock
 ) -> None:
-    subject.routable("orders", "v1")
+    routed(subject, "orders", "v1")
     clock.advance(0.999)
 
-    subject.routable("orders", "v1")
+    routed(subject, "orders", "v1")
 
     assert store.reads == ["orders"]
 
@@ -142,12 +151,12 @@ def test_a_second_lookup_within_the_ttl_does_not_read_the_store(
 def test_once_the_ttl_has_passed_the_store_is_read_again_and_changes_show(
     subject: Discovery, store: InMemoryStore, clock: FakeClock, make_instance: MakeInstance
 ) -> None:
-    assert ids(subject.routable("orders", "v1")) == ["a", "b"]
+    assert ids(routed(subject, "orders", "v1")) == ["a", "b"]
     store.by_service["orders"] = [make_instance("b"), make_instance("c")]
 
-    assert ids(subject.routable("orders", "v1")) == ["a", "b"]
+    assert ids(routed(subject, "orders", "v1")) == ["a", "b"]
     clock.advance(1.0)
-    assert ids(subject.routable("orders", "v1")) == ["b", "c"]
+    assert ids(routed(subject, "orders", "v1")) == ["b", "c"]
     assert store.reads == ["orders", "orders"]
 
 
@@ -156,16 +165,16 @@ def test_services_are_cached_separately(
 ) -> None:
     store.by_service["billing"] = [make_instance("x", service="billing")]
 
-    subject.routable("orders", "v1")
-    assert ids(subject.routable("billing", "v1")) == ["x"]
-    subject.routable("orders", "v1")
+    routed(subject, "orders", "v1")
+    assert ids(routed(subject, "billing", "v1")) == ["x"]
+    routed(subject, "orders", "v1")
 
     assert store.reads == ["orders", "billing"]
 
 
 def test_an_unknown_service_is_not_found(subject: Discovery) -> None:
     with pytest.raises(ServiceNotFound):
-        subject.routable("nobody", "v1")
+        routed(subject, "nobody", "v1")
 
 
 def test_liveness_is_judged_by_the_wall_clock(
@@ -173,12 +182,12 @@ def test_liveness_is_judged_by_the_wall_clock(
 ) -> None:
     wall_clock = FakeClock(now)
     subject = Discovery(store, ttl=60.0, clock=clock, wall_clock=wall_clock)
-    subject.routable("orders", "v1")
+    routed(subject, "orders", "v1")
 
     wall_clock.advance(30)
 
     with pytest.raises(NoLiveInstance):
-        subject.routable("orders", "v1")
+        routed(subject, "orders", "v1")
 
 
 def test_the_cache_is_bounded_and_forgets_the_oldest_service(
@@ -188,11 +197,11 @@ def test_the_cache_is_bounded_and_forgets_the_oldest_service(
     store = InMemoryStore([make_instance("a", service=name) for name in names])
     subject = Discovery(store, ttl=60.0, clock=clock, wall_clock=FakeClock(now))
     for name in names:
-        subject.routable(name, "v1")
+        routed(subject, name, "v1")
     store.reads.clear()
 
-    subject.routable(names[-1], "v1")
-    subject.routable(names[0], "v1")
+    routed(subject, names[-1], "v1")
+    routed(subject, names[0], "v1")
 
     assert store.reads == [names[0]]
 
@@ -243,15 +252,15 @@ def test_a_registry_failure_serves_the_last_list_for_a_while_then_fails(
     store = FailingStore([make_instance("a")])
     clock = FakeClock(0.0)
     subject = Discovery(store, ttl=1.0, stale_seconds=30.0, clock=clock, wall_clock=FakeClock(now))
-    assert ids(subject.routable("orders", "v1")) == ["a"]
+    assert ids(routed(subject, "orders", "v1")) == ["a"]
 
     store.failing = True
     clock.advance(20.0)
-    assert ids(subject.routable("orders", "v1")) == ["a"]
+    assert ids(routed(subject, "orders", "v1")) == ["a"]
 
     clock.advance(20.0)
     with pytest.raises(RegistryUnavailable):
-        subject.routable("orders", "v1")
+        routed(subject, "orders", "v1")
 
 
 def test_a_registry_failure_after_a_miss_expires_fails_rather_than_say_not_found(
@@ -261,15 +270,15 @@ def test_a_registry_failure_after_a_miss_expires_fails_rather_than_say_not_found
     clock = FakeClock(0.0)
     subject = Discovery(store, ttl=1.0, stale_seconds=30.0, clock=clock, wall_clock=FakeClock(now))
     with pytest.raises(ServiceNotFound):
-        subject.routable("billing", "v1")
+        routed(subject, "billing", "v1")
 
     store.failing = True
     with pytest.raises(ServiceNotFound):
-        subject.routable("billing", "v1")
+        routed(subject, "billing", "v1")
 
     clock.advance(1.0)
     with pytest.raises(RegistryUnavailable):
-        subject.routable("billing", "v1")
+        routed(subject, "billing", "v1")
 
 
 def test_a_registry_failure_is_not_remembered_as_not_found(
@@ -279,11 +288,11 @@ def test_a_registry_failure_is_not_remembered_as_not_found(
     subject = Discovery(store, ttl=1.0, clock=FakeClock(0.0), wall_clock=FakeClock(now))
     store.failing = True
     with pytest.raises(RegistryUnavailable):
-        subject.routable("orders", "v1")
+        routed(subject, "orders", "v1")
 
     store.failing = False
 
-    assert ids(subject.routable("orders", "v1")) == ["a"]
+    assert ids(routed(subject, "orders", "v1")) == ["a"]
 
 
 def test_a_registry_failure_with_nothing_cached_fails_at_once(
@@ -294,7 +303,7 @@ def test_a_registry_failure_with_nothing_cached_fails_at_once(
     subject = Discovery(store, clock=FakeClock(0.0), wall_clock=FakeClock(now))
 
     with pytest.raises(RegistryUnavailable):
-        subject.routable("orders", "v1")
+        routed(subject, "orders", "v1")
 
 
 # Discovery: names with no instance
@@ -308,7 +317,7 @@ def test_unknown_names_cost_one_read_each_and_repeats_within_the_ttl_cost_none(
     for _ in range(2):
         for name in names:
             with pytest.raises(ServiceNotFound):
-                subject.routable(name, "v1")
+                routed(subject, name, "v1")
         clock.advance(0.4)
 
     assert store.reads == names
@@ -319,14 +328,14 @@ def test_a_flood_of_unknown_names_does_not_push_a_known_service_out_of_the_cache
 ) -> None:
     store = InMemoryStore([make_instance("a")])
     subject = Discovery(store, ttl=60.0, clock=clock, wall_clock=FakeClock(now))
-    subject.routable("orders", "v1")
+    routed(subject, "orders", "v1")
 
     for n in range(MAX_CACHED_SERVICES + 76):
         with pytest.raises(ServiceNotFound):
-            subject.routable(f"nobody-{n}", "v1")
+            routed(subject, f"nobody-{n}", "v1")
     store.reads.clear()
 
-    assert ids(subject.routable("orders", "v1")) == ["a"]
+    assert ids(routed(subject, "orders", "v1")) == ["a"]
     assert store.reads == []
 
 
@@ -336,12 +345,12 @@ def test_the_not_found_cache_is_bounded_and_forgets_the_least_recently_asked_nam
     subject = Discovery(store, ttl=60.0, clock=clock, wall_clock=FakeClock(now), max_misses=2)
     for name in ["x", "y", "x", "z"]:
         with pytest.raises(ServiceNotFound):
-            subject.routable(name, "v1")
+            routed(subject, name, "v1")
     store.reads.clear()
 
     for name in ["x", "z", "y"]:
         with pytest.raises(ServiceNotFound):
-            subject.routable(name, "v1")
+            routed(subject, name, "v1")
 
     assert store.reads == ["y"]
 
@@ -350,28 +359,28 @@ def test_a_service_registered_after_a_miss_is_found_once_the_miss_expires(
     subject: Discovery, store: InMemoryStore, clock: FakeClock, make_instance: MakeInstance
 ) -> None:
     with pytest.raises(ServiceNotFound):
-        subject.routable("billing", "v1")
+        routed(subject, "billing", "v1")
     store.by_service["billing"] = [make_instance("x", service="billing")]
 
     clock.advance(0.999)
     with pytest.raises(ServiceNotFound):
-        subject.routable("billing", "v1")
+        routed(subject, "billing", "v1")
 
     clock.advance(0.001)
-    assert ids(subject.routable("billing", "v1")) == ["x"]
+    assert ids(routed(subject, "billing", "v1")) == ["x"]
     assert store.reads == ["billing", "billing"]
 
 
 def test_a_service_whose_last_instance_left_is_remembered_as_not_found(
     subject: Discovery, store: InMemoryStore, clock: FakeClock
 ) -> None:
-    subject.routable("orders", "v1")
+    routed(subject, "orders", "v1")
     store.by_service["orders"] = []
     clock.advance(1.0)
 
     for _ in range(2):
         with pytest.raises(ServiceNotFound):
-            subject.routable("orders", "v1")
+            routed(subject, "orders", "v1")
 
     assert store.reads == ["orders", "orders"]
 
@@ -383,7 +392,7 @@ def test_with_the_cache_off_every_lookup_of_an_unknown_name_reads_the_store(
 
     for _ in range(2):
         with pytest.raises(ServiceNotFound):
-            subject.routable("nobody", "v1")
+            routed(subject, "nobody", "v1")
 
     assert store.reads == ["nobody", "nobody"]
 
@@ -399,8 +408,8 @@ def test_a_services_policy_comes_with_its_instances_in_the_same_read(
     store.policies["orders"] = canary
     subject = Discovery(store, ttl=60.0, clock=FakeClock(0.0), wall_clock=FakeClock(now))
 
-    subject.routable("orders", "v1")
-    assert subject.policy("orders") is canary
+    routed(subject, "orders", "v1")
+    assert policy_of(subject, "orders") is canary
 
     assert store.reads == ["orders"]
 
@@ -412,7 +421,7 @@ def test_a_service_without_a_policy_gets_the_default(
         InMemoryStore([make_instance("a")]), clock=FakeClock(0.0), wall_clock=FakeClock(now)
     )
 
-    assert subject.policy("orders") is DEFAULT_POLICY
+    assert policy_of(subject, "orders") is DEFAULT_POLICY
 
 
 def test_a_policy_without_instances_routes_nothing(now: float) -> None:
@@ -421,5 +430,5 @@ def test_a_policy_without_instances_routes_nothing(now: float) -> None:
     subject = Discovery(store, clock=FakeClock(0.0), wall_clock=FakeClock(now))
 
     with pytest.raises(ServiceNotFound):
-        subject.routable("orders", "v1")
-    assert subject.policy("orders") is DEFAULT_POLICY
+        routed(subject, "orders", "v1")
+    assert policy_of(subject, "orders") is DEFAULT_POLICY
