@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 from chalice.app import Request, Response
 
 from chalicelib import lifecycle, openapi, pages, wiring
 from chalicelib.auth import Principal, bearer_token, verify
+from chalicelib.console import is_console
 from chalicelib.edge import REQUEST_ID_KEY, LambdaMeshApp, json_response
-from chalicelib.errors import RegistryUnavailable
+from chalicelib.errors import RegistryUnavailable, RouteNotFound
 from chalicelib.gateway import ProxyRequest
 from chalicelib.observability import logger, record_request
-from chalicelib.validation import parse_json_body
 from chalicelib.views import routing_answer
 from lambdamesh_routing.forwarding import METHODS, REQUEST_ID_HEADER, request_id
 from lambdamesh_routing.policy import policy_answer
@@ -45,8 +44,16 @@ def _principal() -> Principal:
     return verify(wiring.signing_keys(), bearer_token(header))
 
 
-def _body() -> Any:
-    return parse_json_body(app.body() or None)
+def _on_console() -> bool:
+    return is_console(wiring.settings().console_domain, app.arrival())
+
+
+def _console_page(name: str) -> Response:
+    """The dashboard's files, on the console's own domain only (``chalicelib/console.py``)."""
+    if not _on_console():
+        raise RouteNotFound("no route matches")
+    body, headers = pages.page(name)
+    return Response(body=body, headers=headers, status_code=200)
 
 
 @route("/health", methods=["GET"])
@@ -64,14 +71,12 @@ def health() -> Response:
 
 @route("/dashboard", methods=["GET"])
 def dashboard() -> Response:
-    body, headers = pages.page("index.html")
-    return Response(body=body, headers=headers, status_code=200)
+    return _console_page("index.html")
 
 
 @route("/dashboard.js", methods=["GET"])
 def dashboard_script() -> Response:
-    body, headers = pages.page("dashboard.js")
-    return Response(body=body, headers=headers, status_code=200)
+    return _console_page("dashboard.js")
 
 
 @route("/registry/openapi.json", methods=["GET"])
@@ -117,7 +122,7 @@ def routing_view(service: str) -> Response:
 )
 def register_instance(service: str, instance_id: str) -> Response:
     registry = wiring.registry()
-    result = registry.register(_principal(), service, instance_id, _body())
+    result = registry.register(_principal(), service, instance_id, app.body())
     return json_response(result.instance.to_json(registry.now()), 201 if result.created else 200)
 
 
@@ -127,7 +132,7 @@ def register_instance(service: str, instance_id: str) -> Response:
 )
 def heartbeat_instance(service: str, instance_id: str) -> Response:
     registry = wiring.registry()
-    instance = registry.heartbeat(_principal(), service, instance_id, _body())
+    instance = registry.heartbeat(_principal(), service, instance_id, app.body())
     return json_response(instance.to_json(registry.now()))
 
 
@@ -169,7 +174,7 @@ def get_policy(service: str) -> Response:
 @route("/registry/services/{service}/policy", methods=["PUT"])
 def put_policy(service: str) -> Response:
     registry = wiring.registry()
-    policy, created = registry.put_policy(_principal(), service, _body())
+    policy, created = registry.put_policy(_principal(), service, app.body())
     return json_response(policy_answer(service, policy, registry.now()), 201 if created else 200)
 
 
@@ -192,6 +197,8 @@ def proxy_path(service: str, version: str) -> Response:
 def _forward(service: str, version: str, proxy: str) -> Response:
     """Forwards the path as sent when the event carries it; ``proxy`` (decoded, trailing
     slash dropped) is only the fallback."""
+    if _on_console():
+        raise RouteNotFound("the gateway's routes are not served on the console's domain")
     request = app.request()
     path = app.path_after_route()
     answer = wiring.gateway().forward(

@@ -7,8 +7,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from chalicelib.console import parse_console_domain
 from chalicelib.errors import ConfigError
-from lambdamesh_routing.hosts import IPNetwork
+from lambdamesh_routing.hosts import IPNetwork, misconfiguration
 
 __all__ = ["ConfigError", "Settings"]
 
@@ -93,6 +94,8 @@ class Settings:
     max_response_body: int = 4 * MIB
     pool_maxsize: int = 10
     max_instances_per_service: int = 100
+    # The console's own domain, or "function-url"; empty: no dashboard anywhere (console.py).
+    console_domain: str = ""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -133,18 +136,11 @@ class Settings:
                 1,
                 MAX_INSTANCES_LIMIT,
             ),
+            console_domain=parse_console_domain(env.get("LAMBDAMESH_CONSOLE_DOMAIN")),
         )
 
     def routing_refusal(self) -> str | None:
-        """Why the gateway must route nothing with these settings, or None when it may.
-
-        Private upstreams are where ECS tasks live, but also the VPC's databases and admin
-        consoles: allowing them with no network list would let any service token publish
-        any of those through the public gateway.
-        """
-        if self.allow_private and not self.allowed_networks:
-            return (
-                "LAMBDAMESH_ALLOW_PRIVATE is true but LAMBDAMESH_ALLOWED_NETWORKS names no "
-                "network: set it to the tasks' subnets (CIDR blocks, comma-separated)"
-            )
-        return None
+        """Why the gateway must route nothing with these settings, or None when it may: the
+        rule the sidecar's outbound port applies to its own (``hosts.misconfiguration``)."""
+        problem = misconfiguration(self.allow_private, self.allowed_networks)
+        return None if problem is None else str(problem)

@@ -21,8 +21,15 @@ from chalice.app import (
     RestAPIEventHandler,
 )
 
+from chalicelib.console import Arrival
 from chalicelib.errors import LambdaMeshError, MethodNotAllowed, RouteNotFound
-from chalicelib.function_url import is_url_event, to_rest_event, to_url_response
+from chalicelib.function_url import (
+    URL_LANE,
+    URL_LANE_KEY,
+    is_url_event,
+    to_rest_event,
+    to_url_response,
+)
 from chalicelib.observability import logger
 from lambdamesh_routing.forwarding import METHODS, REQUEST_ID_HEADER
 from lambdamesh_routing.forwarding import request_id as incoming_request_id
@@ -122,6 +129,15 @@ class LambdaMeshApp(Chalice):
             str(event.get("path") or ""),
             str((event.get("requestContext") or {}).get("resourcePath") or ""),
             event.get("pathParameters") or {},
+        )
+
+    def arrival(self) -> Arrival:
+        """The domain the request was sent to, and whether through the function URL."""
+        context = self.request().context or {}
+        domain = context.get("domainName")
+        return Arrival(
+            domain=str(domain) if domain else None,
+            via_function_url=context.get(URL_LANE_KEY) == URL_LANE,
         )
 
     def time_left(self, limit: float, margin: float = 1.0) -> float:

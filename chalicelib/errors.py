@@ -45,6 +45,7 @@ __all__ = [
     "RegistryUnavailable",
     "RouteNotFound",
     "ServiceNotFound",
+    "TooManyDrains",
     "TooManyInstances",
     "Unauthorized",
     "UpstreamResponseTooLarge",
@@ -126,3 +127,12 @@ class TooManyInstances(LambdaMeshError):
 
     status = 409
     code = "too_many_instances"
+
+
+class TooManyDrains(LambdaMeshError):
+    """The service already holds as many operator drains as it may hold instances: the set
+    lives on one item that every routing read carries, so it is bounded. Room comes back when
+    an operator lifts a drain, or when a drained instance's item is deleted."""
+
+    status = 409
+    code = "too_many_drains"

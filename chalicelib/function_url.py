@@ -18,9 +18,20 @@ from urllib.parse import parse_qsl
 from chalicelib.errors import MethodNotAllowed, RouteNotFound
 from chalicelib.routing import RouteMatch, RouteTable
 
-__all__ = ["URL_PAYLOAD_VERSION", "is_url_event", "to_rest_event", "to_url_response"]
+__all__ = [
+    "URL_LANE",
+    "URL_LANE_KEY",
+    "URL_PAYLOAD_VERSION",
+    "is_url_event",
+    "to_rest_event",
+    "to_url_response",
+]
 
 URL_PAYLOAD_VERSION = "2.0"
+# Marks a converted event's requestContext as the function URL's: only the Lambda writes it
+# (API Gateway builds its own requestContext, and a client cannot add to either).
+URL_LANE_KEY = "lambdamesh_lane"
+URL_LANE = "function-url"
 # Every method API Gateway's ANY stands for (edge.METHODS, which imports Chalice).
 _ANY = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
@@ -153,4 +164,5 @@ def _request_context(
         "requestTimeEpoch": context.get("timeEpoch"),
         "resourcePath": match.resource,
         "stage": stage,
+        URL_LANE_KEY: URL_LANE,
     }

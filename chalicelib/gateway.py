@@ -22,7 +22,7 @@ from chalicelib.instances import Instance
 from chalicelib.observability import RouteRecord, logger, record_route
 from chalicelib.upstream import UpstreamClient
 from lambdamesh_routing.balancing import Strategies
-from lambdamesh_routing.errors import ConnectFailed
+from lambdamesh_routing.errors import ConnectFailed, UpstreamNotAllowed
 from lambdamesh_routing.forwarding import (
     QUERY_SAFE,
     Headers,
@@ -192,7 +192,11 @@ class Gateway:
                 request.body or None,
                 deadline=until,
             )
-        except (ConnectFailed, HostNotAllowed) as exc:
+        except HostNotAllowed as exc:
+            _log_failure(request, instance, exc)
+            plan.not_allowed(instance)
+            return _Outcome(error=_not_allowed(request))
+        except ConnectFailed as exc:
             _log_failure(request, instance, exc)
             plan.connect_failed(instance)
             return _Outcome(error=_unreachable(request))
@@ -261,6 +265,13 @@ _PUBLIC_MESSAGES: dict[type[LambdaMeshError], str] = {
 def _unreachable(request: ProxyRequest) -> UpstreamUnreachable:
     return UpstreamUnreachable(
         f"no instance of {request.service} {request.version} could be reached"
+    )
+
+
+def _not_allowed(request: ProxyRequest) -> UpstreamNotAllowed:
+    return UpstreamNotAllowed(
+        f"no instance of {request.service} {request.version} has an address the gateway may "
+        "reach: its address settings refuse them"
     )
 
 

@@ -38,7 +38,8 @@ def _errors(*statuses: int) -> dict[str, Any]:
         "401": "no token, or one the registry did not sign",
         "403": "a token that may not do this",
         "404": "nothing by that name",
-        "409": "the service has no room for another instance",
+        "409": "the service is at its cap: of live instances (`too_many_instances`) or of "
+        "drains (`too_many_drains`)",
         "413": "the body, or the instance, is over its limit",
         "500": "the deployment is misconfigured; the log says what",
         "503": "DynamoDB or the key store did not answer; `Retry-After` says when to try again",
@@ -288,7 +289,7 @@ def _paths() -> dict[str, Any]:
                 "summary": "Take an instance out of rotation (admin)",
                 "responses": {
                     "200": _answer("drained", _ref("Instance")),
-                    **_errors(400, 401, 403, 404),
+                    **_errors(400, 401, 403, 404, 409),
                 },
             },
             "delete": {
@@ -306,7 +307,8 @@ def _paths() -> dict[str, Any]:
                 },
             },
             "put": {
-                "summary": "Store a routing policy (admin)",
+                "summary": "Store a routing policy (admin); the body is required, {} for "
+                "every default",
                 "requestBody": _body("Policy"),
                 "responses": {
                     "200": _answer("replaced", _ref("StoredPolicy")),

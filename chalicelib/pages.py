@@ -1,8 +1,11 @@
 """The dashboard's two files, served by the app itself: no CDN, no build step.
 
 The page is public and static; its data comes from the registry API with a token the operator
-pastes, which the script keeps in the tab's session storage only. The Content-Security-Policy
-lets the page load its own script and call its own API, nothing else.
+pastes, which the script keeps in the tab's session storage only. It is served only on the
+console's own domain (``console.py``), where no upstream content is. The
+Content-Security-Policy lets the page load its own script and call its own API, nothing else;
+the opener and resource policies keep other origins from holding a handle on its window or
+embedding its files.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ SECURITY_HEADERS = {
     ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
     "Cache-Control": "no-cache",
 }
 

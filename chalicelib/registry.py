@@ -1,4 +1,9 @@
-"""The registry's rules: who may write what, and what a read returns."""
+"""The registry's rules: who may write what, and what a read returns.
+
+Every write checks its names (the address), then who may make it, and only then reads the
+body: a caller that may not write learns nothing from the answer about what its body got
+wrong, nor how large a body may be.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from typing import Any, Protocol
 
 from chalicelib.auth import Principal, require_admin, require_write
 from chalicelib.config import Settings
-from chalicelib.errors import InstanceNotFound, PolicyNotFound, TooManyInstances
+from chalicelib.errors import InstanceNotFound, PolicyNotFound, TooManyDrains, TooManyInstances
 from chalicelib.instances import (
     Instance,
     RegisterResult,
@@ -19,7 +24,12 @@ from chalicelib.instances import (
     Status,
     StoredPolicy,
 )
-from chalicelib.validation import parse_heartbeat, parse_policy, parse_registration
+from chalicelib.validation import (
+    parse_heartbeat,
+    parse_json_body,
+    parse_policy,
+    parse_registration,
+)
 from lambdamesh_routing.hosts import HostPolicy
 from lambdamesh_routing.names import check_name
 from lambdamesh_routing.policy import Policy
@@ -53,7 +63,7 @@ class RegistryStore(Protocol):
 
     def leases(self, service: str, consistent: bool = False) -> list[Lease]: ...
 
-    def prune(self, service: str, instance_ids: Iterable[str], now: float) -> None: ...
+    def prune(self, service: str, instance_ids: Iterable[str], now: float) -> list[str]: ...
 
     def services(self) -> list[str]: ...
 
@@ -71,7 +81,7 @@ class RegistryStore(Protocol):
 
     def service_view(self, service: str) -> ServiceView: ...
 
-    def drain(self, service: str, instance_id: str) -> None: ...
+    def drain(self, service: str, instance_id: str, limit: int) -> bool: ...
 
     def undrain(self, service: str, instance_id: str) -> bool: ...
 
@@ -92,18 +102,21 @@ class Registry:
         self._max_instances = max_instances
 
     def register(
-        self, principal: Principal, service: str, instance_id: str, body: Any
+        self, principal: Principal, service: str, instance_id: str, body: bytes
     ) -> RegisterResult:
-        registration = parse_registration(service, instance_id, body, self._policy)
+        check_name("service", service)
+        check_name("instance_id", instance_id)
         require_write(principal, service)
+        registration = parse_registration(service, instance_id, parse_json_body(body), self._policy)
         now = self._clock()
         self._make_room(registration.service, registration.instance_id, now)
         return self._store.register(registration, now)
 
     def _make_room(self, service: str, instance_id: str, now: float) -> None:
         """Refuse an instance the service has no room for, and once the stored ones reach the
-        cap, delete the lapsed ones (conditionally: a renewed lease stays), so the service's
-        Query stays bounded however fast instances come and go.
+        cap, delete the lapsed ones (conditionally: a renewed lease stays) and their drains,
+        so the service's Query and its drain set stay bounded however fast instances come and
+        go.
 
         A read before the write, not a counter: TTL deletes without telling anyone, so a
         counter would drift. Registrations of new instances that run at the same moment all
@@ -113,15 +126,16 @@ class Registry:
         leases = self._store.leases(service, consistent=True)
         check_room(service, instance_id, leases, now, self._max_instances)
         if len(leases) >= self._max_instances:
-            self._store.prune(service, lapsed(leases, now, keep=instance_id), now)
+            pruned = self._store.prune(service, lapsed(leases, now, keep=instance_id), now)
+            self._store.forget_drains(service, pruned)
 
     def heartbeat(
-        self, principal: Principal, service: str, instance_id: str, body: Any
+        self, principal: Principal, service: str, instance_id: str, body: bytes
     ) -> Instance:
         check_name("service", service)
         check_name("instance_id", instance_id)
-        status = parse_heartbeat(body)
         require_write(principal, service)
+        status = parse_heartbeat(parse_json_body(body))
         return self._store.heartbeat(service, instance_id, self._clock(), status)
 
     def deregister(self, principal: Principal, service: str, instance_id: str) -> None:
@@ -142,7 +156,15 @@ class Registry:
         ]
 
     def drain(self, principal: Principal, service: str, instance_id: str) -> Instance:
-        """Take a live instance out of rotation until an operator lifts it."""
+        """Take a live instance out of rotation until an operator lifts it.
+
+        A drain is kept by instance id on the service's policy item, not on the instance's
+        own, so neither the instance's heartbeats nor its deregistering and registering again
+        lift it: it outlives the instance's item. The drains of instances no longer stored are
+        dropped here, with the service's view in hand, before the new one is counted against
+        the cap: the set then names only stored instances, which the cleanup at registration
+        keeps within the instance cap.
+        """
         check_name("service", service)
         check_name("instance_id", instance_id)
         require_admin(principal, "draining an instance")
@@ -151,10 +173,12 @@ class Registry:
         found = [i for i in view.instances if i.instance_id == instance_id and i.is_live(now)]
         if not found:
             raise InstanceNotFound(f"instance {instance_id!r} of {service!r} is not registered")
-        self._store.drain(service, instance_id)
-        # A drain outlives deregistration (a re-registration must not lift it), so the drains
-        # of instances no longer stored are dropped here, keeping the set bounded.
         self._store.forget_drains(service, view.drained - {i.instance_id for i in view.instances})
+        if not self._store.drain(service, instance_id, self._max_instances):
+            raise TooManyDrains(
+                f"service {service!r} holds as many drains as it may, {self._max_instances} "
+                "(LAMBDAMESH_MAX_INSTANCES_PER_SERVICE): lift one first"
+            )
         return replace(found[0], drained=True)
 
     def undrain(self, principal: Principal, service: str, instance_id: str) -> None:
@@ -197,10 +221,17 @@ class Registry:
             raise PolicyNotFound(f"service {service!r} has no routing policy: defaults apply")
         return stored
 
-    def put_policy(self, principal: Principal, service: str, body: Any) -> tuple[Policy, bool]:
-        """Store a validated policy; (the policy, whether the service had none)."""
-        policy = parse_policy(service, body)
+    def put_policy(self, principal: Principal, service: str, body: bytes) -> tuple[Policy, bool]:
+        """Store a validated policy; (the policy, whether the service had none).
+
+        The body is required: it replaces the stored policy whole, so a request that lost its
+        body on the way must not store every default and drop the aliases. ``{}`` is a
+        document, and stores the defaults.
+        """
+        check_name("service", service)
         require_admin(principal, "setting a routing policy")
+        document = parse_json_body(body, required="a routing policy ({} for every default)")
+        policy = parse_policy(service, document)
         return policy, self._store.put_policy(service, policy, self._clock())
 
     def delete_policy(self, principal: Principal, service: str) -> None:

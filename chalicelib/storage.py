@@ -56,6 +56,7 @@ from pynamodb.constants import (
     TOTAL,
 )
 from pynamodb.exceptions import DoesNotExist, PynamoDBException
+from pynamodb.expressions.condition import size
 from pynamodb.models import Model
 from pynamodb.types import HASH, RANGE
 
@@ -381,28 +382,48 @@ class InstanceStore:
         marked = [replace(i, drained=i.instance_id in drained) for i in instances]
         return ServiceView(tuple(marked), policy, frozenset(drained))
 
-    def drain(self, service: str, instance_id: str) -> None:
+    def drain(self, service: str, instance_id: str, limit: int) -> bool:
         """Take the instance out of rotation until ``undrain``; its heartbeats write its own
-        item, never this one, so they cannot undo it."""
+        item, never this one, so they cannot undo it. False, and nothing written, when the
+        service already holds ``limit`` drains and this is not one of them: the condition
+        counts the set as stored, so drains made at the same moment cannot pass it together.
+        """
         model = self._policies
+        room = (
+            model.drained.does_not_exist()
+            | model.drained.contains(instance_id)
+            | (size(model.drained) < limit)  # type: ignore[no-untyped-call]
+        )
         try:
             self._table.update_item(
-                service, range_key=POLICY_KEY, actions=[model.drained.add({instance_id})]
+                service,
+                range_key=POLICY_KEY,
+                actions=[model.drained.add({instance_id})],
+                condition=room,
             )
         except PynamoDBException as exc:
+            if _is_condition_failure(exc):
+                return False
             raise _failure("write", exc) from exc
+        return True
 
     def forget_drains(self, service: str, instance_ids: Iterable[str]) -> None:
-        """Drop the drains of instances that are gone, so the set stays bounded."""
+        """Drop the drains of instances that are gone, so the set stays bounded. A service
+        with no drains is left as it is: no item is written for it."""
         ids = set(instance_ids)
         if not ids:
             return
+        model = self._policies
         try:
             self._table.update_item(
-                service, range_key=POLICY_KEY, actions=[self._policies.drained.delete(ids)]
+                service,
+                range_key=POLICY_KEY,
+                actions=[model.drained.delete(ids)],
+                condition=model.drained.exists(),
             )
         except PynamoDBException as exc:
-            raise _failure("write", exc) from exc
+            if not _is_condition_failure(exc):
+                raise _failure("write", exc) from exc
 
     def undrain(self, service: str, instance_id: str) -> bool:
         """Lift a drain; False if the instance was not drained."""
@@ -478,16 +499,20 @@ class InstanceStore:
         except PynamoDBException as exc:
             raise _failure("read", exc) from exc
 
-    def prune(self, service: str, instance_ids: Iterable[str], now: float) -> None:
+    def prune(self, service: str, instance_ids: Iterable[str], now: float) -> list[str]:
         """Delete the instances whose lease has ended by ``now``; one renewed meanwhile, or
-        registered again, stays."""
+        registered again, stays. The ids of those it deleted."""
         model = self._instances
+        deleted = []
         for instance_id in instance_ids:
             try:
                 model(service, instance_id).delete(condition=model.expires_at <= now)
             except PynamoDBException as exc:
                 if not _is_condition_failure(exc):
                     raise _failure("write", exc) from exc
+            else:
+                deleted.append(instance_id)
+        return deleted
 
     def services(self) -> list[str]:
         try:

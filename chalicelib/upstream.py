@@ -27,7 +27,7 @@ from chalicelib.errors import (
     UpstreamUnreachable,
 )
 from lambdamesh_routing.errors import ConnectFailed
-from lambdamesh_routing.forwarding import host_header
+from lambdamesh_routing.forwarding import field_problem, host_header
 from lambdamesh_routing.hosts import HostPolicy, Resolver, allowed_addresses, resolve
 
 _CHUNK = 64 * 1024
@@ -122,6 +122,11 @@ class UpstreamClient:
             raise UpstreamTimeout(f"upstream {host}:{port} did not answer in time") from None
         except HTTPError as exc:
             raise UpstreamUnreachable(f"upstream {host}:{port} failed: {_reason(exc)}") from None
+        problem = field_problem(response.headers.items())
+        if problem:
+            response.close()  # the rest of this answer cannot be trusted to frame the next
+            response.release_conn()
+            raise UpstreamUnreachable(f"upstream {host}:{port} answered {problem}")
         return self._read(response, host, port, deadline)
 
     def _pool_for(self, ip: str, host: str, port: int) -> urllib3.HTTPConnectionPool:

@@ -22,7 +22,7 @@ from chalicelib.errors import InvalidRequest, PayloadTooLarge
 from chalicelib.instances import STATUSES, Registration, Status
 from lambdamesh_routing.hosts import HostPolicy, normalize_host
 from lambdamesh_routing.names import VERSION_PATTERN, check_name, rule
-from lambdamesh_routing.policy import STRATEGIES, Policy, from_json
+from lambdamesh_routing.policy import FAILURE_STATUSES, STRATEGIES, Policy, from_json
 
 MAX_REGISTRY_BODY = 16 * 1024
 # Arrays and objects inside one another; a registration needs two. Checked before parsing,
@@ -164,6 +164,7 @@ POLICY_SCHEMA: dict[str, Any] = _object(
                 "base_ejection_seconds": {"type": "number", "minimum": 1, "maximum": 3600},
                 "max_ejection_seconds": {"type": "number", "minimum": 1, "maximum": 86_400},
                 "max_ejected_percent": {"type": "integer", "minimum": 0, "maximum": 100},
+                "failure_statuses": {"enum": list(FAILURE_STATUSES)},
             }
         ),
         "panic_threshold_percent": {"type": "integer", "minimum": 0, "maximum": 100},
@@ -176,17 +177,29 @@ POLICY_SCHEMA: dict[str, Any] = _object(
 # linear (a required one makes each stray quote rescan the rest of the body).
 _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
 _NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
+# What RFC 8259 counts as whitespace between tokens; str.strip() alone would take more.
+_JSON_WHITESPACE = " \t\n\r"
 
 
-def parse_json_body(raw: bytes | None, limit: int = MAX_REGISTRY_BODY) -> Any:
+def parse_json_body(
+    raw: bytes | None, limit: int = MAX_REGISTRY_BODY, *, required: str | None = None
+) -> Any:
     """Decode a JSON body, refusing oversized, too deeply nested or malformed input with a
-    clear message. The text must be UTF-8, as RFC 8259 asks of JSON between systems."""
-    if not raw:
+    clear message. The text must be UTF-8, as RFC 8259 asks of JSON between systems.
+
+    An absent body reads as ``{}``. Where the document itself matters (a policy replaces the
+    stored one whole, so nothing read as ``{}`` would wipe it), ``required`` says what to send,
+    and an absent body, or one of nothing but JSON whitespace, is refused.
+    """
+    if not raw and required is None:
         return {}
+    raw = raw or b""
     if len(raw) > limit:
         raise PayloadTooLarge(f"request body is {len(raw)} bytes; the limit is {limit}")
     try:
         text = raw.decode("utf-8-sig")
+        if required is not None and not text.strip(_JSON_WHITESPACE):
+            raise InvalidRequest(f"request body is empty: send {required}")
         _check_depth(text)
         return json.loads(text, parse_constant=_not_a_number)
     except ValueError as exc:  # bad UTF-8, bad JSON, or a number past int()'s digit limit

@@ -20,6 +20,7 @@ from chalicelib.observability import logger
 from chalicelib.registry import Registry
 from chalicelib.storage import InstanceStore
 from chalicelib.upstream import UpstreamClient
+from lambdamesh_routing import hosts
 from lambdamesh_routing.balancing import Strategies
 from lambdamesh_routing.hosts import HostPolicy
 
@@ -39,12 +40,11 @@ def store() -> InstanceStore:
 
 
 def policy() -> HostPolicy:
-    """The address policy; private addresses are refused while the settings are unsafe."""
+    """The address policy, made as the sidecar's outbound port makes its own; private
+    addresses are refused while the settings are unsafe."""
     current = settings()
-    return HostPolicy(
-        allow_loopback=current.allow_loopback,
-        allow_private=current.allow_private and current.routing_refusal() is None,
-        allowed_networks=current.allowed_networks,
+    return hosts.host_policy(
+        current.allow_loopback, current.allow_private, current.allowed_networks
     )
 
 

@@ -3,8 +3,12 @@ script can rely on. Standard library only, so the operator commands work from a 
 `pip install lambdamesh`.
 
 Exit codes: 0 done; 2 the command itself is wrong (no URL or token, a bad file); 3 not found
-(404); 4 refused (any other 4xx: the token, the input); 5 the registry failed (5xx) or could
-not be reached.
+(404); 4 refused (any other 4xx: the token, the input; or a redirect); 5 the registry failed
+(5xx) or could not be reached.
+
+A redirect is never followed: urllib's would send the bearer token on to whatever host the
+``Location`` names, and the registry API never redirects, so a 3xx means ``--url`` points
+somewhere else.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ TIMEOUT_SECONDS = 15.0
 EXIT_NOT_FOUND = 3
 EXIT_REFUSED = 4
 EXIT_FAILED = 5
+# Answers that would send the client elsewhere.
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 class ApiError(LambdaMeshError):
@@ -75,10 +81,13 @@ class Api:
                 **({"Content-Type": "application/json"} if data is not None else {}),
             },
         )
+        opener = urllib.request.build_opener(_NoRedirects())
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as answer:  # noqa: S310
+            with opener.open(request, timeout=self.timeout) as answer:
                 raw = answer.read()
         except urllib.error.HTTPError as exc:
+            if exc.code in _REDIRECTS:
+                raise _redirected(exc.code, exc.headers.get("Location")) from None
             raise _refusal(exc.code, exc.read()) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
@@ -86,9 +95,27 @@ class Api:
         return json.loads(raw) if raw else None
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """In place of urllib's redirect handler: a redirect is answered as it came."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
 def segment(value: str) -> str:
     """A path segment as sent: anything that is not a name character is escaped."""
     return quote(value, safe="")
+
+
+def _redirected(status: int, location: str | None) -> ApiError:
+    where = " ".join((location or "nowhere").split())[:200]
+    return ApiError(
+        f"registry_redirected: the registry URL answered {status}, a redirect to {where}, "
+        "which is never followed (it would take the token elsewhere): pass the registry API's "
+        "own address as --url or LAMBDAMESH_URL",
+        EXIT_REFUSED,
+        "registry_redirected",
+    )
 
 
 def _refusal(status: int, raw: bytes) -> ApiError:

@@ -86,6 +86,14 @@ def _parser() -> argparse.ArgumentParser:
         "0 picks a free one (default: off)",
     )
     dev.add_argument(
+        "--console-port",
+        type=int,
+        metavar="PORT",
+        help="serve the console (the dashboard and the registry API, no gateway routes) on "
+        "this port, an origin apart from the gateway's; 0 picks a free one "
+        "(default: --port plus one, or a free one with --port 0)",
+    )
+    dev.add_argument(
         "--demo",
         action="store_true",
         help="also start two demo services, two instances each, each with a real sidecar",
@@ -237,7 +245,12 @@ def bootstrap_command() -> int:
 
 
 def dev_command(
-    host: str, port: int, demo: bool, dynamodb_endpoint: str | None, url_port: int | None = None
+    host: str,
+    port: int,
+    demo: bool,
+    dynamodb_endpoint: str | None,
+    url_port: int | None = None,
+    console_port: int | None = None,
 ) -> int:
     require_extra("local", "dev")
     from lambdamesh.demo import Demo
@@ -254,20 +267,34 @@ def dev_command(
             "who can reach it mint tokens (and reach this machine's loopback services through "
             "the gateway): set LAMBDAMESH_SIGNING_KEY, or listen on 127.0.0.1"
         )
-    server = DevServer(host=host, port=port, dynamodb_endpoint=dynamodb_endpoint, url_port=url_port)
+    if console_port is None:
+        console_port = port + 1 if port else 0
+    server = DevServer(
+        host=host,
+        port=port,
+        dynamodb_endpoint=dynamodb_endpoint,
+        url_port=url_port,
+        console_port=console_port,
+    )
     supervisor = Supervisor()
     try:
         try:
             url = server.start()
         except OSError as exc:
-            message = f"cannot listen on {host}:{port}: {exc.strerror} (try --port)"
+            where = exc.filename or f"{host}:{port}"
+            message = f"cannot listen on {where}: {exc.strerror} (try --port or --console-port)"
             raise CommandError(message) from None
         dynamodb = os.environ["AWS_ENDPOINT_URL_DYNAMODB"]
         if server.url_lane is not None:
             print(f"function URL lane on {server.url_lane}", flush=True)
+        if server.console is not None:
+            print(
+                f"console on {server.console} (the dashboard: {server.console}/dashboard)",
+                flush=True,
+            )
         print(f"lambdamesh dev ready on {url} (DynamoDB at {dynamodb})", flush=True)
         if demo:
-            showcase = Demo(url, signing_key(), supervisor)
+            showcase = Demo(url, signing_key(), supervisor, console=server.console)
             showcase.start()
             if not showcase.wait_until_registered():
                 print("warning: the demo instances have not all registered yet", flush=True)
@@ -302,7 +329,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "deregister": deregister_command,
     "policy": policy_command,
     "drain": drain_command,
-    "dev": lambda a: dev_command(a.host, a.port, a.demo, a.dynamodb_endpoint, a.url_port),
+    "dev": lambda a: dev_command(
+        a.host, a.port, a.demo, a.dynamodb_endpoint, a.url_port, a.console_port
+    ),
 }
 
 

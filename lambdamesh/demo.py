@@ -32,6 +32,8 @@ class Demo:
     heartbeat_seconds: str = "2"
     lease_seconds: str = "6"
     outbound_ports: dict[str, int] = field(default_factory=dict)
+    # The console's URL: the dashboard never shares the gateway's origin.
+    console: str | None = None
 
     def start(self) -> None:
         for service, version in DEMO_SERVICES:
@@ -109,6 +111,11 @@ class Demo:
                 "/echo/v1/items/8'   # as the hello-0 app calls it",
                 f"Tokens: export LAMBDAMESH_SIGNING_KEY={self.signing_key.decode()}"
                 " and run `lambdamesh token SERVICE` or `lambdamesh token --admin`.",
-                f"Dashboard: {self.url}/dashboard (sign in with the admin token: {admin})",
+                *self._dashboard(admin),
             ]
         )
+
+    def _dashboard(self, admin: str) -> list[str]:
+        if self.console is None:
+            return ["No dashboard: the console is off (LAMBDAMESH_CONSOLE_DOMAIN)."]
+        return [f"Dashboard: {self.console}/dashboard (sign in with the admin token: {admin})"]

@@ -1,5 +1,6 @@
-"""`lambdamesh dev`: the app behind a local API Gateway, with DynamoDB beside it, and on
-request a second port in front of the same app shaped as a Lambda function URL.
+"""`lambdamesh dev`: the app behind a local API Gateway, with DynamoDB beside it; the console
+(the dashboard) on a port of its own, as a deployed console has a domain of its own; and on
+request another port in front of the same app shaped as a Lambda function URL.
 
 DynamoDB is an embedded moto server on loopback unless an endpoint is named (DynamoDB Local,
 LocalStack, or any compatible server). The app reads the same environment it reads on Lambda,
@@ -13,12 +14,13 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from lambdamesh.events import Stage
 from lambdamesh.keys import DEV_SIGNING_KEY
 from lambdamesh.localgateway import (
     LocalGatewayHandler,
@@ -29,6 +31,9 @@ from lambdamesh.localgateway import (
 )
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+# The console's listener stands in for the console's own custom domain: API Gateway reports a
+# custom domain's name in every event, whatever port the client used.
+DEV_CONSOLE_DOMAIN = "console.localhost"
 
 DEV_DEFAULTS = {
     "LAMBDAMESH_ALLOW_LOOPBACK": "true",
@@ -37,6 +42,7 @@ DEV_DEFAULTS = {
     "POWERTOOLS_METRICS_DISABLED": "true",
     "POWERTOOLS_LOG_LEVEL": "WARNING",
     "AWS_DEFAULT_REGION": "us-east-1",
+    "LAMBDAMESH_CONSOLE_DOMAIN": DEV_CONSOLE_DOMAIN,
 }
 # moto accepts any credentials; these keep botocore from looking for real ones.
 MOTO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -105,8 +111,10 @@ class DevServer:
     dynamodb: EmbeddedDynamoDB = field(default_factory=EmbeddedDynamoDB)
     stage: str = "dev"
     url_port: int | None = None
+    console_port: int | None = None
     server: LocalGatewayServer | None = None
     url_server: LocalGatewayServer | None = None
+    console_server: LocalGatewayServer | None = None
 
     def start(self) -> str:
         endpoint, embed = prepare_environment(self.environ, self.dynamodb_endpoint)
@@ -121,24 +129,48 @@ class DevServer:
 
         wiring.store().create_table()
         config = ProjectConfig.load(self.project_dir, self.stage)
-        self.server = create_dev_server(
-            module.app,
-            self.host,
-            self.port,
-            handler_cls=DevRequestHandler,
-            timeout_seconds=config.lambda_timeout,
-        )
-        _serve(self.server)
+        self.server = self._listen(create_dev_server, module, config, self.port)
         if self.url_port is not None:
-            self.url_server = create_url_server(
+            self.url_server = self._listen(create_url_server, module, config, self.url_port)
+        self._start_console(module, config)
+        return self.url
+
+    def _start_console(self, module: ModuleType, config: ProjectConfig) -> None:
+        """The console's listener: the same app, its events naming the console's domain, so
+        the app serves the dashboard there and the gateway's routes everywhere else. With
+        the console on the function URL lane (``function-url``), that lane is the console."""
+        domain = self.environ.get("LAMBDAMESH_CONSOLE_DOMAIN", "")
+        if self.console_port is None or domain in ("", "function-url"):
+            return
+        stage = Stage(
+            binary_types=tuple(module.app.api.binary_types), url_prefix="", domain_name=domain
+        )
+        self.console_server = self._listen(
+            create_dev_server, module, config, self.console_port, stage=stage
+        )
+
+    def _listen(
+        self,
+        create: Callable[..., LocalGatewayServer],
+        module: ModuleType,
+        config: ProjectConfig,
+        port: int,
+        **options: Any,
+    ) -> LocalGatewayServer:
+        """A listener serving in the background; an OSError names the address it wanted."""
+        try:
+            server = create(
                 module.app,
                 self.host,
-                self.url_port,
+                port,
                 handler_cls=DevRequestHandler,
                 timeout_seconds=config.lambda_timeout,
+                **options,
             )
-            _serve(self.url_server)
-        return self.url
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, f"{self.host}:{port}") from None
+        _serve(server)
+        return server
 
     @property
     def url(self) -> str:
@@ -150,12 +182,22 @@ class DevServer:
         """The function URL lane's address, when ``url_port`` asked for one."""
         return None if self.url_server is None else self.url_server.url
 
+    @property
+    def console(self) -> str | None:
+        """Where the dashboard is: the console's listener, or the function URL lane when the
+        console is there."""
+        if self.console_server is not None:
+            return self.console_server.url
+        if self.environ.get("LAMBDAMESH_CONSOLE_DOMAIN") == "function-url":
+            return self.url_lane
+        return None
+
     def stop(self) -> None:
-        for server in (self.url_server, self.server):
+        for server in (self.console_server, self.url_server, self.server):
             if server is not None:
                 server.shutdown()
                 server.server_close()
-        self.server = self.url_server = None
+        self.server = self.url_server = self.console_server = None
         self.dynamodb.stop()
 
 

@@ -81,6 +81,9 @@ class Stage:
     # URL (the default), "" on a custom domain mapped without a base path, or on a local
     # server that serves at its root.
     url_prefix: str | None = None
+    # The domain API Gateway reports in requestContext.domainName: a custom domain's name,
+    # whatever Host the client sent; None takes the Host header, as on the execute-api URL.
+    domain_name: str | None = None
 
     @property
     def path_prefix(self) -> str:
@@ -139,7 +142,7 @@ def _body(request: HttpRequest, binary_types: Sequence[str]) -> tuple[str | None
 def _request_context(
     request: HttpRequest, resource: str, stage: Stage, request_id: str, epoch_ms: int
 ) -> dict[str, Any]:
-    domain = request.header("Host") or f"{stage.api_id}.execute-api.localhost"
+    domain = stage.domain_name or request.header("Host") or f"{stage.api_id}.execute-api.localhost"
     return {
         "accountId": stage.account_id,
         "apiId": stage.api_id,

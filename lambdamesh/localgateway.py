@@ -4,8 +4,9 @@ and a Lambda function URL in front of it, the dev server's second lane.
 Both drive the app through its one deployed contract, ``app(event, context)``, with events
 from ``lambdamesh.events``; nothing here depends on Chalice's local server or test client.
 The HTTP side is the standard library's ``ThreadingHTTPServer``, with the framing a proxy
-needs: repeated headers kept, chunked bodies read whole, folded headers refused, and each
-``Server``/``Date`` header sent once.
+needs: repeated headers kept, chunked bodies read whole, folded headers and control
+characters in header values refused (the sidecar's outbound port refuses the same, by the same
+rule), and each ``Server``/``Date`` header sent once.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from email import errors as email_errors
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -36,6 +36,7 @@ from lambdamesh.events import (
     build_event,
     build_url_event,
 )
+from lambdamesh_routing.forwarding import OWS, header_problem
 
 __all__ = [
     "LANES",
@@ -301,8 +302,8 @@ def _chunk_size(line: bytes) -> int:
 def read_body(headers: Any, rfile: Readable, limit: int = MAX_BODY_BYTES) -> bytes:
     """The request body as HTTP/1.1 frames it (RFC 9112 section 6)."""
     encodings = ",".join(headers.get_all("Transfer-Encoding", []))
-    codings = [t.strip().lower() for t in encodings.split(",")] if encodings else []
-    lengths = {v.strip() for v in headers.get_all("Content-Length", [])}
+    codings = [t.strip(OWS).lower() for t in encodings.split(",")] if encodings else []
+    lengths = {v.strip(OWS) for v in headers.get_all("Content-Length", [])}
     if codings:
         if lengths:
             raise RequestError(400, "both Content-Length and Transfer-Encoding")
@@ -320,24 +321,6 @@ def read_body(headers: Any, rfile: Readable, limit: int = MAX_BODY_BYTES) -> byt
     if len(body) != length:
         raise RequestError(400, "request body shorter than its Content-Length")
     return body
-
-
-def header_problem(headers: Any) -> str | None:
-    """Why the header section must be refused, or None.
-
-    Obsolete line folding (RFC 9112 section 5.2) leaves a line break inside a value, or a
-    continuation line before the first header; a line that is no ``name: value`` pair ends the
-    parsed headers early. Other defects the parser records (a multipart Content-Type whose
-    body it has not seen, say) say nothing of the header section.
-    """
-    defects = getattr(headers, "defects", None) or []
-    if any(isinstance(d, email_errors.FirstHeaderLineIsContinuationDefect) for d in defects):
-        return "obsolete line folding in request headers"
-    if any("\r" in v or "\n" in v for _, v in headers.items()):
-        return "obsolete line folding in request headers"
-    if any(isinstance(d, email_errors.MissingHeaderBodySeparatorDefect) for d in defects):
-        return "malformed header line"
-    return None
 
 
 class LocalGatewayHandler(BaseHTTPRequestHandler):
@@ -374,6 +357,17 @@ class LocalGatewayHandler(BaseHTTPRequestHandler):
         self.write_answer(self.server.invoke(request))
 
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = serve
+
+    def parse_request(self) -> bool:
+        """A request line without a version (HTTP/0.9) is refused, as API Gateway refuses it,
+        with a status line (the standard library would answer a 0.9 request without one)."""
+        if not super().parse_request():
+            return False
+        if self.request_version == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"
+            self.send_error(400, "HTTP/0.9 requests are not served")
+            return False
+        return True
 
     def __getattr__(self, name: str) -> Any:
         """Any other method (TRACE, CONNECT, a made-up one) reaches the routing too, which
@@ -445,10 +439,12 @@ def create_dev_server(
     port: int,
     handler_cls: type[LocalGatewayHandler] = LocalGatewayHandler,
     timeout_seconds: float = DEFAULT_LAMBDA_TIMEOUT,
+    stage: Stage | None = None,
 ) -> LocalGatewayServer:
-    """The app behind a local API Gateway on ``host:port`` (``port=0`` picks a free one)."""
+    """The app behind a local API Gateway on ``host:port`` (``port=0`` picks a free one);
+    ``stage`` says how the events describe the API (a custom domain's name, say)."""
     serve_per_thread(app)
-    invoker = Invoker(app, timeout_seconds=timeout_seconds)
+    invoker = Invoker(app, stage=stage, timeout_seconds=timeout_seconds)
     return LocalGatewayServer((host, port), invoker, handler_cls)
 
 

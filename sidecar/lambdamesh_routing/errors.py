@@ -80,6 +80,14 @@ class ConnectFailed(UpstreamUnreachable):
     """Nothing was sent: safe to try another instance for any method."""
 
 
+class UpstreamNotAllowed(LambdaMeshError):
+    """Every instance tried has an address the address settings refuse: the deployment is at
+    fault, not the instances, which are neither ejected nor counted as failing."""
+
+    status = 502
+    code = "upstream_not_allowed"
+
+
 class UpstreamResponseTooLarge(LambdaMeshError):
     status = 502
     code = "upstream_response_too_large"

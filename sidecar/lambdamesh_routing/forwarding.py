@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable, Mapping
+from email import errors as email_errors
+from email.message import Message
 from urllib.parse import quote, urlsplit
 
 # Every method the gateway routes (API Gateway's ANY), and so the outbound port too.
@@ -35,6 +37,11 @@ HOP_BY_HOP = frozenset(
 # Recomputed by whoever writes the next message, so never copied.
 _RECOMPUTED = frozenset({"content-length", "host"})
 REQUEST_ID_HEADER = "X-Request-Id"
+# Answer headers by which one upstream would act on the whole gateway origin, which every
+# service behind the gateway shares: `Service-Worker-Allowed` widens a service worker's scope
+# beyond the path it was served from (``/api/v1/{service}/{version}/``), so it could see the
+# requests of other services' pages.
+ORIGIN_WIDE = frozenset({"service-worker-allowed"})
 # No "/" and no "..": upstreams put request ids into file and URL paths.
 _REQUEST_ID = re.compile(r"(?!.*\.\.)[A-Za-z0-9._:+=-]{1,128}")
 # Headers that proxies, CDNs and frameworks read as the client's address, the scheme, host or
@@ -101,6 +108,45 @@ def quote_target(target: str, encoding: str = "utf-8") -> str:
     return quote_path(path, encoding=encoding) + sep + quote_path(query, _RAW_QUERY_SAFE, encoding)
 
 
+# The whitespace around a field value (RFC 9110 section 5.6.3), and nothing else: str.strip()
+# also takes off a vertical tab, a form feed, a no-break space and more, so "5\x0b" would
+# pass as a Content-Length of 5.
+OWS = " \t"
+# A field value is visible characters, obs-text, spaces and tabs (RFC 9110 section 5.5): any
+# other control character (NUL, VT, DEL...) is refused, never stripped or passed on, since
+# the servers behind a proxy disagree on what it means.
+_FIELD_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def header_problem(headers: Message) -> str | None:
+    """Why a header section, as ``http.client`` parsed it, may not be passed on; or None.
+
+    Obsolete line folding (RFC 9112 section 5.2) leaves a line break inside a value, or a
+    continuation line before the first header; a line that is no ``name: value`` pair ends the
+    parsed headers early, so the headers after it (a ``Content-Length``, say) would go unseen.
+    Other defects the parser records (a multipart Content-Type whose body it has not seen)
+    say nothing of the header section.
+    """
+    defects = headers.defects
+    if any(isinstance(d, email_errors.FirstHeaderLineIsContinuationDefect) for d in defects):
+        return "obsolete line folding before the first header"
+    if any(isinstance(d, email_errors.MissingHeaderBodySeparatorDefect) for d in defects):
+        return "malformed header line"
+    return field_problem(headers.items())
+
+
+def field_problem(fields: Iterable[tuple[str, str]]) -> str | None:
+    """Why one of these parsed fields may not be passed on (a line break left by obsolete
+    folding, or a control character other than tab), or None."""
+    for name, value in fields:
+        if "\r" in value or "\n" in value:
+            return f"obsolete line folding in header {name[:100]}"
+        control = _FIELD_CONTROL.search(value)
+        if control:
+            return f"control character {ord(control.group()):#04x} in header {name[:100]}"
+    return None
+
+
 def request_id(incoming: str | None) -> str:
     """The caller's request id when it is sane, else a fresh one."""
     if incoming and _REQUEST_ID.fullmatch(incoming):
@@ -160,7 +206,9 @@ def downstream_headers(
     """
     pairs = list(upstream)
     connection = ",".join(v for k, v in pairs if k.lower() == "connection")
-    drop = HOP_BY_HOP | _RECOMPUTED | _connection_tokens(connection) | {"x-request-id"}
+    drop = (
+        HOP_BY_HOP | _RECOMPUTED | ORIGIN_WIDE | _connection_tokens(connection) | {"x-request-id"}
+    )
     if head:
         drop -= {"content-length"}
     headers: Headers = {}

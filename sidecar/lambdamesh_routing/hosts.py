@@ -1,8 +1,11 @@
-"""Which upstream addresses the gateway may reach: pure decisions over plain data.
+"""Which upstream addresses the gateway and the sidecar's outbound port may reach: pure
+decisions over plain data.
 
-A registration names a host; the gateway later connects to it. Anything that would let a caller
-aim the Lambda at its own metadata service, a link-local or multicast address, or (unless the
-deployment says so) loopback and private networks, is refused here.
+A registration names a host; the gateway, and any sidecar's outbound port, later connects to
+it. Anything that would let a caller aim the Lambda or a task at its own metadata service, a
+link-local or multicast address, or (unless the deployment says so) loopback and private
+networks, is refused here. Both sides turn their settings into a ``HostPolicy`` with
+``host_policy`` and check them with ``misconfiguration``, so one rule holds on both paths.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from lambdamesh_routing.errors import ConnectFailed, HostNotAllowed, InvalidRequest
@@ -42,6 +45,51 @@ class HostPolicy:
     allow_loopback: bool = False
     allow_private: bool = False
     allowed_networks: tuple[IPNetwork, ...] = ()
+
+
+@dataclass(frozen=True)
+class Misconfiguration:
+    """Address settings that must not route: ``variable`` is the setting that makes them
+    unsafe, ``problem`` what is wrong, worded to follow its name."""
+
+    variable: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.variable} {self.problem}"
+
+
+def misconfiguration(
+    allow_private: bool, allowed_networks: Sequence[IPNetwork], prefix: str = "LAMBDAMESH_"
+) -> Misconfiguration | None:
+    """Why these settings must not route, or None when they may. ``prefix`` names the
+    variables as the process reads them (``LAMBDAMESH_`` for the gateway,
+    ``LAMBDAMESH_OUTBOUND_`` for the sidecar).
+
+    Private upstreams are where ECS tasks live, but also the VPC's databases and admin
+    consoles: allowing them with no network list would let any service token publish any of
+    those, and have them called through the gateway or any outbound port.
+    """
+    if allow_private and not allowed_networks:
+        return Misconfiguration(
+            f"{prefix}ALLOW_PRIVATE",
+            f"is true but {prefix}ALLOWED_NETWORKS names no network: set it to the tasks' "
+            "subnets (CIDR blocks, comma-separated)",
+        )
+    return None
+
+
+def host_policy(
+    allow_loopback: bool, allow_private: bool, allowed_networks: Sequence[IPNetwork]
+) -> HostPolicy:
+    """The policy the three address settings make. Private addresses stay refused while
+    ``misconfiguration`` objects: settings that must not route never widen what is reached."""
+    networks = tuple(allowed_networks)
+    return HostPolicy(
+        allow_loopback=allow_loopback,
+        allow_private=allow_private and misconfiguration(allow_private, networks) is None,
+        allowed_networks=networks,
+    )
 
 
 def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:

@@ -2,12 +2,13 @@
 
 An instance is ejected, for a while, in two ways:
 
-* it refused a connection (or its address is not allowed): for ``eject_seconds``, so the next
-  requests do not pay for the same dead address;
-* it answered 5xx, reset the connection or timed out ``consecutive_failures`` times in a row
-  (the policy's outlier detection): for ``base_ejection_seconds`` times the number of times it
-  has been ejected, at most ``max_ejection_seconds``, while no more than
-  ``max_ejected_percent`` of its version is ejected at once (at least one instance may be).
+* it refused a connection: for ``eject_seconds``, so the next requests do not pay for the
+  same dead address (an address the settings refuse is not the instance's failure: never);
+* it reset the connection, timed out, or gave an answer the policy counts (502, 503 and 504,
+  or with ``failure_statuses`` ``all_5xx`` any 5xx) ``consecutive_failures`` times in a row:
+  for ``base_ejection_seconds`` times the number of times it has been ejected, at most
+  ``max_ejection_seconds``, while no more than ``max_ejected_percent`` of its version is
+  ejected at once (at least one instance may be, unless it is 0).
 
 Panic mode: when fewer than ``panic_threshold_percent`` of the live instances are usable, all
 of them are offered again, so a burst of failures degrades service instead of refusing it.

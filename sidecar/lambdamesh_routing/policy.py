@@ -15,6 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 STRATEGIES = ("weighted_round_robin", "random", "least_outstanding", "consistent_hash")
+# Which answers count against an instance in outlier detection (resets and timeouts always
+# do). ``gateway_errors``: 502, 503 and 504, which say the instance or what fronts it failed.
+# ``all_5xx``: any 5xx, which also counts what a client provokes by its choice of path.
+FAILURE_STATUSES = ("gateway_errors", "all_5xx")
+GATEWAY_ERRORS = frozenset({502, 503, 504})
 
 
 @dataclass(frozen=True)
@@ -65,15 +70,28 @@ class Retries:
 
 @dataclass(frozen=True)
 class OutlierDetection:
-    """In the spirit of Envoy's: ``consecutive_failures`` 5xx answers or resets in a row
-    eject an instance for ``base_ejection_seconds`` times the number of its ejections, up to
-    ``max_ejection_seconds``; at most ``max_ejected_percent`` of a version at once (at least
-    one instance)."""
+    """In the spirit of Envoy's: ``consecutive_failures`` failures in a row (resets, timeouts,
+    and answers ``failure_statuses`` counts) eject an instance for ``base_ejection_seconds``
+    times the number of its ejections, up to ``max_ejection_seconds``; at most
+    ``max_ejected_percent`` of a version at once (at least one instance, unless 0).
+
+    By default only gateway errors count (Envoy's ``consecutive_gateway_failure``), so that a
+    client cannot eject healthy instances by calling a path their app answers with a 500; and
+    the cap is Envoy's default, which keeps what a client can still provoke (503s, slow
+    answers) from taking much capacity away."""
 
     consecutive_failures: int = 5
     base_ejection_seconds: float = 30.0
     max_ejection_seconds: float = 300.0
-    max_ejected_percent: int = 50
+    max_ejected_percent: int = 10
+    failure_statuses: str = "gateway_errors"
+
+    def counts(self, status: int) -> bool:
+        """Whether an answer with ``status`` counts as a failure of the instance that gave
+        it; one that does not counts as a success (it ends a run of failures)."""
+        if self.failure_statuses == "all_5xx":
+            return status >= 500
+        return status in GATEWAY_ERRORS
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,11 @@
 ``Router.plan`` turns a service's view (its instances and policy) and the request's facts
 into a ``Plan``: the version (an alias resolved), the instances it may go to (ejected ones
 left out, all of them in panic mode), and the order it tries them in. The caller does the
-I/O and reports each try's end (``connect_failed``, ``reset``, ``timed_out``, ``answered``);
-the plan ejects what failed and decides whether another instance may be tried:
+I/O and reports each try's end (``connect_failed``, ``not_allowed``, ``reset``, ``timed_out``,
+``answered``); the plan ejects what failed and decides whether another instance may be tried:
 
-* a connection that failed before anything was sent: always, whatever the method;
+* a connection that failed before anything was sent, or an address the settings refuse:
+  always, whatever the method;
 * after sending, a reset or a 502/503/504 answer: only for idempotent methods whose body can
   be sent again, and only while the retry budget allows, after a full-jitter backoff;
 * never beyond ``max_attempts`` instances or past the deadline.
@@ -222,10 +223,16 @@ class Plan:
         self._router.strategies.in_flight.finished(instance)
 
     def connect_failed(self, instance: Instance) -> None:
-        """Nothing was sent (refused, unresolvable, not allowed): eject for a while, try
-        another instance whatever the method."""
+        """Nothing was sent (refused, unresolvable): eject for a while, try another instance
+        whatever the method."""
         self._router.outliers.eject_for(instance, self._router.eject_seconds)
         self.ejections += 1
+        self.sent, self._retryable = False, True
+
+    def not_allowed(self, instance: Instance) -> None:
+        """Nothing was sent: the address settings refuse the instance's address. That is the
+        deployment's fault, not the instance's: another instance may be tried, and nothing
+        is ejected, so refusals neither count as failures nor bring on panic mode."""
         self.sent, self._retryable = False, True
 
     def reset(self, instance: Instance) -> float:
@@ -243,7 +250,7 @@ class Plan:
         """An answer arrived. Returns the seconds the instance is now ejected for."""
         self.sent = True
         self._retryable = status in RETRYABLE_STATUSES and self._may_retry_after_sending()
-        if status >= 500:
+        if self.policy.outlier_detection.counts(status):
             return self._failed(instance)
         self._router.outliers.succeeded(instance, self.policy.outlier_detection)
         return 0.0

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lambdamesh_routing.instances import STATUSES, Instance, ServiceView
-from lambdamesh_routing.policy import STRATEGIES, Policy, from_json
+from lambdamesh_routing.policy import FAILURE_STATUSES, STRATEGIES, Policy, from_json
 
 _ROUTING_FIELDS = ("instance_id", "version", "host", "port", "weight", "zone", "status")
 
@@ -72,15 +72,18 @@ def _policy(document: Mapping[str, Any]) -> Policy:
     """A policy read back, checked as far as routing relies on it: the registry validated it
     when it was stored, but this one came over the network."""
     policy = from_json(document)
+    ejection = policy.outlier_detection
     numbers = [
         *vars(policy.retries).values(),
-        *vars(policy.outlier_detection).values(),
+        *(v for k, v in vars(ejection).items() if k != "failure_statuses"),
         policy.timeouts.per_try_seconds,
         policy.timeouts.total_seconds,
         policy.panic_threshold_percent,
     ]
-    if policy.strategy not in STRATEGIES or not all(
-        _is_number(n) for n in numbers if n is not None
+    if (
+        policy.strategy not in STRATEGIES
+        or ejection.failure_statuses not in FAILURE_STATUSES
+        or not all(_is_number(n) for n in numbers if n is not None)
     ):
         raise ValueError("a routing view's policy is malformed")
     for alias in policy.aliases.values():

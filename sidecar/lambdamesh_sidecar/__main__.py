@@ -13,14 +13,19 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from lambdamesh_sidecar import __version__
 from lambdamesh_sidecar.client import Registration, RegistryClient
 from lambdamesh_sidecar.config import VARIABLES, ConfigError, Settings, load
+from lambdamesh_sidecar.config import Outbound as OutboundConfig
 from lambdamesh_sidecar.logs import LOGGER_NAME, PREFIX, configure, fields
 from lambdamesh_sidecar.readiness import readiness_check
 from lambdamesh_sidecar.runner import Runner, Timing
 from lambdamesh_sidecar.signals import StopOnSignal, run_off_main_thread
+
+if TYPE_CHECKING:
+    from lambdamesh_routing.hosts import HostPolicy
 
 EXIT_CONFIG = 2
 EXIT_INTERRUPTED = 130
@@ -83,7 +88,6 @@ def serve_outbound(settings: Settings) -> Callable[[], None]:
     ``OSError`` when the port cannot be bound."""
     # Imported here: a sidecar without the outbound port never loads the routing modules
     # (about 2 MiB of resident memory).
-    from lambdamesh_routing.hosts import HostPolicy
     from lambdamesh_routing.router import Router
     from lambdamesh_sidecar.catalog import Catalog
     from lambdamesh_sidecar.outbound import Outbound, OutboundSettings
@@ -95,13 +99,10 @@ def serve_outbound(settings: Settings) -> Callable[[], None]:
         refresh_seconds=config.refresh_seconds,
         stale_seconds=config.stale_seconds,
     )
-    networks = tuple(ipaddress.ip_network(n) for n in config.allowed_networks)
     outbound = Outbound(
         catalog,
         Router(),
-        HostPolicy(
-            allow_loopback=config.allow_loopback, allow_private=True, allowed_networks=networks
-        ),
+        outbound_host_policy(config),
         caller_address=settings.host,
         settings=OutboundSettings(
             timeout_seconds=config.timeout_seconds,
@@ -126,6 +127,15 @@ def serve_outbound(settings: Settings) -> Callable[[], None]:
         server.server_close()
 
     return close
+
+
+def outbound_host_policy(config: OutboundConfig) -> HostPolicy:
+    """The addresses the outbound port may reach, made by the gateway's own rule from the
+    same three settings (``hosts.host_policy``)."""
+    from lambdamesh_routing.hosts import host_policy
+
+    networks = [ipaddress.ip_network(n) for n in config.allowed_networks]
+    return host_policy(config.allow_loopback, config.allow_private, networks)
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

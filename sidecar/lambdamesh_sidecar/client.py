@@ -25,6 +25,8 @@ _MAX_RESPONSE_BYTES = 64 * 1024
 MAX_VIEW_BYTES = 4 * 1024 * 1024
 # Throttling and "try later" answers are the registry being busy, not the request being wrong.
 _TRANSIENT_4XX = frozenset({408, 425, 429})
+# Answers that would send the client elsewhere (a 304 is no redirect: it answers If-None-Match).
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # Server errors that name a misconfiguration of the deployment: waiting will not cure them, so
 # they are refusals (the slow backoff, logged as such), not outages to retry at full pace.
 _MISCONFIGURED = frozenset({"registry_misconfigured", "config_error", "gateway_misconfigured"})
@@ -73,12 +75,17 @@ Transport = Callable[[Request], Response]
 class UrllibTransport:
     """Sends one request and hands back any HTTP status; only the network failing raises.
 
-    ``urllib`` honours ``HTTPS_PROXY``/``NO_PROXY``, which a VPC with an egress proxy needs, and
-    refuses to follow a redirect of a PUT or DELETE, which then surfaces as a 3xx ``Rejected``.
+    ``urllib`` honours ``HTTPS_PROXY``/``NO_PROXY`` (or ``proxies``, when given), which a VPC
+    with an egress proxy needs. It never follows a redirect: urllib's would send the bearer
+    token on to whatever host the ``Location`` names, and the registry API never redirects,
+    so a 3xx comes back as it is (a ``Rejected``, see ``_failure``).
     """
 
-    def __init__(self, opener: urllib.request.OpenerDirector | None = None) -> None:
-        self._opener = opener or urllib.request.build_opener()
+    def __init__(self, proxies: Mapping[str, str] | None = None) -> None:
+        self._opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler(None if proxies is None else dict(proxies)),
+            _NoRedirects(),
+        )
 
     def __call__(self, request: Request) -> Response:
         # RegistryClient only builds http(s) URLs, so no file: or custom scheme can get here.
@@ -96,6 +103,13 @@ class UrllibTransport:
             reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
             detail = _one_line(str(reason)) or type(exc).__name__
             raise Unavailable(f"{request.method} {request.url} failed: {detail}") from exc
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """In place of urllib's redirect handler: a redirect is answered as it came."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
 
 
 def _read_quietly(error: urllib.error.HTTPError) -> bytes:
@@ -222,6 +236,15 @@ class RegistryClient:
 
 
 def _failure(response: Response) -> RegistryError:
+    if response.status in _REDIRECTS:
+        location = {k.lower(): v for k, v in response.headers.items()}.get("location", "")
+        return Rejected(
+            f"the registry URL answered {response.status}, a redirect to "
+            f"{_one_line(location) or 'nowhere'}, which is never followed (it would take the "
+            "token elsewhere): set LAMBDAMESH_URL to the registry API's own address",
+            status=response.status,
+            code="registry_redirected",
+        )
     code, message = _detail(response)
     transient = response.status >= 500 or response.status in _TRANSIENT_4XX
     if transient and code not in _MISCONFIGURED:

@@ -104,8 +104,14 @@ VARIABLES: tuple[tuple[str, str], ...] = (
         "true to let the outbound port reach loopback instances (local runs only; default false)",
     ),
     (
+        "LAMBDAMESH_OUTBOUND_ALLOW_PRIVATE",
+        "true to let the outbound port reach private addresses, where tasks live (default "
+        "false); then LAMBDAMESH_OUTBOUND_ALLOWED_NETWORKS is required",
+    ),
+    (
         "LAMBDAMESH_OUTBOUND_ALLOWED_NETWORKS",
-        "comma-separated CIDRs the outbound port may reach (default: any private address)",
+        "comma-separated CIDRs, the tasks' subnets: the only addresses the outbound port may "
+        "reach (default: none named, and no private address)",
     ),
     ("LAMBDAMESH_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR (default INFO)"),
     (ECS_METADATA_VARIABLE, "set by ECS; read for the defaults of HOST, INSTANCE_ID and ZONE"),
@@ -132,6 +138,7 @@ class Outbound:
     connect_timeout_seconds: float = DEFAULT_OUTBOUND_CONNECT_TIMEOUT_SECONDS
     max_connections: int = DEFAULT_OUTBOUND_MAX_CONNECTIONS
     allow_loopback: bool = False
+    allow_private: bool = False
     allowed_networks: tuple[str, ...] = ()
 
 
@@ -412,6 +419,24 @@ def _outbound(environ: Mapping[str, str]) -> Outbound | None:
     port = _optional_integer(environ, "LAMBDAMESH_OUTBOUND_PORT", 1, 65535)
     if port is None:
         return None
+    outbound = _outbound_settings(environ, port)
+    _check_addresses(outbound)
+    return outbound
+
+
+def _check_addresses(outbound: Outbound) -> None:
+    """The gateway's rule for its own address settings (``hosts.misconfiguration``): where
+    the gateway would route nothing, the sidecar does not start."""
+    # Imported here: a sidecar without the outbound port never loads the routing modules.
+    from lambdamesh_routing.hosts import misconfiguration
+
+    networks = [ipaddress.ip_network(n) for n in outbound.allowed_networks]
+    problem = misconfiguration(outbound.allow_private, networks, prefix="LAMBDAMESH_OUTBOUND_")
+    if problem is not None:
+        raise ConfigError(problem.variable, problem.problem)
+
+
+def _outbound_settings(environ: Mapping[str, str], port: int) -> Outbound:
     return Outbound(
         port=port,
         refresh_seconds=_number(
@@ -437,6 +462,7 @@ def _outbound(environ: Mapping[str, str]) -> Outbound | None:
         max_connections=_optional_integer(environ, "LAMBDAMESH_OUTBOUND_MAX_CONNECTIONS", 1, 4096)
         or DEFAULT_OUTBOUND_MAX_CONNECTIONS,
         allow_loopback=_flag(environ, "LAMBDAMESH_OUTBOUND_ALLOW_LOOPBACK"),
+        allow_private=_flag(environ, "LAMBDAMESH_OUTBOUND_ALLOW_PRIVATE"),
         allowed_networks=_networks(environ, "LAMBDAMESH_OUTBOUND_ALLOWED_NETWORKS"),
     )
 

@@ -5,7 +5,8 @@ about where a body ends would let body bytes be read as the next request (reques
 smuggling). So: ``Content-Length`` must be one run of digits, given once (or repeated with the
 same value); ``Transfer-Encoding`` may only be ``chunked``, never beside ``Content-Length``;
 chunk sizes are hex digits only, on lines of bounded length. Anything else is refused, and the
-connection is closed after the answer.
+connection is closed after the answer. So are a request line with no HTTP/1.x version and a
+header section that a proxy must not pass on (``check_head``).
 
 A body that cannot be read (the app hung up, stalled, or broke the framing) raises
 ``AppBodyFailed``: the app's fault, never counted against an upstream instance.
@@ -19,12 +20,15 @@ from email.message import Message
 from io import BufferedIOBase
 
 from lambdamesh_routing.errors import BadRequest, LambdaMeshError
+from lambdamesh_routing.forwarding import OWS, header_problem
 
 CHUNK = 64 * 1024
 MAX_LINE = 4096  # a chunk-size line (with extensions) or a trailer line
 MAX_TRAILERS = 100
 _LENGTH = re.compile(r"[0-9]{1,18}")
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
+# RFC 9112 section 2.3: "HTTP/" DIGIT "." DIGIT; a later HTTP/1 minor version is read as 1.1.
+_VERSION = re.compile(r"HTTP/1\.[0-9]")
 
 
 class AppBodyFailed(BadRequest):
@@ -36,10 +40,22 @@ class UnsupportedEncoding(LambdaMeshError):
     code = "unsupported_transfer_encoding"
 
 
+def check_head(version: str, headers: Message) -> None:
+    """Refuse what ``http.server`` lets by: a request line with no version (HTTP/0.9, whose
+    request has no headers to frame a body and whose answer has no status line), or one not
+    HTTP/1.x; and a header section ``header_problem`` refuses (folded lines, control
+    characters, a line that is no header)."""
+    if not _VERSION.fullmatch(version):
+        raise BadRequest("the request line must end with an HTTP/1.x version")
+    problem = header_problem(headers)
+    if problem:
+        raise BadRequest(problem)
+
+
 def body_reader(headers: Message, stream: BufferedIOBase) -> Iterator[bytes] | None:
     """The request body's parts, or None when the request has none."""
-    codings = [v.strip().lower() for v in headers.get_all("Transfer-Encoding") or []]
-    lengths = {v.strip() for v in headers.get_all("Content-Length") or []}
+    codings = [v.strip(OWS).lower() for v in headers.get_all("Transfer-Encoding") or []]
+    lengths = {v.strip(OWS) for v in headers.get_all("Content-Length") or []}
     if codings:
         if lengths:
             raise BadRequest("a request may not carry both Content-Length and Transfer-Encoding")

@@ -14,7 +14,9 @@ What differs is the transport, which streams:
   long again.
 
 It listens on loopback only, needs no token from the app, and connects only to addresses the
-gateway would (link-local, metadata and multicast never; loopback only when allowed). Only
+gateway would, its settings read by the gateway's rule (``hosts.host_policy``): link-local,
+metadata and multicast never; loopback, and private addresses within the allowed networks,
+only when allowed. Only
 failures of an upstream count against it: a request the app framed badly or stopped sending
 is answered (or dropped) without touching routing state.
 """
@@ -37,6 +39,7 @@ from lambdamesh_routing.errors import (
     HostNotAllowed,
     LambdaMeshError,
     NotFound,
+    UpstreamNotAllowed,
     UpstreamTimeout,
     UpstreamUnreachable,
 )
@@ -44,6 +47,7 @@ from lambdamesh_routing.forwarding import (
     METHODS,
     Headers,
     downstream_headers,
+    header_problem,
     host_header,
     quote_target,
     request_id,
@@ -55,7 +59,7 @@ from lambdamesh_routing.instances import Instance, ServiceView
 from lambdamesh_routing.names import check_name
 from lambdamesh_routing.retries import may_retry_after_sending
 from lambdamesh_routing.router import Call, Plan, Router
-from lambdamesh_sidecar.framing import CHUNK, AppBodyFailed, body_reader, chunk
+from lambdamesh_sidecar.framing import CHUNK, AppBodyFailed, body_reader, check_head, chunk
 from lambdamesh_sidecar.logs import LOGGER_NAME, fields
 from lambdamesh_sidecar.upstreams import UpstreamPool
 
@@ -311,6 +315,7 @@ class _Call:
         self.method = handler.command
 
     def run(self) -> None:
+        check_head(self.handler.request_version, self.handler.headers)
         service, version, target = self._route()
         body = self._body()
         headers = _incoming_headers(self.handler)
@@ -401,7 +406,11 @@ class _Call:
         """None when the answer went to the app; an answer held for a retry; or the error."""
         try:
             exchange = self._send(plan, instance, target, headers, body)
-        except (ConnectFailed, HostNotAllowed) as exc:
+        except HostNotAllowed as exc:
+            self._log_failure(instance, exc.code, exc.message)
+            plan.not_allowed(instance)
+            return _not_allowed(plan)
+        except ConnectFailed as exc:
             self._log_failure(instance, exc.code, exc.message)
             plan.connect_failed(instance)
             return _unreachable(plan)
@@ -509,6 +518,10 @@ class _Call:
             exchange.response, exchange.reusable = final, False
         if exchange.response.status == 101:
             raise http.client.HTTPException("the upstream switched protocols, which is not relayed")
+        problem = header_problem(exchange.response.msg)
+        if problem:
+            # Malformed like a garbled status line: not relayed, and the upstream's failure.
+            raise http.client.HTTPException(f"the upstream's answer was refused: {problem}")
         if exchange.response.getheader("Transfer-Encoding") and exchange.response.getheader(
             "Content-Length"
         ):
@@ -671,6 +684,13 @@ def _late(plan: Plan) -> UpstreamTimeout:
 def _unreachable(plan: Plan) -> UpstreamUnreachable:
     return UpstreamUnreachable(
         f"no instance of {plan.call.service} {plan.call.version} could be reached"
+    )
+
+
+def _not_allowed(plan: Plan) -> UpstreamNotAllowed:
+    return UpstreamNotAllowed(
+        f"no instance of {plan.call.service} {plan.call.version} has an address the outbound "
+        "port may reach: its address settings refuse them"
     )
 
 

@@ -12,6 +12,7 @@ import pytest
 from sidecar_testkit import FakeClock
 
 from lambdamesh_routing.errors import RegistryUnavailable
+from lambdamesh_routing.policy import OutlierDetection, Policy
 from lambdamesh_routing.wire import etag, parse_view
 from lambdamesh_sidecar.catalog import Catalog
 from lambdamesh_sidecar.client import Unavailable, ViewAnswer
@@ -287,11 +288,37 @@ def test_an_unknown_service_is_an_empty_view() -> None:
         {**document(), "policy": {"aliases": {"live": {"split": {"v1": 1e400}}}}},
         {**document(), "policy": {"aliases": {"live": {"split": {"v1": 0}}}}},
         {**document(), "policy": {"outlier_detection": {"base_ejection_seconds": float("nan")}}},
+        {**document(), "policy": {"outlier_detection": {"failure_statuses": "everything"}}},
+        {**document(), "policy": {"outlier_detection": {"failure_statuses": None}}},
+        {**document(), "policy": {"outlier_detection": {"failure_statuses": 5}}},
     ],
 )
 def test_a_malformed_view_is_a_value_error(broken: Any) -> None:
     with pytest.raises(ValueError):
         parse_view("inventory", broken)
+
+
+@pytest.mark.parametrize("counted", ["gateway_errors", "all_5xx"])
+def test_a_policy_read_back_keeps_which_answers_its_outlier_detection_counts(
+    counted: str,
+) -> None:
+    policy = Policy(outlier_detection=OutlierDetection(failure_statuses=counted))
+    sent = {**document(), "policy": policy.to_json()}
+
+    view = parse_view("inventory", sent)
+
+    assert view.policy == policy
+    assert sent["policy"]["outlier_detection"]["failure_statuses"] == counted
+
+
+def test_a_policy_stored_before_failure_statuses_existed_counts_gateway_errors_only() -> None:
+    older = {"consecutive_failures": 5, "base_ejection_seconds": 30.0}
+
+    view = parse_view("inventory", {**document(), "policy": {"outlier_detection": older}})
+
+    assert view.policy is not None
+    assert view.policy.outlier_detection.failure_statuses == "gateway_errors"
+    assert view.policy.outlier_detection.max_ejected_percent == 10
 
 
 def test_liveness_is_the_registrys_word_and_drains_are_kept() -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
 import json
-import urllib.request
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -142,7 +143,7 @@ def test_a_misconfigured_deployment_is_a_rejection_not_an_outage(code: str) -> N
     assert (caught.value.status, caught.value.code) == (500, code)
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 409, 413, 301])
+@pytest.mark.parametrize("status", [400, 401, 403, 409, 413])
 def test_other_client_errors_are_rejections(status: int) -> None:
     transport = ScriptedTransport(status, error_body("forbidden", "host not allowed"))
 
@@ -150,6 +151,19 @@ def test_other_client_errors_are_rejections(status: int) -> None:
         client_over(transport).heartbeat("UP")
 
     assert (caught.value.code, caught.value.message) == ("forbidden", "host not allowed")
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_a_rejection_that_names_where_it_points(status: int) -> None:
+    transport = ScriptedTransport(status)
+    transport.response = Response(status, b"moved", {"location": "https://elsewhere.example/r"})
+
+    with pytest.raises(Rejected) as caught:
+        client_over(transport).routing_view("orders")
+
+    assert (caught.value.status, caught.value.code) == (status, "registry_redirected")
+    assert "https://elsewhere.example/r" in caught.value.message
+    assert "never followed" in caught.value.message
 
 
 def test_error_without_the_json_envelope_is_summarised_on_one_line() -> None:
@@ -181,7 +195,7 @@ def test_non_http_registry_url_is_refused() -> None:
 
 def no_proxy_transport() -> UrllibTransport:
     """Loopback must not go through whatever proxy the machine running the tests has."""
-    return UrllibTransport(urllib.request.build_opener(urllib.request.ProxyHandler({})))
+    return UrllibTransport(proxies={})
 
 
 @pytest.fixture
@@ -305,3 +319,90 @@ def test_default_transport_speaks_to_a_real_server(
     client.register(REGISTRATION)
 
     assert len(prefixed_server.requests("PUT")) == 1
+
+
+class Elsewhere(http.server.BaseHTTPRequestHandler):
+    """Another origin: records the headers of every request that reaches it."""
+
+    server: RecordingServer
+
+    def do_GET(self) -> None:
+        self.server.received.append(dict(self.headers.items()))
+        body = json.dumps({"service": "orders", "instances": [], "policy": {}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_PUT = do_DELETE = do_GET
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class Redirecting(http.server.BaseHTTPRequestHandler):
+    """The registry URL, answering every request with a redirect to the other origin."""
+
+    server: RecordingServer
+
+    def do_GET(self) -> None:
+        self.server.received.append(dict(self.headers.items()))
+        self.send_response(self.server.status)
+        self.send_header("Location", self.server.location + self.path)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_PUT = do_DELETE = do_GET
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class RecordingServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(
+        self, handler: type[http.server.BaseHTTPRequestHandler], status: int = 0, location: str = ""
+    ) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
+        self.received: list[dict[str, str]] = []
+        self.status, self.location = status, location
+        threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+@pytest.fixture
+def elsewhere() -> Iterator[RecordingServer]:
+    server = RecordingServer(Elsewhere)
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_to_another_origin_is_never_followed_so_the_token_stays_home(
+    elsewhere: RecordingServer, status: int
+) -> None:
+    registry = RecordingServer(Redirecting, status, elsewhere.url)
+    try:
+        client = RegistryClient(
+            registry.url, TOKEN, "orders", "task-1", timeout=2.0, transport=no_proxy_transport()
+        )
+
+        with pytest.raises(Rejected) as caught:
+            client.routing_view("orders")
+        with pytest.raises(Rejected):
+            client.register(REGISTRATION)
+    finally:
+        registry.close()
+
+    assert [r["Authorization"] for r in registry.received] == [f"Bearer {TOKEN}"] * 2
+    assert elsewhere.received == []  # no request, so no Authorization header, ever reached it
+    assert caught.value.code == "registry_redirected"
+    assert elsewhere.url in caught.value.message

@@ -364,7 +364,11 @@ def test_the_outbound_port_settings_are_read_with_their_defaults() -> None:
     assert outbound is not None
     assert (outbound.port, outbound.refresh_seconds, outbound.stale_seconds) == (15001, 5.0, 60.0)
     assert (outbound.timeout_seconds, outbound.max_connections) == (30.0, 256)
-    assert (outbound.allow_loopback, outbound.allowed_networks) == (False, ())
+    assert (outbound.allow_loopback, outbound.allow_private, outbound.allowed_networks) == (
+        False,
+        False,
+        (),
+    )
 
 
 def test_the_outbound_port_settings_can_all_be_changed() -> None:
@@ -376,6 +380,7 @@ def test_the_outbound_port_settings_can_all_be_changed() -> None:
         LAMBDAMESH_OUTBOUND_CONNECT_TIMEOUT_SECONDS="0.5",
         LAMBDAMESH_OUTBOUND_MAX_CONNECTIONS="16",
         LAMBDAMESH_OUTBOUND_ALLOW_LOOPBACK="TRUE",
+        LAMBDAMESH_OUTBOUND_ALLOW_PRIVATE="true",
         LAMBDAMESH_OUTBOUND_ALLOWED_NETWORKS="10.0.0.0/16, 10.1.2.3/24",
     ).outbound
 
@@ -386,7 +391,7 @@ def test_the_outbound_port_settings_can_all_be_changed() -> None:
         2.5,
     )
     assert (outbound.connect_timeout_seconds, outbound.max_connections) == (0.5, 16)
-    assert outbound.allow_loopback is True
+    assert (outbound.allow_loopback, outbound.allow_private) == (True, True)
     assert outbound.allowed_networks == ("10.0.0.0/16", "10.1.2.0/24")
 
 
@@ -401,6 +406,7 @@ def test_the_outbound_port_settings_can_all_be_changed() -> None:
         ("LAMBDAMESH_OUTBOUND_CONNECT_TIMEOUT_SECONDS", "31"),
         ("LAMBDAMESH_OUTBOUND_MAX_CONNECTIONS", "0"),
         ("LAMBDAMESH_OUTBOUND_ALLOW_LOOPBACK", "yes"),
+        ("LAMBDAMESH_OUTBOUND_ALLOW_PRIVATE", "1"),
         ("LAMBDAMESH_OUTBOUND_ALLOWED_NETWORKS", "10.0.0.0/33"),
     ],
 )
@@ -408,3 +414,24 @@ def test_a_bad_outbound_setting_names_its_variable(variable: str, value: str) ->
     changes = {"LAMBDAMESH_OUTBOUND_PORT": "15001", variable: value}
 
     assert error_for(**changes).variable == variable
+
+
+@pytest.mark.parametrize("networks", [None, "", "  "])
+def test_private_addresses_without_allowed_networks_stop_the_sidecar_as_the_gateway_would(
+    networks: str | None,
+) -> None:
+    error = error_for(
+        LAMBDAMESH_OUTBOUND_PORT="15001",
+        LAMBDAMESH_OUTBOUND_ALLOW_PRIVATE="true",
+        LAMBDAMESH_OUTBOUND_ALLOWED_NETWORKS=networks,
+    )
+
+    assert error.variable == "LAMBDAMESH_OUTBOUND_ALLOW_PRIVATE"
+    assert str(error) == (
+        "LAMBDAMESH_OUTBOUND_ALLOW_PRIVATE is true but LAMBDAMESH_OUTBOUND_ALLOWED_NETWORKS "
+        "names no network: set it to the tasks' subnets (CIDR blocks, comma-separated)"
+    )
+
+
+def test_the_address_settings_are_not_checked_while_the_outbound_port_is_off() -> None:
+    assert loaded(LAMBDAMESH_OUTBOUND_ALLOW_PRIVATE="true").outbound is None

@@ -6,6 +6,7 @@ rules: retries, ejection, headers, errors, streaming, limits and address checks.
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import socket
 import threading
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 from lambdamesh_routing.errors import RegistryUnavailable
-from lambdamesh_routing.hosts import HostPolicy
+from lambdamesh_routing.hosts import HostPolicy, host_policy
 from lambdamesh_routing.instances import Instance, ServiceView
 from lambdamesh_routing.policy import Alias, MatchRule, OutlierDetection, Policy, Timeouts
 from lambdamesh_routing.router import Router
@@ -346,14 +347,46 @@ def test_a_slow_instance_gets_a_504_within_the_per_try_timeout(mesh: Harness) ->
 
 
 def test_an_instance_answering_500_is_ejected_after_the_policys_count(mesh: Harness) -> None:
-    policy = Policy(outlier_detection=OutlierDetection(consecutive_failures=2))
-    bad, good = mesh.instances(answer(500, b"oops"), echo, policy=policy)
+    rules = OutlierDetection(consecutive_failures=2, failure_statuses="all_5xx")
+    bad, good = mesh.instances(answer(500, b"oops"), echo, policy=Policy(outlier_detection=rules))
 
     for _ in range(10):
         mesh.call("GET", "/inventory/v1/x")
 
     assert len(bad.received) == 2
     assert len(good.received) == 8
+
+
+def boom_on(path: str) -> Behaviour:
+    """A healthy app with one path that answers 500 on purpose."""
+
+    def behave(handler: BaseHTTPRequestHandler, received: bytes) -> None:
+        answer(500 if handler.path == path else 200)(handler, received)
+
+    return behave
+
+
+@pytest.mark.parametrize(
+    ("rules", "ejected"),
+    [(None, 0), (OutlierDetection(failure_statuses="all_5xx"), 1)],
+    ids=["by default", "all_5xx"],
+)
+def test_calls_to_a_path_answered_500_eject_nothing_unless_the_policy_counts_all_5xx(
+    mesh: Harness, rules: OutlierDetection | None, ejected: int
+) -> None:
+    policy = None if rules is None else Policy(outlier_detection=rules)
+    upstreams = mesh.instances(*[boom_on("/boom")] * 4, policy=policy)
+
+    statuses = {mesh.call("GET", "/inventory/v1/boom")[0] for _ in range(40)}
+
+    assert statuses == {500}
+    out = [i for i in mesh.views.current.instances if mesh.router.outliers.is_ejected(i)]
+    # At most 10 % of a version by default, and always one instance: one of four.
+    assert len(out) == ejected
+    served = [len(u.received) for u in upstreams]
+    for _ in range(8):
+        assert mesh.call("GET", "/inventory/v1/ok")[0] == 200
+    assert sum(1 for u, before in zip(upstreams, served) if len(u.received) > before) == 4 - ejected
 
 
 def test_an_alias_match_rule_picks_the_version(mesh: Harness) -> None:
@@ -436,7 +469,104 @@ def test_an_address_the_gateway_must_not_reach_is_never_connected(mesh: Harness,
 
     status, _, body = mesh.call("GET", "/inventory/v1/latest/meta-data/")
 
-    assert (status, error_code(body)) == (502, "upstream_unreachable")
+    assert (status, error_code(body)) == (502, "upstream_not_allowed")
+    assert not mesh.router.outliers.is_ejected(instance("evil", 80, host=host))
+
+
+class Dialling:
+    """An outbound port with the address policy its settings make, and a resolver the test
+    answers for, beside a live upstream on loopback that must never be reached."""
+
+    def __init__(self, answers: dict[str, list[str]] | None, **settings: Any) -> None:
+        self.upstream = Upstream(echo)
+        self.views = Views()
+        self.router = Router(sleep=lambda seconds: None)
+        networks = [ipaddress.ip_network(n) for n in settings.get("networks", ())]
+        policy = host_policy(
+            settings.get("loopback", False), settings.get("private", False), networks
+        )
+        extra: dict[str, Any] = {}
+        if answers is not None:
+            extra["resolver"] = lambda host, port: answers[host]
+        outbound = Outbound(self.views, self.router, policy, caller_address=None, **extra)
+        self.server = outbound.serve(0)
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def call(self, host: str) -> tuple[int, str, Instance]:
+        target = instance("named", self.upstream.port, host=host)
+        self.views.current = ServiceView((target,))
+        connection = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=10)
+        try:
+            connection.request("GET", "/inventory/v1/x")
+            response = connection.getresponse()
+            return response.status, error_code(response.read()), target
+        finally:
+            connection.close()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.upstream.close()
+
+
+@pytest.mark.parametrize(
+    ("answers", "settings"),
+    [
+        # A name of the VPC that resolves to loopback, with only the tasks' subnets allowed.
+        ({"inventory.internal": ["127.0.0.1"]}, {"private": True, "networks": ["10.0.0.0/16"]}),
+        # The same name resolving to a private address outside the allowed networks.
+        ({"inventory.internal": ["10.9.0.5"]}, {"private": True, "networks": ["10.0.0.0/16"]}),
+        # Private addresses asked for with no network list: refused, as the gateway refuses.
+        ({"inventory.internal": ["10.0.0.5"]}, {"private": True}),
+        # And by default, a name that resolves to the metadata service.
+        ({"inventory.internal": ["169.254.169.254"]}, {}),
+    ],
+)
+def test_a_name_resolving_to_a_refused_address_is_never_dialled_nor_ejected(
+    answers: dict[str, list[str]], settings: dict[str, Any]
+) -> None:
+    port = Dialling(answers, **settings)
+    try:
+        status, code, target = port.call("inventory.internal")
+
+        assert (status, code) == (502, "upstream_not_allowed")
+        assert port.upstream.received == []
+        assert not port.router.outliers.is_ejected(target)
+    finally:
+        port.close()
+
+
+def test_localhost_is_refused_when_loopback_is_not_allowed() -> None:
+    port = Dialling(None, private=True, networks=["10.0.0.0/16"])
+    try:
+        status, code, _ = port.call("localhost")
+
+        assert (status, code) == (502, "upstream_not_allowed")
+        assert port.upstream.received == []
+    finally:
+        port.close()
+
+
+def test_an_instance_refused_by_the_settings_is_skipped_for_one_that_is_allowed() -> None:
+    port = Dialling({"bad.internal": ["10.9.0.5"], "good.internal": ["127.0.0.1"]}, loopback=True)
+    try:
+        bad = instance("bad", port.upstream.port, host="bad.internal")
+        good = instance("good", port.upstream.port, host="good.internal")
+        port.views.current = ServiceView((bad, good))
+        connection = http.client.HTTPConnection("127.0.0.1", port.server.port, timeout=10)
+        statuses = []
+        for _ in range(6):
+            connection.request("POST", "/inventory/v1/x", body=b"{}")
+            response = connection.getresponse()
+            response.read()
+            statuses.append(response.status)
+        connection.close()
+
+        assert statuses == [200] * 6
+        assert len(port.upstream.received) == 6
+        assert not port.router.outliers.is_ejected(bad)
+    finally:
+        port.close()
 
 
 def test_loopback_is_refused_unless_allowed() -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from lambdamesh_routing.hosts import HostPolicy
 from lambdamesh_routing.instances import Instance, ServiceView
+from lambdamesh_routing.policy import OutlierDetection, Policy
 from lambdamesh_routing.router import Router
 from lambdamesh_sidecar.outbound import Outbound, OutboundServer, OutboundSettings
 
@@ -244,6 +245,9 @@ SMUGGLED = b"DELETE /inventory/v1/everything HTTP/1.1\r\nHost: x\r\n\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n",
             400,
         ),
+        # str.strip() takes a no-break space (latin-1 0xa0) off as if it were whitespace.
+        (b"POST /inventory/v1/x HTTP/1.1\r\nContent-Length: 3\xa0\r\n\r\n", 400),
+        (b"POST /inventory/v1/x HTTP/1.1\r\nTransfer-Encoding: chunked\xa0\r\n\r\n", 501),
     ],
     ids=[
         "invalid-name",
@@ -254,6 +258,8 @@ SMUGGLED = b"DELETE /inventory/v1/everything HTTP/1.1\r\nHost: x\r\n\r\n"
         "two-lengths",
         "superscript-length",
         "length-and-chunked",
+        "no-break-space-after-length",
+        "no-break-space-after-chunked",
     ],
 )
 def test_a_request_whose_body_cannot_be_framed_is_refused_and_its_connection_closed(
@@ -271,6 +277,108 @@ def test_a_request_whose_body_cannot_be_framed_is_refused_and_its_connection_clo
 
 def _phrase(status: int) -> bytes:
     return {400: b"Bad Request", 501: b"Not Implemented"}[status]
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /inventory/v1/x HTTP/1.1\r\nX-A: 1\r\n X-Injected: 2\r\n\r\n",
+        b"GET /inventory/v1/x HTTP/1.1\r\nX-A: 1\r\n\tX-Injected: 2\r\n\r\n",
+        b"GET /inventory/v1/x HTTP/1.1\r\n X-Injected: 2\r\nHost: x\r\n\r\n",
+        # Every header after a line that is none would go unseen: here, the body's length.
+        b"POST /inventory/v1/x HTTP/1.1\r\nX A: b\r\nContent-Length: %d\r\n\r\n" % len(SMUGGLED),
+        b"GET /inventory/v1/x HTTP/1.1\r\nX-A: a\x00b\r\n\r\n",
+        b"GET /inventory/v1/x HTTP/1.1\r\nX-A: a\x7fb\r\n\r\n",
+        b"POST /inventory/v1/x HTTP/1.1\r\nContent-Length: 5\x0b\r\n\r\nhello",
+        b"POST /inventory/v1/x HTTP/1.1\r\nContent-Length: 5\x0c\r\n\r\nhello",
+        b"GET /inventory/v1/x\r\n\r\n",
+        b"GET /inventory/v1/x HTTP/01.1\r\n\r\n",
+    ],
+    ids=[
+        "obs-fold-space",
+        "obs-fold-tab",
+        "fold-before-the-first-header",
+        "line-that-is-no-header",
+        "nul-in-value",
+        "del-in-value",
+        "vertical-tab-after-length",
+        "form-feed-after-length",
+        "http-0.9",
+        "malformed-version",
+    ],
+)
+def test_a_request_head_a_proxy_must_not_pass_on_is_refused_and_its_connection_closed(
+    port: Callable[..., OutboundServer], request_bytes: bytes
+) -> None:
+    server = port(serve(ok))
+
+    received = exchange(server, request_bytes + SMUGGLED)
+
+    assert statuses(received) == [b"HTTP/1.1 400 Bad Request"]
+    assert b"Connection: close" in received
+    assert b'"code": "bad_request"' in received
+    assert b"X-Injected" not in received
+    assert upstream_of(server).requests == []
+
+
+def test_tabs_and_obs_text_in_a_header_value_are_passed_on(
+    port: Callable[..., OutboundServer],
+) -> None:
+    heads: list[bytes] = []
+
+    def answers(head: bytes) -> bytes:
+        heads.append(head)
+        return ok(head)
+
+    server = port(serve(answers))
+
+    received = exchange(
+        server, b"GET /inventory/v1/x HTTP/1.1\r\nConnection: close\r\nX-A: a\tb \xe9c\r\n\r\n"
+    )
+
+    assert statuses(received) == [b"HTTP/1.1 200 OK"]
+    assert b"\r\nX-A: a\tb \xe9c\r\n" in heads[0]
+
+
+MALFORMED_ANSWERS = [
+    b"HTTP/1.1 200 OK\r\nX-A: 1\r\n X-Injected: 2\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nX-A: 1\r\n\tX-Injected: 2\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nX-A: a\x00X-Injected\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nX Injected\r\nContent-Length: 2\r\n\r\nok",
+]
+MALFORMED_IDS = ["obs-fold-space", "obs-fold-tab", "nul-in-value", "line-that-is-no-header"]
+
+
+@pytest.mark.parametrize("answer", MALFORMED_ANSWERS, ids=MALFORMED_IDS)
+def test_an_answer_whose_header_section_is_malformed_is_not_relayed(
+    port: Callable[..., OutboundServer], answer: bytes
+) -> None:
+    server = port(serve(lambda head: answer))
+
+    received = exchange(server, b"GET /inventory/v1/x HTTP/1.1\r\nConnection: close\r\n\r\n")
+
+    assert statuses(received) == [b"HTTP/1.1 502 Bad Gateway"]
+    assert b'"code": "upstream_unreachable"' in received
+    assert b"X-Injected" not in received
+    assert not received.endswith(b"ok")
+
+
+@pytest.mark.parametrize("answer", MALFORMED_ANSWERS, ids=MALFORMED_IDS)
+def test_an_instance_answering_malformed_heads_is_ejected_and_its_calls_retried(
+    port: Callable[..., OutboundServer], answer: bytes
+) -> None:
+    server = port(serve(lambda head: answer), serve(ok))
+    views = server.outbound.views
+    ejecting = Policy(outlier_detection=OutlierDetection(consecutive_failures=2))
+    views.current = ServiceView(views.view("inventory").instances, ejecting)  # type: ignore[attr-defined]
+
+    call = b"GET /inventory/v1/x HTTP/1.1\r\nConnection: close\r\n\r\n"
+    answers = [exchange(server, call) for _ in range(6)]
+
+    assert [statuses(a) for a in answers] == [[b"HTTP/1.1 200 OK"]] * 6
+    assert all(a.endswith(b"/x") and b"X-Injected" not in a for a in answers)
+    malformed = views.view("inventory").instances[0]
+    assert server.outbound.router.outliers.is_ejected(malformed)
 
 
 def test_a_target_with_spaces_controls_or_non_ascii_is_quoted_not_refused(

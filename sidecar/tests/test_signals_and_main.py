@@ -106,6 +106,27 @@ def test_config_error_returns_2_with_one_line(capsys: pytest.CaptureFixture[str]
     assert capsys.readouterr().err == "lambdamesh-sidecar: LAMBDAMESH_URL is required\n"
 
 
+def test_an_outbound_port_allowed_private_addresses_but_no_networks_exits_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    environ = {
+        "LAMBDAMESH_URL": "https://mesh.example.com",
+        "LAMBDAMESH_TOKEN": "t0ken",
+        "LAMBDAMESH_SERVICE": "orders",
+        "LAMBDAMESH_VERSION": "v1",
+        "LAMBDAMESH_PORT": "8080",
+        "LAMBDAMESH_HOST": "10.0.1.5",
+        "LAMBDAMESH_OUTBOUND_PORT": "15001",
+        "LAMBDAMESH_OUTBOUND_ALLOW_PRIVATE": "true",
+    }
+
+    assert main([], environ=environ) == 2
+
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("lambdamesh-sidecar: LAMBDAMESH_OUTBOUND_ALLOW_PRIVATE is true but ")
+    assert "LAMBDAMESH_OUTBOUND_ALLOWED_NETWORKS names no network" in line
+
+
 def test_unknown_argument_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         main(["--frobnicate"], environ={})

@@ -240,7 +240,10 @@ def deployment(aws: Client, package: Package) -> Deployment:
         aws,
         f"{prefix}-api",
         on_moto(template),
-        {key: network.outputs[key] for key in ("SubnetIds", "SecurityGroupIds", "AllowedNetworks")},
+        {
+            **{k: network.outputs[k] for k in ("SubnetIds", "SecurityGroupIds", "AllowedNetworks")},
+            "ConsoleDomain": "function-url",
+        },
     )
     rest_api = stand_in_rest_api(aws, template)
     url = endpoint_url(template, rest_api["id"])
@@ -251,6 +254,7 @@ def deployment(aws: Client, package: Package) -> Deployment:
         {
             "Stage": STAGE,
             "SubnetIds": network.outputs["SubnetIds"],
+            "TaskSubnetCidrs": network.outputs["AllowedNetworks"],
             "TasksSecurityGroupId": tasks_group_id,
             "LambdaMeshUrl": url.removesuffix("/"),
             "TokenSecretArn": token_secret_arn,
@@ -388,6 +392,8 @@ def test_function_environment_names_the_stage_table_secret_and_allowed_networks(
         == stacks["signing-key"].outputs["SigningKeySecretName"]
     )
     assert variables["LAMBDAMESH_ALLOW_PRIVATE"] == "true"
+    # The dashboard on the function URL's own origin, as the parameter asked.
+    assert variables["LAMBDAMESH_CONSOLE_DOMAIN"] == "function-url"
 
 
 def test_endpoint_url_is_the_prod_stage_of_the_regional_api(

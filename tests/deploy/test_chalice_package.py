@@ -253,6 +253,8 @@ def test_the_merged_function_runs_in_the_network_stacks_subnets_with_its_network
     assert variables.pop("LAMBDAMESH_ALLOWED_NETWORKS") == {
         "Fn::Join": [",", {"Ref": "AllowedNetworks"}]
     }
+    assert parameters["ConsoleDomain"]["Default"] == ""
+    assert variables.pop("LAMBDAMESH_CONSOLE_DOMAIN") == {"Ref": "ConsoleDomain"}
     assert variables == prod.function_environment()
 
 

@@ -146,6 +146,7 @@ def stacks(aws: Client, given: Given) -> dict[str, Stack]:
             "Stage": given.stage,
             # The tasks share the Lambda's subnets here: the network stack's output.
             "SubnetIds": network.outputs["SubnetIds"],
+            "TaskSubnetCidrs": network.outputs["AllowedNetworks"],
             "TasksSecurityGroupId": given.tasks_group_id,
             "LambdaMeshUrl": API_URL,
             "TokenSecretArn": given.token_secret_arn,
@@ -494,6 +495,7 @@ def test_example_service_joins_an_existing_cluster_when_named(
             "ServiceName": "hello2",
             "ClusterName": cluster,
             "SubnetIds": ",".join(given.subnet_ids),
+            "TaskSubnetCidrs": ",".join(TASK_SUBNETS),
             "TasksSecurityGroupId": given.tasks_group_id,
             "LambdaMeshUrl": API_URL,
             "TokenSecretArn": given.token_secret_arn,
@@ -547,6 +549,7 @@ def task_definition(aws: Client, given: Given, stacks: dict[str, Stack]) -> dict
         parameters={
             "Stage": given.stage,
             "SubnetIds": ",".join(given.subnet_ids),
+            "TaskSubnetCidrs": ",".join(TASK_SUBNETS),
             "TasksSecurityGroupId": given.tasks_group_id,
             "LambdaMeshUrl": API_URL,
             "TokenSecretArn": given.token_secret_arn,
@@ -614,6 +617,9 @@ def test_sidecar_accepts_the_environment_the_task_definition_gives_it(
     assert (settings.registry_url, settings.service, settings.version) == (API_URL, "hello", "v1")
     assert (settings.host, settings.port, settings.instance_id) == ("10.20.0.17", 80, "0123abcd")
     assert settings.health_path == "/"
+    assert settings.outbound is not None
+    assert settings.outbound.allow_private is True
+    assert settings.outbound.allowed_networks == TASK_SUBNETS
 
 
 def test_lambdamesh_configure_reads_the_deployed_stacks_into_a_stage_that_passes_the_check(

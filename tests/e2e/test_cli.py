@@ -52,7 +52,8 @@ def test_the_demo_serves_its_printed_curl_lines_and_stops_cleanly(stop_signal: i
     services = {s["service"]: s["live"] for s in json.loads(answers["services"])["services"]}
     assert services == {"hello": 2, "echo": 2}
     assert len(json.loads(answers["instances"])["instances"]) == 2
-    assert json.loads(answers["world?lang=en"])["instance"] in {"hello-0", "hello-1"}
+    greeted = json.loads(answers["world?lang=en"])
+    assert greeted.get("instance") in {"hello-0", "hello-1"}, (greeted, demo.output)
     assert answers["echo"] == "ping"
     assert "404" in answers[""].splitlines()[0] and "service_not_found" in answers[""]
     # hello, reached through the gateway, calls echo through its sidecar's outbound port;
@@ -185,6 +186,21 @@ def test_dev_on_a_busy_port_fails_with_one_clear_line() -> None:
 
     assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_dev_on_a_busy_console_port_names_that_port() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli("dev", "--port", "0", "--console-port", str(port))
+
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "--console-port" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -189,3 +191,68 @@ def test_a_bad_token_exits_4_with_one_line(api: dict[str, str]) -> None:
     assert refused.returncode == 4
     assert refused.stderr.startswith("lambdamesh: unauthorized: ")
     assert refused.stderr.count("\n") == 1
+
+
+class Recording(BaseHTTPRequestHandler):
+    """Records each request's headers; answers with a redirect to ``server.location`` when
+    it has one (the registry URL), else a list of services (another origin)."""
+
+    server: RecordingServer
+
+    def do_GET(self) -> None:
+        self.server.received.append(dict(self.headers.items()))
+        body = b"" if self.server.location else b'{"services": []}'
+        self.send_response(self.server.status)
+        if self.server.location:
+            self.send_header("Location", self.server.location + self.path)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_PUT = do_DELETE = do_POST = do_GET
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class RecordingServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, status: int = 200, location: str = "") -> None:
+        super().__init__(("127.0.0.1", 0), Recording)
+        self.received: list[dict[str, str]] = []
+        self.status, self.location = status, location
+        threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+@pytest.mark.parametrize("status", [302, 307])
+def test_a_redirect_is_never_followed_so_the_token_never_reaches_another_origin(
+    status: int,
+) -> None:
+    elsewhere = RecordingServer()
+    registry = RecordingServer(status, elsewhere.url)
+    local = {"NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
+    try:
+        listed = run_cli(
+            "services", env={"LAMBDAMESH_URL": registry.url, "LAMBDAMESH_TOKEN": "t0ken", **local}
+        )
+    finally:
+        registry.close()
+        elsewhere.close()
+
+    assert [r.get("Authorization") for r in registry.received] == ["Bearer t0ken"]
+    assert elsewhere.received == []  # no request, so no Authorization header, ever reached it
+    assert listed.returncode == 4
+    assert listed.stderr.startswith(
+        f"lambdamesh: registry_redirected: the registry URL answered {status}"
+    )
+    assert f"{elsewhere.url}/registry/services" in listed.stderr
+    assert listed.stderr.count("\n") == 1

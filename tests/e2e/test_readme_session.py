@@ -24,8 +24,10 @@ def session_block() -> str:
 def test_the_readme_session_runs_as_written() -> None:
     demo = spawn("demo", ["-m", "lambdamesh.cli", "dev", "--demo", "--port", "0"])
     try:
-        url = demo.wait_for_line(r"Dashboard: (http://\S+)/dashboard", timeout=60).group(1)
+        url = demo.wait_for_line(r"ready on (http://\S+)", timeout=60).group(1)
+        console = demo.wait_for_line(r"Dashboard: (http://\S+)/dashboard", timeout=60).group(1)
         script = session_block().replace("http://127.0.0.1:8000", url)
+        script = script.replace("http://127.0.0.1:8001", console)
         result = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", script],
             cwd=ROOT,
@@ -43,5 +45,5 @@ def test_the_readme_session_runs_as_written() -> None:
     assert '"instance": "hello-' in output
     assert re.search(r"^hello\s+2\s+2\s", output, re.MULTILINE)
     assert re.search(r"^by-hand\s+v1\s+127\.0\.0\.1\s+9\s", output, re.MULTILINE)
-    assert f"{url}/dashboard" in output
+    assert f"{console}/dashboard" in output
     assert "ping" in output

@@ -213,7 +213,13 @@ def test_an_instance_answering_500_is_ejected_after_n_answers_and_comes_back(
     set_policy(
         mesh,
         "flaky",
-        {"outlier_detection": {"consecutive_failures": 3, "base_ejection_seconds": 2}},
+        {
+            "outlier_detection": {
+                "consecutive_failures": 3,
+                "base_ejection_seconds": 2,
+                "failure_statuses": "all_5xx",
+            }
+        },
     )
 
     first = [client.request("POST", "/api/v1/flaky/v1/x")[0] for _ in range(30)]
@@ -242,6 +248,7 @@ def test_with_most_instances_failing_panic_mode_routes_over_all_of_them(
                 "consecutive_failures": 1,
                 "base_ejection_seconds": 60,
                 "max_ejected_percent": 100,
+                "failure_statuses": "all_5xx",
             },
             "panic_threshold_percent": 50,
         },

@@ -8,8 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 import boto3
+import pytest
 
+from chalicelib import wiring
+from chalicelib.registry import Registry
+from chalicelib.storage import InstanceStore
 from lambdamesh.localgateway import TestClient as Client
+from lambdamesh_routing.hosts import HostPolicy
 from tests.functional.conftest import Upstream, body_json
 from tests.helpers import admin_token, bearer, service_token
 
@@ -17,11 +22,11 @@ DRAIN = "/registry/services/orders/instances/{}/drain"
 JSON = {"Content-Type": "application/json"}
 
 
-def register(client: Client, instance: str, port: int) -> None:
+def register(client: Client, instance: str, port: int, **fields: Any) -> None:
     answer = client.http.put(
         f"/registry/services/orders/instances/{instance}",
         headers={**JSON, **bearer(service_token("orders"))},
-        body=json.dumps({"version": "v1", "host": "127.0.0.1", "port": port}),
+        body=json.dumps({"version": "v1", "host": "127.0.0.1", "port": port, **fields}),
     )
     assert answer.status_code == 201, answer.body
 
@@ -186,3 +191,81 @@ def test_a_re_registration_does_not_lift_a_drain(
     register(client, "a", port)
 
     assert listed(client)["a"]["drained"] is True
+
+
+def capped_registry(store: InstanceStore, cap: int, now: list[float]) -> Registry:
+    return Registry(store, HostPolicy(allow_loopback=True), clock=lambda: now[0], max_instances=cap)
+
+
+def drain(client: Client, instance: str) -> Any:
+    return client.http.put(DRAIN.format(instance), headers=bearer(admin_token()))
+
+
+def test_crash_cycles_of_drained_instances_leave_a_bounded_drain_set(
+    client: Client,
+    store: InstanceStore,
+    upstreams: Callable[[str], Upstream],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a service of at most 4 instances, with a live instance an operator drained
+    now = [1_000_000.0]
+    monkeypatch.setattr(wiring, "registry", lambda: capped_registry(store, 4, now))
+    port = upstreams("orders").port
+    register(client, "steady", port, lease_seconds=300)
+    assert drain(client, "steady").status_code == 200
+    departed: set[str] = set()  # deregistered since the last drain, which keeps their drains
+
+    def assert_bounded() -> None:
+        view = store.service_view("orders")
+        stored = {i.instance_id for i in view.instances}
+        assert view.drained <= stored | departed, (view.drained, stored)
+        assert len(view.drained) <= 4
+        assert "steady" in view.drained
+
+    # When, 20 times, an instance is drained, crashes (its lease lapses, or it deregisters on
+    # the way down) and comes back under a new id
+    for cycle in range(20):
+        crashing = f"task-{cycle}"
+        register(client, crashing, port, lease_seconds=5)
+        assert_bounded()
+        assert drain(client, crashing).status_code == 200
+        departed.clear()
+        assert_bounded()
+        if cycle % 2:
+            gone = client.http.delete(
+                f"/registry/services/orders/instances/{crashing}",
+                headers=bearer(service_token("orders")),
+            )
+            assert gone.status_code == 204
+            departed.add(crashing)
+        now[0] += 10
+        assert heartbeat(client, "steady").status_code == 200
+    # Then the drain set stayed within the cap throughout, and the live drain was never lifted
+    assert listed(client)["steady"]["drained"] is True
+
+
+def test_a_drain_beyond_the_cap_answers_409_and_drains_nothing(
+    client: Client,
+    store: InstanceStore,
+    upstreams: Callable[[str], Upstream],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given three live instances, two of them drained, and the cap since lowered to two
+    now = [1_000_000.0]
+    monkeypatch.setattr(wiring, "registry", lambda: capped_registry(store, 3, now))
+    port = upstreams("orders").port
+    for instance in ("a", "b", "c"):
+        register(client, instance, port)
+    monkeypatch.setattr(wiring, "registry", lambda: capped_registry(store, 2, now))
+    assert drain(client, "a").status_code == 200
+    assert drain(client, "b").status_code == 200
+    # When an operator drains the third
+    refused = drain(client, "c")
+    # Then it is refused in the error envelope, and nothing changes
+    assert refused.status_code == 409
+    error = body_json(refused)["error"]
+    assert error["code"] == "too_many_drains"
+    assert "LAMBDAMESH_MAX_INSTANCES_PER_SERVICE" in error["message"]
+    assert "Retry-After" not in refused.headers
+    assert store.service_view("orders").drained == {"a", "b"}
+    assert drain(client, "a").status_code == 200

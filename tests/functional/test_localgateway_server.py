@@ -170,6 +170,57 @@ def test_obsolete_line_folding_is_refused_with_400(server: LocalGatewayServer) -
     assert b"hello" not in answer
 
 
+@pytest.mark.parametrize("value", [b"a\x00b", b"a\x0bb", b"a\x1fb", b"a\x7fb"])
+def test_a_control_character_in_a_header_value_is_refused_with_400(
+    server: LocalGatewayServer, value: bytes
+) -> None:
+    raw = b"GET /text HTTP/1.1\r\nHost: x\r\nX-Odd: " + value + b"\r\n\r\n"
+
+    answer = exchange(server, raw)
+
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert b"control character" in answer
+    assert b"hello" not in answer
+
+
+def test_a_request_line_without_a_version_is_refused_with_a_status_line(
+    server: LocalGatewayServer,
+) -> None:
+    answer = exchange(server, b"GET /text\r\n\r\n")
+
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert b"HTTP/0.9" in answer
+    assert b"hello" not in answer
+
+
+def post_octets(server: LocalGatewayServer, length: bytes) -> bytes:
+    head = f"POST /echo/x HTTP/1.1\r\nHost: x\r\nContent-Type: {OCTET}\r\nAccept: {OCTET}\r\n"
+    return exchange(server, head.encode() + b"Content-Length: " + length + b"\r\n\r\nab")
+
+
+@pytest.mark.parametrize("after", [b"\x0b", b"\x0c", b"\xa0"], ids=["vt", "ff", "nbsp"])
+def test_only_spaces_and_tabs_may_follow_a_content_length(
+    server: LocalGatewayServer, after: bytes
+) -> None:
+    refused = post_octets(server, b"2" + after)
+    read = post_octets(server, b"2 \t")
+
+    assert refused.startswith(b"HTTP/1.1 400 ") and not refused.endswith(b"ab")
+    assert read.startswith(b"HTTP/1.1 200 ") and read.endswith(b"\r\n\r\nab")
+
+
+def test_tabs_and_obs_text_in_a_header_value_reach_the_app(server: LocalGatewayServer) -> None:
+    raw = (
+        b"GET /api/v1/orders/v1/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"X-Odd: a\tb caf\xe9\r\n\r\n"
+    )
+
+    answer = exchange(server, raw)
+
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["headers"]["X-Odd"] == ["a\tb caf\u00e9"]
+
+
 def test_a_multipart_content_type_is_not_mistaken_for_folding(server: LocalGatewayServer) -> None:
     raw = (
         b"GET /text HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"

@@ -3,8 +3,6 @@ and covering every registry route with the methods it has."""
 
 from __future__ import annotations
 
-import re
-
 import app as application
 from chalicelib.validation import HEARTBEAT_SCHEMA, POLICY_SCHEMA, REGISTER_SCHEMA
 from lambdamesh.localgateway import TestClient as Client
@@ -26,6 +24,23 @@ def test_the_bodies_are_the_schemas_the_validation_compiles(client: Client) -> N
     assert schemas["Registration"] == REGISTER_SCHEMA
     assert schemas["Heartbeat"] == HEARTBEAT_SCHEMA
     assert schemas["Policy"] == POLICY_SCHEMA
+
+
+def test_a_policy_needs_a_body_and_a_heartbeat_does_not(client: Client) -> None:
+    paths = body_json(client.http.get(DOCUMENT))["paths"]
+    instance = "/registry/services/{service}/instances/{instance_id}"
+
+    assert paths["/registry/services/{service}/policy"]["put"]["requestBody"]["required"] is True
+    assert paths[instance]["put"]["requestBody"]["required"] is True
+    assert paths[f"{instance}/heartbeat"]["put"]["requestBody"]["required"] is False
+
+
+def test_a_drain_documents_the_409_of_a_full_drain_set(client: Client) -> None:
+    paths = body_json(client.http.get(DOCUMENT))["paths"]
+
+    drain = paths["/registry/services/{service}/instances/{instance_id}/drain"]["put"]
+
+    assert "too_many_drains" in drain["responses"]["409"]["description"]
 
 
 def test_every_registry_route_and_method_is_documented(client: Client) -> None:
@@ -59,27 +74,3 @@ def test_every_operation_documents_the_error_envelope_and_the_token(client: Clie
                 r["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
                 for r in errors.values()
             ), (path, method)
-
-
-def test_the_dashboard_page_and_script_are_public_and_locked_down(client: Client) -> None:
-    page = client.http.get("/dashboard")
-    script = client.http.get("/dashboard.js")
-
-    assert page.status_code == script.status_code == 200
-    assert page.headers["Content-Type"] == "text/html; charset=utf-8"
-    assert script.headers["Content-Type"] == "text/javascript; charset=utf-8"
-    policy = page.headers["Content-Security-Policy"]
-    assert "default-src 'none'" in policy and "script-src 'self'" in policy
-    assert "connect-src 'self'" in policy and "frame-ancestors 'none'" in policy
-    assert page.headers["X-Content-Type-Options"] == "nosniff"
-    assert b'<script src="dashboard.js"></script>' in page.body
-    # Everything it needs comes from the app: no other origin is named.
-    assert not re.search(rb"https?://", page.body + script.body)
-
-
-def test_each_dashboard_answer_gets_headers_of_its_own(client: Client) -> None:
-    first = client.http.get("/dashboard", headers={"X-Request-Id": "first-one"})
-    second = client.http.get("/dashboard")
-
-    assert first.headers["X-Request-Id"] == "first-one"
-    assert second.headers["X-Request-Id"] != "first-one"

@@ -142,6 +142,54 @@ def test_a_bad_policy_is_refused_whole_and_the_stored_one_stays(
     assert body_json(get(client))["policy"]["strategy"] == "consistent_hash"
 
 
+@pytest.mark.parametrize("raw", [b"", b" ", b"\r\n\t "])
+def test_a_policy_put_without_a_body_is_refused_and_keeps_the_aliases(
+    client: Client, raw: bytes
+) -> None:
+    put(client, CANARY)
+    headers = {"Content-Type": "application/json", **bearer(admin_token())}
+
+    refused = client.http.put(POLICY, headers=headers, body=raw)
+
+    assert refused.status_code == 400, refused.body
+    error = body_json(refused)["error"]
+    assert error["code"] == "invalid_request"
+    assert "request body is empty" in error["message"]
+    assert error["request_id"] == refused.headers["X-Request-Id"]
+    assert body_json(get(client))["policy"]["aliases"]["live"]["split"] == {"v1": 95, "v2": 5}
+
+
+def test_an_empty_object_is_a_policy_of_every_default(client: Client) -> None:
+    put(client, CANARY)
+
+    replaced = put(client, {})
+
+    assert replaced.status_code == 200
+    stored = body_json(get(client))["policy"]
+    assert (stored["aliases"], stored["strategy"]) == ({}, "weighted_round_robin")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"{not json",
+        json.dumps({"strategy": "fastest"}).encode(),
+        json.dumps({"pad": "x" * 20_000}).encode(),
+    ],
+)
+def test_a_service_token_is_refused_403_before_its_policy_body_is_read(
+    client: Client, raw: bytes
+) -> None:
+    headers = {"Content-Type": "application/json", **bearer(service_token("orders"))}
+
+    refused = client.http.put(POLICY, headers=headers, body=raw)
+
+    assert refused.status_code == 403, refused.body
+    assert body_json(refused)["error"]["code"] == "forbidden"
+    assert "fastest" not in body_json(refused)["error"]["message"]
+
+
 def test_a_bad_service_name_is_refused(client: Client) -> None:
     answer = put(client, CANARY, path="/registry/services/Orders/policy")
 

@@ -273,6 +273,43 @@ def test_an_oversized_body_is_refused_with_413(client: Client) -> None:
     assert body_json(response)["error"]["code"] == "payload_too_large"
 
 
+# Each write route with a token that may not use it; the bodies would each be refused alone.
+WRITE_ROUTES = [
+    ("PUT", INSTANCE, service_token("payments")),
+    ("PUT", INSTANCE + "/heartbeat", service_token("payments")),
+    ("DELETE", INSTANCE, service_token("payments")),
+    ("PUT", INSTANCE + "/drain", service_token("orders")),
+    ("DELETE", INSTANCE + "/drain", service_token("orders")),
+    ("PUT", "/registry/services/orders/policy", service_token("orders")),
+    ("DELETE", "/registry/services/orders/policy", service_token("orders")),
+]
+BAD_BODIES = [
+    json.dumps({"version": "v1", "host": "127.0.0.1", "port": 80, "pad": "x" * 20_000}),
+    "{not json",
+    json.dumps({"host": "169.254.169.254", "port": 0, "strategy": "fastest"}),
+    "",
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "not_allowed"),
+    WRITE_ROUTES,
+    ids=[f"{method} {path.rsplit('/', 1)[-1]}" for method, path, _ in WRITE_ROUTES],
+)
+def test_a_caller_that_may_not_write_is_refused_before_its_body_is_read(
+    client: Client, method: str, path: str, not_allowed: str
+) -> None:
+    for body in BAD_BODIES:
+        anonymous = client.http.request(method, path, headers=JSON, body=body)
+        forbidden = client.http.request(
+            method, path, headers={**JSON, **bearer(not_allowed)}, body=body
+        )
+
+        assert anonymous.status_code == 401, (body[:20], anonymous.body)
+        assert forbidden.status_code == 403, (body[:20], forbidden.body)
+        assert body_json(forbidden)["error"]["code"] == "forbidden"
+
+
 def test_registration_accepts_a_body_sent_without_a_json_content_type(client: Client) -> None:
     headers = {"Content-Type": "application/x-www-form-urlencoded", **bearer(admin_token())}
     body = json.dumps({"version": "v1", "host": "127.0.0.1", "port": 80})

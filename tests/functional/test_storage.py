@@ -145,9 +145,39 @@ def test_pruning_deletes_lapsed_instances_and_keeps_renewed_ones(store: Instance
         store.register(registration(instance_id, lease_seconds=5), NOW)
     store.heartbeat("orders", "renewed", NOW + 4)
 
-    store.prune("orders", ["lapsed", "renewed", "live", "never-stored"], NOW + 5)
+    deleted = store.prune("orders", ["lapsed", "renewed", "live", "never-stored"], NOW + 5)
 
     assert [lease.instance_id for lease in store.leases("orders")] == ["renewed"]
+    assert deleted == ["lapsed", "live"]
+
+
+def test_a_service_holds_at_most_limit_drains(store: InstanceStore) -> None:
+    assert store.drain("orders", "a", limit=2) is True
+    assert store.drain("orders", "b", limit=2) is True
+
+    assert store.drain("orders", "c", limit=2) is False
+    assert store.drain("orders", "a", limit=2) is True  # drained already: no new room needed
+    assert store.service_view("orders").drained == {"a", "b"}
+    assert store.undrain("orders", "b") is True
+    assert store.drain("orders", "c", limit=2) is True
+
+
+def test_forgetting_drains_keeps_the_others_and_writes_no_item_for_a_service_without_any(
+    store: InstanceStore, dynamodb_endpoint: str, environment: dict[str, str]
+) -> None:
+    store.drain("orders", "a", limit=5)
+    store.drain("orders", "b", limit=5)
+
+    store.forget_drains("orders", ["a", "never-drained"])
+    store.forget_drains("payments", ["a"])
+
+    assert store.service_view("orders").drained == {"b"}
+    client = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
+    found = client.get_item(
+        TableName=environment["LAMBDAMESH_TABLE"],
+        Key={"pk": {"S": "payments"}, "sk": {"S": "~policy"}},
+    )
+    assert "Item" not in found
 
 
 def test_every_registration_bumps_the_catalog_generation(store: InstanceStore) -> None:

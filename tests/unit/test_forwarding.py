@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import re
+from http.client import HTTPMessage, parse_headers
 
 import pytest
 
@@ -12,6 +14,7 @@ from lambdamesh_routing.forwarding import (
     REQUEST_ID_HEADER,
     Headers,
     downstream_headers,
+    header_problem,
     request_id,
     rewrite_location,
     upstream_headers,
@@ -361,3 +364,49 @@ def test_the_upstream_named_with_its_default_port_counts_as_itself() -> None:
 
     assert rewrite_location("http://10.0.1.5:80/login", PREFIX, authorities) == f"{PREFIX}/login"
     assert rewrite_location("http://10.0.1.5/login", PREFIX, authorities) == f"{PREFIX}/login"
+
+
+# The header section as parsed: what a proxy may pass on
+
+
+def parsed(section: bytes) -> HTTPMessage:
+    return parse_headers(io.BytesIO(section + b"\r\n"))
+
+
+@pytest.mark.parametrize(
+    ("section", "problem"),
+    [
+        (b"X-A: 1\r\n X-Injected: 2\r\n", "obsolete line folding in header X-A"),
+        (b"X-A: 1\r\n\tX-Injected: 2\r\n", "obsolete line folding in header X-A"),
+        (b" X-Injected: 2\r\nX-A: 1\r\n", "obsolete line folding before the first header"),
+        (b"X A: 1\r\nContent-Length: 5\r\n", "malformed header line"),
+        (b"X-A: a\x00b\r\n", "control character 0x00 in header X-A"),
+        (b"Content-Length: 5\x0b\r\n", "control character 0x0b in header Content-Length"),
+        (b"X-A: \x1fb\r\n", "control character 0x1f in header X-A"),
+        (b"X-A: a\x7f\r\n", "control character 0x7f in header X-A"),
+    ],
+)
+def test_folded_lines_control_characters_and_lines_that_are_no_header_are_refused(
+    section: bytes, problem: str
+) -> None:
+    assert header_problem(parsed(section)) == problem
+
+
+@pytest.mark.parametrize(
+    "section",
+    [
+        b"",
+        b"X-A: a\tb c\r\n",
+        b"X-A: caf\xe9 \xa0\x85\xff\r\n",  # obs-text: latin-1 bytes, allowed in values
+        b"Content-Type: multipart/form-data; boundary=xyz\r\n",
+    ],
+    ids=["empty", "tab-and-space", "obs-text", "multipart-type"],
+)
+def test_visible_characters_spaces_tabs_and_obs_text_are_passed_on(section: bytes) -> None:
+    assert header_problem(parsed(section)) is None
+
+
+def test_an_upstream_cannot_widen_its_service_workers_scope_to_the_whole_gateway() -> None:
+    answer = [("Service-Worker-Allowed", "/"), ("service-worker-allowed", "/api/")]
+
+    assert downstream_headers(answer, "req-1") == {REQUEST_ID_HEADER: "req-1"}

@@ -242,17 +242,40 @@ def test_a_refused_connection_is_retried_on_another_instance_for_any_method(
     assert discovery.ejected == ["a"]
 
 
-def test_a_host_that_now_resolves_somewhere_forbidden_is_ejected_and_skipped(
+def forbidden() -> HostNotAllowed:
+    return HostNotAllowed("upstream host resolves to no address the gateway may reach")
+
+
+def test_a_host_that_now_resolves_somewhere_forbidden_is_skipped_and_not_ejected(
     instances: list[Instance],
 ) -> None:
-    forbidden = HostNotAllowed("upstream host resolves to no address the gateway may reach")
-    discovery, upstream = FakeDiscovery(instances), ScriptedUpstream({"a": forbidden})
+    discovery, upstream = FakeDiscovery(instances), ScriptedUpstream({"a": forbidden()})
 
     response = gateway(discovery, upstream).forward(request("POST"))
 
     assert response.status == 200
     assert upstream.tried == ["a", "b"]
-    assert discovery.ejected == ["a"]
+    # The address settings refused it: the deployment's fault, not the instance's.
+    assert discovery.ejected == []
+
+
+def test_when_the_settings_refuse_every_instance_the_answer_is_upstream_not_allowed(
+    instances: list[Instance], caplog: pytest.LogCaptureFixture
+) -> None:
+    discovery = FakeDiscovery(instances)
+    upstream = ScriptedUpstream({name: forbidden() for name in ("a", "b", "c")})
+    records: list[RouteRecord] = []
+    subject = gateway(discovery, upstream, record=records.append)
+
+    for _ in range(3):
+        with pytest.raises(LambdaMeshError) as caught:
+            subject.forward(request("GET"))
+        assert (caught.value.status, caught.value.code) == (502, "upstream_not_allowed")
+
+    assert "a.orders.internal" not in caught.value.message
+    assert discovery.ejected == []
+    assert [(r.ejections, r.panic) for r in records] == [(0, False)] * 3
+    assert "panic mode" not in caplog.text
 
 
 def test_when_every_instance_refuses_the_answer_is_upstream_unreachable(
@@ -637,11 +660,12 @@ def test_the_total_timeout_never_exceeds_the_callers_budget(instances: list[Inst
 # Outliers and panic through the gateway
 
 
-def test_an_instance_answering_500_to_everything_is_ejected_after_n_answers(
+def test_with_all_5xx_counted_an_instance_answering_500_is_ejected_after_n_answers(
     instances: list[Instance],
 ) -> None:
     upstream = ScriptedUpstream({"a": answered(500)})
-    discovery = FakeDiscovery(instances)
+    all_5xx = Policy(outlier_detection=OutlierDetection(failure_statuses="all_5xx"))
+    discovery = FakeDiscovery(instances, policy=all_5xx)
     subject = gateway(discovery, upstream)
 
     statuses = [subject.forward(request("POST")).status for _ in range(30)]
@@ -649,6 +673,34 @@ def test_an_instance_answering_500_to_everything_is_ejected_after_n_answers(
     assert statuses.count(500) == OutlierDetection().consecutive_failures
     assert discovery.ejected == ["a"]
     assert upstream.tried[-15:].count("a") == 0
+
+
+def test_by_default_500_answers_eject_no_instance(make_instance: MakeInstance) -> None:
+    four = [make_instance(name, weight=1) for name in "abcd"]
+    upstream = ScriptedUpstream({name: answered(500) for name in "abcd"})
+    discovery = FakeDiscovery(four)
+    subject = gateway(discovery, upstream)
+
+    statuses = [subject.forward(request("GET")).status for _ in range(40)]
+
+    assert statuses == [500] * 40
+    assert discovery.ejected == []
+    assert sorted(set(upstream.tried)) == ["a", "b", "c", "d"]
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_by_default_gateway_errors_still_eject_but_only_one_of_four_instances(
+    make_instance: MakeInstance, status: int
+) -> None:
+    four = [make_instance(name, weight=1) for name in "abcd"]
+    upstream = ScriptedUpstream({name: answered(status) for name in "abcd"})
+    discovery = FakeDiscovery(four)
+    subject = gateway(discovery, upstream)
+
+    for _ in range(40):
+        subject.forward(request("POST"))
+
+    assert len(discovery.ejected) == 1
 
 
 def test_with_most_instances_ejected_the_gateway_panics_and_uses_all(

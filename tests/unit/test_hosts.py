@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterator, Sequence
 
 import pytest
 
+from chalicelib import wiring
 from chalicelib.errors import BadRequest, HostNotAllowed, InvalidRequest
 from chalicelib.upstream import UpstreamClient
+from lambdamesh_routing import hosts
 from lambdamesh_routing.errors import ConnectFailed
-from lambdamesh_routing.hosts import MAX_HOST_LENGTH, HostPolicy, normalize_host, refusal_reason
+from lambdamesh_routing.hosts import (
+    MAX_HOST_LENGTH,
+    HostPolicy,
+    host_policy,
+    misconfiguration,
+    normalize_host,
+    refusal_reason,
+)
+from lambdamesh_sidecar.__main__ import outbound_host_policy
+from lambdamesh_sidecar.config import Outbound as OutboundConfig
 
 STRICT = HostPolicy()
 PERMISSIVE = HostPolicy(allow_loopback=True, allow_private=True)
@@ -366,3 +378,97 @@ def test_a_name_the_resolver_cannot_encode_is_a_connect_failure() -> None:
 )
 def test_an_address_is_connected_to_in_its_canonical_form(stored: str, connected: str) -> None:
     assert client_with(RecordingResolver({})).addresses_for(stored, 80) == [connected]
+
+
+# One rule for the gateway's settings and the sidecar outbound port's
+
+
+SUBNET = ipaddress.ip_network("10.0.0.0/20")
+
+
+def test_private_addresses_allowed_with_no_network_list_is_the_one_misconfiguration() -> None:
+    gateway = misconfiguration(True, ())
+    sidecar = misconfiguration(True, (), prefix="LAMBDAMESH_OUTBOUND_")
+
+    assert gateway is not None and sidecar is not None
+    assert str(gateway).startswith(
+        "LAMBDAMESH_ALLOW_PRIVATE is true but LAMBDAMESH_ALLOWED_NETWORKS names no network"
+    )
+    assert sidecar.variable == "LAMBDAMESH_OUTBOUND_ALLOW_PRIVATE"
+    assert sidecar.problem.startswith("is true but LAMBDAMESH_OUTBOUND_ALLOWED_NETWORKS names")
+    assert misconfiguration(True, (SUBNET,)) is None
+    assert misconfiguration(False, ()) is None
+
+
+@pytest.mark.parametrize(
+    ("loopback", "private", "networks", "expected"),
+    [
+        (False, False, (), HostPolicy()),
+        (True, False, (), HostPolicy(allow_loopback=True)),
+        (False, True, (), HostPolicy()),  # misconfigured: private stays refused
+        (False, True, (SUBNET,), HostPolicy(allow_private=True, allowed_networks=(SUBNET,))),
+        (False, False, (SUBNET,), HostPolicy(allowed_networks=(SUBNET,))),
+    ],
+)
+def test_the_three_settings_make_the_policy_and_unsafe_ones_never_widen_it(
+    loopback: bool, private: bool, networks: tuple[hosts.IPNetwork, ...], expected: HostPolicy
+) -> None:
+    assert host_policy(loopback, private, networks) == expected
+
+
+@pytest.fixture
+def gateway_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The gateway's settings from the process environment, forgotten after the test."""
+    monkeypatch.setenv("LAMBDAMESH_ALLOW_LOOPBACK", "false")
+    monkeypatch.setenv("LAMBDAMESH_ALLOW_PRIVATE", "true")
+    monkeypatch.setenv("LAMBDAMESH_ALLOWED_NETWORKS", str(SUBNET))
+    wiring.reset()
+    yield
+    wiring.reset()
+
+
+def test_the_gateway_and_the_outbound_port_make_their_policy_with_one_function(
+    gateway_settings: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = HostPolicy(allow_loopback=True, allowed_networks=(SUBNET,))
+    calls: list[tuple[bool, bool, tuple[hosts.IPNetwork, ...]]] = []
+
+    def recording(loopback: bool, private: bool, networks: Sequence[hosts.IPNetwork]) -> HostPolicy:
+        calls.append((loopback, private, tuple(networks)))
+        return made
+
+    monkeypatch.setattr(hosts, "host_policy", recording)
+    outbound = OutboundConfig(port=15001, allow_private=True, allowed_networks=(str(SUBNET),))
+
+    assert wiring.policy() is made
+    assert outbound_host_policy(outbound) is made
+    assert calls == [(False, True, (SUBNET,))] * 2
+
+
+@pytest.mark.parametrize(
+    ("loopback", "private", "networks"),
+    [(False, False, ()), (True, False, ()), (False, True, ()), (True, True, (SUBNET,))],
+)
+def test_the_same_settings_give_the_gateway_and_the_outbound_port_the_same_policy(
+    monkeypatch: pytest.MonkeyPatch,
+    loopback: bool,
+    private: bool,
+    networks: tuple[hosts.IPNetwork, ...],
+) -> None:
+    flag = {True: "true", False: "false"}
+    monkeypatch.setenv("LAMBDAMESH_ALLOW_LOOPBACK", flag[loopback])
+    monkeypatch.setenv("LAMBDAMESH_ALLOW_PRIVATE", flag[private])
+    monkeypatch.setenv("LAMBDAMESH_ALLOWED_NETWORKS", ",".join(map(str, networks)))
+    wiring.reset()
+    try:
+        gateway = wiring.policy()
+    finally:
+        wiring.reset()
+    outbound = OutboundConfig(
+        port=15001,
+        allow_loopback=loopback,
+        allow_private=private,
+        allowed_networks=tuple(map(str, networks)),
+    )
+
+    assert outbound_host_policy(outbound) == gateway

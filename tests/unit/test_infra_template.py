@@ -408,6 +408,25 @@ def test_sidecar_registers_the_app_port_and_service(sidecar: dict[str, Any]) -> 
     assert environment["LAMBDAMESH_URL"] == {"Ref": "LambdaMeshUrl"}
 
 
+def test_the_outbound_port_reaches_private_addresses_in_the_task_subnets_only(
+    service: dict[str, Any], sidecar: dict[str, Any], network: dict[str, Any]
+) -> None:
+    environment = {e["Name"]: e["Value"] for e in sidecar["Environment"]}
+    parameter = service["Parameters"]["TaskSubnetCidrs"]
+
+    assert environment["LAMBDAMESH_OUTBOUND_ALLOW_PRIVATE"] == "true"
+    assert environment["LAMBDAMESH_OUTBOUND_ALLOWED_NETWORKS"] == {
+        "Fn::Join": [",", {"Ref": "TaskSubnetCidrs"}]
+    }
+    # Required, and spelled as the network stack's, whose AllowedNetworks output it takes.
+    assert "Default" not in parameter
+    task_subnets = network["Parameters"]["TaskSubnetCidrs"]
+    assert (parameter["Type"], parameter["AllowedPattern"]) == (
+        task_subnets["Type"],
+        task_subnets["AllowedPattern"],
+    )
+
+
 def test_sidecar_stops_before_the_app_with_time_to_deregister(sidecar: dict[str, Any]) -> None:
     assert sidecar["DependsOn"] == [{"ContainerName": "app", "Condition": "START"}]
     # An in-flight call (5 s), the DRAINING report (5 s), the drain (LAMBDAMESH_DRAIN_SECONDS,
@@ -596,3 +615,24 @@ def test_custom_domain_parameters_accept_what_aws_names_and_refuse_the_rest(
 
     # CloudFormation matches AllowedPattern against the whole value.
     assert (re.fullmatch(pattern, value) is not None) is accepted
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [
+        ("", True),
+        ("function-url", True),
+        ("console.mesh.example.com", True),
+        ("https://console.mesh.example.com", False),
+        ("console.mesh.example.com/dashboard", False),
+        ("Console.Example.com", False),
+    ],
+)
+def test_the_console_domain_parameter_takes_what_the_app_takes(value: str, accepted: bool) -> None:
+    from chalicelib.console import parse_console_domain
+
+    pattern = load("chalice-merge.yaml")["Parameters"]["ConsoleDomain"]["AllowedPattern"]
+
+    assert bool(re.fullmatch(pattern, value)) is accepted
+    if accepted:
+        assert parse_console_domain(value) == value

@@ -309,6 +309,10 @@ def test_a_chunked_body_over_the_limit_is_refused_with_413() -> None:
         ((("Content-Length", "5"), ("Content-Length", "6")), 400),
         ((("Content-Length", "-1"),), 400),
         ((("Content-Length", "50"),), 400),
+        # str.strip() would take these off and read 5: only spaces and tabs surround a value.
+        ((("Content-Length", "5\x0b"),), 400),
+        ((("Content-Length", "5\xa0"),), 400),
+        ((("Transfer-Encoding", "chunked\x0c"),), 501),
     ],
 )
 def test_ambiguous_or_unsupported_framing_is_refused(
@@ -322,6 +326,7 @@ def test_ambiguous_or_unsupported_framing_is_refused(
 
 def test_a_body_is_read_to_its_content_length() -> None:
     assert read_body(headers_of(("Content-Length", "3")), io.BytesIO(b"abcdef")) == b"abc"
+    assert read_body(headers_of(("Content-Length", " 3\t")), io.BytesIO(b"abcdef")) == b"abc"
     assert read_body(headers_of(), io.BytesIO(b"abcdef")) == b""
 
 

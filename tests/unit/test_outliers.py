@@ -166,3 +166,31 @@ def test_with_every_instance_ejected_all_are_offered_even_with_panic_off(
         subject.eject_for(instance, 60)
 
     assert offered(subject, four, threshold=0) == ["a", "b", "c", "d"]
+
+
+@pytest.mark.parametrize(
+    ("status", "counted"),
+    [(500, False), (501, False), (505, False), (502, True), (503, True), (504, True), (200, False)],
+)
+def test_by_default_only_gateway_errors_count_against_an_instance(
+    status: int, counted: bool
+) -> None:
+    assert OutlierDetection().counts(status) is counted
+
+
+@pytest.mark.parametrize(("status", "counted"), [(500, True), (599, True), (499, False)])
+def test_counting_every_5xx_is_the_policys_explicit_choice(status: int, counted: bool) -> None:
+    assert OutlierDetection(failure_statuses="all_5xx").counts(status) is counted
+
+
+@pytest.mark.parametrize(("size", "most"), [(2, 1), (4, 1), (19, 1), (20, 2), (35, 3)])
+def test_by_default_a_tenth_of_a_version_may_be_ejected_and_always_one_instance(
+    clock: Clock, make_instance: MakeInstance, size: int, most: int
+) -> None:
+    version = [make_instance(f"i{n}") for n in range(size)]
+    subject = Outliers(clock)
+    rules = OutlierDetection(consecutive_failures=1)
+
+    ejected = [subject.failed(instance, rules, version) for instance in version]
+
+    assert sum(1 for seconds in ejected if seconds) == most

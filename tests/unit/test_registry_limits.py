@@ -1,5 +1,5 @@
-"""The instance cap, the bounded instance size and the service list's pruning, over plain data
-and an in-memory store."""
+"""The instance cap, the bounded instance size, the bounded drain set and the service list's
+pruning, over plain data and an in-memory store."""
 
 from __future__ import annotations
 
@@ -12,16 +12,18 @@ import pytest
 
 from chalicelib.auth import ADMIN_SCOPE, Principal
 from chalicelib.config import MAX_BODY_LIMIT, MAX_INSTANCES_LIMIT, Settings
-from chalicelib.errors import TooManyInstances
+from chalicelib.errors import InvalidName, TooManyDrains, TooManyInstances
 from chalicelib.instances import Instance, RegisterResult, Registration, ServiceView, Status
 from chalicelib.registry import Lease, Registry, check_room, lapsed
 from chalicelib.validation import (
     MAX_INSTANCE_JSON,
     MAX_LEASE_SECONDS,
     MAX_METADATA_VALUE,
+    MAX_POLICY_JSON,
     instance_json_size,
 )
 from lambdamesh_routing.hosts import HostPolicy
+from lambdamesh_routing.names import check_name
 
 NOW = 1_800_000_000.0
 ADMIN = Principal(ADMIN_SCOPE)
@@ -37,6 +39,7 @@ class InMemoryStore:
     def __init__(self) -> None:
         self.items: dict[tuple[str, str], Instance] = {}
         self.catalog: dict[str, int] = {}
+        self.drained: dict[str, set[str]] = {}
         self.full_reads = 0
 
     def register(self, reg: Registration, now: float) -> RegisterResult:
@@ -61,7 +64,23 @@ class InMemoryStore:
 
     def service_view(self, service: str) -> ServiceView:
         self.full_reads += 1
-        return ServiceView(tuple(i for (s, _), i in sorted(self.items.items()) if s == service))
+        drained = self.drained.get(service, set())
+        instances = tuple(
+            replace(i, drained=i.instance_id in drained)
+            for (s, _), i in sorted(self.items.items())
+            if s == service
+        )
+        return ServiceView(instances, None, frozenset(drained))
+
+    def drain(self, service: str, instance_id: str, limit: int) -> bool:
+        drained = self.drained.setdefault(service, set())
+        if instance_id not in drained and len(drained) >= limit:
+            return False
+        drained.add(instance_id)
+        return True
+
+    def forget_drains(self, service: str, instance_ids: Iterable[str]) -> None:
+        self.drained.get(service, set()).difference_update(instance_ids)
 
     def leases(self, service: str, consistent: bool = False) -> list[Lease]:
         return [
@@ -70,11 +89,14 @@ class InMemoryStore:
             if s == service
         ]
 
-    def prune(self, service: str, instance_ids: Iterable[str], now: float) -> None:
+    def prune(self, service: str, instance_ids: Iterable[str], now: float) -> list[str]:
+        deleted = []
         for instance_id in instance_ids:
             found = self.items.get((service, instance_id))
-            if found is not None and not found.is_live(now):
-                del self.items[(service, instance_id)]
+            if found is None or not found.is_live(now):
+                self.items.pop((service, instance_id), None)
+                deleted.append(instance_id)
+        return deleted
 
     def services(self) -> list[str]:
         return sorted(self.catalog)
@@ -108,6 +130,11 @@ def store() -> InMemoryStore:
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
+
+
+def encoded(fields: dict[str, object]) -> bytes:
+    """A request body, as the registry receives it."""
+    return json.dumps(fields).encode()
 
 
 def registry(store: InMemoryStore, clock: Clock, limit: int) -> Registry:
@@ -164,30 +191,30 @@ def test_the_registry_refuses_a_new_instance_beyond_its_limit_and_stores_nothing
     store: InMemoryStore, clock: Clock
 ) -> None:
     limited = registry(store, clock, limit=2)
-    limited.register(ADMIN, "orders", "a", BODY)
-    limited.register(ADMIN, "orders", "b", BODY)
+    limited.register(ADMIN, "orders", "a", encoded(BODY))
+    limited.register(ADMIN, "orders", "b", encoded(BODY))
 
     with pytest.raises(TooManyInstances):
-        limited.register(ADMIN, "orders", "c", BODY)
+        limited.register(ADMIN, "orders", "c", encoded(BODY))
 
     assert [i.instance_id for i in store.service_view("orders").instances] == ["a", "b"]
-    assert limited.register(ADMIN, "orders", "a", {**BODY, "port": 81}).created is False
+    assert limited.register(ADMIN, "orders", "a", encoded({**BODY, "port": 81})).created is False
 
 
 def test_the_limit_is_per_service(store: InMemoryStore, clock: Clock) -> None:
     limited = registry(store, clock, limit=1)
-    limited.register(ADMIN, "orders", "a", BODY)
+    limited.register(ADMIN, "orders", "a", encoded(BODY))
 
-    assert limited.register(ADMIN, "payments", "a", BODY).created is True
+    assert limited.register(ADMIN, "payments", "a", encoded(BODY)).created is True
 
 
 def test_the_default_limit_is_the_settings_default(store: InMemoryStore, clock: Clock) -> None:
     default = Registry(store, HostPolicy(), clock=clock)
     for n in range(Settings().max_instances_per_service):
-        default.register(ADMIN, "orders", f"i-{n}", BODY)
+        default.register(ADMIN, "orders", f"i-{n}", encoded(BODY))
 
     with pytest.raises(TooManyInstances):
-        default.register(ADMIN, "orders", "one-more", BODY)
+        default.register(ADMIN, "orders", "one-more", encoded(BODY))
 
 
 def test_lapsed_instances_are_pruned_once_the_stored_ones_reach_the_limit(
@@ -196,13 +223,13 @@ def test_lapsed_instances_are_pruned_once_the_stored_ones_reach_the_limit(
     # Given a service whose instances come and go without deregistering
     limited = registry(store, clock, limit=3)
     for instance_id in ("a", "b"):
-        limited.register(ADMIN, "orders", instance_id, {**BODY, "lease_seconds": 5})
+        limited.register(ADMIN, "orders", instance_id, encoded({**BODY, "lease_seconds": 5}))
     clock.now += 10
-    limited.register(ADMIN, "orders", "c", BODY)
+    limited.register(ADMIN, "orders", "c", encoded(BODY))
     # (below the limit nothing is deleted)
     assert len(store.service_view("orders").instances) == 3
     # When one more registers with the stored ones at the limit
-    limited.register(ADMIN, "orders", "d", BODY)
+    limited.register(ADMIN, "orders", "d", encoded(BODY))
     # Then the lapsed ones are gone and the stored ones never exceed the limit
     assert [i.instance_id for i in store.service_view("orders").instances] == ["c", "d"]
 
@@ -212,7 +239,7 @@ def test_churn_never_stores_more_instances_than_the_limit(
 ) -> None:
     limited = registry(store, clock, limit=5)
     for n in range(100):
-        limited.register(ADMIN, "orders", f"task-{n}", {**BODY, "lease_seconds": 5})
+        limited.register(ADMIN, "orders", f"task-{n}", encoded({**BODY, "lease_seconds": 5}))
         clock.now += 2
 
     assert len(store.service_view("orders").instances) <= 5
@@ -222,8 +249,8 @@ def test_the_service_list_forgets_a_service_with_nothing_stored(
     store: InMemoryStore, clock: Clock
 ) -> None:
     limited = registry(store, clock, limit=2)
-    limited.register(ADMIN, "orders", "a", BODY)
-    limited.register(ADMIN, "payments", "a", BODY)
+    limited.register(ADMIN, "orders", "a", encoded(BODY))
+    limited.register(ADMIN, "payments", "a", encoded(BODY))
     store.deregister("orders", "a")
 
     assert [s["service"] for s in limited.services()] == ["payments"]
@@ -234,7 +261,7 @@ def test_the_service_list_reads_leases_not_whole_instances(
     store: InMemoryStore, clock: Clock
 ) -> None:
     limited = registry(store, clock, limit=2)
-    limited.register(ADMIN, "orders", "a", BODY)
+    limited.register(ADMIN, "orders", "a", encoded(BODY))
 
     [orders] = limited.services()
 
@@ -247,14 +274,14 @@ def test_the_service_list_keeps_a_service_registered_while_it_looked_empty(
 ) -> None:
     # Given a service that looks empty to the list's first read
     limited = registry(store, clock, limit=2)
-    limited.register(ADMIN, "orders", "a", BODY)
+    limited.register(ADMIN, "orders", "a", encoded(BODY))
     store.deregister("orders", "a")
     first_read = store.leases
 
     def register_meanwhile(service: str, consistent: bool = False) -> list[Lease]:
         found = first_read(service, consistent)
         if not consistent:  # when the list has seen it empty, an instance registers
-            limited.register(ADMIN, "orders", "b", BODY)
+            limited.register(ADMIN, "orders", "b", encoded(BODY))
         return found
 
     store.leases = register_meanwhile  # type: ignore[method-assign]
@@ -262,6 +289,60 @@ def test_the_service_list_keeps_a_service_registered_while_it_looked_empty(
     limited.services()
     # Then the service stays in the catalog
     assert store.services() == ["orders"]
+
+
+# the drain set's bound
+
+
+def test_the_cleanup_at_registration_drops_the_drains_of_the_instances_it_deletes(
+    store: InMemoryStore, clock: Clock
+) -> None:
+    # Given a drained live instance and a drained one that stopped without deregistering
+    limited = registry(store, clock, limit=3)
+    limited.register(ADMIN, "orders", "keep", encoded({**BODY, "lease_seconds": 300}))
+    limited.register(ADMIN, "orders", "gone", encoded({**BODY, "lease_seconds": 5}))
+    limited.drain(ADMIN, "orders", "keep")
+    limited.drain(ADMIN, "orders", "gone")
+    clock.now += 10
+    limited.register(ADMIN, "orders", "new", encoded(BODY))
+    # When a registration finds the stored instances at the cap and deletes the lapsed one
+    limited.register(ADMIN, "orders", "newer", encoded(BODY))
+    # Then the lapsed one's drain goes with it, and the live one's stays
+    assert store.drained["orders"] == {"keep"}
+
+
+def test_a_drain_beyond_the_cap_is_refused_and_drains_nothing(
+    store: InMemoryStore, clock: Clock
+) -> None:
+    # Given three live instances, two drained, and a cap since lowered to two
+    for instance_id in ("a", "b", "c"):
+        registry(store, clock, limit=3).register(ADMIN, "orders", instance_id, encoded(BODY))
+    lowered = registry(store, clock, limit=2)
+    lowered.drain(ADMIN, "orders", "a")
+    lowered.drain(ADMIN, "orders", "b")
+    # When an operator drains the third
+    with pytest.raises(TooManyDrains) as caught:
+        lowered.drain(ADMIN, "orders", "c")
+    # Then it is refused with the limit named, and draining a drained one again still works
+    assert (caught.value.status, caught.value.code) == (409, "too_many_drains")
+    assert "LAMBDAMESH_MAX_INSTANCES_PER_SERVICE" in caught.value.message
+    assert store.drained["orders"] == {"a", "b"}
+    assert lowered.drain(ADMIN, "orders", "a").drained is True
+
+
+def test_drains_of_departed_instances_are_dropped_before_a_drain_is_counted(
+    store: InMemoryStore, clock: Clock
+) -> None:
+    limited = registry(store, clock, limit=2)
+    for instance_id in ("a", "b"):
+        limited.register(ADMIN, "orders", instance_id, encoded(BODY))
+        limited.drain(ADMIN, "orders", instance_id)
+    store.deregister("orders", "a")
+    limited.register(ADMIN, "orders", "c", encoded(BODY))
+
+    limited.drain(ADMIN, "orders", "c")
+
+    assert store.drained["orders"] == {"b", "c"}
 
 
 # the size bound, as arithmetic on the constants
@@ -304,6 +385,18 @@ def test_a_full_instance_list_at_the_highest_limit_fits_in_one_lambda_answer() -
 
     assert len(body) <= MAX_BODY_LIMIT
     assert len(base64.b64encode(body)) + 1024 < LAMBDA_ANSWER  # with headers and envelope
+
+
+def test_a_full_drain_set_and_the_largest_policy_fit_in_one_item_at_the_highest_cap() -> None:
+    """Both live on the service's ``~policy`` item, which every routing read carries."""
+    longest_id = 128  # lambdamesh_routing.names: INSTANCE_PATTERN
+    assert check_name("instance_id", "i" * longest_id)
+    with pytest.raises(InvalidName):
+        check_name("instance_id", "i" * (longest_id + 1))
+    attribute_names = 200
+
+    assert MAX_INSTANCES_LIMIT * longest_id + MAX_POLICY_JSON + attribute_names < 140_000
+    assert DYNAMODB_ITEM // 2 > 140_000
 
 
 def test_a_stored_instance_stays_far_below_dynamodbs_item_limit() -> None:

@@ -120,6 +120,25 @@ def test_an_empty_body_is_an_empty_object(raw: bytes | None) -> None:
     assert parse_json_body(raw) == {}
 
 
+@pytest.mark.parametrize("raw", [None, b"", b" ", b"\r\n\t ", b"\xef\xbb\xbf \n"])
+def test_a_required_body_that_is_absent_or_blank_is_refused_naming_what_to_send(
+    raw: bytes | None,
+) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_json_body(raw, required="a routing policy")
+
+    assert caught.value.message == "request body is empty: send a routing policy"
+
+
+def test_a_required_body_of_an_empty_object_is_a_document() -> None:
+    assert parse_json_body(b" {} ", required="a routing policy") == {}
+
+
+def test_a_required_body_is_still_held_to_the_size_limit() -> None:
+    with pytest.raises(PayloadTooLarge):
+        parse_json_body(b" " * 11, limit=10, required="a routing policy")
+
+
 def test_a_json_body_is_decoded() -> None:
     assert parse_json_body(b'{"status": "UP", "n": [1, 2]}') == {"status": "UP", "n": [1, 2]}
 
