@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from lambdamesh_routing.errors import (
     BadRequest,
+    ConnectLate,
     HostNotAllowed,
     InvalidName,
     InvalidRequest,
@@ -19,6 +20,7 @@ from lambdamesh_routing.errors import (
     PayloadTooLarge,
     RegistryUnavailable,
     ServiceNotFound,
+    UpstreamAnswerInvalid,
     UpstreamResponseTooLarge,
     UpstreamTimeout,
     UpstreamUnreachable,
@@ -28,6 +30,7 @@ from lambdamesh_routing.errors import (
 __all__ = [
     "BadRequest",
     "ConfigError",
+    "ConnectLate",
     "Forbidden",
     "GatewayMisconfigured",
     "HostNotAllowed",
@@ -48,6 +51,7 @@ __all__ = [
     "TooManyDrains",
     "TooManyInstances",
     "Unauthorized",
+    "UpstreamAnswerInvalid",
     "UpstreamResponseTooLarge",
     "UpstreamTimeout",
     "UpstreamUnreachable",

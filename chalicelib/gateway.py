@@ -11,9 +11,11 @@ from urllib.parse import quote, urlencode
 from chalicelib.config import Settings
 from chalicelib.discovery import Discovery
 from chalicelib.errors import (
+    ConnectLate,
     HostNotAllowed,
     LambdaMeshError,
     PayloadTooLarge,
+    UpstreamAnswerInvalid,
     UpstreamResponseTooLarge,
     UpstreamTimeout,
     UpstreamUnreachable,
@@ -204,20 +206,15 @@ class Gateway:
             _log_failure(request, instance, exc)
             _log_ejection(request, instance, plan.reset(instance))
             return _Outcome(error=_unreachable(request))
+        except (ConnectLate, UpstreamResponseTooLarge, UpstreamAnswerInvalid) as exc:
+            # Ends the request, and says nothing of the instance's health: not counted.
+            _log_failure(request, instance, exc)
+            plan.gave_up()
+            return _Outcome(error=_public(exc, request))
         except UpstreamTimeout as exc:
             _log_failure(request, instance, exc)
             _log_ejection(request, instance, plan.timed_out(instance))
-            return _Outcome(
-                error=UpstreamTimeout(_PUBLIC_MESSAGES[UpstreamTimeout].format(r=request))
-            )
-        except UpstreamResponseTooLarge as exc:
-            _log_failure(request, instance, exc)
-            plan.gave_up()
-            return _Outcome(
-                error=UpstreamResponseTooLarge(
-                    _PUBLIC_MESSAGES[UpstreamResponseTooLarge].format(r=request)
-                )
-            )
+            return _Outcome(error=_public(exc, request))
         finally:
             plan.finished(instance)
         record.upstream_ms = round((self._clock() - started) * 1000, 3)
@@ -257,9 +254,17 @@ def _settle(request: ProxyRequest, last: _Outcome, late_unsent: bool) -> ProxyRe
 # Anonymous callers learn which service failed and how, never an instance's address.
 _PUBLIC_MESSAGES: dict[type[LambdaMeshError], str] = {
     UpstreamTimeout: "{r.service} {r.version} did not answer in time",
+    ConnectLate: "{r.service} {r.version} did not answer in time",
     UpstreamResponseTooLarge: "{r.service} {r.version} answered with more than the gateway "
     "may return",
+    UpstreamAnswerInvalid: "{r.service} {r.version} answered with header fields the gateway "
+    "may not pass on",
 }
+
+
+def _public(exc: LambdaMeshError, request: ProxyRequest) -> LambdaMeshError:
+    """The same error, its message the public one for its kind."""
+    return type(exc)(_PUBLIC_MESSAGES[type(exc)].format(r=request))
 
 
 def _unreachable(request: ProxyRequest) -> UpstreamUnreachable:

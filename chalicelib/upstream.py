@@ -22,6 +22,8 @@ from urllib3.exceptions import (
 
 from chalicelib.config import Settings
 from chalicelib.errors import (
+    ConnectLate,
+    UpstreamAnswerInvalid,
     UpstreamResponseTooLarge,
     UpstreamTimeout,
     UpstreamUnreachable,
@@ -114,10 +116,16 @@ class UpstreamClient:
                 decode_content=False,
                 assert_same_host=False,
             )
-        except (NewConnectionError, ConnectTimeoutError) as exc:
+        except NewConnectionError as exc:  # refused or unreachable (a ConnectTimeoutError too)
             raise ConnectFailed(
                 f"cannot connect to upstream {host}:{port}: {_reason(exc)}"
             ) from None
+        except ConnectTimeoutError:
+            if deadline is not None and self._clock() >= deadline:
+                raise ConnectLate(
+                    f"the request's deadline passed while connecting to {host}:{port}"
+                ) from None
+            raise ConnectFailed(f"cannot connect to upstream {host}:{port}: timed out") from None
         except ReadTimeoutError:
             raise UpstreamTimeout(f"upstream {host}:{port} did not answer in time") from None
         except HTTPError as exc:
@@ -126,7 +134,7 @@ class UpstreamClient:
         if problem:
             response.close()  # the rest of this answer cannot be trusted to frame the next
             response.release_conn()
-            raise UpstreamUnreachable(f"upstream {host}:{port} answered {problem}")
+            raise UpstreamAnswerInvalid(f"upstream {host}:{port} answered {problem}")
         return self._read(response, host, port, deadline)
 
     def _pool_for(self, ip: str, host: str, port: int) -> urllib3.HTTPConnectionPool:

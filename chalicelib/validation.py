@@ -201,9 +201,20 @@ def parse_json_body(
         if required is not None and not text.strip(_JSON_WHITESPACE):
             raise InvalidRequest(f"request body is empty: send {required}")
         _check_depth(text)
-        return json.loads(text, parse_constant=_not_a_number)
+        return json.loads(text, parse_constant=_not_a_number, object_pairs_hook=_unique_keys)
     except ValueError as exc:  # bad UTF-8, bad JSON, or a number past int()'s digit limit
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object naming a key twice means two things to two readers (Python keeps the last,
+    others the first): refused, rather than silently one of them."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ValueError(f"the key {key[:64]!r} appears twice in one object")
+        found[key] = value
+    return found
 
 
 def _not_a_number(name: str) -> None:

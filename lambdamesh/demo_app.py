@@ -108,6 +108,12 @@ class DemoHandler(BaseHTTPRequestHandler):
         self._send(200 if status else 502, "application/json", json.dumps(report).encode())
 
     def _redirect(self, location: str) -> None:
+        """A 302 to ``location``, which must be a visible-ASCII URL: a line break or other
+        control character from the query would otherwise inject headers into the answer."""
+        if not location or not all(" " < c < "\x7f" for c in location):
+            message = {"error": "'to' must be a URL of visible ASCII characters"}
+            self._send(400, "application/json", json.dumps(message).encode())
+            return
         self.send_response(302)
         self.send_header("Location", location)
         self.send_header("Content-Length", "0")

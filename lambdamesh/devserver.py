@@ -34,6 +34,9 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 # The console's listener stands in for the console's own custom domain: API Gateway reports a
 # custom domain's name in every event, whatever port the client used.
 DEV_CONSOLE_DOMAIN = "console.localhost"
+# And the gateway's listener for the execute-api URL: its events name that domain whatever
+# Host a client sends, so no Host header turns the gateway's port into the console.
+DEV_GATEWAY_DOMAIN = "local.execute-api.localhost"
 
 DEV_DEFAULTS = {
     "LAMBDAMESH_ALLOW_LOOPBACK": "true",
@@ -129,7 +132,8 @@ class DevServer:
 
         wiring.store().create_table()
         config = ProjectConfig.load(self.project_dir, self.stage)
-        self.server = self._listen(create_dev_server, module, config, self.port)
+        gateway = _root_stage(module, DEV_GATEWAY_DOMAIN)
+        self.server = self._listen(create_dev_server, module, config, self.port, stage=gateway)
         if self.url_port is not None:
             self.url_server = self._listen(create_url_server, module, config, self.url_port)
         self._start_console(module, config)
@@ -142,11 +146,8 @@ class DevServer:
         domain = self.environ.get("LAMBDAMESH_CONSOLE_DOMAIN", "")
         if self.console_port is None or domain in ("", "function-url"):
             return
-        stage = Stage(
-            binary_types=tuple(module.app.api.binary_types), url_prefix="", domain_name=domain
-        )
         self.console_server = self._listen(
-            create_dev_server, module, config, self.console_port, stage=stage
+            create_dev_server, module, config, self.console_port, stage=_root_stage(module, domain)
         )
 
     def _listen(
@@ -199,6 +200,11 @@ class DevServer:
                 server.server_close()
         self.server = self.url_server = self.console_server = None
         self.dynamodb.stop()
+
+
+def _root_stage(module: ModuleType, domain: str) -> Stage:
+    """Served at the root, as a custom domain with no base path, its events naming ``domain``."""
+    return Stage(binary_types=tuple(module.app.api.binary_types), url_prefix="", domain_name=domain)
 
 
 def _serve(server: LocalGatewayServer) -> None:

@@ -4,9 +4,10 @@ and a Lambda function URL in front of it, the dev server's second lane.
 Both drive the app through its one deployed contract, ``app(event, context)``, with events
 from ``lambdamesh.events``; nothing here depends on Chalice's local server or test client.
 The HTTP side is the standard library's ``ThreadingHTTPServer``, with the framing a proxy
-needs: repeated headers kept, chunked bodies read whole, folded headers and control
-characters in header values refused (the sidecar's outbound port refuses the same, by the same
-rule), and each ``Server``/``Date`` header sent once.
+needs: repeated headers kept, chunked bodies read whole, folded headers, control characters in
+header values and bare CRs in the request line or a header line refused, chunk-size lines read
+strictly (the sidecar's outbound port refuses the same, by the same rules), and each
+``Server``/``Date`` header sent once.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from lambdamesh.events import (
     build_event,
     build_url_event,
 )
-from lambdamesh_routing.forwarding import OWS, header_problem
+from lambdamesh_routing.forwarding import OWS, CheckedReader, bare_cr, chunk_size, header_problem
 
 __all__ = [
     "LANES",
@@ -67,7 +68,6 @@ LANES: tuple[Lane, ...] = ("rest", "url")
 DEFAULT_LAMBDA_TIMEOUT = 60
 # API Gateway refuses a request payload over 10 MB.
 MAX_BODY_BYTES = 10 * 1024 * 1024
-_HEX = re.compile(rb"[0-9A-Fa-f]+")
 _MAX_TRAILER_LINES = 100
 
 
@@ -285,18 +285,18 @@ def read_chunked(rfile: Readable, limit: int = MAX_BODY_BYTES) -> bytes:
         chunks.append(data)
     for _ in range(_MAX_TRAILER_LINES):
         line = rfile.readline(65537)
-        if line in {b"\r\n", b"\n"}:
+        if line == b"\r\n":
             return b"".join(chunks)
-        if not line.endswith(b"\n"):
+        if not line.endswith(b"\r\n") or bare_cr(line):
             break
     raise RequestError(400, "malformed chunked trailer")
 
 
 def _chunk_size(line: bytes) -> int:
-    size = line.split(b";", 1)[0].strip()
-    if not line.endswith(b"\n") or not _HEX.fullmatch(size):
+    size = chunk_size(line)
+    if size is None:
         raise RequestError(400, "malformed chunk size")
-    return int(size, 16)
+    return size
 
 
 def read_body(headers: Any, rfile: Readable, limit: int = MAX_BODY_BYTES) -> bytes:
@@ -333,6 +333,12 @@ class LocalGatewayHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
     server: LocalGatewayServer
+    lines: CheckedReader  # the connection's reader (``rfile``), which notes bare CRs
+
+    def setup(self) -> None:
+        super().setup()
+        self.lines = CheckedReader(self.rfile)
+        self.rfile = self.lines
 
     def serve(self) -> None:
         try:
@@ -360,12 +366,17 @@ class LocalGatewayHandler(BaseHTTPRequestHandler):
 
     def parse_request(self) -> bool:
         """A request line without a version (HTTP/0.9) is refused, as API Gateway refuses it,
-        with a status line (the standard library would answer a 0.9 request without one)."""
+        with a status line (the standard library would answer a 0.9 request without one); so
+        is a request line or header line with a bare CR, which the standard library reads as
+        a line break."""
         if not super().parse_request():
             return False
         if self.request_version == "HTTP/0.9":
             self.request_version = "HTTP/1.0"
             self.send_error(400, "HTTP/0.9 requests are not served")
+            return False
+        if self.lines.bare_cr:
+            self.send_error(400, "a bare CR in the request line or a header line")
             return False
         return True
 

@@ -88,6 +88,16 @@ class UpstreamNotAllowed(LambdaMeshError):
     code = "upstream_not_allowed"
 
 
+class UpstreamAnswerInvalid(LambdaMeshError):
+    """The instance answered, with header fields a proxy must not pass on (a control
+    character in a value; in the outbound port also a folded line or a line that is no
+    header). Not relayed, not retried, and not counted against the instance: an app that
+    copies request input into a header would otherwise let any client eject it."""
+
+    status = 502
+    code = "upstream_answer_invalid"
+
+
 class UpstreamResponseTooLarge(LambdaMeshError):
     status = 502
     code = "upstream_response_too_large"
@@ -96,3 +106,8 @@ class UpstreamResponseTooLarge(LambdaMeshError):
 class UpstreamTimeout(LambdaMeshError):
     status = 504
     code = "upstream_timeout"
+
+
+class ConnectLate(UpstreamTimeout):
+    """The request's deadline, not the instance, ended a connect (it began too late, after
+    other tries): answered 504, and not counted against the instance."""

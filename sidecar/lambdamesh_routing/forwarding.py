@@ -1,4 +1,4 @@
-"""Header rules of a well-behaved reverse proxy, as pure functions.
+"""Header and line rules of a well-behaved reverse proxy: pure functions, and one reader.
 
 Hop-by-hop headers (RFC 9110 section 7.6.1) describe one connection and never cross the proxy;
 ``X-Forwarded-*`` tell the upstream who really called; ``X-Request-Id`` ties the two legs together.
@@ -7,11 +7,19 @@ Who called, on which scheme, host, port and URL are facts the gateway vouches fo
 client: upstreams and their frameworks believe these headers. ``X-Forwarded-For``,
 ``X-Forwarded-Host`` and ``X-Forwarded-Proto`` are written here; ``X-Forwarded-Proto`` and
 ``X-Forwarded-Port`` that API Gateway set on the event are kept (it replaces a client's with its
-own), a malformed one is not; every other header read for the same facts is dropped.
+own), a malformed one is not, and where no such edge stands in front (the sidecar's outbound
+port) both are the caller's word and dropped; every other header read for the same facts is
+dropped. A name is matched with ``_`` read as ``-``: servers that map headers to variables
+(WSGI's ``HTTP_X_FORWARDED_FOR``) read ``X_Forwarded_For`` as ``X-Forwarded-For``.
+
+Both HTTP/1.1 servers in front of an app here (the outbound port, the local gateway) read lines
+by the same rules too: a bare CR anywhere but before a line's final LF makes the request
+invalid (``CheckedReader``), and a chunk-size line has one strict form (``chunk_size``).
 """
 
 from __future__ import annotations
 
+import io
 import re
 import uuid
 from collections.abc import Iterable, Mapping
@@ -147,6 +155,58 @@ def field_problem(fields: Iterable[tuple[str, str]]) -> str | None:
     return None
 
 
+def bare_cr(line: bytes) -> bool:
+    """Whether a line holds a CR anywhere but right before its final LF. RFC 9112 section 2.2
+    makes such a message invalid; Python's header parser would instead end a line there, so
+    that ``X-A: b<CR>Transfer-Encoding: chunked`` became two headers, one of them hidden from
+    a front end that reads the CR as part of the value."""
+    return b"\r" in line.removesuffix(b"\r\n")
+
+
+class CheckedReader(io.BufferedIOBase):
+    """A connection's reader that notes (``bare_cr``) a line with a bare CR among those read
+    with ``readline``: the request line, the header lines, chunk-size and trailer lines.
+    ``http.server`` parses the request line and the headers before the handler sees them, so
+    the handler checks the note after parsing and refuses the request. Reads pass through."""
+
+    def __init__(self, raw: io.BufferedIOBase) -> None:
+        super().__init__()
+        self._raw = raw
+        self.bare_cr = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readline(self, size: int | None = -1, /) -> bytes:
+        line = self._raw.readline(-1 if size is None else size)
+        if bare_cr(line):
+            self.bare_cr = True
+        return line
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        return self._raw.read(size)
+
+    def read1(self, size: int = -1, /) -> bytes:
+        return self._raw.read1(size)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+# RFC 9112 section 7.1: the size in hex digits; then spaces or tabs and ";" extensions (which
+# a proxy drops: visible characters, spaces, tabs and obs-text); then CRLF, and nothing else.
+# Looser readings (str.strip(), a bare LF ending the line) let two parsers disagree on where
+# a body ends.
+_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[\t\x20-\x7e\x80-\xff]*)?\r\n")
+
+
+def chunk_size(line: bytes) -> int | None:
+    """The size a chunk-size line (read with its CRLF) announces, or None if it is malformed."""
+    match = _CHUNK_LINE.fullmatch(line)
+    return None if match is None else int(match.group(1), 16)
+
+
 def request_id(incoming: str | None) -> str:
     """The caller's request id when it is sane, else a fresh one."""
     if incoming and _REQUEST_ID.fullmatch(incoming):
@@ -162,9 +222,15 @@ def _edge_port(value: str | None) -> str | None:
     return value if value and _PORT.fullmatch(value) and int(value) <= 65535 else None
 
 
+def _field(name: str) -> str:
+    """A header name as the rules match it: lowercase, ``_`` read as ``-``."""
+    return name.lower().replace("_", "-")
+
+
 def _dropped(headers: Mapping[str, str]) -> frozenset[str]:
     connection = next((v for k, v in headers.items() if k.lower() == "connection"), None)
-    return HOP_BY_HOP | _RECOMPUTED | frozenset(_connection_tokens(connection))
+    named = frozenset(_field(token) for token in _connection_tokens(connection))
+    return HOP_BY_HOP | _RECOMPUTED | named
 
 
 def upstream_headers(
@@ -173,12 +239,21 @@ def upstream_headers(
     client_ip: str | None,
     proto: str,
     request_id: str,
+    trusted_edge: bool = True,
 ) -> dict[str, str]:
-    """Headers for the upstream request, built from the client's."""
+    """Headers for the upstream request, built from the client's.
+
+    ``trusted_edge`` says that an edge in front (API Gateway) replaced the client's
+    ``X-Forwarded-Proto`` and ``X-Forwarded-Port`` with its own; without one, both are the
+    client's word: dropped, and ``X-Forwarded-Proto`` is ``proto``."""
     rebuilt = {"x-request-id", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-port"}
     drop = _dropped(incoming) | CLIENT_CLAIMS | rebuilt
-    headers = {k: v for k, v in incoming.items() if k.lower() not in drop}
+    headers = {k: v for k, v in incoming.items() if _field(k) not in drop}
+    # Read by their exact names: an underscore spelling is dropped above, never believed.
     lowered = {k.lower(): v for k, v in incoming.items()}
+    if not trusted_edge:
+        lowered.pop("x-forwarded-proto", None)
+        lowered.pop("x-forwarded-port", None)
     forwarded_for = lowered.get("x-forwarded-for", "").strip()
     # The last hop is the one upstreams trust, so the real client must be it; API Gateway
     # may have appended it already.

@@ -28,6 +28,9 @@ _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _METADATA_V6 = ipaddress.ip_network("fd00:ec2::/32")
 _SHARED_CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+# The 6to4 relay anycast prefix (RFC 3068, deprecated by RFC 7526): no host of a deployment
+# lives there, whatever Python's tables say.
+_SIXTOFOUR_RELAY = ipaddress.ip_network("192.88.99.0/24")
 # A last label that is a number, in any base browsers and resolvers accept, makes the whole
 # name an IPv4 address to some parsers ("0x7f.1", "2130706433"): never a DNS name.
 _NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
@@ -123,11 +126,16 @@ def refusal_reason(address: IPAddress, policy: HostPolicy) -> str | None:
     if address.is_loopback:
         return None if policy.allow_loopback else "a loopback address"
     # Before "private": Python counts broadcast and 240.0.0.0/4 as private too.
-    if address.is_reserved:
+    if address.is_reserved or address in _SIXTOFOUR_RELAY:
         return "a reserved address"
-    if address.is_private or address in _SHARED_CGNAT:
+    # Site-local IPv6 (fec0::/10) was deprecated for the unique-local range: private still.
+    if address.is_private or address in _SHARED_CGNAT or _is_site_local(address):
         return None if policy.allow_private else "a private address"
     return None
+
+
+def _is_site_local(address: IPAddress) -> bool:
+    return isinstance(address, ipaddress.IPv6Address) and address.is_site_local
 
 
 def parse_ip(host: str) -> IPAddress | None:

@@ -17,8 +17,10 @@ It listens on loopback only, needs no token from the app, and connects only to a
 gateway would, its settings read by the gateway's rule (``hosts.host_policy``): link-local,
 metadata and multicast never; loopback, and private addresses within the allowed networks,
 only when allowed. Only
-failures of an upstream count against it: a request the app framed badly or stopped sending
-is answered (or dropped) without touching routing state.
+failures of an upstream count against it: a request the app framed badly, stopped sending or
+sent too slowly for the upstream, a connect the call's deadline cut short, and an answer whose
+header fields may not be relayed (the instance may have copied them from the request) are
+answered (or dropped) without counting against the instance.
 """
 
 from __future__ import annotations
@@ -36,15 +38,18 @@ from typing import Any, Protocol
 
 from lambdamesh_routing.errors import (
     ConnectFailed,
+    ConnectLate,
     HostNotAllowed,
     LambdaMeshError,
     NotFound,
+    UpstreamAnswerInvalid,
     UpstreamNotAllowed,
     UpstreamTimeout,
     UpstreamUnreachable,
 )
 from lambdamesh_routing.forwarding import (
     METHODS,
+    CheckedReader,
     Headers,
     downstream_headers,
     header_problem,
@@ -170,6 +175,7 @@ class Outbound:
         settings: OutboundSettings = OutboundSettings(),
         resolver: Resolver = resolve,
         logger: logging.Logger | None = None,
+        pool: UpstreamPool | None = None,
     ) -> None:
         self.views = views
         self.router = router
@@ -177,7 +183,7 @@ class Outbound:
         self.caller_address = caller_address
         self.settings = settings
         self.resolver = resolver
-        self.pool = UpstreamPool()
+        self.pool = pool or UpstreamPool()
         self.log = logger or logging.getLogger(LOGGER_NAME)
 
     def serve(self, port: int) -> OutboundServer:
@@ -244,6 +250,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = APP_IDLE_SECONDS
     server: OutboundServer
+    lines: CheckedReader  # the connection's reader (``rfile``), which notes bare CRs
     # Whether this request's body has been read to its end: if not when it is answered, the
     # connection is closed, since what is left of the body must never be read as a request.
     body_read = True
@@ -254,6 +261,8 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.lines = CheckedReader(self.rfile)
+        self.rfile = self.lines
 
     def _proxy(self) -> None:
         rid = request_id(self.headers.get("X-Request-Id"))
@@ -315,7 +324,11 @@ class _Call:
         self.method = handler.command
 
     def run(self) -> None:
-        check_head(self.handler.request_version, self.handler.headers)
+        check_head(
+            self.handler.request_version,
+            self.handler.headers,
+            saw_bare_cr=self.handler.lines.bare_cr,
+        )
         service, version, target = self._route()
         body = self._body()
         headers = _incoming_headers(self.handler)
@@ -334,8 +347,13 @@ class _Call:
                 "panic mode: routing over every live instance %s",
                 fields(service=service, version=plan.version, live=len(plan.live)),
             )
+        # No edge in front of the outbound port replaced the app's X-Forwarded-Proto and -Port.
         outgoing = upstream_headers(
-            headers, client_ip=self.outbound.caller_address, proto="http", request_id=self.rid
+            headers,
+            client_ip=self.outbound.caller_address,
+            proto="http",
+            request_id=self.rid,
+            trusted_edge=False,
         )
         # The app's Expect was answered here; the body is sent without waiting.
         outgoing = {k: v for k, v in outgoing.items() if k.lower() != "expect"}
@@ -414,6 +432,16 @@ class _Call:
             self._log_failure(instance, exc.code, exc.message)
             plan.connect_failed(instance)
             return _unreachable(plan)
+        except ConnectLate as exc:
+            self._log_failure(instance, exc.code, exc.message)
+            plan.gave_up()  # the call's deadline, not the instance, ended the connect
+            return _late(plan)
+        except UpstreamAnswerInvalid as exc:
+            # Not relayed, and nothing said of the instance's health: the values may be the
+            # request's own, copied (a Location made from the query, say).
+            self._log_failure(instance, exc.code, exc.message)
+            plan.gave_up()
+            return exc
         except AppBodyFailed:
             plan.gave_up()
             raise
@@ -423,7 +451,7 @@ class _Call:
             return _late(plan)
         except (OSError, http.client.HTTPException) as exc:
             self._log_failure(instance, "upstream_unreachable", _reason(exc))
-            self._log_ejection(instance, plan.reset(instance))
+            self._broken(plan, instance)
             return _unreachable(plan)
         self._log_ejection(instance, plan.answered(instance, exchange.response.status))
         first = b""
@@ -436,6 +464,15 @@ class _Call:
             plan.gave_up()
         self._stream(exchange, instance, plan, prefix, first)
         return None
+
+    def _broken(self, plan: Plan, instance: Instance) -> None:
+        """The connection broke before an answer came: the instance's failure, unless the
+        app's body was still streaming, since then the upstream may have given up waiting on
+        an app slow to send it."""
+        if self.handler.body_read:
+            self._log_ejection(instance, plan.reset(instance))
+        else:
+            plan.gave_up()
 
     def _send(
         self, plan: Plan, instance: Instance, target: str, headers: dict[str, str], body: _Body
@@ -463,22 +500,33 @@ class _Call:
     def _connect(
         self, instance: Instance, plan: Plan, fresh: bool = False
     ) -> tuple[str, http.client.HTTPConnection, bool]:
+        """A connection to one of the instance's addresses. ``ConnectFailed`` when the instance
+        refused or did not answer within the connect timeout; ``ConnectLate`` when only the
+        call's deadline, which may have cut the connect timeout short, stopped it."""
         addresses = allowed_addresses(
             instance.host, instance.port, self.outbound.host_policy, self.outbound.resolver
         )
-        failure = "the deadline passed"
+        failure: str | None = None
         clock = self.outbound.router.clock
+        connect_timeout = self.outbound.settings.connect_timeout_seconds
         for ip in addresses[:MAX_ADDRESSES]:
             left = plan.deadline - clock()
             if left <= 0:
                 break
-            timeout = min(self.outbound.settings.connect_timeout_seconds, left)
             try:
-                connection, reused = self.outbound.pool.get(ip, instance.port, timeout, fresh)
+                connection, reused = self.outbound.pool.get(
+                    ip, instance.port, min(connect_timeout, left), fresh
+                )
                 return ip, connection, reused
+            except TimeoutError as exc:
+                if left >= connect_timeout:  # given its whole connect timeout
+                    failure = _reason(exc)
             except OSError as exc:
                 failure = _reason(exc)
-        raise ConnectFailed(f"cannot connect to {instance.host}:{instance.port}: {failure}")
+        where = f"{instance.host}:{instance.port}"
+        if failure is None:
+            raise ConnectLate(f"the call's deadline passed while connecting to {where}")
+        raise ConnectFailed(f"cannot connect to {where}: {failure}")
 
     def _exchange(
         self,
@@ -520,8 +568,10 @@ class _Call:
             raise http.client.HTTPException("the upstream switched protocols, which is not relayed")
         problem = header_problem(exchange.response.msg)
         if problem:
-            # Malformed like a garbled status line: not relayed, and the upstream's failure.
-            raise http.client.HTTPException(f"the upstream's answer was refused: {problem}")
+            raise UpstreamAnswerInvalid(
+                f"{instance.service} {instance.version} answered with header fields the "
+                f"outbound port may not pass on: {problem}"
+            )
         if exchange.response.getheader("Transfer-Encoding") and exchange.response.getheader(
             "Content-Length"
         ):

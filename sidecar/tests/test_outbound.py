@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from sidecar_testkit import FakeClock
 
 from lambdamesh_routing.errors import RegistryUnavailable
 from lambdamesh_routing.hosts import HostPolicy, host_policy
@@ -28,6 +29,7 @@ from lambdamesh_sidecar.outbound import (
     OutboundServer,
     OutboundSettings,
 )
+from lambdamesh_sidecar.upstreams import UpstreamPool
 
 Behaviour = Callable[[BaseHTTPRequestHandler, bytes], None]
 
@@ -248,6 +250,19 @@ def test_a_call_reaches_an_instance_with_its_path_query_and_forwarding_headers(
     assert headers["X-Request-Id"] == "req-42"
 
 
+def test_the_apps_forwarded_proto_and_port_are_not_passed_on(mesh: Harness) -> None:
+    # Behind API Gateway these are the edge's; no edge stands between the app and its sidecar.
+    mesh.instances(echo)
+
+    _, _, body = mesh.call(
+        "GET", "/inventory/v1/x", headers={"X-Forwarded-Proto": "https", "X-Forwarded-Port": "443"}
+    )
+
+    sent = {k.lower(): v for k, v in json.loads(body)["headers"].items()}
+    assert sent["x-forwarded-proto"] == "http"
+    assert "x-forwarded-port" not in sent
+
+
 def test_a_call_without_a_request_id_gets_one_both_ways(mesh: Harness) -> None:
     mesh.instances(echo)
 
@@ -306,6 +321,51 @@ def test_a_refused_connection_is_retried_elsewhere_for_any_method(
 
     assert statuses == {200}
     assert mesh.router.outliers.is_ejected(instance("dead", dead_port))
+
+
+class SilentPool(UpstreamPool):
+    """Upstreams that never answer a connect: each one times out after the whole timeout it
+    was given, on the fake clock."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.clock = clock
+        self.timeouts: list[float] = []
+
+    def get(
+        self, ip: str, port: int, timeout: float, fresh: bool = False
+    ) -> tuple[http.client.HTTPConnection, bool]:
+        self.timeouts.append(timeout)
+        self.clock.now += timeout
+        raise TimeoutError("timed out")
+
+
+def test_a_connect_cut_short_by_the_calls_deadline_is_a_504_and_ejects_nothing() -> None:
+    clock = FakeClock()
+    pool = SilentPool(clock)
+    router = Router(clock=clock, sleep=lambda seconds: None)
+    views = Views()
+    first, second = instance("first", 8001), instance("second", 8002)
+    views.current = ServiceView((first, second))
+    settings = OutboundSettings(timeout_seconds=1.5, connect_timeout_seconds=1.0)
+    outbound = Outbound(views, router, HostPolicy(allow_loopback=True), None, settings, pool=pool)
+    server = outbound.serve(0)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        connection.request("GET", "/inventory/v1/x")
+        response = connection.getresponse()
+        status, code = response.status, error_code(response.read())
+        connection.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    # The first instance had its whole connect timeout; the second only what the call had left.
+    assert pool.timeouts == [1.0, 0.5]
+    assert (status, code) == (504, "upstream_timeout")
+    ejected = [i for i in (first, second) if router.outliers.is_ejected(i)]
+    assert len(ejected) == 1  # the one that had its whole connect timeout
 
 
 def test_a_reset_after_sending_is_retried_for_get_and_never_for_post(mesh: Harness) -> None:

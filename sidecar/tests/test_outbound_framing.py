@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
+from urllib.parse import unquote_to_bytes
 
 import pytest
 
@@ -16,7 +18,7 @@ from lambdamesh_routing.hosts import HostPolicy
 from lambdamesh_routing.instances import Instance, ServiceView
 from lambdamesh_routing.policy import OutlierDetection, Policy
 from lambdamesh_routing.router import Router
-from lambdamesh_sidecar.outbound import Outbound, OutboundServer, OutboundSettings
+from lambdamesh_sidecar.outbound import REPLAY_LIMIT, Outbound, OutboundServer, OutboundSettings
 
 Script = Callable[["RawUpstream", socket.socket], None]
 
@@ -228,6 +230,7 @@ def test_an_answer_framed_two_ways_reaches_the_app_framed_one_way(
 
 
 SMUGGLED = b"DELETE /inventory/v1/everything HTTP/1.1\r\nHost: x\r\n\r\n"
+CHUNKED = b"POST /inventory/v1/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
 
 
 @pytest.mark.parametrize(
@@ -248,6 +251,16 @@ SMUGGLED = b"DELETE /inventory/v1/everything HTTP/1.1\r\nHost: x\r\n\r\n"
         # str.strip() takes a no-break space (latin-1 0xa0) off as if it were whitespace.
         (b"POST /inventory/v1/x HTTP/1.1\r\nContent-Length: 3\xa0\r\n\r\n", 400),
         (b"POST /inventory/v1/x HTTP/1.1\r\nTransfer-Encoding: chunked\xa0\r\n\r\n", 501),
+        # A chunk-size line is hex digits, spaces or tabs, extensions and CRLF, nothing else.
+        (CHUNKED + b"5\x0b\r\nhello\r\n0\r\n\r\n", 400),
+        (CHUNKED + b" 5\r\nhello\r\n0\r\n\r\n", 400),
+        (CHUNKED + b"5\r\r\nhello\r\n0\r\n\r\n", 400),
+        (CHUNKED + b"5;a=b\rc\r\nhello\r\n0\r\n\r\n", 400),
+        (CHUNKED + b"5\nhello\r\n0\r\n\r\n", 400),
+        (CHUNKED + b"5\r\nhello\n0\r\n\r\n", 400),
+        (CHUNKED + b"5\r\nhello\r\n0\r\n\n", 400),
+        (CHUNKED + b"5\r\nhello\r\n0\r\nX-T: 1\n\r\n", 400),
+        (CHUNKED + b"5\r\nhello\r\n0\r\nX-T: 1\rX-U: 2\r\n\r\n", 400),
     ],
     ids=[
         "invalid-name",
@@ -260,6 +273,15 @@ SMUGGLED = b"DELETE /inventory/v1/everything HTTP/1.1\r\nHost: x\r\n\r\n"
         "length-and-chunked",
         "no-break-space-after-length",
         "no-break-space-after-chunked",
+        "vertical-tab-after-chunk-size",
+        "space-before-chunk-size",
+        "bare-cr-after-chunk-size",
+        "bare-cr-in-chunk-extension",
+        "chunk-size-ended-by-lf",
+        "chunk-data-ended-by-lf",
+        "last-line-ended-by-lf",
+        "trailer-ended-by-lf",
+        "bare-cr-in-trailer",
     ],
 )
 def test_a_request_whose_body_cannot_be_framed_is_refused_and_its_connection_closed(
@@ -273,6 +295,36 @@ def test_a_request_whose_body_cannot_be_framed_is_refused_and_its_connection_clo
     assert b"Connection: close" in received
     assert b'"code": ' in received
     assert upstream_of(server).requests == []
+
+
+@pytest.mark.parametrize(
+    "size_line",
+    [b"5\r\n", b"5 \t\r\n", b"5;a=b\r\n", b'5 ; a="x y"\r\n', b"00005;\xe9\r\n"],
+    ids=["bare", "spaces-and-tabs", "extension", "spaced-extension", "leading-zeros-obs-text"],
+)
+def test_a_chunk_size_may_be_followed_by_spaces_tabs_and_extensions(
+    port: Callable[..., OutboundServer], size_line: bytes
+) -> None:
+    bodies: list[bytes] = []
+
+    def script(upstream: RawUpstream, conn: socket.socket) -> None:
+        buffer = bytearray()
+        head = upstream.head(conn, buffer)
+        if head is not None and b"\r\nContent-Length: 5" in head:
+            while len(buffer) < 5 and (data := conn.recv(65536)):
+                buffer += data
+            bodies.append(bytes(buffer))
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    server = port(script)
+
+    head = (
+        b"POST /inventory/v1/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    received = exchange(server, head + size_line + b"hello\r\n0\r\nX-T: 1\r\n\r\n")
+
+    assert statuses(received) == [b"HTTP/1.1 200 OK"]
+    assert bodies == [b"hello"]
 
 
 def _phrase(status: int) -> bytes:
@@ -293,6 +345,11 @@ def _phrase(status: int) -> bytes:
         b"POST /inventory/v1/x HTTP/1.1\r\nContent-Length: 5\x0c\r\n\r\nhello",
         b"GET /inventory/v1/x\r\n\r\n",
         b"GET /inventory/v1/x HTTP/01.1\r\n\r\n",
+        # RFC 9112 section 2.2: a bare CR is invalid; Python's parsers read it as a line end.
+        b"GET /inventory/v1/x HTTP/1.1\r\nX-A: b\rX-Injected: 2\r\n\r\n",
+        b"GET /inventory/v1/x HTTP/1.1\r\nX-A: b\r\r\n\r\n",
+        b"GET /inventory/v1/x\r HTTP/1.1\r\n\r\n",
+        b"GET /inventory/v1/x HTTP/1.1\r\r\n\r\n",
     ],
     ids=[
         "obs-fold-space",
@@ -305,6 +362,10 @@ def _phrase(status: int) -> bytes:
         "form-feed-after-length",
         "http-0.9",
         "malformed-version",
+        "bare-cr-in-header-value",
+        "bare-cr-ending-header-line",
+        "bare-cr-in-request-line",
+        "bare-cr-ending-request-line",
     ],
 )
 def test_a_request_head_a_proxy_must_not_pass_on_is_refused_and_its_connection_closed(
@@ -318,6 +379,24 @@ def test_a_request_head_a_proxy_must_not_pass_on_is_refused_and_its_connection_c
     assert b"Connection: close" in received
     assert b'"code": "bad_request"' in received
     assert b"X-Injected" not in received
+    assert upstream_of(server).requests == []
+
+
+def test_a_transfer_encoding_hidden_behind_a_bare_cr_never_frames_a_body(
+    port: Callable[..., OutboundServer],
+) -> None:
+    inner = b"GET /inventory/v1/smuggled HTTP/1.1"
+    server = port(serve(ok))
+
+    received = exchange(
+        server,
+        b"GET /inventory/v1/a HTTP/1.1\r\nHost: x\r\nX-A: b\rTransfer-Encoding: chunked\r\n\r\n"
+        + b"%x\r\n%s\r\n0\r\n\r\n" % (len(inner), inner)
+        + b"GET /inventory/v1/next HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+
+    assert statuses(received) == [b"HTTP/1.1 400 Bad Request"]
+    assert b"bare CR" in received and b"Connection: close" in received
     assert upstream_of(server).requests == []
 
 
@@ -358,27 +437,81 @@ def test_an_answer_whose_header_section_is_malformed_is_not_relayed(
     received = exchange(server, b"GET /inventory/v1/x HTTP/1.1\r\nConnection: close\r\n\r\n")
 
     assert statuses(received) == [b"HTTP/1.1 502 Bad Gateway"]
-    assert b'"code": "upstream_unreachable"' in received
+    assert b'"code": "upstream_answer_invalid"' in received
     assert b"X-Injected" not in received
     assert not received.endswith(b"ok")
 
 
+def eject_on_first_failure(server: OutboundServer) -> Instance:
+    """Routes ``server``'s calls with a policy that ejects at the first failure; returns its
+    first instance."""
+    views = server.outbound.views
+    ejecting = Policy(outlier_detection=OutlierDetection(consecutive_failures=1))
+    views.current = ServiceView(views.view("inventory").instances, ejecting)  # type: ignore[attr-defined]
+    return views.view("inventory").instances[0]
+
+
 @pytest.mark.parametrize("answer", MALFORMED_ANSWERS, ids=MALFORMED_IDS)
-def test_an_instance_answering_malformed_heads_is_ejected_and_its_calls_retried(
+def test_an_answer_with_malformed_headers_neither_ejects_its_instance_nor_is_retried(
     port: Callable[..., OutboundServer], answer: bytes
 ) -> None:
     server = port(serve(lambda head: answer), serve(ok))
-    views = server.outbound.views
-    ejecting = Policy(outlier_detection=OutlierDetection(consecutive_failures=2))
-    views.current = ServiceView(views.view("inventory").instances, ejecting)  # type: ignore[attr-defined]
+    malformed = eject_on_first_failure(server)
 
     call = b"GET /inventory/v1/x HTTP/1.1\r\nConnection: close\r\n\r\n"
     answers = [exchange(server, call) for _ in range(6)]
 
-    assert [statuses(a) for a in answers] == [[b"HTTP/1.1 200 OK"]] * 6
-    assert all(a.endswith(b"/x") and b"X-Injected" not in a for a in answers)
-    malformed = views.view("inventory").instances[0]
-    assert server.outbound.router.outliers.is_ejected(malformed)
+    refused = [a for a in answers if statuses(a) == [b"HTTP/1.1 502 Bad Gateway"]]
+    relayed = [a for a in answers if statuses(a) == [b"HTTP/1.1 200 OK"]]
+    assert len(refused) + len(relayed) == 6
+    assert all(b'"code": "upstream_answer_invalid"' in a for a in refused)
+    assert all(a.endswith(b"/x") and b"X-Injected" not in a for a in relayed)
+    bad, good = server.upstreams  # type: ignore[attr-defined]
+    # Still in the rotation (every other call), and each call reached one instance only.
+    assert (len(bad.requests), len(good.requests)) == (3, 3) == (len(refused), len(relayed))
+    assert not server.outbound.router.outliers.is_ejected(malformed)
+
+
+def test_a_client_cannot_eject_an_instance_that_copies_its_input_into_a_header(
+    port: Callable[..., OutboundServer],
+) -> None:
+    def redirect(head: bytes) -> bytes:
+        target = unquote_to_bytes(head.split(b" ")[1].partition(b"?to=")[2])
+        return b"HTTP/1.1 302 Found\r\nLocation: %s\r\nContent-Length: 0\r\n\r\n" % target
+
+    server = port(serve(redirect))
+    instance = eject_on_first_failure(server)
+
+    hostile = exchange(
+        server, b"GET /inventory/v1/go?to=%01x HTTP/1.1\r\nConnection: close\r\n\r\n"
+    )
+    plain = exchange(server, b"GET /inventory/v1/go?to=/home HTTP/1.1\r\nConnection: close\r\n\r\n")
+
+    assert statuses(hostile) == [b"HTTP/1.1 502 Bad Gateway"]
+    assert b'"code": "upstream_answer_invalid"' in hostile
+    assert not server.outbound.router.outliers.is_ejected(instance)
+    assert statuses(plain) == [b"HTTP/1.1 302 Found"]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 2OO OK\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+    ],
+    ids=["garbled-status-line", "switching-protocols"],
+)
+def test_an_instance_answering_a_garbled_status_line_or_a_101_is_ejected_and_the_call_retried(
+    port: Callable[..., OutboundServer], answer: bytes
+) -> None:
+    server = port(serve(lambda head: answer), serve(ok))
+    garbled = eject_on_first_failure(server)
+
+    call = b"GET /inventory/v1/x HTTP/1.1\r\nConnection: close\r\n\r\n"
+    answers = [exchange(server, call) for _ in range(4)]
+
+    assert [statuses(a) for a in answers] == [[b"HTTP/1.1 200 OK"]] * 4
+    assert server.outbound.router.outliers.is_ejected(garbled)
 
 
 def test_a_target_with_spaces_controls_or_non_ascii_is_quoted_not_refused(
@@ -432,6 +565,69 @@ def test_an_app_that_stops_sending_its_body_costs_the_upstream_nothing(
     outbound = server.outbound
     instance = outbound.views.view("inventory").instances[0]
     assert not outbound.router.outliers.is_ejected(instance)
+
+
+def drop_after(body_bytes: int, dropped: threading.Event) -> Script:
+    """An upstream that reads a request's head and ``body_bytes`` of its body, then resets
+    the connection without answering."""
+
+    def script(upstream: RawUpstream, conn: socket.socket) -> None:
+        buffer = bytearray()
+        if upstream.head(conn, buffer) is None:
+            return
+        while len(buffer) < body_bytes and (data := conn.recv(65536)):
+            buffer += data
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+        dropped.set()
+
+    return script
+
+
+def app_call(server: OutboundServer, head: bytes, body: bytes, then: Callable[[], object]) -> None:
+    """The app sends ``head`` and ``body``, waits for ``then``, and reads the answer to its
+    end (or to the reset of a connection closed with the rest of the body unread)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(head + body)
+        then()
+        with contextlib.suppress(OSError):
+            sock.sendall(b"x" * 300_000)  # the rest of the body, late
+        with contextlib.suppress(OSError):
+            while sock.recv(65536):
+                pass
+
+
+def test_an_upstream_that_drops_the_body_an_app_is_slow_to_send_is_not_ejected(
+    port: Callable[..., OutboundServer],
+) -> None:
+    dropped = threading.Event()
+    server = port(drop_after(REPLAY_LIMIT, dropped))
+    instance = eject_on_first_failure(server)
+    head = b"PUT /inventory/v1/x HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % (4 * REPLAY_LIMIT)
+
+    # The app sends more than the sidecar keeps, so the body streams; then it stalls until
+    # the upstream, tired of waiting, has reset the connection.
+    app_call(server, head, b"x" * (REPLAY_LIMIT + 100_000), lambda: dropped.wait(5))
+
+    assert dropped.is_set()
+    assert len(upstream_of(server).requests) == 1
+    assert not server.outbound.router.outliers.is_ejected(instance)
+
+
+def test_an_upstream_that_resets_after_reading_the_whole_body_is_ejected(
+    port: Callable[..., OutboundServer],
+) -> None:
+    dropped = threading.Event()
+    server = port(drop_after(5, dropped))
+    instance = eject_on_first_failure(server)
+
+    received = exchange(
+        server,
+        b"PUT /inventory/v1/x HTTP/1.1\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    )
+
+    assert statuses(received) == [b"HTTP/1.1 502 Bad Gateway"]
+    assert server.outbound.router.outliers.is_ejected(instance)
 
 
 def test_an_http_1_0_app_gets_a_close_delimited_body_not_chunks(

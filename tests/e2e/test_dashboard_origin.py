@@ -158,6 +158,13 @@ def test_the_dashboard_is_served_on_an_origin_apart_from_the_gateways(
     assert http("GET", f"{gateway}/dashboard").status == 404
 
 
+def test_no_host_header_turns_the_gateways_port_into_the_console(lanes: tuple[str, str]) -> None:
+    gateway, _ = lanes
+
+    for host in ("console.localhost", "CONSOLE.localhost.", f"{urlsplit(gateway).netloc}"):
+        assert http("GET", f"{gateway}/dashboard", headers={"Host": host}).status == 404
+
+
 def test_no_upstream_content_is_served_on_the_dashboards_origin(
     lanes: tuple[str, str], attacker: Attacker
 ) -> None:

@@ -234,3 +234,16 @@ def test_an_upstream_that_trickles_forever_is_cut_off_at_the_request_timeout(
 
     assert response.status_code == 504
     assert body_json(response)["error"]["code"] == "upstream_timeout"
+
+
+def test_the_demo_apps_redirect_takes_no_header_injection(
+    client: Client, upstreams: Callable[[str], Upstream]
+) -> None:
+    register(client, "orders", "a", upstreams("orders").port)
+
+    injected = client.http.get("/api/v1/orders/v1/redirect?to=/x%0d%0aSet-Cookie:%20a=b")
+    plain = client.http.get("/api/v1/orders/v1/redirect?to=/x")
+
+    assert injected.status_code == 400
+    assert "Set-Cookie" not in injected.headers
+    assert (plain.status_code, plain.headers["Location"]) == (302, "/x")

@@ -155,3 +155,19 @@ def test_nan_and_infinity_are_not_json_numbers(client: Client, constant: str) ->
 
     assert answer.status_code == 400
     assert f"{constant} is not a JSON number" in body_json(answer)["error"]["message"]
+
+
+def test_a_key_named_twice_in_one_object_answers_400_and_changes_nothing(client: Client) -> None:
+    headers = {"Content-Type": "application/json", **bearer(admin_token())}
+    kept = client.http.put(
+        "/registry/services/orders/policy", headers=headers, body='{"strategy": "random"}'
+    )
+    body = '{"strategy": "random", "strategy": "consistent_hash"}'
+
+    answer = client.http.put("/registry/services/orders/policy", headers=headers, body=body)
+    stored = client.http.get("/registry/services/orders/policy", headers=headers)
+
+    assert kept.status_code == 201
+    assert answer.status_code == 400
+    assert "'strategy' appears twice" in body_json(answer)["error"]["message"]
+    assert body_json(stored)["policy"]["strategy"] == "random"

@@ -183,6 +183,43 @@ def test_a_control_character_in_a_header_value_is_refused_with_400(
     assert b"hello" not in answer
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET /text HTTP/1.1\r\nHost: x\r\nX-A: b\rX-Injected: 2\r\n\r\n",
+        b"GET /text HTTP/1.1\r\nHost: x\r\nX-A: b\r\r\n\r\n",
+        b"GET /text\r HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /text HTTP/1.1\r\r\nHost: x\r\n\r\n",
+    ],
+    ids=["in-header-value", "ending-header-line", "in-request-line", "ending-request-line"],
+)
+def test_a_bare_cr_in_the_request_line_or_a_header_line_is_refused_with_400(
+    server: LocalGatewayServer, raw: bytes
+) -> None:
+    # RFC 9112 section 2.2; the standard library's parsers would read it as a line end.
+    answer = exchange(server, raw)
+
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert b"bare CR" in answer and b"Connection: close" in answer
+    assert b"hello" not in answer
+
+
+def test_a_transfer_encoding_hidden_behind_a_bare_cr_never_frames_a_body(
+    server: LocalGatewayServer,
+) -> None:
+    inner = b"POST /echo/smuggled HTTP/1.1"
+    raw = (
+        b"GET /text HTTP/1.1\r\nHost: x\r\nX-A: b\rTransfer-Encoding: chunked\r\n\r\n"
+        + b"%x\r\n%s\r\n0\r\n\r\n" % (len(inner), inner)
+        + b"GET /text HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+
+    answer = exchange(server, raw)
+
+    assert answer.startswith(b"HTTP/1.1 400 ") and answer.count(b"HTTP/1.1 ") == 1
+    assert b"hello" not in answer
+
+
 def test_a_request_line_without_a_version_is_refused_with_a_status_line(
     server: LocalGatewayServer,
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -13,7 +14,12 @@ import pytest
 import urllib3
 from urllib3.exceptions import LocationParseError
 
-from chalicelib.errors import UpstreamResponseTooLarge, UpstreamTimeout, UpstreamUnreachable
+from chalicelib.errors import (
+    ConnectLate,
+    UpstreamAnswerInvalid,
+    UpstreamResponseTooLarge,
+    UpstreamTimeout,
+)
 from chalicelib.gateway import Gateway, ProxyRequest
 from chalicelib.instances import Instance, ServiceView
 from chalicelib.upstream import UpstreamClient
@@ -126,7 +132,7 @@ def test_an_answer_whose_header_fields_a_proxy_must_not_pass_on_is_not_relayed(
 ) -> None:
     raw = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n" + field + b"\r\n\r\nok"
     listener, thread = answer_once(raw)
-    with listener, pytest.raises(UpstreamUnreachable, match="header X-A"):
+    with listener, pytest.raises(UpstreamAnswerInvalid, match="header X-A"):
         UpstreamClient(LOOPBACK).send("GET", "127.0.0.1", listener.getsockname()[1], "/", {}, None)
     thread.join(5)
 
@@ -158,6 +164,43 @@ def test_tabs_and_obs_text_in_an_answers_header_fields_are_passed_on() -> None:
 
     assert answer.body == b"ok"
     assert dict(answer.headers)["X-A"] == "a\tb \xe9"
+
+
+@pytest.fixture
+def unanswered_port() -> Iterator[int]:
+    """A port whose listener's accept queue is full: a connect to it hangs until its timeout."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = int(listener.getsockname()[1])
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    time.sleep(0.1)
+    yield port
+    for filler in fillers:
+        filler.close()
+    listener.close()
+
+
+def test_a_connect_cut_short_by_the_deadline_is_late_not_a_failure_of_the_instance(
+    unanswered_port: int,
+) -> None:
+    patient = UpstreamClient(LOOPBACK, connect_timeout=5)
+    impatient = UpstreamClient(LOOPBACK, connect_timeout=0.2)
+
+    with pytest.raises(ConnectLate):
+        patient.send(
+            "GET", "127.0.0.1", unanswered_port, "/", {}, None, deadline=time.monotonic() + 0.2
+        )
+    with pytest.raises(ConnectFailed, match="timed out"):
+        impatient.send(
+            "GET", "127.0.0.1", unanswered_port, "/", {}, None, deadline=time.monotonic() + 5
+        )
 
 
 def test_a_silent_upstream_times_out_at_the_read_timeout() -> None:

@@ -12,7 +12,10 @@ from lambdamesh_routing.forwarding import (
     CLIENT_CLAIMS,
     HOP_BY_HOP,
     REQUEST_ID_HEADER,
+    CheckedReader,
     Headers,
+    bare_cr,
+    chunk_size,
     downstream_headers,
     header_problem,
     request_id,
@@ -186,6 +189,57 @@ def test_a_forwarded_port_no_edge_would_set_is_dropped(claimed: str) -> None:
 
 def test_without_a_forwarded_port_none_is_made_up() -> None:
     assert "x-forwarded-port" not in lowered(upstream({}))
+
+
+def test_without_a_trusted_edge_the_callers_forwarded_proto_and_port_are_not_believed() -> None:
+    incoming = {"X-Forwarded-Proto": "https", "x-forwarded-port": "443", "Accept": "*/*"}
+
+    sent = upstream_headers(
+        incoming, client_ip="10.0.1.7", proto="http", request_id="req-1", trusted_edge=False
+    )
+
+    assert [(k, v) for k, v in sent.items() if k.lower() == "x-forwarded-proto"] == [
+        ("X-Forwarded-Proto", "http")
+    ]
+    assert "x-forwarded-port" not in lowered(sent)
+    assert sent["Accept"] == "*/*"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "X_Forwarded_For",
+        "x_real_ip",
+        "Transfer_Encoding",
+        "Content_Length",
+        "X_Request_Id",
+        "X_Forwarded_Host",
+        "X_Forwarded_Proto",
+        "X_Forwarded_Port",
+        "X-Forwarded_Prefix",
+        "X_Original_URL",
+        "Proxy_Authorization",
+    ],
+)
+def test_a_dropped_header_spelled_with_underscores_is_dropped_too(name: str) -> None:
+    # WSGI servers, and the frameworks on them, read X_Forwarded_For as X-Forwarded-For.
+    sent = upstream({name: "claimed", "Host": "api.example"})
+
+    assert name not in sent
+    assert "claimed" not in sent.values()
+    assert sent["X-Forwarded-For"] == "203.0.113.7"
+
+
+def test_a_header_named_in_connection_is_dropped_whichever_separator_either_uses() -> None:
+    sent = upstream({"Connection": "x_hop, X-Other", "X-Hop": "1", "X_Other": "2"})
+
+    assert not {"x-hop", "x_other"} & set(lowered(sent))
+
+
+def test_other_headers_with_underscores_are_passed_on() -> None:
+    sent = upstream({"X_Custom": "v", "api_key": "k"})
+
+    assert (sent["X_Custom"], sent["api_key"]) == ("v", "k")
 
 
 @pytest.mark.parametrize(
@@ -410,3 +464,84 @@ def test_an_upstream_cannot_widen_its_service_workers_scope_to_the_whole_gateway
     answer = [("Service-Worker-Allowed", "/"), ("service-worker-allowed", "/api/")]
 
     assert downstream_headers(answer, "req-1") == {REQUEST_ID_HEADER: "req-1"}
+
+
+# Lines: bare CRs and chunk sizes
+
+
+@pytest.mark.parametrize(
+    ("line", "bare"),
+    [
+        (b"X-A: b\r\n", False),
+        (b"X-A: b\n", False),
+        (b"\r\n", False),
+        (b"", False),
+        (b"X-A: b\rX-B: c\r\n", True),
+        (b"X-A: b\r\r\n", True),
+        (b"GET / HTTP/1.1\r", True),
+        (b"\rX-A: b\n", True),
+    ],
+)
+def test_a_cr_anywhere_but_before_the_final_lf_is_bare(line: bytes, bare: bool) -> None:
+    assert bare_cr(line) is bare
+
+
+def test_the_checked_reader_notes_a_bare_cr_and_passes_every_byte_on() -> None:
+    reader = CheckedReader(io.BufferedReader(io.BytesIO(b"A: 1\r\nB: 2\rC: 3\r\n\r\nbody\r\rrest")))
+
+    assert reader.readline() == b"A: 1\r\n"
+    assert not reader.bare_cr
+    assert parse_headers(reader)["B"] == "2"  # what the standard library makes of it
+    assert reader.bare_cr
+    assert reader.read1(4) + reader.read() == b"body\r\rrest"
+
+
+def test_a_bare_cr_read_by_a_body_read_is_not_a_line() -> None:
+    reader = CheckedReader(io.BufferedReader(io.BytesIO(b"a\rb\r\n")))
+
+    assert reader.read(3) == b"a\rb"
+    assert reader.readline() == b"\r\n"
+    assert not reader.bare_cr
+
+
+@pytest.mark.parametrize(
+    ("line", "size"),
+    [
+        (b"5\r\n", 5),
+        (b"1a\r\n", 26),
+        (b"0\r\n", 0),
+        (b"00FF\r\n", 255),
+        (b"5 \t\r\n", 5),
+        (b"5;ext\r\n", 5),
+        (b'5 ; a="b c"; d\r\n', 5),
+        (b"5;caf\xe9\r\n", 5),
+        (b"fffffffffffffff\r\n", 0xFFFFFFFFFFFFFFF),
+    ],
+)
+def test_a_chunk_size_line_is_hex_digits_spaces_tabs_extensions_and_crlf(
+    line: bytes, size: int
+) -> None:
+    assert chunk_size(line) == size
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"5\n",
+        b"5",
+        b"5\r\r\n",
+        b" 5\r\n",
+        b"5\x0b\r\n",
+        b"5\x0c\r\n",
+        b"+5\r\n",
+        b"-1\r\n",
+        b"0x5\r\n",
+        b"\r\n",
+        b"5;a\rb\r\n",
+        b"5;a\x00\r\n",
+        b"1000000000000000\r\n",
+        b"\xd9\xa5\r\n",
+    ],
+)
+def test_any_other_chunk_size_line_is_malformed(line: bytes) -> None:
+    assert chunk_size(line) is None

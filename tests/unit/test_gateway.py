@@ -9,11 +9,13 @@ from typing import Any
 import pytest
 
 from chalicelib.errors import (
+    ConnectLate,
     HostNotAllowed,
     InvalidName,
     LambdaMeshError,
     PayloadTooLarge,
     ServiceNotFound,
+    UpstreamAnswerInvalid,
     UpstreamTimeout,
     UpstreamUnreachable,
     VersionNotFound,
@@ -701,6 +703,44 @@ def test_by_default_gateway_errors_still_eject_but_only_one_of_four_instances(
         subject.forward(request("POST"))
 
     assert len(discovery.ejected) == 1
+
+
+def test_answers_whose_headers_may_not_be_relayed_eject_no_instance_and_are_not_retried(
+    make_instance: MakeInstance,
+) -> None:
+    """A client can make an app copy its input into a header: that says nothing of the
+    instance's health, so it must not take the instance out for everyone."""
+    four = [make_instance(name, weight=1) for name in "abcd"]
+    invalid = UpstreamAnswerInvalid("upstream a:1 answered control character 0x01 in header X")
+    upstream = ScriptedUpstream({name: invalid for name in "abcd"})
+    discovery = FakeDiscovery(four)
+    subject = gateway(discovery, upstream, max_attempts=3)
+
+    with pytest.raises(UpstreamAnswerInvalid) as raised:
+        subject.forward(request("GET"))
+    for _ in range(39):
+        with pytest.raises(UpstreamAnswerInvalid):
+            subject.forward(request("GET"))
+
+    assert raised.value.status == 502
+    assert "orders v1" in raised.value.message and "a:1" not in raised.value.message
+    assert len(upstream.sent) == 40
+    assert discovery.ejected == []
+
+
+def test_a_connect_the_deadline_cut_short_ejects_no_instance(
+    make_instance: MakeInstance,
+) -> None:
+    two = [make_instance(name, weight=1) for name in "ab"]
+    late = ConnectLate("the request's deadline passed while connecting to a:1")
+    discovery = FakeDiscovery(two)
+    subject = gateway(discovery, ScriptedUpstream({"a": late, "b": late}))
+
+    with pytest.raises(UpstreamTimeout) as raised:
+        subject.forward(request("GET"))
+
+    assert raised.value.status == 504
+    assert discovery.ejected == []
 
 
 def test_with_most_instances_ejected_the_gateway_panics_and_uses_all(

@@ -108,7 +108,7 @@ def test_private_and_shared_address_space_is_refused_unless_the_policy_allows_it
     assert normalize_host(host, HostPolicy(allow_private=True)) == host
 
 
-@pytest.mark.parametrize("host", ["255.255.255.255", "240.0.0.1"])
+@pytest.mark.parametrize("host", ["255.255.255.255", "240.0.0.1", "192.88.99.1"])
 def test_broadcast_and_reserved_addresses_stay_refused_when_private_networks_are_allowed(
     host: str,
 ) -> None:
@@ -472,3 +472,10 @@ def test_the_same_settings_give_the_gateway_and_the_outbound_port_the_same_polic
     )
 
     assert outbound_host_policy(outbound) == gateway
+
+
+def test_deprecated_site_local_ipv6_is_private() -> None:
+    with pytest.raises(HostNotAllowed, match="private"):
+        normalize_host("fec0::1", STRICT)
+
+    assert normalize_host("fec0::1", HostPolicy(allow_private=True)) == "fec0::1"

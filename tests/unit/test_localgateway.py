@@ -285,13 +285,36 @@ def test_a_chunked_body_arrives_whole_with_extensions_and_trailers_dropped() -> 
 
 @pytest.mark.parametrize(
     "wire",
-    [b"zz\r\n", b"0x5\r\nhello\r\n0\r\n\r\n", b"5\r\nhel", b"5\r\nhelloXX0\r\n\r\n", b"0\r\n"],
+    [
+        b"zz\r\n",
+        b"0x5\r\nhello\r\n0\r\n\r\n",
+        b"5\r\nhel",
+        b"5\r\nhelloXX0\r\n\r\n",
+        b"0\r\n",
+        # A chunk-size line is hex digits, spaces or tabs, extensions and CRLF, nothing else.
+        b"5\x0b\r\nhello\r\n0\r\n\r\n",
+        b" 5\r\nhello\r\n0\r\n\r\n",
+        b"5\r\r\nhello\r\n0\r\n\r\n",
+        b"5;a\rb\r\nhello\r\n0\r\n\r\n",
+        b"5\nhello\r\n0\r\n\r\n",
+        b"5\r\nhello\r\n0\n\r\n",
+        # and every line of the body ends with CRLF, without a bare CR.
+        b"5\r\nhello\r\n0\r\n\n",
+        b"5\r\nhello\r\n0\r\nX-T: 1\n\r\n",
+        b"5\r\nhello\r\n0\r\nX-T: 1\rX-U: 2\r\n\r\n",
+    ],
 )
 def test_a_malformed_chunked_body_is_refused(wire: bytes) -> None:
     with pytest.raises(RequestError) as refused:
         read_chunked(io.BytesIO(wire))
 
     assert refused.value.status == 400
+
+
+def test_a_chunk_size_may_be_followed_by_spaces_tabs_and_extensions() -> None:
+    wire = io.BytesIO(b'5 \t\r\nhello\r\n1 ; a="b c"\r\n \r\n0\r\n\r\n')
+
+    assert read_chunked(wire) == b"hello "
 
 
 def test_a_chunked_body_over_the_limit_is_refused_with_413() -> None:
