@@ -17,6 +17,7 @@ from chalicelib.auth import Principal, bearer_token, verify
 from chalicelib.console import is_console
 from chalicelib.edge import REQUEST_ID_KEY, LambdaMeshApp, json_response
 from chalicelib.errors import RegistryUnavailable, RouteNotFound
+from chalicelib.exposure.document import exposure_answer
 from chalicelib.gateway import ProxyRequest
 from chalicelib.observability import logger, record_request
 from chalicelib.views import routing_answer
@@ -181,6 +182,45 @@ def put_policy(service: str) -> Response:
 @route("/registry/services/{service}/policy", methods=["DELETE"])
 def delete_policy(service: str) -> Response:
     wiring.registry().delete_policy(_principal(), service)
+    return Response(body=b"", status_code=204)
+
+
+@route("/registry/services/{service}/exposure", methods=["GET"])
+def get_exposure(service: str) -> Response:
+    _principal()
+    stored = wiring.exposures().exposure(service)
+    return json_response(exposure_answer(service, stored.exposure, stored.updated_at))
+
+
+@route("/registry/services/{service}/exposure", methods=["PUT"])
+def put_exposure(service: str) -> Response:
+    exposures = wiring.exposures()
+    exposure, created = exposures.put_exposure(_principal(), service, app.body())
+    answer = exposure_answer(service, exposure, exposures.now())
+    return json_response(answer, 201 if created else 200)
+
+
+@route("/registry/services/{service}/exposure", methods=["DELETE"])
+def delete_exposure(service: str) -> Response:
+    wiring.exposures().delete_exposure(_principal(), service)
+    return Response(body=b"", status_code=204)
+
+
+@route("/registry/services/{service}/keys", methods=["GET"])
+def list_keys(service: str) -> Response:
+    found = wiring.exposures().keys(_principal(), service)
+    return json_response({"service": service, "keys": [k.to_json() for k in found]})
+
+
+@route("/registry/services/{service}/keys", methods=["POST"])
+def create_key(service: str) -> Response:
+    created = wiring.exposures().create_key(_principal(), service, app.body())
+    return json_response({"service": service, **created.stored.to_json(), "key": created.key}, 201)
+
+
+@route("/registry/services/{service}/keys/{key_id}", methods=["DELETE"])
+def revoke_key(service: str, key_id: str) -> Response:
+    wiring.exposures().revoke_key(_principal(), service, key_id)
     return Response(body=b"", status_code=204)
 
 

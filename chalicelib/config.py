@@ -23,6 +23,7 @@ MAX_BODY_LIMIT = 4_400_000
 # The most instances a service may be allowed: with validation's MAX_INSTANCE_JSON each, the
 # largest instance list still fits in MAX_BODY_LIMIT.
 MAX_INSTANCES_LIMIT = 1000
+EDGE_DEFAULTS = ("closed", "open")
 
 
 def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
@@ -58,6 +59,13 @@ def _networks(environ: Mapping[str, str], name: str) -> tuple[IPNetwork, ...]:
         return tuple(ipaddress.ip_network(p.strip()) for p in raw.split(",") if p.strip())
     except ValueError as exc:
         raise ConfigError(f"{name} must be comma-separated CIDR blocks: {exc}") from None
+
+
+def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    value = (environ.get(name) or default).strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {environ[name]!r}")
+    return value
 
 
 def _integer(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -96,6 +104,10 @@ class Settings:
     max_instances_per_service: int = 100
     # The console's own domain, or "function-url"; empty: no dashboard anywhere (console.py).
     console_domain: str = ""
+    # What the public gateway does with a service that has no exposure document: "closed"
+    # (not served: it answers as an unknown name) or "open" (served to anyone, as before
+    # exposure documents existed).
+    edge_default: str = "closed"
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -137,6 +149,7 @@ class Settings:
                 MAX_INSTANCES_LIMIT,
             ),
             console_domain=parse_console_domain(env.get("LAMBDAMESH_CONSOLE_DOMAIN")),
+            edge_default=_choice(env, "LAMBDAMESH_EDGE_DEFAULT", EDGE_DEFAULTS, cls.edge_default),
         )
 
     def routing_refusal(self) -> str | None:

@@ -31,12 +31,14 @@ __all__ = [
     "BadRequest",
     "ConfigError",
     "ConnectLate",
+    "ExposureNotFound",
     "Forbidden",
     "GatewayMisconfigured",
     "HostNotAllowed",
     "InstanceNotFound",
     "InvalidName",
     "InvalidRequest",
+    "KeyNotFound",
     "KeyStoreUnavailable",
     "LambdaMeshError",
     "MethodNotAllowed",
@@ -50,6 +52,7 @@ __all__ = [
     "ServiceNotFound",
     "TooManyDrains",
     "TooManyInstances",
+    "TooManyKeys",
     "Unauthorized",
     "UpstreamAnswerInvalid",
     "UpstreamResponseTooLarge",
@@ -103,6 +106,21 @@ class MethodNotAllowed(LambdaMeshError):
 
 class PolicyNotFound(NotFound):
     code = "policy_not_found"
+
+
+class ExposureNotFound(NotFound):
+    code = "exposure_not_found"
+
+
+class KeyNotFound(NotFound):
+    code = "key_not_found"
+
+
+class TooManyKeys(LambdaMeshError):
+    """A service's keys are read with its instances in every gateway read: bounded."""
+
+    status = 409
+    code = "too_many_keys"
 
 
 class RegistryMisconfigured(RegistryUnavailable):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import quote, urlencode
 
 from chalicelib.config import Settings
@@ -20,7 +20,8 @@ from chalicelib.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from chalicelib.instances import Instance
+from chalicelib.exposure.checks import Gate, Preflighted
+from chalicelib.instances import Instance, ServiceView
 from chalicelib.observability import RouteRecord, logger, record_route
 from chalicelib.upstream import UpstreamClient
 from lambdamesh_routing.balancing import Strategies
@@ -105,8 +106,11 @@ class Gateway:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         record: Callable[[RouteRecord], None] = record_route,
+        gate: Gate | None = None,
     ) -> None:
         self._discovery = discovery
+        # Without one, every service is served as before exposure documents existed.
+        self._gate = gate or Gate(default_open=True)
         self._client = client
         self._max_request_body = max_request_body
         self._clock = clock
@@ -135,6 +139,23 @@ class Gateway:
                 f"request body is {len(request.body)} bytes; the limit is {self._max_request_body}"
             )
         view = self._discovery.view(request.service)
+        admitted = self._gate.admit(
+            view,
+            request.service,
+            request.version,
+            request.method,
+            request.headers,
+            request.client_ip,
+            request.path,
+        )
+        if isinstance(admitted, Preflighted):
+            return ProxyResponse(204, dict(admitted.headers), b"")
+        request = replace(request, headers=admitted.headers)
+        response = self._route(request, view, budget)
+        _add_answer_headers(response.headers, admitted.answer_headers)
+        return response
+
+    def _route(self, request: ProxyRequest, view: ServiceView, budget: float) -> ProxyResponse:
         call = Call(
             request.service, request.version, request.method, request.headers, request.client_ip
         )
@@ -265,6 +286,18 @@ _PUBLIC_MESSAGES: dict[type[LambdaMeshError], str] = {
 def _public(exc: LambdaMeshError, request: ProxyRequest) -> LambdaMeshError:
     """The same error, its message the public one for its kind."""
     return type(exc)(_PUBLIC_MESSAGES[type(exc)].format(r=request))
+
+
+def _add_answer_headers(headers: Headers, added: Mapping[str, str]) -> None:
+    """The edge's fields on an upstream's answer: the gateway's replace the upstream's of the
+    same name, except ``Vary``, whose values add up (a cache must key on both)."""
+    for name, value in added.items():
+        same = [k for k in headers if k.lower() == name.lower()]
+        kept = [headers.pop(k) for k in same]
+        if name.lower() == "vary" and kept:
+            values = [v for item in kept for v in (item if isinstance(item, list) else [item])]
+            value = ", ".join([*values, value])
+        headers[name] = value
 
 
 def _unreachable(request: ProxyRequest) -> UpstreamUnreachable:

@@ -8,6 +8,8 @@ import copy
 from functools import cache
 from typing import Any
 
+from chalicelib.exposure.document import EXPOSURE_SCHEMA
+from chalicelib.exposure.keys import CONSUMER_PATTERN, MAX_KEY_DAYS
 from chalicelib.validation import HEARTBEAT_SCHEMA, POLICY_SCHEMA, REGISTER_SCHEMA
 from lambdamesh_routing.names import INSTANCE_PATTERN, SERVICE_PATTERN, VERSION_PATTERN
 
@@ -179,6 +181,39 @@ def _schemas() -> dict[str, Any]:
                 "updated_at": {"type": "number"},
             },
         },
+        "Exposure": copy.deepcopy(EXPOSURE_SCHEMA),
+        "StoredExposure": {
+            "type": "object",
+            "required": ["service", "exposure", "updated_at"],
+            "properties": {
+                "service": {"type": "string"},
+                "exposure": {"type": "object"},
+                "updated_at": {"type": "number"},
+            },
+        },
+        "KeyRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["consumer"],
+            "properties": {
+                "consumer": {"type": "string", "pattern": CONSUMER_PATTERN},
+                "expires_in_days": {
+                    "type": ["number", "null"],
+                    "exclusiveMinimum": 0,
+                    "maximum": MAX_KEY_DAYS,
+                },
+            },
+        },
+        "Key": _key_schema(),
+        "NewKey": _key_schema(secret=True),
+        "KeyList": {
+            "type": "object",
+            "required": ["service", "keys"],
+            "properties": {
+                "service": {"type": "string"},
+                "keys": {"type": "array", "items": _ref("Key")},
+            },
+        },
         "Health": {
             "type": "object",
             "required": ["status"],
@@ -200,6 +235,76 @@ def _schemas() -> dict[str, Any]:
                         "request_id": {"type": "string"},
                     },
                 }
+            },
+        },
+    }
+
+
+def _key_schema(secret: bool = False) -> dict[str, Any]:
+    """A key as listed; as created, with its one showing of the key itself."""
+    stamp = {"type": ["number", "null"]}
+    fields: dict[str, Any] = {
+        "key_id": {"type": "string"},
+        "consumer": {"type": "string"},
+        "created_at": {"type": "number"},
+        "expires_at": stamp,
+        "revoked_at": stamp,
+        "last_used_at": stamp,
+    }
+    if secret:
+        fields |= {"service": {"type": "string"}, "key": {"type": "string"}}
+    return {"type": "object", "required": sorted(fields), "properties": fields}
+
+
+def _exposure_paths() -> dict[str, Any]:
+    deleted = {"204": {"description": "deleted"}}
+    return {
+        "/registry/services/{service}/exposure": {
+            "parameters": [_SERVICE],
+            "get": {
+                "summary": "Whether and how the public gateway serves the service",
+                "responses": {
+                    "200": _answer("the exposure document", _ref("StoredExposure")),
+                    **_errors(400, 401, 404),
+                },
+            },
+            "put": {
+                "summary": "Store an exposure document (admin); the body is required",
+                "requestBody": _body("Exposure"),
+                "responses": {
+                    "200": _answer("replaced", _ref("StoredExposure")),
+                    "201": _answer("stored", _ref("StoredExposure")),
+                    **_errors(400, 401, 403, 413),
+                },
+            },
+            "delete": {
+                "summary": "Delete the exposure document (admin): LAMBDAMESH_EDGE_DEFAULT applies",
+                "responses": {**deleted, **_errors(400, 401, 403, 404)},
+            },
+        },
+        "/registry/services/{service}/keys": {
+            "parameters": [_SERVICE],
+            "get": {
+                "summary": "The service's API keys, without secrets (admin)",
+                "responses": {
+                    "200": _answer("the keys", _ref("KeyList")),
+                    **_errors(400, 401, 403),
+                },
+            },
+            "post": {
+                "summary": "Create an API key (admin); the key is in this answer only",
+                "requestBody": _body("KeyRequest"),
+                "responses": {
+                    "201": _answer("created", _ref("NewKey")),
+                    **_errors(400, 401, 403, 409, 413),
+                },
+            },
+        },
+        "/registry/services/{service}/keys/{key_id}": {
+            "parameters": [_SERVICE, _parameter("key_id", "^[a-z0-9]{16}$")],
+            "delete": {
+                "summary": "Revoke an API key (admin)",
+                "responses": {**deleted, **_errors(400, 401, 403, 404)},
             },
         },
     }
@@ -352,5 +457,5 @@ def document() -> dict[str, Any]:
             },
         },
         "security": [{"token": []}],
-        "paths": _paths(),
+        "paths": {**_paths(), **_exposure_paths()},
     }

@@ -7,6 +7,10 @@ One table, three kinds of item:
   sorts after every instance id (``~`` cannot start one), so the gateway's one Query of a
   service reads its instances and its policy together, and instance-only Queries stop
   before it (``sk < "~"``).
+* a service's exposure document: ``pk`` = service, ``sk`` = ``~exposure``; and its API keys,
+  ``sk`` = ``~key#<key_id>`` (a hash of the secret, never the secret; TTL on ``expires_at``
+  removes an expired key). Like the policy, they sort after every instance and are read in
+  the gateway's one Query.
 * a catalog entry: ``pk`` = ``~services``, ``sk`` = service, so listing services is a Query,
   not a Scan. ``~`` cannot start a service name, so the partitions never meet. Its
   ``generation`` counts the registrations, so an entry found empty is deleted only if none
@@ -24,7 +28,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
@@ -62,12 +66,15 @@ from pynamodb.types import HASH, RANGE
 
 from chalicelib.config import Settings
 from chalicelib.errors import InstanceNotFound, RegistryMisconfigured, RegistryUnavailable
+from chalicelib.exposure.document import Exposure, StoredExposure
+from chalicelib.exposure.document import from_json as exposure_from_json
+from chalicelib.exposure.keys import ApiKey
+from chalicelib.exposure.view import GatewayView
 from chalicelib.instances import (
     STATUSES,
     Instance,
     RegisterResult,
     Registration,
-    ServiceView,
     Status,
     StoredPolicy,
 )
@@ -77,6 +84,8 @@ from lambdamesh_routing.policy import Policy, from_json
 
 CATALOG_PARTITION = "~services"
 POLICY_KEY = "~policy"
+EXPOSURE_KEY = "~exposure"
+API_KEY_PREFIX = "~key#"
 # Every instance id sorts before it: ids are a-z, 0-9, ".", "_" and "-".
 INSTANCES_END = "~"
 HEALTH_PARTITION = "~health"
@@ -124,6 +133,21 @@ class PolicyItem(_Item):
     updated_at = NumberAttribute(null=True)
     # Instance ids an operator took out of rotation. A set, so ADD and DELETE need no read.
     drained = UnicodeSetAttribute(null=True)
+
+
+class ExposureItem(_Item):
+    document = UnicodeAttribute()
+    updated_at = NumberAttribute()
+
+
+class KeyItem(_Item):
+    consumer = UnicodeAttribute()
+    secret_hash = UnicodeAttribute()
+    created_at = NumberAttribute()
+    # The table's TTL attribute: DynamoDB deletes an expired key some time after it expires.
+    expires_at = NumberAttribute(null=True)
+    revoked_at = NumberAttribute(null=True)
+    last_used_at = NumberAttribute(null=True)
 
 
 class CatalogItem(_Item):
@@ -202,6 +226,38 @@ def _stored_policy(item: PolicyItem) -> Policy | None:
     return None if item.policy is None else from_json(json.loads(item.policy))
 
 
+def _stored_exposure(item: ExposureItem) -> StoredExposure:
+    """The stored document, trusted: it was validated before it was written."""
+    return StoredExposure(exposure_from_json(json.loads(item.document)), float(item.updated_at))
+
+
+def _to_key(item: KeyItem) -> ApiKey:
+    return ApiKey(
+        key_id=item.sk.removeprefix(API_KEY_PREFIX),
+        consumer=item.consumer,
+        secret_hash=item.secret_hash,
+        created_at=float(item.created_at),
+        expires_at=_optional(item.expires_at),
+        revoked_at=_optional(item.revoked_at),
+        last_used_at=_optional(item.last_used_at),
+    )
+
+
+def _optional(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+@dataclass
+class _Found:
+    """What one Query of a service's partition turned up, sorted by kind."""
+
+    instances: list[Instance] = field(default_factory=list)
+    policy: Policy | None = None
+    drained: set[str] = field(default_factory=set)
+    exposure: Exposure | None = None
+    keys: list[ApiKey] = field(default_factory=list)
+
+
 def _plain(metadata: MapAttribute[str, Any] | None) -> dict[str, str]:
     if metadata is None:
         return {}
@@ -267,6 +323,8 @@ class InstanceStore:
         self._instances: Any = _bind(InstanceItem, settings, self._table)
         self._catalog: Any = _bind(CatalogItem, settings, self._table)
         self._policies: Any = _bind(PolicyItem, settings, self._table)
+        self._exposures: Any = _bind(ExposureItem, settings, self._table)
+        self._keys: Any = _bind(KeyItem, settings, self._table)
 
     def _item(self, reg: Registration, now: float) -> InstanceItem:
         item: InstanceItem = self._instances(
@@ -357,30 +415,42 @@ class InstanceStore:
         except PynamoDBException as exc:
             raise _failure("write", exc) from exc
 
-    def service_view(self, service: str) -> ServiceView:
+    def service_view(self, service: str) -> GatewayView:
         """Everything the gateway needs of ``service`` in one Query: its instances, marked
-        when an operator drained them, and its routing policy, read with them at no extra
-        request."""
-        instances: list[Instance] = []
-        policy: Policy | None = None
-        drained: set[str] = set()
+        when an operator drained them, its routing policy, its exposure and its API keys,
+        read with them at no extra request."""
+        found = _Found()
         start: Any = None
         try:
             while True:
                 page = self._table.query(service, exclusive_start_key=start)
                 for raw in page.get(ITEMS, ()):
-                    if raw[self._instances.sk.attr_name]["S"] == POLICY_KEY:
-                        item = self._policies.from_raw_data(raw)
-                        policy, drained = _stored_policy(item), set(item.drained or ())
-                    else:
-                        instances.append(_to_instance(self._instances.from_raw_data(raw)))
+                    self._sort_out(raw, found)
                 start = page.get(LAST_EVALUATED_KEY)
                 if not start:
                     break
         except PynamoDBException as exc:
             raise _failure("read", exc) from exc
-        marked = [replace(i, drained=i.instance_id in drained) for i in instances]
-        return ServiceView(tuple(marked), policy, frozenset(drained))
+        marked = [replace(i, drained=i.instance_id in found.drained) for i in found.instances]
+        return GatewayView(
+            tuple(marked),
+            found.policy,
+            frozenset(found.drained),
+            exposure=found.exposure,
+            keys=tuple(found.keys),
+        )
+
+    def _sort_out(self, raw: dict[str, Any], found: _Found) -> None:
+        key = raw[self._instances.sk.attr_name]["S"]
+        if key == POLICY_KEY:
+            item = self._policies.from_raw_data(raw)
+            found.policy, found.drained = _stored_policy(item), set(item.drained or ())
+        elif key == EXPOSURE_KEY:
+            found.exposure = _stored_exposure(self._exposures.from_raw_data(raw)).exposure
+        elif key.startswith(API_KEY_PREFIX):
+            found.keys.append(_to_key(self._keys.from_raw_data(raw)))
+        elif key < INSTANCES_END:
+            found.instances.append(_to_instance(self._instances.from_raw_data(raw)))
 
     def drain(self, service: str, instance_id: str, limit: int) -> bool:
         """Take the instance out of rotation until ``undrain``; its heartbeats write its own
@@ -482,6 +552,99 @@ class InstanceStore:
                 return False
             raise _failure("write", exc) from exc
         return True
+
+    def exposure(self, service: str) -> StoredExposure | None:
+        """The service's exposure document as stored, read consistently, or None."""
+        try:
+            item = self._exposures.get(service, EXPOSURE_KEY, consistent_read=True)
+        except DoesNotExist:
+            return None
+        except PynamoDBException as exc:
+            raise _failure("read", exc) from exc
+        return _stored_exposure(item)
+
+    def put_exposure(self, service: str, exposure: Exposure, now: float) -> bool:
+        """Store the document, replacing any; True if the service had none."""
+        document = json.dumps(exposure.to_json(), separators=(",", ":"), sort_keys=True)
+        item = self._exposures(service, EXPOSURE_KEY, document=document, updated_at=now)
+        try:
+            answer = self._table.put_item(
+                service,
+                range_key=EXPOSURE_KEY,
+                attributes=item.serialize(),
+                return_values=ALL_OLD,
+            )
+        except PynamoDBException as exc:
+            raise _failure("write", exc) from exc
+        return not answer.get(ATTRIBUTES)
+
+    def delete_exposure(self, service: str) -> bool:
+        """Remove the document; False if there was none."""
+        model = self._exposures
+        try:
+            model(service, EXPOSURE_KEY).delete(condition=model.document.exists())
+        except PynamoDBException as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise _failure("write", exc) from exc
+        return True
+
+    def keys(self, service: str) -> list[ApiKey]:
+        """Every stored key of the service, read consistently."""
+        model = self._keys
+        try:
+            items = model.query(service, model.sk.startswith(API_KEY_PREFIX), consistent_read=True)
+            return [_to_key(item) for item in items]
+        except PynamoDBException as exc:
+            raise _failure("read", exc) from exc
+
+    def put_key(self, service: str, key: ApiKey) -> None:
+        """Store a new key; a key id is random, so one already stored under it is refused."""
+        model = self._keys
+        item = model(
+            service,
+            API_KEY_PREFIX + key.key_id,
+            consumer=key.consumer,
+            secret_hash=key.secret_hash,
+            created_at=key.created_at,
+            expires_at=key.expires_at,
+        )
+        try:
+            item.save(condition=model.sk.does_not_exist())
+        except PynamoDBException as exc:
+            raise _failure("write", exc) from exc
+
+    def revoke_key(self, service: str, key_id: str, now: float) -> bool:
+        """Mark the key revoked (it stays listed until it expires); False if unknown."""
+        model = self._keys
+        try:
+            self._table.update_item(
+                service,
+                range_key=API_KEY_PREFIX + key_id,
+                actions=[model.revoked_at.set(now)],
+                condition=model.secret_hash.exists() & model.revoked_at.does_not_exist(),
+            )
+        except PynamoDBException as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise _failure("write", exc) from exc
+        return True
+
+    def touch_key(self, service: str, key_id: str, now: float, older_than: float) -> None:
+        """Record that the key was used at ``now``, unless it was recorded after
+        ``older_than``: one write per key per period, not one per request."""
+        model = self._keys
+        try:
+            self._table.update_item(
+                service,
+                range_key=API_KEY_PREFIX + key_id,
+                actions=[model.last_used_at.set(now)],
+                condition=model.secret_hash.exists()
+                & (model.last_used_at.does_not_exist() | (model.last_used_at < older_than)),
+            )
+        except PynamoDBException as exc:
+            if not _is_condition_failure(exc):
+                raise _failure("write", exc) from exc
 
     def leases(self, service: str, consistent: bool = False) -> list[Lease]:
         """Id, version and expiry of every stored instance of ``service``: the rest of each

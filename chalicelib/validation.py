@@ -13,7 +13,6 @@ import dataclasses
 import json
 import re
 from collections.abc import Callable
-from functools import cache
 from typing import Any, cast
 
 import fastjsonschema
@@ -237,14 +236,23 @@ def _check_depth(text: str) -> None:
             )
 
 
-@cache
-def _compiled(name: str) -> Callable[[Any], Any]:
-    schema = {
-        "register": REGISTER_SCHEMA,
-        "heartbeat": HEARTBEAT_SCHEMA,
-        "policy": POLICY_SCHEMA,
-    }[name]
-    return cast(Callable[[Any], Any], fastjsonschema.compile(schema))
+# Every schema compiled so far, by name: once per cold start each.
+_COMPILED: dict[str, Callable[[Any], Any]] = {}
+
+
+def _compiled(name: str, schema: dict[str, Any] | None = None) -> Callable[[Any], Any]:
+    found = _COMPILED.get(name)
+    if found is None:
+        given = (
+            schema
+            or {
+                "register": REGISTER_SCHEMA,
+                "heartbeat": HEARTBEAT_SCHEMA,
+                "policy": POLICY_SCHEMA,
+            }[name]
+        )
+        found = _COMPILED[name] = cast(Callable[[Any], Any], fastjsonschema.compile(given))
+    return found
 
 
 # What a pattern means, in words, for the fields whose rule is a regular expression.
@@ -278,10 +286,18 @@ def _check_text(body: Any) -> None:
         ) from None
 
 
-def _check_schema(body: Any, schema_name: str) -> dict[str, Any]:
+def check_document(body: Any, name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """``body`` checked against ``schema`` (compiled once, under ``name``), with the same
+    messages as the registry's own bodies."""
+    return _check_schema(body, name, schema)
+
+
+def _check_schema(
+    body: Any, schema_name: str, schema: dict[str, Any] | None = None
+) -> dict[str, Any]:
     _check_text(body)
     try:
-        _compiled(schema_name)(body)
+        _compiled(schema_name, schema)(body)
     except fastjsonschema.JsonSchemaValueException as exc:
         name = exc.name or "data"
         field = name.removeprefix("data").lstrip(".") or "body"

@@ -14,6 +14,9 @@ from chalicelib.auth import parse_keys
 from chalicelib.config import MIN_SIGNING_KEY_LENGTH, Settings
 from chalicelib.discovery import Discovery
 from chalicelib.errors import ConfigError, GatewayMisconfigured, LambdaMeshError
+from chalicelib.exposure.checks import Gate, KeyUse
+from chalicelib.exposure.management import Exposures
+from chalicelib.exposure.tokens import JwksCache
 from chalicelib.gateway import Gateway
 from chalicelib.keystore import KeyStore
 from chalicelib.observability import logger
@@ -87,7 +90,18 @@ def _gateway() -> Gateway:
         max_attempts=current.max_attempts,
         max_request_body=current.max_request_body,
         eject_seconds=current.eject_seconds,
+        gate=Gate(
+            default_open=current.edge_default == "open",
+            key_use=KeyUse(store().touch_key),
+            # A JWKS over http only where loopback upstreams are allowed: local runs.
+            jwks=JwksCache(allow_loopback_http=current.allow_loopback),
+        ),
     )
+
+
+@cache
+def exposures() -> Exposures:
+    return Exposures(store(), allow_loopback_http=settings().allow_loopback)
 
 
 def signing_keys() -> tuple[bytes, ...]:
@@ -154,5 +168,5 @@ def after_restore() -> None:
 
 def reset() -> None:
     """Forget every collaborator, so tests can change the environment between cases."""
-    for built in (settings, store, registry, discovery, _gateway, key_store, _keys):
+    for built in (settings, store, registry, discovery, _gateway, exposures, key_store, _keys):
         built.cache_clear()

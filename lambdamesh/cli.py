@@ -26,8 +26,12 @@ from lambdamesh.listing import (
 from lambdamesh.operations import (
     add_connection_options,
     add_drain_command,
+    add_exposure_command,
+    add_keys_command,
     add_policy_command,
     drain_command,
+    exposure_command,
+    keys_command,
     policy_command,
 )
 
@@ -125,6 +129,8 @@ def _parser() -> argparse.ArgumentParser:
     add_listing_commands(commands, add_connection_options)
     add_policy_command(commands)
     add_drain_command(commands)
+    add_exposure_command(commands)
+    add_keys_command(commands)
 
     commands.add_parser(
         "bootstrap",
@@ -225,11 +231,14 @@ def configure_command(args: argparse.Namespace) -> int:
 def check_command(args: argparse.Namespace) -> int:
     from lambdamesh import stages
 
-    found = stages.problems(stages.view(stages.load(args.project_dir), args.stage))
+    stage = stages.view(stages.load(args.project_dir), args.stage)
+    found = stages.problems(stage)
     for problem in found:
         print(f"{PROG}: stage {args.stage}: {problem}", file=sys.stderr)
     if found:
         return 2
+    for warning in stages.warnings(stage):
+        print(f"{PROG}: stage {args.stage}: warning: {warning}", file=sys.stderr)
     print(f"stage {args.stage} is ready to deploy")
     return 0
 
@@ -329,6 +338,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "deregister": deregister_command,
     "policy": policy_command,
     "drain": drain_command,
+    "exposure": exposure_command,
+    "keys": keys_command,
     "dev": lambda a: dev_command(
         a.host, a.port, a.demo, a.dynamodb_endpoint, a.url_port, a.console_port
     ),

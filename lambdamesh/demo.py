@@ -16,6 +16,8 @@ DEMO_SERVICES = (("hello", "v1"), ("echo", "v1"))
 INSTANCES_PER_SERVICE = 2
 # hello's sidecars serve an outbound port, through which the hello app calls echo.
 CALLERS = frozenset({"hello"})
+# How the demo's services face the internet: public, declared as any public service must be.
+PUBLIC = {"exposed": True, "auth": ["none"]}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -36,6 +38,8 @@ class Demo:
     console: str | None = None
 
     def start(self) -> None:
+        for service in dict(DEMO_SERVICES):
+            self.expose(service, PUBLIC)
         for service, version in DEMO_SERVICES:
             for index in range(INSTANCES_PER_SERVICE):
                 self._start_instance(service, version, index)
@@ -70,6 +74,20 @@ class Demo:
             "LAMBDAMESH_DRAIN_SECONDS": "1",
             "LAMBDAMESH_LOG_LEVEL": "WARNING",
         }
+
+    def expose(self, service: str, exposure: Mapping[str, object]) -> None:
+        """Declare how the gateway serves ``service``: nothing is public undeclared."""
+        request = urllib.request.Request(  # noqa: S310 - our own http URL
+            f"{self.url}/registry/services/{service}/exposure",
+            data=json.dumps(exposure).encode(),
+            method="PUT",
+            headers={
+                "Authorization": f"Bearer {issue(self.signing_key)}",
+                "Content-Type": "application/json",
+            },
+        )
+        with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - our own URL
+            pass
 
     def wait_until_registered(self, timeout: float = 30.0) -> bool:
         """True once every demo instance is live in the registry, so the printed lines work."""

@@ -105,6 +105,18 @@ def problems(stage: StageView) -> list[str]:
     return found
 
 
+def warnings(stage: StageView) -> list[str]:
+    """What a stage may deploy with, but an operator should know: each one line."""
+    settings = Settings.from_environ(stage.environment)
+    if settings.edge_default == "open":
+        return [
+            "LAMBDAMESH_EDGE_DEFAULT is open: every registered service without an exposure "
+            "document is served to anyone on the internet, internal ones included; leave it "
+            "unset (closed) and declare the public ones (lambdamesh exposure set)"
+        ]
+    return []
+
+
 def configure(config: dict[str, Any], stage: str, outputs: Mapping[str, str]) -> dict[str, Any]:
     """A copy of ``config`` with the stage's network (and, when given, table and key) set
     from stack outputs; refuses outputs that would leave the stage unsafe."""

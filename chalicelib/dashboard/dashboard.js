@@ -16,7 +16,9 @@ async function api(path) {
   const answer = await fetch(path, { headers: { Authorization: "Bearer " + token() } });
   const body = answer.status === 204 ? null : await answer.json().catch(() => null);
   if (answer.ok) { return body; }
-  if (answer.status === 404 && path.endsWith("/policy")) { return null; }
+  if (answer.status === 404 && (path.endsWith("/policy") || path.endsWith("/exposure"))) {
+    return null;
+  }
   const error = (body && body.error) || {};
   const refused = answer.status === 401 || answer.status === 403;
   throw new Error((refused ? "The token was refused: " : "The registry answered " +
@@ -97,6 +99,18 @@ function versionsText(entry) {
     .join(" · ");
 }
 
+function exposureText(stored) {
+  if (!stored) { return "Internet: no exposure document (the stage's default applies)"; }
+  const doc = stored.exposure;
+  if (!doc.exposed) { return "Internet: not exposed"; }
+  const parts = ["Internet: exposed", "auth: " + doc.auth.join(", "),
+    "versions: " + (doc.versions ? doc.versions.join(", ") : "all")];
+  if (doc.addresses) { parts.push("address lists"); }
+  if (doc.cors) { parts.push("CORS for " + doc.cors.allow_origins.join(", ")); }
+  if (doc.rate_limits) { parts.push("rate limited"); }
+  return parts.join(" · ");
+}
+
 async function refresh() {
   try {
     const listing = await api("registry/services");
@@ -104,14 +118,16 @@ async function refresh() {
     const sections = [];
     for (const entry of listing.services) {
       const name = encodeURIComponent(entry.service);
-      const [instances, policy] = await Promise.all([
+      const [instances, policy, exposure] = await Promise.all([
         api("registry/services/" + name + "/instances"),
         api("registry/services/" + name + "/policy"),
+        api("registry/services/" + name + "/exposure"),
       ]);
       const section = element("section", undefined, "service");
       section.dataset.service = entry.service;
       section.appendChild(element("h2", entry.service));
       section.appendChild(element("div", versionsText(entry), "versions"));
+      section.appendChild(element("div", exposureText(exposure), "exposure"));
       if (policy) {
         section.appendChild(element("div", "Routing policy:", "policy"));
         section.appendChild(element("pre", JSON.stringify(policy.policy, null, 1), "policy"));

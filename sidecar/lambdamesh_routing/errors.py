@@ -19,10 +19,13 @@ class LambdaMeshError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        # Headers this one answer carries besides its kind's (CORS or rate limit fields).
+        self.extra_headers: dict[str, str] = {}
 
     def headers(self) -> dict[str, str]:
-        """Headers the answer carries: ``Retry-After`` when waiting helps."""
-        return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
+        """Headers the answer carries: ``Retry-After`` when waiting helps, and any extra."""
+        own = {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
+        return {**own, **self.extra_headers}
 
 
 class BadRequest(LambdaMeshError):

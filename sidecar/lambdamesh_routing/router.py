@@ -41,15 +41,25 @@ DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_EJECT_SECONDS = 5.0
 
 
+def no_such_service(service: str) -> ServiceNotFound:
+    """The answer for a name nothing is registered under, and, word for word, for one the
+    public gateway does not serve: an outsider cannot tell the two apart."""
+    return ServiceNotFound(f"no service named {service!r} is registered")
+
+
+def no_such_version(service: str, version: str) -> VersionNotFound:
+    return VersionNotFound(f"service {service!r} has no version {version!r}")
+
+
 def routable(
     service: str, version: str, instances: Sequence[Instance], now: float
 ) -> list[Instance]:
     """The instances a request may go to, or the reason there are none."""
     if not instances:
-        raise ServiceNotFound(f"no service named {service!r} is registered")
+        raise no_such_service(service)
     of_version = [i for i in instances if i.version == version]
     if not of_version:
-        raise VersionNotFound(f"service {service!r} has no version {version!r}")
+        raise no_such_version(service, version)
     live = [i for i in of_version if i.is_routable(now)]
     if not live:
         running = [i for i in of_version if i.is_live(now)]

@@ -40,6 +40,7 @@ def start_dev(cache_seconds: str) -> tuple[Process, str]:
             "LAMBDAMESH_SIGNING_KEY": SIGNING_KEY,
             "LAMBDAMESH_CACHE_SECONDS": cache_seconds,
             "AWS_ENDPOINT_URL_DYNAMODB": "",
+            "LAMBDAMESH_EDGE_DEFAULT": "open",
         },
     )
     return process, process.wait_for_line(r"ready on (http://\S+)").group(1)

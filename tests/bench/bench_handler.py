@@ -80,6 +80,7 @@ def lambda_environment(endpoint: str) -> dict[str, str]:
         "LAMBDAMESH_SIGNING_KEY": "",
         "LAMBDAMESH_SIGNING_KEY_SECRET": SECRET,
         "LAMBDAMESH_ALLOW_LOOPBACK": "true",
+        "LAMBDAMESH_EDGE_DEFAULT": "open",
         "LAMBDAMESH_CACHE_SECONDS": "1",
         "POWERTOOLS_METRICS_DISABLED": "true",
         "POWERTOOLS_LOG_LEVEL": "WARNING",

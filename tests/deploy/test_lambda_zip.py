@@ -432,6 +432,7 @@ def run(
         loopback = {
             "LAMBDAMESH_ALLOW_LOOPBACK": "true",
             "LAMBDAMESH_ALLOWED_NETWORKS": "127.0.0.0/8",
+            "LAMBDAMESH_EDGE_DEFAULT": "open",
         }
         env = lambda_environment(package, zip_dir, endpoint, credentials, work) | loopback
         results = invoke(zip_dir, events, env, work)

@@ -74,6 +74,8 @@ def dev_server() -> Iterator[Process]:
             "LAMBDAMESH_READ_TIMEOUT": "2",
             "LAMBDAMESH_CONNECT_TIMEOUT": "1",
             "AWS_ENDPOINT_URL_DYNAMODB": "",
+            # Every registered service is served; the exposure tests run their own server.
+            "LAMBDAMESH_EDGE_DEFAULT": "open",
         },
     )
     process.wait_for_line(r"ready on (http://\S+)")

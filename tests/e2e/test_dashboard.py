@@ -146,3 +146,15 @@ def test_a_services_policy_is_shown_beside_its_instances(
     echo = page.locator("section[data-service=echo]")
     expect(echo.locator("pre.policy")).to_contain_text('"strategy": "random"', timeout=WAIT_MS)
     expect(page.locator("section[data-service=hello] pre.policy")).to_have_count(0)
+
+
+def test_each_services_exposure_is_shown(demo: tuple[Process, str], page: Page) -> None:
+    _, url = demo
+    admin = issue(DEV_SIGNING_KEY.encode())
+    page.goto(f"{url}/dashboard")
+
+    sign_in(page, admin)
+
+    hello = page.locator("section[data-service=hello] .exposure")
+    expect(hello).to_contain_text("Internet: exposed", timeout=WAIT_MS)
+    expect(hello).to_contain_text("auth: none")

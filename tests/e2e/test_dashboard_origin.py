@@ -130,6 +130,16 @@ def attacker(lanes: tuple[str, str]) -> Iterator[Attacker]:
         },
     )
     assert registered.status == 201, registered.body
+    exposed = http(
+        "PUT",
+        f"{gateway}/registry/services/evil/exposure",
+        b'{"exposed": true, "auth": ["none"]}',
+        {
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {issue(DEV_SIGNING_KEY.encode())}",
+        },
+    )
+    assert exposed.status == 201, exposed.body
     yield evil
     evil.server.shutdown()
 

@@ -41,6 +41,7 @@ def dev_behind_proxy(dynamodb: TcpProxy) -> Iterator[Process]:
         env={
             "LAMBDAMESH_SIGNING_KEY": SIGNING_KEY,
             "LAMBDAMESH_STALE_SECONDS": "60",
+            "LAMBDAMESH_EDGE_DEFAULT": "open",
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
         },

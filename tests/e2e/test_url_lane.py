@@ -18,7 +18,11 @@ def two_lanes() -> Iterator[Process]:
     process = spawn(
         "lambdamesh-dev-url-lane",
         ["-m", "lambdamesh.cli", "dev", "--port", "0", "--url-port", "0"],
-        env={"LAMBDAMESH_SIGNING_KEY": SIGNING_KEY, "AWS_ENDPOINT_URL_DYNAMODB": ""},
+        env={
+            "LAMBDAMESH_SIGNING_KEY": SIGNING_KEY,
+            "AWS_ENDPOINT_URL_DYNAMODB": "",
+            "LAMBDAMESH_EDGE_DEFAULT": "open",
+        },
     )
     process.wait_for_line(r"ready on (http://\S+)")
     yield process

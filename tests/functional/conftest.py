@@ -30,6 +30,8 @@ def functional_environment(dynamodb_endpoint: str, table_name: str) -> dict[str,
         "LAMBDAMESH_SIGNING_KEY_PARAMETER": "",
         "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_endpoint,
         "LAMBDAMESH_ALLOW_LOOPBACK": "true",
+        # Serve every service as before exposure documents; the exposure tests close it.
+        "LAMBDAMESH_EDGE_DEFAULT": "open",
         "LAMBDAMESH_ALLOW_PRIVATE": "false",
         "LAMBDAMESH_CACHE_SECONDS": "0",
         "LAMBDAMESH_CONNECT_TIMEOUT": "1",

@@ -166,6 +166,23 @@ class TestTheCommands:
         assert (configured, checked) == (0, 0)
         assert capsys.readouterr().out.splitlines()[-1] == "stage prod is ready to deploy"
 
+    def test_check_warns_of_an_open_edge_but_passes(
+        self, project: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        self.run(project, "configure", "--stage", "prod", "--outputs", self.outputs(project))
+        config_path = project / ".chalice" / "config.json"
+        config = json.loads(config_path.read_text())
+        config["stages"]["prod"]["environment_variables"]["LAMBDAMESH_EDGE_DEFAULT"] = "open"
+        config_path.write_text(json.dumps(config))
+        capsys.readouterr()
+
+        checked = self.run(project, "check", "--stage", "prod")
+
+        captured = capsys.readouterr()
+        assert checked == 0
+        assert "warning: LAMBDAMESH_EDGE_DEFAULT is open" in captured.err
+        assert captured.out.splitlines()[-1] == "stage prod is ready to deploy"
+
     @pytest.mark.parametrize(
         ("networks", "reason"),
         [

@@ -1,0 +1,1 @@
+"""A service's exposure: whether and how the public gateway serves it."""

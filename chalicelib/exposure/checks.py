@@ -1,0 +1,252 @@
+"""The gateway's edge: which requests from the internet reach a service, in one flow.
+
+For each request, in this order: is the service (and this version) exposed at all, else the
+answer an unknown name gets; a CORS preflight, answered here; the client's address; who the
+caller is (an API key, or nothing for a public service); the rate limits. Each decision is a
+plain function of its own module over the service's exposure document, which came with the
+service's one cached read. What passes goes upstream with the caller's identity in headers the
+client cannot forge, and the answer gets the CORS and rate limit fields.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from chalicelib.errors import Forbidden, LambdaMeshError, Unauthorized
+from chalicelib.exposure import addresses, cors, limits, tokens
+from chalicelib.exposure.document import CLOSED, OPEN, Exposure
+from chalicelib.exposure.keys import KEY_HEADER, ApiKey, authenticate, presented_key
+from chalicelib.exposure.view import GatewayView
+from chalicelib.observability import logger
+from lambdamesh_routing.instances import ServiceView
+from lambdamesh_routing.router import no_such_service, no_such_version
+
+Clock = Callable[[], float]
+# The consumer a key belongs to, as the upstream learns it; any copy from the client is
+# removed first, so an upstream can trust it.
+CONSUMER_HEADER = "X-Lambdamesh-Consumer"
+# A key's last use is written at most this often per key and Lambda container.
+KEY_USE_PERIOD_SECONDS = 300.0
+
+
+class AddressNotAllowed(Forbidden):
+    code = "address_not_allowed"
+
+
+class CorsNotAllowed(Forbidden):
+    code = "cors_not_allowed"
+
+
+class NoCredentials(Unauthorized):
+    """Neither an API key nor a bearer token, where either would do."""
+
+    def __init__(self) -> None:
+        super().__init__("send an API key (X-Api-Key) or a bearer token (Authorization: Bearer)")
+
+    def headers(self) -> dict[str, str]:
+        challenges = f'ApiKey realm="lambdamesh", {tokens.REALM}'
+        return {**super().headers(), "WWW-Authenticate": challenges}
+
+
+class RateLimited(LambdaMeshError):
+    status = 429
+    code = "rate_limited"
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A request let in: its headers as they go upstream, and what the answer adds."""
+
+    headers: dict[str, str]
+    answer_headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Preflighted:
+    """A CORS preflight, answered by the gateway itself."""
+
+    headers: dict[str, str]
+
+
+class KeyUse:
+    """When each key was last used, written back at most once per ``period`` per key from
+    this container, never once per request. A failed write is logged and forgotten: a
+    request never fails for it."""
+
+    def __init__(
+        self,
+        write: Callable[[str, str, float, float], None],
+        clock: Clock = time.time,
+        period: float = KEY_USE_PERIOD_SECONDS,
+    ) -> None:
+        self._write = write
+        self._clock = clock
+        self._period = period
+        self._written: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def used(self, service: str, key: ApiKey) -> None:
+        now = self._clock()
+        slot = (service, key.key_id)
+        with self._lock:
+            if now - self._written.get(slot, -self._period) < self._period:
+                return
+            self._written[slot] = now
+        try:
+            self._write(service, key.key_id, now, now - self._period)
+        except LambdaMeshError as exc:
+            logger.warning(
+                "key use not recorded", extra={"service": service, "reason": exc.message}
+            )
+
+
+class Gate:
+    def __init__(
+        self,
+        default_open: bool = False,
+        buckets: limits.TokenBuckets | None = None,
+        key_use: KeyUse | None = None,
+        clock: Clock = time.time,
+        jwks: tokens.JwksCache | None = None,
+    ) -> None:
+        self._default = OPEN if default_open else CLOSED
+        self._buckets = buckets or limits.TokenBuckets()
+        self._key_use = key_use
+        self._clock = clock
+        self._jwks = jwks or tokens.JwksCache()
+
+    def exposure(self, view: ServiceView) -> Exposure:
+        found = view.exposure if isinstance(view, GatewayView) else None
+        return self._default if found is None else found
+
+    def admit(
+        self,
+        view: ServiceView,
+        service: str,
+        version: str,
+        method: str,
+        headers: Mapping[str, str],
+        client_ip: str | None,
+        path: str = "",
+    ) -> Admission | Preflighted:
+        """Let the request in, answer its preflight, or raise why not."""
+        exposure = self.exposure(view)
+        if not exposure.exposed:
+            raise no_such_service(service)
+        if not exposure.serves(version):
+            raise no_such_version(service, version)
+        preflight = _preflight(exposure, method, headers)
+        if preflight is not None:
+            return preflight
+        origin = cors.header(headers, "Origin")
+        answer = {} if exposure.cors is None else cors.answer_headers(exposure.cors, origin)
+        try:
+            _check_address(exposure, client_ip)
+            forwarded, consumer = self._identify(exposure, view, service, headers, path)
+            answer.update(self._limit(exposure, service, consumer))
+        except LambdaMeshError as exc:
+            exc.extra_headers.update(answer)
+            raise
+        return Admission(forwarded, answer)
+
+    def _identify(
+        self,
+        exposure: Exposure,
+        view: ServiceView,
+        service: str,
+        headers: Mapping[str, str],
+        path: str,
+    ) -> tuple[dict[str, str], str | None]:
+        """The headers that go upstream, and the caller's consumer name when it has one: a
+        key when one is presented (and keys are taken), else a bearer token (when tokens
+        are)."""
+        claimed = {h.lower() for h in tokens.claim_headers(exposure.jwt)} if exposure.jwt else set()
+        own = {CONSUMER_HEADER.lower(), *claimed}
+        forwarded = _without(headers, lambda name, _: name in own)
+        if exposure.public:
+            return forwarded, None
+        key = presented_key(headers) if "api_key" in exposure.auth else None
+        if key is None and exposure.jwt is not None:
+            return self._bearer(exposure, exposure.jwt, service, forwarded, path)
+        return self._keyed(view, service, forwarded, headers)
+
+    def _bearer(
+        self,
+        exposure: Exposure,
+        rules: tokens.JwtRules,
+        service: str,
+        forwarded: dict[str, str],
+        path: str,
+    ) -> tuple[dict[str, str], str | None]:
+        authorization = next(
+            (v for k, v in forwarded.items() if k.lower() == "authorization"), None
+        )
+        if authorization is None and "api_key" in exposure.auth:
+            raise NoCredentials()
+        try:
+            identity = tokens.verify(rules, authorization, path, self._clock(), keys=self._jwks)
+        except tokens.InvalidToken as exc:
+            logger.info("bearer token refused", extra={"service": service, "reason": exc.reason})
+            raise
+        if not rules.forward_token:
+            forwarded = _without(forwarded, lambda name, _: name == "authorization")
+        return {**forwarded, **identity.headers}, identity.subject
+
+    def _keyed(
+        self,
+        view: ServiceView,
+        service: str,
+        forwarded: dict[str, str],
+        headers: Mapping[str, str],
+    ) -> tuple[dict[str, str], str | None]:
+        keys = view.keys if isinstance(view, GatewayView) else ()
+        key = authenticate(presented_key(headers), keys, self._clock())
+        if self._key_use is not None:
+            self._key_use.used(service, key)
+        # The key opened the gateway; the upstream never sees it.
+        forwarded = _without(forwarded, _is_key_header)
+        forwarded[CONSUMER_HEADER] = key.consumer
+        return forwarded, key.consumer
+
+    def _limit(self, exposure: Exposure, service: str, consumer: str | None) -> dict[str, str]:
+        rules = exposure.rate_limits
+        if rules is None:
+            return {}
+        decision = limits.check(rules, self._buckets, service, consumer)
+        if decision is None:
+            return {}
+        fields = limits.headers(decision, rules)
+        if not decision.allowed:
+            refusal = RateLimited(f"too many requests to {service!r}: slow down")
+            refusal.extra_headers.update(fields)
+            raise refusal
+        return fields
+
+
+def _without(headers: Mapping[str, str], dropped: Callable[[str, str], bool]) -> dict[str, str]:
+    return {name: value for name, value in headers.items() if not dropped(name.lower(), value)}
+
+
+def _is_key_header(name: str, value: str) -> bool:
+    return name == KEY_HEADER or (name == "authorization" and value.lower().startswith("apikey "))
+
+
+def _preflight(exposure: Exposure, method: str, headers: Mapping[str, str]) -> Preflighted | None:
+    if exposure.cors is None:
+        return None
+    answer = cors.preflight(exposure.cors, method, headers)
+    if answer is None:
+        return None
+    if not answer.allowed:
+        refusal = CorsNotAllowed(answer.reason)
+        refusal.extra_headers.update(answer.headers)
+        raise refusal
+    return Preflighted(answer.headers)
+
+
+def _check_address(exposure: Exposure, client_ip: str | None) -> None:
+    if exposure.addresses is not None and not addresses.allowed(exposure.addresses, client_ip):
+        raise AddressNotAllowed("this service does not take requests from your address")

@@ -1,0 +1,869 @@
+"""JWT bearer tokens of an exposed service: the rules, the check, and the key cache.
+
+Tokens are minted here with PyJWT from keys that ``cryptography`` generates; the issuer's JWK
+Set comes from an in-memory fetch and the cache's clock is a counter the test moves.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import fastjsonschema
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+from chalicelib.exposure import tokens
+from chalicelib.exposure.tokens import (
+    Identity,
+    InsufficientScope,
+    InvalidToken,
+    JwksCache,
+    JwksError,
+    JwtRules,
+    KeySet,
+    KeysUnavailable,
+    MissingToken,
+    ScopeRule,
+    verify,
+)
+
+NOW = 1_700_000_000.0
+ISSUER = "https://issuer.example.com/pool-1"
+AUDIENCE = "orders-client"
+JWKS_URL = "https://issuer.example.com/pool-1/.well-known/jwks.json"
+
+
+@pytest.fixture(scope="module")
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def other_rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def ec_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def public_jwk(private: Any, kid: str | None, **members: Any) -> dict[str, Any]:
+    algorithm = RSAAlgorithm if isinstance(private, rsa.RSAPrivateKey) else ECAlgorithm
+    jwk: dict[str, Any] = algorithm.to_jwk(private.public_key(), as_dict=True)
+    if kid is not None:
+        jwk["kid"] = kid
+    return {**jwk, **members}
+
+
+def claims(**overrides: Any) -> dict[str, Any]:
+    found: dict[str, Any] = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "user-42",
+        "iat": int(NOW) - 10,
+        "exp": int(NOW) + 300,
+    }
+    found.update(overrides)
+    return {name: value for name, value in found.items() if value is not None}
+
+
+def mint(
+    private: Any, algorithm: str = "RS256", kid: str | None = "rsa-1", **overrides: Any
+) -> str:
+    headers = {} if kid is None else {"kid": kid}
+    return jwt.encode(claims(**overrides), private, algorithm=algorithm, headers=headers)
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unsigned(header: dict[str, Any], payload: dict[str, Any], signature: bytes = b"") -> str:
+    return (
+        f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}.{b64(signature)}"
+    )
+
+
+def inline_rules(*jwks: dict[str, Any], **overrides: Any) -> JwtRules:
+    fields: dict[str, Any] = {
+        "issuer": ISSUER,
+        "audiences": (AUDIENCE,),
+        "jwks_json": json.dumps({"keys": list(jwks)}),
+    }
+    fields.update(overrides)
+    return JwtRules(**fields)
+
+
+@dataclass
+class Issuer:
+    """The issuer's JWK Set endpoint, in memory: what it serves, and every fetch it saw."""
+
+    documents: list[dict[str, Any]]
+    fetches: list[str] = field(default_factory=list)
+    failing: bool = False
+
+    def fetch(self, url: str) -> bytes:
+        self.fetches.append(url)
+        if self.failing:
+            raise JwksError("answered 503")
+        return json.dumps(self.documents[-1]).encode()
+
+
+@dataclass
+class Clock:
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def url_rules(**overrides: Any) -> JwtRules:
+    fields: dict[str, Any] = {"issuer": ISSUER, "audiences": (AUDIENCE,), "jwks_url": JWKS_URL}
+    fields.update(overrides)
+    return JwtRules(**fields)
+
+
+def refusal(call: Callable[[], Any]) -> str:
+    with pytest.raises(InvalidToken) as caught:
+        call()
+    return caught.value.reason
+
+
+# --- the rules: schema, problems, and the document both ways ---------------------------
+
+
+VALID_DOC: dict[str, Any] = {
+    "issuer": ISSUER,
+    "audiences": [AUDIENCE],
+    "algorithms": ["RS256", "ES256"],
+    "jwks_url": JWKS_URL,
+    "leeway_seconds": 30,
+    "scopes": [{"path_prefix": "/admin", "required": ["orders/admin"]}],
+    "forward_claims": {"sub": "X-Consumer-Subject"},
+    "forward_token": False,
+}
+
+
+def schema_refuses(doc: dict[str, Any]) -> bool:
+    try:
+        fastjsonschema.compile(tokens.JWT_SCHEMA)(doc)
+    except fastjsonschema.JsonSchemaValueException:
+        return True
+    return False
+
+
+def test_a_complete_document_passes_the_schema_and_has_no_problems() -> None:
+    assert not schema_refuses(VALID_DOC)
+    assert tokens.problems(VALID_DOC) == []
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"algorithms": ["HS256"]},
+        {"algorithms": ["none"]},
+        {"algorithms": []},
+        {"audiences": []},
+        {"audiences": [f"client-{n}" for n in range(17)]},
+        {"leeway_seconds": 301},
+        {"leeway_seconds": -1},
+        {"scopes": [{"path_prefix": f"/p{n}", "required": []} for n in range(33)]},
+        {"scopes": [{"path_prefix": "admin", "required": []}]},
+        {"scopes": [{"path_prefix": "/admin", "required": ['say "please"']}]},
+        {"forward_claims": {f"claim{n}": f"X-Claim-{n}" for n in range(17)}},
+        {"forward_claims": {"sub": "X Subject"}},
+        {"jwks": {"keys": [{"kty": "RSA"}] * 101}},
+        {"unknown": True},
+    ],
+)
+def test_the_schema_refuses_what_no_jwt_rule_may_say(change: dict[str, Any]) -> None:
+    assert schema_refuses({**VALID_DOC, **change})
+
+
+def test_the_issuer_must_be_an_https_url() -> None:
+    [problem] = tokens.problems({**VALID_DOC, "issuer": "http://issuer.example.com"})
+
+    assert problem == "jwt.issuer must be an https:// URL"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://issuer.example.com/jwks", "https://user@issuer.example.com/jwks", "https:///jwks"],
+)
+def test_the_jwks_url_must_be_https_with_a_host_and_no_user(url: str) -> None:
+    [problem] = tokens.problems({**VALID_DOC, "jwks_url": url})
+
+    assert problem.startswith("jwt.jwks_url ")
+
+
+def test_an_http_jwks_url_on_loopback_is_allowed_only_by_the_explicit_flag() -> None:
+    doc = {**VALID_DOC, "jwks_url": "http://127.0.0.1:8123/jwks.json"}
+
+    assert tokens.problems(doc) == ["jwt.jwks_url must be an https:// URL"]
+    assert tokens.problems(doc, allow_loopback_http=True) == []
+    elsewhere = {**doc, "jwks_url": "http://10.0.0.5/jwks.json"}
+    assert tokens.problems(elsewhere, allow_loopback_http=True) != []
+
+
+@pytest.mark.parametrize("keys", [{}, {"jwks_url": JWKS_URL, "jwks": {"keys": [{"kty": "RSA"}]}}])
+def test_exactly_one_of_jwks_url_and_jwks_is_required(keys: dict[str, Any]) -> None:
+    doc = {name: value for name, value in VALID_DOC.items() if name != "jwks_url"}
+
+    assert tokens.problems({**doc, **keys}) == [
+        "jwt needs exactly one of jwks_url (fetched) and jwks (the keys inline)"
+    ]
+
+
+def test_an_inline_jwks_without_a_usable_signature_key_is_refused(
+    rsa_key: rsa.RSAPrivateKey,
+) -> None:
+    doc = {name: value for name, value in VALID_DOC.items() if name != "jwks_url"}
+    secret = {"kty": "oct", "k": b64(b"shared-secret"), "kid": "hmac"}
+    encryption = public_jwk(rsa_key, "enc", use="enc")
+
+    [problem] = tokens.problems({**doc, "jwks": {"keys": [secret, encryption]}})
+
+    assert problem.startswith("jwt.jwks holds no usable signature key")
+    assert tokens.problems({**doc, "jwks": {"keys": [public_jwk(rsa_key, "sig")]}}) == []
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    ["/admin/", "/a//b", "/a/./b", "/a/../b", "/%61dmin", "/%zz", "/admin;v=1", "/a\\b", "/a#b"],
+)
+def test_a_path_prefix_must_be_a_plain_path(prefix: str) -> None:
+    doc = {**VALID_DOC, "scopes": [{"path_prefix": prefix, "required": ["x"]}]}
+
+    [problem] = tokens.problems(doc)
+
+    assert problem.startswith("jwt.scopes[0].path_prefix ")
+
+
+def test_a_path_prefix_listed_twice_is_refused() -> None:
+    rule = {"path_prefix": "/admin", "required": ["x"]}
+
+    assert tokens.problems({**VALID_DOC, "scopes": [rule, rule]}) == [
+        "jwt.scopes[1].path_prefix '/admin' is listed twice"
+    ]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Host",
+        "Content-Length",
+        "Authorization",
+        "X-Forwarded-For",
+        "X_Forwarded_Host",
+        "X-Request-Id",
+        "Connection",
+        "Transfer-Encoding",
+        "X-Real-IP",
+        "X-Lambdamesh-Consumer",
+        "Proxy-Authorization",
+    ],
+)
+def test_a_claim_cannot_be_forwarded_as_a_header_the_gateway_owns(header: str) -> None:
+    [problem] = tokens.problems({**VALID_DOC, "forward_claims": {"sub": header}})
+
+    assert "the gateway owns that header" in problem
+
+
+def test_two_claims_cannot_be_forwarded_as_one_header() -> None:
+    forward = {"sub": "X-Consumer", "email": "x-consumer"}
+
+    assert tokens.problems({**VALID_DOC, "forward_claims": forward}) == [
+        "jwt.forward_claims names 'x-consumer' for two claims"
+    ]
+
+
+def test_a_document_read_and_written_keeps_its_fields_and_fills_in_defaults() -> None:
+    minimal = {"issuer": ISSUER, "audiences": [AUDIENCE], "jwks_url": JWKS_URL}
+
+    rules = tokens.from_json(minimal)
+
+    assert rules.algorithms == ("RS256", "ES256")
+    assert rules.leeway_seconds == 30
+    assert tokens.to_json(rules) == {
+        **minimal,
+        "algorithms": ["RS256", "ES256"],
+        "jwks": None,
+        "leeway_seconds": 30,
+        "scopes": [],
+        "forward_claims": {},
+        "forward_token": False,
+    }
+    assert tokens.to_json(tokens.from_json(VALID_DOC)) == {**VALID_DOC, "jwks": None}
+    inline = {**minimal, "jwks_url": None, "jwks": {"keys": [{"kty": "RSA", "n": "x", "e": "y"}]}}
+    assert tokens.to_json(tokens.from_json(inline))["jwks"] == inline["jwks"]
+
+
+# --- verification ------------------------------------------------------------------------
+
+
+def test_a_valid_rs256_token_gives_its_subject_and_claims(rsa_key: rsa.RSAPrivateKey) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"))
+
+    identity = verify(rules, f"Bearer {mint(rsa_key)}", "/orders", NOW)
+
+    assert identity == Identity(subject="user-42", claims=claims(), headers={})
+
+
+def test_a_valid_es256_token_is_accepted(ec_key: ec.EllipticCurvePrivateKey) -> None:
+    rules = inline_rules(public_jwk(ec_key, "ec-1"))
+
+    identity = verify(rules, f"bearer {mint(ec_key, 'ES256', 'ec-1')}", "/", NOW)
+
+    assert identity.subject == "user-42"
+
+
+def test_no_authorization_or_another_scheme_is_a_missing_token(rsa_key: Any) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"))
+
+    for header in (None, "", "Basic dXNlcjpwYXNz", "ApiKey lmk_1_secret"):
+        with pytest.raises(MissingToken) as caught:
+            verify(rules, header, "/", NOW)
+        assert caught.value.status == 401
+        assert caught.value.code == "unauthorized"
+        assert caught.value.headers() == {"WWW-Authenticate": 'Bearer realm="lambdamesh"'}
+
+
+@pytest.mark.parametrize("credentials", ["Bearer", "Bearer ", "Bearer abc", "Bearer a.b.c.d"])
+def test_a_bearer_credential_that_is_no_jwt_is_an_invalid_token(
+    rsa_key: Any, credentials: str
+) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"))
+
+    assert refusal(lambda: verify(rules, credentials, "/", NOW)) == "malformed"
+
+
+def test_an_invalid_token_answers_401_with_the_standard_error_and_never_the_token(
+    rsa_key: rsa.RSAPrivateKey,
+) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"))
+    token = mint(rsa_key, exp=int(NOW) - 3600)
+
+    with pytest.raises(InvalidToken) as caught:
+        verify(rules, f"Bearer {token}", "/", NOW)
+
+    error = caught.value
+    assert (error.status, error.code, error.reason) == (401, "invalid_token", "expired")
+    assert error.headers() == {
+        "WWW-Authenticate": 'Bearer realm="lambdamesh", error="invalid_token"'
+    }
+    for part in token.split("."):
+        assert part not in f"{error} {error.message} {error!r} {error.headers()}"
+
+
+def test_an_expired_token_is_refused_but_within_the_leeway_accepted(rsa_key: Any) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"), leeway_seconds=30)
+    late = f"Bearer {mint(rsa_key, exp=int(NOW) - 20)}"
+
+    assert verify(rules, late, "/", NOW).subject == "user-42"
+    assert refusal(lambda: verify(rules, late, "/", NOW + 11)) == "expired"
+
+
+@pytest.mark.parametrize("claim", ["nbf", "iat"])
+def test_a_token_not_yet_valid_is_refused_beyond_the_leeway(rsa_key: Any, claim: str) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"), leeway_seconds=30)
+    early = f"Bearer {mint(rsa_key, **{claim: int(NOW) + 31})}"
+
+    assert refusal(lambda: verify(rules, early, "/", NOW)) == "not_yet_valid"
+    assert verify(rules, early, "/", NOW + 1).subject == "user-42"
+
+
+def test_a_token_without_exp_is_refused(rsa_key: Any) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"))
+
+    assert refusal(lambda: verify(rules, f"Bearer {mint(rsa_key, exp=None)}", "/", NOW)) == (
+        "claims"
+    )
+
+
+@pytest.mark.parametrize("exp", ["1700000300", True, 1e400])
+def test_a_time_claim_that_is_no_finite_number_is_refused(rsa_key: Any, exp: Any) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"))
+    token = jwt.encode(claims(exp=exp), rsa_key, algorithm="RS256", headers={"kid": "rsa-1"})
+
+    assert refusal(lambda: verify(rules, f"Bearer {token}", "/", NOW)) in ("claims", "malformed")
+
+
+def test_a_token_from_another_issuer_is_refused(rsa_key: Any) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"))
+    token = mint(rsa_key, iss="https://issuer.example.com/pool-2")
+
+    assert refusal(lambda: verify(rules, f"Bearer {token}", "/", NOW)) == "issuer"
+
+
+def test_a_token_for_another_audience_is_refused(rsa_key: Any) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"))
+
+    assert refusal(lambda: verify(rules, f"Bearer {mint(rsa_key, aud='other')}", "/", NOW)) == (
+        "audience"
+    )
+    assert refusal(lambda: verify(rules, f"Bearer {mint(rsa_key, aud=None)}", "/", NOW)) == (
+        "claims"
+    )
+
+
+def test_any_one_listed_audience_in_the_token_is_enough(rsa_key: Any) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"), audiences=("web", AUDIENCE))
+    token = mint(rsa_key, aud=["billing", AUDIENCE])
+
+    assert verify(rules, f"Bearer {token}", "/", NOW).subject == "user-42"
+
+
+def test_an_unsigned_token_alg_none_is_refused(rsa_key: Any) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"))
+    token = unsigned({"alg": "none", "kid": "rsa-1"}, claims())
+
+    assert refusal(lambda: verify(rules, f"Bearer {token}", "/", NOW)) == "algorithm"
+
+
+def hs256_with_the_public_key_as_secret(private: rsa.RSAPrivateKey) -> str:
+    """The algorithm-confusion attack: an HMAC whose secret is the issuer's public key PEM,
+    which a verifier that takes ``alg`` from the token would check with that same key."""
+    secret = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "rsa-1"}).encode())
+    payload = b64(json.dumps(claims()).encode())
+    signature = hmac.new(secret, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{b64(signature)}"
+
+
+def test_hs256_signed_with_the_rsa_public_key_as_secret_is_refused(rsa_key: Any) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"))
+    token = hs256_with_the_public_key_as_secret(rsa_key)
+
+    assert refusal(lambda: verify(rules, f"Bearer {token}", "/", NOW)) == "algorithm"
+
+
+def test_even_rules_that_list_hs256_find_no_key_to_check_an_hmac_with(rsa_key: Any) -> None:
+    # The schema never lets HS256 in; rules built some other way still fail safe.
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"), algorithms=("HS256", "RS256"))
+    token = hs256_with_the_public_key_as_secret(rsa_key)
+
+    assert refusal(lambda: verify(rules, f"Bearer {token}", "/", NOW)) == "unknown_key"
+
+
+def test_an_algorithm_that_does_not_fit_the_key_type_is_refused(rsa_key: Any, ec_key: Any) -> None:
+    # ES256 is allowed, but the key named by kid is an RSA key.
+    rules = inline_rules(public_jwk(rsa_key, "shared-kid"), public_jwk(ec_key, "ec-1"))
+    token = mint(ec_key, "ES256", "shared-kid")
+
+    assert refusal(lambda: verify(rules, f"Bearer {token}", "/", NOW)) == "unknown_key"
+
+
+def test_a_key_with_an_alg_verifies_only_that_algorithm(rsa_key: Any) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1", alg="RS256"), algorithms=("RS256", "PS256"))
+
+    assert verify(rules, f"Bearer {mint(rsa_key)}", "/", NOW).subject == "user-42"
+    token = mint(rsa_key, "PS256")
+    assert refusal(lambda: verify(rules, f"Bearer {token}", "/", NOW)) == "unknown_key"
+
+
+def test_an_rsa_key_without_alg_verifies_every_allowed_rsa_algorithm(rsa_key: Any) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"), algorithms=("RS256", "PS256", "RS512"))
+
+    for algorithm in ("RS256", "PS256", "RS512"):
+        assert verify(rules, f"Bearer {mint(rsa_key, algorithm)}", "/", NOW).subject == "user-42"
+
+
+def test_an_algorithm_the_service_does_not_allow_is_refused(rsa_key: Any) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"), algorithms=("ES256",))
+
+    assert refusal(lambda: verify(rules, f"Bearer {mint(rsa_key)}", "/", NOW)) == "algorithm"
+
+
+def test_a_tampered_payload_fails_the_signature(rsa_key: Any) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"))
+    header, _, signature = mint(rsa_key).split(".")
+    forged = b64(json.dumps(claims(sub="admin")).encode())
+
+    assert refusal(lambda: verify(rules, f"Bearer {header}.{forged}.{signature}", "/", NOW)) == (
+        "signature"
+    )
+
+
+def test_a_token_signed_by_another_key_under_a_known_kid_fails_the_signature(
+    rsa_key: Any, other_rsa_key: Any
+) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"))
+
+    assert refusal(lambda: verify(rules, f"Bearer {mint(other_rsa_key)}", "/", NOW)) == (
+        "signature"
+    )
+
+
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+def test_an_rsa_key_shorter_than_2048_bits_is_refused() -> None:
+    short = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    rules = inline_rules(public_jwk(short, "rsa-1"))
+
+    assert refusal(lambda: verify(rules, f"Bearer {mint(short)}", "/", NOW)) == "key"
+
+
+def test_a_token_without_kid_uses_the_one_key_of_its_type(rsa_key: Any, ec_key: Any) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"), public_jwk(ec_key, "ec-1"))
+
+    assert verify(rules, f"Bearer {mint(rsa_key, kid=None)}", "/", NOW).subject == "user-42"
+
+
+def test_a_token_without_kid_is_refused_when_two_keys_fit(rsa_key: Any, other_rsa_key: Any) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"), public_jwk(other_rsa_key, "rsa-2"))
+
+    assert refusal(lambda: verify(rules, f"Bearer {mint(rsa_key, kid=None)}", "/", NOW)) == (
+        "unknown_key"
+    )
+
+
+def test_a_token_with_an_unknown_kid_is_refused(rsa_key: Any) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"))
+
+    assert refusal(lambda: verify(rules, f"Bearer {mint(rsa_key, kid='rsa-9')}", "/", NOW)) == (
+        "unknown_key"
+    )
+
+
+def test_a_deeply_nested_header_is_refused_as_malformed(rsa_key: Any) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"))
+    nested = b64(("[" * 3000 + "]" * 3000).encode())
+
+    assert refusal(lambda: verify(rules, f"Bearer {nested}.e30.", "/", NOW)) == "malformed"
+
+
+# --- scopes ------------------------------------------------------------------------------
+
+
+SCOPED = (
+    ScopeRule("/", ("orders/read",)),
+    ScopeRule("/admin", ("orders/admin",)),
+    ScopeRule("/admin/health", ()),
+)
+
+
+@pytest.mark.parametrize(
+    ("path", "needed"),
+    [
+        ("/orders", ("orders/read",)),
+        ("/administrator", ("orders/read",)),
+        ("/admin", ("orders/admin",)),
+        ("/admin/users?x=1", ("orders/admin",)),
+        ("/admin/health", ()),
+        ("/admin/healthz", ("orders/admin",)),
+        ("/%61dmin/users", ("orders/admin",)),
+        ("/admin/health/../users", ("orders/admin",)),
+        ("//admin//users", ("orders/admin",)),
+        ("/admin;jsessionid=1/users", ("orders/admin",)),
+        ("/admin%2Fusers", ("orders/admin",)),
+        ("\\admin\\users", ("orders/admin",)),
+    ],
+)
+def test_the_longest_prefix_holding_the_path_as_upstreams_read_it_names_the_scopes(
+    path: str, needed: tuple[str, ...]
+) -> None:
+    rules = url_rules(scopes=SCOPED)
+
+    assert tokens.required_scopes(rules, path) == needed
+
+
+def test_no_rule_means_no_scope_is_needed() -> None:
+    rules = url_rules(scopes=(ScopeRule("/admin", ("orders/admin",)),))
+
+    assert tokens.required_scopes(rules, "/orders") is None
+
+
+@pytest.mark.parametrize(
+    "granted",
+    [
+        {"scope": "orders/read orders/admin"},
+        {"scp": ["orders/admin", "orders/read"]},
+        {"scp": "orders/read orders/admin"},
+        {"scope": "orders/read", "scp": ["orders/admin"]},
+    ],
+)
+def test_scopes_come_from_scope_or_scp(rsa_key: Any, granted: dict[str, Any]) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"), scopes=SCOPED)
+    token = mint(rsa_key, **granted)
+
+    assert verify(rules, f"Bearer {token}", "/admin/users", NOW).subject == "user-42"
+
+
+def test_a_missing_scope_answers_403_insufficient_scope_naming_what_is_needed(
+    rsa_key: Any,
+) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"), scopes=SCOPED)
+    token = f"Bearer {mint(rsa_key, scope='orders/read')}"
+
+    assert verify(rules, token, "/orders", NOW).subject == "user-42"
+    assert verify(rules, token, "/admin/health", NOW).subject == "user-42"
+    with pytest.raises(InsufficientScope) as caught:
+        verify(rules, token, "/admin/users", NOW)
+    error = caught.value
+    assert (error.status, error.code) == (403, "insufficient_scope")
+    assert error.headers() == {
+        "WWW-Authenticate": (
+            'Bearer realm="lambdamesh", error="insufficient_scope", scope="orders/admin"'
+        )
+    }
+
+
+def test_a_scope_string_is_split_on_spaces_not_matched_within_words(rsa_key: Any) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"), scopes=SCOPED)
+    token = f"Bearer {mint(rsa_key, scope='orders/readonly orders/administrator')}"
+
+    with pytest.raises(InsufficientScope):
+        verify(rules, token, "/admin", NOW)
+
+
+# --- forwarded claims --------------------------------------------------------------------
+
+
+def test_forwarded_claims_become_the_named_headers(rsa_key: Any) -> None:
+    forward = (
+        ("sub", "X-Consumer-Subject"),
+        ("groups", "X-Consumer-Groups"),
+        ("tenant", "X-Tenant"),
+        ("email", "X-Email"),
+    )
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"), forward_claims=forward)
+    token = mint(rsa_key, groups=["a", "b"], email="a@example.com")
+
+    identity = verify(rules, f"Bearer {token}", "/", NOW)
+
+    assert identity.headers == {
+        "X-Consumer-Subject": "user-42",
+        "X-Consumer-Groups": '["a","b"]',
+        "X-Email": "a@example.com",
+    }
+    assert tokens.claim_headers(rules) == tuple(header for _, header in forward)
+
+
+@pytest.mark.parametrize("value", ["a\r\nX-Injected: 1", "caf\u00e9", "x" * 1025])
+def test_a_claim_that_cannot_travel_as_one_header_line_is_left_out(
+    rsa_key: Any, value: str
+) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"), forward_claims=(("name", "X-Name"),))
+
+    identity = verify(rules, f"Bearer {mint(rsa_key, name=value)}", "/", NOW)
+
+    assert identity.headers == {}
+
+
+# --- the key cache -----------------------------------------------------------------------
+
+
+def test_the_cache_fetches_a_jwks_url_once_and_keeps_it_fresh_for_ten_minutes(
+    rsa_key: Any,
+) -> None:
+    issuer = Issuer([{"keys": [public_jwk(rsa_key, "rsa-1")]}])
+    clock = Clock()
+    cache = JwksCache(issuer.fetch, clock)
+    token = f"Bearer {mint(rsa_key)}"
+
+    for _ in range(3):
+        verify(url_rules(), token, "/", NOW, keys=cache)
+    clock.now += 599
+    verify(url_rules(), token, "/", NOW, keys=cache)
+    assert issuer.fetches == [JWKS_URL]
+
+    clock.now += 1
+    verify(url_rules(), token, "/", NOW, keys=cache)
+    assert issuer.fetches == [JWKS_URL, JWKS_URL]
+
+
+def test_a_key_rotated_in_at_the_issuer_is_found_by_one_refetch(
+    rsa_key: Any, other_rsa_key: Any
+) -> None:
+    old = public_jwk(rsa_key, "rsa-1")
+    issuer = Issuer([{"keys": [old]}])
+    clock = Clock()
+    cache = JwksCache(issuer.fetch, clock)
+    verify(url_rules(), f"Bearer {mint(rsa_key)}", "/", NOW, keys=cache)
+
+    clock.now += 60
+    issuer.documents.append({"keys": [old, public_jwk(other_rsa_key, "rsa-2")]})
+    identity = verify(
+        url_rules(), f"Bearer {mint(other_rsa_key, kid='rsa-2')}", "/", NOW, keys=cache
+    )
+
+    assert identity.subject == "user-42"
+    assert len(issuer.fetches) == 2
+
+
+def test_a_flood_of_unknown_kids_costs_at_most_one_fetch_a_minute(rsa_key: Any) -> None:
+    issuer = Issuer([{"keys": [public_jwk(rsa_key, "rsa-1")]}])
+    clock = Clock()
+    cache = JwksCache(issuer.fetch, clock)
+    verify(url_rules(), f"Bearer {mint(rsa_key)}", "/", NOW, keys=cache)
+
+    for n in range(200):
+        clock.now += 0.25  # 200 tokens over 50 seconds
+        token = f"Bearer {mint(rsa_key, kid=f'made-up-{n}')}"
+        assert refusal(lambda: verify(url_rules(), token, "/", NOW, keys=cache)) == "unknown_key"
+    assert len(issuer.fetches) == 1  # the first fetch was under a minute ago
+
+    clock.now += 10
+    for n in range(200):
+        token = f"Bearer {mint(rsa_key, kid=f'more-{n}')}"
+        assert refusal(lambda: verify(url_rules(), token, "/", NOW, keys=cache)) == "unknown_key"
+    assert len(issuer.fetches) == 2
+    verify(url_rules(), f"Bearer {mint(rsa_key)}", "/", NOW, keys=cache)
+
+
+def test_a_failed_fetch_keeps_the_old_keys_and_is_retried_a_minute_later(rsa_key: Any) -> None:
+    issuer = Issuer([{"keys": [public_jwk(rsa_key, "rsa-1")]}])
+    clock = Clock()
+    cache = JwksCache(issuer.fetch, clock)
+    token = f"Bearer {mint(rsa_key)}"
+    verify(url_rules(), token, "/", NOW, keys=cache)
+
+    issuer.failing = True
+    clock.now += 600
+    verify(url_rules(), token, "/", NOW, keys=cache)
+    clock.now += 59
+    verify(url_rules(), token, "/", NOW, keys=cache)
+    assert len(issuer.fetches) == 2
+
+    issuer.failing = False
+    clock.now += 1
+    verify(url_rules(), token, "/", NOW, keys=cache)
+    assert len(issuer.fetches) == 3
+
+
+def test_without_any_keys_the_answer_is_503_and_the_fetch_waits_a_minute(rsa_key: Any) -> None:
+    issuer = Issuer([{"keys": [public_jwk(rsa_key, "rsa-1")]}], failing=True)
+    clock = Clock()
+    cache = JwksCache(issuer.fetch, clock)
+    token = f"Bearer {mint(rsa_key)}"
+
+    for _ in range(2):
+        with pytest.raises(KeysUnavailable) as caught:
+            verify(url_rules(), token, "/", NOW, keys=cache)
+    assert (caught.value.status, caught.value.code) == (503, "jwks_unavailable")
+    assert caught.value.headers() == {"Retry-After": "60"}
+    assert len(issuer.fetches) == 1
+
+    issuer.failing = False
+    clock.now += 60
+    assert verify(url_rules(), token, "/", NOW, keys=cache).subject == "user-42"
+
+
+def test_a_jwks_document_that_is_no_key_set_is_a_failed_fetch(rsa_key: Any) -> None:
+    issuer = Issuer([{"not": "keys"}])
+    cache = JwksCache(issuer.fetch, Clock())
+
+    with pytest.raises(KeysUnavailable):
+        verify(url_rules(), f"Bearer {mint(rsa_key)}", "/", NOW, keys=cache)
+
+
+def test_a_jwks_of_more_than_100_keys_is_refused_whole(rsa_key: Any) -> None:
+    keys = [public_jwk(rsa_key, f"rsa-{n}") for n in range(101)]
+
+    with pytest.raises(JwksError, match="holds 101 keys; the limit is 100"):
+        KeySet.from_document({"keys": keys})
+    assert KeySet.from_document({"keys": keys[:100]}).find("rsa-99", "RS256") is not None
+
+
+def test_unusable_keys_in_a_jwks_are_skipped(rsa_key: Any) -> None:
+    keys = [
+        {"kty": "oct", "k": b64(b"secret"), "kid": "rsa-1"},
+        {"kty": "RSA", "kid": "rsa-1", "n": "not-base64!", "e": "AQAB"},
+        "not a key",
+        public_jwk(rsa_key, "rsa-1"),
+    ]
+
+    found = KeySet.from_document({"keys": keys}).find("rsa-1", "RS256")
+
+    assert found is not None and found.key_type == "RSA"
+
+
+def test_the_cache_keeps_at_most_32_urls_dropping_the_least_recently_used(rsa_key: Any) -> None:
+    issuer = Issuer([{"keys": [public_jwk(rsa_key, "rsa-1")]}])
+    cache = JwksCache(issuer.fetch, Clock())
+    token = f"Bearer {mint(rsa_key)}"
+    urls = [f"https://issuer-{n}.example.com/jwks.json" for n in range(33)]
+
+    for url in urls:
+        verify(url_rules(jwks_url=url), token, "/", NOW, keys=cache)
+    verify(url_rules(jwks_url=urls[32]), token, "/", NOW, keys=cache)
+    assert len(issuer.fetches) == 33
+    verify(url_rules(jwks_url=urls[0]), token, "/", NOW, keys=cache)
+
+    assert issuer.fetches[-1] == urls[0] and len(issuer.fetches) == 34
+
+
+def test_the_cache_refuses_an_http_url_unless_built_for_loopback(rsa_key: Any) -> None:
+    issuer = Issuer([{"keys": [public_jwk(rsa_key, "rsa-1")]}])
+    local = url_rules(jwks_url="http://127.0.0.1:8123/jwks.json")
+    token = f"Bearer {mint(rsa_key)}"
+
+    with pytest.raises(KeysUnavailable):
+        verify(local, token, "/", NOW, keys=JwksCache(issuer.fetch, Clock()))
+    assert issuer.fetches == []
+
+    loopback = JwksCache(issuer.fetch, Clock(), allow_loopback_http=True)
+    assert verify(local, token, "/", NOW, keys=loopback).subject == "user-42"
+    remote = url_rules(jwks_url="http://issuer.example.com/jwks.json")
+    with pytest.raises(KeysUnavailable):
+        verify(remote, token, "/", NOW, keys=loopback)
+
+
+def test_concurrent_first_requests_for_one_url_share_one_fetch(rsa_key: Any) -> None:
+    document = json.dumps({"keys": [public_jwk(rsa_key, "rsa-1")]}).encode()
+    entered, release = threading.Event(), threading.Event()
+    fetches: list[str] = []
+
+    def slow_fetch(url: str) -> bytes:
+        fetches.append(url)
+        entered.set()
+        release.wait(10)
+        return document
+
+    cache = JwksCache(slow_fetch, Clock())
+    token = f"Bearer {mint(rsa_key)}"
+    outcomes: list[object] = []
+
+    def request() -> None:
+        try:
+            outcomes.append(verify(url_rules(), token, "/", NOW, keys=cache).subject)
+        except Exception as exc:  # recorded, so that the test sees it
+            outcomes.append(exc)
+
+    first = threading.Thread(target=request)
+    first.start()
+    assert entered.wait(10)
+    others = [threading.Thread(target=request) for _ in range(4)]
+    for thread in others:
+        thread.start()
+    # The others are now waiting for the fetch under way; letting it finish lets them go.
+    threading.Event().wait(0.2)
+    release.set()
+    for thread in [first, *others]:
+        thread.join(10)
+
+    assert outcomes == ["user-42"] * 5
+    assert fetches == [JWKS_URL]
+
+
+def test_inline_keys_are_parsed_once_per_document(rsa_key: Any) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"))
+    token = f"Bearer {mint(rsa_key)}"
+    tokens._inline_keys.cache_clear()
+
+    for _ in range(3):
+        verify(rules, token, "/", NOW)
+
+    assert tokens._inline_keys.cache_info().misses == 1
