@@ -59,6 +59,9 @@ class ProxyRequest:
     # What the client's URL holds before the upstream path (the stage, then
     # /api/v1/{service}/{version}); redirects are rewritten under it when the policy asks.
     prefix: str = ""
+    # Headers the gateway vouches for (the caller's consumer, a token's claims): set after
+    # the hop-by-hop rules, so no header of the client's can remove or replace them.
+    vouched: dict[str, str] = field(default_factory=dict)
 
     @property
     def route_prefix(self) -> str:
@@ -150,8 +153,13 @@ class Gateway:
         )
         if isinstance(admitted, Preflighted):
             return ProxyResponse(204, dict(admitted.headers), b"")
-        request = replace(request, headers=admitted.headers)
-        response = self._route(request, view, budget)
+        request = replace(request, headers=admitted.headers, vouched=admitted.vouched)
+        try:
+            response = self._route(request, view, budget)
+        except LambdaMeshError as exc:
+            # A page of an allowed origin may read why its call failed.
+            exc.extra_headers.update(admitted.answer_headers)
+            raise
         _add_answer_headers(response.headers, admitted.answer_headers)
         return response
 
@@ -185,6 +193,7 @@ class Gateway:
             proto=request.proto,
             request_id=request.request_id,
         )
+        headers.update(request.vouched)
         last = _Outcome(error=_unreachable(request))
         try:
             for instance in plan:

@@ -21,6 +21,7 @@ from chalicelib.exposure.document import CLOSED, OPEN, Exposure
 from chalicelib.exposure.keys import KEY_HEADER, ApiKey, authenticate, presented_key
 from chalicelib.exposure.view import GatewayView
 from chalicelib.observability import logger
+from lambdamesh_routing.forwarding import field_name
 from lambdamesh_routing.instances import ServiceView
 from lambdamesh_routing.router import no_such_service, no_such_version
 
@@ -58,9 +59,13 @@ class RateLimited(LambdaMeshError):
 
 @dataclass(frozen=True)
 class Admission:
-    """A request let in: its headers as they go upstream, and what the answer adds."""
+    """A request let in: the client's headers as they may go upstream (the ones the gateway
+    vouches for removed, in any spelling), the headers it vouches for (the caller's
+    consumer, a token's claims: added after the hop-by-hop rules, so no client's
+    ``Connection`` can remove them), and what the answer adds."""
 
     headers: dict[str, str]
+    vouched: dict[str, str] = field(default_factory=dict)
     answer_headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -138,19 +143,20 @@ class Gate:
             raise no_such_service(service)
         if not exposure.serves(version):
             raise no_such_version(service, version)
+        # The address first: a denied network learns nothing more, not even CORS rules.
+        _check_address(exposure, client_ip)
         preflight = _preflight(exposure, method, headers)
         if preflight is not None:
             return preflight
         origin = cors.header(headers, "Origin")
         answer = {} if exposure.cors is None else cors.answer_headers(exposure.cors, origin)
         try:
-            _check_address(exposure, client_ip)
-            forwarded, consumer = self._identify(exposure, view, service, headers, path)
+            forwarded, vouched, consumer = self._identify(exposure, view, service, headers, path)
             answer.update(self._limit(exposure, service, consumer))
         except LambdaMeshError as exc:
             exc.extra_headers.update(answer)
             raise
-        return Admission(forwarded, answer)
+        return Admission(forwarded, vouched, answer)
 
     def _identify(
         self,
@@ -159,15 +165,15 @@ class Gate:
         service: str,
         headers: Mapping[str, str],
         path: str,
-    ) -> tuple[dict[str, str], str | None]:
-        """The headers that go upstream, and the caller's consumer name when it has one: a
-        key when one is presented (and keys are taken), else a bearer token (when tokens
-        are)."""
-        claimed = {h.lower() for h in tokens.claim_headers(exposure.jwt)} if exposure.jwt else set()
-        own = {CONSUMER_HEADER.lower(), *claimed}
-        forwarded = _without(headers, lambda name, _: name in own)
+    ) -> tuple[dict[str, str], dict[str, str], str | None]:
+        """The client's headers that go upstream, the ones the gateway vouches for, and the
+        caller's consumer name when it has one: a key when one is presented (and keys are
+        taken), else a bearer token (when tokens are)."""
+        claimed = set(tokens.claim_headers(exposure.jwt)) if exposure.jwt else set()
+        own = {field_name(h) for h in (CONSUMER_HEADER, *claimed)}
+        forwarded = _without(headers, lambda name, _: _vouched_name(name, own))
         if exposure.public:
-            return forwarded, None
+            return forwarded, {}, None
         key = presented_key(headers) if "api_key" in exposure.auth else None
         if key is None and exposure.jwt is not None:
             return self._bearer(exposure, exposure.jwt, service, forwarded, path)
@@ -180,7 +186,7 @@ class Gate:
         service: str,
         forwarded: dict[str, str],
         path: str,
-    ) -> tuple[dict[str, str], str | None]:
+    ) -> tuple[dict[str, str], dict[str, str], str | None]:
         authorization = next(
             (v for k, v in forwarded.items() if k.lower() == "authorization"), None
         )
@@ -193,7 +199,7 @@ class Gate:
             raise
         if not rules.forward_token:
             forwarded = _without(forwarded, lambda name, _: name == "authorization")
-        return {**forwarded, **identity.headers}, identity.subject
+        return forwarded, dict(identity.headers), _consumer_of(identity)
 
     def _keyed(
         self,
@@ -201,15 +207,14 @@ class Gate:
         service: str,
         forwarded: dict[str, str],
         headers: Mapping[str, str],
-    ) -> tuple[dict[str, str], str | None]:
+    ) -> tuple[dict[str, str], dict[str, str], str | None]:
         keys = view.keys if isinstance(view, GatewayView) else ()
         key = authenticate(presented_key(headers), keys, self._clock())
         if self._key_use is not None:
             self._key_use.used(service, key)
         # The key opened the gateway; the upstream never sees it.
         forwarded = _without(forwarded, _is_key_header)
-        forwarded[CONSUMER_HEADER] = key.consumer
-        return forwarded, key.consumer
+        return forwarded, {CONSUMER_HEADER: key.consumer}, key.consumer
 
     def _limit(self, exposure: Exposure, service: str, consumer: str | None) -> dict[str, str]:
         rules = exposure.rate_limits
@@ -228,6 +233,24 @@ class Gate:
 
 def _without(headers: Mapping[str, str], dropped: Callable[[str, str], bool]) -> dict[str, str]:
     return {name: value for name, value in headers.items() if not dropped(name.lower(), value)}
+
+
+def _vouched_name(name: str, own: set[str]) -> bool:
+    """A header only the gateway may write: any ``X-Lambdamesh-*``, and the service's own
+    identity headers, in any spelling an upstream may read as them (``X_Tenant`` is
+    ``X-Tenant`` to a WSGI server)."""
+    normal = field_name(name)
+    return normal in own or normal.startswith("x-lambdamesh-")
+
+
+def _consumer_of(identity: tokens.Identity) -> str | None:
+    """Whom a token's rate limit counts against: its subject, else the client it was issued
+    to (client-credentials tokens often have no ``sub``), else all such tokens together."""
+    for claim in ("sub", "client_id", "azp"):
+        value = identity.claims.get(claim)
+        if isinstance(value, str) and value:
+            return f"{claim}:{value}"
+    return "token-without-subject"
 
 
 def _is_key_header(name: str, value: str) -> bool:

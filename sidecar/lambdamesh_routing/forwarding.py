@@ -222,14 +222,14 @@ def _edge_port(value: str | None) -> str | None:
     return value if value and _PORT.fullmatch(value) and int(value) <= 65535 else None
 
 
-def _field(name: str) -> str:
+def field_name(name: str) -> str:
     """A header name as the rules match it: lowercase, ``_`` read as ``-``."""
     return name.lower().replace("_", "-")
 
 
 def _dropped(headers: Mapping[str, str]) -> frozenset[str]:
     connection = next((v for k, v in headers.items() if k.lower() == "connection"), None)
-    named = frozenset(_field(token) for token in _connection_tokens(connection))
+    named = frozenset(field_name(token) for token in _connection_tokens(connection))
     return HOP_BY_HOP | _RECOMPUTED | named
 
 
@@ -248,7 +248,7 @@ def upstream_headers(
     client's word: dropped, and ``X-Forwarded-Proto`` is ``proto``."""
     rebuilt = {"x-request-id", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-port"}
     drop = _dropped(incoming) | CLIENT_CLAIMS | rebuilt
-    headers = {k: v for k, v in incoming.items() if _field(k) not in drop}
+    headers = {k: v for k, v in incoming.items() if field_name(k) not in drop}
     # Read by their exact names: an underscore spelling is dropped above, never believed.
     lowered = {k.lower(): v for k, v in incoming.items()}
     if not trusted_edge:

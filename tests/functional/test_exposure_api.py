@@ -18,7 +18,7 @@ from chalicelib.storage import InstanceStore
 from lambdamesh.localgateway import LANES, create_test_client
 from lambdamesh.localgateway import TestClient as Client
 from tests.functional.conftest import Upstream, body_json
-from tests.functional.test_gateway_api import register
+from tests.functional.test_gateway_api import closed_port, register
 from tests.helpers import admin_token, bearer, service_token
 
 EXPOSURE = "/registry/services/orders/exposure"
@@ -403,3 +403,79 @@ def test_a_rate_limit_answers_429_with_its_fields(orders: Client) -> None:
     assert refused.headers["RateLimit"].startswith('"service";r=0;t=')
     assert int(refused.headers["Retry-After"]) >= 1
     assert body_json(refused)["error"]["code"] == "rate_limited"
+
+
+def normal(headers: dict[str, str]) -> dict[str, list[str]]:
+    """Header values by name as a WSGI server reads them: case and '_' versus '-' folded."""
+    found: dict[str, list[str]] = {}
+    for name, value in headers.items():
+        found.setdefault(name.lower().replace("_", "-"), []).append(value)
+    return found
+
+
+@pytest.mark.parametrize("auth", [["none"], ["api_key"]])
+def test_no_spelling_of_the_consumer_header_from_a_client_reaches_the_upstream(
+    orders: Client, auth: list[str]
+) -> None:
+    expose(orders, {"exposed": True, "auth": auth})
+    key = {"X-Api-Key": create_key(orders)["key"]} if auth == ["api_key"] else {}
+    forged = {
+        "X_Lambdamesh_Consumer": "admin",
+        "x-lambdamesh-consumer": "admin",
+        "X-Lambdamesh-Anything": "admin",
+    }
+
+    answer = orders.http.get("/api/v1/orders/v1/x", headers={**forged, **key})
+
+    seen = normal(body_json(answer)["headers"])
+    expected = [["mobile-app"]] if key else [None]
+    assert [seen.get("x-lambdamesh-consumer")] == expected
+    assert "x-lambdamesh-anything" not in seen
+
+
+def test_a_clients_connection_header_cannot_remove_the_consumer(orders: Client) -> None:
+    expose(orders, {"exposed": True, "auth": ["api_key"]})
+    key = create_key(orders)["key"]
+
+    answer = orders.http.get(
+        "/api/v1/orders/v1/x",
+        headers={"X-Api-Key": key, "Connection": "X-Lambdamesh-Consumer, X_Lambdamesh_Consumer"},
+    )
+
+    assert normal(body_json(answer)["headers"])["x-lambdamesh-consumer"] == ["mobile-app"]
+
+
+def test_a_denied_address_learns_nothing_from_a_preflight(orders: Client) -> None:
+    expose(
+        orders,
+        {
+            "exposed": True,
+            "auth": ["none"],
+            "addresses": {"allow": ["10.0.0.0/8"]},
+            "cors": {"allow_origins": ["https://app.example.com"]},
+        },
+    )
+
+    answer = orders.http.options(
+        "/api/v1/orders/v1/x",
+        headers={"Origin": "https://app.example.com", "Access-Control-Request-Method": "GET"},
+    )
+
+    assert answer.status_code == 403
+    assert body_json(answer)["error"]["code"] == "address_not_allowed"
+    assert "Access-Control-Allow-Origin" not in answer.headers
+
+
+def test_an_upstream_failure_carries_the_cors_fields_of_an_allowed_origin(
+    closed: Client,
+) -> None:
+    register(closed, "orders", "a", closed_port())
+    expose(
+        closed,
+        {"exposed": True, "auth": ["none"], "cors": {"allow_origins": ["https://app.example.com"]}},
+    )
+
+    answer = closed.http.get("/api/v1/orders/v1/x", headers={"Origin": "https://app.example.com"})
+
+    assert answer.status_code == 502
+    assert answer.headers["Access-Control-Allow-Origin"] == "https://app.example.com"

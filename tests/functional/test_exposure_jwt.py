@@ -56,7 +56,8 @@ def token(private: Any, kid: str, algorithm: str = "RS256", **claims: Any) -> st
         "scope": "orders/read",
         **claims,
     }
-    return jwt.encode(payload, private, algorithm=algorithm, headers={"kid": kid})
+    kept = {name: value for name, value in payload.items() if value is not None}
+    return jwt.encode(kept, private, algorithm=algorithm, headers={"kid": kid})
 
 
 @pytest.fixture
@@ -208,3 +209,41 @@ def test_a_jwks_url_over_http_elsewhere_than_loopback_is_refused(closed: Client)
 
     assert answer.status_code == 400
     assert "https" in body_json(answer)["error"]["message"]
+
+
+def test_no_spelling_of_a_claim_header_from_a_client_reaches_the_upstream(
+    secured: Client, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    answer = call(
+        secured,
+        token(rsa_key, "r1"),
+        **{"X_User_Id": "root", "x-user-id": "root", "Connection": "X-User-Id"},
+    )
+
+    seen: dict[str, list[str]] = {}
+    for name, value in body_json(answer)["headers"].items():
+        seen.setdefault(name.lower().replace("_", "-"), []).append(value)
+    assert seen["x-user-id"] == ["user-42"]
+
+
+def test_tokens_without_a_subject_are_rate_limited_by_their_client(
+    secured: Client,
+    closed: Client,  # noqa: F811
+    rsa_key: rsa.RSAPrivateKey,
+    issuer: JwksServer,  # noqa: F811
+) -> None:
+    url = issuer.url("/jwks.json")
+    expose(
+        closed,
+        {
+            "exposed": True,
+            "auth": ["jwt"],
+            "jwt": {"issuer": ISSUER, "audiences": [AUDIENCE], "jwks_url": url},
+            "rate_limits": {"consumer_per_second": 0.02, "burst_seconds": 50},
+        },
+    )
+    machine = token(rsa_key, "r1", sub=None, client_id="batch-job")
+
+    statuses = [call(closed, machine).status_code for _ in range(3)]
+
+    assert statuses == [200, 429, 429]
