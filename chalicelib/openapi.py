@@ -9,7 +9,7 @@ from functools import cache
 from typing import Any
 
 from chalicelib.exposure.document import EXPOSURE_SCHEMA
-from chalicelib.exposure.keys import CONSUMER_PATTERN, MAX_KEY_DAYS
+from chalicelib.exposure.keys import CONSUMER_PATTERN, MAX_KEY_DAYS, MIN_KEY_DAYS
 from chalicelib.validation import HEARTBEAT_SCHEMA, POLICY_SCHEMA, REGISTER_SCHEMA
 from lambdamesh_routing.names import INSTANCE_PATTERN, SERVICE_PATTERN, VERSION_PATTERN
 
@@ -199,7 +199,7 @@ def _schemas() -> dict[str, Any]:
                 "consumer": {"type": "string", "pattern": CONSUMER_PATTERN},
                 "expires_in_days": {
                     "type": ["number", "null"],
-                    "exclusiveMinimum": 0,
+                    "minimum": MIN_KEY_DAYS,
                     "maximum": MAX_KEY_DAYS,
                 },
             },

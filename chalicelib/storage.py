@@ -9,8 +9,8 @@ One table, three kinds of item:
   before it (``sk < "~"``).
 * a service's exposure document: ``pk`` = service, ``sk`` = ``~exposure``; and its API keys,
   ``sk`` = ``~key#<key_id>`` (a hash of the secret, never the secret; TTL on ``expires_at``
-  removes an expired key). Like the policy, they sort after every instance and are read in
-  the gateway's one Query.
+  removes an expired key, and a revoked one, whose expiry revoking brings forward). Like the
+  policy, they sort after every instance and are read in the gateway's one Query.
 * a catalog entry: ``pk`` = ``~services``, ``sk`` = service, so listing services is a Query,
   not a Scan. ``~`` cannot start a service name, so the partitions never meet. Its
   ``generation`` counts the registrations, so an entry found empty is deleted only if none
@@ -614,15 +614,29 @@ class InstanceStore:
         except PynamoDBException as exc:
             raise _failure("write", exc) from exc
 
-    def revoke_key(self, service: str, key_id: str, now: float) -> bool:
-        """Mark the key revoked (it stays listed until it expires); False if unknown."""
+    def revoke_key(self, service: str, key_id: str, now: float, remove_by: float) -> bool:
+        """Mark the key revoked and have TTL remove it by ``remove_by``, or at its own expiry
+        when that is sooner (it stays listed until then); False if unknown or revoked already.
+
+        DynamoDB has no min(): the first conditional write lowers the expiry only if it is
+        later or absent, and when that condition fails the second revokes alone, if the key
+        is there to revoke. No read; nothing else writes ``expires_at`` in between."""
         model = self._keys
+        unrevoked = model.secret_hash.exists() & model.revoked_at.does_not_exist()
+        later = model.expires_at.does_not_exist() | (model.expires_at > remove_by)
+        shortened = [model.revoked_at.set(now), model.expires_at.set(remove_by)]
+        return self._update_key(service, key_id, shortened, unrevoked & later) or (
+            self._update_key(service, key_id, [model.revoked_at.set(now)], unrevoked)
+        )
+
+    def _update_key(self, service: str, key_id: str, actions: list[Any], condition: Any) -> bool:
+        """One conditional UpdateItem of a key; False when the condition does not hold."""
         try:
             self._table.update_item(
                 service,
                 range_key=API_KEY_PREFIX + key_id,
-                actions=[model.revoked_at.set(now)],
-                condition=model.secret_hash.exists() & model.revoked_at.does_not_exist(),
+                actions=actions,
+                condition=condition,
             )
         except PynamoDBException as exc:
             if _is_condition_failure(exc):

@@ -82,7 +82,11 @@ def problems(doc: Mapping[str, Any]) -> list[str]:
 
 def parse_network(text: str) -> tuple[Network | None, str | None]:
     """The network ``text`` names, and why it cannot be used (None when it can). A lone
-    address is a network of one."""
+    address is a network of one. An IPv6 zone id (``fe80::1%eth0``) names an interface of
+    the machine that reads it, not a network: a client address never carries one, and
+    Python takes any characters in it."""
+    if "%" in text:
+        return None, "has a zone id ('%'), which names an interface, not a network: leave it out"
     try:
         network = ipaddress.ip_network(text)
     except ValueError:

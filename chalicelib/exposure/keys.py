@@ -25,10 +25,16 @@ SECRET_BYTES = 32
 # The header a key is presented in; ``Authorization: ApiKey <key>`` is taken too.
 KEY_HEADER = "x-api-key"
 AUTHORIZATION_SCHEME = "apikey"
-# Keys a service may hold, revoked ones included until their expiry: they are read with the
-# service's instances in one Query, so their number bounds what every gateway read costs.
+# Usable keys a service may hold: keys are read with the service's instances in one Query, so
+# their number bounds what every gateway read costs. Revoked and expired keys do not count:
+# each leaves the table by its TTL (see REVOKED_KEY_SECONDS).
 MAX_KEYS_PER_SERVICE = 100
 MAX_KEY_DAYS = 3650
+# One minute: a key that expires sooner is a mistake (``1e-9`` days) more likely than a plan.
+MIN_KEY_DAYS = 1 / 1440
+# How long a revoked key stays stored, and listed, before TTL removes it (sooner when it
+# expires sooner): long enough to see what was revoked, short enough that revoking frees room.
+REVOKED_KEY_SECONDS = 7 * 86400
 CONSUMER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
 _KEY = re.compile(rf"^{KEY_PREFIX}([a-z0-9]{{{KEY_ID_LENGTH}}})_([A-Za-z0-9_-]{{43}})$")
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -117,10 +123,11 @@ def check_days(days: Any) -> float | None:
     """Days until the key expires, or None for a key that does not."""
     if days is None:
         return None
-    if isinstance(days, bool) or not isinstance(days, int | float) or not 0 < days <= MAX_KEY_DAYS:
+    number = isinstance(days, int | float) and not isinstance(days, bool)
+    if not number or not MIN_KEY_DAYS <= days <= MAX_KEY_DAYS:
         raise InvalidRequest(
-            f"invalid key request: expires_in_days must be a number above 0 and at most "
-            f"{MAX_KEY_DAYS}"
+            "invalid key request: expires_in_days must be a number of at least 1/1440 (one "
+            f"minute) and at most {MAX_KEY_DAYS}"
         )
     return float(days)
 

@@ -17,6 +17,7 @@ from chalicelib.errors import ExposureNotFound, InvalidRequest, KeyNotFound, Too
 from chalicelib.exposure.document import Exposure, StoredExposure, parse_exposure
 from chalicelib.exposure.keys import (
     MAX_KEYS_PER_SERVICE,
+    REVOKED_KEY_SECONDS,
     ApiKey,
     NewKey,
     check_consumer,
@@ -41,7 +42,7 @@ class ExposureStore(Protocol):
 
     def put_key(self, service: str, key: ApiKey) -> None: ...
 
-    def revoke_key(self, service: str, key_id: str, now: float) -> bool: ...
+    def revoke_key(self, service: str, key_id: str, now: float, remove_by: float) -> bool: ...
 
 
 class Exposures:
@@ -92,19 +93,27 @@ class Exposures:
             )
         consumer = check_consumer(fields.get("consumer"))
         days = check_days(fields.get("expires_in_days"))
-        if len(self._store.keys(service)) >= MAX_KEYS_PER_SERVICE:
+        now = self._clock()
+        # A read, then a write: creates at the same moment may pass the limit by their number.
+        usable = sum(1 for key in self._store.keys(service) if key.is_usable(now))
+        if usable >= MAX_KEYS_PER_SERVICE:
             raise TooManyKeys(
-                f"service {service!r} already holds {MAX_KEYS_PER_SERVICE} keys: revoked "
-                "keys count until they expire"
+                f"service {service!r} already holds {MAX_KEYS_PER_SERVICE} usable keys: "
+                "revoke one first"
             )
-        created = new_key(consumer, self._clock(), days)
+        created = new_key(consumer, now, days)
         self._store.put_key(service, created.stored)
         return created
 
     def revoke_key(self, principal: Principal, service: str, key_id: str) -> None:
+        """Revoked at once; the key stays listed for REVOKED_KEY_SECONDS (or until its own
+        expiry, when sooner), then TTL removes it."""
         check_name("service", service)
         require_admin(principal, "revoking an API key")
-        if not is_key_id(key_id) or not self._store.revoke_key(service, key_id, self._clock()):
+        now = self._clock()
+        if not is_key_id(key_id) or not self._store.revoke_key(
+            service, key_id, now, now + REVOKED_KEY_SECONDS
+        ):
             raise KeyNotFound(f"service {service!r} has no unrevoked key {key_id!r}")
 
     def now(self) -> float:

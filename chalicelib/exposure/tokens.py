@@ -7,7 +7,9 @@ type, so neither ``none`` nor an HMAC signed with a public key as the secret can
 is required, ``nbf`` and ``iat`` are honoured, each with ``leeway_seconds`` of clock skew;
 ``iss`` must equal ``issuer``; ``aud`` must hold one of ``audiences``. Scopes come from
 ``scope`` (a space-separated string, RFC 8693) or ``scp`` (a list, or a string); the longest
-``scopes`` rule whose ``path_prefix`` holds the request path names the scopes it needs.
+``scopes`` rule whose ``path_prefix`` holds the request path names the scopes it needs. The
+path is compared as upstreams may route it (canonical_path), erring towards a rule: a path
+no reading can match with confidence is refused outright while the service has any rule.
 
 Amazon Cognito: ID tokens carry the app client id in ``aud``; access tokens carry it in
 ``client_id`` and have ``aud`` only when the client asked for a resource (RFC 8707 resource
@@ -27,7 +29,13 @@ redirect followed, bounded in time, bytes and keys) and kept per URL in ``JwksCa
 for KEYS_FRESH_SECONDS, fetched again on a ``kid`` it does not know at most once per
 REFETCH_SECONDS (so a flood of made-up ``kid`` values costs one fetch, not one each), keeping
 the keys it has when a fetch fails. ``lambdamesh dev`` and tests may fetch ``http://`` from
-loopback through an explicit ``allow_loopback_http`` flag; a deployed gateway never does.
+loopback through an explicit ``allow_loopback_http`` flag; a deployed gateway never does. A
+``jwks_url`` whose host is an IP literal the gateway would never reach (link-local and
+instance metadata, unspecified, multicast, private, and loopback unless that flag allows
+it) is refused; a DNS name is resolved by the system resolver at fetch time, and leads
+wherever the admin who set it points it. An inline set may hold public keys only: one with
+a private member (``d``, ``k``, ...) is refused, and only public members are ever stored; a
+fetched key with one is ignored.
 
 A Lambda attached to a VPC reaches the internet only through that VPC ("When you connect a
 function to a VPC, it can access resources and the internet only through that VPC": Lambda
@@ -52,8 +60,10 @@ import http.client
 import json
 import math
 import posixpath
+import re
 import threading
 import time
+import unicodedata
 import urllib.error
 import urllib.request
 from collections import OrderedDict
@@ -62,10 +72,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from chalicelib.errors import Forbidden, LambdaMeshError, Unauthorized
+from chalicelib.errors import (
+    Forbidden,
+    HostNotAllowed,
+    InvalidRequest,
+    LambdaMeshError,
+    Unauthorized,
+)
 from chalicelib.observability import logger
 from chalicelib.validation import HEADER_NAME_PATTERN
 from lambdamesh_routing.forwarding import CLIENT_CLAIMS, HOP_BY_HOP, REQUEST_ID_HEADER
+from lambdamesh_routing.hosts import HostPolicy, normalize_host
 
 if TYPE_CHECKING:
     from jwt import PyJWK
@@ -115,6 +132,16 @@ FETCH_TIMEOUT_SECONDS = 2.0
 KEYS_FRESH_SECONDS = 600.0
 REFETCH_SECONDS = 60.0
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+# The members of a JWK that hold a private or secret key (RFC 7518 section 6, RFC 8037): a
+# key set for checking signatures needs none, and one that carries them has given its
+# signing key away.
+PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
+# What is kept of a key: the members RFC 7517 section 4 gives every key, and the public ones
+# of the types a signature is checked with (RSA: n, e; EC: crv, x, y; OKP: crv, x).
+PUBLIC_MEMBERS = frozenset(
+    {"kty", "use", "key_ops", "alg", "kid", "x5u", "x5c", "x5t", "x5t#S256"}
+    | {"n", "e", "crv", "x", "y"}
+)
 
 REALM = 'Bearer realm="lambdamesh"'
 # RFC 6749 section 3.3: a scope token is printable ASCII but space, '"' and '\'.
@@ -127,6 +154,13 @@ _RESERVED_HEADERS = (
     | {"host", "content-length", "authorization", "x-api-key", REQUEST_ID_HEADER.lower()}
 )
 _RESERVED_PREFIXES = ("x-forwarded-", "x-lambdamesh-", "proxy-")
+
+
+# What scope rules read as a path's structure: no other character may turn into one of these
+# when the path is normalised.
+_STRUCTURE = "/\\.%;?#"
+# Anything but printable ASCII, in a URL: spaces, control characters, text beyond ASCII.
+_NOT_URL_TEXT = re.compile(r"[^\x21-\x7e]")
 
 
 def _strings(limit: int, item: dict[str, Any], **rest: Any) -> dict[str, Any]:
@@ -264,6 +298,21 @@ class InsufficientScope(Forbidden):
         return {**super().headers(), "WWW-Authenticate": challenge}
 
 
+class AmbiguousPath(InvalidRequest):
+    """A request path that scope rules cannot be matched against with confidence, because
+    upstreams differ on where it leads. Refused whatever the token holds: no scope would make
+    the match certain, so 403 ``insufficient_scope`` would send the client after one in vain;
+    RFC 6750 answers a malformed request 400 ``invalid_request``."""
+
+    def __init__(self, holds: str) -> None:
+        super().__init__(
+            f"this path cannot be matched to the service's scope rules: it holds {holds}"
+        )
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), "WWW-Authenticate": f'{REALM}, error="invalid_request"'}
+
+
 class KeysUnavailable(LambdaMeshError):
     """No signing keys could be had for the service's ``jwks_url`` (never fetched, or every
     fetch failed): the gateway's fault, not the token's. This container tries again after
@@ -286,14 +335,14 @@ class JwksError(Exception):
 
 def from_json(doc: Mapping[str, Any]) -> JwtRules:
     """Rules from a document that passed JWT_SCHEMA and problems(); absent fields take their
-    defaults."""
+    defaults. Of an inline ``jwks``, only each key's PUBLIC_MEMBERS are kept."""
     jwks = doc.get("jwks")
     return JwtRules(
         issuer=doc["issuer"],
         audiences=tuple(doc["audiences"]),
         algorithms=tuple(doc.get("algorithms", DEFAULT_ALGORITHMS)),
         jwks_url=doc.get("jwks_url"),
-        jwks_json=None if jwks is None else json.dumps(jwks, separators=(",", ":")),
+        jwks_json=None if jwks is None else json.dumps(public_jwks(jwks), separators=(",", ":")),
         leeway_seconds=int(doc.get("leeway_seconds", DEFAULT_LEEWAY_SECONDS)),
         scopes=tuple(
             ScopeRule(rule["path_prefix"], tuple(rule["required"]))
@@ -302,6 +351,15 @@ def from_json(doc: Mapping[str, Any]) -> JwtRules:
         forward_claims=tuple(doc.get("forward_claims", {}).items()),
         forward_token=bool(doc.get("forward_token", False)),
     )
+
+
+def public_jwks(document: Mapping[str, Any]) -> dict[str, Any]:
+    """A JWK Set with each key cut down to its PUBLIC_MEMBERS, and nothing else."""
+    return {"keys": [public_key(key) for key in document["keys"]]}
+
+
+def public_key(key: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in key.items() if name in PUBLIC_MEMBERS}
 
 
 def to_json(rules: JwtRules) -> dict[str, Any]:
@@ -340,9 +398,22 @@ def _keys_problems(doc: Mapping[str, Any], allow_loopback_http: bool) -> list[st
     url, inline = doc.get("jwks_url"), doc.get("jwks")
     if (url is None) == (inline is None):
         return ["jwt needs exactly one of jwks_url (fetched) and jwks (the keys inline)"]
-    if url is not None:
-        problem = url_problem(url, allow_loopback_http=allow_loopback_http)
-        return [f"jwt.jwks_url {problem}"] if problem else []
+    if inline is not None:
+        return _inline_problems(inline)
+    problem = jwks_url_problem(str(url), allow_loopback_http=allow_loopback_http)
+    return [f"jwt.jwks_url {problem}"] if problem else []
+
+
+def _inline_problems(inline: Mapping[str, Any]) -> list[str]:
+    """A key with a private member is refused by name, its value never quoted."""
+    secret = [
+        f"jwt.jwks.keys[{index}] holds private key material ({', '.join(members)}): a key "
+        "set for checking signatures holds public keys only"
+        for index, key in enumerate(inline["keys"])
+        if (members := [name for name in PRIVATE_MEMBERS if name in key])
+    ]
+    if secret:
+        return secret
     try:
         KeySet.from_document(inline)
     except JwksError as exc:
@@ -351,20 +422,29 @@ def _keys_problems(doc: Mapping[str, Any], allow_loopback_http: bool) -> list[st
 
 
 def _scope_problems(rules: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Each prefix must be a path as canonical_path leaves it (but for case), so that it is
+    matched as written; two prefixes that fold to one are one rule listed twice."""
     found, seen = [], set()
     for index, rule in enumerate(rules):
         prefix = rule["path_prefix"]
         trailing = prefix.endswith("/") and prefix != "/"
-        if prefix != canonical_path(prefix) or trailing or any(m in prefix for m in "%;\\?#"):
+        if not _is_plain(prefix) or trailing or any(m in prefix for m in "%;\\?#"):
             found.append(
                 f"jwt.scopes[{index}].path_prefix {prefix[:100]!r} is not a plain path: start "
-                "with '/', no '//', '.' or '..' segments, '%', ';', '\\', '?', '#' or "
-                "trailing '/'"
+                "with '/', no '//', '.' or '..' segments, segments ending in '.' or a space, "
+                "'%', ';', '\\', '?', '#', characters that normalise to those, or trailing '/'"
             )
-        elif prefix in seen:
+        elif fold(prefix) in seen:
             found.append(f"jwt.scopes[{index}].path_prefix {prefix!r} is listed twice")
-        seen.add(prefix)
+        seen.add(fold(prefix))
     return found
+
+
+def _is_plain(prefix: str) -> bool:
+    try:
+        return canonical_path(prefix) == fold(prefix)
+    except AmbiguousPath:
+        return False
 
 
 def _claim_header_problems(claims: Mapping[str, str]) -> list[str]:
@@ -384,7 +464,10 @@ def _claim_header_problems(claims: Mapping[str, str]) -> list[str]:
 
 def url_problem(url: str, *, allow_loopback_http: bool = False) -> str | None:
     """Why ``url`` is not an https URL with a host (nor, when allowed, http on loopback);
-    None when it is one."""
+    None when it is one. Only printable ASCII: ``urlsplit`` would quietly drop a tab or line
+    break that urllib then refuses, or sends, and cannot send text beyond ASCII at all."""
+    if _NOT_URL_TEXT.search(url):
+        return "must be printable ASCII with no spaces: percent-encode anything else"
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port that is not one
@@ -400,27 +483,93 @@ def url_problem(url: str, *, allow_loopback_http: bool = False) -> str | None:
     return None
 
 
+def jwks_url_problem(url: str, *, allow_loopback_http: bool = False) -> str | None:
+    """url_problem, and why the gateway would never fetch from the URL's host: an IP literal
+    that is link-local (instance metadata among them), unspecified, multicast, private or
+    loopback (unless allowed), or a name that is no DNS name (``2852039166`` is an address
+    to the resolver). A DNS name is not checked here: the system resolver looks it up at
+    fetch time, wherever the admin who set it points it."""
+    problem = url_problem(url, allow_loopback_http=allow_loopback_http)
+    if problem:
+        return problem
+    try:
+        normalize_host(urlsplit(url).hostname or "", HostPolicy(allow_loopback=allow_loopback_http))
+    except (HostNotAllowed, InvalidRequest) as exc:
+        return str(exc)
+    return None
+
+
 def canonical_path(path: str) -> str:
-    """The path as scope rules compare it: percent-escapes decoded, ``\\`` read as ``/``,
-    each segment's ``;`` parameters dropped, empty, ``.`` and ``..`` segments resolved.
+    """The path as scope rules compare it: percent-escapes decoded, NFKC-normalised and
+    case-folded, ``\\`` read as ``/``, each segment's ``;`` parameters and trailing dots and
+    spaces dropped, empty, ``.`` and ``..`` segments resolved. AmbiguousPath when upstreams
+    could read it as another path than any of these steps make of it.
 
     Upstream servers do some of each before they route (``/%61dmin`` is ``/admin`` to most,
-    ``/admin;x`` to Java's), so a rule compared with the raw path would miss requests that
-    reach the path it guards."""
-    text = unquote(path.partition("?")[0], errors="replace").replace("\\", "/")
-    segments = [segment.partition(";")[0] for segment in text.split("/")]
+    ``/admin;x`` to Java's, ``/ADMIN`` and ``/admin.`` to those on case-insensitive file
+    systems), so a rule compared with the raw path would miss requests that reach the path
+    it guards. Each step makes a rule hold more paths, never fewer: a rule may guard a
+    path an upstream keeps apart from it, and never misses one it routes there."""
+    try:
+        text = unquote(path.partition("?")[0], errors="strict")
+    except UnicodeDecodeError:
+        raise AmbiguousPath("escapes that are not UTF-8") from None
+    _check_characters(text)
+    folded = fold(text).replace("\\", "/")
+    segments = [_segment(segment) for segment in folded.split("/")]
     normal = posixpath.normpath("/" + "/".join(s for s in segments if s))
     return "/" + normal.lstrip("/")
 
 
+def fold(text: str) -> str:
+    """``text`` as scope rules compare it: NFKC-normalised (a full-width A, U+FF21, is
+    ``A``), then case-folded."""
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def _check_characters(text: str) -> None:
+    """AmbiguousPath when the decoded path holds what an upstream may decode again (a ``%``:
+    ``%2561`` is ``%61`` here, ``a`` there), cut the path at (``?``, ``#``, a NUL or another
+    control character), or read as a separator or a step once normalised (a full-width
+    solidus, U+FF0F, is ``/``)."""
+    if "%" in text:
+        raise AmbiguousPath("an escaped '%' (%25) or a '%' that starts no escape")
+    if "?" in text or "#" in text:
+        raise AmbiguousPath("an escaped '?' or '#'")
+    if any(unicodedata.category(char) == "Cc" for char in text):
+        raise AmbiguousPath("a control character")
+    normal = unicodedata.normalize("NFKC", text)
+    if any(normal.count(char) != text.count(char) for char in _STRUCTURE):
+        raise AmbiguousPath("a character that normalises to '/', '\\', '.', '%', ';', '?' or '#'")
+
+
+def _segment(segment: str) -> str:
+    """One segment as compared: parameters and trailing dots and spaces dropped. A segment of
+    dots and spaces that is not exactly ``.`` or ``..`` (``...``, ``.. ``, ``..;x``) is a
+    step to some servers and a name to others: AmbiguousPath."""
+    name, separator, _ = segment.partition(";")
+    if name in (".", "..") and not separator:
+        return name
+    trimmed = name.rstrip(". ")
+    if not trimmed and "." in name:  # '..;x' too: its name, '..', trims to nothing
+        raise AmbiguousPath(
+            "a segment that some servers read as '.' or '..' and others as a name ('...', "
+            "'.. ', '..;x')"
+        )
+    return trimmed
+
+
 def required_scopes(rules: JwtRules, path: str) -> tuple[str, ...] | None:
     """The scopes of the longest rule whose prefix holds ``path`` (a whole segment matches:
-    ``/admin`` holds ``/admin/x``, not ``/administrator``); None when no rule does."""
+    ``/admin`` holds ``/admin/x``, not ``/administrator``); None when no rule does. With any
+    rule, a path canonical_path finds ambiguous is AmbiguousPath; without one, no path is."""
+    if not rules.scopes:
+        return None
     target = canonical_path(path)
-    holding = [rule for rule in rules.scopes if _holds(rule.path_prefix, target)]
+    holding = [rule for rule in rules.scopes if _holds(fold(rule.path_prefix), target)]
     if not holding:
         return None
-    return max(holding, key=lambda rule: len(rule.path_prefix)).required
+    return max(holding, key=lambda rule: len(fold(rule.path_prefix))).required
 
 
 def _holds(prefix: str, path: str) -> bool:
@@ -527,7 +676,16 @@ def _decoded(token: str, key: PyJWK, rules: JwtRules) -> dict[str, Any]:
         )
     except jwt.PyJWTError as exc:
         raise InvalidToken(_REASONS.get(type(exc).__name__, "invalid")) from None
+    except Exception as exc:  # a key PyJWT cannot use, say: the key's fault, not a 500
+        raise _unusable_key(exc) from None
     return claims
+
+
+def _unusable_key(exc: Exception) -> InvalidToken:
+    """The refusal for a failure that is none of PyJWT's own (a key that cannot check a
+    signature, say): the token is refused and the log says why; never a 500."""
+    logger.warning("jwt key unusable", extra={"reason": f"{type(exc).__name__}: {exc}"[:300]})
+    return InvalidToken("key")
 
 
 def _check_times(claims: Mapping[str, Any], now: float, leeway: int) -> None:
@@ -594,8 +752,9 @@ def forwarded_headers(rules: JwtRules, claims: Mapping[str, Any]) -> dict[str, s
 class KeySet:
     """The usable signature keys of one JWK Set, looked up by ``kid`` and algorithm.
 
-    A key is usable when PyJWT can build it, it is not symmetric (``oct``), its ``use`` (if
-    any) is ``sig`` and its ``alg`` (if any) is one of ALGORITHMS. A key without ``alg`` may
+    A key is usable when PyJWT can build it, it is not symmetric (``oct``), carries no
+    private member, its ``use`` (if any) is ``sig`` and its ``alg`` (if any) is one of
+    ALGORITHMS; only its PUBLIC_MEMBERS are kept. A key without ``alg`` may
     verify any algorithm its type fits (an RSA key: RS* and PS*); one with ``alg`` only that.
     """
 
@@ -617,11 +776,12 @@ class KeySet:
         usable = []
         for key in listed:
             if isinstance(key, dict) and _may_sign(key):
+                public = public_key(key)
                 try:
-                    PyJWK(key)
+                    PyJWK(public)
                 except PyJWTError:
                     continue
-                usable.append(key)
+                usable.append(public)
         if not usable:
             raise JwksError("holds no usable signature key (RSA, EC or OKP, use sig)")
         return cls(usable)
@@ -655,12 +815,17 @@ class KeySet:
                 self._built[built] = PyJWK(self._keys[index], algorithm=algorithm)
             except PyJWTError:
                 self._built[built] = None
+            except Exception as exc:  # see _unusable_key
+                raise _unusable_key(exc) from None
         return self._built[built]
 
 
 def _may_sign(key: Mapping[str, Any]) -> bool:
+    """A key whose private half is published (PRIVATE_MEMBERS) proves nothing: anyone who
+    read the set can sign with it."""
     return (
-        key.get("kty") in ("RSA", "EC", "OKP")
+        not any(name in key for name in PRIVATE_MEMBERS)
+        and key.get("kty") in ("RSA", "EC", "OKP")
         and key.get("use", "sig") == "sig"
         and key.get("alg", ALGORITHMS[0]) in ALGORITHMS
     )
@@ -758,12 +923,12 @@ class JwksCache:
             return
         entry.tried_at = now
         try:
-            problem = url_problem(url, allow_loopback_http=self._allow_loopback_http)
+            problem = jwks_url_problem(url, allow_loopback_http=self._allow_loopback_http)
             if problem:
                 raise JwksError(f"the URL {problem}")
             entry.keys = KeySet.from_bytes(self._fetch(url))
             entry.fetched_at = now
-        except (JwksError, OSError) as exc:
+        except (JwksError, OSError, ValueError) as exc:
             logger.warning("jwks fetch failed", extra={"jwks_url": url, "reason": str(exc)})
 
 
@@ -785,14 +950,15 @@ def fetch_jwks(
 ) -> bytes:
     """The body of a 200 answer to GET ``url``, at most ``limit`` bytes, read within about
     ``timeout`` seconds (each read waits at most that, and no read starts after it); a
-    redirect is an answer like any other non-200, refused. JwksError says why not."""
-    problem = url_problem(url, allow_loopback_http=allow_loopback_http)
+    redirect is an answer like any other non-200, refused. JwksError says why not, also for
+    a URL urllib cannot send (ValueError, UnicodeError among them)."""
+    problem = jwks_url_problem(url, allow_loopback_http=allow_loopback_http)
     if problem:
         raise JwksError(f"the URL {problem}")
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310 - scheme checked above
     opener = urllib.request.build_opener(_NoRedirects())
     deadline = time.monotonic() + timeout
     try:
+        request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310 - scheme checked above
         with opener.open(request, timeout=timeout) as answer:
             if answer.status != 200:
                 raise JwksError(f"answered {answer.status}")
@@ -800,7 +966,7 @@ def fetch_jwks(
     except urllib.error.HTTPError as exc:
         exc.close()
         raise JwksError(f"answered {exc.code}") from None
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
         raise JwksError(f"cannot be fetched: {getattr(exc, 'reason', exc)}") from None
 
 

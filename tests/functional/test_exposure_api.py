@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import fastjsonschema
 import pytest
 
 import app as application
@@ -152,6 +153,10 @@ def test_only_an_admin_may_expose_a_service_and_any_token_may_read_it(orders: Cl
         ({"auth": ["none"]}, "exposed"),
         ({"exposed": True, "auth": ["none"], "addresses": {"allow": ["10.0.0.1/8"]}}, "host"),
         (
+            {"exposed": True, "auth": ["none"], "addresses": {"deny": ["fe80::1%eth0/128"]}},
+            "zone id",
+        ),
+        (
             {
                 "exposed": True,
                 "auth": ["none"],
@@ -287,6 +292,7 @@ def test_an_expired_key_opens_nothing(orders: Client, store: InstanceStore) -> N
         {"consumer": ""},
         {"consumer": "a b"},
         {"consumer": "ok", "expires_in_days": 0},
+        {"consumer": "ok", "expires_in_days": 1e-9},
         {"consumer": "ok", "expires_in_days": True},
         {"consumer": "ok", "more": 1},
     ],
@@ -298,6 +304,60 @@ def test_a_bad_key_request_is_refused_and_stores_nothing(
 
     assert answer.status_code == 400, answer.body
     assert body_json(orders.http.get(KEYS, headers=as_admin()))["keys"] == []
+
+
+def test_the_published_key_request_schema_refuses_what_the_api_refuses(orders: Client) -> None:
+    schemas = body_json(orders.http.get("/registry/openapi.json"))["components"]["schemas"]
+    validate = fastjsonschema.compile(schemas["KeyRequest"])
+
+    for days in (0, 1e-9, 3651):
+        with pytest.raises(fastjsonschema.JsonSchemaValueException):
+            validate({"consumer": "ok", "expires_in_days": days})
+    validate({"consumer": "ok", "expires_in_days": 1 / 1440})
+    assert create_key(orders, expires_in_days=1 / 1440)["key"]
+
+
+def fill_with_keys(store: InstanceStore, count: int, days: float | None = None) -> None:
+    for n in range(count):
+        store.put_key("orders", new_key(f"consumer-{n}", time.time(), days).stored)
+
+
+def test_the_key_limit_counts_usable_keys_only(orders: Client, store: InstanceStore) -> None:
+    fill_with_keys(store, 99)
+    store.put_key("orders", new_key("old-app", time.time() - 2 * 86400, days=1).stored)
+    last = create_key(orders, "last")
+
+    full = orders.http.post(KEYS, headers=as_admin(), body=json.dumps({"consumer": "more"}))
+    revoked = orders.http.delete(f"{KEYS}/{last['key_id']}", headers=as_admin())
+    again = orders.http.post(KEYS, headers=as_admin(), body=json.dumps({"consumer": "more"}))
+    listed = body_json(orders.http.get(KEYS, headers=as_admin()))["keys"]
+
+    assert (full.status_code, revoked.status_code, again.status_code) == (409, 204, 201)
+    assert body_json(full)["error"]["code"] == "too_many_keys"
+    assert len(listed) == 102
+    assert [k["revoked_at"] is not None for k in listed].count(True) == 1
+
+
+def test_a_revoked_key_leaves_the_table_a_week_later_or_at_its_own_expiry(
+    orders: Client,
+) -> None:
+    lasting = create_key(orders, "lasting")
+    yearly = create_key(orders, "yearly", expires_in_days=365)
+    daily = create_key(orders, "daily", expires_in_days=1)
+
+    for key in (lasting, yearly, daily):
+        answer = orders.http.delete(f"{KEYS}/{key['key_id']}", headers=as_admin())
+        assert answer.status_code == 204
+    listed = {
+        k["consumer"]: k for k in body_json(orders.http.get(KEYS, headers=as_admin()))["keys"]
+    }
+
+    week = 7 * 86400
+    for name in ("lasting", "yearly"):
+        entry = listed[name]
+        assert entry["expires_at"] == pytest.approx(entry["revoked_at"] + week, abs=0.01)
+    assert listed["daily"]["expires_at"] == daily["expires_at"]
+    assert listed["daily"]["revoked_at"] is not None
 
 
 def test_the_last_use_of_a_key_is_kept_without_a_write_per_request(orders: Client) -> None:

@@ -273,6 +273,20 @@ def test_an_unknown_kid_after_a_fetch_is_refused_without_another_fetch_within_a_
     assert issuer.requests == ["/jwks.json"]
 
 
+def test_a_key_served_with_its_private_half_verifies_nothing_and_fails_nothing(
+    issuer: JwksServer, signing_key: rsa.RSAPrivateKey, rotated_key: rsa.RSAPrivateKey
+) -> None:
+    leaked = {**RSAAlgorithm.to_jwk(rotated_key, as_dict=True), "kid": "leaked"}
+    url = issuer.serve("/jwks.json", {"keys": [jwk(signing_key, "k1"), leaked]})
+    cache = JwksCache(clock=Clock(), allow_loopback_http=True)
+
+    with pytest.raises(InvalidToken) as caught:
+        verify(rules_for(url), bearer(rotated_key, "leaked"), "/", NOW, keys=cache)
+
+    assert caught.value.reason == "unknown_key"
+    assert verify(rules_for(url), bearer(signing_key, "k1"), "/", NOW, keys=cache).subject
+
+
 # --- what a cold start imports ------------------------------------------------------------
 
 

@@ -170,6 +170,95 @@ def test_a_path_needing_a_scope_the_token_lacks_is_refused_403(
     assert holding.status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/ADMIN", 403),
+        ("/Admin/users", 403),
+        ("/admin.", 403),
+        ("/admin%20", 403),
+        ("/%EF%BC%A1dmin", 403),
+        ("/admin%00", 400),
+        ("/admin%23", 400),
+        ("/%2561dmin", 400),
+        ("/a/%252e%252e/admin", 400),
+        ("/admin%EF%BC%8F", 400),
+    ],
+)
+def test_no_spelling_of_a_guarded_path_escapes_its_scope_rule(
+    secured: Client, rsa_key: rsa.RSAPrivateKey, path: str, status: int
+) -> None:
+    lacking = call(secured, token(rsa_key, "r1"), path=path)
+    holding = call(secured, token(rsa_key, "r1", scope="orders/admin"), path=path)
+
+    assert lacking.status_code == status, lacking.body
+    expected = "insufficient_scope" if status == 403 else "invalid_request"
+    assert body_json(lacking)["error"]["code"] == expected
+    assert f'error="{expected}"' in lacking.headers["WWW-Authenticate"]
+    assert holding.status_code == (200 if status == 403 else 400)
+
+
+def jwt_document(**settings: Any) -> str:
+    return json.dumps(
+        {
+            "exposed": True,
+            "auth": ["jwt"],
+            "jwt": {"issuer": ISSUER, "audiences": [AUDIENCE], **settings},
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("https://issuer.example.com/\u00e4", "printable ASCII"),
+        ("https://issuer.example.com/a b", "printable ASCII"),
+        ("https://issuer.example.com/a\r\nX-Injected: 1", "printable ASCII"),
+        ("https://issuer.exam\tple.com/jwks.json", "printable ASCII"),
+        ("https://169.254.169.254/latest/meta-data/", "instance-metadata"),
+        ("https://[fd00:ec2::254]/jwks.json", "instance-metadata"),
+        ("https://0.0.0.0/jwks.json", "unspecified"),
+        ("https://224.0.0.251/jwks.json", "multicast"),
+    ],
+)
+def test_a_jwks_url_the_gateway_could_not_or_must_not_fetch_is_refused_when_set(
+    closed: Client,  # noqa: F811
+    url: str,
+    reason: str,
+) -> None:
+    answer = closed.http.put(
+        "/registry/services/orders/exposure",
+        headers={"Content-Type": "application/json", **bearer(admin_token())},
+        body=jwt_document(jwks_url=url),
+    )
+
+    assert answer.status_code == 400, answer.body
+    assert reason in body_json(answer)["error"]["message"]
+
+
+def test_inline_keys_with_private_material_are_refused_and_never_stored(
+    closed: Client,  # noqa: F811
+    rsa_key: rsa.RSAPrivateKey,
+) -> None:
+    private = {**RSAAlgorithm.to_jwk(rsa_key, as_dict=True), "kid": "p1"}
+    secret = {"kty": "oct", "k": "c3VwZXItc2VjcmV0LWhtYWMta2V5", "kid": "h1"}
+    admin = {"Content-Type": "application/json", **bearer(admin_token())}
+
+    answer = closed.http.put(
+        "/registry/services/orders/exposure",
+        headers=admin,
+        body=jwt_document(jwks={"keys": [private, secret]}),
+    )
+    stored = closed.http.get("/registry/services/orders/exposure", headers=admin)
+
+    assert answer.status_code == 400
+    message = body_json(answer)["error"]["message"]
+    assert "jwt.jwks.keys[0] holds private key material (d, p, q, dp, dq, qi)" in message
+    assert private["d"][:16] not in answer.body.decode()
+    assert secret["k"] not in answer.body.decode()
+    assert stored.status_code == 404
+
+
 def test_a_key_rotated_in_at_the_issuer_is_fetched_on_its_first_token(
     secured: Client,
     issuer: JwksServer,  # noqa: F811

@@ -94,6 +94,16 @@ def test_an_ipv4_mapped_network_is_refused_since_no_client_would_match_it() -> N
     assert found.endswith("write the IPv4 network instead")
 
 
+@pytest.mark.parametrize(
+    "text", ["fe80::1%eth0/128", "fe80::%eth0/64", "fe80::1%25eth0", "fe80::1%0/10"]
+)
+def test_a_network_with_a_zone_id_is_refused(text: str) -> None:
+    for field in ("allow", "deny"):
+        [found] = addresses.problems({field: [text]})
+
+        assert found.startswith(f"addresses.{field}[0] {text!r} has a zone id")
+
+
 def test_an_allowed_network_wholly_inside_a_denied_one_is_reported() -> None:
     assert addresses.problems({"allow": ["10.1.0.0/16"], "deny": ["10.0.0.0/8"]}) == [
         "addresses.allow '10.1.0.0/16' lies wholly inside deny '10.0.0.0/8', which wins: it "

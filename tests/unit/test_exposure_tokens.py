@@ -216,6 +216,59 @@ def test_an_http_jwks_url_on_loopback_is_allowed_only_by_the_explicit_flag() -> 
     assert tokens.problems(elsewhere, allow_loopback_http=True) != []
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://issuer.example.com/a b",
+        "https://issuer.example.com/a\r\nX-Injected: 1",
+        "https://issuer.exam\tple.com/jwks.json",
+        "https://issuer.example.com/jwks\x00.json",
+        "https://issuer.example.com/\u00e4",
+        "https://b\u00fccher.example/jwks.json",
+    ],
+)
+def test_a_url_must_be_printable_ascii_without_spaces(url: str) -> None:
+    expected = "must be printable ASCII with no spaces: percent-encode anything else"
+
+    assert tokens.problems({**VALID_DOC, "jwks_url": url}) == [f"jwt.jwks_url {expected}"]
+    assert tokens.problems({**VALID_DOC, "issuer": url}) == [f"jwt.issuer {expected}"]
+
+
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        ("169.254.169.254", "link-local or instance-metadata"),
+        ("[fd00:ec2::254]", "link-local or instance-metadata"),
+        ("[fe80::1]", "link-local or instance-metadata"),
+        ("[fe80::1%25eth0]", "zone id"),
+        ("0.0.0.0", "unspecified"),
+        ("[::]", "unspecified"),
+        ("224.0.0.251", "multicast"),
+        ("[ff02::1]", "multicast"),
+        ("10.0.0.5", "private"),
+        ("127.0.0.1", "loopback"),
+        ("[::ffff:169.254.169.254]", "link-local or instance-metadata"),
+        ("2852039166", "neither an IP address nor a valid DNS name"),
+        ("0xa9.0xfe.0xa9.0xfe", "neither an IP address nor a valid DNS name"),
+    ],
+)
+def test_a_jwks_url_on_an_address_the_gateway_never_reaches_is_refused(
+    host: str, reason: str
+) -> None:
+    [problem] = tokens.problems({**VALID_DOC, "jwks_url": f"https://{host}/jwks.json"})
+
+    assert problem.startswith("jwt.jwks_url host ")
+    assert reason in problem
+
+
+def test_a_jwks_url_on_a_public_address_or_a_dns_name_is_taken() -> None:
+    for url in ("https://198.51.100.0.example.com/jwks", "https://8.8.8.8/jwks", JWKS_URL):
+        assert tokens.problems({**VALID_DOC, "jwks_url": url}) == [], url
+    local = {**VALID_DOC, "jwks_url": "https://[::1]:8443/jwks"}
+    assert tokens.problems(local) != []
+    assert tokens.problems(local, allow_loopback_http=True) == []
+
+
 @pytest.mark.parametrize("keys", [{}, {"jwks_url": JWKS_URL, "jwks": {"keys": [{"kty": "RSA"}]}}])
 def test_exactly_one_of_jwks_url_and_jwks_is_required(keys: dict[str, Any]) -> None:
     doc = {name: value for name, value in VALID_DOC.items() if name != "jwks_url"}
@@ -229,13 +282,44 @@ def test_an_inline_jwks_without_a_usable_signature_key_is_refused(
     rsa_key: rsa.RSAPrivateKey,
 ) -> None:
     doc = {name: value for name, value in VALID_DOC.items() if name != "jwks_url"}
-    secret = {"kty": "oct", "k": b64(b"shared-secret"), "kid": "hmac"}
+    broken = {"kty": "EC", "crv": "P-256", "kid": "no-point"}
     encryption = public_jwk(rsa_key, "enc", use="enc")
 
-    [problem] = tokens.problems({**doc, "jwks": {"keys": [secret, encryption]}})
+    [problem] = tokens.problems({**doc, "jwks": {"keys": [broken, encryption]}})
 
     assert problem.startswith("jwt.jwks holds no usable signature key")
     assert tokens.problems({**doc, "jwks": {"keys": [public_jwk(rsa_key, "sig")]}}) == []
+
+
+def test_an_inline_jwks_holding_private_key_material_is_refused_without_quoting_it(
+    rsa_key: rsa.RSAPrivateKey,
+) -> None:
+    doc = {name: value for name, value in VALID_DOC.items() if name != "jwks_url"}
+    private = {**RSAAlgorithm.to_jwk(rsa_key, as_dict=True), "kid": "leaked"}
+    secret = {"kty": "oct", "k": b64(b"shared-secret"), "kid": "hmac"}
+
+    problems = tokens.problems(
+        {**doc, "jwks": {"keys": [public_jwk(rsa_key, "sig"), private, secret]}}
+    )
+
+    assert problems == [
+        "jwt.jwks.keys[1] holds private key material (d, p, q, dp, dq, qi): a key set for "
+        "checking signatures holds public keys only",
+        "jwt.jwks.keys[2] holds private key material (k): a key set for checking signatures "
+        "holds public keys only",
+    ]
+    assert not any(private["d"][:16] in p or secret["k"] in p for p in problems)
+
+
+def test_only_the_public_members_of_inline_keys_are_kept() -> None:
+    key = {"kty": "RSA", "kid": "a", "use": "sig", "alg": "RS256", "n": "x", "e": "y"}
+    leaked = {**key, "d": "private-exponent", "oth": [], "k": "secret", "ext": True}
+    doc = {"issuer": ISSUER, "audiences": [AUDIENCE], "jwks": {"keys": [leaked], "more": 1}}
+
+    rules = tokens.from_json(doc)
+
+    assert tokens.to_json(rules)["jwks"] == {"keys": [key]}
+    assert "private-exponent" not in str(rules) and "secret" not in str(rules)
 
 
 @pytest.mark.parametrize(
@@ -254,6 +338,27 @@ def test_a_path_prefix_listed_twice_is_refused() -> None:
     rule = {"path_prefix": "/admin", "required": ["x"]}
 
     assert tokens.problems({**VALID_DOC, "scopes": [rule, rule]}) == [
+        "jwt.scopes[1].path_prefix '/admin' is listed twice"
+    ]
+
+
+@pytest.mark.parametrize(
+    "prefix", ["/admin.", "/admin./x", "/a/.../b", "/admin\uff0fx", "/a/\u2025/b", "/a\u0085b"]
+)
+def test_a_path_prefix_is_refused_when_upstreams_could_read_it_otherwise(prefix: str) -> None:
+    doc = {**VALID_DOC, "scopes": [{"path_prefix": prefix, "required": ["x"]}]}
+
+    [problem] = tokens.problems(doc)
+
+    assert problem.startswith("jwt.scopes[0].path_prefix ")
+
+
+def test_path_prefixes_are_compared_without_case() -> None:
+    upper = {"path_prefix": "/Admin", "required": ["x"]}
+    lower = {"path_prefix": "/admin", "required": ["y"]}
+
+    assert tokens.problems({**VALID_DOC, "scopes": [upper]}) == []
+    assert tokens.problems({**VALID_DOC, "scopes": [upper, lower]}) == [
         "jwt.scopes[1].path_prefix '/admin' is listed twice"
     ]
 
@@ -586,6 +691,83 @@ def test_no_rule_means_no_scope_is_needed() -> None:
 
 
 @pytest.mark.parametrize(
+    "path",
+    [
+        "/ADMIN",
+        "/Admin/x",
+        "/admin.",
+        "/admin..",
+        "/admin%2E",
+        "/admin%20",
+        "/admin%20./x",
+        "/%EF%BC%A1dmin",
+        "/\uff41dmin",
+        "/x/..%2fADMIN%2e/users",
+    ],
+)
+def test_case_look_alikes_and_trailing_dots_and_spaces_do_not_escape_a_rule(path: str) -> None:
+    rules = url_rules(scopes=SCOPED)
+
+    assert tokens.required_scopes(rules, path) == ("orders/admin",)
+
+
+def test_a_rule_written_in_capitals_holds_the_path_in_any_case() -> None:
+    rules = url_rules(scopes=(ScopeRule("/Admin", ("orders/admin",)),))
+
+    assert tokens.required_scopes(rules, "/admin/users") == ("orders/admin",)
+    assert tokens.required_scopes(rules, "/ADMIN") == ("orders/admin",)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin%00",
+        "/admin%0A",
+        "/admin%7F/x",
+        "/admin%C2%85",
+        "/admin%23",
+        "/admin%3Fx",
+        "/%2561dmin",
+        "/a/%252e%252e/admin",
+        "/admin%",
+        "/admin%EF%BC%8F",
+        "/admin\uff0f",
+        "/a/%EF%BC%8E%EF%BC%8E/admin",
+        "/a/%E2%80%A5/admin",
+        "/%EF%BC%BCadmin",
+        "/%C0%AFadmin",
+        "/x/.../admin",
+        "/x/..%20/admin",
+        "/x/..;/admin",
+    ],
+)
+def test_a_path_upstreams_could_route_elsewhere_is_refused_400_while_there_are_rules(
+    path: str,
+) -> None:
+    with pytest.raises(tokens.AmbiguousPath) as caught:
+        tokens.required_scopes(url_rules(scopes=SCOPED), path)
+
+    assert (caught.value.status, caught.value.code) == (400, "invalid_request")
+    assert caught.value.headers() == {
+        "WWW-Authenticate": 'Bearer realm="lambdamesh", error="invalid_request"'
+    }
+    assert tokens.required_scopes(url_rules(), path) is None
+
+
+def test_an_ambiguous_path_is_refused_to_a_token_holding_every_scope_but_only_a_valid_one(
+    rsa_key: Any,
+) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"), scopes=SCOPED)
+    holding = f"Bearer {mint(rsa_key, scope='orders/read orders/admin')}"
+    expired = f"Bearer {mint(rsa_key, scope='orders/read orders/admin', exp=int(NOW) - 60)}"
+
+    with pytest.raises(tokens.AmbiguousPath):
+        verify(rules, holding, "/%2561dmin", NOW)
+    assert refusal(lambda: verify(rules, expired, "/%2561dmin", NOW)) == "expired"
+    assert verify(rules, holding, "/admin", NOW).subject == "user-42"
+
+
+@pytest.mark.parametrize(
     "granted",
     [
         {"scope": "orders/read orders/admin"},
@@ -788,6 +970,77 @@ def test_unusable_keys_in_a_jwks_are_skipped(rsa_key: Any) -> None:
     found = KeySet.from_document({"keys": keys}).find("rsa-1", "RS256")
 
     assert found is not None and found.key_type == "RSA"
+
+
+def test_a_fetched_key_whose_private_half_is_published_verifies_nothing(
+    rsa_key: Any, other_rsa_key: Any
+) -> None:
+    leaked = {**RSAAlgorithm.to_jwk(other_rsa_key, as_dict=True), "kid": "leaked"}
+    issuer = Issuer([{"keys": [public_jwk(rsa_key, "rsa-1"), leaked]}])
+    cache = JwksCache(issuer.fetch, Clock())
+    forged = f"Bearer {mint(other_rsa_key, kid='leaked')}"
+
+    assert refusal(lambda: verify(url_rules(), forged, "/", NOW, keys=cache)) == "unknown_key"
+    assert verify(url_rules(), f"Bearer {mint(rsa_key)}", "/", NOW, keys=cache).subject
+
+
+def test_a_failure_of_a_key_that_pyjwt_does_not_name_is_an_invalid_token(
+    rsa_key: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = KeySet.from_document({"keys": [public_jwk(rsa_key, "rsa-1")]})
+
+    def unbuildable(*args: Any, **kwargs: Any) -> Any:
+        raise AttributeError("RSA private key has no verify")
+
+    monkeypatch.setattr(jwt, "PyJWK", unbuildable)
+
+    assert refusal(lambda: keys.find("rsa-1", "RS256")) == "key"
+
+
+def test_a_failure_of_the_check_that_pyjwt_does_not_name_is_an_invalid_token(
+    rsa_key: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"))
+    token = f"Bearer {mint(rsa_key)}"
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        raise AttributeError("RSA private key has no verify")
+
+    monkeypatch.setattr(jwt, "decode", failing)
+
+    assert refusal(lambda: verify(rules, token, "/", NOW)) == "key"
+
+
+def test_a_fetch_that_fails_with_a_value_error_is_a_failed_fetch(rsa_key: Any) -> None:
+    def unsendable(url: str) -> bytes:
+        raise UnicodeEncodeError("ascii", "\u00e4", 0, 1, "ordinal not in range(128)")
+
+    cache = JwksCache(unsendable, Clock())
+
+    with pytest.raises(KeysUnavailable):
+        verify(url_rules(), f"Bearer {mint(rsa_key)}", "/", NOW, keys=cache)
+
+
+def test_fetch_jwks_reports_a_url_urllib_cannot_send_as_a_jwks_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Opener:
+        def open(self, *args: Any, **kwargs: Any) -> Any:
+            raise UnicodeEncodeError("ascii", "\u00e4", 0, 1, "ordinal not in range(128)")
+
+    monkeypatch.setattr(tokens.urllib.request, "build_opener", lambda *handlers: Opener())
+
+    with pytest.raises(JwksError, match="cannot be fetched"):
+        tokens.fetch_jwks(JWKS_URL)
+
+
+def test_fetch_jwks_fetches_nothing_from_an_address_the_gateway_never_reaches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tokens.urllib.request, "build_opener", pytest.fail)
+
+    with pytest.raises(JwksError, match="link-local or instance-metadata"):
+        tokens.fetch_jwks("https://169.254.169.254/latest/meta-data/")
 
 
 def test_the_cache_keeps_at_most_32_urls_dropping_the_least_recently_used(rsa_key: Any) -> None:
