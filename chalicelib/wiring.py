@@ -16,7 +16,6 @@ from chalicelib.discovery import Discovery
 from chalicelib.errors import ConfigError, GatewayMisconfigured, LambdaMeshError
 from chalicelib.exposure.checks import Gate, KeyUse
 from chalicelib.exposure.management import Exposures
-from chalicelib.exposure.tokens import JwksCache
 from chalicelib.gateway import Gateway
 from chalicelib.keystore import KeyStore
 from chalicelib.observability import logger
@@ -94,7 +93,7 @@ def _gateway() -> Gateway:
             default_open=current.edge_default == "open",
             key_use=KeyUse(store().touch_key),
             # A JWKS over http only where loopback upstreams are allowed: local runs.
-            jwks=JwksCache(allow_loopback_http=current.allow_loopback),
+            allow_loopback_http=current.allow_loopback,
         ),
     )
 

@@ -14,10 +14,19 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from chalicelib.errors import Forbidden, LambdaMeshError, Unauthorized
-from chalicelib.exposure import addresses, cors, limits, tokens
+from chalicelib.errors import (
+    AddressNotAllowed,
+    CorsNotAllowed,
+    InvalidToken,
+    LambdaMeshError,
+    NoCredentials,
+    RateLimited,
+)
+from chalicelib.exposure import addresses, cors, limits
 from chalicelib.exposure.document import CLOSED, OPEN, Exposure
+from chalicelib.exposure.jwt_rules import JwtRules, claim_headers
 from chalicelib.exposure.keys import KEY_HEADER, ApiKey, authenticate, presented_key
 from chalicelib.exposure.view import GatewayView
 from chalicelib.observability import logger
@@ -25,36 +34,16 @@ from lambdamesh_routing.forwarding import field_name
 from lambdamesh_routing.instances import ServiceView
 from lambdamesh_routing.router import no_such_service, no_such_version
 
+if TYPE_CHECKING:
+    from chalicelib.exposure.jwks import JwksCache
+    from chalicelib.exposure.tokens import Identity
+
 Clock = Callable[[], float]
 # The consumer a key belongs to, as the upstream learns it; any copy from the client is
 # removed first, so an upstream can trust it.
 CONSUMER_HEADER = "X-Lambdamesh-Consumer"
 # A key's last use is written at most this often per key and Lambda container.
 KEY_USE_PERIOD_SECONDS = 300.0
-
-
-class AddressNotAllowed(Forbidden):
-    code = "address_not_allowed"
-
-
-class CorsNotAllowed(Forbidden):
-    code = "cors_not_allowed"
-
-
-class NoCredentials(Unauthorized):
-    """Neither an API key nor a bearer token, where either would do."""
-
-    def __init__(self) -> None:
-        super().__init__("send an API key (X-Api-Key) or a bearer token (Authorization: Bearer)")
-
-    def headers(self) -> dict[str, str]:
-        challenges = f'ApiKey realm="lambdamesh", {tokens.REALM}'
-        return {**super().headers(), "WWW-Authenticate": challenges}
-
-
-class RateLimited(LambdaMeshError):
-    status = 429
-    code = "rate_limited"
 
 
 @dataclass(frozen=True)
@@ -115,13 +104,20 @@ class Gate:
         buckets: limits.TokenBuckets | None = None,
         key_use: KeyUse | None = None,
         clock: Clock = time.time,
-        jwks: tokens.JwksCache | None = None,
+        jwks: JwksCache | None = None,
+        *,
+        allow_loopback_http: bool = False,
     ) -> None:
+        """``jwks`` caches the key sets of ``jwks_url`` issuers; by default one is made at
+        the first bearer token (fetching ``http://`` from loopback only when
+        ``allow_loopback_http``), so a gateway with no JWT service never loads PyJWT."""
         self._default = OPEN if default_open else CLOSED
         self._buckets = buckets or limits.TokenBuckets()
         self._key_use = key_use
         self._clock = clock
-        self._jwks = jwks or tokens.JwksCache()
+        self._jwks = jwks
+        self._allow_loopback_http = allow_loopback_http
+        self._jwks_lock = threading.Lock()
 
     def exposure(self, view: ServiceView) -> Exposure:
         found = view.exposure if isinstance(view, GatewayView) else None
@@ -169,7 +165,7 @@ class Gate:
         """The client's headers that go upstream, the ones the gateway vouches for, and the
         caller's consumer name when it has one: a key when one is presented (and keys are
         taken), else a bearer token (when tokens are)."""
-        claimed = set(tokens.claim_headers(exposure.jwt)) if exposure.jwt else set()
+        claimed = set(claim_headers(exposure.jwt)) if exposure.jwt else set()
         own = {field_name(h) for h in (CONSUMER_HEADER, *claimed)}
         forwarded = _without(headers, lambda name, _: _vouched_name(name, own))
         if exposure.public:
@@ -182,7 +178,7 @@ class Gate:
     def _bearer(
         self,
         exposure: Exposure,
-        rules: tokens.JwtRules,
+        rules: JwtRules,
         service: str,
         forwarded: dict[str, str],
         path: str,
@@ -192,14 +188,24 @@ class Gate:
         )
         if authorization is None and "api_key" in exposure.auth:
             raise NoCredentials()
+        from chalicelib.exposure.tokens import verify
+
         try:
-            identity = tokens.verify(rules, authorization, path, self._clock(), keys=self._jwks)
-        except tokens.InvalidToken as exc:
+            identity = verify(rules, authorization, path, self._clock(), keys=self._keys())
+        except InvalidToken as exc:
             logger.info("bearer token refused", extra={"service": service, "reason": exc.reason})
             raise
         if not rules.forward_token:
             forwarded = _without(forwarded, lambda name, _: name == "authorization")
         return forwarded, dict(identity.headers), _consumer_of(identity)
+
+    def _keys(self) -> JwksCache:
+        with self._jwks_lock:
+            if self._jwks is None:
+                from chalicelib.exposure.jwks import JwksCache
+
+                self._jwks = JwksCache(allow_loopback_http=self._allow_loopback_http)
+            return self._jwks
 
     def _keyed(
         self,
@@ -243,7 +249,7 @@ def _vouched_name(name: str, own: set[str]) -> bool:
     return normal in own or normal.startswith("x-lambdamesh-")
 
 
-def _consumer_of(identity: tokens.Identity) -> str | None:
+def _consumer_of(identity: Identity) -> str | None:
     """Whom a token's rate limit counts against: its subject, else the client it was issued
     to (client-credentials tokens often have no ``sub``), else all such tokens together."""
     for claim in ("sub", "client_id", "azp"):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.errors import InvalidRequest, PayloadTooLarge
-from chalicelib.exposure import addresses, cors, limits, tokens
+from chalicelib.exposure import addresses, cors, jwt_rules, limits
 from chalicelib.validation import check_document
 from lambdamesh_routing.names import VERSION_PATTERN, check_name
 
@@ -52,7 +52,7 @@ EXPOSURE_SCHEMA: dict[str, Any] = {
             "uniqueItems": True,
             "items": {"enum": list(AUTH_METHODS)},
         },
-        "jwt": _or_null(tokens.JWT_SCHEMA),
+        "jwt": _or_null(jwt_rules.JWT_SCHEMA),
         "cors": _or_null(cors.CORS_SCHEMA),
         "addresses": _or_null(addresses.ADDRESSES_SCHEMA),
         "rate_limits": _or_null(limits.RATE_LIMITS_SCHEMA),
@@ -66,7 +66,7 @@ class Exposure:
     # The {version} segments served (versions or aliases, as clients write them); None: all.
     versions: tuple[str, ...] | None = None
     auth: tuple[str, ...] = ()
-    jwt: tokens.JwtRules | None = None
+    jwt: jwt_rules.JwtRules | None = None
     cors: cors.CorsRules | None = None
     addresses: addresses.AddressRules | None = None
     rate_limits: limits.RateLimits | None = None
@@ -84,7 +84,7 @@ class Exposure:
             "exposed": self.exposed,
             "versions": None if self.versions is None else list(self.versions),
             "auth": list(self.auth),
-            "jwt": None if self.jwt is None else tokens.to_json(self.jwt),
+            "jwt": None if self.jwt is None else jwt_rules.to_json(self.jwt),
             "cors": None if self.cors is None else cors.to_json(self.cors),
             "addresses": None if self.addresses is None else addresses.to_json(self.addresses),
             "rate_limits": None if self.rate_limits is None else limits.to_json(self.rate_limits),
@@ -114,7 +114,7 @@ def from_json(doc: Mapping[str, Any]) -> Exposure:
         exposed=bool(doc["exposed"]),
         versions=None if versions is None else tuple(versions),
         auth=tuple(doc.get("auth") or ()),
-        jwt=_part(doc, "jwt", tokens.from_json),
+        jwt=_part(doc, "jwt", jwt_rules.from_json),
         cors=_part(doc, "cors", cors.from_json),
         addresses=_part(doc, "addresses", addresses.from_json),
         rate_limits=_part(doc, "rate_limits", limits.from_json),
@@ -150,7 +150,7 @@ def _problems(doc: Mapping[str, Any], allow_loopback_http: bool) -> list[str]:
     if ("jwt" in auth) != (doc.get("jwt") is not None):
         found.append('"jwt" in auth and the "jwt" settings (issuer, audiences, keys) go together')
     if doc.get("jwt") is not None:
-        found += tokens.problems(doc["jwt"], allow_loopback_http=allow_loopback_http)
+        found += jwt_rules.problems(doc["jwt"], allow_loopback_http=allow_loopback_http)
     if (doc.get("rate_limits") or {}).get("scope") == "global":
         found.append('rate_limits.scope "global" is not available yet: use "container"')
     for name, module in (("cors", cors), ("addresses", addresses), ("rate_limits", limits)):

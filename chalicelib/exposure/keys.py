@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.errors import InvalidRequest, LambdaMeshError
+from chalicelib.errors import InvalidApiKey, InvalidRequest
 
 KEY_PREFIX = "lmk_"
 KEY_ID_LENGTH = 16
@@ -39,16 +39,6 @@ CONSUMER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
 _KEY = re.compile(rf"^{KEY_PREFIX}([a-z0-9]{{{KEY_ID_LENGTH}}})_([A-Za-z0-9_-]{{43}})$")
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 _CONSUMER = re.compile(CONSUMER_PATTERN)
-
-
-class InvalidApiKey(LambdaMeshError):
-    """No key, or none that opens this service: one answer for every reason."""
-
-    status = 401
-    code = "unauthorized"
-
-    def headers(self) -> dict[str, str]:
-        return {**super().headers(), "WWW-Authenticate": 'ApiKey realm="lambdamesh"'}
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from chalicelib.exposure import tokens
+from chalicelib.exposure import jwks
 from lambdamesh.localgateway import TestClient as Client
 from tests.functional.conftest import Upstream, body_json
 from tests.functional.test_exposure_api import closed, expose  # noqa: F401 - fixture
@@ -267,7 +267,7 @@ def test_a_key_rotated_in_at_the_issuer_is_fetched_on_its_first_token(
 ) -> None:
     """One fetch for the new key id. The minute between refetches, which bounds a flood of
     made-up ids, is waived here; tests/unit covers it on a fake clock."""
-    monkeypatch.setattr(tokens, "REFETCH_SECONDS", 0.0)
+    monkeypatch.setattr(jwks, "REFETCH_SECONDS", 0.0)
     assert call(secured, token(rsa_key, "r1")).status_code == 200
     fetches = len(issuer.requests)
     rotated = rsa.generate_private_key(public_exponent=65537, key_size=2048)

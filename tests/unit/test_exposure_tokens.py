@@ -22,20 +22,17 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from chalicelib.exposure import tokens
-from chalicelib.exposure.tokens import (
-    Identity,
+from chalicelib.errors import (
+    AmbiguousPath,
     InsufficientScope,
     InvalidToken,
-    JwksCache,
-    JwksError,
-    JwtRules,
-    KeySet,
     KeysUnavailable,
     MissingToken,
-    ScopeRule,
-    verify,
 )
+from chalicelib.exposure import jwks, jwt_rules
+from chalicelib.exposure.jwks import JwksCache, JwksError, KeySet
+from chalicelib.exposure.jwt_rules import JwtRules, ScopeRule
+from chalicelib.exposure.tokens import Identity, verify
 
 NOW = 1_700_000_000.0
 ISSUER = "https://issuer.example.com/pool-1"
@@ -157,7 +154,7 @@ VALID_DOC: dict[str, Any] = {
 
 def schema_refuses(doc: dict[str, Any]) -> bool:
     try:
-        fastjsonschema.compile(tokens.JWT_SCHEMA)(doc)
+        fastjsonschema.compile(jwt_rules.JWT_SCHEMA)(doc)
     except fastjsonschema.JsonSchemaValueException:
         return True
     return False
@@ -165,7 +162,7 @@ def schema_refuses(doc: dict[str, Any]) -> bool:
 
 def test_a_complete_document_passes_the_schema_and_has_no_problems() -> None:
     assert not schema_refuses(VALID_DOC)
-    assert tokens.problems(VALID_DOC) == []
+    assert jwt_rules.problems(VALID_DOC) == []
 
 
 @pytest.mark.parametrize(
@@ -192,7 +189,7 @@ def test_the_schema_refuses_what_no_jwt_rule_may_say(change: dict[str, Any]) -> 
 
 
 def test_the_issuer_must_be_an_https_url() -> None:
-    [problem] = tokens.problems({**VALID_DOC, "issuer": "http://issuer.example.com"})
+    [problem] = jwt_rules.problems({**VALID_DOC, "issuer": "http://issuer.example.com"})
 
     assert problem == "jwt.issuer must be an https:// URL"
 
@@ -202,7 +199,7 @@ def test_the_issuer_must_be_an_https_url() -> None:
     ["http://issuer.example.com/jwks", "https://user@issuer.example.com/jwks", "https:///jwks"],
 )
 def test_the_jwks_url_must_be_https_with_a_host_and_no_user(url: str) -> None:
-    [problem] = tokens.problems({**VALID_DOC, "jwks_url": url})
+    [problem] = jwt_rules.problems({**VALID_DOC, "jwks_url": url})
 
     assert problem.startswith("jwt.jwks_url ")
 
@@ -210,10 +207,10 @@ def test_the_jwks_url_must_be_https_with_a_host_and_no_user(url: str) -> None:
 def test_an_http_jwks_url_on_loopback_is_allowed_only_by_the_explicit_flag() -> None:
     doc = {**VALID_DOC, "jwks_url": "http://127.0.0.1:8123/jwks.json"}
 
-    assert tokens.problems(doc) == ["jwt.jwks_url must be an https:// URL"]
-    assert tokens.problems(doc, allow_loopback_http=True) == []
+    assert jwt_rules.problems(doc) == ["jwt.jwks_url must be an https:// URL"]
+    assert jwt_rules.problems(doc, allow_loopback_http=True) == []
     elsewhere = {**doc, "jwks_url": "http://10.0.0.5/jwks.json"}
-    assert tokens.problems(elsewhere, allow_loopback_http=True) != []
+    assert jwt_rules.problems(elsewhere, allow_loopback_http=True) != []
 
 
 @pytest.mark.parametrize(
@@ -230,8 +227,8 @@ def test_an_http_jwks_url_on_loopback_is_allowed_only_by_the_explicit_flag() -> 
 def test_a_url_must_be_printable_ascii_without_spaces(url: str) -> None:
     expected = "must be printable ASCII with no spaces: percent-encode anything else"
 
-    assert tokens.problems({**VALID_DOC, "jwks_url": url}) == [f"jwt.jwks_url {expected}"]
-    assert tokens.problems({**VALID_DOC, "issuer": url}) == [f"jwt.issuer {expected}"]
+    assert jwt_rules.problems({**VALID_DOC, "jwks_url": url}) == [f"jwt.jwks_url {expected}"]
+    assert jwt_rules.problems({**VALID_DOC, "issuer": url}) == [f"jwt.issuer {expected}"]
 
 
 @pytest.mark.parametrize(
@@ -255,7 +252,7 @@ def test_a_url_must_be_printable_ascii_without_spaces(url: str) -> None:
 def test_a_jwks_url_on_an_address_the_gateway_never_reaches_is_refused(
     host: str, reason: str
 ) -> None:
-    [problem] = tokens.problems({**VALID_DOC, "jwks_url": f"https://{host}/jwks.json"})
+    [problem] = jwt_rules.problems({**VALID_DOC, "jwks_url": f"https://{host}/jwks.json"})
 
     assert problem.startswith("jwt.jwks_url host ")
     assert reason in problem
@@ -263,17 +260,17 @@ def test_a_jwks_url_on_an_address_the_gateway_never_reaches_is_refused(
 
 def test_a_jwks_url_on_a_public_address_or_a_dns_name_is_taken() -> None:
     for url in ("https://198.51.100.0.example.com/jwks", "https://8.8.8.8/jwks", JWKS_URL):
-        assert tokens.problems({**VALID_DOC, "jwks_url": url}) == [], url
+        assert jwt_rules.problems({**VALID_DOC, "jwks_url": url}) == [], url
     local = {**VALID_DOC, "jwks_url": "https://[::1]:8443/jwks"}
-    assert tokens.problems(local) != []
-    assert tokens.problems(local, allow_loopback_http=True) == []
+    assert jwt_rules.problems(local) != []
+    assert jwt_rules.problems(local, allow_loopback_http=True) == []
 
 
 @pytest.mark.parametrize("keys", [{}, {"jwks_url": JWKS_URL, "jwks": {"keys": [{"kty": "RSA"}]}}])
 def test_exactly_one_of_jwks_url_and_jwks_is_required(keys: dict[str, Any]) -> None:
     doc = {name: value for name, value in VALID_DOC.items() if name != "jwks_url"}
 
-    assert tokens.problems({**doc, **keys}) == [
+    assert jwt_rules.problems({**doc, **keys}) == [
         "jwt needs exactly one of jwks_url (fetched) and jwks (the keys inline)"
     ]
 
@@ -285,10 +282,10 @@ def test_an_inline_jwks_without_a_usable_signature_key_is_refused(
     broken = {"kty": "EC", "crv": "P-256", "kid": "no-point"}
     encryption = public_jwk(rsa_key, "enc", use="enc")
 
-    [problem] = tokens.problems({**doc, "jwks": {"keys": [broken, encryption]}})
+    [problem] = jwt_rules.problems({**doc, "jwks": {"keys": [broken, encryption]}})
 
     assert problem.startswith("jwt.jwks holds no usable signature key")
-    assert tokens.problems({**doc, "jwks": {"keys": [public_jwk(rsa_key, "sig")]}}) == []
+    assert jwt_rules.problems({**doc, "jwks": {"keys": [public_jwk(rsa_key, "sig")]}}) == []
 
 
 def test_an_inline_jwks_holding_private_key_material_is_refused_without_quoting_it(
@@ -298,7 +295,7 @@ def test_an_inline_jwks_holding_private_key_material_is_refused_without_quoting_
     private = {**RSAAlgorithm.to_jwk(rsa_key, as_dict=True), "kid": "leaked"}
     secret = {"kty": "oct", "k": b64(b"shared-secret"), "kid": "hmac"}
 
-    problems = tokens.problems(
+    problems = jwt_rules.problems(
         {**doc, "jwks": {"keys": [public_jwk(rsa_key, "sig"), private, secret]}}
     )
 
@@ -316,9 +313,9 @@ def test_only_the_public_members_of_inline_keys_are_kept() -> None:
     leaked = {**key, "d": "private-exponent", "oth": [], "k": "secret", "ext": True}
     doc = {"issuer": ISSUER, "audiences": [AUDIENCE], "jwks": {"keys": [leaked], "more": 1}}
 
-    rules = tokens.from_json(doc)
+    rules = jwt_rules.from_json(doc)
 
-    assert tokens.to_json(rules)["jwks"] == {"keys": [key]}
+    assert jwt_rules.to_json(rules)["jwks"] == {"keys": [key]}
     assert "private-exponent" not in str(rules) and "secret" not in str(rules)
 
 
@@ -329,7 +326,7 @@ def test_only_the_public_members_of_inline_keys_are_kept() -> None:
 def test_a_path_prefix_must_be_a_plain_path(prefix: str) -> None:
     doc = {**VALID_DOC, "scopes": [{"path_prefix": prefix, "required": ["x"]}]}
 
-    [problem] = tokens.problems(doc)
+    [problem] = jwt_rules.problems(doc)
 
     assert problem.startswith("jwt.scopes[0].path_prefix ")
 
@@ -337,7 +334,7 @@ def test_a_path_prefix_must_be_a_plain_path(prefix: str) -> None:
 def test_a_path_prefix_listed_twice_is_refused() -> None:
     rule = {"path_prefix": "/admin", "required": ["x"]}
 
-    assert tokens.problems({**VALID_DOC, "scopes": [rule, rule]}) == [
+    assert jwt_rules.problems({**VALID_DOC, "scopes": [rule, rule]}) == [
         "jwt.scopes[1].path_prefix '/admin' is listed twice"
     ]
 
@@ -348,7 +345,7 @@ def test_a_path_prefix_listed_twice_is_refused() -> None:
 def test_a_path_prefix_is_refused_when_upstreams_could_read_it_otherwise(prefix: str) -> None:
     doc = {**VALID_DOC, "scopes": [{"path_prefix": prefix, "required": ["x"]}]}
 
-    [problem] = tokens.problems(doc)
+    [problem] = jwt_rules.problems(doc)
 
     assert problem.startswith("jwt.scopes[0].path_prefix ")
 
@@ -357,8 +354,8 @@ def test_path_prefixes_are_compared_without_case() -> None:
     upper = {"path_prefix": "/Admin", "required": ["x"]}
     lower = {"path_prefix": "/admin", "required": ["y"]}
 
-    assert tokens.problems({**VALID_DOC, "scopes": [upper]}) == []
-    assert tokens.problems({**VALID_DOC, "scopes": [upper, lower]}) == [
+    assert jwt_rules.problems({**VALID_DOC, "scopes": [upper]}) == []
+    assert jwt_rules.problems({**VALID_DOC, "scopes": [upper, lower]}) == [
         "jwt.scopes[1].path_prefix '/admin' is listed twice"
     ]
 
@@ -380,7 +377,7 @@ def test_path_prefixes_are_compared_without_case() -> None:
     ],
 )
 def test_a_claim_cannot_be_forwarded_as_a_header_the_gateway_owns(header: str) -> None:
-    [problem] = tokens.problems({**VALID_DOC, "forward_claims": {"sub": header}})
+    [problem] = jwt_rules.problems({**VALID_DOC, "forward_claims": {"sub": header}})
 
     assert "the gateway owns that header" in problem
 
@@ -388,7 +385,7 @@ def test_a_claim_cannot_be_forwarded_as_a_header_the_gateway_owns(header: str) -
 def test_two_claims_cannot_be_forwarded_as_one_header() -> None:
     forward = {"sub": "X-Consumer", "email": "x-consumer"}
 
-    assert tokens.problems({**VALID_DOC, "forward_claims": forward}) == [
+    assert jwt_rules.problems({**VALID_DOC, "forward_claims": forward}) == [
         "jwt.forward_claims names 'x-consumer' for two claims"
     ]
 
@@ -396,11 +393,11 @@ def test_two_claims_cannot_be_forwarded_as_one_header() -> None:
 def test_a_document_read_and_written_keeps_its_fields_and_fills_in_defaults() -> None:
     minimal = {"issuer": ISSUER, "audiences": [AUDIENCE], "jwks_url": JWKS_URL}
 
-    rules = tokens.from_json(minimal)
+    rules = jwt_rules.from_json(minimal)
 
     assert rules.algorithms == ("RS256", "ES256")
     assert rules.leeway_seconds == 30
-    assert tokens.to_json(rules) == {
+    assert jwt_rules.to_json(rules) == {
         **minimal,
         "algorithms": ["RS256", "ES256"],
         "jwks": None,
@@ -409,9 +406,9 @@ def test_a_document_read_and_written_keeps_its_fields_and_fills_in_defaults() ->
         "forward_claims": {},
         "forward_token": False,
     }
-    assert tokens.to_json(tokens.from_json(VALID_DOC)) == {**VALID_DOC, "jwks": None}
+    assert jwt_rules.to_json(jwt_rules.from_json(VALID_DOC)) == {**VALID_DOC, "jwks": None}
     inline = {**minimal, "jwks_url": None, "jwks": {"keys": [{"kty": "RSA", "n": "x", "e": "y"}]}}
-    assert tokens.to_json(tokens.from_json(inline))["jwks"] == inline["jwks"]
+    assert jwt_rules.to_json(jwt_rules.from_json(inline))["jwks"] == inline["jwks"]
 
 
 # --- verification ------------------------------------------------------------------------
@@ -681,13 +678,13 @@ def test_the_longest_prefix_holding_the_path_as_upstreams_read_it_names_the_scop
 ) -> None:
     rules = url_rules(scopes=SCOPED)
 
-    assert tokens.required_scopes(rules, path) == needed
+    assert jwt_rules.required_scopes(rules, path) == needed
 
 
 def test_no_rule_means_no_scope_is_needed() -> None:
     rules = url_rules(scopes=(ScopeRule("/admin", ("orders/admin",)),))
 
-    assert tokens.required_scopes(rules, "/orders") is None
+    assert jwt_rules.required_scopes(rules, "/orders") is None
 
 
 @pytest.mark.parametrize(
@@ -708,14 +705,14 @@ def test_no_rule_means_no_scope_is_needed() -> None:
 def test_case_look_alikes_and_trailing_dots_and_spaces_do_not_escape_a_rule(path: str) -> None:
     rules = url_rules(scopes=SCOPED)
 
-    assert tokens.required_scopes(rules, path) == ("orders/admin",)
+    assert jwt_rules.required_scopes(rules, path) == ("orders/admin",)
 
 
 def test_a_rule_written_in_capitals_holds_the_path_in_any_case() -> None:
     rules = url_rules(scopes=(ScopeRule("/Admin", ("orders/admin",)),))
 
-    assert tokens.required_scopes(rules, "/admin/users") == ("orders/admin",)
-    assert tokens.required_scopes(rules, "/ADMIN") == ("orders/admin",)
+    assert jwt_rules.required_scopes(rules, "/admin/users") == ("orders/admin",)
+    assert jwt_rules.required_scopes(rules, "/ADMIN") == ("orders/admin",)
 
 
 @pytest.mark.parametrize(
@@ -744,14 +741,14 @@ def test_a_rule_written_in_capitals_holds_the_path_in_any_case() -> None:
 def test_a_path_upstreams_could_route_elsewhere_is_refused_400_while_there_are_rules(
     path: str,
 ) -> None:
-    with pytest.raises(tokens.AmbiguousPath) as caught:
-        tokens.required_scopes(url_rules(scopes=SCOPED), path)
+    with pytest.raises(AmbiguousPath) as caught:
+        jwt_rules.required_scopes(url_rules(scopes=SCOPED), path)
 
     assert (caught.value.status, caught.value.code) == (400, "invalid_request")
     assert caught.value.headers() == {
         "WWW-Authenticate": 'Bearer realm="lambdamesh", error="invalid_request"'
     }
-    assert tokens.required_scopes(url_rules(), path) is None
+    assert jwt_rules.required_scopes(url_rules(), path) is None
 
 
 def test_an_ambiguous_path_is_refused_to_a_token_holding_every_scope_but_only_a_valid_one(
@@ -761,7 +758,7 @@ def test_an_ambiguous_path_is_refused_to_a_token_holding_every_scope_but_only_a_
     holding = f"Bearer {mint(rsa_key, scope='orders/read orders/admin')}"
     expired = f"Bearer {mint(rsa_key, scope='orders/read orders/admin', exp=int(NOW) - 60)}"
 
-    with pytest.raises(tokens.AmbiguousPath):
+    with pytest.raises(AmbiguousPath):
         verify(rules, holding, "/%2561dmin", NOW)
     assert refusal(lambda: verify(rules, expired, "/%2561dmin", NOW)) == "expired"
     assert verify(rules, holding, "/admin", NOW).subject == "user-42"
@@ -830,7 +827,7 @@ def test_forwarded_claims_become_the_named_headers(rsa_key: Any) -> None:
         "X-Consumer-Groups": '["a","b"]',
         "X-Email": "a@example.com",
     }
-    assert tokens.claim_headers(rules) == tuple(header for _, header in forward)
+    assert jwt_rules.claim_headers(rules) == tuple(header for _, header in forward)
 
 
 @pytest.mark.parametrize("value", ["a\r\nX-Injected: 1", "caf\u00e9", "x" * 1025])
@@ -1028,19 +1025,19 @@ def test_fetch_jwks_reports_a_url_urllib_cannot_send_as_a_jwks_error(
         def open(self, *args: Any, **kwargs: Any) -> Any:
             raise UnicodeEncodeError("ascii", "\u00e4", 0, 1, "ordinal not in range(128)")
 
-    monkeypatch.setattr(tokens.urllib.request, "build_opener", lambda *handlers: Opener())
+    monkeypatch.setattr(jwks.urllib.request, "build_opener", lambda *handlers: Opener())
 
     with pytest.raises(JwksError, match="cannot be fetched"):
-        tokens.fetch_jwks(JWKS_URL)
+        jwks.fetch_jwks(JWKS_URL)
 
 
 def test_fetch_jwks_fetches_nothing_from_an_address_the_gateway_never_reaches(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(tokens.urllib.request, "build_opener", pytest.fail)
+    monkeypatch.setattr(jwks.urllib.request, "build_opener", pytest.fail)
 
     with pytest.raises(JwksError, match="link-local or instance-metadata"):
-        tokens.fetch_jwks("https://169.254.169.254/latest/meta-data/")
+        jwks.fetch_jwks("https://169.254.169.254/latest/meta-data/")
 
 
 def test_the_cache_keeps_at_most_32_urls_dropping_the_least_recently_used(rsa_key: Any) -> None:
@@ -1114,9 +1111,9 @@ def test_concurrent_first_requests_for_one_url_share_one_fetch(rsa_key: Any) -> 
 def test_inline_keys_are_parsed_once_per_document(rsa_key: Any) -> None:
     rules = inline_rules(public_jwk(rsa_key, "rsa-1"))
     token = f"Bearer {mint(rsa_key)}"
-    tokens._inline_keys.cache_clear()
+    jwks.inline_keys.cache_clear()
 
     for _ in range(3):
         verify(rules, token, "/", NOW)
 
-    assert tokens._inline_keys.cache_info().misses == 1
+    assert jwks.inline_keys.cache_info().misses == 1
