@@ -73,4 +73,5 @@ clean:
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.bench_gateway
 	$(BIN)/python -m tests.bench.bench_handler
+	$(BIN)/python -m tests.bench.bench_edge
 	$(BIN)/python -m tests.bench.bench_sidecar

@@ -8,7 +8,7 @@ import copy
 from functools import cache
 from typing import Any
 
-from chalicelib.exposure.document import EXPOSURE_SCHEMA
+from chalicelib.exposure.document import AUTH_METHODS, EXPOSURE_SCHEMA
 from chalicelib.exposure.keys import CONSUMER_PATTERN, MAX_KEY_DAYS, MIN_KEY_DAYS
 from chalicelib.validation import HEARTBEAT_SCHEMA, POLICY_SCHEMA, REGISTER_SCHEMA
 from lambdamesh_routing.names import INSTANCE_PATTERN, SERVICE_PATTERN, VERSION_PATTERN
@@ -153,6 +153,18 @@ def _schemas() -> dict[str, Any]:
             },
         },
         "RoutingView": _routing_view_schema(),
+        "EdgeSummary": {
+            "type": "object",
+            "description": "How the service faces the internet: declared in its exposure "
+            "document, or the stage's default (LAMBDAMESH_EDGE_DEFAULT) when not declared.",
+            "required": ["declared", "exposed", "versions", "auth"],
+            "properties": {
+                "declared": {"type": "boolean"},
+                "exposed": {"type": "boolean"},
+                "versions": {"type": ["array", "null"], "items": {"type": "string"}},
+                "auth": {"type": "array", "items": {"enum": list(AUTH_METHODS)}},
+            },
+        },
         "ServiceList": {
             "type": "object",
             "required": ["services"],
@@ -161,12 +173,13 @@ def _schemas() -> dict[str, Any]:
                     "type": "array",
                     "items": {
                         "type": "object",
-                        "required": ["service", "live", "total", "versions"],
+                        "required": ["service", "live", "total", "versions", "exposure"],
                         "properties": {
                             "service": {"type": "string"},
                             "live": {"type": "integer"},
                             "total": {"type": "integer"},
                             "versions": {"type": "object", "additionalProperties": counts},
+                            "exposure": _ref("EdgeSummary"),
                         },
                     },
                 }

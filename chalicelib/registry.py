@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from chalicelib.auth import Principal, require_admin, require_write
 from chalicelib.config import Settings
 from chalicelib.errors import InstanceNotFound, PolicyNotFound, TooManyDrains, TooManyInstances
+from chalicelib.exposure.document import CLOSED, Exposure
 from chalicelib.instances import (
     Instance,
     RegisterResult,
@@ -63,6 +64,8 @@ class RegistryStore(Protocol):
 
     def leases(self, service: str, consistent: bool = False) -> list[Lease]: ...
 
+    def listing(self, service: str) -> tuple[list[Lease], Exposure | None]: ...
+
     def prune(self, service: str, instance_ids: Iterable[str], now: float) -> list[str]: ...
 
     def services(self) -> list[str]: ...
@@ -95,11 +98,15 @@ class Registry:
         policy: HostPolicy,
         clock: Clock = time.time,
         max_instances: int = Settings.max_instances_per_service,
+        default_exposure: Exposure = CLOSED,
     ) -> None:
+        """``default_exposure`` is what the gateway does with a service that declared none
+        (LAMBDAMESH_EDGE_DEFAULT), shown in the service list for those."""
         self._store = store
         self._policy = policy
         self._clock = clock
         self._max_instances = max_instances
+        self._default_exposure = default_exposure
 
     def register(
         self, principal: Principal, service: str, instance_id: str, body: bytes
@@ -189,7 +196,8 @@ class Registry:
             raise InstanceNotFound(f"instance {instance_id!r} of {service!r} is not drained")
 
     def services(self) -> list[dict[str, Any]]:
-        """Each service with per-version counts of live and total stored instances.
+        """Each service with per-version counts of live and total stored instances, and how
+        it faces the internet (one Query per service reads both).
 
         A catalogued service found with nothing stored leaves the catalog, so the list queries
         the services that have instances, not every service ever registered.
@@ -197,9 +205,11 @@ class Registry:
         now = self._clock()
         summary = []
         for service in self._store.services():
-            leases = self._store.leases(service)
+            leases, exposure = self._store.listing(service)
             if leases:
-                summary.append(summarize(service, leases, now))
+                entry = summarize(service, leases, now)
+                entry["exposure"] = edge_summary(exposure, self._default_exposure)
+                summary.append(entry)
             else:
                 self._forget_if_empty(service)
         return summary
@@ -265,6 +275,19 @@ def lapsed(leases: list[Lease], now: float, keep: str) -> list[str]:
         for lease in leases
         if not lease.is_live(now) and lease.instance_id != keep
     ]
+
+
+def edge_summary(declared: Exposure | None, default: Exposure) -> dict[str, Any]:
+    """How a service faces the internet, for the service list: whether it declared that
+    (else the stage's default applies), whether and which versions the gateway serves, and
+    who may call. The document itself is at the service's exposure resource."""
+    exposure = default if declared is None else declared
+    return {
+        "declared": declared is not None,
+        "exposed": exposure.exposed,
+        "versions": None if exposure.versions is None else list(exposure.versions),
+        "auth": list(exposure.auth) if exposure.exposed else [],
+    }
 
 
 def summarize(service: str, leases: list[Lease], now: float) -> dict[str, Any]:

@@ -676,6 +676,38 @@ class InstanceStore:
         except PynamoDBException as exc:
             raise _failure("read", exc) from exc
 
+    def listing(self, service: str) -> tuple[list[Lease], Exposure | None]:
+        """The leases of ``service`` and its exposure document (None when it has none), in
+        one Query: the document's key sorts just after the instances'."""
+        model, exposures = self._instances, self._exposures
+        fields = [
+            model.sk.attr_name,
+            model.version.attr_name,
+            model.expires_at.attr_name,
+            exposures.document.attr_name,
+            exposures.updated_at.attr_name,
+        ]
+        leases, exposure, start = [], None, None
+        try:
+            while True:
+                page = self._table.query(
+                    service,
+                    range_key_condition=model.sk <= EXPOSURE_KEY,
+                    attributes_to_get=fields,
+                    exclusive_start_key=start,
+                )
+                for raw in page.get(ITEMS, ()):
+                    if raw[model.sk.attr_name]["S"] == EXPOSURE_KEY:
+                        exposure = _stored_exposure(exposures.from_raw_data(raw)).exposure
+                    else:
+                        item = model.from_raw_data(raw)
+                        leases.append(Lease(item.sk, item.version, float(item.expires_at)))
+                start = page.get(LAST_EVALUATED_KEY)
+                if not start:
+                    return leases, exposure
+        except PynamoDBException as exc:
+            raise _failure("read", exc) from exc
+
     def prune(self, service: str, instance_ids: Iterable[str], now: float) -> list[str]:
         """Delete the instances whose lease has ended by ``now``; one renewed meanwhile, or
         registered again, stays. The ids of those it deleted."""

@@ -15,6 +15,7 @@ from chalicelib.config import MIN_SIGNING_KEY_LENGTH, Settings
 from chalicelib.discovery import Discovery
 from chalicelib.errors import ConfigError, GatewayMisconfigured, LambdaMeshError
 from chalicelib.exposure.checks import Gate, KeyUse
+from chalicelib.exposure.document import CLOSED, OPEN
 from chalicelib.exposure.management import Exposures
 from chalicelib.gateway import Gateway
 from chalicelib.keystore import KeyStore
@@ -56,7 +57,13 @@ def routing_refusal() -> str | None:
 
 @cache
 def registry() -> Registry:
-    return Registry(store(), policy(), max_instances=settings().max_instances_per_service)
+    current = settings()
+    return Registry(
+        store(),
+        policy(),
+        max_instances=current.max_instances_per_service,
+        default_exposure=OPEN if current.edge_default == "open" else CLOSED,
+    )
 
 
 def gateway() -> Gateway:

@@ -58,12 +58,29 @@ def services_table(answer: Mapping[str, Any]) -> str:
                 f"{version}:{counts['live']}/{counts['total']}"
                 for version, counts in entry["versions"].items()
             ),
+            edge_cell(entry.get("exposure")),
         )
         for entry in answer["services"]
     ]
     if not rows:
         return "no services registered"
-    return table(("SERVICE", "LIVE", "STORED", "VERSIONS (live/stored)"), rows)
+    return table(("SERVICE", "LIVE", "STORED", "VERSIONS (live/stored)", "EDGE"), rows)
+
+
+def edge_cell(summary: Mapping[str, Any] | None) -> str:
+    """How a service faces the internet, in a few words: ``internal``, or who may call
+    (``public``, ``api_key``, ``jwt``, ``api_key|jwt``) and which versions when not all;
+    ``(default)`` when the service declared nothing and the stage's default applies."""
+    if summary is None:
+        return "-"
+    if not summary["exposed"]:
+        found = "internal"
+    else:
+        auth = summary["auth"]
+        found = "public" if "none" in auth else "|".join(auth)
+        if summary["versions"] is not None:
+            found += f" [{','.join(summary['versions'])}]"
+    return found if summary["declared"] else f"{found} (default)"
 
 
 def instances_table(answer: Mapping[str, Any], now: float) -> str:
@@ -92,7 +109,14 @@ def add_listing_commands(
     connection_options: Callable[[argparse.ArgumentParser], None],
 ) -> None:
     services = commands.add_parser(
-        "services", help="list the services with their live and stored instances per version"
+        "services",
+        help="list the services with their live and stored instances per version, and how "
+        "each faces the internet",
+        description="The registered services. EDGE says how the public gateway serves each: "
+        "internal (not at all), public, or the ways a caller proves who it is (api_key, jwt), "
+        "with the versions served when not all; (default) marks a service that declared "
+        "nothing, served as LAMBDAMESH_EDGE_DEFAULT says. `lambdamesh exposure show SERVICE` "
+        "prints the whole document.",
     )
     instances = commands.add_parser(
         "instances",

@@ -36,7 +36,7 @@ from lambdamesh_routing.router import no_such_service, no_such_version
 
 if TYPE_CHECKING:
     from chalicelib.exposure.jwks import JwksCache
-    from chalicelib.exposure.tokens import Identity
+    from chalicelib.exposure.tokens import Identity, VerifiedTokens
 
 Clock = Callable[[], float]
 # The consumer a key belongs to, as the upstream learns it; any copy from the client is
@@ -117,6 +117,7 @@ class Gate:
         self._clock = clock
         self._jwks = jwks
         self._allow_loopback_http = allow_loopback_http
+        self._verified: VerifiedTokens | None = None
         self._jwks_lock = threading.Lock()
 
     def exposure(self, view: ServiceView) -> Exposure:
@@ -190,8 +191,11 @@ class Gate:
             raise NoCredentials()
         from chalicelib.exposure.tokens import verify
 
+        keys, verified = self._token_caches()
         try:
-            identity = verify(rules, authorization, path, self._clock(), keys=self._keys())
+            identity = verify(
+                rules, authorization, path, self._clock(), keys=keys, verified=verified
+            )
         except InvalidToken as exc:
             logger.info("bearer token refused", extra={"service": service, "reason": exc.reason})
             raise
@@ -199,13 +203,17 @@ class Gate:
             forwarded = _without(forwarded, lambda name, _: name == "authorization")
         return forwarded, dict(identity.headers), _consumer_of(identity)
 
-    def _keys(self) -> JwksCache:
+    def _token_caches(self) -> tuple[JwksCache, VerifiedTokens]:
         with self._jwks_lock:
             if self._jwks is None:
                 from chalicelib.exposure.jwks import JwksCache
 
                 self._jwks = JwksCache(allow_loopback_http=self._allow_loopback_http)
-            return self._jwks
+            if self._verified is None:
+                from chalicelib.exposure.tokens import VerifiedTokens
+
+                self._verified = VerifiedTokens()
+            return self._jwks, self._verified
 
     def _keyed(
         self,

@@ -21,8 +21,11 @@ one word, is kept on the error for logs and metrics.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -36,6 +39,10 @@ if TYPE_CHECKING:
 
 # Longer bearer credentials are refused unread: API Gateway's own header limit is 10 KiB.
 MAX_TOKEN_LENGTH = 8 * 1024
+# Tokens whose signature and claims passed, remembered per container (least recently used
+# out): a client sends one token until it expires, and its signature need not be checked on
+# every request. Each holds the token's claims, so at most some MiB.
+MAX_VERIFIED_TOKENS = 4096
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,49 @@ class Identity:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _Verified:
+    """A token that passed: under which rules, with which key (found by ``kid`` and
+    ``algorithm``), and what it says."""
+
+    rules: JwtRules
+    kid: str | None
+    algorithm: str
+    key: PyJWK
+    claims: dict[str, Any]
+    headers: dict[str, str]
+
+
+class VerifiedTokens:
+    """Tokens that passed every check but the time and scope ones, by SHA-256, at most
+    ``size`` (the least recently used is dropped). A token found here is taken again only
+    under equal rules and while the key set still gives the very key object that checked it:
+    a key set fetched again, or changed inline, builds new key objects, so every token is
+    checked afresh against it. Time claims and scopes are checked on every request."""
+
+    def __init__(self, size: int = MAX_VERIFIED_TOKENS) -> None:
+        self._size = size
+        self._entries: OrderedDict[bytes, _Verified] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, digest: bytes) -> _Verified | None:
+        with self._lock:
+            found = self._entries.get(digest)
+            if found is not None:
+                self._entries.move_to_end(digest)
+            return found
+
+    def put(self, digest: bytes, verified: _Verified) -> None:
+        with self._lock:
+            self._entries[digest] = verified
+            self._entries.move_to_end(digest)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 def verify(
     rules: JwtRules,
     authorization: str | None,
@@ -55,15 +105,48 @@ def verify(
     now: float,
     *,
     keys: JwksCache | None = None,
+    verified: VerifiedTokens | None = None,
 ) -> Identity:
     """The identity a request's ``Authorization`` header proves for ``path`` at wall-clock
     ``now`` (seconds since the epoch), or MissingToken, InvalidToken, InsufficientScope or
-    KeysUnavailable. ``keys`` caches ``jwks_url`` key sets; by default one per container."""
+    KeysUnavailable. ``keys`` caches ``jwks_url`` key sets; by default one per container.
+    ``verified`` remembers tokens that passed, so that one sent again costs no signature
+    check."""
+    token = bearer_token(authorization)
+    digest = hashlib.sha256(token.encode()).digest()
+    passed = verified.get(digest) if verified is not None else None
+    if passed is None or not _still_good(passed, rules, keys):
+        passed = _checked(token, rules, keys)
+        if verified is not None:
+            verified.put(digest, passed)
+    claims = passed.claims
+    _check_times(claims, now, rules.leeway_seconds)
+    _check_scopes(claims, required_scopes(rules, path))
+    subject = claims.get("sub")
+    return Identity(
+        subject=subject if isinstance(subject, str) else None,
+        claims=claims,
+        headers=passed.headers,
+    )
+
+
+def _still_good(passed: _Verified, rules: JwtRules, keys: JwksCache | None) -> bool:
+    if passed.rules != rules:
+        return False
+    try:
+        return _signing_key(rules, passed.kid, passed.algorithm, keys) is passed.key
+    except InvalidToken:
+        return False
+
+
+def _checked(token: str, rules: JwtRules, keys: JwksCache | None) -> _Verified:
+    """Everything about ``token`` but its time claims and scopes, checked."""
     import jwt
 
-    token = bearer_token(authorization)
     try:
-        header = jwt.get_unverified_header(token)
+        # The key is chosen by the header alone: PyJWT reads the first segment, and decode
+        # below reads and checks the whole token again.
+        header = jwt.get_unverified_header(token.partition(".")[0] + "..")
     except jwt.PyJWTError:
         raise InvalidToken("malformed") from None
     algorithm, kid = header.get("alg"), header.get("kid")
@@ -71,14 +154,7 @@ def verify(
         raise InvalidToken("algorithm")
     key = _signing_key(rules, kid, algorithm, keys)
     claims = _decoded(token, key, rules)
-    _check_times(claims, now, rules.leeway_seconds)
-    _check_scopes(claims, required_scopes(rules, path))
-    subject = claims.get("sub")
-    return Identity(
-        subject=subject if isinstance(subject, str) else None,
-        claims=claims,
-        headers=forwarded_headers(rules, claims),
-    )
+    return _Verified(rules, kid, algorithm, key, claims, forwarded_headers(rules, claims))
 
 
 def bearer_token(authorization: str | None) -> str:

@@ -23,6 +23,12 @@ from tests.functional.test_gateway_api import closed_port, register
 from tests.helpers import admin_token, bearer, service_token
 
 EXPOSURE = "/registry/services/orders/exposure"
+# JWT rules that fetch nothing until a token comes.
+JWT = {
+    "issuer": "https://issuer.example",
+    "audiences": ["orders"],
+    "jwks_url": "https://issuer.example/k",
+}
 KEYS = "/registry/services/orders/keys"
 
 
@@ -124,6 +130,45 @@ def test_deleting_the_document_closes_the_service_again(orders: Client) -> None:
     assert again.status_code == 404
     assert body_json(again)["error"]["code"] == "exposure_not_found"
     assert orders.http.get("/api/v1/orders/v1/items").status_code == 404
+
+
+def test_the_service_list_says_how_each_service_faces_the_internet(
+    orders: Client, upstreams: Callable[[str], Upstream]
+) -> None:
+    register(orders, "billing", "b", upstreams("billing").port)
+    register(orders, "catalog", "c", upstreams("catalog").port)
+    expose(orders, {"exposed": True, "versions": ["v1"], "auth": ["api_key", "jwt"], "jwt": JWT})
+    expose(orders, {"exposed": False}, service="billing")
+
+    answer = orders.http.get("/registry/services", headers=bearer(service_token("orders")))
+
+    edges = {entry["service"]: entry["exposure"] for entry in body_json(answer)["services"]}
+    assert edges == {
+        "billing": {"declared": True, "exposed": False, "versions": None, "auth": []},
+        "catalog": {"declared": False, "exposed": False, "versions": None, "auth": []},
+        "orders": {
+            "declared": True,
+            "exposed": True,
+            "versions": ["v1"],
+            "auth": ["api_key", "jwt"],
+        },
+    }
+
+
+def test_the_service_list_shows_an_open_stage_default_for_undeclared_services(
+    client: Client, upstreams: Callable[[str], Upstream]
+) -> None:
+    register(client, "catalog", "c", upstreams("catalog").port)
+
+    answer = client.http.get("/registry/services", headers=bearer(admin_token()))
+
+    [catalog] = body_json(answer)["services"]
+    assert catalog["exposure"] == {
+        "declared": False,
+        "exposed": True,
+        "versions": None,
+        "auth": ["none"],
+    }
 
 
 def test_only_an_admin_may_expose_a_service_and_any_token_may_read_it(orders: Client) -> None:

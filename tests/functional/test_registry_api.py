@@ -114,6 +114,7 @@ def test_listing_services_counts_live_and_total_instances_per_version(
         "live": 1,
         "total": 2,
         "versions": {"v1": {"live": 0, "total": 1}, "v2": {"live": 1, "total": 1}},
+        "exposure": {"declared": False, "exposed": False, "versions": None, "auth": []},
     }
 
 

@@ -29,10 +29,10 @@ from chalicelib.errors import (
     KeysUnavailable,
     MissingToken,
 )
-from chalicelib.exposure import jwks, jwt_rules
+from chalicelib.exposure import jwks, jwt_rules, tokens
 from chalicelib.exposure.jwks import JwksCache, JwksError, KeySet
 from chalicelib.exposure.jwt_rules import JwtRules, ScopeRule
-from chalicelib.exposure.tokens import Identity, verify
+from chalicelib.exposure.tokens import Identity, VerifiedTokens, verify
 
 NOW = 1_700_000_000.0
 ISSUER = "https://issuer.example.com/pool-1"
@@ -1117,3 +1117,113 @@ def test_inline_keys_are_parsed_once_per_document(rsa_key: Any) -> None:
         verify(rules, token, "/", NOW)
 
     assert jwks.inline_keys.cache_info().misses == 1
+
+
+# --- tokens that passed, remembered ------------------------------------------------------
+
+
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every token whose signature and claims are checked, in order."""
+    seen: list[str] = []
+    real = tokens._decoded
+
+    def counting(token: str, key: Any, rules: JwtRules) -> dict[str, Any]:
+        seen.append(token)
+        return real(token, key, rules)
+
+    monkeypatch.setattr(tokens, "_decoded", counting)
+    return seen
+
+
+def test_a_token_sent_again_is_not_checked_again(rsa_key: Any, decodes: list[str]) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"))
+    remembered = VerifiedTokens()
+    token = f"Bearer {mint(rsa_key)}"
+
+    first = verify(rules, token, "/", NOW, verified=remembered)
+    again = verify(rules, token, "/", NOW + 1, verified=remembered)
+
+    assert len(decodes) == 1
+    assert again.claims == first.claims and again.subject == "user-42"
+
+
+def test_a_remembered_token_still_expires(rsa_key: Any) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"), leeway_seconds=0)
+    remembered = VerifiedTokens()
+    token = f"Bearer {mint(rsa_key)}"
+    verify(rules, token, "/", NOW, verified=remembered)
+
+    assert refusal(lambda: verify(rules, token, "/", NOW + 300, verified=remembered)) == "expired"
+
+
+def test_a_remembered_token_still_needs_each_paths_scopes(rsa_key: Any) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"), scopes=(ScopeRule("/admin", ("admin",)),))
+    remembered = VerifiedTokens()
+    token = f"Bearer {mint(rsa_key)}"
+    verify(rules, token, "/orders", NOW, verified=remembered)
+
+    with pytest.raises(InsufficientScope):
+        verify(rules, token, "/admin/users", NOW, verified=remembered)
+
+
+def test_a_remembered_token_is_checked_again_when_the_rules_change(
+    rsa_key: Any, decodes: list[str]
+) -> None:
+    jwk = public_jwk(rsa_key, "rsa-1")
+    remembered = VerifiedTokens()
+    token = f"Bearer {mint(rsa_key)}"
+    verify(inline_rules(jwk), token, "/", NOW, verified=remembered)
+
+    other_audience = inline_rules(jwk, audiences=("another-client",))
+    assert refusal(lambda: verify(other_audience, token, "/", NOW, verified=remembered)) == (
+        "audience"
+    )
+    assert len(decodes) == 2
+
+
+def test_a_remembered_token_fails_once_its_key_leaves_the_issuers_set(
+    rsa_key: Any, other_rsa_key: Any
+) -> None:
+    """A key set fetched again builds its keys anew, so every token is checked against it:
+    one whose key was withdrawn no longer passes."""
+    issuer = Issuer([{"keys": [public_jwk(rsa_key, "rsa-1")]}])
+    clock = Clock()
+    cache = JwksCache(issuer.fetch, clock)
+    remembered = VerifiedTokens()
+    token = f"Bearer {mint(rsa_key)}"
+    verify(url_rules(), token, "/", NOW, keys=cache, verified=remembered)
+
+    issuer.documents.append({"keys": [public_jwk(other_rsa_key, "rsa-2")]})
+    clock.now += 600
+
+    assert refusal(
+        lambda: verify(url_rules(), token, "/", NOW, keys=cache, verified=remembered)
+    ) == ("unknown_key")
+
+
+def test_a_refused_token_is_not_remembered(rsa_key: Any, other_rsa_key: Any) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"))
+    remembered = VerifiedTokens()
+    forged = f"Bearer {mint(other_rsa_key)}"
+
+    for _ in range(2):
+        assert refusal(lambda: verify(rules, forged, "/", NOW, verified=remembered)) == (
+            "signature"
+        )
+    assert len(remembered) == 0
+
+
+def test_at_most_the_bound_of_tokens_is_remembered_dropping_the_least_recently_used(
+    rsa_key: Any, decodes: list[str]
+) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"))
+    remembered = VerifiedTokens(size=2)
+    first, second, third = (f"Bearer {mint(rsa_key, sub=f'user-{n}')}" for n in range(3))
+    for token in (first, second, first, third):
+        verify(rules, token, "/", NOW, verified=remembered)
+
+    assert len(remembered) == 2
+    verify(rules, first, "/", NOW, verified=remembered)  # kept: used after second
+    verify(rules, second, "/", NOW, verified=remembered)  # dropped: checked again
+    assert len(decodes) == 4

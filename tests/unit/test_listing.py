@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from lambdamesh.listing import instances_table, services_table, table
+from typing import Any
+
+import pytest
+
+from lambdamesh.listing import edge_cell, instances_table, services_table, table
 
 NOW = 1_800_000_000.0
 
@@ -21,15 +25,43 @@ def test_services_show_live_and_stored_counts_per_version() -> None:
                 "live": 3,
                 "total": 4,
                 "versions": {"v1": {"live": 2, "total": 3}, "v2": {"live": 1, "total": 1}},
+                "exposure": {"declared": True, "exposed": True, "versions": None, "auth": ["jwt"]},
             }
         ]
     }
 
     lines = services_table(answer).splitlines()
 
-    assert lines[0].split() == ["SERVICE", "LIVE", "STORED", "VERSIONS", "(live/stored)"]
-    assert lines[1].split() == ["orders", "3", "4", "v1:2/3", "v2:1/1"]
+    assert lines[0].split() == ["SERVICE", "LIVE", "STORED", "VERSIONS", "(live/stored)", "EDGE"]
+    assert lines[1].split() == ["orders", "3", "4", "v1:2/3", "v2:1/1", "jwt"]
     assert services_table({"services": []}) == "no services registered"
+
+
+@pytest.mark.parametrize(
+    ("summary", "cell"),
+    [
+        ({"declared": True, "exposed": False, "versions": None, "auth": []}, "internal"),
+        ({"declared": False, "exposed": False, "versions": None, "auth": []}, "internal (default)"),
+        (
+            {"declared": False, "exposed": True, "versions": None, "auth": ["none"]},
+            "public (default)",
+        ),
+        (
+            {
+                "declared": True,
+                "exposed": True,
+                "versions": ["v1", "live"],
+                "auth": ["api_key", "jwt"],
+            },
+            "api_key|jwt [v1,live]",
+        ),
+        (None, "-"),
+    ],
+)
+def test_the_edge_column_says_how_a_service_faces_the_internet(
+    summary: dict[str, Any] | None, cell: str
+) -> None:
+    assert edge_cell(summary) == cell
 
 
 def test_instances_show_address_status_weight_heartbeat_age_and_lease_left() -> None:

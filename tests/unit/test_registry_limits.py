@@ -13,6 +13,7 @@ import pytest
 from chalicelib.auth import ADMIN_SCOPE, Principal
 from chalicelib.config import MAX_BODY_LIMIT, MAX_INSTANCES_LIMIT, Settings
 from chalicelib.errors import InvalidName, TooManyDrains, TooManyInstances
+from chalicelib.exposure.document import Exposure
 from chalicelib.instances import Instance, RegisterResult, Registration, ServiceView, Status
 from chalicelib.registry import Lease, Registry, check_room, lapsed
 from chalicelib.validation import (
@@ -88,6 +89,9 @@ class InMemoryStore:
             for (s, _), i in sorted(self.items.items())
             if s == service
         ]
+
+    def listing(self, service: str) -> tuple[list[Lease], Exposure | None]:
+        return self.leases(service), None
 
     def prune(self, service: str, instance_ids: Iterable[str], now: float) -> list[str]:
         deleted = []
