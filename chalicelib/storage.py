@@ -58,6 +58,7 @@ from pynamodb.constants import (
     PAY_PER_REQUEST_BILLING_MODE,
     TABLE_NAME,
     TOTAL,
+    UPDATED_NEW,
 )
 from pynamodb.exceptions import DoesNotExist, PynamoDBException
 from pynamodb.expressions.condition import size
@@ -89,6 +90,9 @@ API_KEY_PREFIX = "~key#"
 # Every instance id sorts before it: ids are a-z, 0-9, ".", "_" and "-".
 INSTANCES_END = "~"
 HEALTH_PARTITION = "~health"
+# Global rate limit counters: each in a partition of its own, so that one counter's writes
+# (at most MAX_GLOBAL_RATE a second) never share a partition's throughput with another's.
+COUNTER_PREFIX = "~rate#"
 CONDITION_FAILED = "ConditionalCheckFailedException"
 # DynamoDB's answers that waiting cures (any 5xx counts too); every other refusal (a missing
 # table, a role that may not use it, a request it calls invalid) needs the operator.
@@ -148,6 +152,14 @@ class KeyItem(_Item):
     expires_at = NumberAttribute(null=True)
     revoked_at = NumberAttribute(null=True)
     last_used_at = NumberAttribute(null=True)
+
+
+class CounterItem(_Item):
+    """One window of a global rate limit: requests admitted so far, and when DynamoDB's TTL
+    may delete it (the table's TTL attribute)."""
+
+    hits = NumberAttribute()
+    expires_at = NumberAttribute()
 
 
 class CatalogItem(_Item):
@@ -325,6 +337,7 @@ class InstanceStore:
         self._policies: Any = _bind(PolicyItem, settings, self._table)
         self._exposures: Any = _bind(ExposureItem, settings, self._table)
         self._keys: Any = _bind(KeyItem, settings, self._table)
+        self._counters: Any = _bind(CounterItem, settings, self._table)
 
     def _item(self, reg: Registration, now: float) -> InstanceItem:
         item: InstanceItem = self._instances(
@@ -659,6 +672,26 @@ class InstanceStore:
         except PynamoDBException as exc:
             if not _is_condition_failure(exc):
                 raise _failure("write", exc) from exc
+
+    def count_request(self, counter: str, window: int, limit: int, expires_at: float) -> int | None:
+        """Add one to window ``window`` of rate limit counter ``counter`` while it holds
+        fewer than ``limit``: the count after, or None (nothing written) when it is full.
+        One conditional UpdateItem; counters live in partitions of their own
+        (COUNTER_PREFIX), apart from every service's, and leave by TTL."""
+        model = self._counters
+        try:
+            answer = self._table.update_item(
+                COUNTER_PREFIX + counter,
+                range_key=str(window),
+                actions=[model.hits.add(1), model.expires_at.set(expires_at)],
+                condition=model.hits.does_not_exist() | (model.hits < limit),
+                return_values=UPDATED_NEW,
+            )
+        except PynamoDBException as exc:
+            if _is_condition_failure(exc):
+                return None
+            raise _failure("write", exc) from exc
+        return int(answer[ATTRIBUTES][model.hits.attr_name]["N"])
 
     def leases(self, service: str, consistent: bool = False) -> list[Lease]:
         """Id, version and expiry of every stored instance of ``service``: the rest of each

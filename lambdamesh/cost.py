@@ -48,6 +48,10 @@ ASSUMPTIONS = (
     "data are negligible and not counted",
     "free tiers, request and response data transfer, log storage, custom metrics, the "
     "tasks and any NAT gateway are not counted",
+    "a rate limit of scope global costs one conditional UpdateItem (1 write unit) per "
+    "limit counted per request (--global-limit-writes: 2 with a service and a consumer "
+    "limit) and adds --global-limit-ms to the request's billed duration; the write a full "
+    "window refuses (one per container per window) is not counted",
     "Cloud Map does no routing: its line is a registry price only; with DiscoverInstances "
     "per routed request it adds $1.00 per million calls",
 )
@@ -89,6 +93,12 @@ class CostInputs:
     # lines (about 350 B); its request line is logged at DEBUG.
     poll_log_bytes: float = 550.0
     east_west_rps: float = 0.0
+    # Routed requests a second to services whose exposure sets a rate limit of scope global:
+    # each adds one conditional write per limit counted (service, and consumer when set)
+    # and that write's wait to the request's duration.
+    global_limit_rps: float = 0.0
+    global_limit_writes: int = 1
+    global_limit_ms: float = 5.0
 
     def __post_init__(self) -> None:
         for problem in _problems(self):
@@ -117,6 +127,9 @@ def _problems(inputs: CostInputs) -> list[str]:
         ("refresh-seconds", inputs.refresh_seconds, 1, 300),
         ("poll-ms", inputs.poll_ms, 0, 900_000),
         ("east-west-rps", inputs.east_west_rps, 0, math.inf),
+        ("global-limit-rps", inputs.global_limit_rps, 0, inputs.requests_per_second),
+        ("global-limit-writes", inputs.global_limit_writes, 1, 2),
+        ("global-limit-ms", inputs.global_limit_ms, 0, 29_000),
     ]
     found = [
         f"--{name} must be between {low:g} and {high:g}, not {value:g}"
@@ -343,6 +356,39 @@ def _logs(inputs: CostInputs, prices: PriceTable) -> list[Line]:
     return [Line("CloudWatch Logs", basis, gigabytes * prices.logs_ingested_gb.amount)]
 
 
+def _global_limits(inputs: CostInputs, prices: PriceTable) -> list[Line]:
+    """What rate limits of scope global add: their counter writes and their wait."""
+    rate = inputs.global_limit_rps
+    if rate == 0:
+        return []
+    writes = rate * inputs.global_limit_writes
+    calls = rate * SECONDS_PER_MONTH
+    gb_seconds = calls * inputs.global_limit_ms / 1000 * inputs.memory_mb / 1024
+    if inputs.billing == "provisioned":
+        wcu = provisioned_units(writes, inputs.target_utilization)
+        dynamodb = Line(
+            "Global rate limits: DynamoDB writes (provisioned)",
+            f"{wcu} WCU ({writes:,.2f}/s) x {HOURS_PER_MONTH} h",
+            wcu * HOURS_PER_MONTH * prices.dynamodb_wcu_hour.amount,
+        )
+    else:
+        units = writes * SECONDS_PER_MONTH
+        dynamodb = Line(
+            "Global rate limits: DynamoDB writes (on-demand)",
+            f"{_millions(units)} write units ({inputs.global_limit_writes} a request) "
+            "at $0.625 per million",
+            units * prices.dynamodb_write_request.amount,
+        )
+    return [
+        dynamodb,
+        Line(
+            "Global rate limits: Lambda duration",
+            f"{gb_seconds:,.0f} GB-s ({inputs.global_limit_ms:g} ms a request)",
+            gb_seconds * _gb_second_price(inputs, prices),
+        ),
+    ]
+
+
 def _without_outbound(inputs: CostInputs) -> CostInputs:
     return replace(inputs, outbound_sidecars=0, east_west_rps=0.0)
 
@@ -477,6 +523,7 @@ def estimate(inputs: CostInputs, prices: PriceTable = PRICES) -> Breakdown:
         *_dynamodb(inputs, prices),
         *_key_store(inputs, prices),
         *_logs(inputs, prices),
+        *_global_limits(inputs, prices),
     ]
     polls = _polls(inputs, prices)
     reads_added = 0.0
@@ -659,6 +706,24 @@ _FLAGS: tuple[tuple[str, str, type, str], ...] = (
         float,
         "service-to-service calls a second through the sidecars, priced through the gateway "
         "for comparison",
+    ),
+    (
+        "--global-limit-rps",
+        "global_limit_rps",
+        float,
+        "routed requests a second to services with a rate limit of scope global",
+    ),
+    (
+        "--global-limit-writes",
+        "global_limit_writes",
+        int,
+        "counters each such request writes: 1, or 2 with service and consumer limits",
+    ),
+    (
+        "--global-limit-ms",
+        "global_limit_ms",
+        float,
+        "billed Lambda ms a counter write adds to such a request",
     ),
 )
 _DEFAULTS = {field.name: field.default for field in fields(CostInputs)}

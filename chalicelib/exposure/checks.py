@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from chalicelib.errors import (
     AddressNotAllowed,
     CorsNotAllowed,
+    GatewayMisconfigured,
     InvalidToken,
     LambdaMeshError,
     NoCredentials,
@@ -26,6 +27,7 @@ from chalicelib.errors import (
 )
 from chalicelib.exposure import addresses, cors, limits
 from chalicelib.exposure.document import CLOSED, OPEN, Exposure
+from chalicelib.exposure.global_limits import GlobalLimits
 from chalicelib.exposure.jwt_rules import JwtRules, claim_headers
 from chalicelib.exposure.keys import KEY_HEADER, ApiKey, authenticate, presented_key
 from chalicelib.exposure.view import GatewayView
@@ -107,15 +109,19 @@ class Gate:
         jwks: JwksCache | None = None,
         *,
         allow_loopback_http: bool = False,
+        global_limits: GlobalLimits | None = None,
     ) -> None:
         """``jwks`` caches the key sets of ``jwks_url`` issuers; by default one is made at
         the first bearer token (fetching ``http://`` from loopback only when
-        ``allow_loopback_http``), so a gateway with no JWT service never loads PyJWT."""
+        ``allow_loopback_http``), so a gateway with no JWT service never loads PyJWT.
+        ``global_limits`` counts the limits of scope global; without it, a service with one
+        is refused with GatewayMisconfigured."""
         self._default = OPEN if default_open else CLOSED
         self._buckets = buckets or limits.TokenBuckets()
         self._key_use = key_use
         self._clock = clock
         self._jwks = jwks
+        self._global = global_limits
         self._allow_loopback_http = allow_loopback_http
         self._verified: VerifiedTokens | None = None
         self._jwks_lock = threading.Lock()
@@ -234,7 +240,12 @@ class Gate:
         rules = exposure.rate_limits
         if rules is None:
             return {}
-        decision = limits.check(rules, self._buckets, service, consumer)
+        if rules.scope == "global":
+            if self._global is None:
+                raise GatewayMisconfigured("global rate limits need a counter; see the log")
+            decision = self._global.check(rules, service, consumer)
+        else:
+            decision = limits.check(rules, self._buckets, service, consumer)
         if decision is None:
             return {}
         fields = limits.headers(decision, rules)

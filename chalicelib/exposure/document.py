@@ -151,8 +151,6 @@ def _problems(doc: Mapping[str, Any], allow_loopback_http: bool) -> list[str]:
         found.append('"jwt" in auth and the "jwt" settings (issuer, audiences, keys) go together')
     if doc.get("jwt") is not None:
         found += jwt_rules.problems(doc["jwt"], allow_loopback_http=allow_loopback_http)
-    if (doc.get("rate_limits") or {}).get("scope") == "global":
-        found.append('rate_limits.scope "global" is not available yet: use "container"')
     for name, module in (("cors", cors), ("addresses", addresses), ("rate_limits", limits)):
         if doc.get(name) is not None:
             found += module.problems(doc[name])

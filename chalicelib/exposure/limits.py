@@ -7,9 +7,9 @@ in both.
 
 check() draws from ``TokenBuckets`` kept in memory, which is what ``scope`` ``container``
 means: each warm Lambda container holds its own, so N containers admit up to N times a limit
-(exact under ``lambdamesh dev``, one process). ``global`` needs a count shared by every
-container, which this module does not keep; the document, its rules and the answer fields
-are the same for both.
+(exact under ``lambdamesh dev``, one process). ``global`` counts in DynamoDB, shared by every
+container (``chalicelib.exposure.global_limits``); the document, its rules and the answer
+fields are the same for both.
 
 Answers carry the fields of draft-ietf-httpapi-ratelimit-headers-10: ``RateLimit-Policy``
 (the quota, stable across answers) and ``RateLimit`` (what is left now).
@@ -29,6 +29,10 @@ from typing import Any, Literal, cast
 
 MIN_RATE = 0.01
 MAX_RATE = 100_000
+# A global limit's counter takes one write per request, and one DynamoDB partition at most
+# 1,000 write units a second (https://docs.aws.amazon.com/amazondynamodb/latest/
+# developerguide/warm-throughput-scenarios.html): each global rate stays below that.
+MAX_GLOBAL_RATE = 900
 MIN_BURST_SECONDS = 0.1
 MAX_BURST_SECONDS = 60
 DEFAULT_BURST_SECONDS = 1
@@ -230,10 +234,19 @@ def check(
         replace(decision, policy=which)
         for (which, _), decision in zip(claims, decisions, strict=True)
     ]
-    refused = [decision for decision in named if not decision.allowed]
+    return pick(named)
+
+
+def pick(decisions: Sequence[Decision]) -> Decision | None:
+    """The decision to answer with: of refusals, the one with the longer wait (a client
+    retrying sooner would be refused again); when all allow, the one with fewer requests
+    left, the first on a tie; None for none."""
+    if not decisions:
+        return None
+    refused = [decision for decision in decisions if not decision.allowed]
     if refused:
         return max(refused, key=lambda decision: decision.retry_after_seconds)
-    return min(named, key=lambda decision: decision.remaining)
+    return min(decisions, key=lambda decision: decision.remaining)
 
 
 def _claims(rules: RateLimits, service: str, consumer: str | None) -> list[tuple[Which, Bucket]]:
@@ -307,10 +320,19 @@ def problems(doc: Mapping[str, Any]) -> list[str]:
     consumer shares, could never be reached, so the document would promise what it cannot
     give."""
     service, consumer = doc.get("service_per_second"), doc.get("consumer_per_second")
+    found = []
     if service is not None and consumer is not None and consumer > service:
-        return [
+        found.append(
             f"rate_limits.consumer_per_second ({consumer:g}) is above service_per_second "
             f"({service:g}), which every consumer shares: no consumer could reach it; lower "
             f"it to at most {service:g}"
+        )
+    if doc.get("scope") == "global":
+        found += [
+            f"rate_limits.{name} ({rate:g}) is above {MAX_GLOBAL_RATE} with scope global: "
+            "its counter takes a DynamoDB write per request, and one partition takes at "
+            "most 1,000 a second; use scope container for higher rates"
+            for name, rate in (("service_per_second", service), ("consumer_per_second", consumer))
+            if rate is not None and rate > MAX_GLOBAL_RATE
         ]
-    return []
+    return found

@@ -162,3 +162,38 @@ def test_a_rate_limit_holds_under_eight_concurrent_clients(
     assert len(statuses) == 80
     assert set(statuses) <= {200, 429}
     assert int(rate * burst) <= admitted <= int(rate * burst) + int(rate * elapsed) + 1
+
+
+def test_a_global_rate_limit_admits_exactly_its_quota_under_eight_concurrent_clients(
+    closed_mesh: Mesh, tmp_path: Path
+) -> None:
+    """The window's count is DynamoDB's (moto's server here), each request one conditional
+    write: eight clients at once get exactly the quota, no overshoot, within one window."""
+    _, port = app(closed_mesh, "counted", "counted-0")
+    closed_mesh.sidecar("counted", port, "counted-0")
+    limits = {"service_per_second": 0.1, "burst_seconds": 60, "scope": "global"}  # 6 per 60 s
+    expose(closed_mesh, "counted", {**PUBLIC, "rate_limits": limits}, tmp_path)
+    eventually(lambda: "counted-0" in closed_mesh.live("counted"), 15, "counted registered")
+    if time.time() % 60 > 40:  # start in a fresh window: its end would admit 6 more
+        time.sleep(60 - time.time() % 60)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        for _ in range(5):
+            status = closed_mesh.get("/api/v1/counted/v1/x").status
+            with lock:
+                statuses.append(status)
+
+    started = time.time()
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    windows = int(time.time() // 60) - int(started // 60) + 1
+
+    assert len(statuses) == 40
+    assert set(statuses) <= {200, 429}
+    admitted = statuses.count(200)
+    assert admitted == 6 if windows == 1 else 6 <= admitted <= 6 * windows

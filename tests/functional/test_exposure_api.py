@@ -510,6 +510,35 @@ def test_a_rate_limit_answers_429_with_its_fields(orders: Client) -> None:
     assert body_json(refused)["error"]["code"] == "rate_limited"
 
 
+def test_a_global_rate_limit_holds_across_containers_in_dynamodb(
+    orders: Client, shared_table: Any
+) -> None:
+    """Each request a fresh container (wiring reset: no bucket in memory survives), and still
+    the window's quota holds: the count is DynamoDB's, in a partition of its own that leaves
+    by TTL and that no service's read carries."""
+    limits = {"service_per_second": 0.05, "burst_seconds": 60, "scope": "global"}  # 3 per 60 s
+    expose(orders, {"exposed": True, "auth": ["none"], "rate_limits": limits})
+    if time.time() % 60 > 50:  # not across a window's end: a new window admits 3 more
+        time.sleep(60 - time.time() % 60)
+
+    statuses = []
+    for _ in range(5):
+        wiring.reset()
+        statuses.append(orders.http.get("/api/v1/orders/v1/x"))
+
+    assert [a.status_code for a in statuses] == [200, 200, 200, 429, 429]
+    assert statuses[0].headers["RateLimit-Policy"] == '"service";q=3;w=60'
+    assert statuses[2].headers["RateLimit"].startswith('"service";r=0;t=')
+    assert 1 <= int(statuses[3].headers["Retry-After"]) <= 60
+    [counter] = shared_table.query(
+        KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": "~rate#orders#service"}
+    )["Items"]
+    assert counter["hits"] == 3
+    assert int(counter["sk"]) * 60 + 60 < counter["expires_at"] <= time.time() + 120
+    listed = orders.http.get("/registry/services", headers=bearer(admin_token()))
+    assert [entry["service"] for entry in body_json(listed)["services"]] == ["orders"]
+
+
 def normal(headers: dict[str, str]) -> dict[str, list[str]]:
     """Header values by name as a WSGI server reads them: case and '_' versus '-' folded."""
     found: dict[str, list[str]] = {}

@@ -199,6 +199,8 @@ def test_the_default_output_is_a_table_with_a_total_and_cloud_map(
         ),
         (["--called-services", "2"], "--called-services must be at most --services (1), not 2"),
         (["--east-west-rps", "10"], "--east-west-rps needs --outbound-sidecars above 0"),
+        (["--global-limit-rps", "6"], "--global-limit-rps must be between 0 and 5, not 6"),
+        (["--global-limit-writes", "3"], "--global-limit-writes must be between 1 and 2"),
     ],
 )
 def test_bad_inputs_exit_2_with_one_line(
@@ -374,3 +376,33 @@ def test_json_without_the_outbound_port_has_empty_outbound_sections(
     document = json.loads(out)
     assert document["outbound"]["monthly"] == 0
     assert document["east_west"]["lines"] == []
+
+
+def test_a_global_rate_limit_costs_a_write_per_counter_per_request_and_its_wait() -> None:
+    """1 of SMALL's requests a second under a service and a consumer limit: 2 writes a
+    request, 5,256,000 write units a month; 5 ms each, 13,140 s at 512 MB = 6,570 GB-s."""
+    limited = replace(SMALL, global_limit_rps=1, global_limit_writes=2)
+
+    got = lines(limited)
+
+    assert got["Global rate limits: DynamoDB writes (on-demand)"] == pytest.approx(
+        5_256_000 * 0.625e-6
+    )
+    assert got["Global rate limits: Lambda duration"] == pytest.approx(6_570 * 0.0000166667)
+    added = estimate(limited).total - estimate(SMALL).total
+    assert added == pytest.approx(5_256_000 * 0.625e-6 + 6_570 * 0.0000166667)
+
+
+def test_provisioned_global_limit_writes_are_sized_like_the_heartbeats() -> None:
+    limited = replace(SMALL, billing="provisioned", requests_per_second=2, global_limit_rps=1.4)
+
+    got = lines(limited)
+
+    # 1.4 writes a second at 70 % utilisation: 2 WCU, all month
+    assert got["Global rate limits: DynamoDB writes (provisioned)"] == pytest.approx(
+        2 * 730 * PRICES.dynamodb_wcu_hour.amount
+    )
+
+
+def test_no_global_limit_adds_no_line() -> None:
+    assert not [item for item in lines(SMALL) if item.startswith("Global")]
