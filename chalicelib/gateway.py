@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -13,6 +14,7 @@ from chalicelib.discovery import Discovery
 from chalicelib.errors import (
     ConnectLate,
     HostNotAllowed,
+    InvalidRequest,
     LambdaMeshError,
     PayloadTooLarge,
     UpstreamAnswerInvalid,
@@ -154,12 +156,16 @@ class Gateway:
         if isinstance(admitted, Preflighted):
             return ProxyResponse(204, dict(admitted.headers), b"")
         request = replace(request, headers=admitted.headers, vouched=admitted.vouched)
+        _check_header_text(request.headers)
         try:
             response = self._route(request, view, budget)
         except LambdaMeshError as exc:
             # A page of an allowed origin may read why its call failed.
             exc.extra_headers.update(admitted.answer_headers)
             raise
+        if admitted.owns_cors:
+            for name in [k for k in response.headers if k.lower().startswith(CORS_PREFIX)]:
+                del response.headers[name]
         _add_answer_headers(response.headers, admitted.answer_headers)
         return response
 
@@ -168,7 +174,7 @@ class Gateway:
             request.service, request.version, request.method, request.headers, request.client_ip
         )
         version = self._router.resolve(call, view.policy or DEFAULT_POLICY)
-        record = RouteRecord(request.service, version)
+        record = RouteRecord(*_dimensions(view, request.service, version))
         try:
             plan = self._router.plan(call, view, budget, version=version)
             if plan.panic:
@@ -295,6 +301,39 @@ _PUBLIC_MESSAGES: dict[type[LambdaMeshError], str] = {
 def _public(exc: LambdaMeshError, request: ProxyRequest) -> LambdaMeshError:
     """The same error, its message the public one for its kind."""
     return type(exc)(_PUBLIC_MESSAGES[type(exc)].format(r=request))
+
+
+# Text HTTP/1.1 cannot carry in a header (RFC 9110 section 5.5: field values are octets,
+# ISO-8859-1 at most): an event's header may hold more, which no upstream could be sent.
+_BEYOND_LATIN_1 = re.compile(r"[^\x00-\xff]")
+
+
+def _check_header_text(headers: Mapping[str, str]) -> None:
+    for name, value in headers.items():
+        if _BEYOND_LATIN_1.search(name) or _BEYOND_LATIN_1.search(value):
+            raise InvalidRequest(
+                f"header {name[:64]!r} holds characters HTTP cannot carry upstream (beyond "
+                "ISO-8859-1): percent-encode them, or send them in the body"
+            )
+
+
+# What metrics name a service or version the registry does not hold: a client's made-up
+# names must not become dimensions, each a custom metric of its own.
+UNKNOWN = "unknown"
+
+
+def _dimensions(view: ServiceView, service: str, version: str) -> tuple[str, str]:
+    """The upstream and version a routed request's metrics carry: as requested where the
+    registry holds them, else UNKNOWN."""
+    if not view.instances:
+        return UNKNOWN, UNKNOWN
+    held = {instance.version for instance in view.instances}
+    return service, version if version in held else UNKNOWN
+
+
+# The CORS fields of an answer (Fetch standard): the gateway's alone where a service's exposure
+# sets CORS rules.
+CORS_PREFIX = "access-control-"
 
 
 def _add_answer_headers(headers: Headers, added: Mapping[str, str]) -> None:

@@ -29,7 +29,7 @@ from chalicelib.exposure import addresses, cors, limits
 from chalicelib.exposure.document import CLOSED, OPEN, Exposure
 from chalicelib.exposure.global_limits import GlobalLimits
 from chalicelib.exposure.jwt_rules import JwtRules, claim_headers
-from chalicelib.exposure.keys import KEY_HEADER, ApiKey, authenticate, presented_key
+from chalicelib.exposure.keys import ApiKey, authenticate, carries_key, presented_key
 from chalicelib.exposure.view import GatewayView
 from chalicelib.observability import logger
 from lambdamesh_routing.forwarding import field_name
@@ -58,6 +58,9 @@ class Admission:
     headers: dict[str, str]
     vouched: dict[str, str] = field(default_factory=dict)
     answer_headers: dict[str, str] = field(default_factory=dict)
+    # The service's CORS is the gateway's: an upstream's own Access-Control-* fields are
+    # dropped from its answers, so its rules cannot widen the document's.
+    owns_cors: bool = False
 
 
 @dataclass(frozen=True)
@@ -159,7 +162,7 @@ class Gate:
         except LambdaMeshError as exc:
             exc.extra_headers.update(answer)
             raise
-        return Admission(forwarded, vouched, answer)
+        return Admission(forwarded, vouched, answer, owns_cors=exposure.cors is not None)
 
     def _identify(
         self,
@@ -180,7 +183,7 @@ class Gate:
         key = presented_key(headers) if "api_key" in exposure.auth else None
         if key is None and exposure.jwt is not None:
             return self._bearer(exposure, exposure.jwt, service, forwarded, path)
-        return self._keyed(view, service, forwarded, headers)
+        return self._keyed(exposure, view, service, forwarded, headers)
 
     def _bearer(
         self,
@@ -223,6 +226,7 @@ class Gate:
 
     def _keyed(
         self,
+        exposure: Exposure,
         view: ServiceView,
         service: str,
         forwarded: dict[str, str],
@@ -232,8 +236,16 @@ class Gate:
         key = authenticate(presented_key(headers), keys, self._clock())
         if self._key_use is not None:
             self._key_use.used(service, key)
-        # The key opened the gateway; the upstream never sees it.
-        forwarded = _without(forwarded, _is_key_header)
+        # The key opened the gateway; the upstream never sees it. Where the service takes
+        # bearer tokens too, an upstream reads Authorization as one the gateway checked:
+        # none it did not check goes with a key.
+        tokens_too = exposure.jwt is not None
+        forwarded = _without(
+            forwarded,
+            lambda name, value: (
+                carries_key(name, value) or (tokens_too and name == "authorization")
+            ),
+        )
         return forwarded, {CONSUMER_HEADER: key.consumer}, key.consumer
 
     def _limit(self, exposure: Exposure, service: str, consumer: str | None) -> dict[str, str]:
@@ -276,10 +288,6 @@ def _consumer_of(identity: Identity) -> str | None:
         if isinstance(value, str) and value:
             return f"{claim}:{value}"
     return "token-without-subject"
-
-
-def _is_key_header(name: str, value: str) -> bool:
-    return name == KEY_HEADER or (name == "authorization" and value.lower().startswith("apikey "))
 
 
 def _preflight(exposure: Exposure, method: str, headers: Mapping[str, str]) -> Preflighted | None:

@@ -147,6 +147,12 @@ def _problems(doc: Mapping[str, Any], allow_loopback_http: bool) -> list[str]:
         )
     if "none" in auth and len(auth) > 1:
         found.append('"none" makes a service public: it cannot be combined with other methods')
+    consumer_limit = (doc.get("rate_limits") or {}).get("consumer_per_second")
+    if consumer_limit is not None and not {"api_key", "jwt"} & set(auth):
+        found.append(
+            "rate_limits.consumer_per_second needs callers who say who they are: auth must "
+            'take "api_key" or "jwt" (the callers of a public service are all anonymous)'
+        )
     if ("jwt" in auth) != (doc.get("jwt") is not None):
         found.append('"jwt" in auth and the "jwt" settings (issuer, audiences, keys) go together')
     if doc.get("jwt") is not None:

@@ -56,7 +56,12 @@ if TYPE_CHECKING:
     from jwt import PyJWK
 
 MAX_JWKS_BYTES = 64 * 1024
-MAX_CACHED_URLS = 32
+# Issuers whose key sets one container keeps: a stage whose services name more jwks_url
+# issuers than this in use at once answers some of them 503 jwks_unavailable for up to a
+# minute at a time.
+MAX_CACHED_URLS = 128
+# URLs whose last fetch time is kept: each service's document names at most one.
+MAX_TRIED_URLS = 4096
 FETCH_TIMEOUT_SECONDS = 2.0
 KEYS_FRESH_SECONDS = 600.0
 REFETCH_SECONDS = 60.0
@@ -178,13 +183,15 @@ class _Entry:
     lock: threading.Lock = field(default_factory=threading.Lock)
     keys: KeySet | None = None
     fetched_at: float = -math.inf
-    tried_at: float = -math.inf
 
 
 class JwksCache:
     """JWK Sets by URL, for one container: at most ``max_urls`` (the least recently used is
     dropped), each fetched again after KEYS_FRESH_SECONDS, or on a key it lacks, but never
-    within REFETCH_SECONDS of the last try. A failed fetch keeps the keys there were.
+    within REFETCH_SECONDS of the last try. A failed fetch keeps the keys there were. The
+    time of each URL's last try outlives its keys (up to MAX_TRIED_URLS of them), so
+    requests that cycle through more issuers than the cache holds still cost each URL one
+    fetch a minute at most.
 
     One lock per URL: requests for one URL wait for a fetch under way rather than start
     their own, and requests for other URLs do not wait. ``fetch`` returns a body or raises
@@ -205,6 +212,7 @@ class JwksCache:
         self._allow_loopback_http = allow_loopback_http
         self._max_urls = max_urls
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._tried: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
 
     def key(self, url: str, kid: str | None, algorithm: str) -> PyJWK:
@@ -236,9 +244,13 @@ class JwksCache:
             return entry
 
     def _refresh(self, url: str, entry: _Entry, now: float) -> None:
-        if now - entry.tried_at < REFETCH_SECONDS:
-            return
-        entry.tried_at = now
+        with self._lock:
+            if now - self._tried.get(url, -math.inf) < REFETCH_SECONDS:
+                return
+            self._tried[url] = now
+            self._tried.move_to_end(url)
+            while len(self._tried) > MAX_TRIED_URLS:
+                self._tried.popitem(last=False)
         try:
             problem = jwks_url_problem(url, allow_loopback_http=self._allow_loopback_http)
             if problem:

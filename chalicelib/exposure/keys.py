@@ -25,6 +25,7 @@ SECRET_BYTES = 32
 # The header a key is presented in; ``Authorization: ApiKey <key>`` is taken too.
 KEY_HEADER = "x-api-key"
 AUTHORIZATION_SCHEME = "apikey"
+_OWS = " \t"
 # Usable keys a service may hold: keys are read with the service's instances in one Query, so
 # their number bounds what every gateway read costs. Revoked and expired keys do not count:
 # each leaves the table by its TTL (see REVOKED_KEY_SECONDS).
@@ -123,13 +124,28 @@ def check_days(days: Any) -> float | None:
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
-    """The key the request carries: ``X-Api-Key``, else ``Authorization: ApiKey <key>``."""
+    """The key the request carries: ``X-Api-Key``, else ``Authorization: ApiKey <key>``.
+    Only spaces and tabs around it are dropped (HTTP's optional whitespace), so a value that
+    is read as a key here is exactly one carries_key() finds, and removes."""
     lowered = {name.lower(): value for name, value in headers.items()}
     key = lowered.get(KEY_HEADER)
     if key:
-        return key.strip()
-    scheme, _, value = (lowered.get("authorization") or "").strip().partition(" ")
-    return value.strip() if scheme.lower() == AUTHORIZATION_SCHEME and value else None
+        return key.strip(_OWS)
+    return _apikey_credentials(lowered.get("authorization") or "")
+
+
+def carries_key(name: str, value: str) -> bool:
+    """Whether the header ``name`` (lower case) with ``value`` holds a key as presented_key
+    reads one: such a header never goes upstream."""
+    return name == KEY_HEADER or (
+        name == "authorization" and _apikey_credentials(value) is not None
+    )
+
+
+def _apikey_credentials(authorization: str) -> str | None:
+    scheme, _, value = authorization.strip(_OWS).partition(" ")
+    credentials = value.strip(_OWS)
+    return credentials if scheme.lower() == AUTHORIZATION_SCHEME and credentials else None
 
 
 def authenticate(presented: str | None, keys: tuple[ApiKey, ...], now: float) -> ApiKey:

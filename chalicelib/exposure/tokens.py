@@ -239,7 +239,13 @@ def _time_claim(claims: Mapping[str, Any], name: str) -> float | None:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite JSON number; an integer too large for a float (``10**400``) is none."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _check_scopes(claims: Mapping[str, Any], required: tuple[str, ...] | None) -> None:

@@ -5,8 +5,10 @@ served only to the callers it allows."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import fastjsonschema
@@ -613,3 +615,120 @@ def test_an_upstream_failure_carries_the_cors_fields_of_an_allowed_origin(
 
     assert answer.status_code == 502
     assert answer.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+
+
+# What a hostile review found
+
+
+def test_a_key_carries_no_unchecked_bearer_token_to_a_service_that_takes_tokens(
+    orders: Client,
+) -> None:
+    """With both methods, a key opens the service and an upstream reads Authorization as a
+    token the gateway checked: a token sent beside the key is never passed on."""
+    jwt = {**JWT, "forward_token": True}
+    expose(orders, {"exposed": True, "auth": ["api_key", "jwt"], "jwt": jwt})
+    created = create_key(orders)
+    forged = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJyb290In0."
+
+    answer = orders.http.get(
+        "/api/v1/orders/v1/admin/users",
+        headers={"X-Api-Key": created["key"], "Authorization": f"Bearer {forged}"},
+    )
+
+    assert answer.status_code == 200
+    seen = {k.lower(): v for k, v in body_json(answer)["headers"].items()}
+    assert "authorization" not in seen
+    assert seen["x-lambdamesh-consumer"] == "mobile-app"
+
+
+def test_a_key_service_without_tokens_passes_the_apps_own_authorization_on(
+    orders: Client,
+) -> None:
+    expose(orders, {"exposed": True, "auth": ["api_key"]})
+    created = create_key(orders)
+
+    answer = orders.http.get(
+        "/api/v1/orders/v1/items",
+        headers={"X-Api-Key": created["key"], "Authorization": "Basic YXBwOnVzZXI="},
+    )
+
+    seen = {k.lower(): v for k, v in body_json(answer)["headers"].items()}
+    assert seen["authorization"] == "Basic YXBwOnVzZXI="
+
+
+@pytest.mark.parametrize("space", ["\xa0", "\x85", "\x0b", "\x1f"])
+def test_a_key_is_read_and_removed_by_one_rule(orders: Client, space: str) -> None:
+    """Only spaces and tabs surround a key: one behind any other character is no key, so
+    it opens nothing (and what opens nothing is never a key the gateway took)."""
+    expose(orders, {"exposed": True, "auth": ["api_key"]})
+    created = create_key(orders)
+
+    answer = orders.http.get(
+        "/api/v1/orders/v1/items", headers={"Authorization": f"{space}ApiKey {created['key']}"}
+    )
+
+    assert answer.status_code == 401
+
+
+def test_an_upstreams_own_cors_fields_cannot_widen_the_services_rules(
+    closed: Client, upstreams: Callable[[str], Upstream]
+) -> None:
+    """An upstream that answers every origin (reflect-origin middleware) is overruled where
+    the service's exposure sets CORS: only the gateway's fields reach the browser."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ReflectingOrigin)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        register(closed, "orders", "a", int(server.server_address[1]))
+        cors = {"allow_origins": ["https://app.example.com"], "allow_credentials": False}
+        expose(closed, {"exposed": True, "auth": ["none"], "cors": cors})
+
+        stranger = closed.http.get(
+            "/api/v1/orders/v1/x", headers={"Origin": "https://evil.example"}
+        )
+        listed = closed.http.get(
+            "/api/v1/orders/v1/x", headers={"Origin": "https://app.example.com"}
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert stranger.status_code == listed.status_code == 200
+    assert not [k for k in stranger.headers if k.lower().startswith("access-control-")]
+    fields = {k.lower(): v for k, v in listed.headers.items() if k.lower().startswith("access-")}
+    assert fields == {"access-control-allow-origin": "https://app.example.com"}
+
+
+class _ReflectingOrigin(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.send_header("Access-Control-Allow-Origin", self.headers.get("Origin") or "*")
+        self.send_header("Access-Control-Allow-Credentials", "true")
+        self.send_header("Access-Control-Allow-Private-Network", "true")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_consumer_limit_is_refused_on_a_public_service(orders: Client) -> None:
+    document = {"exposed": True, "auth": ["none"], "rate_limits": {"consumer_per_second": 1}}
+
+    answer = orders.http.put(EXPOSURE, headers=as_admin(), body=json.dumps(document))
+
+    assert answer.status_code == 400
+    assert "consumer_per_second needs callers who say who they are" in answer.body.decode()
+    assert orders.http.get(EXPOSURE, headers=as_admin()).status_code == 404
+
+
+def test_a_header_http_cannot_carry_upstream_is_refused_400_not_500(orders: Client) -> None:
+    expose(orders, {"exposed": True, "auth": ["none"]})
+
+    refused = orders.http.get("/api/v1/orders/v1/x", headers={"X-Note": "caf\u00e9 \u3000"})
+    latin = orders.http.get("/api/v1/orders/v1/x", headers={"X-Note": "caf\u00e9"})
+
+    assert refused.status_code == 400
+    assert body_json(refused)["error"]["code"] == "invalid_request"
+    assert "x-note" in body_json(refused)["error"]["message"].lower()
+    assert latin.status_code == 200

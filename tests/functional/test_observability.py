@@ -88,6 +88,40 @@ def test_a_routed_request_emits_its_metrics_by_upstream_service_and_version(
     assert not any(name in route for name in ("Retries", "Ejections", "PanicEntries"))
 
 
+@pytest.mark.parametrize(
+    ("path", "dimensions"),
+    [
+        ("/api/v1/orders/made-up-1/x", ("orders", "unknown")),
+        ("/api/v1/made-up-service/v1/x", ("unknown", "unknown")),
+    ],
+)
+def test_names_the_registry_does_not_hold_never_become_metric_dimensions(
+    client: Client,
+    upstreams: Callable[[str], Upstream],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    path: str,
+    dimensions: tuple[str, str],
+) -> None:
+    """Each new dimension value is a custom metric of its own, billed monthly: a client
+    making up versions or (where the edge is open) services must not mint them."""
+    upstream = upstreams("orders")
+    registered = client.http.put(
+        "/registry/services/orders/instances/a",
+        headers={"Content-Type": "application/json", **bearer(service_token("orders"))},
+        body=json.dumps({"version": "v1", "host": "127.0.0.1", "port": upstream.port}),
+    )
+    assert registered.status_code == 201
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    capsys.readouterr()
+
+    assert client.http.get(path).status_code == 404
+
+    documents = [doc for doc in emitted_json(capsys.readouterr().out) if "_aws" in doc]
+    [route] = [doc for doc in documents if "GatewayRequests" in doc]
+    assert (route["upstream"], route["version"]) == dimensions
+
+
 def test_a_sidecars_poll_is_counted_but_logged_only_at_debug(
     client: Client,
     caplog: pytest.LogCaptureFixture,

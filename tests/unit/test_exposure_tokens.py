@@ -30,7 +30,7 @@ from chalicelib.errors import (
     MissingToken,
 )
 from chalicelib.exposure import jwks, jwt_rules, tokens
-from chalicelib.exposure.jwks import JwksCache, JwksError, KeySet
+from chalicelib.exposure.jwks import MAX_CACHED_URLS, JwksCache, JwksError, KeySet
 from chalicelib.exposure.jwt_rules import JwtRules, ScopeRule
 from chalicelib.exposure.tokens import Identity, VerifiedTokens, verify
 
@@ -1040,19 +1040,42 @@ def test_fetch_jwks_fetches_nothing_from_an_address_the_gateway_never_reaches(
         jwks.fetch_jwks("https://169.254.169.254/latest/meta-data/")
 
 
-def test_the_cache_keeps_at_most_32_urls_dropping_the_least_recently_used(rsa_key: Any) -> None:
+def test_the_cache_keeps_at_most_its_bound_of_urls_dropping_the_least_recently_used(
+    rsa_key: Any,
+) -> None:
     issuer = Issuer([{"keys": [public_jwk(rsa_key, "rsa-1")]}])
-    cache = JwksCache(issuer.fetch, Clock())
+    clock = Clock()
+    cache = JwksCache(issuer.fetch, clock, max_urls=2)
     token = f"Bearer {mint(rsa_key)}"
-    urls = [f"https://issuer-{n}.example.com/jwks.json" for n in range(33)]
+    urls = [f"https://issuer-{n}.example.com/jwks.json" for n in range(3)]
 
     for url in urls:
         verify(url_rules(jwks_url=url), token, "/", NOW, keys=cache)
-    verify(url_rules(jwks_url=urls[32]), token, "/", NOW, keys=cache)
-    assert len(issuer.fetches) == 33
+    verify(url_rules(jwks_url=urls[2]), token, "/", NOW, keys=cache)
+    assert len(issuer.fetches) == 3
+    # The first URL's keys were dropped, and it was fetched less than a minute ago.
+    with pytest.raises(KeysUnavailable):
+        verify(url_rules(jwks_url=urls[0]), token, "/", NOW, keys=cache)
+    clock.now += 60
     verify(url_rules(jwks_url=urls[0]), token, "/", NOW, keys=cache)
 
-    assert issuer.fetches[-1] == urls[0] and len(issuer.fetches) == 34
+    assert issuer.fetches[-1] == urls[0] and len(issuer.fetches) == 4
+    assert MAX_CACHED_URLS == 128
+
+
+def test_cycling_through_more_issuers_than_the_cache_holds_costs_a_fetch_a_minute_each(
+    rsa_key: Any,
+) -> None:
+    issuer = Issuer([{"keys": [public_jwk(rsa_key, "rsa-1")]}])
+    cache = JwksCache(issuer.fetch, Clock(), max_urls=2)
+    garbage = f"Bearer {mint(rsa_key, kid='made-up')}"
+    urls = [f"https://issuer-{n}.example.com/jwks.json" for n in range(3)]
+
+    for n in range(99):
+        with pytest.raises((InvalidToken, KeysUnavailable)):
+            verify(url_rules(jwks_url=urls[n % 3]), garbage, "/", NOW, keys=cache)
+
+    assert len(issuer.fetches) == 3
 
 
 def test_the_cache_refuses_an_http_url_unless_built_for_loopback(rsa_key: Any) -> None:
@@ -1227,3 +1250,11 @@ def test_at_most_the_bound_of_tokens_is_remembered_dropping_the_least_recently_u
     verify(rules, first, "/", NOW, verified=remembered)  # kept: used after second
     verify(rules, second, "/", NOW, verified=remembered)  # dropped: checked again
     assert len(decodes) == 4
+
+
+def test_a_time_claim_too_large_for_a_float_is_refused_as_a_bad_claim(rsa_key: Any) -> None:
+    rules = inline_rules(public_jwk(rsa_key, "rsa-1"))
+
+    token = f"Bearer {mint(rsa_key, exp=10**400)}"
+
+    assert refusal(lambda: verify(rules, token, "/", NOW)) == "claims"
