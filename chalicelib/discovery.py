@@ -14,24 +14,21 @@ not, so an outage answers a retryable 503 rather than a 404 that may no longer b
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Protocol
 
 from chalicelib.config import Settings
 from chalicelib.errors import RegistryUnavailable
 from chalicelib.instances import ServiceView
 from chalicelib.observability import logger
+from chalicelib.recent import Recent
 
 Clock = Callable[[], float]
 MAX_CACHED_SERVICES = 1024
 MAX_CACHED_MISSES = 1024
 _NOTHING = ServiceView(())
-
-_V = TypeVar("_V")
 
 
 class InstanceSource(Protocol):
@@ -47,33 +44,6 @@ class InstanceSource(Protocol):
 class _Entry:
     view: ServiceView
     loaded_at: float
-
-
-class _Recent(Generic[_V]):
-    """A thread-safe map that forgets its least recently used key beyond ``limit`` keys."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._items: OrderedDict[str, _V] = OrderedDict()
-        self._lock = threading.Lock()  # the dev server is threaded
-
-    def get(self, key: str) -> _V | None:
-        with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-            return value
-
-    def put(self, key: str, value: _V) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self._limit:
-                self._items.popitem(last=False)
-
-    def discard(self, key: str) -> None:
-        with self._lock:
-            self._items.pop(key, None)
 
 
 class Discovery:
@@ -92,8 +62,8 @@ class Discovery:
         self._stale_seconds = stale_seconds
         self._clock = clock
         self.wall_clock = wall_clock
-        self._found: _Recent[_Entry] = _Recent(max_services)
-        self._missing: _Recent[float] = _Recent(max_misses)
+        self._found: Recent[str, _Entry] = Recent(max_services)
+        self._missing: Recent[str, float] = Recent(max_misses)
 
     def view(self, service: str) -> ServiceView:
         """The service's instances and policy, from the cache while it is fresh."""

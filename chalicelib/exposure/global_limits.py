@@ -28,15 +28,14 @@ from __future__ import annotations
 
 import hashlib
 import math
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
 from chalicelib.errors import LambdaMeshError
 from chalicelib.exposure.limits import EPSILON, Decision, RateLimits, Which, pick
 from chalicelib.observability import logger
+from chalicelib.recent import Recent
 
 # Windows a container remembers as full; the least recently noted is forgotten beyond it
 # (and costs one more refused write if it is still full).
@@ -61,9 +60,7 @@ class GlobalLimits:
     ) -> None:
         self._count = count
         self._clock = clock
-        self._max_full = max_full
-        self._full: OrderedDict[tuple[str, int], None] = OrderedDict()
-        self._lock = threading.Lock()
+        self._full: Recent[tuple[str, int], bool] = Recent(max_full)
 
     def check(self, rules: RateLimits, service: str, consumer: str | None) -> Decision | None:
         """Count a request against the consumer's window, then the service's; None when no
@@ -88,7 +85,7 @@ class GlobalLimits:
         window = math.floor(now / seconds)
         left = (window + 1) * seconds - now
         key = counter_key(service, which, consumer)
-        if self._is_full(key, window):
+        if (key, window) in self._full:
             return _refused(which, left)
         try:
             count = self._count(key, window, limit, (window + 1) * seconds + COUNTER_GRACE_SECONDS)
@@ -99,20 +96,10 @@ class GlobalLimits:
             )
             return None
         if count is None:
-            self._note_full(key, window)
+            self._full.put((key, window), True)
             return _refused(which, left)
         remaining = max(0, limit - count)
         return Decision(True, remaining, left if remaining == 0 else 0.0, 0, which)
-
-    def _is_full(self, key: str, window: int) -> bool:
-        with self._lock:
-            return (key, window) in self._full
-
-    def _note_full(self, key: str, window: int) -> None:
-        with self._lock:
-            self._full[(key, window)] = None
-            while len(self._full) > self._max_full:
-                self._full.popitem(last=False)
 
 
 def _refused(which: Which, left: float) -> Decision:

@@ -36,7 +36,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -51,6 +50,7 @@ from chalicelib.exposure.jwt_rules import (
     public_key,
 )
 from chalicelib.observability import logger
+from chalicelib.recent import Recent
 
 if TYPE_CHECKING:
     from jwt import PyJWK
@@ -211,9 +211,8 @@ class JwksCache:
         self._clock = clock
         self._allow_loopback_http = allow_loopback_http
         self._max_urls = max_urls
-        self._entries: OrderedDict[str, _Entry] = OrderedDict()
-        self._tried: OrderedDict[str, float] = OrderedDict()
-        self._lock = threading.Lock()
+        self._entries: Recent[str, _Entry] = Recent(max_urls)
+        self._tried: Recent[str, float] = Recent(MAX_TRIED_URLS)
 
     def key(self, url: str, kid: str | None, algorithm: str) -> PyJWK:
         """The key for a token from ``url``'s issuer; InvalidToken when there is none,
@@ -236,21 +235,13 @@ class JwksCache:
         return found
 
     def _entry(self, url: str) -> _Entry:
-        with self._lock:
-            entry = self._entries.pop(url, None) or _Entry()
-            self._entries[url] = entry
-            while len(self._entries) > self._max_urls:
-                self._entries.popitem(last=False)
-            return entry
+        return self._entries.setdefault(url, _Entry)
 
     def _refresh(self, url: str, entry: _Entry, now: float) -> None:
-        with self._lock:
-            if now - self._tried.get(url, -math.inf) < REFETCH_SECONDS:
-                return
-            self._tried[url] = now
-            self._tried.move_to_end(url)
-            while len(self._tried) > MAX_TRIED_URLS:
-                self._tried.popitem(last=False)
+        tried = self._tried.get(url)
+        if tried is not None and now - tried < REFETCH_SECONDS:
+            return
+        self._tried.put(url, now)
         try:
             problem = jwks_url_problem(url, allow_loopback_http=self._allow_loopback_http)
             if problem:

@@ -24,8 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -33,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from chalicelib.errors import InsufficientScope, InvalidToken, MissingToken
 from chalicelib.exposure.jwks import JwksCache, default_keys, inline_keys, unusable_key
 from chalicelib.exposure.jwt_rules import MAX_CLAIM_HEADER_VALUE, JwtRules, required_scopes
+from chalicelib.recent import Recent
 
 if TYPE_CHECKING:
     from jwt import PyJWK
@@ -68,7 +67,7 @@ class _Verified:
     headers: dict[str, str]
 
 
-class VerifiedTokens:
+class VerifiedTokens(Recent[bytes, _Verified]):
     """Tokens that passed every check but the time and scope ones, by SHA-256, at most
     ``size`` (the least recently used is dropped). A token found here is taken again only
     under equal rules and while the key set still gives the very key object that checked it:
@@ -76,26 +75,7 @@ class VerifiedTokens:
     checked afresh against it. Time claims and scopes are checked on every request."""
 
     def __init__(self, size: int = MAX_VERIFIED_TOKENS) -> None:
-        self._size = size
-        self._entries: OrderedDict[bytes, _Verified] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, digest: bytes) -> _Verified | None:
-        with self._lock:
-            found = self._entries.get(digest)
-            if found is not None:
-                self._entries.move_to_end(digest)
-            return found
-
-    def put(self, digest: bytes, verified: _Verified) -> None:
-        with self._lock:
-            self._entries[digest] = verified
-            self._entries.move_to_end(digest)
-            while len(self._entries) > self._size:
-                self._entries.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._entries)
+        super().__init__(size)
 
 
 def verify(
