@@ -531,7 +531,19 @@ def test_the_service_is_listed_with_its_live_instance(run: Run) -> None:
     assert run.status("services") == 200
     assert run.json("services") == {
         "services": [
-            {"service": SERVICE, "live": 1, "total": 1, "versions": {"v1": {"live": 1, "total": 1}}}
+            {
+                "service": SERVICE,
+                "live": 1,
+                "total": 1,
+                "versions": {"v1": {"live": 1, "total": 1}},
+                # No exposure document: the stage's default, open in this run.
+                "exposure": {
+                    "declared": False,
+                    "exposed": True,
+                    "versions": None,
+                    "auth": ["none"],
+                },
+            }
         ]
     }
 
