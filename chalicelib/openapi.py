@@ -8,7 +8,7 @@ import copy
 from functools import cache
 from typing import Any
 
-from chalicelib.exposure.document import AUTH_METHODS, EXPOSURE_SCHEMA
+from chalicelib.exposure.document import AUTH_METHODS, exposure_schema
 from chalicelib.exposure.keys import CONSUMER_PATTERN, MAX_KEY_DAYS, MIN_KEY_DAYS
 from chalicelib.validation import HEARTBEAT_SCHEMA, POLICY_SCHEMA, REGISTER_SCHEMA
 from lambdamesh_routing.names import INSTANCE_PATTERN, SERVICE_PATTERN, VERSION_PATTERN
@@ -194,7 +194,7 @@ def _schemas() -> dict[str, Any]:
                 "updated_at": {"type": "number"},
             },
         },
-        "Exposure": copy.deepcopy(EXPOSURE_SCHEMA),
+        "Exposure": copy.deepcopy(exposure_schema()),
         "StoredExposure": {
             "type": "object",
             "required": ["service", "exposure", "updated_at"],

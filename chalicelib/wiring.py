@@ -16,7 +16,6 @@ from chalicelib.discovery import Discovery
 from chalicelib.errors import ConfigError, GatewayMisconfigured, LambdaMeshError
 from chalicelib.exposure.checks import Gate, KeyUse
 from chalicelib.exposure.document import CLOSED, OPEN
-from chalicelib.exposure.global_limits import GlobalLimits
 from chalicelib.exposure.management import Exposures
 from chalicelib.gateway import Gateway
 from chalicelib.keystore import KeyStore
@@ -102,7 +101,7 @@ def _gateway() -> Gateway:
             key_use=KeyUse(store().touch_key),
             # A JWKS over http only where loopback upstreams are allowed: local runs.
             allow_loopback_http=current.allow_loopback,
-            global_limits=GlobalLimits(store().count_request),
+            global_count=store().count_request,
         ),
     )
 

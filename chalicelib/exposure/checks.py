@@ -25,10 +25,7 @@ from chalicelib.errors import (
     NoCredentials,
     RateLimited,
 )
-from chalicelib.exposure import addresses, cors, limits
 from chalicelib.exposure.document import CLOSED, OPEN, Exposure
-from chalicelib.exposure.global_limits import GlobalLimits
-from chalicelib.exposure.jwt_rules import JwtRules, claim_headers
 from chalicelib.exposure.keys import ApiKey, authenticate, carries_key, presented_key
 from chalicelib.exposure.view import GatewayView
 from chalicelib.observability import logger
@@ -37,7 +34,10 @@ from lambdamesh_routing.instances import ServiceView
 from lambdamesh_routing.router import no_such_service, no_such_version
 
 if TYPE_CHECKING:
+    from chalicelib.exposure.global_limits import Counter, GlobalLimits
     from chalicelib.exposure.jwks import JwksCache
+    from chalicelib.exposure.jwt_rules import JwtRules
+    from chalicelib.exposure.limits import TokenBuckets
     from chalicelib.exposure.tokens import Identity, VerifiedTokens
 
 Clock = Callable[[], float]
@@ -106,28 +106,30 @@ class Gate:
     def __init__(
         self,
         default_open: bool = False,
-        buckets: limits.TokenBuckets | None = None,
+        buckets: TokenBuckets | None = None,
         key_use: KeyUse | None = None,
         clock: Clock = time.time,
         jwks: JwksCache | None = None,
         *,
         allow_loopback_http: bool = False,
-        global_limits: GlobalLimits | None = None,
+        global_count: Counter | None = None,
     ) -> None:
         """``jwks`` caches the key sets of ``jwks_url`` issuers; by default one is made at
         the first bearer token (fetching ``http://`` from loopback only when
         ``allow_loopback_http``), so a gateway with no JWT service never loads PyJWT.
-        ``global_limits`` counts the limits of scope global; without it, a service with one
-        is refused with GatewayMisconfigured."""
+        ``global_count`` counts the limits of scope global (the store's count_request);
+        without it, a service with one is refused with GatewayMisconfigured. The modules of
+        each check are imported at the first service that needs it."""
         self._default = OPEN if default_open else CLOSED
-        self._buckets = buckets or limits.TokenBuckets()
+        self._buckets = buckets
         self._key_use = key_use
         self._clock = clock
         self._jwks = jwks
-        self._global = global_limits
+        self._global_count = global_count
+        self._global: GlobalLimits | None = None
         self._allow_loopback_http = allow_loopback_http
         self._verified: VerifiedTokens | None = None
-        self._jwks_lock = threading.Lock()
+        self._lazy_lock = threading.Lock()
 
     def exposure(self, view: ServiceView) -> Exposure:
         found = view.exposure if isinstance(view, GatewayView) else None
@@ -154,8 +156,11 @@ class Gate:
         preflight = _preflight(exposure, method, headers)
         if preflight is not None:
             return preflight
-        origin = cors.header(headers, "Origin")
-        answer = {} if exposure.cors is None else cors.answer_headers(exposure.cors, origin)
+        answer = {}
+        if exposure.cors is not None:
+            from chalicelib.exposure import cors
+
+            answer = cors.answer_headers(exposure.cors, cors.header(headers, "Origin"))
         try:
             forwarded, vouched, consumer = self._identify(exposure, view, service, headers, path)
             answer.update(self._limit(exposure, service, consumer))
@@ -175,7 +180,11 @@ class Gate:
         """The client's headers that go upstream, the ones the gateway vouches for, and the
         caller's consumer name when it has one: a key when one is presented (and keys are
         taken), else a bearer token (when tokens are)."""
-        claimed = set(claim_headers(exposure.jwt)) if exposure.jwt else set()
+        claimed: set[str] = set()
+        if exposure.jwt is not None:
+            from chalicelib.exposure.jwt_rules import claim_headers
+
+            claimed = set(claim_headers(exposure.jwt))
         own = {field_name(h) for h in (CONSUMER_HEADER, *claimed)}
         forwarded = _without(headers, lambda name, _: _vouched_name(name, own))
         if exposure.public:
@@ -213,7 +222,7 @@ class Gate:
         return forwarded, dict(identity.headers), _consumer_of(identity)
 
     def _token_caches(self) -> tuple[JwksCache, VerifiedTokens]:
-        with self._jwks_lock:
+        with self._lazy_lock:
             if self._jwks is None:
                 from chalicelib.exposure.jwks import JwksCache
 
@@ -223,6 +232,24 @@ class Gate:
 
                 self._verified = VerifiedTokens()
             return self._jwks, self._verified
+
+    def _token_buckets(self) -> TokenBuckets:
+        with self._lazy_lock:
+            if self._buckets is None:
+                from chalicelib.exposure.limits import TokenBuckets
+
+                self._buckets = TokenBuckets()
+            return self._buckets
+
+    def _global_limits(self) -> GlobalLimits:
+        with self._lazy_lock:
+            if self._global is None:
+                if self._global_count is None:
+                    raise GatewayMisconfigured("global rate limits need a counter; see the log")
+                from chalicelib.exposure.global_limits import GlobalLimits
+
+                self._global = GlobalLimits(self._global_count, self._clock)
+            return self._global
 
     def _keyed(
         self,
@@ -252,12 +279,12 @@ class Gate:
         rules = exposure.rate_limits
         if rules is None:
             return {}
+        from chalicelib.exposure import limits
+
         if rules.scope == "global":
-            if self._global is None:
-                raise GatewayMisconfigured("global rate limits need a counter; see the log")
-            decision = self._global.check(rules, service, consumer)
+            decision = self._global_limits().check(rules, service, consumer)
         else:
-            decision = limits.check(rules, self._buckets, service, consumer)
+            decision = limits.check(rules, self._token_buckets(), service, consumer)
         if decision is None:
             return {}
         fields = limits.headers(decision, rules)
@@ -293,6 +320,8 @@ def _consumer_of(identity: Identity) -> str | None:
 def _preflight(exposure: Exposure, method: str, headers: Mapping[str, str]) -> Preflighted | None:
     if exposure.cors is None:
         return None
+    from chalicelib.exposure import cors
+
     answer = cors.preflight(exposure.cors, method, headers)
     if answer is None:
         return None
@@ -304,5 +333,9 @@ def _preflight(exposure: Exposure, method: str, headers: Mapping[str, str]) -> P
 
 
 def _check_address(exposure: Exposure, client_ip: str | None) -> None:
-    if exposure.addresses is not None and not addresses.allowed(exposure.addresses, client_ip):
+    if exposure.addresses is None:
+        return
+    from chalicelib.exposure import addresses
+
+    if not addresses.allowed(exposure.addresses, client_ip):
         raise AddressNotAllowed("this service does not take requests from your address")

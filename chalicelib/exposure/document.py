@@ -6,17 +6,22 @@ checking it costs the hot path no read. Validated whole before it is stored, lik
 its shape and ranges by one JSON Schema assembled from each part's own, then what a schema
 cannot say. The routing view that sidecars poll never carries it: calls between services
 through the sidecar are not the edge's business.
+
+Each optional part (``jwt``, ``cors``, ``addresses``, ``rate_limits``) is read by a module of
+its own, imported at the first document that has that part: a Lambda whose services use none
+of them pays nothing for them at its cold start.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.errors import InvalidRequest, PayloadTooLarge
-from chalicelib.exposure import addresses, cors, jwt_rules, limits
 from chalicelib.validation import check_document
 from lambdamesh_routing.names import VERSION_PATTERN, check_name
 
@@ -24,6 +29,31 @@ MAX_EXPOSURE_JSON = 8 * 1024
 MAX_VERSIONS = 16
 # How a caller proves who it is: "none" (public, chosen explicitly) or any of the others.
 AUTH_METHODS = ("none", "api_key", "jwt")
+# Each optional part of the document and the module that reads it (its schema, from_json,
+# to_json and problems).
+PARTS = {
+    "jwt": "chalicelib.exposure.jwt_rules",
+    "cors": "chalicelib.exposure.cors",
+    "addresses": "chalicelib.exposure.addresses",
+    "rate_limits": "chalicelib.exposure.limits",
+}
+_SCHEMAS = {
+    "jwt": "JWT_SCHEMA",
+    "cors": "CORS_SCHEMA",
+    "addresses": "ADDRESSES_SCHEMA",
+    "rate_limits": "RATE_LIMITS_SCHEMA",
+}
+
+if TYPE_CHECKING:
+    from chalicelib.exposure.addresses import AddressRules
+    from chalicelib.exposure.cors import CorsRules
+    from chalicelib.exposure.jwt_rules import JwtRules
+    from chalicelib.exposure.limits import RateLimits
+
+
+def part(name: str) -> Any:
+    """The module that reads part ``name``, imported now if it was not yet."""
+    return importlib.import_module(PARTS[name])
 
 
 def _or_null(schema: dict[str, Any]) -> dict[str, Any]:
@@ -32,32 +62,32 @@ def _or_null(schema: dict[str, Any]) -> dict[str, Any]:
     return {**schema, "type": ["object", "null"]}
 
 
-EXPOSURE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["exposed"],
-    "properties": {
-        "exposed": {"type": "boolean"},
-        "versions": {
-            "type": ["array", "null"],
-            "minItems": 1,
-            "maxItems": MAX_VERSIONS,
-            "uniqueItems": True,
-            "items": {"type": "string", "pattern": VERSION_PATTERN},
+@functools.cache
+def exposure_schema() -> dict[str, Any]:
+    """The document's JSON Schema, each part's own within it (this imports every part)."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["exposed"],
+        "properties": {
+            "exposed": {"type": "boolean"},
+            "versions": {
+                "type": ["array", "null"],
+                "minItems": 1,
+                "maxItems": MAX_VERSIONS,
+                "uniqueItems": True,
+                "items": {"type": "string", "pattern": VERSION_PATTERN},
+            },
+            "auth": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": len(AUTH_METHODS),
+                "uniqueItems": True,
+                "items": {"enum": list(AUTH_METHODS)},
+            },
+            **{name: _or_null(getattr(part(name), _SCHEMAS[name])) for name in PARTS},
         },
-        "auth": {
-            "type": "array",
-            "minItems": 1,
-            "maxItems": len(AUTH_METHODS),
-            "uniqueItems": True,
-            "items": {"enum": list(AUTH_METHODS)},
-        },
-        "jwt": _or_null(jwt_rules.JWT_SCHEMA),
-        "cors": _or_null(cors.CORS_SCHEMA),
-        "addresses": _or_null(addresses.ADDRESSES_SCHEMA),
-        "rate_limits": _or_null(limits.RATE_LIMITS_SCHEMA),
-    },
-}
+    }
 
 
 @dataclass(frozen=True)
@@ -66,10 +96,10 @@ class Exposure:
     # The {version} segments served (versions or aliases, as clients write them); None: all.
     versions: tuple[str, ...] | None = None
     auth: tuple[str, ...] = ()
-    jwt: jwt_rules.JwtRules | None = None
-    cors: cors.CorsRules | None = None
-    addresses: addresses.AddressRules | None = None
-    rate_limits: limits.RateLimits | None = None
+    jwt: JwtRules | None = None
+    cors: CorsRules | None = None
+    addresses: AddressRules | None = None
+    rate_limits: RateLimits | None = None
 
     @property
     def public(self) -> bool:
@@ -84,10 +114,10 @@ class Exposure:
             "exposed": self.exposed,
             "versions": None if self.versions is None else list(self.versions),
             "auth": list(self.auth),
-            "jwt": None if self.jwt is None else jwt_rules.to_json(self.jwt),
-            "cors": None if self.cors is None else cors.to_json(self.cors),
-            "addresses": None if self.addresses is None else addresses.to_json(self.addresses),
-            "rate_limits": None if self.rate_limits is None else limits.to_json(self.rate_limits),
+            **{
+                name: None if (rules := getattr(self, name)) is None else part(name).to_json(rules)
+                for name in PARTS
+            },
         }
 
 
@@ -114,23 +144,18 @@ def from_json(doc: Mapping[str, Any]) -> Exposure:
         exposed=bool(doc["exposed"]),
         versions=None if versions is None else tuple(versions),
         auth=tuple(doc.get("auth") or ()),
-        jwt=_part(doc, "jwt", jwt_rules.from_json),
-        cors=_part(doc, "cors", cors.from_json),
-        addresses=_part(doc, "addresses", addresses.from_json),
-        rate_limits=_part(doc, "rate_limits", limits.from_json),
+        **{
+            name: None if (value := doc.get(name)) is None else part(name).from_json(value)
+            for name in PARTS
+        },
     )
-
-
-def _part(doc: Mapping[str, Any], name: str, parse: Any) -> Any:
-    value = doc.get(name)
-    return None if value is None else parse(value)
 
 
 def parse_exposure(service: str, body: Any, *, allow_loopback_http: bool = False) -> Exposure:
     """An exposure document, checked whole; refused before anything is stored.
     ``allow_loopback_http`` lets a JWKS be fetched over http from loopback (local runs)."""
     check_name("service", service)
-    fields = check_document(body, "exposure", EXPOSURE_SCHEMA)
+    fields = check_document(body, "exposure", exposure_schema())
     if len(json.dumps(fields, separators=(",", ":"))) > MAX_EXPOSURE_JSON:
         raise PayloadTooLarge(f"the exposure is larger than {MAX_EXPOSURE_JSON} bytes as JSON")
     for problem in _problems(fields, allow_loopback_http):
@@ -156,8 +181,8 @@ def _problems(doc: Mapping[str, Any], allow_loopback_http: bool) -> list[str]:
     if ("jwt" in auth) != (doc.get("jwt") is not None):
         found.append('"jwt" in auth and the "jwt" settings (issuer, audiences, keys) go together')
     if doc.get("jwt") is not None:
-        found += jwt_rules.problems(doc["jwt"], allow_loopback_http=allow_loopback_http)
-    for name, module in (("cors", cors), ("addresses", addresses), ("rate_limits", limits)):
+        found += part("jwt").problems(doc["jwt"], allow_loopback_http=allow_loopback_http)
+    for name in ("cors", "addresses", "rate_limits"):
         if doc.get(name) is not None:
-            found += module.problems(doc[name])
+            found += part(name).problems(doc[name])
     return found

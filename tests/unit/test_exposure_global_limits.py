@@ -157,7 +157,7 @@ def test_the_gate_counts_a_global_limit_with_its_counter() -> None:
         },
     )
     view = GatewayView(instances=(), exposure=exposure)
-    gate = Gate(global_limits=GlobalLimits(counts, Clock()))
+    gate = Gate(clock=Clock(), global_count=counts)
 
     admitted = gate.admit(view, "orders", "v1", "GET", {}, "203.0.113.9")
 
