@@ -10,17 +10,25 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from tests.e2e.conftest import Mesh
 from tests.e2e.processes import ROOT, Process, eventually, http, spawn
 from tests.e2e.test_outbound import app, caller
+from tests.functional.test_exposure_jwks import JwksServer, handler_for
 from tests.helpers import SIGNING_KEY, admin_token, service_token
 
 PUBLIC = {"exposed": True, "auth": ["none"]}
 KEYED = {"exposed": True, "auth": ["api_key"]}
+ISSUER = "https://issuer.example.com/pool-e2e"
+AUDIENCE = "accounts-client"
 
 
 @pytest.fixture(scope="module")
@@ -197,3 +205,69 @@ def test_a_global_rate_limit_admits_exactly_its_quota_under_eight_concurrent_cli
     assert set(statuses) <= {200, 429}
     admitted = statuses.count(200)
     assert admitted == 6 if windows == 1 else 6 <= admitted <= 6 * windows
+
+
+def test_jwts_from_an_issuers_jwks_endpoint_through_lambdamesh_dev(
+    closed_mesh: Mesh, tmp_path: Path
+) -> None:
+    """Tokens minted with PyJWT from RSA and EC keys, the keys served by a JWKS endpoint of
+    the test's own on loopback: valid tokens of both kinds reach the app with their claim
+    forwarded; expired, foreign, unsigned and unknown-key ones are refused, the last without
+    a fetch each. (Rotation at the issuer: tests/functional/test_exposure_jwt.py.)"""
+    _, port = app(closed_mesh, "accounts", "accounts-0")
+    closed_mesh.sidecar("accounts", port, "accounts-0")
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    rotated = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    issuer = JwksServer()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(issuer))
+    issuer.port = int(server.server_address[1])
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = issuer.serve("/jwks.json", {"keys": [jwk(rsa_key, "r1"), jwk(ec_key, "e1")]})
+        rules = {
+            "issuer": ISSUER,
+            "audiences": [AUDIENCE],
+            "jwks_url": url,
+            "forward_claims": {"sub": "X-User-Id"},
+        }
+        expose(closed_mesh, "accounts", {"exposed": True, "auth": ["jwt"], "jwt": rules}, tmp_path)
+        eventually(lambda: "accounts-0" in closed_mesh.live("accounts"), 15, "registered")
+
+        def call(credentials: str) -> Any:
+            return closed_mesh.get(
+                "/api/v1/accounts/v1/me", headers={"Authorization": f"Bearer {credentials}"}
+            )
+
+        for key, kid, algorithm in ((rsa_key, "r1", "RS256"), (ec_key, "e1", "ES256")):
+            answer = call(minted(key, kid, algorithm, sub=f"user-{kid}"))
+            assert answer.status == 200, answer.body
+            assert answer.json()["headers"]["X-User-Id"] == f"user-{kid}"
+        for refused in (
+            minted(rsa_key, "r1", "RS256", exp=time.time() - 3600),
+            minted(rsa_key, "r1", "RS256", aud="someone-else"),
+            minted(rotated, "r1", "RS256"),
+            jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "exp": time.time() + 60}, None, "none"),
+        ):
+            answer = call(refused)
+            assert answer.status == 401, answer.body
+            assert answer.json()["error"]["code"] == "invalid_token"
+
+        # Made-up key ids cost the issuer at most one fetch a minute, not one each.
+        fetches = len(issuer.requests)
+        for n in range(5):
+            assert call(minted(rotated, f"made-up-{n}", "RS256")).status == 401
+        assert len(issuer.requests) - fetches <= 1
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def jwk(private: Any, kid: str) -> dict[str, Any]:
+    algorithm = RSAAlgorithm if isinstance(private, rsa.RSAPrivateKey) else ECAlgorithm
+    return {**json.loads(algorithm.to_jwk(private.public_key())), "kid": kid, "use": "sig"}
+
+
+def minted(private: Any, kid: str, algorithm: str, **claims: Any) -> str:
+    payload = {"iss": ISSUER, "aud": AUDIENCE, "sub": "user-1", "exp": time.time() + 300}
+    return jwt.encode({**payload, **claims}, private, algorithm=algorithm, headers={"kid": kid})
