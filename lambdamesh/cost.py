@@ -20,13 +20,20 @@ from lambdamesh.prices import PRICES, READ_ON, PriceTable, Tier
 HOURS_PER_MONTH = 730  # AWS's own convention for monthly estimates
 SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600
 GB = 1024**3
-LANES = ("rest", "url")
+# Where calls reach the function: `rest` (API Gateway's REST API) or `url` (the Lambda
+# function URL) for every call, or `mixed`, the recommended deployment: clients through the
+# REST API, the sidecars (heartbeats, routing-view polls) through the function URL.
+LANES = ("rest", "url", "mixed")
+LANE_NAMES = {"rest": "REST API", "url": "function URL"}
 BILLINGS = ("on-demand", "provisioned")
 ARCHITECTURES = ("x86_64", "arm64")
 
 ASSUMPTIONS = (
     "a month is 730 hours; traffic is steady (no peaks beyond the provisioned headroom)",
-    "one Lambda serves both heartbeats and routed requests, through the same lane",
+    "one Lambda serves heartbeats, routing-view polls and routed requests: on the rest and "
+    "url lanes all through that lane; on the mixed lane heartbeats and polls through the "
+    "function URL (the sidecars' LAMBDAMESH_URL) and routed requests, and the east-west "
+    "comparison, through the REST API",
     "a heartbeat is one conditional UpdateItem: --write-units-per-heartbeat write units",
     "a routed request reads no DynamoDB in steady state: each warm Lambda caches a "
     "service's instance list for LAMBDAMESH_CACHE_SECONDS, so list reads are at most one per "
@@ -231,6 +238,24 @@ def polls_a_month(inputs: CostInputs) -> float:
     return polls_per_second(inputs) * SECONDS_PER_MONTH
 
 
+def sidecar_lane(inputs: CostInputs) -> str:
+    """The lane heartbeats and routing-view polls arrive on: the sidecars' LAMBDAMESH_URL."""
+    return "url" if inputs.lane == "mixed" else inputs.lane
+
+
+def client_lane(inputs: CostInputs) -> str:
+    """The lane routed requests arrive on, and east-west calls would through the gateway."""
+    return "rest" if inputs.lane == "mixed" else inputs.lane
+
+
+def rest_calls_a_month(inputs: CostInputs) -> float:
+    """The calls API Gateway bills, polls aside: those of each kind whose lane is REST."""
+    calls = routed_a_month(inputs) if client_lane(inputs) == "rest" else 0.0
+    if sidecar_lane(inputs) == "rest":
+        calls += heartbeats_a_month(inputs)
+    return calls
+
+
 def warm_lambdas(inputs: CostInputs) -> int:
     """Concurrent executions routed traffic and polls keep busy (Little's law), at least one."""
     polls = polls_per_second(inputs)
@@ -272,10 +297,13 @@ def _millions(count: float) -> str:
 
 
 def _api_gateway(inputs: CostInputs, prices: PriceTable) -> list[Line]:
-    if inputs.lane == "url":
+    if client_lane(inputs) == "url":
         return []
-    calls = heartbeats_a_month(inputs) + routed_a_month(inputs)
-    basis = f"{_millions(calls)} calls, tiered from $3.50 per million"
+    calls = rest_calls_a_month(inputs)
+    what = "calls"
+    if sidecar_lane(inputs) != "rest":
+        what = "routed requests (no heartbeats or polls)"
+    basis = f"{_millions(calls)} {what}, tiered from $3.50 per million"
     return [Line("API Gateway (REST)", basis, tiered(calls, prices.api_gateway_rest_tiers))]
 
 
@@ -399,10 +427,10 @@ def _polls(inputs: CostInputs, prices: PriceTable) -> list[Line]:
     if polls == 0:
         return []
     found: list[Line] = []
-    if inputs.lane == "rest":
+    if sidecar_lane(inputs) == "rest":
         # Polls share the account's monthly volume bands with the mesh's other calls: they
         # are charged at the bands they push the total into.
-        others = heartbeats_a_month(inputs) + routed_a_month(inputs)
+        others = rest_calls_a_month(inputs)
         tiers = prices.api_gateway_rest_tiers
         found.append(
             Line(
@@ -503,7 +531,7 @@ def per_instance_heartbeat(inputs: CostInputs, prices: PriceTable = PRICES) -> d
     else:
         dynamodb = beats * inputs.write_units_per_heartbeat
         dynamodb *= prices.dynamodb_write_request.amount
-    rest = inputs.lane == "rest"
+    rest = sidecar_lane(inputs) == "rest"
     parts = {
         "api_gateway": beats * prices.api_gateway_rest.amount if rest else 0.0,
         "lambda_requests": beats * prices.lambda_request.amount,
@@ -550,6 +578,10 @@ def to_json(breakdown: Breakdown, prices: PriceTable = PRICES) -> dict[str, Any]
         "inputs": asdict(inputs),
         "region": prices.region,
         "hours_per_month": HOURS_PER_MONTH,
+        "lanes": {
+            "heartbeats_and_polls": sidecar_lane(inputs),
+            "routed_and_east_west": client_lane(inputs),
+        },
         "lines": [line(entry) for entry in breakdown.lines],
         "total": round(breakdown.total, 6),
         "cloud_map": {
@@ -586,6 +618,12 @@ def _rows(lines: tuple[Line, ...]) -> list[tuple[str, str, str]]:
 
 def _signed(amount: float) -> str:
     return f"-${-amount:,.2f}" if amount < 0 else f"${amount:,.2f}"
+
+
+def _lane_text(inputs: CostInputs) -> str:
+    if inputs.lane != "mixed":
+        return f"lane {inputs.lane}"
+    return "lane mixed (routed requests on rest, heartbeats and polls on url)"
 
 
 def render(breakdown: Breakdown) -> str:
@@ -625,7 +663,7 @@ def render(breakdown: Breakdown) -> str:
     beat = breakdown.per_instance_heartbeat
     header = (
         f"{inputs.instances} instances, heartbeat {inputs.heartbeat_seconds:g} s, "
-        f"{inputs.requests_per_second:g} routed req/s, lane {inputs.lane}, DynamoDB "
+        f"{inputs.requests_per_second:g} routed req/s, {_lane_text(inputs)}, DynamoDB "
         f"{inputs.billing}, Lambda {inputs.memory_mb} MB {inputs.architecture}; "
         f"{PRICES.region} list prices read {READ_ON} (lambdamesh/prices.py)"
     )
@@ -650,6 +688,51 @@ def render(breakdown: Breakdown) -> str:
             f"${breakdown.polls_monthly / sidecars:.4f} per sidecar-month"
         )
     return "\n".join([header, "", *table, "", *notes, "assumptions: docs/cost.md"])
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _markdown_rows(breakdown: Breakdown) -> list[tuple[str, str, str]]:
+    """What the table adds below the total, none of it in the total: the comparisons and
+    the per-instance heartbeat figure."""
+    beat = breakdown.per_instance_heartbeat
+    rows = [
+        (
+            "Cloud Map, same instances (not in the total)",
+            "registry only / with a DiscoverInstances call per routed request",
+            f"${breakdown.cloud_map_registry_only:,.2f} / "
+            f"${breakdown.cloud_map_with_discovery:,.2f}",
+        ),
+        (
+            "Heartbeats alone, per instance-month (not in the total)",
+            f"through the {LANE_NAMES[sidecar_lane(breakdown.inputs)]}, without logs / logs",
+            f"${beat['total_without_logs']:.4f} / ${beat['logs']:.4f}",
+        ),
+    ]
+    if breakdown.east_west:
+        rows.append(
+            (
+                f"{breakdown.inputs.east_west_rps:g} east-west req/s (not in the total)",
+                "through the gateway / the outbound port's polls / saving",
+                f"${breakdown.east_west_through_gateway:,.2f} / "
+                f"${breakdown.polls_monthly:,.2f} / {_signed(breakdown.east_west_saving)}",
+            )
+        )
+    return rows
+
+
+def render_markdown(breakdown: Breakdown) -> str:
+    """The breakdown as a Markdown table, so the docs' tables are the command's output."""
+    rows = [
+        *_rows(breakdown.lines),
+        ("**Total**", "", f"**${breakdown.total:,.2f}**"),
+        *_markdown_rows(breakdown),
+    ]
+    table = ["| Item | Basis | Per month |", "| --- | --- | ---: |"]
+    table += ["|" + "|".join(f" {_cell(c)} " if c else " " for c in row) + "|" for row in rows]
+    return "\n".join(table)
 
 
 _FLAGS: tuple[tuple[str, str, type, str], ...] = (
@@ -743,14 +826,23 @@ def add_cost_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
     cost.add_argument(
         "--requests-per-second", type=float, required=True, help="routed requests a second"
     )
-    cost.add_argument("--lane", default="rest", help="rest (API Gateway) or url (function URL)")
+    cost.add_argument(
+        "--lane",
+        default="rest",
+        help="rest (API Gateway), url (function URL) or mixed (routed requests on rest, "
+        "the sidecars' heartbeats and polls on url)",
+    )
     cost.add_argument("--billing", default="on-demand", help="DynamoDB: on-demand or provisioned")
     for flag, dest, kind, text in _FLAGS:
         default = _DEFAULTS[dest]
         cost.add_argument(
             flag, dest=dest, type=kind, default=default, help=f"{text} (default: {default})"
         )
-    cost.add_argument("--json", action="store_true", help="print JSON for scripts")
+    output = cost.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print JSON for scripts")
+    output.add_argument(
+        "--markdown", action="store_true", help="print the lines as a Markdown table, for docs"
+    )
 
 
 def inputs_from_args(args: argparse.Namespace) -> CostInputs:
@@ -773,6 +865,8 @@ def cost_command(args: argparse.Namespace) -> int:
         return 2
     if args.json:
         print(json.dumps(to_json(breakdown), indent=2))
+    elif args.markdown:
+        print(render_markdown(breakdown))
     else:
         print(render(breakdown))
     return 0

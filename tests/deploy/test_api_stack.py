@@ -342,6 +342,7 @@ def test_api_stack_holds_the_function_half_of_the_template_and_nothing_else(
         "ApiHandlerRole",
         "APIHandler",
         "APIHandlerUrlPermission",
+        "APIHandlerUrlInvokePermission",
         version,
     }
     name = api.resources["APIHandler"]
@@ -440,10 +441,13 @@ def test_sidecar_gets_the_endpoint_url_without_its_trailing_slash(
 def function_url(aws: Client, deployment: Deployment) -> dict[str, Any]:
     """APIHandlerUrl as moto can make it: CreateFunctionUrlConfig with the template's properties."""
     properties = dict(deployment.api_template["Resources"]["APIHandlerUrl"]["Properties"])
-    assert properties.pop("TargetFunctionArn") == {"Fn::GetAtt": ["APIHandler", "Arn"]}
-    # SnapStart is off (the default): no qualifier, the unqualified function.
-    assert properties.pop("Qualifier") == {
-        "Fn::If": ["SnapStartOn", "live", {"Ref": "AWS::NoValue"}]
+    # SnapStart is off (the default): the unqualified function.
+    assert properties.pop("TargetFunctionArn") == {
+        "Fn::If": [
+            "SnapStartOn",
+            {"Ref": "APIHandlerAliaslive"},
+            {"Fn::GetAtt": ["APIHandler", "Arn"]},
+        ]
     }
     name = deployment.stacks["api"].resources["APIHandler"]
     created: dict[str, Any] = aws("lambda").create_function_url_config(
@@ -464,17 +468,21 @@ def test_function_url_permission_lets_anyone_invoke_the_url_and_nothing_else(
     policy = json.loads(aws("lambda").get_policy(FunctionName=name)["Policy"])
 
     # moto keeps the template's properties as the statement and adds Effect, Resource and Sid;
-    # AWS would write FunctionUrlAuthType as a Condition on lambda:FunctionUrlAuthType.
-    [statement] = policy["Statement"]
-    assert statement.pop("Sid")
-    assert statement == {
-        "Action": "lambda:InvokeFunctionUrl",
+    # AWS would write FunctionUrlAuthType as a Condition on lambda:FunctionUrlAuthType, and
+    # InvokedViaFunctionUrl as one on lambda:InvokedViaFunctionUrl.
+    statements = sorted(policy["Statement"], key=lambda statement: statement["Action"])
+    for statement in statements:
+        assert statement.pop("Sid")
+    common = {
         "FunctionName": name,
-        "FunctionUrlAuthType": "NONE",
         "Principal": "*",
         "Effect": "Allow",
         "Resource": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}",
     }
+    assert statements == [
+        {"Action": "lambda:InvokeFunction", "InvokedViaFunctionUrl": True, **common},
+        {"Action": "lambda:InvokeFunctionUrl", "FunctionUrlAuthType": "NONE", **common},
+    ]
 
 
 def test_function_url_serves_the_function_without_iam_auth_or_cors(

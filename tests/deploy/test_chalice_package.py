@@ -231,6 +231,7 @@ def test_the_merge_template_amends_chalice_resources_and_adds_only_the_function_
     assert added == {
         "APIHandlerUrl": "AWS::Lambda::Url",
         "APIHandlerUrlPermission": "AWS::Lambda::Permission",
+        "APIHandlerUrlInvokePermission": "AWS::Lambda::Permission",
     }
     assert not set(added) & set(generated)
 
@@ -396,10 +397,16 @@ def test_the_merged_package_gives_the_function_a_url_checked_by_its_hmac_tokens_
 
     assert name == "APIHandlerUrl"
     # No Cors, no InvokeMode (BUFFERED, what the app's answers need); the alias only with
-    # SnapStart.
+    # SnapStart, named by reference so that CloudFormation makes the URL after it (a string
+    # qualifier would let the URL be created before the alias exists).
     assert url["Properties"] == {
-        "TargetFunctionArn": {"Fn::GetAtt": ["APIHandler", "Arn"]},
-        "Qualifier": {"Fn::If": ["SnapStartOn", "live", {"Ref": "AWS::NoValue"}]},
+        "TargetFunctionArn": {
+            "Fn::If": [
+                "SnapStartOn",
+                {"Ref": "APIHandlerAliaslive"},
+                {"Fn::GetAtt": ["APIHandler", "Arn"]},
+            ]
+        },
         "AuthType": "NONE",
     }
     assert merged.cloudformation["Resources"]["APIHandler"]["Type"] == "AWS::Lambda::Function"
@@ -410,12 +417,19 @@ def test_anyone_may_invoke_the_function_url_and_nothing_else_of_the_function(
 ) -> None:
     permissions = merged.resources("AWS::Lambda::Permission")
 
+    target = {"Fn::If": ["SnapStartOn", {"Ref": "APIHandlerAliaslive"}, {"Ref": "APIHandler"}]}
+    # Both, since October 2025: InvokeFunctionUrl on a URL of AuthType NONE, and
+    # InvokeFunction only through a function URL (the lambda:InvokedViaFunctionUrl condition).
     assert permissions.pop("APIHandlerUrlPermission")["Properties"] == {
         "Action": "lambda:InvokeFunctionUrl",
-        "FunctionName": {
-            "Fn::If": ["SnapStartOn", {"Ref": "APIHandlerAliaslive"}, {"Ref": "APIHandler"}]
-        },
+        "FunctionName": target,
         "FunctionUrlAuthType": "NONE",
+        "Principal": "*",
+    }
+    assert permissions.pop("APIHandlerUrlInvokePermission")["Properties"] == {
+        "Action": "lambda:InvokeFunction",
+        "FunctionName": target,
+        "InvokedViaFunctionUrl": True,
         "Principal": "*",
     }
     # Every other permission is Chalice's own, unchanged (API Gateway's invoke).
@@ -442,6 +456,20 @@ def test_every_deploy_publishes_a_version_under_the_alias_live(merged: Package) 
     assert name == "APIHandlerAliaslive"
     assert alias["Properties"]["Name"] == "live"
     assert alias["Properties"]["FunctionVersion"] == {"Fn::GetAtt": [version, "Version"]}
+
+
+def test_a_change_of_configuration_alone_publishes_a_version_for_the_alias(
+    merged: Package,
+) -> None:
+    """Without AutoPublishAliasAllProperties, SAM publishes a version only when the code
+    changes: a new parameter or environment variable would leave the alias, and the function
+    URL with SnapStart on, on the old configuration."""
+    sam = merged.sam["Resources"]["APIHandler"]["Properties"]
+    [version] = merged.resources("AWS::Lambda::Version").values()
+
+    assert sam["AutoPublishAliasAllProperties"] is True
+    # SAM names the version after a hash of the whole function, configuration included.
+    assert version["DeletionPolicy"] == "Retain"
 
 
 def test_snapstart_follows_its_parameter_and_is_off_by_default(merged: Package) -> None:

@@ -5,21 +5,28 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from lambdamesh.cost import (
     CostInputError,
     CostInputs,
+    Line,
     add_cost_command,
     cost_command,
     estimate,
     polls_a_month,
+    render_markdown,
     tiered,
     warm_lambdas,
 )
 from lambdamesh.prices import PRICES, Tier
+from lambdamesh_sidecar.config import DEFAULT_HEARTBEAT_SECONDS
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 # 2 instances at 10 s and 1 routed request a second, over a 730-hour month (2,628,000 s):
 # 525,600 heartbeats + 2,628,000 routed = 3,153,600 invocations; 512 MB x86_64;
@@ -406,3 +413,145 @@ def test_provisioned_global_limit_writes_are_sized_like_the_heartbeats() -> None
 
 def test_no_global_limit_adds_no_line() -> None:
     assert not [item for item in lines(SMALL) if item.startswith("Global")]
+
+
+# SMALL's heartbeats, 525,600 a month, at $3.50 a million: what API Gateway bills for them on
+# the rest lane and not on the mixed one.
+HEARTBEATS_ON_REST = 525_600 * 3.50e-6
+
+
+def test_the_mixed_lane_bills_api_gateway_for_the_routed_requests_alone() -> None:
+    mixed, rest = lines(replace(SMALL, lane="mixed")), lines(SMALL)
+
+    assert mixed["API Gateway (REST)"] == pytest.approx(2_628_000 * 3.50e-6)  # 9.198
+    assert {k: v for k, v in mixed.items() if k != "API Gateway (REST)"} == {
+        k: v for k, v in rest.items() if k != "API Gateway (REST)"
+    }
+    assert estimate(SMALL).total - estimate(replace(SMALL, lane="mixed")).total == (
+        pytest.approx(HEARTBEATS_ON_REST)
+    )
+
+
+def test_on_the_mixed_lane_polls_go_with_the_heartbeats_to_the_function_url() -> None:
+    mixed = estimate(replace(POLLING, lane="mixed"))
+    url = estimate(replace(POLLING, lane="url"))
+    got = {line.item: line.monthly for line in mixed.lines}
+
+    assert "Outbound polls: API Gateway (REST)" not in got
+    assert got["API Gateway (REST)"] == pytest.approx(2_628_000 * 3.50e-6)
+    assert mixed.polls_monthly == pytest.approx(url.polls_monthly)
+    assert mixed.total == pytest.approx(url.total + 2_628_000 * 3.50e-6)
+
+
+def test_on_the_mixed_lane_east_west_calls_are_compared_through_the_rest_api() -> None:
+    mixed = estimate(replace(POLLING, lane="mixed", east_west_rps=100))
+    rest = estimate(replace(POLLING, east_west_rps=100))
+    url = estimate(replace(POLLING, lane="url", east_west_rps=100))
+    got = {line.item: line.monthly for line in mixed.east_west}
+
+    # 262.8 M calls on top of the 2.628 M routed requests: all in API Gateway's first band
+    assert got["Through the gateway: API Gateway (REST)"] == pytest.approx(919.80)
+    assert mixed.east_west_through_gateway == pytest.approx(rest.east_west_through_gateway)
+    assert mixed.east_west_saving == pytest.approx(url.east_west_saving + 919.80, abs=1e-6)
+
+
+def test_heartbeats_alone_on_the_mixed_lane_cost_what_they_cost_on_the_function_url() -> None:
+    mixed = estimate(replace(SMALL, lane="mixed")).per_instance_heartbeat
+    url = estimate(replace(SMALL, lane="url")).per_instance_heartbeat
+    rest = estimate(SMALL).per_instance_heartbeat
+
+    assert mixed == url
+    assert mixed["api_gateway"] == 0
+    # one instance's 262,800 heartbeats a month at $3.50 a million
+    assert rest["total"] - mixed["total"] == pytest.approx(262_800 * 3.50e-6)
+
+
+def test_json_and_table_say_which_lane_each_kind_of_call_takes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(capsys, *SMALL_MESH, "--lane", "mixed", "--json")
+    _, table, _ = run(capsys, *SMALL_MESH, "--lane", "mixed")
+    _, url, _ = run(capsys, *SMALL_MESH, "--lane", "url", "--json")
+
+    document = json.loads(out)
+    assert code == 0
+    assert document["inputs"]["lane"] == "mixed"
+    assert document["lanes"] == {"heartbeats_and_polls": "url", "routed_and_east_west": "rest"}
+    assert document["lines"][0]["item"] == "API Gateway (REST)"
+    assert document["lines"][0]["monthly"] == pytest.approx(13_140_000 * 3.50e-6)
+    beat = document["per_instance_heartbeat"]
+    assert beat == json.loads(url)["per_instance_heartbeat"]
+    assert "lane mixed (routed requests on rest, heartbeats and polls on url)" in table
+    assert re.search(r"^API Gateway \(REST\) +13\.14 M routed requests .* \$45\.99$", table, re.M)
+    assert f"per instance-month: ${beat['total_without_logs']:.4f}" in table
+
+
+def test_the_markdown_table_has_every_line_the_total_and_the_comparisons() -> None:
+    breakdown = estimate(replace(POLLING, lane="mixed", east_west_rps=100))
+
+    rows = render_markdown(breakdown).splitlines()
+
+    assert rows[:2] == ["| Item | Basis | Per month |", "| --- | --- | ---: |"]
+    count = len(breakdown.lines)
+    for line, row in zip(breakdown.lines, rows[2 : 2 + count], strict=True):
+        assert row == f"| {line.item} | {line.basis} | ${line.monthly:,.2f} |"
+    assert rows[2 + count] == f"| **Total** | | **${breakdown.total:,.2f}** |"
+    assert rows[-3].startswith("| Cloud Map, same instances (not in the total) |")
+    assert rows[-2].startswith("| Heartbeats alone, per instance-month (not in the total) |")
+    assert "through the function URL" in rows[-2]
+    assert rows[-1].startswith("| 100 east-west req/s (not in the total) |")
+    assert len(rows) == 2 + count + 1 + 3
+    assert all(len(re.findall(r"(?<!\\)\|", row)) == 4 for row in rows)
+
+
+def test_a_pipe_in_a_markdown_cell_is_escaped() -> None:
+    breakdown = replace(estimate(SMALL), lines=(Line("a | b", "c|d", 1.0),))
+
+    assert "| a \\| b | c\\|d | $1.00 |" in render_markdown(breakdown).splitlines()
+
+
+def test_json_and_markdown_cannot_both_be_asked_for(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        run(capsys, *SMALL_MESH, "--json", "--markdown")
+
+    assert exit_.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def documented_table(path: Path, heading: str) -> tuple[list[str], str]:
+    """The `lambdamesh cost` command a section of the docs states, and the table under it."""
+    text = path.read_text(encoding="utf-8")
+    section = text.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
+    found = re.search(r"^```\w*\n(lambdamesh cost .*?)\n```$", section, re.S | re.M)
+    assert found, f"{path.name}: no lambdamesh cost command under {heading!r}"
+    argv = shlex.split(found.group(1).replace("\\\n", " "))[2:]
+    table = "\n".join(line for line in section.splitlines() if line.startswith("|"))
+    return argv, table
+
+
+@pytest.mark.parametrize(
+    ("document", "heading"),
+    [
+        ("deploy.md", "## What it costs"),
+        ("cost.md", "## The recommended deployment: the mixed lane"),
+    ],
+)
+def test_the_cost_tables_in_the_docs_are_the_commands_output(
+    capsys: pytest.CaptureFixture[str], document: str, heading: str
+) -> None:
+    argv, table = documented_table(DOCS / document, heading)
+
+    code, out, _ = run(capsys, *argv)
+
+    assert code == 0
+    assert argv[argv.index("--lane") + 1] == "mixed"
+    assert "--markdown" in argv
+    assert out.rstrip("\n") == table
+
+
+def test_the_deploy_guides_mesh_heartbeats_at_the_sidecars_default() -> None:
+    argv, _ = documented_table(DOCS / "deploy.md", "## What it costs")
+
+    assert float(argv[argv.index("--heartbeat") + 1]) == DEFAULT_HEARTBEAT_SECONDS
