@@ -39,10 +39,10 @@ the transformed template in test_chalice_package.py; no stage can be created on 
 from __future__ import annotations
 
 import base64
+import fnmatch
 import hashlib
 import json
 import re
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +57,7 @@ from tests.deploy.infra_fixtures import REGION, Rendering, load_template
 from tests.deploy.packaged import Package
 from tests.deploy.test_infra_stacks import (
     INFRA,
+    ROOT,
     SIDECAR_IMAGE,
     TASK_SUBNETS,
     TOKEN,
@@ -156,12 +157,22 @@ def on_moto(template: dict[str, Any]) -> dict[str, Any]:
     return template | {"Resources": kept, "Outputs": outputs}
 
 
+# `aws cloudformation deploy` sends a template larger than this only through an S3 bucket
+# (--s3-bucket): https://docs.aws.amazon.com/cli/latest/reference/cloudformation/deploy/
+TEMPLATE_BODY_LIMIT = 51_200
+
+
 def create_stack(aws: Client, name: str, template: dict[str, Any], parameters: Any) -> Stack:
-    """test_infra_stacks.deploy, for a template made here rather than read from infra/."""
+    """test_infra_stacks.deploy, for a template made here rather than read from infra/, and
+    sent as `aws cloudformation deploy --s3-bucket` sends it: uploaded to the artifact bucket
+    and named by URL."""
     cloudformation = aws("cloudformation")
+    body = json.dumps(template)
+    key = f"{name}.template"
+    aws("s3").put_object(Bucket=ARTIFACT_BUCKET, Key=key, Body=body.encode())
     cloudformation.create_stack(
         StackName=name,
-        TemplateBody=json.dumps(template),
+        TemplateURL=f"https://{ARTIFACT_BUCKET}.s3.amazonaws.com/{key}",
         Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
         Capabilities=["CAPABILITY_IAM"],
     )
@@ -201,9 +212,10 @@ def endpoint_url(template: dict[str, Any], rest_api_id: str) -> str:
 
 @pytest.fixture(scope="module")
 def deployment(aws: Client, package: Package) -> Deployment:
-    """lambdamesh-{run}-{registry,signing-key,network,api,hello}, each fed the last's outputs."""
+    """lambdamesh-prod-{registry,signing-key,network,api,hello}, the docs' names (this
+    module's account holds nothing else), each fed the last's outputs."""
     ec2 = aws("ec2")
-    prefix = f"lambdamesh-{uuid.uuid4().hex[:8]}"
+    prefix = f"lambdamesh-{STAGE}"
     vpc_id = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
     subnet_ids = [
         ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr, AvailabilityZone=f"{REGION}{zone}")[
@@ -281,6 +293,26 @@ def function(aws: Client, deployment: Deployment) -> dict[str, Any]:
 # deploy the whole template.
 
 
+DEPLOY_COMMAND = re.compile(
+    r"^aws cloudformation deploy --stack-name lambdamesh-\$STAGE-api.*?[^\\]$", re.M | re.S
+)
+
+
+def test_the_documented_deploy_sends_the_template_through_the_bucket_it_must(
+    package: Package,
+) -> None:
+    """The packaged template is larger than what `aws cloudformation deploy` sends without a
+    bucket, so the deploy guide's command names one (as this module's deployment does)."""
+    packaged_template = json.dumps(api_template(package, f"s3://{ARTIFACT_BUCKET}/code"))
+    guide = (ROOT / "docs" / "deploy.md").read_text()
+
+    [command] = DEPLOY_COMMAND.findall(guide)
+
+    assert len(packaged_template.encode()) > TEMPLATE_BODY_LIMIT
+    assert '--s3-bucket "$ARTIFACT_BUCKET"' in command
+    assert "--template-file out/$STAGE/packaged.yaml" in command
+
+
 def test_motos_cloudformation_names_a_rest_api_only_from_a_name_property(
     deployment: Deployment,
 ) -> None:
@@ -343,6 +375,7 @@ def test_api_stack_holds_the_function_half_of_the_template_and_nothing_else(
         "APIHandler",
         "APIHandlerUrlPermission",
         "APIHandlerUrlInvokePermission",
+        "APIHandlerLogGroup",
         version,
     }
     name = api.resources["APIHandler"]
@@ -350,6 +383,24 @@ def test_api_stack_holds_the_function_half_of_the_template_and_nothing_else(
         "APIHandlerName": name,
         "APIHandlerArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}",
     }
+
+
+def test_the_functions_log_group_is_the_stacks_with_its_retention_and_the_roles_grant(
+    aws: Client, deployment: Deployment
+) -> None:
+    """The group Lambda writes to, /aws/lambda/<function>, is made by the stack with a
+    retention, and its name falls under the role's Logs grant for the stage's groups."""
+    name = deployment.stacks["api"].resources["APIHandler"]
+    policy = json.loads((ROOT / ".chalice" / "policy-prod.json").read_text())
+    [logs] = [statement for statement in policy["Statement"] if statement["Sid"] == "Logs"]
+
+    [group] = aws("logs").describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{name}")["logGroups"]
+
+    assert group["logGroupName"] == f"/aws/lambda/{name}"
+    assert group["retentionInDays"] == 30
+    arn = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{group['logGroupName']}:log-stream:x"
+    # IAM's "*" matches any characters, as fnmatch's does.
+    assert fnmatch.fnmatchcase(arn, logs["Resource"])
 
 
 def test_function_runs_the_uploaded_package_with_the_stage_role(

@@ -187,6 +187,20 @@ def test_the_lambda_role_may_use_its_stage_table_and_secret_but_never_scan(
     assert resources["SigningKey"] == (
         f"arn:*:secretsmanager:*:*:secret:lambdamesh/{stage}/signing-key-??????"
     )
+    # The stage's own log groups only: chalice deploy's function lambdamesh-<stage>, and the
+    # package route's, named after its stack lambdamesh-<stage>-api.
+    assert resources["Logs"] == f"arn:*:logs:*:*:log-group:/aws/lambda/lambdamesh-{stage}*"
+    # What AWS's AWSLambdaVPCAccessExecutionRole grants for attaching to a VPC, as of its v3.
+    assert set(resources) >= {"VpcNetworking"}
+    [vpc] = [statement for statement in statements if statement["Sid"] == "VpcNetworking"]
+    assert set(vpc["Action"]) == {
+        "ec2:CreateNetworkInterface",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeSubnets",
+        "ec2:DeleteNetworkInterface",
+        "ec2:AssignPrivateIpAddresses",
+        "ec2:UnassignPrivateIpAddresses",
+    }
 
 
 def test_each_template_is_valid_cloudformation_after_the_sam_transform(variant: Package) -> None:
@@ -232,6 +246,7 @@ def test_the_merge_template_amends_chalice_resources_and_adds_only_the_function_
         "APIHandlerUrl": "AWS::Lambda::Url",
         "APIHandlerUrlPermission": "AWS::Lambda::Permission",
         "APIHandlerUrlInvokePermission": "AWS::Lambda::Permission",
+        "APIHandlerLogGroup": "AWS::Logs::LogGroup",
     }
     assert not set(added) & set(generated)
 

@@ -48,7 +48,7 @@ def test_an_empty_environment_gives_the_documented_defaults() -> None:
     )
     assert (settings.max_attempts, settings.eject_seconds) == (3, 5.0)
     assert (settings.max_request_body, settings.max_response_body) == (4 * MIB, 4 * MIB)
-    assert settings.request_timeout == 27.0
+    assert settings.request_timeout == 25.0
     assert settings.max_instances_per_service == 100
 
 
