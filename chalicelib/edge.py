@@ -53,7 +53,10 @@ class LambdaMeshApp(Chalice):
     """Chalice, with every body passed through as bytes (``*/*`` is binary)."""
 
     def __init__(self, app_name: str) -> None:
-        super().__init__(app_name=app_name)
+        # Powertools' Logger owns the logger of the app's name (chalicelib.observability):
+        # Chalice's own configuration would set it to ERROR and add a second handler
+        # whenever the Logger's handler writes to another sys.stdout than the one at hand.
+        super().__init__(app_name=app_name, configure_logs=False)
         self.api.binary_types = ["*/*"]
 
     def __call__(self, event: Any, context: Any) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from lambdamesh_routing.names import check_name
 from lambdamesh_routing.outliers import Outliers
 from lambdamesh_routing.policy import DEFAULT_POLICY
 from lambdamesh_routing.retries import RetryBudget
-from lambdamesh_routing.router import Call, Plan, Router
+from lambdamesh_routing.router import Call, Plan, Router, addresses_refused
 from lambdamesh_routing.versions import VersionChooser
 
 Clock = Callable[[], float]
@@ -133,7 +133,7 @@ class Gateway:
         )
         self._record = record
 
-    def forward(self, request: ProxyRequest, budget: float = 27.0) -> ProxyResponse:
+    def forward(self, request: ProxyRequest, budget: float = 25.0) -> ProxyResponse:
         """Forward within ``budget`` seconds in all (less if the policy says so), retries
         included, so that the caller gets our 504 rather than API Gateway's or a Lambda
         timeout's."""
@@ -355,10 +355,7 @@ def _unreachable(request: ProxyRequest) -> UpstreamUnreachable:
 
 
 def _not_allowed(request: ProxyRequest) -> UpstreamNotAllowed:
-    return UpstreamNotAllowed(
-        f"no instance of {request.service} {request.version} has an address the gateway may "
-        "reach: its address settings refuse them"
-    )
+    return addresses_refused(request.service, request.version, "the gateway")
 
 
 def _log_failure(request: ProxyRequest, instance: Instance, exc: LambdaMeshError) -> None:

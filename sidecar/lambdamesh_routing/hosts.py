@@ -5,7 +5,8 @@ A registration names a host; the gateway, and any sidecar's outbound port, later
 it. Anything that would let a caller aim the Lambda or a task at its own metadata service, a
 link-local or multicast address, or (unless the deployment says so) loopback and private
 networks, is refused here. Both sides turn their settings into a ``HostPolicy`` with
-``host_policy`` and check them with ``misconfiguration``, so one rule holds on both paths.
+``host_policy`` and check them with ``misconfiguration``, so one rule holds on both paths; a
+refusal names the settings as the refusing process reads them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import ipaddress
 import re
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lambdamesh_routing.errors import ConnectFailed, HostNotAllowed, InvalidRequest
 
@@ -35,6 +36,8 @@ _SIXTOFOUR_RELAY = ipaddress.ip_network("192.88.99.0/24")
 # name an IPv4 address to some parsers ("0x7f.1", "2130706433"): never a DNS name.
 _NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+_LOOPBACK = "a loopback address"
+_PRIVATE = "a private address"
 # Raises OSError when the name does not resolve, ValueError (UnicodeError) when it cannot even
 # be asked for, as socket.getaddrinfo does for a name IDNA cannot encode.
 Resolver = Callable[[str, int], list[str]]
@@ -48,6 +51,9 @@ class HostPolicy:
     allow_loopback: bool = False
     allow_private: bool = False
     allowed_networks: tuple[IPNetwork, ...] = ()
+    # How the process names the settings behind the policy, for its refusals: not part of
+    # what the policy decides, so two policies that decide alike are equal.
+    settings_prefix: str = field(default="LAMBDAMESH_", compare=False)
 
 
 @dataclass(frozen=True)
@@ -83,15 +89,20 @@ def misconfiguration(
 
 
 def host_policy(
-    allow_loopback: bool, allow_private: bool, allowed_networks: Sequence[IPNetwork]
+    allow_loopback: bool,
+    allow_private: bool,
+    allowed_networks: Sequence[IPNetwork],
+    prefix: str = "LAMBDAMESH_",
 ) -> HostPolicy:
     """The policy the three address settings make. Private addresses stay refused while
-    ``misconfiguration`` objects: settings that must not route never widen what is reached."""
+    ``misconfiguration`` objects: settings that must not route never widen what is reached.
+    ``prefix`` names the settings as ``misconfiguration`` takes it."""
     networks = tuple(allowed_networks)
     return HostPolicy(
         allow_loopback=allow_loopback,
         allow_private=allow_private and misconfiguration(allow_private, networks) is None,
         allowed_networks=networks,
+        settings_prefix=prefix,
     )
 
 
@@ -107,7 +118,8 @@ def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
 
 
 def refusal_reason(address: IPAddress, policy: HostPolicy) -> str | None:
-    """Why the gateway must not connect to ``address``, or None when it may."""
+    """Why the gateway (or an outbound port) must not connect to ``address``, or None when
+    it may."""
     # A zone id ("fe80::1%eth0") names an interface of the connecting machine, which means
     # nothing to a Lambda, and Python accepts any characters in it, line breaks included.
     if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
@@ -122,16 +134,30 @@ def refusal_reason(address: IPAddress, policy: HostPolicy) -> str | None:
     if address.is_multicast:
         return "a multicast address"
     if policy.allowed_networks and not any(address in net for net in policy.allowed_networks):
-        return "outside LAMBDAMESH_ALLOWED_NETWORKS"
+        return f"outside {policy.settings_prefix}ALLOWED_NETWORKS"
     if address.is_loopback:
-        return None if policy.allow_loopback else "a loopback address"
+        return None if policy.allow_loopback else _LOOPBACK
     # Before "private": Python counts broadcast and 240.0.0.0/4 as private too.
     if address.is_reserved or address in _SIXTOFOUR_RELAY:
         return "a reserved address"
     # Site-local IPv6 (fec0::/10) was deprecated for the unique-local range: private still.
     if address.is_private or address in _SHARED_CGNAT or _is_site_local(address):
-        return None if policy.allow_private else "a private address"
+        return None if policy.allow_private else _PRIVATE
     return None
+
+
+def _naming_settings(reason: str, policy: HostPolicy) -> str:
+    """A refusal at connecting time, with the settings that would allow such an address named
+    as this process reads them: the one thing an operator reading the log can change."""
+    prefix = policy.settings_prefix
+    if reason == _LOOPBACK:
+        return f"{reason} (allowed only with {prefix}ALLOW_LOOPBACK=true)"
+    if reason == _PRIVATE:
+        return (
+            f"{reason} (allowed only with {prefix}ALLOW_PRIVATE=true and inside "
+            f"{prefix}ALLOWED_NETWORKS)"
+        )
+    return reason
 
 
 def _is_site_local(address: IPAddress) -> bool:
@@ -181,23 +207,30 @@ def allowed_addresses(
 ) -> list[str]:
     """The IPs to connect to for a stored instance, in the resolver's order, checked again
     at connecting time: a DNS name can point anywhere, and the policy may have tightened since
-    the instance registered. Raises ``HostNotAllowed`` when none may be reached and
-    ``ConnectFailed`` when the name does not resolve."""
+    the instance registered. Raises ``HostNotAllowed`` when none may be reached, naming the
+    settings that refuse it, and ``ConnectFailed`` when the name does not resolve."""
     literal = parse_ip(host)
     if literal is not None:
         reason = refusal_reason(literal, policy)
         if reason:
-            raise HostNotAllowed(f"upstream host {host!r} is {reason}")
+            raise HostNotAllowed(f"upstream host {host!r} is {_naming_settings(reason, policy)}")
         return [str(literal)]
     try:
         candidates = resolver(host, port)
     except (OSError, ValueError) as exc:
         raise ConnectFailed(f"cannot resolve upstream host {host!r}: {exc}") from None
-    allowed = [
-        str(address)
-        for candidate in dict.fromkeys(candidates)
-        if (address := parse_ip(candidate)) is not None and refusal_reason(address, policy) is None
-    ]
+    allowed: list[str] = []
+    first_refused: str | None = None
+    for candidate in dict.fromkeys(candidates):
+        address = parse_ip(candidate)
+        reason = "no IP address" if address is None else refusal_reason(address, policy)
+        if reason is None:
+            allowed.append(str(address))
+        elif first_refused is None:
+            first_refused = f"{candidate!r} is {_naming_settings(reason, policy)}"
     if not allowed:
-        raise HostNotAllowed(f"upstream host {host!r} resolves to no address the gateway may reach")
+        raise HostNotAllowed(
+            f"upstream host {host!r} resolves to no address that may be reached: "
+            f"{first_refused or 'none was given'}"
+        )
     return allowed

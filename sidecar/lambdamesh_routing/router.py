@@ -24,7 +24,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from lambdamesh_routing.balancing import Strategies
-from lambdamesh_routing.errors import NoLiveInstance, ServiceNotFound, VersionNotFound
+from lambdamesh_routing.errors import (
+    NoLiveInstance,
+    ServiceNotFound,
+    UpstreamNotAllowed,
+    VersionNotFound,
+)
 from lambdamesh_routing.instances import Instance, ServiceView
 from lambdamesh_routing.outliers import Outliers
 from lambdamesh_routing.policy import DEFAULT_POLICY, HashOn, Policy
@@ -49,6 +54,16 @@ def no_such_service(service: str) -> ServiceNotFound:
 
 def no_such_version(service: str, version: str) -> VersionNotFound:
     return VersionNotFound(f"service {service!r} has no version {version!r}")
+
+
+def addresses_refused(service: str, version: str, proxy: str) -> UpstreamNotAllowed:
+    """The answer when the address settings of ``proxy`` (the gateway, an outbound port)
+    refused the instances tried (``Plan.not_allowed``): the deployment's fault, which the
+    caller can tell from an instance that failed."""
+    return UpstreamNotAllowed(
+        f"no instance of {service} {version} has an address {proxy} may reach: "
+        "its address settings refuse them"
+    )
 
 
 def routable(

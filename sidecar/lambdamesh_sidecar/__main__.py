@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from lambdamesh_sidecar import __version__
 from lambdamesh_sidecar.client import Registration, RegistryClient
-from lambdamesh_sidecar.config import VARIABLES, ConfigError, Settings, load
+from lambdamesh_sidecar.config import OUTBOUND_PREFIX, VARIABLES, ConfigError, Settings, load
 from lambdamesh_sidecar.config import Outbound as OutboundConfig
 from lambdamesh_sidecar.logs import LOGGER_NAME, PREFIX, configure, fields
 from lambdamesh_sidecar.readiness import readiness_check
@@ -131,11 +131,14 @@ def serve_outbound(settings: Settings) -> Callable[[], None]:
 
 def outbound_host_policy(config: OutboundConfig) -> HostPolicy:
     """The addresses the outbound port may reach, made by the gateway's own rule from the
-    same three settings (``hosts.host_policy``)."""
+    same three settings (``hosts.host_policy``), whose refusals name them as the sidecar
+    reads them."""
     from lambdamesh_routing.hosts import host_policy
 
     networks = [ipaddress.ip_network(n) for n in config.allowed_networks]
-    return host_policy(config.allow_loopback, config.allow_private, networks)
+    return host_policy(
+        config.allow_loopback, config.allow_private, networks, prefix=OUTBOUND_PREFIX
+    )
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

@@ -16,6 +16,12 @@ of its own, read again on use once older than ``refresh_seconds`` and never refr
 background, so an app calling made-up names can neither push known services out nor make
 the refresher read them. A service the app stops calling is forgotten after
 ``forget_after`` seconds, and at most ``max_services`` are kept.
+
+A call that its view cannot route, for a service or a version the view does not know, has
+the view read again at once (``recheck``), so that a version registered since the last
+refresh is routable within about the registry's own cache period rather than a refresh
+period. At most once per ``RECHECK_SECONDS`` per service, background refreshes included: an
+app calling made-up versions or names cannot make the sidecar poll the registry in a loop.
 """
 
 from __future__ import annotations
@@ -41,6 +47,9 @@ MAX_MISSES = 256
 FORGET_AFTER_SECONDS = 600.0
 FAILURE_MEMORY_SECONDS = 1.0
 REFRESH_WORKERS = 4
+# The registry answers views from its instance cache (the gateway's LAMBDAMESH_CACHE_SECONDS):
+# a view read again sooner than its default period would most likely be the same one.
+RECHECK_SECONDS = 1.0
 
 
 @dataclass
@@ -50,6 +59,8 @@ class _Entry:
     confirmed_at: float
     used_at: float
     failing: bool = False
+    # When it was last asked for, answered or not: what bounds rechecks.
+    read_at: float = 0.0
 
 
 class _Unreadable(Exception):
@@ -132,9 +143,43 @@ class Catalog:
                     self._loading.pop(service, None)
             return self._remember(service, answer, view)
 
+    def recheck(self, service: str) -> ServiceView:
+        """The service's view, read again first unless it was read less than
+        ``RECHECK_SECONDS`` ago (concurrent rechecks share one read). A read that fails
+        leaves the last view in place, as a failed refresh does."""
+        with self._lock:
+            loading = self._loading.setdefault(service, threading.Lock())
+        with loading:
+            try:
+                self._recheck(service)
+            finally:
+                with self._lock:
+                    self._loading.pop(service, None)
+        return self.view(service)
+
+    def _recheck(self, service: str) -> None:
+        now = self._clock()
+        with self._lock:
+            entry = self._entries.get(service)
+            missed_at = self._misses.get(service)
+        if entry is not None:
+            if now - entry.read_at >= RECHECK_SECONDS:
+                self._refresh_one(service, entry)
+            return
+        if missed_at is None or now - missed_at < RECHECK_SECONDS:
+            return  # never read (``view`` reads it), or read just now
+        try:
+            answer, view = self._read(service, None)
+        except _Unreadable:
+            with self._lock:
+                if service in self._misses:
+                    self._misses[service] = now  # tried: not again for a while
+            return
+        self._remember(service, answer, view)
+
     def _remember(self, service: str, answer: ViewAnswer, view: ServiceView | None) -> _Entry:
         now = self._clock()
-        entry = _Entry(view or ServiceView(()), answer.etag, now, now)
+        entry = _Entry(view or ServiceView(()), answer.etag, now, now, read_at=now)
         with self._lock:
             self._failed.pop(service, None)
             if not entry.view.instances:
@@ -167,6 +212,7 @@ class Catalog:
         list(self._workers.map(lambda item: self._refresh_one(*item), due))
 
     def _refresh_one(self, service: str, entry: _Entry) -> None:
+        entry.read_at = self._clock()
         try:
             answer, view = self._read(service, entry.etag)
         except _Unreadable as exc:

@@ -38,19 +38,33 @@ DEFAULT_HEARTBEAT_SECONDS = 10.0
 DEFAULT_LEASE_SECONDS = 30
 LEASE_MARGIN_SECONDS = 1.0
 DEFAULT_REQUEST_TIMEOUT_SECONDS = 5.0
-# On SIGTERM: DRAINING for this long (gateway caches notice, in-flight requests finish), then
-# deregister. With deregistering (at most 5 s) it must fit ECS's stop timeout (30 s default).
-DEFAULT_DRAIN_SECONDS = 5.0
-MAX_DRAIN_SECONDS = 120.0
 
 ECS_METADATA_VARIABLE = "ECS_CONTAINER_METADATA_URI_V4"
 
-# The outbound port (off unless LAMBDAMESH_OUTBOUND_PORT is set).
+# The outbound port (off unless LAMBDAMESH_OUTBOUND_PORT is set), whose address settings are
+# the gateway's under this prefix.
+OUTBOUND_PREFIX = "LAMBDAMESH_OUTBOUND_"
 DEFAULT_OUTBOUND_REFRESH_SECONDS = 5.0
 DEFAULT_OUTBOUND_STALE_SECONDS = 60.0
 DEFAULT_OUTBOUND_TIMEOUT_SECONDS = 30.0
 DEFAULT_OUTBOUND_CONNECT_TIMEOUT_SECONDS = 2.0
 DEFAULT_OUTBOUND_MAX_CONNECTIONS = 256
+
+# The gateway's default LAMBDAMESH_CACHE_SECONDS: how old the instances may be that the
+# registry answers a routing view with, and that a gateway routes on.
+GATEWAY_CACHE_SECONDS = 1.0
+# A routing view's poll (through API Gateway, the Lambda's cold start included), which ends
+# after the refresh period began, on top of the ages above.
+DRAIN_MARGIN_SECONDS = 2.0
+# On SIGTERM: DRAINING for this long, then deregister. Callers still send new requests while
+# they route on what they read before DRAINING: a gateway for its cache period, another task's
+# outbound port for its refresh period plus that cache. The default outlasts both with the
+# default settings. With the rest of the shutdown (at most 15 s) it must fit the container's
+# ECS stop timeout.
+DEFAULT_DRAIN_SECONDS = (
+    DEFAULT_OUTBOUND_REFRESH_SECONDS + GATEWAY_CACHE_SECONDS + DRAIN_MARGIN_SECONDS
+)
+MAX_DRAIN_SECONDS = 120.0
 
 # Name and meaning of every variable, in the order ``--help`` and the README list them.
 VARIABLES: tuple[tuple[str, str], ...] = (
@@ -71,7 +85,10 @@ VARIABLES: tuple[tuple[str, str], ...] = (
     (
         "LAMBDAMESH_DRAIN_SECONDS",
         "on SIGTERM, report DRAINING and wait this long before deregistering, 0..120 "
-        "(default 5); keep it + 5 s under the container's ECS stopTimeout",
+        f"(default {DEFAULT_DRAIN_SECONDS:g}); at least the callers' "
+        "LAMBDAMESH_OUTBOUND_REFRESH_SECONDS + "
+        f"{GATEWAY_CACHE_SECONDS + DRAIN_MARGIN_SECONDS:g} s; "
+        "it + 15 s must fit the container's ECS stopTimeout",
     ),
     (
         "LAMBDAMESH_OUTBOUND_PORT",
@@ -431,7 +448,7 @@ def _check_addresses(outbound: Outbound) -> None:
     from lambdamesh_routing.hosts import misconfiguration
 
     networks = [ipaddress.ip_network(n) for n in outbound.allowed_networks]
-    problem = misconfiguration(outbound.allow_private, networks, prefix="LAMBDAMESH_OUTBOUND_")
+    problem = misconfiguration(outbound.allow_private, networks, prefix=OUTBOUND_PREFIX)
     if problem is not None:
         raise ConfigError(problem.variable, problem.problem)
 

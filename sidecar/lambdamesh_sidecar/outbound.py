@@ -13,10 +13,14 @@ What differs is the transport, which streams:
   for the answer's head, retries included; once an answer streams, each read may wait as
   long again.
 
+A call for a service or version its view does not know has the view read again at once
+(``ViewSource.recheck``, bounded by the catalog) and is routed on what that says.
+
 It listens on loopback only, needs no token from the app, and connects only to addresses the
 gateway would, its settings read by the gateway's rule (``hosts.host_policy``): link-local,
 metadata and multicast never; loopback, and private addresses within the allowed networks,
-only when allowed. Only
+only when allowed. An address those settings refuse is the deployment's fault: 502
+``upstream_not_allowed``, logged naming the sidecar's setting, and nothing ejected. Only
 failures of an upstream count against it: a request the app framed badly, stopped sending or
 sent too slowly for the upstream, a connect the call's deadline cut short, and an answer whose
 header fields may not be relayed (the instance may have copied them from the request) are
@@ -42,10 +46,11 @@ from lambdamesh_routing.errors import (
     HostNotAllowed,
     LambdaMeshError,
     NotFound,
+    ServiceNotFound,
     UpstreamAnswerInvalid,
-    UpstreamNotAllowed,
     UpstreamTimeout,
     UpstreamUnreachable,
+    VersionNotFound,
 )
 from lambdamesh_routing.forwarding import (
     METHODS,
@@ -63,7 +68,7 @@ from lambdamesh_routing.hosts import HostPolicy, Resolver, allowed_addresses, re
 from lambdamesh_routing.instances import Instance, ServiceView
 from lambdamesh_routing.names import check_name
 from lambdamesh_routing.retries import may_retry_after_sending
-from lambdamesh_routing.router import Call, Plan, Router
+from lambdamesh_routing.router import Call, Plan, Router, addresses_refused
 from lambdamesh_sidecar.framing import CHUNK, AppBodyFailed, body_reader, check_head, chunk
 from lambdamesh_sidecar.logs import LOGGER_NAME, fields
 from lambdamesh_sidecar.upstreams import UpstreamPool
@@ -121,6 +126,11 @@ class ViewSource(Protocol):
     """What the outbound port needs of the catalog."""
 
     def view(self, service: str) -> ServiceView: ...
+
+    def recheck(self, service: str) -> ServiceView:
+        """The service's view read again now, if it was not read just before (the catalog
+        bounds how often): the view a call was routed on knew nothing of what it asked for."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -332,7 +342,6 @@ class _Call:
         service, version, target = self._route()
         body = self._body()
         headers = _incoming_headers(self.handler)
-        view = self.outbound.views.view(service)
         call = Call(
             service,
             version,
@@ -341,13 +350,15 @@ class _Call:
             self.outbound.caller_address,
             replayable=body.replayable,
         )
-        plan = self.outbound.router.plan(call, view, self.outbound.settings.timeout_seconds)
+        plan = self._plan(call)
         if plan.panic:
             self.outbound.log.warning(
                 "panic mode: routing over every live instance %s",
                 fields(service=service, version=plan.version, live=len(plan.live)),
             )
-        # No edge in front of the outbound port replaced the app's X-Forwarded-Proto and -Port.
+        # As the gateway does with a client's: the app's X-Forwarded-For chain is kept and
+        # this task's address appended, the one entry the outbound port vouches for. No edge
+        # in front of the outbound port replaced the app's X-Forwarded-Proto and -Port.
         outgoing = upstream_headers(
             headers,
             client_ip=self.outbound.caller_address,
@@ -358,6 +369,18 @@ class _Call:
         # The app's Expect was answered here; the body is sent without waiting.
         outgoing = {k: v for k, v in outgoing.items() if k.lower() != "expect"}
         self._tries(plan, target, outgoing, body, f"/{service}/{version}")
+
+    def _plan(self, call: Call) -> Plan:
+        """The call's route. A view that knows no such service or version is read again at
+        once (a version registered since the last refresh is routable without waiting for
+        the next), and the call routed on what it says now."""
+        views, router = self.outbound.views, self.outbound.router
+        budget = self.outbound.settings.timeout_seconds
+        try:
+            return router.plan(call, views.view(call.service), budget)
+        except (ServiceNotFound, VersionNotFound):
+            fresh = views.recheck(call.service)
+        return router.plan(call, fresh, budget)
 
     def _route(self) -> tuple[str, str, str]:
         path, sep, query = self.handler.path.partition("?")
@@ -425,9 +448,9 @@ class _Call:
         try:
             exchange = self._send(plan, instance, target, headers, body)
         except HostNotAllowed as exc:
-            self._log_failure(instance, exc.code, exc.message)
+            self._log_refusal(instance, exc.message)
             plan.not_allowed(instance)
-            return _not_allowed(plan)
+            return addresses_refused(plan.call.service, plan.call.version, "the outbound port")
         except ConnectFailed as exc:
             self._log_failure(instance, exc.code, exc.message)
             plan.connect_failed(instance)
@@ -711,6 +734,19 @@ class _Call:
             ),
         )
 
+    def _log_refusal(self, instance: Instance, reason: str) -> None:
+        """Not an upstream failure: the reason names the setting that refused the address."""
+        self.outbound.log.warning(
+            "instance address refused by this sidecar's settings %s",
+            fields(
+                request_id=self.rid,
+                service=instance.service,
+                instance=instance.instance_id,
+                error="upstream_not_allowed",
+                reason=reason,
+            ),
+        )
+
     def _log_ejection(self, instance: Instance, seconds: float) -> None:
         if seconds:
             self.outbound.log.warning(
@@ -734,13 +770,6 @@ def _late(plan: Plan) -> UpstreamTimeout:
 def _unreachable(plan: Plan) -> UpstreamUnreachable:
     return UpstreamUnreachable(
         f"no instance of {plan.call.service} {plan.call.version} could be reached"
-    )
-
-
-def _not_allowed(plan: Plan) -> UpstreamNotAllowed:
-    return UpstreamNotAllowed(
-        f"no instance of {plan.call.service} {plan.call.version} has an address the outbound "
-        "port may reach: its address settings refuse them"
     )
 
 

@@ -101,8 +101,9 @@ class Runner:
         return 0
 
     def _drain(self) -> None:
-        """Report DRAINING, then wait while gateways' caches notice and requests in flight
-        finish; the app keeps serving meanwhile. A second signal cuts it short."""
+        """Report DRAINING, then wait while gateways and other tasks' outbound ports notice
+        and requests in flight finish; the app keeps serving meanwhile. A second signal cuts
+        it short."""
         seconds = self._timing.drain_seconds
         if seconds <= 0:
             return

@@ -14,7 +14,7 @@ from sidecar_testkit import FakeClock
 from lambdamesh_routing.errors import RegistryUnavailable
 from lambdamesh_routing.policy import OutlierDetection, Policy
 from lambdamesh_routing.wire import etag, parse_view
-from lambdamesh_sidecar.catalog import Catalog
+from lambdamesh_sidecar.catalog import RECHECK_SECONDS, Catalog
 from lambdamesh_sidecar.client import Unavailable, ViewAnswer
 
 
@@ -330,3 +330,92 @@ def test_liveness_is_the_registrys_word_and_drains_are_kept() -> None:
 
     routable = [i.instance_id for i in view.instances if i.is_routable(now=1e12)]
     assert routable == ["i1"]
+
+
+def test_a_recheck_reads_a_known_view_again_with_its_etag_and_serves_what_it_says(
+    catalog: Catalog, registry: Registry, clock: FakeClock
+) -> None:
+    ports(catalog)
+    registry.documents["inventory"] = document(8080, 8081)
+    clock.now += RECHECK_SECONDS
+
+    assert [i.port for i in catalog.recheck("inventory").instances] == [8080, 8081]
+    assert registry.asked[1] == ("inventory", etag(document(8080)))
+    assert ports(catalog) == [8080, 8081]
+
+
+def test_a_view_read_less_than_a_recheck_period_ago_is_not_read_again(
+    catalog: Catalog, registry: Registry, clock: FakeClock
+) -> None:
+    ports(catalog)
+    clock.now += 30
+    catalog.refresh()  # the background refresh counts as a read
+    registry.documents["inventory"] = document(8080, 8081)
+    clock.now += RECHECK_SECONDS / 2
+
+    for _ in range(5):
+        assert [i.port for i in catalog.recheck("inventory").instances] == [8080]
+    assert len(registry.asked) == 2
+
+
+def test_a_recheck_the_registry_does_not_answer_keeps_the_last_view_and_waits_to_retry(
+    catalog: Catalog, registry: Registry, clock: FakeClock
+) -> None:
+    ports(catalog)
+    registry.down = True
+    clock.now += RECHECK_SECONDS
+
+    for _ in range(5):
+        assert [i.port for i in catalog.recheck("inventory").instances] == [8080]
+    assert len(registry.asked) == 2
+
+
+def test_a_name_with_no_instances_is_read_again_by_a_recheck_at_most_once_a_period(
+    catalog: Catalog, registry: Registry, clock: FakeClock
+) -> None:
+    assert catalog.view("billing").instances == ()
+    registry.down = True
+    clock.now += RECHECK_SECONDS
+    for _ in range(5):
+        assert catalog.recheck("billing").instances == ()
+    assert len(registry.asked) == 2  # a failed read is not repeated at once either
+
+    registry.down = False
+    registry.documents["billing"] = document(9090, service="billing")
+    clock.now += RECHECK_SECONDS
+
+    assert [i.port for i in catalog.recheck("billing").instances] == [9090]
+    assert catalog.services() == ["billing"]
+
+
+def test_concurrent_rechecks_share_one_read(registry: Registry) -> None:
+    clock = FakeClock(1000.0)
+    release = threading.Event()
+    reading = threading.Event()
+
+    def slow(service: str, tag: str | None) -> ViewAnswer:
+        if tag is not None:
+            reading.set()
+            release.wait(5)
+        return registry.fetch(service, tag)
+
+    catalog = Catalog(slow, clock=clock)
+    ports(catalog)
+    registry.documents["inventory"] = document(8080, 8081)
+    clock.now += RECHECK_SECONDS
+    seen: list[list[int]] = []
+
+    def recheck() -> None:
+        seen.append([i.port for i in catalog.recheck("inventory").instances])
+
+    callers = [threading.Thread(target=recheck) for _ in range(8)]
+    for caller in callers:
+        caller.start()
+    assert reading.wait(5)
+    time.sleep(0.1)  # the others queue behind the read
+    release.set()
+    for caller in callers:
+        caller.join(5)
+
+    assert len(registry.asked) == 2
+    assert seen == [[8080, 8081]] * 8

@@ -6,8 +6,8 @@ rules: retries, ejection, headers, errors, streaming, limits and address checks.
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import json
+import logging
 import socket
 import threading
 import time
@@ -19,10 +19,15 @@ import pytest
 from sidecar_testkit import FakeClock
 
 from lambdamesh_routing.errors import RegistryUnavailable
-from lambdamesh_routing.hosts import HostPolicy, host_policy
+from lambdamesh_routing.hosts import HostPolicy
 from lambdamesh_routing.instances import Instance, ServiceView
 from lambdamesh_routing.policy import Alias, MatchRule, OutlierDetection, Policy, Timeouts
 from lambdamesh_routing.router import Router
+from lambdamesh_routing.wire import etag
+from lambdamesh_sidecar.__main__ import outbound_host_policy
+from lambdamesh_sidecar.catalog import RECHECK_SECONDS, Catalog
+from lambdamesh_sidecar.client import ViewAnswer
+from lambdamesh_sidecar.config import Outbound as OutboundConfig
 from lambdamesh_sidecar.outbound import (
     REPLAY_LIMIT,
     Outbound,
@@ -148,11 +153,16 @@ class Views:
     def __init__(self) -> None:
         self.current = ServiceView(())
         self.error: Exception | None = None
+        self.rechecks: list[str] = []
 
     def view(self, service: str) -> ServiceView:
         if self.error is not None:
             raise self.error
         return self.current if service == "inventory" else ServiceView(())
+
+    def recheck(self, service: str) -> ServiceView:
+        self.rechecks.append(service)
+        return self.view(service)
 
 
 class Harness:
@@ -261,6 +271,46 @@ def test_the_apps_forwarded_proto_and_port_are_not_passed_on(mesh: Harness) -> N
     sent = {k.lower(): v for k, v in json.loads(body)["headers"].items()}
     assert sent["x-forwarded-proto"] == "http"
     assert "x-forwarded-port" not in sent
+
+
+@pytest.mark.parametrize(
+    ("sent", "forwarded"),
+    [
+        ({}, "10.0.1.7"),
+        ({"X-Forwarded-For": "203.0.113.9"}, "203.0.113.9, 10.0.1.7"),
+        ({"X-Forwarded-For": "203.0.113.9, 198.51.100.2"}, "203.0.113.9, 198.51.100.2, 10.0.1.7"),
+        ({"X_Forwarded_For": "6.6.6.6"}, "10.0.1.7"),
+    ],
+    ids=["none", "one", "a chain", "underscored"],
+)
+def test_the_apps_forwarded_for_chain_is_kept_and_this_tasks_address_appended(
+    mesh: Harness, sent: dict[str, str], forwarded: str
+) -> None:
+    # As the gateway keeps a client's chain and appends the address API Gateway saw: only
+    # the last entry is the proxy's word, and the app may pass on whom it called for.
+    mesh.instances(echo)
+
+    _, _, body = mesh.call("GET", "/inventory/v1/x", headers=sent)
+
+    seen = {k.lower(): v for k, v in json.loads(body)["headers"].items()}
+    assert seen["x-forwarded-for"] == forwarded
+    assert "x_forwarded_for" not in seen
+
+
+def test_repeated_forwarded_for_lines_are_one_chain_in_their_order(mesh: Harness) -> None:
+    mesh.instances(echo)
+    with socket.create_connection(("127.0.0.1", mesh.server.port), timeout=5) as sock:
+        sock.sendall(
+            b"GET /inventory/v1/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-For: 198.51.100.2\r\n\r\n"
+        )
+        reply = b""
+        while part := sock.recv(65536):
+            reply += part
+
+    seen = json.loads(reply.split(b"\r\n\r\n", 1)[1])["headers"]
+    forwarded = [v for k, v in seen.items() if k.lower() == "x-forwarded-for"]
+    assert forwarded == ["203.0.113.9, 198.51.100.2, 10.0.1.7"]
 
 
 def test_a_call_without_a_request_id_gets_one_both_ways(mesh: Harness) -> None:
@@ -533,33 +583,62 @@ def test_an_address_the_gateway_must_not_reach_is_never_connected(mesh: Harness,
     assert not mesh.router.outliers.is_ejected(instance("evil", 80, host=host))
 
 
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def messages(self) -> list[str]:
+        return [record.getMessage() for record in self.records]
+
+
 class Dialling:
-    """An outbound port with the address policy its settings make, and a resolver the test
-    answers for, beside a live upstream on loopback that must never be reached."""
+    """An outbound port with the address policy the sidecar makes of its settings, and a
+    resolver the test answers for, beside a live upstream on loopback that must never be
+    reached unless allowed."""
 
     def __init__(self, answers: dict[str, list[str]] | None, **settings: Any) -> None:
         self.upstream = Upstream(echo)
         self.views = Views()
         self.router = Router(sleep=lambda seconds: None)
-        networks = [ipaddress.ip_network(n) for n in settings.get("networks", ())]
-        policy = host_policy(
-            settings.get("loopback", False), settings.get("private", False), networks
+        config = OutboundConfig(
+            port=15001,
+            allow_loopback=settings.get("loopback", False),
+            allow_private=settings.get("private", False),
+            allowed_networks=tuple(settings.get("networks", ())),
         )
+        self.log = Records()
+        logger = logging.Logger("outbound-under-test")
+        logger.addHandler(self.log)
         extra: dict[str, Any] = {}
         if answers is not None:
             extra["resolver"] = lambda host, port: answers[host]
-        outbound = Outbound(self.views, self.router, policy, caller_address=None, **extra)
+        outbound = Outbound(
+            self.views,
+            self.router,
+            outbound_host_policy(config),
+            caller_address=None,
+            logger=logger,
+            **extra,
+        )
         self.server = outbound.serve(0)
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
 
     def call(self, host: str) -> tuple[int, str, Instance]:
         target = instance("named", self.upstream.port, host=host)
         self.views.current = ServiceView((target,))
+        status, body = self.get()
+        return status, error_code(body), target
+
+    def get(self) -> tuple[int, bytes]:
         connection = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=10)
         try:
             connection.request("GET", "/inventory/v1/x")
             response = connection.getresponse()
-            return response.status, error_code(response.read()), target
+            return response.status, response.read()
         finally:
             connection.close()
 
@@ -592,6 +671,61 @@ def test_a_name_resolving_to_a_refused_address_is_never_dialled_nor_ejected(
         assert (status, code) == (502, "upstream_not_allowed")
         assert port.upstream.received == []
         assert not port.router.outliers.is_ejected(target)
+    finally:
+        port.close()
+
+
+@pytest.mark.parametrize(
+    ("host", "answers", "settings", "setting"),
+    [
+        ("10.9.0.5", None, {"private": True, "networks": ["10.0.0.0/16"]}, "ALLOWED_NETWORKS"),
+        (
+            "inventory.internal",
+            {"inventory.internal": ["10.9.0.5"]},
+            {"private": True, "networks": ["10.0.0.0/16"]},
+            "ALLOWED_NETWORKS",
+        ),
+        ("127.0.0.1", None, {"private": True, "networks": ["10.0.0.0/16"]}, "ALLOWED_NETWORKS"),
+        ("127.0.0.1", None, {}, "ALLOW_LOOPBACK"),
+        ("10.0.0.5", None, {"loopback": True}, "ALLOW_PRIVATE"),
+    ],
+)
+def test_a_refused_address_is_logged_as_a_refusal_naming_the_sidecars_own_setting(
+    host: str, answers: dict[str, list[str]] | None, settings: dict[str, Any], setting: str
+) -> None:
+    port = Dialling(answers, **settings)
+    try:
+        status, code, target = port.call(host)
+
+        assert (status, code) == (502, "upstream_not_allowed")
+        [message] = port.log.messages()
+        assert f"LAMBDAMESH_OUTBOUND_{setting}" in message
+        assert "LAMBDAMESH_ALLOW" not in message  # the gateway's names
+        assert "upstream failed" not in message and "error=upstream_not_allowed" in message
+        assert not port.router.outliers.is_ejected(target)
+    finally:
+        port.close()
+
+
+def test_instances_the_settings_refuse_never_bring_on_panic_mode() -> None:
+    # Given two of three instances at an address the settings refuse
+    port = Dialling({"far.internal": ["10.9.0.5"], "near.internal": ["127.0.0.1"]}, loopback=True)
+    try:
+        refused = [instance(f"far-{n}", port.upstream.port, host="far.internal") for n in range(2)]
+        allowed = instance("near", port.upstream.port, host="near.internal")
+        port.views.current = ServiceView((*refused, allowed))
+
+        # When the app calls many times
+        statuses = {port.get()[0] for _ in range(12)}
+
+        # Then every call reaches the one allowed instance, and nothing is ejected, so fewer
+        # than half usable never happens and panic mode never starts
+        assert statuses == {200}
+        assert len(port.upstream.received) == 12
+        assert [i for i in refused if port.router.outliers.is_ejected(i)] == []
+        messages = port.log.messages()
+        assert messages and all("refused by this sidecar's settings" in m for m in messages)
+        assert not any("panic" in m or "ejected" in m for m in messages)
     finally:
         port.close()
 
@@ -693,3 +827,129 @@ def test_calls_reuse_one_upstream_connection(mesh: Harness, behaviour: Behaviour
 
     assert len(upstream.received) == 12
     assert len(upstream.peers) == 1
+
+
+# A view that knows nothing of the service or version called is read again at once.
+
+
+class Registered:
+    """The registry's routing view route over what is registered now: 304 when unchanged."""
+
+    def __init__(self) -> None:
+        self.instances: dict[str, list[dict[str, Any]]] = {}
+        self.asked: list[tuple[str, str | None]] = []
+
+    def add(self, service: str, instance_id: str, version: str, port: int) -> None:
+        self.instances.setdefault(service, []).append(
+            {
+                "instance_id": instance_id,
+                "version": version,
+                "host": "127.0.0.1",
+                "port": port,
+                "weight": 100,
+                "zone": None,
+                "status": "UP",
+                "drained": False,
+                "live": True,
+            }
+        )
+
+    def fetch(self, service: str, tag: str | None) -> ViewAnswer:
+        self.asked.append((service, tag))
+        document = {
+            "service": service,
+            "instances": self.instances.get(service, []),
+            "policy": None,
+        }
+        if tag == etag(document):
+            return ViewAnswer(None, tag)
+        return ViewAnswer(document, etag(document))
+
+
+class Catalogued:
+    """An outbound port routing on a real catalog that refreshes only when told, on a fake
+    clock, over ``Registered``."""
+
+    def __init__(self) -> None:
+        self.clock = FakeClock()
+        self.registry = Registered()
+        self.catalog = Catalog(self.registry.fetch, refresh_seconds=300, clock=self.clock)
+        self.upstreams: list[Upstream] = []
+        outbound = Outbound(
+            self.catalog, Router(sleep=lambda seconds: None), HostPolicy(allow_loopback=True), None
+        )
+        self.server = outbound.serve(0)
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def start(self, service: str, version: str) -> None:
+        upstream = Upstream(answer(200, f"{service} {version}".encode()))
+        self.upstreams.append(upstream)
+        self.registry.add(service, f"{service}-{version}", version, upstream.port)
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=10)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            body = response.read()
+            return response.status, body if response.status == 200 else error_code(body).encode()
+        finally:
+            connection.close()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        for upstream in self.upstreams:
+            upstream.close()
+
+
+@pytest.fixture
+def catalogued() -> Iterator[Catalogued]:
+    port = Catalogued()
+    yield port
+    port.close()
+
+
+def test_a_version_registered_after_the_view_was_read_is_routed_without_waiting_for_a_refresh(
+    catalogued: Catalogued,
+) -> None:
+    catalogued.start("inventory", "v1")
+    assert catalogued.get("/inventory/v1/x") == (200, b"inventory v1")
+
+    catalogued.start("inventory", "v2")
+    catalogued.clock.now += RECHECK_SECONDS
+
+    assert catalogued.get("/inventory/v2/x") == (200, b"inventory v2")
+    # One conditional read, not a refresh of everything: the view's ETag went with it.
+    assert [tag is None for _, tag in catalogued.registry.asked] == [True, False]
+
+
+def test_a_service_registered_after_its_name_was_missed_is_routed_after_one_more_read(
+    catalogued: Catalogued,
+) -> None:
+    assert catalogued.get("/billing/v1/x") == (404, b"service_not_found")
+
+    catalogued.start("billing", "v1")
+    assert catalogued.get("/billing/v1/x") == (404, b"service_not_found")  # read just now
+    catalogued.clock.now += RECHECK_SECONDS
+
+    assert catalogued.get("/billing/v1/x") == (200, b"billing v1")
+    assert len(catalogued.registry.asked) == 2
+
+
+def test_calls_for_made_up_versions_and_names_read_the_registry_at_most_once_a_second_each(
+    catalogued: Catalogued,
+) -> None:
+    catalogued.start("inventory", "v1")
+    catalogued.get("/inventory/v1/x")
+    catalogued.get("/nobody/v1/x")
+    assert len(catalogued.registry.asked) == 2
+
+    for second in range(3):
+        for _ in range(10):
+            assert catalogued.get("/inventory/v9/x") == (404, b"version_not_found")
+            assert catalogued.get("/nobody/v1/x") == (404, b"service_not_found")
+        assert len(catalogued.registry.asked) == 2 + 2 * second
+        catalogued.clock.now += RECHECK_SECONDS
+
+    assert {service for service, _ in catalogued.registry.asked} == {"inventory", "nobody"}

@@ -455,6 +455,66 @@ def test_secrets_manager_interface_endpoint_resolves_privately_in_the_lambda_sub
     ]
 
 
+def test_the_network_stack_uses_the_endpoints_a_vpc_already_has(aws: Client, given: Given) -> None:
+    """A VPC with its own DynamoDB gateway endpoint on the route table and a Secrets Manager
+    endpoint with private DNS (AWS refuses a second of either): the stack makes neither, and
+    admits the Lambda to the endpoint there is."""
+    ec2 = aws("ec2")
+    vpc_id = ec2.create_vpc(CidrBlock="10.30.0.0/16")["Vpc"]["VpcId"]
+    subnet_ids = [
+        ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr, AvailabilityZone=f"{REGION}{zone}")[
+            "Subnet"
+        ]["SubnetId"]
+        for cidr, zone in (("10.30.0.0/20", "a"), ("10.30.16.0/20", "b"))
+    ]
+    route_table_id = ec2.create_route_table(VpcId=vpc_id)["RouteTable"]["RouteTableId"]
+    tasks = ec2.create_security_group(GroupName="tasks", Description="t", VpcId=vpc_id)
+    endpoint_group = ec2.create_security_group(
+        GroupName="secretsmanager-endpoint", Description="existing", VpcId=vpc_id
+    )["GroupId"]
+    ec2.create_vpc_endpoint(
+        VpcId=vpc_id,
+        ServiceName=f"com.amazonaws.{REGION}.dynamodb",
+        VpcEndpointType="Gateway",
+        RouteTableIds=[route_table_id],
+    )
+    ec2.create_vpc_endpoint(
+        VpcId=vpc_id,
+        ServiceName=f"com.amazonaws.{REGION}.secretsmanager",
+        VpcEndpointType="Interface",
+        SubnetIds=subnet_ids,
+        SecurityGroupIds=[endpoint_group],
+        PrivateDnsEnabled=True,
+    )
+
+    network = deploy(
+        aws,
+        f"lambdamesh-{given.stage}-existing-network",
+        "network",
+        {
+            "VpcId": vpc_id,
+            "SubnetIds": ",".join(subnet_ids),
+            "RouteTableIds": route_table_id,
+            "TasksSecurityGroupId": tasks["GroupId"],
+            "TaskSubnetCidrs": "10.30.0.0/20,10.30.16.0/20",
+            "CreateDynamoDbEndpoint": "false",
+            "SecretsManagerEndpointSecurityGroupId": endpoint_group,
+        },
+    )
+
+    assert network.status == "CREATE_COMPLETE"
+    assert set(network.resources) == {
+        "LambdaSecurityGroup",
+        "TasksIngressFromLambda",
+        "GivenSecretsManagerEndpointIngress",
+    }
+    endpoints = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])
+    assert len(endpoints["VpcEndpoints"]) == 2  # the VPC's own, and no other
+    assert ingress(aws, endpoint_group) == [
+        ("tcp", 443, 443, [network.outputs["SecurityGroupIds"]])
+    ]
+
+
 # example-service
 
 

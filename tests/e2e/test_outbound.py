@@ -34,7 +34,7 @@ def app(mesh: Mesh, service: str, instance: str, *options: str) -> tuple[Process
     return process, port
 
 
-def caller(mesh: Mesh, service: str = "orders") -> int:
+def caller(mesh: Mesh, service: str = "orders", refresh_seconds: str = "1") -> int:
     """A task of ``service`` whose sidecar serves the outbound port; returns that port."""
     _, port = app(mesh, service, f"{service}-0")
     outbound = free_port()
@@ -44,7 +44,7 @@ def caller(mesh: Mesh, service: str = "orders") -> int:
         f"{service}-0",
         LAMBDAMESH_OUTBOUND_PORT=str(outbound),
         LAMBDAMESH_OUTBOUND_ALLOW_LOOPBACK="true",
-        LAMBDAMESH_OUTBOUND_REFRESH_SECONDS="1",
+        LAMBDAMESH_OUTBOUND_REFRESH_SECONDS=refresh_seconds,
     )
     sidecar.wait_for_line("outbound port listening")
     return outbound
@@ -183,6 +183,7 @@ CASES: list[tuple[str, str, str, dict[str, str], bytes | None]] = [
     ("503 passed through to a GET", "GET", "/flaky/v1/x", {}, None),
     ("503 passed through to a POST", "POST", "/flaky/v1/x", {}, b"once"),
     ("refused connect", "GET", "/gone/v1/x", {}, None),
+    ("forwarded for", "GET", "/catalog/v1/xff", {"X-Forwarded-For": "203.0.113.9"}, None),
 ]
 
 
@@ -201,6 +202,7 @@ def outcome(answer: Any, method: str) -> dict[str, Any]:
             result["hop-by-hop seen"] = "proxy-authorization" in seen
             rid = seen.get("x-request-id")
             result["request id seen"] = rid if rid == "trace-77" else bool(rid)
+            result["forwarded for"] = seen.get("x-forwarded-for")
     elif method != "HEAD":
         result["body"] = answer.body
     if headers.get("x-request-id") == "trace-77":
@@ -262,6 +264,10 @@ def test_the_gateway_and_the_sidecar_route_every_case_alike(mesh: Mesh) -> None:
     assert by_case["no live instance"]["error"] == "no_live_instance"
     assert by_case["503 passed through to a POST"]["instance"] == "flaky-0"
     assert by_case["refused connect"] == {"status": 502, "error": "upstream_unreachable"}
+    # The caller's chain kept, the address the proxy saw appended: the local gateway's client
+    # and the calling task are both on loopback.
+    assert by_case["plain"]["forwarded for"] == "127.0.0.1"
+    assert by_case["forwarded for"]["forwarded for"] == "203.0.113.9, 127.0.0.1"
 
 
 def test_the_sidecar_reads_views_with_any_token_and_an_unchanged_view_costs_a_304(
@@ -281,3 +287,31 @@ def test_the_sidecar_reads_views_with_any_token_and_an_unchanged_view_costs_a_30
     )
 
     assert (first.status, again.status, again.body) == (200, 304, b"")
+
+
+def served_by(port: int, path: str) -> str:
+    """The instance that answered, or the error code."""
+    answer = http("GET", f"http://127.0.0.1:{port}{path}")
+    document = json.loads(answer.body)
+    return str(document["error"]["code"] if "error" in document else document["instance"])
+
+
+def test_what_registers_after_the_caller_read_its_view_is_routable_before_the_next_refresh(
+    mesh: Mesh,
+) -> None:
+    _, port = app(mesh, "atlas", "atlas-v1")
+    mesh.sidecar("atlas", port, "atlas-v1")
+    eventually(lambda: len(mesh.live("atlas")) == 1, 20, "atlas never registered")
+    outbound = caller(mesh, "maps", refresh_seconds="300")  # no refresh during the test
+    assert served_by(outbound, "/atlas/v1/x") == "atlas-v1"
+    assert served_by(outbound, "/atlas/v2/x") == "version_not_found"
+    assert served_by(outbound, "/later/v1/x") == "service_not_found"
+
+    for service, version in (("atlas", "v2"), ("later", "v1")):
+        _, port = app(mesh, service, f"{service}-{version}")
+        mesh.sidecar(service, port, f"{service}-{version}", version=version)
+
+    # Bounded waits, far below the refresh period: only a view read again on a miss serves.
+    eventually(lambda: served_by(outbound, "/atlas/v2/x") == "atlas-v2", 15, "v2 not routed")
+    eventually(lambda: served_by(outbound, "/later/v1/x") == "later-v1", 15, "later not routed")
+    assert served_by(outbound, "/atlas/v1/x") == "atlas-v1"

@@ -11,8 +11,12 @@ from __future__ import annotations
 import ast
 import hashlib
 import inspect
+import io
+import logging
+import sys
 import textwrap
 
+import pytest
 from chalice.app import Chalice, RestAPIEventHandler
 
 from chalicelib.edge import Gap, LambdaMeshApp, _RestHandler, route_suffix, unrouted
@@ -104,3 +108,20 @@ def test_a_route_with_every_method_and_a_greedy_route_leave_no_gap() -> None:
     gaps = unrouted({"/": METHODS, "/{proxy+}": METHODS})
 
     assert gaps == []
+
+
+def test_the_app_leaves_its_loggers_configuration_to_powertools(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Chalice would set the logger of the app's name to ERROR, with a handler of its own,
+    whenever the logger's handler writes to another sys.stdout than the current one (as
+    under a test runner's capture): every WARNING and INFO line of the app would be lost."""
+    logger = logging.getLogger("probe-logs")
+    logger.setLevel(logging.WARNING)
+    logger.addHandler(logging.StreamHandler(io.StringIO()))
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+
+    LambdaMeshApp("probe-logs")
+
+    assert logger.level == logging.WARNING
+    assert len(logger.handlers) == 1

@@ -16,6 +16,7 @@ from lambdamesh_routing.errors import ConnectFailed
 from lambdamesh_routing.hosts import (
     MAX_HOST_LENGTH,
     HostPolicy,
+    allowed_addresses,
     host_policy,
     misconfiguration,
     normalize_host,
@@ -431,10 +432,15 @@ def test_the_gateway_and_the_outbound_port_make_their_policy_with_one_function(
     gateway_settings: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     made = HostPolicy(allow_loopback=True, allowed_networks=(SUBNET,))
-    calls: list[tuple[bool, bool, tuple[hosts.IPNetwork, ...]]] = []
+    calls: list[tuple[bool, bool, tuple[hosts.IPNetwork, ...], str]] = []
 
-    def recording(loopback: bool, private: bool, networks: Sequence[hosts.IPNetwork]) -> HostPolicy:
-        calls.append((loopback, private, tuple(networks)))
+    def recording(
+        loopback: bool,
+        private: bool,
+        networks: Sequence[hosts.IPNetwork],
+        prefix: str = "LAMBDAMESH_",
+    ) -> HostPolicy:
+        calls.append((loopback, private, tuple(networks), prefix))
         return made
 
     monkeypatch.setattr(hosts, "host_policy", recording)
@@ -442,7 +448,10 @@ def test_the_gateway_and_the_outbound_port_make_their_policy_with_one_function(
 
     assert wiring.policy() is made
     assert outbound_host_policy(outbound) is made
-    assert calls == [(False, True, (SUBNET,))] * 2
+    assert calls == [
+        (False, True, (SUBNET,), "LAMBDAMESH_"),
+        (False, True, (SUBNET,), "LAMBDAMESH_OUTBOUND_"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -472,6 +481,52 @@ def test_the_same_settings_give_the_gateway_and_the_outbound_port_the_same_polic
     )
 
     assert outbound_host_policy(outbound) == gateway
+
+
+@pytest.mark.parametrize("prefix", ["LAMBDAMESH_", "LAMBDAMESH_OUTBOUND_"])
+@pytest.mark.parametrize(
+    ("host", "resolved", "loopback", "private", "named"),
+    [
+        ("10.1.0.5", [], False, True, ["ALLOWED_NETWORKS"]),
+        ("rds.internal", ["10.1.0.5"], False, True, ["ALLOWED_NETWORKS"]),
+        ("127.0.0.1", [], False, False, ["ALLOW_LOOPBACK"]),
+        ("10.0.3.7", [], True, False, ["ALLOW_PRIVATE", "ALLOWED_NETWORKS"]),
+        ("orders.internal", ["127.0.0.1"], False, False, ["ALLOW_LOOPBACK"]),
+    ],
+)
+def test_a_refusal_at_connect_time_names_the_settings_as_the_process_reads_them(
+    prefix: str, host: str, resolved: list[str], loopback: bool, private: bool, named: list[str]
+) -> None:
+    networks = (SUBNET,) if private else ()
+    policy = host_policy(loopback, private, networks, prefix=prefix)
+    other = "LAMBDAMESH_OUTBOUND_" if prefix == "LAMBDAMESH_" else "LAMBDAMESH_"
+
+    with pytest.raises(HostNotAllowed) as refused:
+        allowed_addresses(host, 80, policy, RecordingResolver({host: resolved}))
+
+    assert all(f"{prefix}{setting}" in refused.value.message for setting in named)
+    assert other + named[0] not in refused.value.message
+    assert repr(host) in refused.value.message
+
+
+def test_addresses_no_setting_can_allow_name_no_setting() -> None:
+    policy = host_policy(True, True, (SUBNET,), prefix="LAMBDAMESH_OUTBOUND_")
+
+    with pytest.raises(HostNotAllowed) as refused:
+        allowed_addresses("169.254.169.254", 80, policy)
+
+    assert "LAMBDAMESH" not in refused.value.message
+
+
+def test_the_prefix_names_settings_and_decides_nothing() -> None:
+    gateway = host_policy(True, True, (SUBNET,))
+    sidecar = host_policy(True, True, (SUBNET,), prefix="LAMBDAMESH_OUTBOUND_")
+
+    assert gateway == sidecar
+    assert (gateway.settings_prefix, sidecar.settings_prefix) == (
+        "LAMBDAMESH_",
+        "LAMBDAMESH_OUTBOUND_",
+    )
 
 
 def test_deprecated_site_local_ipv6_is_private() -> None:

@@ -321,13 +321,18 @@ def test_lambda_https_egress_narrows_to_dynamodb_and_the_endpoint_when_given(
         {"Ref": "AWS::NoValue"},
         "0.0.0.0/0",
     ]
+    # The stack's own endpoint's group, or the group of the endpoint the VPC already has.
     assert secrets_manager["DestinationSecurityGroupId"] == {
-        "Fn::GetAtt": ["SecretsManagerEndpointSecurityGroup", "GroupId"]
+        "Fn::If": [
+            "UsesOwnSecretsManagerEndpoint",
+            {"Fn::GetAtt": ["SecretsManagerEndpointSecurityGroup", "GroupId"]},
+            {"Ref": "SecretsManagerEndpointSecurityGroupId"},
+        ]
     }
 
 
 def test_tasks_admit_the_lambda_on_the_service_ports(network: dict[str, Any]) -> None:
-    (rule,) = resources_of_type(network, "AWS::EC2::SecurityGroupIngress").values()
+    rule = resources_of_type(network, "AWS::EC2::SecurityGroupIngress")["TasksIngressFromLambda"]
 
     assert rule["Properties"] == {
         "Description": rule["Properties"]["Description"],
@@ -355,6 +360,9 @@ def test_endpoints_are_a_dynamodb_gateway_and_a_private_secrets_manager_interfac
         "com.amazonaws.${AWS::Region}.secretsmanager": "Interface",
     }
     assert endpoints["DynamoDbEndpoint"]["Properties"]["RouteTableIds"] == {"Ref": "RouteTableIds"}
+    # Either is left out where the VPC has one already: AWS refuses a second.
+    assert endpoints["DynamoDbEndpoint"]["Condition"] == "MakesDynamoDbEndpoint"
+    assert endpoints["SecretsManagerEndpoint"]["Condition"] == "UsesOwnSecretsManagerEndpoint"
     assert interface["PrivateDnsEnabled"] is True
     assert interface["SubnetIds"] == {"Ref": "SubnetIds"}
 
@@ -430,8 +438,8 @@ def test_the_outbound_port_reaches_private_addresses_in_the_task_subnets_only(
 def test_sidecar_stops_before_the_app_with_time_to_deregister(sidecar: dict[str, Any]) -> None:
     assert sidecar["DependsOn"] == [{"ContainerName": "app", "Condition": "START"}]
     # An in-flight call (5 s), the DRAINING report (5 s), the drain (LAMBDAMESH_DRAIN_SECONDS,
-    # 5 s by default) and deregistering (5 s).
-    assert sidecar["StopTimeout"] >= 20
+    # by default) and deregistering (5 s).
+    assert sidecar["StopTimeout"] >= 5 + 5 + sidecar_config.DEFAULT_DRAIN_SECONDS + 5
 
 
 def test_sidecar_runs_as_non_root_on_a_read_only_filesystem(sidecar: dict[str, Any]) -> None:
