@@ -1,4 +1,7 @@
-PYTHON ?= python3
+# The venv's Python is the Lambda's runtime (Chalice names the runtime after the Python that
+# runs `chalice package`): 3.12 or 3.13, found on PATH or among pyenv's versions; else python3,
+# which `lambdamesh check` then warns about.
+PYTHON ?= $(or $(shell for p in python3.12 python3.13 $(wildcard $(HOME)/.pyenv/versions/3.12.*/bin/python3.12 $(HOME)/.pyenv/versions/3.13.*/bin/python3.13); do $$p -c 'import sys; assert sys.version_info[:2] in ((3, 12), (3, 13))' >/dev/null 2>&1 && { echo $$p; break; }; done),python3)
 VENV := .venv
 BIN := $(VENV)/bin
 # `make demo` needs only the [local] extra; `make test` needs [dev], which includes it.

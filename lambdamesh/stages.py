@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -105,16 +106,42 @@ def problems(stage: StageView) -> list[str]:
     return found
 
 
-def warnings(stage: StageView) -> list[str]:
+# The Lambda runtimes lambdamesh is built and tested for, on Amazon Linux 2023. Chalice names
+# the function's runtime after the Python that runs `chalice package` or `chalice deploy`.
+# python3.11 runs on Amazon Linux 2, which SnapStart does not support, and AWS deprecates it
+# first (https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html).
+SUPPORTED_RUNTIMES = ("python3.12", "python3.13")
+
+
+def runtime_problem(version: tuple[int, int] | None = None) -> str | None:
+    """Why the Python running this (and so Chalice) would deploy an unsupported runtime;
+    None when it would deploy a supported one."""
+    major, minor = version or (sys.version_info.major, sys.version_info.minor)
+    runtime = f"python{major}.{minor}"
+    if runtime in SUPPORTED_RUNTIMES:
+        return None
+    return (
+        f"this Python deploys the Lambda runtime {runtime} (Chalice names the runtime after "
+        f"the Python that runs it); lambdamesh is built and tested for "
+        f"{' and '.join(SUPPORTED_RUNTIMES)}, which SnapStart supports: make the venv with "
+        "Python 3.12 or 3.13 (`make install` finds one on PATH or through pyenv)"
+    )
+
+
+def warnings(stage: StageView, version: tuple[int, int] | None = None) -> list[str]:
     """What a stage may deploy with, but an operator should know: each one line."""
+    found = []
     settings = Settings.from_environ(stage.environment)
     if settings.edge_default == "open":
-        return [
+        found.append(
             "LAMBDAMESH_EDGE_DEFAULT is open: every registered service without an exposure "
             "document is served to anyone on the internet, internal ones included; leave it "
             "unset (closed) and declare the public ones (lambdamesh exposure set)"
-        ]
-    return []
+        )
+    runtime = runtime_problem(version)
+    if runtime:
+        found.append(runtime)
+    return found
 
 
 def configure(config: dict[str, Any], stage: str, outputs: Mapping[str, str]) -> dict[str, Any]:

@@ -52,6 +52,7 @@ from botocore.exceptions import ClientError
 from moto.apigateway.models import RestAPI
 from moto.cloudformation.parsing import resource_class_from_type
 
+from lambdamesh.finishing import interpreter_runtime
 from tests.deploy import packaged
 from tests.deploy.infra_fixtures import REGION, Rendering, load_template
 from tests.deploy.packaged import Package
@@ -412,7 +413,12 @@ def test_function_runs_the_uploaded_package_with_the_stage_role(
 
     assert configuration["CodeSha256"] == digest
     assert configuration["Role"] == f"arn:aws:iam::{ACCOUNT}:role/{role}"
-    assert (configuration["Runtime"], configuration["Handler"]) == ("python3.11", "app.app")
+    # The runtime Chalice named after the Python that packaged it: this venv's, one of the
+    # runtimes lambdamesh check accepts when the venv was made by `make install`.
+    assert (configuration["Runtime"], configuration["Handler"]) == (
+        interpreter_runtime(),
+        "app.app",
+    )
 
 
 def test_function_sits_in_the_network_stacks_subnets_and_security_group(

@@ -216,3 +216,17 @@ class TestTheCommands:
         [line] = capsys.readouterr().err.strip().splitlines()
         assert code == 2
         assert line.startswith("lambdamesh: cannot read stack 'net': You must specify a region")
+
+
+@pytest.mark.parametrize(
+    ("version", "supported"), [((3, 11), False), ((3, 12), True), ((3, 13), True)]
+)
+def test_check_names_the_runtimes_it_is_built_for(
+    version: tuple[int, int], supported: bool
+) -> None:
+    problem = stages.runtime_problem(version)
+
+    assert (problem is None) == supported
+    if problem:
+        assert f"python{version[0]}.{version[1]}" in problem
+        assert "python3.12 and python3.13" in problem
