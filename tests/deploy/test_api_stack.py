@@ -389,15 +389,19 @@ def test_api_stack_holds_the_function_half_of_the_template_and_nothing_else(
 def test_the_functions_log_group_is_the_stacks_with_its_retention_and_the_roles_grant(
     aws: Client, deployment: Deployment
 ) -> None:
-    """The group Lambda writes to, /aws/lambda/<function>, is made by the stack with a
-    retention, and its name falls under the role's Logs grant for the stage's groups."""
-    name = deployment.stacks["api"].resources["APIHandler"]
+    """The function logs to a group the stack makes first, named after the stack, with a
+    retention; its name falls under the role's Logs grant for the stage's groups."""
+    api = deployment.stacks["api"]
+    properties = deployment.api_template["Resources"]["APIHandler"]["Properties"]
     policy = json.loads((ROOT / ".chalice" / "policy-prod.json").read_text())
     [logs] = [statement for statement in policy["Statement"] if statement["Sid"] == "Logs"]
 
-    [group] = aws("logs").describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{name}")["logGroups"]
+    [group] = aws("logs").describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{api.name}")[
+        "logGroups"
+    ]
 
-    assert group["logGroupName"] == f"/aws/lambda/{name}"
+    assert properties["LoggingConfig"] == {"LogGroup": {"Ref": "APIHandlerLogGroup"}}
+    assert group["logGroupName"] == f"/aws/lambda/{api.name}" == api.resources["APIHandlerLogGroup"]
     assert group["retentionInDays"] == 30
     arn = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{group['logGroupName']}:log-stream:x"
     # IAM's "*" matches any characters, as fnmatch's does.
