@@ -307,11 +307,13 @@ def test_the_documented_deploy_sends_the_template_through_the_bucket_it_must(
     packaged_template = json.dumps(api_template(package, f"s3://{ARTIFACT_BUCKET}/code"))
     guide = (ROOT / "docs" / "deploy.md").read_text()
 
-    [command] = DEPLOY_COMMAND.findall(guide)
+    commands = DEPLOY_COMMAND.findall(guide)
 
     assert len(packaged_template.encode()) > TEMPLATE_BODY_LIMIT
-    assert '--s3-bucket "$ARTIFACT_BUCKET"' in command
-    assert "--template-file out/$STAGE/packaged.yaml" in command
+    assert commands  # the first deploy, and the one turning SnapStart on
+    for command in commands:
+        assert '--s3-bucket "$ARTIFACT_BUCKET"' in command, command
+        assert "--template-file out/$STAGE/packaged.yaml" in command, command
 
 
 def test_motos_cloudformation_names_a_rest_api_only_from_a_name_property(
