@@ -138,6 +138,25 @@ def test_a_service_token_cannot_expose_its_own_service(closed_mesh: Mesh) -> Non
     assert answer.status == 403
 
 
+def concurrently(mesh: Mesh, path: str, clients: int, each: int) -> list[int]:
+    """The statuses of ``clients`` threads each sending ``each`` GETs of ``path`` at once."""
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        for _ in range(each):
+            status = mesh.get(path).status
+            with lock:
+                statuses.append(status)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return statuses
+
+
 def test_a_rate_limit_holds_under_eight_concurrent_clients(
     closed_mesh: Mesh, tmp_path: Path
 ) -> None:
@@ -149,21 +168,8 @@ def test_a_rate_limit_holds_under_eight_concurrent_clients(
     limits = {"service_per_second": rate, "burst_seconds": burst}
     expose(closed_mesh, "limited", {**PUBLIC, "rate_limits": limits}, tmp_path)
     eventually(lambda: "limited-0" in closed_mesh.live("limited"), 15, "limited registered")
-    statuses: list[int] = []
-    lock = threading.Lock()
-
-    def client() -> None:
-        for _ in range(10):
-            status = closed_mesh.get("/api/v1/limited/v1/x").status
-            with lock:
-                statuses.append(status)
-
     started = time.monotonic()
-    threads = [threading.Thread(target=client) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    statuses = concurrently(closed_mesh, "/api/v1/limited/v1/x", clients=8, each=10)
     elapsed = time.monotonic() - started
 
     admitted = statuses.count(200)
@@ -184,21 +190,8 @@ def test_a_global_rate_limit_admits_exactly_its_quota_under_eight_concurrent_cli
     eventually(lambda: "counted-0" in closed_mesh.live("counted"), 15, "counted registered")
     if time.time() % 60 > 40:  # start in a fresh window: its end would admit 6 more
         time.sleep(60 - time.time() % 60)
-    statuses: list[int] = []
-    lock = threading.Lock()
-
-    def client() -> None:
-        for _ in range(5):
-            status = closed_mesh.get("/api/v1/counted/v1/x").status
-            with lock:
-                statuses.append(status)
-
     started = time.time()
-    threads = [threading.Thread(target=client) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    statuses = concurrently(closed_mesh, "/api/v1/counted/v1/x", clients=8, each=5)
     windows = int(time.time() // 60) - int(started // 60) + 1
 
     assert len(statuses) == 40

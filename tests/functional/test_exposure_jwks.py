@@ -329,40 +329,33 @@ print("loaded:" + ",".join(loaded))
 """
 
 
-def test_a_gateway_serving_no_jwt_service_loads_neither_pyjwt_nor_the_token_modules() -> None:
-    """The cold start of a Lambda whose services take no JWTs: importing the app, reading
-    documents (one with JWT rules), and admitting public and API-key requests load neither
-    PyJWT, cryptography nor the token and key set modules."""
+def probe_line(probe: str, prefix: str) -> str:
+    """The line starting with ``prefix`` that ``probe`` prints, run in a fresh interpreter."""
     result = subprocess.run(
-        [sys.executable, "-c", IMPORTS_PROBE],
+        [sys.executable, "-c", probe],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
         timeout=60,
     )
-
     assert result.returncode == 0, result.stderr
-    [loaded] = [line for line in result.stdout.splitlines() if line.startswith("loaded:")]
-    assert loaded == "loaded:"
+    [line] = [line for line in result.stdout.splitlines() if line.startswith(prefix)]
+    return line
+
+
+def test_a_gateway_serving_no_jwt_service_loads_neither_pyjwt_nor_the_token_modules() -> None:
+    """The cold start of a Lambda whose services take no JWTs: importing the app, reading
+    documents (one with JWT rules), and admitting public and API-key requests load neither
+    PyJWT, cryptography nor the token and key set modules."""
+    assert probe_line(IMPORTS_PROBE, "loaded:") == "loaded:"
 
 
 def test_a_gateway_whose_services_use_no_optional_part_loads_none_of_their_modules() -> None:
     """Public and API-key services with no CORS, address list, rate limit or JWT rules: the
     modules that read those parts stay unloaded, so their import is no part of the cold
     start."""
-    result = subprocess.run(
-        [sys.executable, "-c", IMPORTS_PROBE],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-    assert result.returncode == 0, result.stderr
-    [plain] = [line for line in result.stdout.splitlines() if line.startswith("plain:")]
-    assert plain == "plain:"
+    assert probe_line(IMPORTS_PROBE, "plain:") == "plain:"
 
 
 def test_the_first_verification_loads_pyjwt_and_cryptography() -> None:
@@ -379,15 +372,4 @@ def test_the_first_verification_loads_pyjwt_and_cryptography() -> None:
         "    pass\n"
         "print('loaded:', 'jwt' in sys.modules, 'cryptography' in sys.modules)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-
-    [loaded] = [line for line in result.stdout.splitlines() if line.startswith("loaded:")]
-    assert loaded == "loaded: True True"
+    assert probe_line(probe, "loaded:") == "loaded: True True"
