@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from chalice.app import Request, Response
 
-from chalicelib import lifecycle, openapi, pages, wiring
+from chalicelib import lifecycle, openapi, pages, task_events, wiring
 from chalicelib.auth import Principal, bearer_token, verify
 from chalicelib.console import is_console
 from chalicelib.edge import REQUEST_ID_KEY, LambdaMeshApp, json_response
@@ -266,6 +267,12 @@ def _route_prefix(request: Request, service: str, version: str) -> str:
     external = str(request.context.get("path") or "")
     stage = external.split("/api/v1/", 1)[0] if "/api/v1/" in external else ""
     return f"{stage}/api/v1/{service}/{version}"
+
+
+@app.on_event(task_events.is_task_event)
+def task_state_change(event: dict[str, Any]) -> dict[str, Any]:
+    """ECS's task state changes, from EventBridge: a stopping task's instances leave at once."""
+    return task_events.handle(event, wiring.registry())
 
 
 # Last, so it sees every route above: any other path answers 404 and any other method 405,

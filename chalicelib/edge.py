@@ -35,6 +35,7 @@ from lambdamesh_routing.forwarding import METHODS, REQUEST_ID_HEADER
 from lambdamesh_routing.forwarding import request_id as incoming_request_id
 
 P = ParamSpec("P")
+EventHandler = Callable[[dict[str, Any]], dict[str, Any]]
 REQUEST_ID_KEY = "lambdamesh_request_id"
 # Every method API Gateway's ANY stands for.
 GREEDY = "{proxy+}"
@@ -58,12 +59,32 @@ class LambdaMeshApp(Chalice):
         # whenever the Logger's handler writes to another sys.stdout than the one at hand.
         super().__init__(app_name=app_name, configure_logs=False)
         self.api.binary_types = ["*/*"]
+        self._event_handlers: list[tuple[Callable[[object], bool], EventHandler]] = []
+
+    def on_event(self, matches: Callable[[object], bool]) -> Callable[[EventHandler], EventHandler]:
+        """Have the same function answer events that are not HTTP requests (EventBridge's):
+        ``matches`` picks them out. Chalice's own event handlers would each deploy a function
+        of their own; these run in the one function, behind the same role and log group."""
+
+        def register(handler: EventHandler) -> EventHandler:
+            self._event_handlers.append((matches, handler))
+            return handler
+
+        return register
 
     def __call__(self, event: Any, context: Any) -> dict[str, Any]:
         """Chalice's entry point (its body copied, with ``_RestHandler``), also taking
-        function URL events: translated to the REST shape on the way in and back out."""
+        function URL events, translated to the REST shape on the way in and back out, and
+        the events ``on_event`` handlers take. Anything else is answered, not raised: an
+        invocation by hand with a made-up payload says what it got wrong."""
         if is_url_event(event):
             return self._answer_url(event, context)
+        for matches, answer in self._event_handlers:
+            if matches(event):
+                return answer(event)
+        if not _is_rest_event(event):
+            logger.warning("invoked with an event that is neither HTTP nor a handled event")
+            return {"outcome": "ignored", "reason": "not an event this function handles"}
         self.lambda_context = context
         handler = _RestHandler(
             self.routes,
@@ -201,6 +222,11 @@ class LambdaMeshApp(Chalice):
             return answer
 
         return register
+
+
+def _is_rest_event(event: object) -> bool:
+    """API Gateway's REST proxy event (payload 1.0), the shape Chalice's handler reads."""
+    return isinstance(event, dict) and "httpMethod" in event and "requestContext" in event
 
 
 def route_suffix(path: str, template: str, params: Mapping[str, str]) -> str | None:

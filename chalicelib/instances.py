@@ -36,6 +36,7 @@ class Registration:
     metadata: dict[str, str] = field(default_factory=dict)
     lease_seconds: int = 30
     status: Status = "UP"
+    task_arn: str | None = None
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,15 @@ metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 # their metrics are kept, so polls are still counted.
 QUIET_ROUTE = "/registry/services/{service}/routing"
 QUIET_STATUSES = frozenset({200, 304})
+# The registry's most frequent request, one per instance per interval, whose log bytes were
+# most of what an instance cost: a successful heartbeat writes nothing at INFO, neither a
+# line nor a metrics document. Lambda's own Invocations metric and the table's consumed write
+# capacity count heartbeats; a failed one is logged and counted like any request.
+HEARTBEAT_ROUTE = "/registry/services/{service}/instances/{instance_id}/heartbeat"
+# DynamoDB's own figure for a heartbeat's write (``record_write_units``), sampled: at most one
+# document per metric per execution environment in this many seconds.
+WRITE_UNITS_SAMPLE_SECONDS = 900.0
+_last_sample: dict[str, float] = {}
 
 
 def record_request(
@@ -27,7 +36,8 @@ def record_request(
 ) -> None:
     """One structured log line and the request's metrics, flushed as EMF at once."""
     error = body.get("error", {}).get("code") if isinstance(body, dict) else None
-    quiet = route == QUIET_ROUTE and status in QUIET_STATUSES
+    heartbeat = route == HEARTBEAT_ROUTE and status == 200
+    quiet = heartbeat or (route == QUIET_ROUTE and status in QUIET_STATUSES)
     (logger.debug if quiet else logger.info)(
         "request",
         extra={
@@ -39,6 +49,11 @@ def record_request(
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
         },
     )
+    if heartbeat:
+        if metrics.metric_set:  # a sampled write-unit figure
+            metrics.flush_metrics()
+        metrics.clear_metrics()
+        return
     metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
     if error:
         metrics.add_metric(name=f"Error.{error}", unit=MetricUnit.Count, value=1)
@@ -46,10 +61,23 @@ def record_request(
     metrics.clear_metrics()
 
 
-def record_write_units(name: str, units: float) -> None:
+def record_write_units(name: str, units: float, now: float | None = None) -> None:
     """DynamoDB's own count of the write units a call consumed, flushed with the request's
-    metrics."""
+    metrics: once per ``WRITE_UNITS_SAMPLE_SECONDS`` per execution environment, since every
+    heartbeat costs the same."""
+    now = time.monotonic() if now is None else now
+    last = _last_sample.get(name)
+    if last is not None and now - last < WRITE_UNITS_SAMPLE_SECONDS:
+        return
+    _last_sample[name] = now
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=units)
+
+
+def record_task_removals(count: int) -> None:
+    """Instances removed because ECS said their task stopped, as one EMF document."""
+    removals = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
+    removals.add_metric(name="TaskStopRemovals", unit=MetricUnit.Count, value=count)
+    removals.flush_metrics()
 
 
 @dataclass

@@ -103,6 +103,7 @@ def _instance_schema() -> dict[str, Any]:
             "live": {"type": "boolean"},
             "registered_at": number,
             "updated_at": number,
+            "task_arn": text,
         },
     }
 

@@ -90,6 +90,10 @@ class RegistryStore(Protocol):
 
     def forget_drains(self, service: str, instance_ids: Iterable[str]) -> None: ...
 
+    def task_instances(self, task_arn: str) -> list[tuple[str, str]]: ...
+
+    def remove_task_instance(self, service: str, instance_id: str, task_arn: str) -> bool: ...
+
 
 class Registry:
     def __init__(
@@ -150,6 +154,16 @@ class Registry:
         check_name("instance_id", instance_id)
         require_write(principal, service)
         self._store.deregister(service, instance_id)
+
+    def remove_task(self, task_arn: str) -> list[tuple[str, str]]:
+        """Remove every instance the (stopped) ECS task registered, each only while that task
+        is still the one it names; (service, instance id) of those removed. No principal: ECS
+        is the caller, through EventBridge, which IAM alone lets invoke the function."""
+        return [
+            (service, instance_id)
+            for service, instance_id in self._store.task_instances(task_arn)
+            if self._store.remove_task_instance(service, instance_id, task_arn)
+        ]
 
     def live_instances(self, service: str, version: str | None = None) -> list[Instance]:
         check_name("service", service)

@@ -2,7 +2,10 @@
 
 One table, three kinds of item:
 
-* an instance: ``pk`` = service, ``sk`` = instance id; TTL on ``expires_at`` cleans up.
+* an instance: ``pk`` = service, ``sk`` = instance id; TTL on ``expires_at`` cleans up. An
+  instance an ECS task registered also holds its ``task_arn``, the key of the sparse index
+  ``by-task`` (keys only), which finds what a stopped task left behind. A heartbeat writes
+  neither the key nor a projected attribute, so it costs the index nothing.
 * a service's routing policy and operator drains: ``pk`` = service, ``sk`` = ``~policy``. It
   sorts after every instance id (``~`` cannot start one), so the gateway's one Query of a
   service reads its instances and its policy together, and instance-only Queries stop
@@ -51,17 +54,22 @@ from pynamodb.constants import (
     ATTRIBUTES,
     CAPACITY_UNITS,
     CONSUMED_CAPACITY,
+    GLOBAL_SECONDARY_INDEXES,
+    INDEX_NAME,
     ITEMS,
     KEY_SCHEMA,
     KEY_TYPE,
     LAST_EVALUATED_KEY,
     PAY_PER_REQUEST_BILLING_MODE,
+    PROJECTION,
+    PROJECTION_TYPE,
     TABLE_NAME,
     TOTAL,
     UPDATED_NEW,
 )
 from pynamodb.exceptions import DoesNotExist, PynamoDBException
 from pynamodb.expressions.condition import size
+from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 from pynamodb.types import HASH, RANGE
 
@@ -117,6 +125,20 @@ class _Item(Model):
     sk = UnicodeAttribute(range_key=True)
 
 
+TASK_INDEX = "by-task"
+
+
+class TaskIndex(GlobalSecondaryIndex["InstanceItem"]):  # type: ignore[no-untyped-call]
+    """Instances by the ECS task that registered them: keys only, and sparse (only items with
+    a ``task_arn`` are in it)."""
+
+    class Meta:
+        index_name = TASK_INDEX
+        projection = KeysOnlyProjection()
+
+    task_arn = UnicodeAttribute(hash_key=True)
+
+
 class InstanceItem(_Item):
     version = UnicodeAttribute()
     host = UnicodeAttribute()
@@ -129,6 +151,8 @@ class InstanceItem(_Item):
     expires_at = NumberAttribute()
     registered_at = NumberAttribute()
     updated_at = NumberAttribute()
+    task_arn = UnicodeAttribute(null=True)
+    by_task = TaskIndex()
 
 
 class PolicyItem(_Item):
@@ -200,16 +224,26 @@ def _bind(model: type[_Item], settings: Settings, connection: TableConnection) -
 
 
 def _table_connection(model: type[_Item], settings: Settings) -> TableConnection:
-    """A connection to the model's table with the model's settings and key schema, so it
-    never has to ask DynamoDB for the schema."""
+    """A connection to the model's table with the model's settings, key schema and the task
+    index, so it never has to ask DynamoDB for the schema."""
     keys = [a for a in model.get_attributes().values() if a.is_hash_key or a.is_range_key]
+    task = InstanceItem.task_arn
     schema = MetaTable(
         {
             TABLE_NAME: settings.table_name,
             KEY_SCHEMA: [
                 {ATTR_NAME: a.attr_name, KEY_TYPE: HASH if a.is_hash_key else RANGE} for a in keys
             ],
-            ATTR_DEFINITIONS: [{ATTR_NAME: a.attr_name, ATTR_TYPE: a.attr_type} for a in keys],
+            ATTR_DEFINITIONS: [
+                {ATTR_NAME: a.attr_name, ATTR_TYPE: a.attr_type} for a in [*keys, task]
+            ],
+            GLOBAL_SECONDARY_INDEXES: [
+                {
+                    INDEX_NAME: TASK_INDEX,
+                    KEY_SCHEMA: [{ATTR_NAME: task.attr_name, KEY_TYPE: HASH}],
+                    PROJECTION: {PROJECTION_TYPE: "KEYS_ONLY"},
+                }
+            ],
         }
     )
     return TableConnection(settings.table_name, meta_table=schema, **_connection_options(settings))
@@ -230,6 +264,7 @@ def _to_instance(item: InstanceItem) -> Instance:
         expires_at=float(item.expires_at),
         registered_at=float(item.registered_at),
         updated_at=float(item.updated_at),
+        task_arn=item.task_arn,
     )
 
 
@@ -354,6 +389,7 @@ class InstanceStore:
             expires_at=now + reg.lease_seconds,
             registered_at=now,
             updated_at=now,
+            task_arn=reg.task_arn,
         )
         return item
 
@@ -427,6 +463,35 @@ class InstanceStore:
             self._instances(service, instance_id).delete()
         except PynamoDBException as exc:
             raise _failure("write", exc) from exc
+
+    def task_instances(self, task_arn: str) -> list[tuple[str, str]]:
+        """(service, instance id) of every instance ``task_arn`` registered, from the task
+        index: eventually consistent, like every index read, and keys only."""
+        model = self._instances
+        found, start = [], None
+        try:
+            while True:
+                page = self._table.query(task_arn, index_name=TASK_INDEX, exclusive_start_key=start)
+                for raw in page.get(ITEMS, ()):
+                    found.append((raw[model.pk.attr_name]["S"], raw[model.sk.attr_name]["S"]))
+                start = page.get(LAST_EVALUATED_KEY)
+                if not start:
+                    return found
+        except PynamoDBException as exc:
+            raise _failure("read", exc) from exc
+
+    def remove_task_instance(self, service: str, instance_id: str, task_arn: str) -> bool:
+        """Delete the instance only while ``task_arn`` is still the task that registered it:
+        one a new task registered under the same id since stays. False if it was not there
+        or not that task's."""
+        model = self._instances
+        try:
+            model(service, instance_id).delete(condition=model.task_arn == task_arn)
+        except PynamoDBException as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise _failure("write", exc) from exc
+        return True
 
     def service_view(self, service: str) -> GatewayView:
         """Everything the gateway needs of ``service`` in one Query: its instances, marked

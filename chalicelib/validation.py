@@ -42,6 +42,14 @@ MAX_WEIGHT = 1000
 MAX_INSTANCE_JSON = 4 * 1024
 
 _STATUS = {"type": "string", "enum": list(STATUSES)}
+# An ECS task ARN, long form (task/<cluster>/<id>) or the old short form (task/<id>): the
+# sidecar reads it from the task metadata endpoint. ECS's stop event for it removes the
+# instance (chalicelib/task_events.py), which matches the ARN by the same rule.
+TASK_ARN_PATTERN = (
+    r"^arn:aws[a-z-]{0,16}:ecs:[a-z0-9-]{1,32}:[0-9]{12}:task/([A-Za-z0-9_-]{1,255}/)?"
+    r"[A-Za-z0-9-]{1,64}$"
+)
+MAX_TASK_ARN = 512
 
 REGISTER_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -65,6 +73,7 @@ REGISTER_SCHEMA: dict[str, Any] = {
             "maximum": MAX_LEASE_SECONDS,
         },
         "status": _STATUS,
+        "task_arn": {"type": "string", "maxLength": MAX_TASK_ARN, "pattern": TASK_ARN_PATTERN},
     },
 }
 
@@ -263,6 +272,7 @@ _PATTERN_RULES = {
     "hash_on": "names of 1-64 token characters (RFC 9110)",
     "zone": "1-64 characters of a-z, 0-9 and '-'",
     "metadata": f"keys of 1-{MAX_METADATA_KEY} characters of A-Z, a-z, 0-9, '.', '_', '/', '-'",
+    "task_arn": "an ECS task ARN, arn:aws:ecs:<region>:<account>:task/<cluster>/<task id>",
 }
 
 
@@ -328,6 +338,7 @@ def parse_registration(
         metadata=dict(fields.get("metadata", {})),
         lease_seconds=int(fields.get("lease_seconds", DEFAULT_LEASE_SECONDS)),
         status=fields.get("status", "UP"),
+        task_arn=fields.get("task_arn"),
     )
     size = instance_json_size(registration)
     if size > MAX_INSTANCE_JSON:

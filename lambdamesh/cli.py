@@ -34,6 +34,7 @@ from lambdamesh.operations import (
     keys_command,
     policy_command,
 )
+from lambdamesh.taskevent import add_task_event_command, task_event_command
 
 PROG = "lambdamesh"
 # What each extra brings, by the modules a command imports.
@@ -131,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     add_drain_command(commands)
     add_exposure_command(commands)
     add_keys_command(commands)
+    add_task_event_command(commands)
 
     commands.add_parser(
         "bootstrap",
@@ -340,6 +342,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "drain": drain_command,
     "exposure": exposure_command,
     "keys": keys_command,
+    "task-event": task_event_command,
     "dev": lambda a: dev_command(
         a.host, a.port, a.demo, a.dynamodb_endpoint, a.url_port, a.console_port
     ),

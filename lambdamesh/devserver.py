@@ -21,6 +21,7 @@ from types import ModuleType
 from typing import Any
 
 from lambdamesh.events import Stage
+from lambdamesh.invocations import Invocations
 from lambdamesh.keys import DEV_SIGNING_KEY
 from lambdamesh.localgateway import (
     LocalGatewayHandler,
@@ -134,6 +135,8 @@ class DevServer:
         config = ProjectConfig.load(self.project_dir, self.stage)
         gateway = _root_stage(module, DEV_GATEWAY_DOMAIN)
         self.server = self._listen(create_dev_server, module, config, self.port, stage=gateway)
+        # EventBridge's way in (ECS task state changes): Lambda's Invoke API on the same port.
+        self.server.invoke = Invocations(module.app, self.server.invoke, config.lambda_timeout)
         if self.url_port is not None:
             self.url_server = self._listen(create_url_server, module, config, self.url_port)
         self._start_console(module, config)

@@ -36,6 +36,9 @@ class Instance:
     # None where it was not read (the answers to a registration or a heartbeat, which read
     # nothing beyond the instance's own item).
     drained: bool | None = None
+    # The ECS task that registered it (its sidecar read it from the task metadata endpoint):
+    # ECS's stop event for that task removes it. None for instances registered outside ECS.
+    task_arn: str | None = None
 
     def is_live(self, now: float) -> bool:
         """Liveness is decided from the stored expiry, never from whether TTL has deleted it."""
@@ -62,6 +65,7 @@ class Instance:
             "live": self.is_live(now),
             "registered_at": round(self.registered_at, 3),
             "updated_at": round(self.updated_at, 3),
+            **({} if self.task_arn is None else {"task_arn": self.task_arn}),
         }
 
 

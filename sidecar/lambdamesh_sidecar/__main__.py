@@ -62,10 +62,12 @@ def build(settings: Settings, stop: threading.Event) -> Runner:
         weight=settings.weight,
         zone=settings.zone,
         metadata=settings.metadata,
+        task_arn=settings.task_arn,
     )
     timing = Timing(
         heartbeat_seconds=settings.heartbeat_seconds,
         lease_seconds=settings.lease_seconds,
+        status_check_seconds=settings.readiness_seconds,
         request_timeout=settings.request_timeout_seconds,
         drain_seconds=settings.drain_seconds,
     )

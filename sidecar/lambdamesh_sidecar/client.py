@@ -129,6 +129,7 @@ class Registration:
     zone: str | None = None
     metadata: Mapping[str, str] | None = None
     status: str = "UP"
+    task_arn: str | None = None
 
     def body(self) -> dict[str, Any]:
         document: dict[str, Any] = {
@@ -144,6 +145,8 @@ class Registration:
             document["zone"] = self.zone
         if self.metadata is not None:
             document["metadata"] = dict(self.metadata)
+        if self.task_arn is not None:
+            document["task_arn"] = self.task_arn
         return document
 
 

@@ -23,6 +23,11 @@ from lambdamesh_sidecar.ecs import MetadataUnavailable, TaskMetadata, fetch_task
 SERVICE_RULE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 VERSION_RULE = re.compile(r"[a-z0-9]([a-z0-9._-]{0,30}[a-z0-9])?")
 INSTANCE_ID_RULE = re.compile(r"[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?")
+# The registry's rule for an ECS task ARN (chalicelib/validation.py TASK_ARN_PATTERN).
+TASK_ARN_RULE = re.compile(
+    r"arn:aws[a-z-]{0,16}:ecs:[a-z0-9-]{1,32}:[0-9]{12}:task/([A-Za-z0-9_-]{1,255}/)?"
+    r"[A-Za-z0-9-]{1,64}"
+)
 ZONE_RULE = re.compile(r"[a-z0-9-]{1,64}")
 METADATA_KEY_RULE = re.compile(r"[A-Za-z0-9._/-]{1,64}")
 _HOST_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
@@ -34,8 +39,15 @@ MAX_METADATA_VALUE = 512
 MAX_INSTANCE_ID = 128
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
-DEFAULT_HEARTBEAT_SECONDS = 10.0
-DEFAULT_LEASE_SECONDS = 30
+# A crashed task leaves rotation on ECS's stop event (the registry's task-events rule), within
+# seconds; the lease only has to catch what ECS cannot see, a hung or cut-off task. So
+# heartbeats can be rare: one a minute, which is what keeps an instance within half of Cloud
+# Map's price (`lambdamesh cost`), and a lease of two and a half intervals, so one lost
+# heartbeat and its retries never drop a healthy instance. A change of readiness is sent at
+# once, whatever the interval (LAMBDAMESH_READINESS_SECONDS).
+DEFAULT_HEARTBEAT_SECONDS = 60.0
+DEFAULT_LEASE_SECONDS = 150
+DEFAULT_READINESS_SECONDS = 5.0
 LEASE_MARGIN_SECONDS = 1.0
 DEFAULT_REQUEST_TIMEOUT_SECONDS = 5.0
 
@@ -76,8 +88,25 @@ VARIABLES: tuple[tuple[str, str], ...] = (
     ("LAMBDAMESH_HOST", "address to register; default: the task's IPv4 from ECS task metadata"),
     ("LAMBDAMESH_INSTANCE_ID", "default: the ECS task id, else <host>-<port> with '-' separators"),
     ("LAMBDAMESH_HEALTH_PATH", "HTTP readiness path, e.g. /health; default: TCP connect to port"),
-    ("LAMBDAMESH_HEARTBEAT_SECONDS", "heartbeat interval, 0.2..300 (default 10)"),
-    ("LAMBDAMESH_LEASE_SECONDS", "lease, integer 5..300, >= heartbeat x 1.1 + 1 s (default 30)"),
+    (
+        "LAMBDAMESH_TASK_ARN",
+        "the ECS task to register under, whose stop event removes the instance; default: the "
+        "task's TaskARN from ECS task metadata (set it only outside ECS, as the demo does)",
+    ),
+    (
+        "LAMBDAMESH_HEARTBEAT_SECONDS",
+        f"heartbeat interval, 0.2..300 (default {DEFAULT_HEARTBEAT_SECONDS:g})",
+    ),
+    (
+        "LAMBDAMESH_LEASE_SECONDS",
+        f"lease, integer 5..300, >= heartbeat x 1.1 + 1 s (default {DEFAULT_LEASE_SECONDS}): "
+        "how long a hung task stays listed",
+    ),
+    (
+        "LAMBDAMESH_READINESS_SECONDS",
+        f"how often the app's readiness is checked, 0.2..60 (default "
+        f"{DEFAULT_READINESS_SECONDS:g}); a change is reported at once",
+    ),
     ("LAMBDAMESH_WEIGHT", "load-balancing weight, integer 1..1000 (default: the registry's)"),
     ("LAMBDAMESH_ZONE", "zone, a-z 0-9 '-'; default: the task's AvailabilityZone"),
     ("LAMBDAMESH_METADATA", 'JSON object of string values, e.g. {"commit": "abc123"}'),
@@ -131,7 +160,10 @@ VARIABLES: tuple[tuple[str, str], ...] = (
         "reach (default: none named, and no private address)",
     ),
     ("LAMBDAMESH_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR (default INFO)"),
-    (ECS_METADATA_VARIABLE, "set by ECS; read for the defaults of HOST, INSTANCE_ID and ZONE"),
+    (
+        ECS_METADATA_VARIABLE,
+        "set by ECS; read for the defaults of HOST, INSTANCE_ID, ZONE and TASK_ARN",
+    ),
 )
 
 TaskLookup = Callable[[str], TaskMetadata]
@@ -171,6 +203,8 @@ class Settings:
     health_path: str | None = None
     heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
     lease_seconds: int = DEFAULT_LEASE_SECONDS
+    readiness_seconds: float = DEFAULT_READINESS_SECONDS
+    task_arn: str | None = None
     weight: int | None = None
     zone: str | None = None
     metadata: Mapping[str, str] | None = None
@@ -188,6 +222,9 @@ def load(environ: Mapping[str, str], lookup_task: TaskLookup = fetch_task_metada
     version = _name(environ, "LAMBDAMESH_VERSION", VERSION_RULE, "1-32 of a-z, 0-9, '._-'")
     port = _integer("LAMBDAMESH_PORT", _required(environ, "LAMBDAMESH_PORT"), 1, 65535)
     heartbeat, lease = _timing(environ)
+    readiness = _number(
+        environ, "LAMBDAMESH_READINESS_SECONDS", 0.2, 60, DEFAULT_READINESS_SECONDS
+    )
     weight = _optional_integer(environ, "LAMBDAMESH_WEIGHT", 1, 1000)
     health_path = _health_path(environ)
     metadata = _metadata(environ)
@@ -200,7 +237,10 @@ def load(environ: Mapping[str, str], lookup_task: TaskLookup = fetch_task_metada
     host = _host(environ)
     instance_id = _explicit_instance_id(environ)
     zone = _zone(environ)
-    task = _task_metadata(environ, lookup_task, needed=None in (host, instance_id, zone))
+    task_arn = _task_arn(environ)
+    task = _task_metadata(
+        environ, lookup_task, needed=None in (host, instance_id, zone, task_arn)
+    )
     host = host or _host_from_task(task)
     return Settings(
         registry_url=registry_url,
@@ -213,6 +253,8 @@ def load(environ: Mapping[str, str], lookup_task: TaskLookup = fetch_task_metada
         health_path=health_path,
         heartbeat_seconds=heartbeat,
         lease_seconds=lease,
+        readiness_seconds=readiness,
+        task_arn=task_arn or _task_arn_from(task),
         weight=weight,
         zone=zone or (task.availability_zone if task else None),
         metadata=metadata,
@@ -328,6 +370,24 @@ def _explicit_instance_id(environ: Mapping[str, str]) -> str | None:
             f"must be 1-128 of a-z, 0-9, '._-' (lowercase), got {_show(raw)}",
         )
     return raw
+
+
+def _task_arn(environ: Mapping[str, str]) -> str | None:
+    raw = _optional(environ, "LAMBDAMESH_TASK_ARN")
+    if raw is not None and not TASK_ARN_RULE.fullmatch(raw):
+        raise ConfigError(
+            "LAMBDAMESH_TASK_ARN",
+            f"must be an ECS task ARN, arn:aws:ecs:<region>:<account>:task/<cluster>/<id>, "
+            f"got {_show(raw)}",
+        )
+    return raw
+
+
+def _task_arn_from(task: TaskMetadata | None) -> str | None:
+    """The task's ARN as ECS tells it; None outside ECS, or for one the registry would refuse
+    (the instance then registers without it and leaves by its lease alone)."""
+    arn = task.task_arn if task else None
+    return arn if arn is not None and TASK_ARN_RULE.fullmatch(arn) else None
 
 
 def _host(environ: Mapping[str, str]) -> str | None:

@@ -44,6 +44,9 @@ class Timing:
     lease_seconds: float = 30.0
     request_timeout: float = 5.0
     readiness_interval: float = 1.0
+    # Between heartbeats, how often the app's readiness is checked: a change is sent at once,
+    # so a rare heartbeat does not keep a sick app in rotation.
+    status_check_seconds: float = 5.0
     readiness_log_every: float = 30.0
     unreachable_log_every: float = 60.0
     # ECS allows 30 s between SIGTERM and SIGKILL; deregistering must fit well inside that.
@@ -81,6 +84,9 @@ class Runner:
         self._sleep = sleep
         self._log = logger or logging.getLogger(LOGGER_NAME)
         self._status = "UP"
+        # The status last sent (or tried) by a registration or heartbeat: a change from it is
+        # sent at once; a failed send waits for its backoff like any other.
+        self._sent_status = "UP"
         self._registered_once = False
         # True once a registration may have been stored: it succeeded, or failed in a way
         # that leaves it unknown (timeout, 5xx). A refused one (4xx) stored nothing.
@@ -134,6 +140,7 @@ class Runner:
         """Registers, retrying until it works; False if stopped first."""
         while not self._stop.is_set():
             registration = replace(self._registration, status=self._status)
+            self._sent_status = self._status
             try:
                 stored = self._registry.register(registration)
             except RegistryError as exc:
@@ -152,13 +159,20 @@ class Runner:
         return False
 
     def _heartbeat_until_stopped(self) -> None:
-        delay = self._heartbeat_delay()
-        while not self._stop.wait(delay):
-            delay = self._beat()
+        """A heartbeat each interval, and one at once when readiness changes (checked every
+        ``status_check_seconds`` in between)."""
+        due = self._clock() + self._heartbeat_delay()
+        while True:
+            wait = min(max(0.0, due - self._clock()), self._timing.status_check_seconds)
+            if self._stop.wait(wait):
+                return
+            status = self._current_status()
+            if self._clock() >= due or status != self._sent_status:
+                due = self._clock() + self._beat(status)
 
-    def _beat(self) -> float:
+    def _beat(self, status: str) -> float:
         """One heartbeat; returns how long to wait before the next one."""
-        status = self._current_status()
+        self._sent_status = status
         try:
             self._registry.heartbeat(status)
         except NotRegistered:

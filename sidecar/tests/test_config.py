@@ -199,7 +199,7 @@ def test_a_lease_just_long_enough_is_accepted() -> None:
 
 
 def test_default_lease_is_checked_against_a_long_heartbeat() -> None:
-    error = error_for(LAMBDAMESH_HEARTBEAT_SECONDS="45")
+    error = error_for(LAMBDAMESH_HEARTBEAT_SECONDS="140")
 
     assert error.variable == "LAMBDAMESH_LEASE_SECONDS"
 
@@ -275,14 +275,58 @@ def test_explicit_settings_win_over_task_metadata() -> None:
     assert settings.zone == "us-east-1c"
 
 
+TASK_ARN = "arn:aws:ecs:us-east-1:123456789012:task/prod/0123456789abcdef0123456789abcdef"
+
+
 def test_task_metadata_is_not_fetched_when_nothing_is_missing() -> None:
     settings = loaded(
+        LAMBDAMESH_INSTANCE_ID="i-1",
+        LAMBDAMESH_ZONE="z1",
+        LAMBDAMESH_TASK_ARN=TASK_ARN,
+        ECS_CONTAINER_METADATA_URI_V4="http://169.254.170.2/v4/x",
+    )
+
+    assert (settings.instance_id, settings.task_arn) == ("i-1", TASK_ARN)
+
+
+def test_the_task_arn_comes_from_task_metadata_even_when_everything_else_is_given() -> None:
+    task = TaskMetadata(task_arn=TASK_ARN, network_mode="awsvpc", ipv4="10.0.1.5")
+
+    settings = loaded(
+        lambda uri: task,
         LAMBDAMESH_INSTANCE_ID="i-1",
         LAMBDAMESH_ZONE="z1",
         ECS_CONTAINER_METADATA_URI_V4="http://169.254.170.2/v4/x",
     )
 
-    assert settings.instance_id == "i-1"
+    assert settings.task_arn == TASK_ARN
+
+
+def test_outside_ecs_there_is_no_task_arn_unless_given() -> None:
+    assert loaded().task_arn is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "arn:aws:ecs:us-east-1:123456789012:service/prod/orders",
+        "arn:aws:ecs:us-east-1:12345:task/prod/abc",
+        "task/prod/abc",
+        TASK_ARN + "/extra",
+    ],
+)
+def test_a_task_arn_that_is_not_one_is_refused(value: str) -> None:
+    error = error_for(LAMBDAMESH_TASK_ARN=value)
+
+    assert error.variable == "LAMBDAMESH_TASK_ARN"
+
+
+def test_a_task_arn_from_metadata_the_registry_would_refuse_is_left_out() -> None:
+    odd = TaskMetadata(task_arn="arn:aws:ecs:x:task/odd", network_mode="awsvpc", ipv4="10.0.1.5")
+
+    settings = loaded(lambda uri: odd, ECS_CONTAINER_METADATA_URI_V4="http://169.254.170.2/v4/x")
+
+    assert settings.task_arn is None
 
 
 def test_bridge_network_mode_requires_an_explicit_host() -> None:

@@ -225,17 +225,38 @@ def test_failed_heartbeats_keep_the_process_running_until_stopped() -> None:
 def test_reports_down_while_the_app_fails_readiness_and_up_again_after(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    # Ready before registering, then checked every 5 s: ready at +5, failing at +10 and +15,
+    # ready again at +20. Heartbeats are due every 11 s (10 s plus the jitter's maximum).
     harness = Harness(Ready(True, True, False, False, True))
-    harness.stop_after("heartbeat", 4)
+    harness.stop_after("heartbeat", 3)
 
     with caplog.at_level(logging.INFO, "lambdamesh_sidecar"):
         harness.run()
 
-    statuses = [call.argument for call in harness.registry.of("heartbeat")]
-    assert statuses == ["UP", "DOWN", "DOWN", "UP"]
+    registered = harness.registry.of("register")[0].at
+    beats = harness.registry.of("heartbeat")
+    assert [call.argument for call in beats] == ["DOWN", "UP", "UP"]
+    # Each change goes out at the check that saw it, not at the next heartbeat's time.
+    assert [call.at - registered for call in beats] == pytest.approx([10.0, 20.0, 31.0])
     levels = {r.getMessage(): r.levelno for r in caplog.records}
     assert levels["app failed its readiness check; reporting DOWN"] == logging.WARNING
     assert levels["app is ready again; reporting UP"] == logging.INFO
+
+
+def test_a_status_change_that_fails_to_send_waits_for_its_backoff() -> None:
+    """A DOWN that cannot be sent is retried on the backoff, not at every readiness check."""
+    harness = Harness(Ready(True, False))
+    harness.registry.heartbeat_outcomes.extend([Unavailable("down")] * 3)
+    harness.stop_after("heartbeat", 4)
+
+    harness.run()
+
+    registered = harness.registry.of("register")[0].at
+    times = [call.at - registered for call in harness.registry.of("heartbeat")]
+    assert times[0] == pytest.approx(5.0)
+    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    assert all(gap >= 0.5 for gap in gaps)
+    assert [call.argument for call in harness.registry.of("heartbeat")] == ["DOWN"] * 4
 
 
 def test_registers_again_with_the_current_status() -> None:
