@@ -78,3 +78,4 @@ bench: $(STAMP)
 	$(BIN)/python -m tests.bench.bench_handler
 	$(BIN)/python -m tests.bench.bench_edge
 	$(BIN)/python -m tests.bench.bench_sidecar
+	$(BIN)/python -m tests.bench.bench_log_bytes

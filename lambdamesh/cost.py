@@ -11,12 +11,14 @@ import argparse
 import json
 import math
 import sys
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from chalicelib.errors import LambdaMeshError
 from lambdamesh.prices import PRICES, READ_ON, PriceTable, Tier
 
+# The sidecar's default LAMBDAMESH_HEARTBEAT_SECONDS (lambdamesh_sidecar/config.py).
+DEFAULT_HEARTBEAT_SECONDS = 60.0
 HOURS_PER_MONTH = 730  # AWS's own convention for monthly estimates
 SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600
 GB = 1024**3
@@ -88,7 +90,15 @@ class CostInputs:
     services: int = 1
     availability_zones: int = 2
     secrets: int = 1
-    log_bytes_per_invocation: float = 1200.0
+    # Application log bytes of a routed request, measured: its request line, the request's
+    # EMF document and the routed request's own (tests/bench/bench_log_bytes.py).
+    log_bytes_per_invocation: float = 875.0
+    # A successful heartbeat logs nothing at INFO (chalicelib/observability.py); before it
+    # did, 576 B (a request line and an EMF document), measured the same way.
+    heartbeat_log_bytes: float = 0.0
+    # Lambda's own START/END/REPORT lines, on every invocation: none with the merge template's
+    # SystemLogLevel WARN; about 350 B where they are ingested (`chalice deploy`).
+    platform_log_bytes: float = 0.0
     target_utilization: float = 0.70
     # The sidecar outbound port (0 sidecars: off). A poll is a cached read answered 200 or
     # 304, about a heartbeat's work without the write: billed like one until measured.
@@ -96,9 +106,9 @@ class CostInputs:
     called_services: int = 1
     refresh_seconds: float = 5.0
     poll_ms: float = 15.0
-    # A poll's CloudWatch Logs: its EMF record (about 200 B) and Lambda's START/END/REPORT
-    # lines (about 350 B); its request line is logged at DEBUG.
-    poll_log_bytes: float = 550.0
+    # A poll's application log bytes, measured: its EMF document; its request line is logged
+    # at DEBUG (Lambda's own lines are platform_log_bytes).
+    poll_log_bytes: float = 200.0
     east_west_rps: float = 0.0
     # Routed requests a second to services whose exposure sets a rate limit of scope global:
     # each adds one conditional write per limit counted (service, and consumer when set)
@@ -106,6 +116,17 @@ class CostInputs:
     global_limit_rps: float = 0.0
     global_limit_writes: int = 1
     global_limit_ms: float = 5.0
+    # Task churn: each instance's task is replaced this often (deployments, scaling, crashes).
+    # A new task registers (one write, and one to the task index); a stopping one sends
+    # ECS's events, events_per_stop of them with desiredStatus STOPPED (RUNNING, STOPPING,
+    # DEPROVISIONING, STOPPED), each an invocation and a read of the task index; the first
+    # deletes the instance (one write) and logs one line.
+    task_lifetime_hours: float = 24.0
+    events_per_stop: float = 4.0
+    event_ms: float = 15.0
+    # Measured: the new task's registration (493 B: request line, EMF) and the stop's removal
+    # (717 B: its line and EMF document); the other events of the stop log nothing at INFO.
+    churn_log_bytes: float = 1210.0
 
     def __post_init__(self) -> None:
         for problem in _problems(self):
@@ -127,6 +148,8 @@ def _problems(inputs: CostInputs) -> list[str]:
         ("availability-zones", inputs.availability_zones, 1, 6),
         ("secrets", inputs.secrets, 0, math.inf),
         ("log-bytes", inputs.log_bytes_per_invocation, 0, math.inf),
+        ("heartbeat-log-bytes", inputs.heartbeat_log_bytes, 0, math.inf),
+        ("platform-log-bytes", inputs.platform_log_bytes, 0, math.inf),
         ("poll-log-bytes", inputs.poll_log_bytes, 0, math.inf),
         ("target-utilization", inputs.target_utilization, 0.2, 0.9),
         ("outbound-sidecars", inputs.outbound_sidecars, 0, math.inf),
@@ -137,6 +160,10 @@ def _problems(inputs: CostInputs) -> list[str]:
         ("global-limit-rps", inputs.global_limit_rps, 0, inputs.requests_per_second),
         ("global-limit-writes", inputs.global_limit_writes, 1, 2),
         ("global-limit-ms", inputs.global_limit_ms, 0, 29_000),
+        ("task-lifetime-hours", inputs.task_lifetime_hours, 0, 100_000),
+        ("events-per-stop", inputs.events_per_stop, 0, 20),
+        ("event-ms", inputs.event_ms, 0, 900_000),
+        ("churn-log-bytes", inputs.churn_log_bytes, 0, math.inf),
     ]
     found = [
         f"--{name} must be between {low:g} and {high:g}, not {value:g}"
@@ -181,6 +208,8 @@ class Breakdown:
     lines: tuple[Line, ...]
     cloud_map: tuple[Line, ...]
     per_instance_heartbeat: dict[str, float]
+    # Every variable cost of one instance, logs and task churn included.
+    per_instance: dict[str, float] = field(default_factory=dict)
     # What the outbound port's polls add to the total: their lines plus the list reads they
     # add to the DynamoDB reads line.
     polls_monthly: float = 0.0
@@ -274,12 +303,43 @@ def list_reads_per_second(inputs: CostInputs) -> float:
     return min(readers, warm_lambdas(inputs) * inputs.services / inputs.cache_seconds)
 
 
+# Write units of one task replaced: its registration (the instance and its task-index entry),
+# the catalog entry's bump, and the stop's delete (the instance and its index entry).
+CHURN_WRITE_UNITS = 5.0
+# Read units: the registration's consistent Query of the service's leases (one unit), and
+# each stop event's eventually consistent Query of the keys-only task index (half a unit).
+REGISTRATION_READ_UNITS = 1.0
+EVENT_READ_UNITS = 0.5
+
+
+def stops_per_second(inputs: CostInputs) -> float:
+    """Tasks replaced a second: each instance's task once per lifetime (0: none modelled)."""
+    if inputs.task_lifetime_hours == 0:
+        return 0.0
+    return inputs.instances / (inputs.task_lifetime_hours * 3600)
+
+
+def stops_a_month(inputs: CostInputs) -> float:
+    return stops_per_second(inputs) * SECONDS_PER_MONTH
+
+
+def events_a_month(inputs: CostInputs) -> float:
+    """ECS's task state change events the rule delivers: those with desiredStatus STOPPED."""
+    return stops_a_month(inputs) * inputs.events_per_stop
+
+
+def churn_read_units(inputs: CostInputs) -> float:
+    return REGISTRATION_READ_UNITS + inputs.events_per_stop * EVENT_READ_UNITS
+
+
 def write_units_per_second(inputs: CostInputs) -> float:
-    return inputs.instances / inputs.heartbeat_seconds * inputs.write_units_per_heartbeat
+    heartbeats = inputs.instances / inputs.heartbeat_seconds * inputs.write_units_per_heartbeat
+    return heartbeats + stops_per_second(inputs) * CHURN_WRITE_UNITS
 
 
 def read_units_per_second(inputs: CostInputs) -> float:
-    return list_reads_per_second(inputs) * inputs.read_units_per_list
+    lists = list_reads_per_second(inputs) * inputs.read_units_per_list
+    return lists + stops_per_second(inputs) * churn_read_units(inputs)
 
 
 def provisioned_units(rate: float, target: float) -> int:
@@ -347,10 +407,11 @@ def _dynamodb(inputs: CostInputs, prices: PriceTable) -> list[Line]:
         ]
     write_units, read_units = writes * SECONDS_PER_MONTH, reads * SECONDS_PER_MONTH
     lists = "instance lists, routed and polls" if inputs.outbound_sidecars else "instance lists"
+    lists += ", task churn"
     return [
         Line(
             "DynamoDB writes (on-demand)",
-            f"{_millions(write_units)} write units at $0.625 per million",
+            f"{_millions(write_units)} write units (heartbeats, task churn) at $0.625 per million",
             write_units * prices.dynamodb_write_request.amount,
         ),
         Line(
@@ -378,10 +439,73 @@ def _key_store(inputs: CostInputs, prices: PriceTable) -> list[Line]:
 
 
 def _logs(inputs: CostInputs, prices: PriceTable) -> list[Line]:
-    invocations = heartbeats_a_month(inputs) + routed_a_month(inputs)
-    gigabytes = invocations * inputs.log_bytes_per_invocation / GB
-    basis = f"{gigabytes:,.2f} GB ({inputs.log_bytes_per_invocation:g} B a call) at $0.50"
+    heartbeats, routed = heartbeats_a_month(inputs), routed_a_month(inputs)
+    platform = inputs.platform_log_bytes
+    total = heartbeats * (inputs.heartbeat_log_bytes + platform) + routed * (
+        inputs.log_bytes_per_invocation + platform
+    )
+    gigabytes = total / GB
+    basis = (
+        f"{gigabytes:,.2f} GB ({inputs.heartbeat_log_bytes:g} B a heartbeat, "
+        f"{inputs.log_bytes_per_invocation:g} B a routed request"
+        + (f", + {platform:g} B of Lambda's own lines a call" if platform else "")
+        + ") at $0.50"
+    )
     return [Line("CloudWatch Logs", basis, gigabytes * prices.logs_ingested_gb.amount)]
+
+
+def _churn(inputs: CostInputs, prices: PriceTable) -> list[Line]:
+    """Task churn's invocations and logs: each new task's registration, and the stop events
+    ECS sends for the old one (their DynamoDB units are in the DynamoDB lines)."""
+    stops, events = stops_a_month(inputs), events_a_month(inputs)
+    if stops == 0:
+        return []
+    invocations = stops + events
+    seconds = (stops * inputs.heartbeat_ms + events * inputs.event_ms) / 1000
+    gb_seconds = seconds * inputs.memory_mb / 1024
+    log_bytes = stops * inputs.churn_log_bytes + invocations * inputs.platform_log_bytes
+    gigabytes = log_bytes / GB
+    basis = (
+        f"{stops:,.0f} tasks replaced, each instance's every {inputs.task_lifetime_hours:g} h: "
+        f"a registration and {inputs.events_per_stop:g} stop events each"
+    )
+    return _invocation_lines(
+        "Task churn",
+        (invocations, f"{_millions(invocations)} ({basis})"),
+        (gb_seconds, f"{inputs.event_ms:g} ms an event"),
+        (gigabytes, f"{gigabytes:,.3f} GB ({inputs.churn_log_bytes:g} B a task replaced)"),
+        inputs,
+        prices,
+    )
+
+
+def _invocation_lines(
+    kind: str,
+    calls: tuple[float, str],
+    duration: tuple[float, str],
+    logs: tuple[float, str],
+    inputs: CostInputs,
+    prices: PriceTable,
+) -> list[Line]:
+    """Lambda requests, duration and logs of one kind of call: (amount, how it is said) of
+    calls, GB-seconds and gigabytes."""
+    return [
+        Line(
+            f"{kind}: Lambda requests",
+            f"{calls[1]} at $0.20 per million",
+            calls[0] * prices.lambda_request.amount,
+        ),
+        Line(
+            f"{kind}: Lambda duration",
+            f"{duration[0]:,.0f} GB-s ({duration[1]})",
+            duration[0] * _gb_second_price(inputs, prices),
+        ),
+        Line(
+            f"{kind}: CloudWatch Logs",
+            f"{logs[1]} at $0.50",
+            logs[0] * prices.logs_ingested_gb.amount,
+        ),
+    ]
 
 
 def _global_limits(inputs: CostInputs, prices: PriceTable) -> list[Line]:
@@ -440,25 +564,16 @@ def _polls(inputs: CostInputs, prices: PriceTable) -> list[Line]:
             )
         )
     gb_seconds = polls * inputs.poll_ms / 1000 * inputs.memory_mb / 1024
-    gigabytes = polls * inputs.poll_log_bytes / GB
-    found += [
-        Line(
-            "Outbound polls: Lambda requests",
-            f"{_millions(polls)} polls (200 or 304) at $0.20 per million",
-            polls * prices.lambda_request.amount,
-        ),
-        Line(
-            "Outbound polls: Lambda duration",
-            f"{gb_seconds:,.0f} GB-s ({inputs.poll_ms:g} ms a poll)",
-            gb_seconds * _gb_second_price(inputs, prices),
-        ),
-        Line(
-            "Outbound polls: CloudWatch Logs",
-            f"{gigabytes:,.2f} GB ({inputs.poll_log_bytes:g} B a poll) at $0.50",
-            gigabytes * prices.logs_ingested_gb.amount,
-        ),
-    ]
-    return found
+    poll_bytes = inputs.poll_log_bytes + inputs.platform_log_bytes
+    gigabytes = polls * poll_bytes / GB
+    return found + _invocation_lines(
+        "Outbound polls",
+        (polls, f"{_millions(polls)} polls (200 or 304)"),
+        (gb_seconds, f"{inputs.poll_ms:g} ms a poll"),
+        (gigabytes, f"{gigabytes:,.2f} GB ({poll_bytes:g} B a poll)"),
+        inputs,
+        prices,
+    )
 
 
 def _reads_line(inputs: CostInputs, prices: PriceTable) -> float:
@@ -474,13 +589,14 @@ def _east_west(inputs: CostInputs, prices: PriceTable) -> tuple[Line, ...]:
     routed = replace(base, requests_per_second=base.requests_per_second + inputs.east_west_rps)
     calls = inputs.east_west_rps * SECONDS_PER_MONTH
     gb_seconds = calls * inputs.routed_ms / 1000 * inputs.memory_mb / 1024
-    gigabytes = calls * inputs.log_bytes_per_invocation / GB
+    call_bytes = inputs.log_bytes_per_invocation + inputs.platform_log_bytes
+    gigabytes = calls * call_bytes / GB
     bases = {
         "API Gateway (REST)": f"{_millions(calls)} calls, tiered on top of the mesh's",
         "Lambda requests": f"{_millions(calls)} at $0.20 per million",
         "Lambda duration": f"{gb_seconds:,.0f} GB-s ({inputs.routed_ms:g} ms a call)",
         "DynamoDB reads": "list reads of the extra warm Lambdas",
-        "CloudWatch Logs": f"{gigabytes:,.2f} GB ({inputs.log_bytes_per_invocation:g} B a call)",
+        "CloudWatch Logs": f"{gigabytes:,.2f} GB ({call_bytes:g} B a call)",
     }
 
     def priced(mesh: CostInputs) -> dict[str, float]:
@@ -537,11 +653,49 @@ def per_instance_heartbeat(inputs: CostInputs, prices: PriceTable = PRICES) -> d
         "lambda_requests": beats * prices.lambda_request.amount,
         "lambda_duration": gb_seconds * _gb_second_price(inputs, prices),
         "dynamodb": dynamodb,
-        "logs": beats * inputs.log_bytes_per_invocation / GB * prices.logs_ingested_gb.amount,
+        "logs": beats
+        * (inputs.heartbeat_log_bytes + inputs.platform_log_bytes)
+        / GB
+        * prices.logs_ingested_gb.amount,
     }
     parts["total_without_logs"] = sum(v for k, v in parts.items() if k != "logs")
     parts["total"] = parts["total_without_logs"] + parts["logs"]
     return parts
+
+
+def per_instance(inputs: CostInputs, prices: PriceTable = PRICES) -> dict[str, float]:
+    """Every variable cost of one registered instance a month, logs included: its
+    heartbeats, and its share of task churn (its tasks' registrations and stop events). No
+    fixed costs, and provisioned capacity as its exact share, as for the heartbeats alone."""
+    beat = per_instance_heartbeat(inputs, prices)
+    one = replace(inputs, instances=1)
+    stops, events = stops_a_month(one), events_a_month(one)
+    gb_seconds = (stops * inputs.heartbeat_ms + events * inputs.event_ms) / 1000
+    gb_seconds *= inputs.memory_mb / 1024
+    writes = stops * CHURN_WRITE_UNITS
+    reads = stops * churn_read_units(inputs)
+    if inputs.billing == "provisioned":
+        hours = HOURS_PER_MONTH / inputs.target_utilization / SECONDS_PER_MONTH
+        dynamodb = writes * hours * prices.dynamodb_wcu_hour.amount
+        dynamodb += reads * hours * prices.dynamodb_rcu_hour.amount
+    else:
+        dynamodb = writes * prices.dynamodb_write_request.amount
+        dynamodb += reads * prices.dynamodb_read_request.amount
+    churn = (
+        (stops + events) * prices.lambda_request.amount
+        + gb_seconds * _gb_second_price(inputs, prices)
+        + dynamodb
+    )
+    churn_logs = stops * inputs.churn_log_bytes + (stops + events) * inputs.platform_log_bytes
+    churn_logs *= prices.logs_ingested_gb.amount / GB
+    return {
+        "heartbeats": beat["total_without_logs"],
+        "heartbeat_logs": beat["logs"],
+        "task_churn": churn,
+        "task_churn_logs": churn_logs,
+        "total": beat["total"] + churn + churn_logs,
+        "cloud_map": prices.cloud_map_instance_month.amount,
+    }
 
 
 def estimate(inputs: CostInputs, prices: PriceTable = PRICES) -> Breakdown:
@@ -551,6 +705,7 @@ def estimate(inputs: CostInputs, prices: PriceTable = PRICES) -> Breakdown:
         *_dynamodb(inputs, prices),
         *_key_store(inputs, prices),
         *_logs(inputs, prices),
+        *_churn(inputs, prices),
         *_global_limits(inputs, prices),
     ]
     polls = _polls(inputs, prices)
@@ -562,6 +717,7 @@ def estimate(inputs: CostInputs, prices: PriceTable = PRICES) -> Breakdown:
         lines=(*lines, *polls),
         cloud_map=_cloud_map(inputs, prices),
         per_instance_heartbeat=per_instance_heartbeat(inputs, prices),
+        per_instance=per_instance(inputs, prices),
         polls_monthly=sum(line.monthly for line in polls) + reads_added,
         polls_dynamodb_reads=reads_added,
         east_west=_east_west(inputs, prices),
@@ -591,6 +747,11 @@ def to_json(breakdown: Breakdown, prices: PriceTable = PRICES) -> dict[str, Any]
         },
         "per_instance_heartbeat": {
             key: round(value, 6) for key, value in breakdown.per_instance_heartbeat.items()
+        },
+        "per_instance": {key: round(value, 6) for key, value in breakdown.per_instance.items()},
+        "task_churn": {
+            "tasks_replaced_per_month": round(stops_a_month(inputs), 3),
+            "stop_events_per_month": round(events_a_month(inputs), 3),
         },
         "outbound": {
             "polls_per_second": round(polls_per_second(inputs), 6),
@@ -675,12 +836,18 @@ def render(breakdown: Breakdown) -> str:
             f"{polls_per_second(inputs):,.2f} polls/s; "
             f"{inputs.east_west_rps:g} east-west req/s task to task"
         )
+    one = breakdown.per_instance
     footer = (
         f"heartbeats alone, per instance-month: ${beat['total_without_logs']:.4f} "
         f"(+ ${beat['logs']:.4f} of logs); Cloud Map: "
         f"${PRICES.cloud_map_instance_month.amount:.4f}"
     )
-    notes = [footer]
+    whole = (
+        f"one instance, every variable cost: ${one['total']:.4f} a month (heartbeats "
+        f"${one['heartbeats'] + one['heartbeat_logs']:.4f}, task churn "
+        f"${one['task_churn'] + one['task_churn_logs']:.4f}, logs included)"
+    )
+    notes = [footer, whole]
     if sidecars:
         notes.append(
             f"outbound port polls: ${breakdown.polls_monthly:,.2f} a month "
@@ -709,6 +876,11 @@ def _markdown_rows(breakdown: Breakdown) -> list[tuple[str, str, str]]:
             "Heartbeats alone, per instance-month (not in the total)",
             f"through the {LANE_NAMES[sidecar_lane(breakdown.inputs)]}, without logs / logs",
             f"${beat['total_without_logs']:.4f} / ${beat['logs']:.4f}",
+        ),
+        (
+            "One instance, every variable cost (not in the total)",
+            "heartbeats, task churn and their logs",
+            f"${breakdown.per_instance['total']:.4f}",
         ),
     ]
     if breakdown.east_west:
@@ -756,7 +928,25 @@ _FLAGS: tuple[tuple[str, str, type, str], ...] = (
     ("--services", "services", int, "number of services"),
     ("--availability-zones", "availability_zones", int, "AZs of the Secrets Manager endpoint"),
     ("--secrets", "secrets", int, "Secrets Manager secrets"),
-    ("--log-bytes", "log_bytes_per_invocation", float, "CloudWatch Logs bytes per invocation"),
+    (
+        "--log-bytes",
+        "log_bytes_per_invocation",
+        float,
+        "application log bytes per routed request",
+    ),
+    (
+        "--heartbeat-log-bytes",
+        "heartbeat_log_bytes",
+        float,
+        "application log bytes per successful heartbeat (576 before heartbeats went quiet)",
+    ),
+    (
+        "--platform-log-bytes",
+        "platform_log_bytes",
+        float,
+        "Lambda's START/END/REPORT bytes per invocation: 0 with SystemLogLevel WARN (the "
+        "merge template), about 350 where ingested (chalice deploy)",
+    ),
     (
         "--target-utilization",
         "target_utilization",
@@ -808,6 +998,26 @@ _FLAGS: tuple[tuple[str, str, type, str], ...] = (
         float,
         "billed Lambda ms a counter write adds to such a request",
     ),
+    (
+        "--task-lifetime-hours",
+        "task_lifetime_hours",
+        float,
+        "how long a task lives before it is replaced (deployments, scaling, crashes); "
+        "0 leaves task churn out",
+    ),
+    (
+        "--events-per-stop",
+        "events_per_stop",
+        float,
+        "ECS task state change events with desiredStatus STOPPED per task stopped",
+    ),
+    ("--event-ms", "event_ms", float, "billed Lambda ms per stop event"),
+    (
+        "--churn-log-bytes",
+        "churn_log_bytes",
+        float,
+        "application log bytes per task replaced (its registration and its removal)",
+    ),
 )
 _DEFAULTS = {field.name: field.default for field in fields(CostInputs)}
 
@@ -821,7 +1031,10 @@ def add_cost_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
     )
     cost.add_argument("--instances", type=int, required=True, help="registered instances")
     cost.add_argument(
-        "--heartbeat", type=float, required=True, help="heartbeat interval in s, 0.2..300"
+        "--heartbeat",
+        type=float,
+        default=DEFAULT_HEARTBEAT_SECONDS,
+        help="heartbeat interval in s, 0.2..300 (default: %(default)g, the sidecar's)",
     )
     cost.add_argument(
         "--requests-per-second", type=float, required=True, help="routed requests a second"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import time
@@ -18,6 +19,14 @@ INSTANCES_PER_SERVICE = 2
 CALLERS = frozenset({"hello"})
 # How the demo's services face the internet: public, declared as any public service must be.
 PUBLIC = {"exposed": True, "auth": ["none"]}
+# Each demo instance stands for an ECS task, named as ECS names one, so that the stop event
+# ECS would send for it (`lambdamesh task-event --stopped ARN`) removes it.
+DEMO_TASK_ARN = "arn:aws:ecs:us-east-1:000000000000:task/lambdamesh-demo/{task_id}"
+
+
+def demo_task_arn(instance: str) -> str:
+    """A stable, made-up task ARN for a demo instance (32 hex digits, like ECS's task ids)."""
+    return DEMO_TASK_ARN.format(task_id=hashlib.sha256(instance.encode()).hexdigest()[:32])
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -34,6 +43,8 @@ class Demo:
     heartbeat_seconds: str = "2"
     lease_seconds: str = "6"
     outbound_ports: dict[str, int] = field(default_factory=dict)
+    # Each instance's "task": its app's and its sidecar's process ids.
+    task_pids: dict[str, tuple[int, int]] = field(default_factory=dict)
     # The console's URL: the dashboard never shares the gateway's origin.
     console: str | None = None
 
@@ -55,8 +66,10 @@ class Demo:
             app += ["--outbound", f"http://127.0.0.1:{outbound}"]
             env["LAMBDAMESH_OUTBOUND_PORT"] = str(outbound)
             env["LAMBDAMESH_OUTBOUND_ALLOW_LOOPBACK"] = "true"
-        self.supervisor.start(f"{service}-app-{index}", app)
-        self.supervisor.start(f"{service}-sidecar-{index}", ["-m", "lambdamesh_sidecar"], env=env)
+        started = self.supervisor.start(f"{service}-app-{index}", app)
+        sidecar = ["-m", "lambdamesh_sidecar"]
+        beside = self.supervisor.start(f"{service}-sidecar-{index}", sidecar, env=env)
+        self.task_pids[f"{service}-{index}"] = (started.pid, beside.pid)
 
     def sidecar_env(self, service: str, version: str, port: int, index: int) -> Mapping[str, str]:
         return {
@@ -67,6 +80,7 @@ class Demo:
             "LAMBDAMESH_HOST": "127.0.0.1",
             "LAMBDAMESH_PORT": str(port),
             "LAMBDAMESH_INSTANCE_ID": f"{service}-{index}",
+            "LAMBDAMESH_TASK_ARN": demo_task_arn(f"{service}-{index}"),
             "LAMBDAMESH_HEARTBEAT_SECONDS": self.heartbeat_seconds,
             "LAMBDAMESH_LEASE_SECONDS": self.lease_seconds,
             "LAMBDAMESH_METADATA": '{"demo": "true"}',
@@ -127,11 +141,25 @@ class Demo:
                 f"  curl -s '{self.url}/api/v1/hello/v1/call/echo/v1/items/7'",
                 f"  curl -s 'http://127.0.0.1:{self.outbound_ports.get('hello-0', 0)}"
                 "/echo/v1/items/8'   # as the hello-0 app calls it",
+                *self._crash(auth),
                 f"Tokens: export LAMBDAMESH_SIGNING_KEY={self.signing_key.decode()}"
                 " and run `lambdamesh token SERVICE` or `lambdamesh token --admin`.",
                 *self._dashboard(admin),
             ]
         )
+
+    def _crash(self, auth: str) -> list[str]:
+        """How to crash a task, and have ECS's stop event take it out of rotation at once."""
+        pids = self.task_pids.get("hello-1")
+        if pids is None:
+            return []
+        return [
+            "Crash the hello-1 task (app and sidecar, no deregistration), then hand the app",
+            "the stop event ECS would send; hello-1 leaves at once, not when its lease lapses:",
+            f"  kill -9 {pids[0]} {pids[1]}",
+            f"  lambdamesh task-event --url {self.url} --stopped {demo_task_arn('hello-1')}",
+            f"  curl -s {auth} '{self.url}/registry/services/hello/instances'",
+        ]
 
     def _dashboard(self, admin: str) -> list[str]:
         if self.console is None:

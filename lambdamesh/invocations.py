@@ -10,7 +10,8 @@ event as the body, answered with the function's result. So the AWS CLI works aga
 
 and so does ``lambdamesh task-event``. Only loopback clients may invoke: on AWS only IAM
 principals can, and a dev server listening on another address must not let the network
-remove instances.
+remove instances. ``X-Amz-Invocation-Type`` is read as Lambda reads it: ``Event`` is answered
+202 (once the function has run: locally there is no queue), ``DryRun`` 204 without running it.
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ class Invocations:
             event = json.loads(request.body or b"{}")
         except ValueError:
             return _error(400, "InvalidRequestContentException", "the payload is not JSON")
+        kind = request.header("X-Amz-Invocation-Type")
+        if kind == "DryRun":  # Lambda checks the request and runs nothing
+            return Answer(204, JSON, b"")
         context = LambdaContext(self.timeout_seconds, self.function_name)
         try:
             result = self.function(event, context)
@@ -71,7 +75,7 @@ class Invocations:
             body = {"errorMessage": str(exc), "errorType": type(exc).__name__}
             headers = [*JSON, ("X-Amz-Function-Error", "Unhandled")]
             return Answer(200, headers, json.dumps(body).encode())
-        if request.header("X-Amz-Invocation-Type") == "Event":
+        if kind == "Event":
             return Answer(202, JSON, b"")
         return Answer(200, JSON, json.dumps(result).encode())
 

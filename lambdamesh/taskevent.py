@@ -4,13 +4,15 @@ the deployed function one.
 Either a file holding the event (EventBridge's JSON, as ECS documents it, or as copied from
 CloudWatch), or ``--stopped TASK_ARN``, which makes the event ECS sends when a task stops.
 It goes to `lambdamesh dev`'s Invoke API (``lambdamesh/invocations.py``), never to AWS: on
-AWS, EventBridge is the only caller. Standard library only.
+AWS, EventBridge is the only caller. A task ARN is checked by the registry's own rule
+(``chalicelib/validation.py``), so a made event names a task that could have registered.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import urllib.error
 import urllib.request
@@ -20,12 +22,16 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+from chalicelib.validation import MAX_TASK_ARN, TASK_ARN_PATTERN
 from lambdamesh.apiclient import EXIT_FAILED, ApiError, UsageError
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 INVOKE_PATH = "/2015-03-31/functions/lambdamesh/invocations"
 TIMEOUT_SECONDS = 30.0
 MAX_EVENT_BYTES = 256 * 1024  # EventBridge's largest event
+DEFAULT_STOP_CODE = "EssentialContainerExited"
+# The notice ECS sends two minutes before it stops a Fargate Spot task: the task still runs.
+NOTICE = "TerminationNotice"
 STOP_CODES = (
     "EssentialContainerExited",
     "TaskFailedToStart",
@@ -39,18 +45,40 @@ REASONS = {
     "SpotInterruption": "Your Spot Task was interrupted.",
     "TerminationNotice": "Your Spot Task was interrupted.",
 }
+_TASK_ARN = re.compile(TASK_ARN_PATTERN)
+EXAMPLE_ARN = "arn:aws:ecs:us-east-1:123456789012:task/my-cluster/0123456789abcdef0123456789abcdef"
+DESCRIPTION = """\
+Invoke the local app with an ECS "ECS Task State Change" event, read from FILE
+(- for stdin) or made by --stopped, and print the function's answer: which
+instances it removed, or why it removed none. A stopping task's instances
+leave the registry at once; other events change nothing.
+
+The event goes to `lambdamesh dev`'s Invoke API (--url), never to AWS: there,
+EventBridge delivers ECS's own events to the function."""
+EPILOG = f"""\
+examples:
+  lambdamesh task-event --stopped \\
+      {EXAMPLE_ARN}
+  lambdamesh task-event --stopped TASK_ARN --stop-code TerminationNotice
+  lambdamesh task-event event.json    (an event as ECS documents it)
+
+exit status: 0 the function answered, whatever it did; 2 a bad argument, or a
+FILE that holds no JSON event; 5 `lambdamesh dev` could not be reached, or the
+function failed."""
 
 
 def stopped_event(
     task_arn: str,
-    stop_code: str = "EssentialContainerExited",
+    stop_code: str = DEFAULT_STOP_CODE,
     last_status: str = "STOPPED",
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """The "ECS Task State Change" event of a stopped (or stopping) task, in the fields ECS
-    documents for it: the envelope EventBridge adds, and the task's ``detail``."""
+    documents for it: the envelope EventBridge adds, and the task's ``detail``. A task that
+    still runs (``last_status`` RUNNING, as in a Spot termination notice) has no stop times."""
     moment = (now or datetime.now(UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     region, account, cluster = _parts(task_arn)
+    leaving = last_status != "RUNNING"
     return {
         "version": "0",
         "id": str(uuid.uuid4()),
@@ -67,7 +95,7 @@ def stopped_event(
             "lastStatus": last_status,
             "stopCode": stop_code,
             "stoppedReason": REASONS.get(stop_code, stop_code),
-            "stoppingAt": moment,
+            **({"stoppingAt": moment} if leaving else {}),
             **({"stoppedAt": moment} if last_status == "STOPPED" else {}),
             "updatedAt": moment,
             "launchType": "FARGATE",
@@ -78,9 +106,12 @@ def stopped_event(
 
 def _parts(task_arn: str) -> tuple[str, str, str]:
     """Region, account and cluster name of a task ARN (``default`` for the short form)."""
+    if len(task_arn) > MAX_TASK_ARN or not _TASK_ARN.fullmatch(task_arn):
+        raise UsageError(
+            f"not an ECS task ARN: {task_arn[:200]!r}; use "
+            "arn:aws:ecs:<region>:<account>:task/<cluster>/<task id>"
+        )
     fields = task_arn.split(":", 5)
-    if len(fields) != 6 or fields[2] != "ecs" or not fields[5].startswith("task/"):
-        raise UsageError(f"not an ECS task ARN: {task_arn[:200]!r}")
     path = fields[5].split("/")
     return fields[3], fields[4], path[1] if len(path) == 3 else "default"
 
@@ -89,20 +120,26 @@ def add_task_event_command(commands: argparse._SubParsersAction[argparse.Argumen
     command = commands.add_parser(
         "task-event",
         help="hand `lambdamesh dev` an ECS task state change, as EventBridge does on AWS",
-        description='Invoke the local app with an ECS "ECS Task State Change" event, from '
-        "FILE (- for stdin) or made by --stopped, and print what it did. A stopping task's "
-        "instances leave the registry at once.",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     source = command.add_mutually_exclusive_group(required=True)
     source.add_argument("file", nargs="?", metavar="FILE", help="the event as JSON; - for stdin")
     source.add_argument(
-        "--stopped", metavar="TASK_ARN", help="make the event of this task stopping"
+        "--stopped",
+        metavar="TASK_ARN",
+        help="make the event ECS sends when this task stops: its ARN, "
+        "arn:aws:ecs:<region>:<account>:task/<cluster>/<task id>, as the task's sidecar "
+        "registered it",
     )
     command.add_argument(
         "--stop-code",
         choices=STOP_CODES,
-        default="EssentialContainerExited",
-        help="with --stopped: why ECS stopped it (default: %(default)s)",
+        metavar="CODE",
+        help=f"with --stopped: why ECS stopped it, one of {', '.join(STOP_CODES)} (default: "
+        f"{DEFAULT_STOP_CODE}); {NOTICE} makes the Spot warning ECS sends while the task "
+        "still runs",
     )
     command.add_argument(
         "--url",
@@ -111,18 +148,24 @@ def add_task_event_command(commands: argparse._SubParsersAction[argparse.Argumen
     )
 
 
-def task_event_command(args: argparse.Namespace, stdin: TextIO = sys.stdin) -> int:
+def task_event_command(args: argparse.Namespace, stdin: TextIO | None = None) -> int:
     if args.stopped:
-        event = stopped_event(args.stopped, args.stop_code)
+        code = args.stop_code or DEFAULT_STOP_CODE
+        event = stopped_event(args.stopped, code, "RUNNING" if code == NOTICE else "STOPPED")
+    elif args.stop_code:
+        raise UsageError("--stop-code goes with --stopped; a FILE's event has its own")
     else:
-        event = _read_event(args.file, stdin)
+        event = _read_event(args.file, sys.stdin if stdin is None else stdin)
     answer = invoke(args.url, event)
     print(json.dumps(answer, indent=2, sort_keys=True))
     return 0
 
 
 def _read_event(name: str, stdin: TextIO) -> Any:
-    text = stdin.read(MAX_EVENT_BYTES + 1) if name == "-" else _read_file(name)
+    try:
+        text = stdin.read(MAX_EVENT_BYTES + 1) if name == "-" else _read_file(name)
+    except UnicodeDecodeError:
+        raise UsageError(f"{name}: not UTF-8 text, so not JSON") from None
     if len(text.encode()) > MAX_EVENT_BYTES:
         raise UsageError(f"{name}: larger than EventBridge's {MAX_EVENT_BYTES // 1024} KB")
     try:
@@ -154,11 +197,26 @@ def invoke(url: str, event: Any) -> Any:
             body = response.read()
             failed = response.headers.get("X-Amz-Function-Error")
     except urllib.error.HTTPError as exc:
-        raise ApiError(f"{url} refused the event: HTTP {exc.code}", EXIT_FAILED) from None
+        reason = _refusal(exc.read(4096))
+        raise ApiError(f"{url} refused the event: HTTP {exc.code}{reason}", EXIT_FAILED) from None
     except OSError as exc:
         raise ApiError(f"cannot reach {url}: {exc}", EXIT_FAILED) from None
-    answer = json.loads(body) if body else None
+    try:
+        answer = json.loads(body) if body else None
+    except ValueError:
+        raise ApiError(
+            f"{url} answered, but not as `lambdamesh dev`'s Invoke API (no JSON)", EXIT_FAILED
+        ) from None
     if failed:
         message = answer.get("errorMessage") if isinstance(answer, dict) else answer
         raise ApiError(f"the function failed: {message}", EXIT_FAILED)
     return answer
+
+
+def _refusal(body: bytes) -> str:
+    """The reason in an Invoke API error (``{"message": ...}``), if it gave one."""
+    try:
+        message = json.loads(body).get("message")
+    except (ValueError, AttributeError):
+        return ""
+    return f" ({str(message)[:200]})" if message else ""

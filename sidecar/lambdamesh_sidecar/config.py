@@ -222,9 +222,7 @@ def load(environ: Mapping[str, str], lookup_task: TaskLookup = fetch_task_metada
     version = _name(environ, "LAMBDAMESH_VERSION", VERSION_RULE, "1-32 of a-z, 0-9, '._-'")
     port = _integer("LAMBDAMESH_PORT", _required(environ, "LAMBDAMESH_PORT"), 1, 65535)
     heartbeat, lease = _timing(environ)
-    readiness = _number(
-        environ, "LAMBDAMESH_READINESS_SECONDS", 0.2, 60, DEFAULT_READINESS_SECONDS
-    )
+    readiness = _number(environ, "LAMBDAMESH_READINESS_SECONDS", 0.2, 60, DEFAULT_READINESS_SECONDS)
     weight = _optional_integer(environ, "LAMBDAMESH_WEIGHT", 1, 1000)
     health_path = _health_path(environ)
     metadata = _metadata(environ)
@@ -238,9 +236,7 @@ def load(environ: Mapping[str, str], lookup_task: TaskLookup = fetch_task_metada
     instance_id = _explicit_instance_id(environ)
     zone = _zone(environ)
     task_arn = _task_arn(environ)
-    task = _task_metadata(
-        environ, lookup_task, needed=None in (host, instance_id, zone, task_arn)
-    )
+    task = _task_metadata(environ, lookup_task, needed=None in (host, instance_id, zone, task_arn))
     host = host or _host_from_task(task)
     return Settings(
         registry_url=registry_url,

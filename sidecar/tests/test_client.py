@@ -6,6 +6,7 @@ import http.server
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from sidecar_testkit import TOKEN, FakeRegistryServer, free_port
@@ -406,3 +407,10 @@ def test_a_redirect_to_another_origin_is_never_followed_so_the_token_stays_home(
     assert elsewhere.received == []  # no request, so no Authorization header, ever reached it
     assert caught.value.code == "registry_redirected"
     assert elsewhere.url in caught.value.message
+
+
+def test_the_task_arn_goes_with_the_registration_and_only_when_known() -> None:
+    arn = "arn:aws:ecs:us-east-1:123456789012:task/prod/0123456789abcdef0123456789abcdef"
+
+    assert replace(REGISTRATION, task_arn=arn).body()["task_arn"] == arn
+    assert "task_arn" not in REGISTRATION.body()

@@ -254,7 +254,7 @@ def test_a_status_change_that_fails_to_send_waits_for_its_backoff() -> None:
     registered = harness.registry.of("register")[0].at
     times = [call.at - registered for call in harness.registry.of("heartbeat")]
     assert times[0] == pytest.approx(5.0)
-    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert all(gap >= 0.5 for gap in gaps)
     assert [call.argument for call in harness.registry.of("heartbeat")] == ["DOWN"] * 4
 

@@ -151,3 +151,26 @@ def test_a_crashed_runner_exits_1() -> None:
         raise RuntimeError("bug")
 
     assert run_off_main_thread(run) == 1
+
+
+def test_build_hands_the_task_arn_and_the_readiness_interval_to_the_runner() -> None:
+    from lambdamesh_sidecar.__main__ import build
+    from lambdamesh_sidecar.config import Settings
+
+    arn = "arn:aws:ecs:us-east-1:123456789012:task/prod/0123456789abcdef0123456789abcdef"
+    settings = Settings(
+        registry_url="http://127.0.0.1:9",
+        token="t",
+        service="orders",
+        version="v1",
+        host="127.0.0.1",
+        port=8080,
+        instance_id="i-1",
+        task_arn=arn,
+        readiness_seconds=2.5,
+    )
+
+    runner = build(settings, threading.Event())
+
+    assert runner._registration.task_arn == arn
+    assert runner._timing.status_check_seconds == 2.5

@@ -1,10 +1,11 @@
 """The API stack (`chalice package --stage prod --merge-template infra/chalice-merge.yaml`) on
 moto, between the network stack and the example service.
 
-The order is the deployment's: registry -> signing-key -> network -> api -> example service,
-in an account of this module's own. The API stack's template is the merged package after the
-SAM transform, its code the package's zip uploaded to S3 first, as `aws cloudformation package`
-does, and its parameters the network stack's outputs.
+The order is the deployment's: registry -> signing-key -> network -> api -> task events ->
+example service, in an account of this module's own. The API stack's template is the merged
+package after the SAM transform, its code the package's zip uploaded to S3 first, as
+`aws cloudformation package` does, and its parameters the network stack's outputs; the task
+events stack's parameters are the API stack's outputs.
 
 moto's CloudFormation creates the function half of that template and none of its API Gateway
 half (the first three limits are pinned by tests below):
@@ -213,8 +214,8 @@ def endpoint_url(template: dict[str, Any], rest_api_id: str) -> str:
 
 @pytest.fixture(scope="module")
 def deployment(aws: Client, package: Package) -> Deployment:
-    """lambdamesh-prod-{registry,signing-key,network,api,hello}, the docs' names (this
-    module's account holds nothing else), each fed the last's outputs."""
+    """lambdamesh-prod-{registry,signing-key,network,api,task-events,hello}, the docs' names
+    (this module's account holds nothing else), each fed the last's outputs."""
     ec2 = aws("ec2")
     prefix = f"lambdamesh-{STAGE}"
     vpc_id = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
@@ -260,6 +261,16 @@ def deployment(aws: Client, package: Package) -> Deployment:
     )
     rest_api = stand_in_rest_api(aws, template)
     url = endpoint_url(template, rest_api["id"])
+    task_events = deploy(
+        aws,
+        f"{prefix}-task-events",
+        "task-events",
+        {
+            "Stage": STAGE,
+            "FunctionArn": api.outputs["APIHandlerArn"],
+            "FunctionRoleName": api.outputs["APIHandlerRoleName"],
+        },
+    )
     hello = deploy(
         aws,
         f"{prefix}-hello",
@@ -279,6 +290,7 @@ def deployment(aws: Client, package: Package) -> Deployment:
         "signing-key": signing_key,
         "network": network,
         "api": api,
+        "task-events": task_events,
         "hello": hello,
     }
     return Deployment(stacks, template, rest_api, url)
@@ -385,6 +397,7 @@ def test_api_stack_holds_the_function_half_of_the_template_and_nothing_else(
     assert api.outputs == {
         "APIHandlerName": name,
         "APIHandlerArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}",
+        "APIHandlerRoleName": api.resources["ApiHandlerRole"],
     }
 
 
@@ -402,7 +415,7 @@ def test_the_functions_log_group_is_the_stacks_with_its_retention_and_the_roles_
         "logGroups"
     ]
 
-    assert properties["LoggingConfig"] == {"LogGroup": {"Ref": "APIHandlerLogGroup"}}
+    assert properties["LoggingConfig"]["LogGroup"] == {"Ref": "APIHandlerLogGroup"}
     assert group["logGroupName"] == f"/aws/lambda/{api.name}" == api.resources["APIHandlerLogGroup"]
     assert group["retentionInDays"] == 30
     arn = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{group['logGroupName']}:log-stream:x"
@@ -497,6 +510,46 @@ def test_sidecar_gets_the_endpoint_url_without_its_trailing_slash(
     assert url.endswith(".amazonaws.com/prod")
 
 
+# ECS's stop events, wired to the API stack's function and role by its outputs
+
+
+def test_stop_events_invoke_the_api_stacks_function_for_the_rule_only(
+    aws: Client, deployment: Deployment
+) -> None:
+    api, task_events = deployment.stacks["api"], deployment.stacks["task-events"]
+    rule = task_events.resources["TaskStoppedRule"]
+
+    (target,) = aws("events").list_targets_by_rule(Rule=rule)["Targets"]
+    policy = json.loads(
+        aws("lambda").get_policy(FunctionName=api.outputs["APIHandlerName"])["Policy"]
+    )
+
+    assert target["Arn"] == api.outputs["APIHandlerArn"]
+    [events] = [s for s in policy["Statement"] if s["Principal"] != "*"]
+    assert events["Principal"] == {"Service": "events.amazonaws.com"}
+    assert events["Action"] == "lambda:InvokeFunction"
+    assert events["Condition"] == {"ArnLike": {"AWS:SourceArn": task_events.outputs["RuleArn"]}}
+
+
+def test_the_api_stacks_role_may_send_failed_stop_events_to_the_queue(
+    aws: Client, deployment: Deployment
+) -> None:
+    role = deployment.stacks["api"].outputs["APIHandlerRoleName"]
+    queue_arn = deployment.stacks["task-events"].outputs["DeadLetterQueueArn"]
+    name = f"lambdamesh-{STAGE}-task-events-failures"
+
+    document = aws("iam").get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+
+    assert document["Statement"] == [
+        {
+            "Sid": "SendFailedTaskEvents",
+            "Effect": "Allow",
+            "Action": "sqs:SendMessage",
+            "Resource": queue_arn,
+        }
+    ]
+
+
 # The heartbeat lane: the function URL
 
 
@@ -532,8 +585,10 @@ def test_function_url_permission_lets_anyone_invoke_the_url_and_nothing_else(
 
     # moto keeps the template's properties as the statement and adds Effect, Resource and Sid;
     # AWS would write FunctionUrlAuthType as a Condition on lambda:FunctionUrlAuthType, and
-    # InvokedViaFunctionUrl as one on lambda:InvokedViaFunctionUrl.
-    statements = sorted(policy["Statement"], key=lambda statement: statement["Action"])
+    # InvokedViaFunctionUrl as one on lambda:InvokedViaFunctionUrl. (The only other statement
+    # is the task events stack's, for EventBridge.)
+    public = [statement for statement in policy["Statement"] if statement["Principal"] == "*"]
+    statements = sorted(public, key=lambda statement: statement["Action"])
     for statement in statements:
         assert statement.pop("Sid")
     common = {

@@ -183,6 +183,12 @@ def test_the_lambda_role_may_use_its_stage_table_and_secret_but_never_scan(
     assert "dynamodb:Scan" not in actions
     assert not any(action.endswith("*") for action in actions)
     assert resources["Registry"] == f"arn:*:dynamodb:*:*:table/lambdamesh-registry-{stage}"
+    # The task index, for stop events, is only queried.
+    assert resources["RegistryTaskIndex"] == (
+        f"arn:*:dynamodb:*:*:table/lambdamesh-registry-{stage}/index/by-task"
+    )
+    [index] = [statement for statement in statements if statement["Sid"] == "RegistryTaskIndex"]
+    assert index["Action"] == ["dynamodb:Query"]
     # AWS appends "-" and six random characters to a secret's name in its ARN.
     assert resources["SigningKey"] == (
         f"arn:*:secretsmanager:*:*:secret:lambdamesh/{stage}/signing-key-??????"
@@ -454,11 +460,40 @@ def test_anyone_may_invoke_the_function_url_and_nothing_else_of_the_function(
 def test_the_merged_package_outputs_the_function_url_beside_the_endpoint_url(
     merged: Package, prod: Package
 ) -> None:
-    outputs = merged.cloudformation["Outputs"]
+    outputs = dict(merged.cloudformation["Outputs"])
 
     assert outputs.pop("FunctionUrl")["Value"] == {"Fn::GetAtt": ["APIHandlerUrl", "FunctionUrl"]}
+    # For infra/task-events.yaml's FunctionRoleName.
+    assert outputs.pop("APIHandlerRoleName")["Value"] == {"Ref": "ApiHandlerRole"}
     assert outputs == prod.cloudformation["Outputs"]
     assert "FunctionUrl" not in prod.cloudformation["Outputs"]
+
+
+def test_the_role_named_in_the_output_is_the_functions_execution_role(merged: Package) -> None:
+    [(name, _)] = merged.resources("AWS::IAM::Role").items()
+    [function] = merged.resources("AWS::Lambda::Function").values()
+
+    assert function["Properties"]["Role"] == {"Fn::GetAtt": [name, "Arn"]}
+    assert merged.cloudformation["Outputs"]["APIHandlerRoleName"]["Value"] == {"Ref": name}
+
+
+def test_the_merged_function_logs_json_at_info_and_lambdas_own_records_at_warn(
+    merged: Package,
+) -> None:
+    """INFO, because the app's EMF metrics are printed with no level, which Lambda counts as
+    INFO; Lambda's START/END/REPORT records of successful invocations only on request."""
+    [function] = merged.resources("AWS::Lambda::Function").values()
+    parameter = merged.cloudformation["Parameters"]["SystemLogLevel"]
+
+    assert function["Properties"]["LoggingConfig"] == {
+        "LogGroup": {"Ref": "APIHandlerLogGroup"},
+        "LogFormat": "JSON",
+        "ApplicationLogLevel": "INFO",
+        "SystemLogLevel": {"Ref": "SystemLogLevel"},
+    }
+    assert (parameter["Default"], parameter["AllowedValues"]) == ("WARN", ["DEBUG", "INFO", "WARN"])
+    # Powertools takes Lambda's level (AWS_LAMBDA_LOG_LEVEL) first; the stage's own agrees.
+    assert merged.function_environment()["POWERTOOLS_LOG_LEVEL"] == "INFO"
 
 
 # SnapStart, for the function URL lane

@@ -31,7 +31,7 @@ from tests.deploy.infra_fixtures import REGION, Rendering, api_input, load_templ
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
-OWN_TEMPLATES = ("registry-table", "signing-key", "network", "example-service")
+OWN_TEMPLATES = ("registry-table", "signing-key", "network", "example-service", "task-events")
 TASK_SUBNETS = ("10.20.0.0/20", "10.20.16.0/20")
 API_URL = "https://abc123.execute-api.us-east-1.amazonaws.com/prod"
 SIDECAR_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/lambdamesh-sidecar:0.1.0"
@@ -218,6 +218,7 @@ def test_every_checkov_skip_gives_its_reason_in_the_template(
         ("CKV_AWS_119", "AWS::DynamoDB::Table.RegistryTable"),
         ("CKV_AWS_149", "AWS::SecretsManager::Secret.SigningKeySecret"),
         ("CKV_AWS_158", "AWS::Logs::LogGroup.LogGroup"),
+        ("CKV_AWS_27", "AWS::SQS::Queue.DeadLetterQueue"),
     }
     assert all(len(c["check_result"]["suppress_comment"]) > 40 for c in skipped)
 
@@ -245,6 +246,17 @@ def test_registry_stack_creates_the_stage_table_keyed_by_pk_and_sk_on_demand(
         {"AttributeName": "sk", "KeyType": "RANGE"},
     ]
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert [
+        (i["IndexName"], i["KeySchema"], i["Projection"], i["IndexStatus"])
+        for i in table["GlobalSecondaryIndexes"]
+    ] == [
+        (
+            "by-task",
+            [{"AttributeName": "task_arn", "KeyType": "HASH"}],
+            {"ProjectionType": "KEYS_ONLY"},
+            "ACTIVE",
+        )
+    ]
     # moto's CloudFormation does not apply TimeToLiveSpecification, point-in-time recovery
     # or SSESpecification; tests/unit/test_infra_template.py checks them in the template.
 
@@ -266,6 +278,11 @@ def test_provisioned_registry_table_has_the_capacity_given(aws: Client, provisio
     assert table["BillingModeSummary"]["BillingMode"] == "PROVISIONED"
     assert table["ProvisionedThroughput"]["ReadCapacityUnits"] == 7
     assert table["ProvisionedThroughput"]["WriteCapacityUnits"] == 3
+    # The index by-task has capacity of its own: the table's.
+    [index] = table["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "by-task"
+    assert index["ProvisionedThroughput"]["ReadCapacityUnits"] == 7
+    assert index["ProvisionedThroughput"]["WriteCapacityUnits"] == 3
     # moto's CloudFormation has no Application Auto Scaling: the scaling resources are
     # replayed through its API in the next test.
     assert set(provisioned.resources) == {"RegistryTable", "RegistryAccessPolicy"}
@@ -292,6 +309,8 @@ def test_provisioned_table_capacity_scales_between_the_bounds_given(
     for target, policy in (
         ("ReadScalableTarget", "ReadScalingPolicy"),
         ("WriteScalableTarget", "WriteScalingPolicy"),
+        ("TaskIndexReadScalableTarget", "TaskIndexReadScalingPolicy"),
+        ("TaskIndexWriteScalableTarget", "TaskIndexWriteScalingPolicy"),
     ):
         target_properties = rendering.properties(target)
         autoscaling.register_scalable_target(
@@ -309,28 +328,38 @@ def test_provisioned_table_capacity_scales_between_the_bounds_given(
         )
 
     table_id = f"table/lambdamesh-registry-{given.stage}p"
+    index_id = f"{table_id}/index/by-task"
     targets = autoscaling.describe_scalable_targets(ServiceNamespace="dynamodb")
     bounds = {
-        t["ScalableDimension"]: (t["MinCapacity"], t["MaxCapacity"])
+        (t["ResourceId"], t["ScalableDimension"]): (t["MinCapacity"], t["MaxCapacity"])
         for t in targets["ScalableTargets"]
-        if t["ResourceId"] == table_id
+        if t["ResourceId"] in (table_id, index_id)
     }
     assert bounds == {
-        "dynamodb:table:ReadCapacityUnits": (7, 70),
-        "dynamodb:table:WriteCapacityUnits": (3, 30),
+        (table_id, "dynamodb:table:ReadCapacityUnits"): (7, 70),
+        (table_id, "dynamodb:table:WriteCapacityUnits"): (3, 30),
+        (index_id, "dynamodb:index:ReadCapacityUnits"): (7, 70),
+        (index_id, "dynamodb:index:WriteCapacityUnits"): (3, 30),
     }
+    # moto's ResourceId filter keeps every policy whose id is part of the one given (the
+    # table's is part of its index's), so the ids are compared here.
     policies = autoscaling.describe_scaling_policies(
-        ServiceNamespace="dynamodb", ResourceId=table_id
+        ServiceNamespace="dynamodb", ResourceId=index_id
     )["ScalingPolicies"]
-    assert sorted(
-        (
-            p["TargetTrackingScalingPolicyConfiguration"]["PredefinedMetricSpecification"][
-                "PredefinedMetricType"
-            ],
-            p["TargetTrackingScalingPolicyConfiguration"]["TargetValue"],
-        )
-        for p in policies
-    ) == [("DynamoDBReadCapacityUtilization", 70.0), ("DynamoDBWriteCapacityUtilization", 70.0)]
+    for resource_id in (table_id, index_id):
+        assert sorted(
+            (
+                p["TargetTrackingScalingPolicyConfiguration"]["PredefinedMetricSpecification"][
+                    "PredefinedMetricType"
+                ],
+                p["TargetTrackingScalingPolicyConfiguration"]["TargetValue"],
+            )
+            for p in policies
+            if p["ResourceId"] == resource_id
+        ) == [
+            ("DynamoDBReadCapacityUtilization", 70.0),
+            ("DynamoDBWriteCapacityUtilization", 70.0),
+        ], resource_id
 
 
 # signing-key

@@ -1,4 +1,4 @@
-"""The built deployment.zip, alone, answering API Gateway events against moto.
+"""The built deployment.zip, alone, answering API Gateway and EventBridge events against moto.
 
 The zip is unpacked and imported by a Python that sees only that directory and the standard
 library (tests/deploy/lambda_zip_runner.py), with the prod stage's environment from the
@@ -34,6 +34,7 @@ import pytest
 from chalicelib.auth import issue
 from lambdamesh.finishing import finish
 from tests.deploy import packaged
+from tests.deploy.infra_fixtures import load_template
 from tests.deploy.packaged import REGION, Package
 
 RUNNER = Path(__file__).with_name("lambda_zip_runner.py")
@@ -44,6 +45,9 @@ API_HOST = "a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com"
 CALLER_IP = "198.51.100.7"
 SERVICE = "orders"
 INSTANCE = "task-1"
+# An instance an ECS task registers, and the task, whose stop event removes it.
+TASK_INSTANCE = "task-2"
+TASK_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/mesh/0123456789abcdef0123456789abcdef"
 # Statements the Lambda service uses with the function's role, not the function's code: no
 # recording of the code's calls can show them in use.
 USED_BY_THE_LAMBDA_SERVICE = {
@@ -269,6 +273,46 @@ def conversation(token: str, port: int) -> dict[str, dict[str, Any]]:
         "services after deregister": rest_event(
             "GET", "/registry/services", "/registry/services", headers=auth
         ),
+        "register by a task": rest_event(
+            "PUT",
+            ONE_INSTANCE,
+            f"/registry/services/{SERVICE}/instances/{TASK_INSTANCE}",
+            params={"service": SERVICE, "instance_id": TASK_INSTANCE},
+            headers={**auth, "Content-Type": "application/json"},
+            body={"version": "v1", "host": "127.0.0.1", "port": port, "task_arn": TASK_ARN},
+        ),
+        "task stopped": task_stopped_event(),
+        "list after the task stopped": rest_event(
+            "GET",
+            INSTANCES,
+            f"/registry/services/{SERVICE}/instances",
+            params={"service": SERVICE},
+            headers=auth,
+        ),
+    }
+
+
+def task_stopped_event() -> dict[str, Any]:
+    """ECS's "ECS Task State Change" for the task's stop, as EventBridge invokes the function
+    with it (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs_task_events.html)."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "ECS Task State Change",
+        "source": "aws.ecs",
+        "account": ACCOUNT,
+        "time": "2024-01-01T12:00:00Z",
+        "region": REGION,
+        "resources": [TASK_ARN],
+        "detail": {
+            "clusterArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/mesh",
+            "taskArn": TASK_ARN,
+            "desiredStatus": "STOPPED",
+            "lastStatus": "RUNNING",
+            "stopCode": "EssentialContainerExited",
+            "stoppedReason": "Essential container in task exited",
+            "version": 3,
+        },
     }
 
 
@@ -315,7 +359,9 @@ def assumed_role(moto_endpoint: str) -> dict[str, str]:
 
 
 def provision(moto_endpoint: str, credentials: dict[str, str], table: str, secret: str) -> Any:
-    """What the registry and signing-key stacks would have made; returns the secret."""
+    """What the registry and signing-key stacks would have made (the table with its index
+    by-task, as infra/registry-table.yaml declares it); returns the secret."""
+    [index] = registry_template_indexes()
     session = boto3.Session(
         aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
@@ -331,6 +377,10 @@ def provision(moto_endpoint: str, credentials: dict[str, str], table: str, secre
         AttributeDefinitions=[
             {"AttributeName": "pk", "AttributeType": "S"},
             {"AttributeName": "sk", "AttributeType": "S"},
+            {"AttributeName": "task_arn", "AttributeType": "S"},
+        ],
+        GlobalSecondaryIndexes=[
+            {key: index[key] for key in ("IndexName", "KeySchema", "Projection")}
         ],
         BillingMode="PAY_PER_REQUEST",
     )
@@ -340,6 +390,14 @@ def provision(moto_endpoint: str, credentials: dict[str, str], table: str, secre
         Name=secret, SecretString=key
     )
     return key, created["ARN"]
+
+
+def registry_template_indexes() -> list[dict[str, Any]]:
+    template = load_template(packaged.ROOT / "infra" / "registry-table.yaml")
+    indexes: list[dict[str, Any]] = template["Resources"]["RegistryTable"]["Properties"][
+        "GlobalSecondaryIndexes"
+    ]
+    return indexes
 
 
 def lambda_environment(
@@ -568,6 +626,16 @@ def test_deregistering_removes_the_instance(run: Run) -> None:
     assert run.json("services after deregister") == {"services": []}
 
 
+def test_a_stop_event_removes_the_instances_its_task_registered(run: Run) -> None:
+    removed = run.answers["task stopped"]
+
+    assert run.status("register by a task") == 201
+    assert run.json("register by a task")["task_arn"] == TASK_ARN
+    assert removed["outcome"] == "removed"
+    assert removed["removed"] == [{"service": SERVICE, "instance_id": TASK_INSTANCE}]
+    assert run.json("list after the task stopped")["instances"] == []
+
+
 def test_the_zip_as_packaged_without_allowed_networks_routes_nothing_and_says_why(
     package: Package, zip_dir: Path, tmp_path: Path, moto_endpoint: str
 ) -> None:
@@ -631,6 +699,9 @@ def iam_request(call: Call, secret_arns: dict[str, str]) -> Request:
     prefix = TARGETS[api]
     if prefix == "dynamodb":
         resource = f"arn:aws:dynamodb:{region}:{ACCOUNT}:table/{body['TableName']}"
+        # A Query of an index is authorized against the index's ARN.
+        if "IndexName" in body:
+            resource += f"/index/{body['IndexName']}"
     elif prefix == "secretsmanager":
         # IAM matches the secret's full ARN, random suffix included, whatever the call named.
         secret = body["SecretId"]
@@ -673,7 +744,11 @@ def test_the_zip_made_only_the_aws_calls_the_registry_and_the_key_need(
             print(f"  {request.action} {request.resource}")
 
     table = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/lambdamesh-registry-{STAGE}"
-    assert {r.resource for r in requests} == {table, run.secret_arn}
+    assert {r.resource for r in requests} == {table, f"{table}/index/by-task", run.secret_arn}
+    # The stop event's lookup is the index's only use.
+    assert [r.action for r in requests if r.resource.endswith("/index/by-task")] == [
+        "dynamodb:Query"
+    ]
     # The key is read once and kept: the warm invocations after the first did not ask again.
     assert [r.action for r in requests].count("secretsmanager:GetSecretValue") == 1
 

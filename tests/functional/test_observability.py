@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -151,3 +153,83 @@ def test_a_sidecars_poll_is_counted_but_logged_only_at_debug(
     assert logged == [401]
     counted = [doc for doc in emitted_json(printed) if "Requests" in doc]
     assert len(counted) == 3
+
+
+@pytest.fixture
+def log_stream(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """Everything the app's Logger writes, at INFO (its handler keeps the stdout it was made
+    with, which pytest's per-test capture does not see)."""
+    from chalicelib.observability import logger
+
+    written = io.StringIO()
+    handler = logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    before = handler.setStream(written)
+    logger.setLevel("INFO")
+    try:
+        yield written
+    finally:
+        logger.setLevel("WARNING")
+        handler.setStream(before)
+
+
+def heartbeat(client: Client, instance: str = "a") -> int:
+    response = client.http.put(
+        f"/registry/services/orders/instances/{instance}/heartbeat",
+        headers={"Content-Type": "application/json", **bearer(service_token("orders"))},
+        body="{}",
+    )
+    return response.status_code
+
+
+def test_successful_heartbeats_write_nothing_but_one_sampled_write_unit_figure(
+    client: Client,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    log_stream: io.StringIO,
+) -> None:
+    from chalicelib import observability
+
+    # Given a registered instance, in an execution environment that has sampled nothing yet
+    monkeypatch.setattr(observability, "_last_sample", {})
+    registered = client.http.put(
+        "/registry/services/orders/instances/a",
+        headers={"Content-Type": "application/json", **bearer(service_token("orders"))},
+        body=json.dumps({"version": "v1", "host": "127.0.0.1", "port": 8080}),
+    )
+    assert registered.status_code == 201
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    capsys.readouterr()
+    log_stream.truncate(0)
+    # When its sidecar heartbeats, again and again, at INFO with metrics on
+    assert [heartbeat(client) for _ in range(5)] == [200] * 5
+    # Then no line is logged, and stdout holds one document: DynamoDB's figure, sampled
+    assert log_stream.getvalue() == ""
+    printed = capsys.readouterr().out
+    documents = emitted_json(printed)
+    assert len(documents) == len(printed.splitlines()) == 1
+    [sample] = documents
+    units = sample["HeartbeatWriteUnits"]
+    values = units if isinstance(units, list) else [units]
+    assert len(values) == 1 and values[0] > 0  # moto's figure, not DynamoDB's
+    assert "Requests" not in sample
+    [directive] = sample["_aws"]["CloudWatchMetrics"]  # type: ignore[index]
+    assert [m["Name"] for m in directive["Metrics"]] == ["HeartbeatWriteUnits"]
+
+
+def test_a_failed_heartbeat_is_still_logged_and_counted(
+    client: Client,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    log_stream: io.StringIO,
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    capsys.readouterr()
+
+    assert heartbeat(client, "never-registered") == 404
+
+    [line] = [json.loads(x) for x in log_stream.getvalue().splitlines()]
+    assert (line["message"], line["status"]) == ("request", 404)
+    assert line["error_code"] == "instance_not_found"
+    [counted] = [doc for doc in emitted_json(capsys.readouterr().out) if "Requests" in doc]
+    assert "Error.instance_not_found" in counted

@@ -219,6 +219,41 @@ REFUSALS = [
         "invalid_request",
         "metadata",
     ),
+    (
+        {"host": "127.0.0.1", "port": 80, "task_arn": "my-task"},
+        400,
+        "invalid_request",
+        "task_arn is not valid: use an ECS task ARN, arn:aws:ecs:<region>:<account>:task/",
+    ),
+    (
+        {
+            "host": "127.0.0.1",
+            "port": 80,
+            "task_arn": "arn:aws:ecs:us-east-1:123456789012:"
+            "container/prod/0123456789abcdef0123456789abcdef",
+        },
+        400,
+        "invalid_request",
+        "task_arn is not valid",
+    ),
+    (
+        {"host": "127.0.0.1", "port": 80, "task_arn": 7},
+        400,
+        "invalid_request",
+        "task_arn must be string",
+    ),
+    (
+        {
+            "host": "127.0.0.1",
+            "port": 80,
+            "task_arn": "arn:aws:ecs:us-east-1:123456789012:task/"
+            + "c" * 500
+            + "/0123456789abcdef0123456789abcdef",
+        },
+        400,
+        "invalid_request",
+        "task_arn must be shorter than or equal to 512 characters",
+    ),
 ]
 
 
@@ -239,6 +274,7 @@ def test_a_refused_registration_changes_nothing_already_stored(
     listed = client.http.get("/registry/services/orders/instances", headers=bearer(admin_token()))
     [instance] = body_json(listed)["instances"]
     assert (instance["host"], instance["port"]) == ("127.0.0.1", 8080)
+    assert "task_arn" not in instance
 
 
 @pytest.mark.parametrize(

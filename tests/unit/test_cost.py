@@ -39,6 +39,7 @@ SMALL = CostInputs(
     poll_log_bytes=0,
     architecture="x86_64",
     heartbeat_ms=10,
+    task_lifetime_hours=0,
 )
 SMALL_MESH = ("--instances", "10", "--heartbeat", "15", "--requests-per-second", "5")
 # SMALL plus the outbound port: 100 sidecars each polling 3 services every 5 s = 60 polls a
@@ -120,7 +121,60 @@ def test_cloud_map_charges_per_instance_and_per_discovery_call() -> None:
 def test_logs_are_billed_per_ingested_gigabyte() -> None:
     got = lines(CostInputs(**{**vars(SMALL), "log_bytes_per_invocation": 1024}))
 
-    assert got["CloudWatch Logs"] == pytest.approx(3_153_600 * 1024 / 1024**3 * 0.50)
+    # 2,628,000 routed requests; the 525,600 successful heartbeats log nothing by default.
+    assert got["CloudWatch Logs"] == pytest.approx(2_628_000 * 1024 / 1024**3 * 0.50)
+
+
+def test_heartbeat_and_platform_log_bytes_are_billed_on_their_calls() -> None:
+    quiet = CostInputs(**{**vars(SMALL), "heartbeat_log_bytes": 576})
+    platform = CostInputs(**{**vars(SMALL), "platform_log_bytes": 350})
+
+    assert lines(quiet)["CloudWatch Logs"] == pytest.approx(525_600 * 576 / 1024**3 * 0.50)
+    assert lines(platform)["CloudWatch Logs"] == pytest.approx(3_153_600 * 350 / 1024**3 * 0.50)
+    assert estimate(quiet).per_instance_heartbeat["logs"] == pytest.approx(
+        262_800 * 576 / 1024**3 * 0.50
+    )
+
+
+def test_task_churn_matches_the_hand_computed_figures() -> None:
+    # 10 instances each replaced every 73 h: 100 tasks a month; each a registration and 4
+    # stop events (500 invocations), 15 ms each, 5 write units and 1 + 4 x 0.5 read units.
+    churn = CostInputs(
+        instances=10, heartbeat_seconds=60, requests_per_second=0, task_lifetime_hours=73
+    )
+    still = replace(churn, task_lifetime_hours=0)
+
+    got, base = lines(churn), lines(still)
+
+    assert got["Task churn: Lambda requests"] == pytest.approx(500 * 0.20e-6)
+    assert got["Task churn: Lambda duration"] == pytest.approx(500 * 0.015 * 0.5 * 0.0000133334)
+    assert got["Task churn: CloudWatch Logs"] == pytest.approx(100 * 1210 / 1024**3 * 0.50)
+    writes = got["DynamoDB writes (on-demand)"] - base["DynamoDB writes (on-demand)"]
+    reads = got["DynamoDB reads (on-demand)"] - base["DynamoDB reads (on-demand)"]
+    assert writes == pytest.approx(500 * 0.625e-6)
+    assert reads == pytest.approx(300 * 0.125e-6)
+    assert "Task churn: Lambda requests" not in base
+    per = estimate(churn).per_instance
+    assert per["task_churn"] == pytest.approx(
+        50 * 0.20e-6 + 50 * 0.015 * 0.5 * 0.0000133334 + 50 * 0.625e-6 + 30 * 0.125e-6
+    )
+
+
+def test_one_instance_at_the_defaults_costs_at_most_half_of_cloud_map() -> None:
+    """The goal the defaults were chosen for: every variable cost of one instance, logs and
+    task churn included, on demand through the function URL, at most $0.05 a month."""
+    defaults = CostInputs(
+        instances=1,
+        heartbeat_seconds=DEFAULT_HEARTBEAT_SECONDS,
+        requests_per_second=0,
+        lane="url",
+    )
+
+    per = estimate(defaults).per_instance
+
+    assert per["total"] <= 0.05
+    assert per["total"] <= per["cloud_map"] / 2
+    assert per["heartbeat_logs"] == 0
 
 
 def test_api_gateway_volume_bands_each_bill_at_their_own_rate() -> None:
@@ -496,11 +550,12 @@ def test_the_markdown_table_has_every_line_the_total_and_the_comparisons() -> No
     for line, row in zip(breakdown.lines, rows[2 : 2 + count], strict=True):
         assert row == f"| {line.item} | {line.basis} | ${line.monthly:,.2f} |"
     assert rows[2 + count] == f"| **Total** | | **${breakdown.total:,.2f}** |"
-    assert rows[-3].startswith("| Cloud Map, same instances (not in the total) |")
-    assert rows[-2].startswith("| Heartbeats alone, per instance-month (not in the total) |")
-    assert "through the function URL" in rows[-2]
+    assert rows[-4].startswith("| Cloud Map, same instances (not in the total) |")
+    assert rows[-3].startswith("| Heartbeats alone, per instance-month (not in the total) |")
+    assert "through the function URL" in rows[-3]
+    assert rows[-2].startswith("| One instance, every variable cost (not in the total) |")
     assert rows[-1].startswith("| 100 east-west req/s (not in the total) |")
-    assert len(rows) == 2 + count + 1 + 3
+    assert len(rows) == 2 + count + 1 + 4
     assert all(len(re.findall(r"(?<!\\)\|", row)) == 4 for row in rows)
 
 
@@ -536,6 +591,9 @@ def documented_table(path: Path, heading: str) -> tuple[list[str], str]:
     [
         ("deploy.md", "## What it costs"),
         ("cost.md", "## The recommended deployment: the mixed lane"),
+        ("cost.md", "## A small mesh"),
+        ("cost.md", "## A large mesh"),
+        ("cost.md", "## Sidecar outbound port"),
     ],
 )
 def test_the_cost_tables_in_the_docs_are_the_commands_output(
@@ -546,9 +604,18 @@ def test_the_cost_tables_in_the_docs_are_the_commands_output(
     code, out, _ = run(capsys, *argv)
 
     assert code == 0
-    assert argv[argv.index("--lane") + 1] == "mixed"
     assert "--markdown" in argv
     assert out.rstrip("\n") == table
+
+
+def test_the_recommended_deployments_tables_are_priced_on_the_mixed_lane() -> None:
+    for document, heading in (
+        ("deploy.md", "## What it costs"),
+        ("cost.md", "## The recommended deployment: the mixed lane"),
+        ("cost.md", "## A small mesh"),
+    ):
+        argv, _ = documented_table(DOCS / document, heading)
+        assert argv[argv.index("--lane") + 1] == "mixed", (document, heading)
 
 
 def test_the_deploy_guides_mesh_heartbeats_at_the_sidecars_default() -> None:

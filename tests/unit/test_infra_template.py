@@ -74,6 +74,7 @@ def test_the_infra_templates_are_all_linted_here() -> None:
         "network.yaml",
         "example-service.yaml",
         "custom-domain.yaml",
+        "task-events.yaml",
     }
 
 
@@ -111,11 +112,29 @@ def test_key_schema_is_string_pk_and_sk(table: dict[str, Any]) -> None:
     assert {a["AttributeName"]: a["AttributeType"] for a in properties["AttributeDefinitions"]} == {
         "pk": "S",
         "sk": "S",
+        "task_arn": "S",
     }
 
 
-def test_table_has_no_index_for_auto_scaling_to_miss(table: dict[str, Any]) -> None:
-    assert "GlobalSecondaryIndexes" not in table["Properties"]
+def test_the_task_index_is_the_one_the_storage_queries_keyed_by_task_arn_keys_only(
+    table: dict[str, Any],
+) -> None:
+    from chalicelib.storage import TASK_INDEX, InstanceItem
+
+    (index,) = table["Properties"]["GlobalSecondaryIndexes"]
+
+    assert index["IndexName"] == TASK_INDEX == "by-task"
+    assert index["KeySchema"] == [
+        {"AttributeName": InstanceItem.task_arn.attr_name, "KeyType": "HASH"}
+    ]
+    # Keys only: a heartbeat changes no projected attribute, so it writes nothing to the index.
+    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+
+
+def test_a_provisioned_tables_task_index_has_the_tables_capacity(table: dict[str, Any]) -> None:
+    (index,) = table["Properties"]["GlobalSecondaryIndexes"]
+
+    assert index["ProvisionedThroughput"] == table["Properties"]["ProvisionedThroughput"]
 
 
 def test_table_is_recoverable_and_encrypted(table: dict[str, Any]) -> None:
@@ -166,20 +185,23 @@ def test_provisioned_capacity_scales_reads_and_writes_between_the_bounds_given(
         for t in targets.values()
     }
 
+    reads = ({"Ref": "ReadCapacityUnits"}, {"Ref": "MaxReadCapacityUnits"})
+    writes = ({"Ref": "WriteCapacityUnits"}, {"Ref": "MaxWriteCapacityUnits"})
     assert bounds == {
-        "dynamodb:table:ReadCapacityUnits": (
-            {"Ref": "ReadCapacityUnits"},
-            {"Ref": "MaxReadCapacityUnits"},
-        ),
-        "dynamodb:table:WriteCapacityUnits": (
-            {"Ref": "WriteCapacityUnits"},
-            {"Ref": "MaxWriteCapacityUnits"},
-        ),
+        "dynamodb:table:ReadCapacityUnits": reads,
+        "dynamodb:table:WriteCapacityUnits": writes,
+        "dynamodb:index:ReadCapacityUnits": reads,
+        "dynamodb:index:WriteCapacityUnits": writes,
     }
-    assert all(
-        t["Properties"]["ResourceId"] == {"Fn::Sub": "table/${RegistryTable}"}
+    assert {
+        t["Properties"]["ScalableDimension"]: t["Properties"]["ResourceId"]
         for t in targets.values()
-    )
+    } == {
+        "dynamodb:table:ReadCapacityUnits": {"Fn::Sub": "table/${RegistryTable}"},
+        "dynamodb:table:WriteCapacityUnits": {"Fn::Sub": "table/${RegistryTable}"},
+        "dynamodb:index:ReadCapacityUnits": {"Fn::Sub": "table/${RegistryTable}/index/by-task"},
+        "dynamodb:index:WriteCapacityUnits": {"Fn::Sub": "table/${RegistryTable}/index/by-task"},
+    }
     assert {t["Condition"] for t in targets.values()} == {"IsProvisioned"}
 
 
@@ -199,6 +221,14 @@ def test_each_scalable_target_tracks_its_own_utilization(registry: dict[str, Any
     assert tracked == {
         "ReadScalableTarget": ("TargetTrackingScaling", "DynamoDBReadCapacityUtilization"),
         "WriteScalableTarget": ("TargetTrackingScaling", "DynamoDBWriteCapacityUtilization"),
+        "TaskIndexReadScalableTarget": (
+            "TargetTrackingScaling",
+            "DynamoDBReadCapacityUtilization",
+        ),
+        "TaskIndexWriteScalableTarget": (
+            "TargetTrackingScaling",
+            "DynamoDBWriteCapacityUtilization",
+        ),
     }
     assert {p["Condition"] for p in policies.values()} == {"IsProvisioned"}
 
@@ -215,11 +245,15 @@ def test_policy_grants_item_access_to_the_table_but_never_scan(registry: dict[st
             "dynamodb:DeleteItem",
             "dynamodb:Query",
             "dynamodb:DescribeTable",
+            "dynamodb:Query",
         ]
     )
     assert [s["Resource"] for s in document["Statement"]] == [
-        {"Fn::GetAtt": ["RegistryTable", "Arn"]}
+        {"Fn::GetAtt": ["RegistryTable", "Arn"]},
+        {"Fn::Sub": "${RegistryTable.Arn}/index/by-task"},
     ]
+    # The index is only read, and only by Query.
+    assert actions(document["Statement"][1]) == ["dynamodb:Query"]
 
 
 def test_registry_outputs_export_table_name_and_arn(registry: dict[str, Any]) -> None:

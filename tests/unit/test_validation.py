@@ -520,6 +520,7 @@ def test_the_size_counts_every_field_of_the_registration() -> None:
         "metadata": {},
         "lease_seconds": 30,
         "status": "UP",
+        "task_arn": None,
     }
 
     assert instance_json_size(small) == len(json.dumps(listed, separators=(",", ":")))
