@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -155,15 +155,14 @@ class Registry:
         require_write(principal, service)
         self._store.deregister(service, instance_id)
 
-    def remove_task(self, task_arn: str) -> list[tuple[str, str]]:
+    def remove_task(self, task_arn: str) -> Iterator[tuple[str, str]]:
         """Remove every instance the (stopped) ECS task registered, each only while that task
-        is still the one it names; (service, instance id) of those removed. No principal: ECS
-        is the caller, through EventBridge, which IAM alone lets invoke the function."""
-        return [
-            (service, instance_id)
-            for service, instance_id in self._store.task_instances(task_arn)
-            if self._store.remove_task_instance(service, instance_id, task_arn)
-        ]
+        is still the one it names; yields (service, instance id) of each as it goes, so a
+        failure part way still tells what was removed. No principal: ECS is the caller,
+        through EventBridge, which IAM alone lets invoke the function."""
+        for service, instance_id in self._store.task_instances(task_arn):
+            if self._store.remove_task_instance(service, instance_id, task_arn):
+                yield service, instance_id
 
     def live_instances(self, service: str, version: str | None = None) -> list[Instance]:
         check_name("service", service)

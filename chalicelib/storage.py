@@ -874,6 +874,17 @@ class InstanceStore:
         except PynamoDBException as exc:
             raise _failure("read", exc) from exc
 
+    def has_task_index(self) -> bool:
+        """Whether the table has the ``by-task`` index (a table made before it has not): one
+        DescribeTable, for operators' commands, never on a request path."""
+        try:
+            described = self._table.connection.describe_table(self._table.table_name)
+        except PynamoDBException as exc:
+            error = RegistryUnavailable if _is_transient(exc) else RegistryMisconfigured
+            raise error(f"cannot describe table {self._table.table_name!r}: {exc}") from exc
+        indexes = described.get(GLOBAL_SECONDARY_INDEXES) or []
+        return any(index.get(INDEX_NAME) == TASK_INDEX for index in indexes)
+
     def create_table(self) -> bool:
         """Create the table with TTL on ``expires_at`` if it is missing; True if created.
 
@@ -889,3 +900,17 @@ class InstanceStore:
             error = RegistryUnavailable if _is_transient(exc) else RegistryMisconfigured
             raise error(f"cannot create table {model.Meta.table_name!r}: {exc}") from exc
         return True
+
+
+def missing_task_index_advice(table: str) -> str:
+    """What to do about a table made before the ``by-task`` index: ECS's stop events remove
+    nothing from it until the index is there (the lease still applies)."""
+    return (
+        f"warning: table {table} has no by-task index, so ECS's stop events remove nothing "
+        "from it (instances leave by their lease). A stack-managed table: deploy "
+        "infra/registry-table.yaml again. Otherwise: aws dynamodb update-table --table-name "
+        f"{table} --attribute-definitions AttributeName=task_arn,AttributeType=S "
+        '--global-secondary-index-updates \'[{"Create":{"IndexName":"by-task",'
+        '"KeySchema":[{"AttributeName":"task_arn","KeyType":"HASH"}],'
+        '"Projection":{"ProjectionType":"KEYS_ONLY"}}}]\''
+    )

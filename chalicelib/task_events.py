@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.errors import LambdaMeshError
 from chalicelib.observability import logger, record_task_removals
 from chalicelib.registry import Registry
 from chalicelib.validation import MAX_TASK_ARN, TASK_ARN_PATTERN
@@ -107,18 +108,32 @@ def handle(event: dict[str, Any], registry: Registry) -> dict[str, Any]:
     """Remove what a stopping task registered; the answer says what was done.
 
     A registry that cannot be reached raises (``RegistryUnavailable``): Lambda then retries
-    the event, and EventBridge's dead-letter queue keeps what it could not deliver. An event
-    that is not a stop is answered, not raised: retrying cannot change it.
+    the event, and EventBridge's dead-letter queue keeps what it could not deliver. What was
+    removed before the failure is logged with the task first, since the retry finds it gone.
+    An event that is not a stop is answered, not raised: retrying cannot change it.
     """
     stop = read(event)
     if isinstance(stop, Ignored):
         logger.debug("task event ignored", extra={"reason": stop.reason})
         return {"outcome": "ignored", "reason": stop.reason}
-    removed = registry.remove_task(stop.task_arn)
+    removed: list[dict[str, str]] = []
+    try:
+        for service, instance_id in registry.remove_task(stop.task_arn):
+            removed.append({"service": service, "instance_id": instance_id})
+    except LambdaMeshError:
+        _report("task stopped; removal failed", stop, removed, warn=True)
+        raise
     if not removed:
         logger.debug("task stopped; it registered nothing", extra=stop.to_json())
         return {"outcome": "nothing_registered", **stop.to_json(), "removed": []}
-    listed = [{"service": service, "instance_id": iid} for service, iid in removed]
-    logger.info("task stopped; its instances removed", extra={**stop.to_json(), "removed": listed})
-    record_task_removals(len(removed))
-    return {"outcome": "removed", **stop.to_json(), "removed": listed}
+    _report("task stopped; its instances removed", stop, removed)
+    return {"outcome": "removed", **stop.to_json(), "removed": removed}
+
+
+def _report(
+    message: str, stop: TaskStop, removed: list[dict[str, str]], warn: bool = False
+) -> None:
+    """Log what a stop removed, with the task, and count it."""
+    (logger.warning if warn else logger.info)(message, extra={**stop.to_json(), "removed": removed})
+    if removed:
+        record_task_removals(len(removed))

@@ -246,12 +246,15 @@ def check_command(args: argparse.Namespace) -> int:
 
 
 def bootstrap_command() -> int:
-    from chalicelib.storage import InstanceStore
+    from chalicelib.storage import InstanceStore, missing_task_index_advice
 
     settings = Settings.from_environ()
-    created = InstanceStore(settings).create_table()
+    store = InstanceStore(settings)
+    created = store.create_table()
     state = "created" if created else "already exists"
     print(f"table {settings.table_name} {state}")
+    if not created and not store.has_task_index():
+        print(missing_task_index_advice(settings.table_name), file=sys.stderr)
     return 0
 
 

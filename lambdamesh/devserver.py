@@ -131,7 +131,11 @@ class DevServer:
         module = load_app(self.project_dir)
         from chalicelib import wiring
 
-        wiring.store().create_table()
+        store = wiring.store()
+        if not store.create_table() and not store.has_task_index():
+            from chalicelib.storage import missing_task_index_advice
+
+            print(missing_task_index_advice(wiring.settings().table_name), file=sys.stderr)
         config = ProjectConfig.load(self.project_dir, self.stage)
         gateway = _root_stage(module, DEV_GATEWAY_DOMAIN)
         self.server = self._listen(create_dev_server, module, config, self.port, stage=gateway)

@@ -10,8 +10,14 @@ event as the body, answered with the function's result. So the AWS CLI works aga
 
 and so does ``lambdamesh task-event``. Only loopback clients may invoke: on AWS only IAM
 principals can, and a dev server listening on another address must not let the network
-remove instances. ``X-Amz-Invocation-Type`` is read as Lambda reads it: ``Event`` is answered
-202 (once the function has run: locally there is no queue), ``DryRun`` 204 without running it.
+remove instances. Nor may a browser, loopback though it is: any web page can POST a plain-text
+body to loopback with no CORS preflight, and an invocation's body is a whole event, an HTTP
+request's ``Authorization`` header included (signed with the dev key, which is public).
+Browsers mark every POST with ``Origin`` and ``Sec-Fetch-Site``, even after a DNS rebinding;
+the AWS CLI, the SDKs and ``lambdamesh task-event`` send neither.
+
+``X-Amz-Invocation-Type`` is read as Lambda reads it: ``Event`` is answered 202 (once the
+function has run: locally there is no queue), ``DryRun`` 204 without running it.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ INVOKE_PATH = re.compile(r"/2015-03-31/functions/([A-Za-z0-9_:.-]{1,140})/invoca
 # Lambda's limit for a synchronous invocation's payload.
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 FunctionCall = Callable[[Any, Any], Any]
+# Headers every browser sends with a POST, and no AWS client does.
+BROWSER_HEADERS = ("Origin", "Sec-Fetch-Site")
 JSON = [("Content-Type", "application/json")]
 
 
@@ -55,10 +63,12 @@ class Invocations:
     def __call__(self, request: HttpRequest) -> Answer:
         if not INVOKE_PATH.fullmatch(request.path):
             return self.http(request)
-        if request.method != "POST":
-            return _error(405, "InvalidRequestContentException", "invoke with POST")
         if not _is_loopback(request.source_ip):
             return _error(403, "AccessDeniedException", "only loopback clients may invoke")
+        if any(request.header(name) is not None for name in BROWSER_HEADERS):
+            return _error(403, "AccessDeniedException", "a browser may not invoke")
+        if request.method != "POST":
+            return _error(405, "InvalidRequestContentException", "invoke with POST")
         if len(request.body) > MAX_PAYLOAD_BYTES:
             return _error(413, "RequestTooLargeException", "the payload exceeds 6 MB")
         try:

@@ -160,14 +160,16 @@ class Runner:
 
     def _heartbeat_until_stopped(self) -> None:
         """A heartbeat each interval, and one at once when readiness changes (checked every
-        ``status_check_seconds`` in between)."""
+        ``status_check_seconds`` in between), unless the last one failed: then the backoff
+        decides, or an app whose readiness flaps would retry at every check."""
         due = self._clock() + self._heartbeat_delay()
         while True:
             wait = min(max(0.0, due - self._clock()), self._timing.status_check_seconds)
             if self._stop.wait(wait):
                 return
             status = self._current_status()
-            if self._clock() >= due or status != self._sent_status:
+            changed = status != self._sent_status and not self._failures
+            if changed or self._clock() >= due:
                 due = self._clock() + self._beat(status)
 
     def _beat(self, status: str) -> float:

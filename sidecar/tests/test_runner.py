@@ -259,6 +259,22 @@ def test_a_status_change_that_fails_to_send_waits_for_its_backoff() -> None:
     assert [call.argument for call in harness.registry.of("heartbeat")] == ["DOWN"] * 4
 
 
+def test_a_flapping_app_does_not_cut_the_backoff_short_while_the_registry_is_down() -> None:
+    """Every readiness check sees a change, and each may not mean a request: a registry in
+    trouble gets the backoff, however many apps flap (often for the same cause)."""
+    harness = Harness(Ready(*[True, False] * 50))
+    harness.registry.heartbeat_outcomes.extend([Unavailable("down")] * 20)
+    harness.stop_after("heartbeat", 9)
+
+    harness.run()
+
+    times = [call.at for call in harness.registry.of("heartbeat")]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    # The backoff's ceilings (0.5 s doubling, 30 s at most), the sixth pulled in to the last
+    # useful moment of the lease; past the lease, the full backoff, not a readiness check's 5 s.
+    assert gaps == pytest.approx([0.5, 1.0, 2.0, 4.0, 8.0, 4.5, 30.0, 30.0])
+
+
 def test_registers_again_with_the_current_status() -> None:
     harness = Harness(Ready(True, False))
     harness.registry.heartbeat_outcomes.append(NotRegistered("gone", status=404))

@@ -149,6 +149,26 @@ def test_bootstrap_creates_the_table_once(dynamodb_endpoint: str) -> None:
     client = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
     ttl = client.describe_time_to_live(TableName="bootstrapped")["TimeToLiveDescription"]
     assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
+    assert "by-task" not in second.stderr
+
+
+def test_bootstrap_warns_of_a_table_made_before_the_task_index(dynamodb_endpoint: str) -> None:
+    client = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
+    keys = [("pk", "HASH"), ("sk", "RANGE")]
+    client.create_table(
+        TableName="before-the-index",
+        KeySchema=[{"AttributeName": k, "KeyType": t} for k, t in keys],
+        AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k, _ in keys],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    env = {"AWS_ENDPOINT_URL_DYNAMODB": dynamodb_endpoint, "LAMBDAMESH_TABLE": "before-the-index"}
+
+    result = run_cli("bootstrap", env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert "already exists" in result.stdout
+    assert "no by-task index" in result.stderr
+    assert "aws dynamodb update-table --table-name before-the-index" in result.stderr
 
 
 @pytest.mark.parametrize("command", [[], ["dev"], ["token"], ["bootstrap"]])

@@ -132,6 +132,31 @@ def test_creating_the_table_turns_on_ttl_for_expires_at(
     assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expires_at")
 
 
+def test_a_table_made_before_the_task_index_is_told_apart(
+    environment: dict[str, str], dynamodb_endpoint: str
+) -> None:
+    name = f"{environment['LAMBDAMESH_TABLE']}-old"
+    boto3.client("dynamodb", endpoint_url=dynamodb_endpoint).create_table(
+        TableName=name,
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    old = InstanceStore(Settings.from_environ({**environment, "LAMBDAMESH_TABLE": name}))
+    new = InstanceStore(Settings.from_environ({**environment, "LAMBDAMESH_TABLE": name + "-new"}))
+    new.create_table()
+
+    assert old.create_table() is False
+    assert old.has_task_index() is False
+    assert new.has_task_index() is True
+
+
 def test_leases_hold_each_stored_instances_id_version_and_expiry(store: InstanceStore) -> None:
     store.register(registration("i-1", lease_seconds=5), NOW)
     store.register(registration("i-2", version="v2", metadata={"a": "b"}), NOW)

@@ -387,7 +387,7 @@ class TestTheStorageVerbs:
         registry = Registry(store, HostPolicy())
         store.task_instances = lambda task_arn: stale  # type: ignore[method-assign]
         # When the old task's stop is handled
-        removed = registry.remove_task(STOPPED_TASK)
+        removed = list(registry.remove_task(STOPPED_TASK))
         # Then nothing is removed
         assert removed == []
         assert self.stored(store) == {"a": NEW_TASK}

@@ -153,6 +153,32 @@ def test_every_loopback_address_may_invoke(
     assert len(function.calls) == 1
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        # A web page's fetch(url, {method: "POST", mode: "no-cors", body}): no preflight.
+        (
+            ("Content-Type", "text/plain;charset=UTF-8"),
+            ("Origin", "http://page.example"),
+            ("Sec-Fetch-Site", "cross-site"),
+        ),
+        # The same page after a DNS rebinding: same-origin, and still marked.
+        (("Origin", "http://rebound.example:8000"), ("Sec-Fetch-Site", "same-origin")),
+        (("origin", "null"),),
+        (("sec-fetch-site", "same-site"),),
+    ],
+)
+def test_a_browser_on_this_machine_may_not_invoke(
+    invocations: Invocations, function: Function, headers: tuple[tuple[str, str], ...]
+) -> None:
+    answer = invocations(post(headers=headers))
+
+    assert answer.status == 403
+    assert answer_json(answer)["__type"] == "AccessDeniedException"
+    assert "browser" in answer_json(answer)["message"]
+    assert function.calls == []
+
+
 @pytest.mark.parametrize("body", [b"{not json", b"\xff\xfe", b'{"a": 1} trailing'])
 def test_a_payload_that_is_not_json_answers_400(
     invocations: Invocations, function: Function, body: bytes

@@ -276,7 +276,7 @@ class TestRemovingATask:
             }
         )
 
-        removed = registry(store).remove_task(TASK)
+        removed = list(registry(store).remove_task(TASK))
 
         assert sorted(removed) == [("billing", "a"), ("orders", "a")]
         assert store.items == {("orders", "b"): OTHER_TASK, ("orders", "c"): None}
@@ -288,7 +288,7 @@ class TestRemovingATask:
         store.items[("orders", "b")] = OTHER_TASK
         del store.items[("orders", "c")]
 
-        removed = registry(store).remove_task(TASK)
+        removed = list(registry(store).remove_task(TASK))
 
         assert removed == [("orders", "a")]
         assert store.items == {("orders", "b"): OTHER_TASK}
@@ -298,7 +298,7 @@ class TestRemovingATask:
     def test_a_task_that_registered_nothing_removes_nothing(self) -> None:
         store = TaskStore({("orders", "a"): OTHER_TASK})
 
-        assert registry(store).remove_task(TASK) == []
+        assert list(registry(store).remove_task(TASK)) == []
         assert store.deletes == []
 
 
@@ -330,6 +330,42 @@ class TestHandling:
         }
         assert store.deletes == []
         assert store.items == {("orders", "a"): TASK}
+
+    def test_a_removal_that_fails_part_way_raises_and_still_logs_and_counts_what_it_removed(
+        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        # Given a store that throttles the second delete of a task's three instances
+        from chalicelib import task_events
+        from chalicelib.errors import RegistryUnavailable
+
+        store = TaskStore({("orders", "a"): TASK, ("orders", "b"): TASK, ("orders", "c"): TASK})
+        deletes = store.remove_task_instance
+
+        def throttled(service: str, instance_id: str, task_arn: str) -> bool:
+            if len(store.deletes) == 1:
+                raise RegistryUnavailable("the registry could not write; try again shortly")
+            return deletes(service, instance_id, task_arn)
+
+        store.remove_task_instance = throttled  # type: ignore[method-assign]
+        counted: list[int] = []
+        monkeypatch.setattr(task_events, "record_task_removals", counted.append)
+        # When the stop is handled, the event fails, so Lambda retries it
+        with (
+            caplog.at_level("WARNING", logger="lambdamesh"),
+            pytest.raises(RegistryUnavailable),
+        ):
+            handle(load(STOPPED), registry(store))
+        # Then the instance already removed is in the log and the count all the same: the
+        # retry finds it gone and reports nothing for it
+        [record] = [r for r in caplog.records if r.name == "lambdamesh"]
+        assert (record.levelname, record.getMessage()) == (
+            "WARNING",
+            "task stopped; removal failed",
+        )
+        assert vars(record)["task_arn"] == TASK
+        assert vars(record)["removed"] == [{"service": "orders", "instance_id": "a"}]
+        assert counted == [1]
+        assert ("orders", "a") not in store.items
 
     def test_the_answer_is_json(self) -> None:
         import json
