@@ -22,15 +22,16 @@ One table, three kinds of item:
 Invariants are conditional writes: a heartbeat renews only a lease that is still running, so a
 lapsed or deleted instance cannot be revived by a late heartbeat.
 
-Only PynamoDB's public API is used: the models, and a ``TableConnection`` with the models'
-settings for the two calls the models do not offer (a PutItem that returns the old item, and
-enabling TTL).
+Only PynamoDB's public API is used: the models describe the items (attributes, conditions,
+update actions, ``serialize`` and ``from_raw_data``) and never speak to DynamoDB; every call
+goes through one ``TableConnection``, so one botocore client serves them all.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -46,6 +47,7 @@ from pynamodb.attributes import (
 from pynamodb.connection import TableConnection
 from pynamodb.connection.base import MetaTable
 from pynamodb.constants import (
+    ACTIVE,
     ALL_NEW,
     ALL_OLD,
     ATTR_DEFINITIONS,
@@ -54,8 +56,10 @@ from pynamodb.constants import (
     ATTRIBUTES,
     CAPACITY_UNITS,
     CONSUMED_CAPACITY,
+    COUNT,
     GLOBAL_SECONDARY_INDEXES,
     INDEX_NAME,
+    ITEM,
     ITEMS,
     KEY_SCHEMA,
     KEY_TYPE,
@@ -64,12 +68,12 @@ from pynamodb.constants import (
     PROJECTION,
     PROJECTION_TYPE,
     TABLE_NAME,
+    TABLE_STATUS,
     TOTAL,
     UPDATED_NEW,
 )
-from pynamodb.exceptions import DoesNotExist, PynamoDBException
+from pynamodb.exceptions import PynamoDBException, TableDoesNotExist
 from pynamodb.expressions.condition import size
-from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 from pynamodb.types import HASH, RANGE
 
@@ -126,17 +130,8 @@ class _Item(Model):
 
 
 TASK_INDEX = "by-task"
-
-
-class TaskIndex(GlobalSecondaryIndex["InstanceItem"]):  # type: ignore[no-untyped-call]
-    """Instances by the ECS task that registered them: keys only, and sparse (only items with
-    a ``task_arn`` are in it)."""
-
-    class Meta:
-        index_name = TASK_INDEX
-        projection = KeysOnlyProjection()
-
-    task_arn = UnicodeAttribute(hash_key=True)
+# DescribeTable's key for an index's state (PynamoDB names the table's, not the index's).
+INDEX_STATUS = "IndexStatus"
 
 
 class InstanceItem(_Item):
@@ -151,8 +146,8 @@ class InstanceItem(_Item):
     expires_at = NumberAttribute()
     registered_at = NumberAttribute()
     updated_at = NumberAttribute()
+    # The task index's key (``_schema``): only instances an ECS task registered have it.
     task_arn = UnicodeAttribute(null=True)
-    by_task = TaskIndex()
 
 
 class PolicyItem(_Item):
@@ -193,7 +188,10 @@ class CatalogItem(_Item):
 
 
 def _connection_options(settings: Settings) -> dict[str, Any]:
-    """What the models' ``Meta`` and the table connection share: one table, one endpoint.
+    """The table connection's endpoint and limits. Building a botocore client costs about
+    100 ms of CPU (loading its endpoint and service data): every call goes through the one
+    connection, so a cold start pays it once (``tests/functional/test_storage.py`` checks that
+    one client serves every call).
 
     A table that cannot be reached answers 503 within about 3 x (1 s + 2 s), well before API
     Gateway's 29 s, instead of botocore's default minute.
@@ -207,45 +205,30 @@ def _connection_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _bind(model: type[_Item], settings: Settings, connection: TableConnection) -> type[_Item]:
-    """A subclass of ``model`` pointed at the configured table and endpoint, over
-    ``connection``.
-
-    PynamoDB gives each model class a connection of its own, and each connection builds its
-    own botocore session and client: loading botocore's endpoint and service data costs about
-    100 ms of CPU a client, paid on a cold start once per model. Handing every model the one
-    connection (PynamoDB keeps it in ``_connection`` and reuses it while the table name
-    matches) pays it once. ``tests/functional/test_storage.py`` checks that one client serves
-    every call.
-    """
-    meta = type("Meta", (), {"table_name": settings.table_name, **_connection_options(settings)})
-    namespace = {"Meta": meta, "_connection": connection}
-    return type(f"Bound{model.__name__}", (model,), namespace)
-
-
-def _table_connection(model: type[_Item], settings: Settings) -> TableConnection:
-    """A connection to the model's table with the model's settings, key schema and the task
-    index, so it never has to ask DynamoDB for the schema."""
-    keys = [a for a in model.get_attributes().values() if a.is_hash_key or a.is_range_key]
+def _schema(table_name: str) -> dict[str, Any]:
+    """The table as DynamoDB describes it: its keys (the models' ``pk`` and ``sk``) and the
+    task index, from the models' own attributes."""
+    keys = [InstanceItem.pk, InstanceItem.sk]
     task = InstanceItem.task_arn
-    schema = MetaTable(
-        {
-            TABLE_NAME: settings.table_name,
-            KEY_SCHEMA: [
-                {ATTR_NAME: a.attr_name, KEY_TYPE: HASH if a.is_hash_key else RANGE} for a in keys
-            ],
-            ATTR_DEFINITIONS: [
-                {ATTR_NAME: a.attr_name, ATTR_TYPE: a.attr_type} for a in [*keys, task]
-            ],
-            GLOBAL_SECONDARY_INDEXES: [
-                {
-                    INDEX_NAME: TASK_INDEX,
-                    KEY_SCHEMA: [{ATTR_NAME: task.attr_name, KEY_TYPE: HASH}],
-                    PROJECTION: {PROJECTION_TYPE: "KEYS_ONLY"},
-                }
-            ],
-        }
-    )
+    return {
+        TABLE_NAME: table_name,
+        KEY_SCHEMA: [
+            {ATTR_NAME: a.attr_name, KEY_TYPE: HASH if a.is_hash_key else RANGE} for a in keys
+        ],
+        ATTR_DEFINITIONS: [{ATTR_NAME: a.attr_name, ATTR_TYPE: a.attr_type} for a in [*keys, task]],
+        GLOBAL_SECONDARY_INDEXES: [
+            {
+                INDEX_NAME: TASK_INDEX,
+                KEY_SCHEMA: [{ATTR_NAME: task.attr_name, KEY_TYPE: HASH}],
+                PROJECTION: {PROJECTION_TYPE: "KEYS_ONLY"},
+            }
+        ],
+    }
+
+
+def _table_connection(settings: Settings) -> TableConnection:
+    """The one connection to the table, told its schema, so it never has to ask DynamoDB."""
+    schema = MetaTable(_schema(settings.table_name))
     return TableConnection(settings.table_name, meta_table=schema, **_connection_options(settings))
 
 
@@ -366,13 +349,31 @@ class InstanceStore:
     def __init__(self, settings: Settings, table: TableConnection | None = None) -> None:
         """``table`` is the one connection every call goes through, the models' included; by
         default one with the models' settings, whose botocore client is built on first use."""
-        self._table = table if table is not None else _table_connection(InstanceItem, settings)
-        self._instances: Any = _bind(InstanceItem, settings, self._table)
-        self._catalog: Any = _bind(CatalogItem, settings, self._table)
-        self._policies: Any = _bind(PolicyItem, settings, self._table)
-        self._exposures: Any = _bind(ExposureItem, settings, self._table)
-        self._keys: Any = _bind(KeyItem, settings, self._table)
-        self._counters: Any = _bind(CounterItem, settings, self._table)
+        self._table = table if table is not None else _table_connection(settings)
+        # The models describe items; they never speak to DynamoDB themselves.
+        self._instances: Any = InstanceItem
+        self._catalog: Any = CatalogItem
+        self._policies: Any = PolicyItem
+        self._exposures: Any = ExposureItem
+        self._keys: Any = KeyItem
+        self._counters: Any = CounterItem
+
+    def _get(self, hash_key: str, range_key: str, consistent: bool = False) -> Any:
+        """The raw item, or None: one GetItem."""
+        return self._table.get_item(hash_key, range_key, consistent_read=consistent).get(ITEM)
+
+    def _query(self, hash_key: str, **options: Any) -> Iterator[dict[str, Any]]:
+        """Every raw item of a Query, page after page."""
+        start: Any = None
+        while True:
+            page = self._table.query(hash_key, exclusive_start_key=start, **options)
+            yield from page.get(ITEMS, ())
+            start = page.get(LAST_EVALUATED_KEY)
+            if not start:
+                return
+
+    def _delete(self, hash_key: str, range_key: str, condition: Any = None) -> None:
+        self._table.delete_item(hash_key, range_key, condition=condition)
 
     def _item(self, reg: Registration, now: float) -> InstanceItem:
         item: InstanceItem = self._instances(
@@ -417,8 +418,10 @@ class InstanceStore:
     def _touch_catalog(self, service: str, now: float) -> None:
         """Create the entry or bump its generation, in one UpdateItem."""
         model = self._catalog
-        model(CATALOG_PARTITION, service).update(
-            actions=[model.created_at.set(model.created_at | now), model.generation.add(1)]
+        self._table.update_item(
+            CATALOG_PARTITION,
+            range_key=service,
+            actions=[model.created_at.set(model.created_at | now), model.generation.add(1)],
         )
 
     def heartbeat(
@@ -460,23 +463,18 @@ class InstanceStore:
 
     def deregister(self, service: str, instance_id: str) -> None:
         try:
-            self._instances(service, instance_id).delete()
+            self._delete(service, instance_id)
         except PynamoDBException as exc:
             raise _failure("write", exc) from exc
 
     def task_instances(self, task_arn: str) -> list[tuple[str, str]]:
         """(service, instance id) of every instance ``task_arn`` registered, from the task
         index: eventually consistent, like every index read, and keys only."""
-        model = self._instances
-        found, start = [], None
+        pk, sk = self._instances.pk.attr_name, self._instances.sk.attr_name
         try:
-            while True:
-                page = self._table.query(task_arn, index_name=TASK_INDEX, exclusive_start_key=start)
-                for raw in page.get(ITEMS, ()):
-                    found.append((raw[model.pk.attr_name]["S"], raw[model.sk.attr_name]["S"]))
-                start = page.get(LAST_EVALUATED_KEY)
-                if not start:
-                    return found
+            return [
+                (raw[pk]["S"], raw[sk]["S"]) for raw in self._query(task_arn, index_name=TASK_INDEX)
+            ]
         except PynamoDBException as exc:
             raise _failure("read", exc) from exc
 
@@ -486,7 +484,7 @@ class InstanceStore:
         or not that task's."""
         model = self._instances
         try:
-            model(service, instance_id).delete(condition=model.task_arn == task_arn)
+            self._delete(service, instance_id, condition=model.task_arn == task_arn)
         except PynamoDBException as exc:
             if _is_condition_failure(exc):
                 return False
@@ -498,15 +496,9 @@ class InstanceStore:
         when an operator drained them, its routing policy, its exposure and its API keys,
         read with them at no extra request."""
         found = _Found()
-        start: Any = None
         try:
-            while True:
-                page = self._table.query(service, exclusive_start_key=start)
-                for raw in page.get(ITEMS, ()):
-                    self._sort_out(raw, found)
-                start = page.get(LAST_EVALUATED_KEY)
-                if not start:
-                    break
+            for raw in self._query(service):
+                self._sort_out(raw, found)
         except PynamoDBException as exc:
             raise _failure("read", exc) from exc
         marked = [replace(i, drained=i.instance_id in found.drained) for i in found.instances]
@@ -592,11 +584,12 @@ class InstanceStore:
     def policy(self, service: str) -> StoredPolicy | None:
         """The service's policy as stored, read consistently, or None."""
         try:
-            item = self._policies.get(service, POLICY_KEY, consistent_read=True)
-        except DoesNotExist:
-            return None
+            raw = self._get(service, POLICY_KEY, consistent=True)
         except PynamoDBException as exc:
             raise _failure("read", exc) from exc
+        if raw is None:
+            return None
+        item = self._policies.from_raw_data(raw)
         policy = _stored_policy(item)
         return None if policy is None else StoredPolicy(policy, float(item.updated_at or 0))
 
@@ -634,12 +627,10 @@ class InstanceStore:
     def exposure(self, service: str) -> StoredExposure | None:
         """The service's exposure document as stored, read consistently, or None."""
         try:
-            item = self._exposures.get(service, EXPOSURE_KEY, consistent_read=True)
-        except DoesNotExist:
-            return None
+            raw = self._get(service, EXPOSURE_KEY, consistent=True)
         except PynamoDBException as exc:
             raise _failure("read", exc) from exc
-        return _stored_exposure(item)
+        return None if raw is None else _stored_exposure(self._exposures.from_raw_data(raw))
 
     def put_exposure(self, service: str, exposure: Exposure, now: float) -> bool:
         """Store the document, replacing any; True if the service had none."""
@@ -660,7 +651,7 @@ class InstanceStore:
         """Remove the document; False if there was none."""
         model = self._exposures
         try:
-            model(service, EXPOSURE_KEY).delete(condition=model.document.exists())
+            self._delete(service, EXPOSURE_KEY, condition=model.document.exists())
         except PynamoDBException as exc:
             if _is_condition_failure(exc):
                 return False
@@ -671,8 +662,12 @@ class InstanceStore:
         """Every stored key of the service, read consistently."""
         model = self._keys
         try:
-            items = model.query(service, model.sk.startswith(API_KEY_PREFIX), consistent_read=True)
-            return [_to_key(item) for item in items]
+            found = self._query(
+                service,
+                range_key_condition=model.sk.startswith(API_KEY_PREFIX),
+                consistent_read=True,
+            )
+            return [_to_key(model.from_raw_data(raw)) for raw in found]
         except PynamoDBException as exc:
             raise _failure("read", exc) from exc
 
@@ -688,7 +683,12 @@ class InstanceStore:
             expires_at=key.expires_at,
         )
         try:
-            item.save(condition=model.sk.does_not_exist())
+            self._table.put_item(
+                service,
+                range_key=API_KEY_PREFIX + key.key_id,
+                attributes=item.serialize(),
+                condition=model.sk.does_not_exist(),
+            )
         except PynamoDBException as exc:
             raise _failure("write", exc) from exc
 
@@ -764,12 +764,13 @@ class InstanceStore:
         model = self._instances
         fields = [model.sk.attr_name, model.version.attr_name, model.expires_at.attr_name]
         try:
-            items = model.query(
+            found = self._query(
                 service,
-                model.sk < INSTANCES_END,
+                range_key_condition=model.sk < INSTANCES_END,
                 consistent_read=consistent,
                 attributes_to_get=fields,
             )
+            items = [model.from_raw_data(raw) for raw in found]
             return [Lease(item.sk, item.version, float(item.expires_at)) for item in items]
         except PynamoDBException as exc:
             raise _failure("read", exc) from exc
@@ -785,26 +786,20 @@ class InstanceStore:
             exposures.document.attr_name,
             exposures.updated_at.attr_name,
         ]
-        leases, exposure, start = [], None, None
+        leases, exposure = [], None
+        found = self._query(
+            service, range_key_condition=model.sk <= EXPOSURE_KEY, attributes_to_get=fields
+        )
         try:
-            while True:
-                page = self._table.query(
-                    service,
-                    range_key_condition=model.sk <= EXPOSURE_KEY,
-                    attributes_to_get=fields,
-                    exclusive_start_key=start,
-                )
-                for raw in page.get(ITEMS, ()):
-                    if raw[model.sk.attr_name]["S"] == EXPOSURE_KEY:
-                        exposure = _stored_exposure(exposures.from_raw_data(raw)).exposure
-                    else:
-                        item = model.from_raw_data(raw)
-                        leases.append(Lease(item.sk, item.version, float(item.expires_at)))
-                start = page.get(LAST_EVALUATED_KEY)
-                if not start:
-                    return leases, exposure
+            for raw in found:
+                if raw[model.sk.attr_name]["S"] == EXPOSURE_KEY:
+                    exposure = _stored_exposure(exposures.from_raw_data(raw)).exposure
+                else:
+                    item = model.from_raw_data(raw)
+                    leases.append(Lease(item.sk, item.version, float(item.expires_at)))
         except PynamoDBException as exc:
             raise _failure("read", exc) from exc
+        return leases, exposure
 
     def prune(self, service: str, instance_ids: Iterable[str], now: float) -> list[str]:
         """Delete the instances whose lease has ended by ``now``; one renewed meanwhile, or
@@ -813,7 +808,7 @@ class InstanceStore:
         deleted = []
         for instance_id in instance_ids:
             try:
-                model(service, instance_id).delete(condition=model.expires_at <= now)
+                self._delete(service, instance_id, condition=model.expires_at <= now)
             except PynamoDBException as exc:
                 if not _is_condition_failure(exc):
                     raise _failure("write", exc) from exc
@@ -823,19 +818,20 @@ class InstanceStore:
 
     def services(self) -> list[str]:
         try:
-            return [entry.sk for entry in self._catalog.query(CATALOG_PARTITION)]
+            sk = self._catalog.sk.attr_name
+            return [raw[sk]["S"] for raw in self._query(CATALOG_PARTITION)]
         except PynamoDBException as exc:
             raise _failure("read", exc) from exc
 
     def catalog_generation(self, service: str) -> int | None:
         """The entry's generation, 0 for an entry that predates it, None for no entry."""
         try:
-            entry = self._catalog.get(CATALOG_PARTITION, service)
-        except DoesNotExist:
-            return None
+            raw = self._get(CATALOG_PARTITION, service)
         except PynamoDBException as exc:
             raise _failure("read", exc) from exc
-        return int(entry.generation or 0)
+        if raw is None:
+            return None
+        return int(self._catalog.from_raw_data(raw).generation or 0)
 
     def forget(self, service: str, generation: int) -> bool:
         """Delete the catalog entry only while its generation is still ``generation``: False
@@ -845,7 +841,7 @@ class InstanceStore:
             model.generation == generation if generation else model.generation.does_not_exist()
         )
         try:
-            model(CATALOG_PARTITION, service).delete(condition=unchanged)
+            self._delete(CATALOG_PARTITION, service, condition=unchanged)
         except PynamoDBException as exc:
             if _is_condition_failure(exc):
                 return False
@@ -870,7 +866,7 @@ class InstanceStore:
         """A data-plane read of a key that never exists: cheap, and unlike DescribeTable not
         subject to the control plane's low request rate, since /health is public."""
         try:
-            self._catalog.count(HEALTH_PARTITION, limit=1)
+            self._table.query(HEALTH_PARTITION, limit=1, select=COUNT)
         except PynamoDBException as exc:
             raise _failure("read", exc) from exc
 
@@ -890,16 +886,46 @@ class InstanceStore:
 
         An operator's command, so the message names the table and the cause.
         """
-        model = self._instances
+        name = self._table.table_name
+        schema = _schema(name)
         try:
-            if model.exists():
+            try:
+                self._table.describe_table()
                 return False
-            model.create_table(billing_mode=PAY_PER_REQUEST_BILLING_MODE, wait=True)
+            except TableDoesNotExist:
+                pass
+            self._table.create_table(
+                attribute_definitions=schema[ATTR_DEFINITIONS],
+                key_schema=schema[KEY_SCHEMA],
+                global_secondary_indexes=[
+                    {
+                        "index_name": index[INDEX_NAME],
+                        "key_schema": index[KEY_SCHEMA],
+                        "projection": index[PROJECTION],
+                    }
+                    for index in schema[GLOBAL_SECONDARY_INDEXES]
+                ],
+                billing_mode=PAY_PER_REQUEST_BILLING_MODE,
+            )
+            self._wait_until_active()
             self._table.update_time_to_live(InstanceItem.expires_at.attr_name)
         except PynamoDBException as exc:
             error = RegistryUnavailable if _is_transient(exc) else RegistryMisconfigured
-            raise error(f"cannot create table {model.Meta.table_name!r}: {exc}") from exc
+            raise error(f"cannot create table {name!r}: {exc}") from exc
         return True
+
+    def _wait_until_active(self, attempts: int = 60, pause: float = 2.0) -> None:
+        """DynamoDB creates a table in the background: wait, as PynamoDB's ``wait=True`` does,
+        until it and its index are ACTIVE."""
+        for _ in range(attempts):
+            described = self._table.describe_table()
+            indexes = described.get(GLOBAL_SECONDARY_INDEXES) or []
+            if described.get(TABLE_STATUS) == ACTIVE and all(
+                index.get(INDEX_STATUS) == ACTIVE for index in indexes
+            ):
+                return
+            time.sleep(pause)
+        raise RegistryUnavailable(f"table {self._table.table_name!r} is not active yet")
 
 
 def missing_task_index_advice(table: str) -> str:
