@@ -857,6 +857,12 @@ class InstanceStore:
         """The botocore session this store's client was built from (this thread's)."""
         return self._table.connection.session
 
+    def client_events(self) -> Any:
+        """The botocore client's event hooks (``client.meta.events``, botocore's public
+        extension point): where a tool or a test observes each call the store makes, e.g.
+        ``before-call.dynamodb``. Builds the client if it is not built yet."""
+        return self._table.connection.client.meta.events
+
     def drop_connections(self) -> None:
         """Close the client's pooled connections (the client stays usable and opens new
         ones): after a SnapStart restore the snapshotted sockets are dead."""

@@ -16,7 +16,6 @@ from decimal import Decimal
 from typing import Any
 
 import boto3
-import botocore.client
 import pytest
 
 import app as application
@@ -30,8 +29,8 @@ from chalicelib.validation import (
     MAX_METADATA_VALUE,
     instance_json_size,
 )
-from lambdamesh.localgateway import TestClient as Client
-from lambdamesh.localgateway import create_test_client
+from lambdamesh.testclient import TestClient as Client
+from lambdamesh.testclient import create_test_client
 from tests.functional.conftest import Upstream, functional_environment
 from tests.helpers import bearer, service_token
 
@@ -106,19 +105,24 @@ def raw_item(dynamodb_endpoint: str, environment: dict[str, str]) -> Callable[[s
     return read
 
 
+class DynamoDBCalls(list[tuple[str, dict[str, Any]]]):
+    """The DynamoDB operations the app's store sends, with their parameters, seen through
+    botocore's public ``before-parameter-build`` event on the store's client."""
+
+    def watch(self) -> None:
+        """Forget what was seen and watch from now on (the store exists once the app has
+        served a request)."""
+        self.clear()
+        events = wiring.store().client_events()
+        events.register("before-parameter-build.dynamodb", self._seen, unique_id="capacity")
+
+    def _seen(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        self.append((model.name, dict(params)))
+
+
 @pytest.fixture
-def dynamodb_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
-    """Every DynamoDB operation the app sends, with its parameters."""
-    calls: list[tuple[str, dict[str, Any]]] = []
-    original = botocore.client.BaseClient._make_api_call
-
-    def recording(self: Any, operation: str, params: dict[str, Any]) -> Any:
-        if self.meta.service_model.service_name == "dynamodb":
-            calls.append((operation, params))
-        return original(self, operation, params)
-
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
-    return calls
+def dynamodb_calls() -> DynamoDBCalls:
+    return DynamoDBCalls()
 
 
 @pytest.fixture
@@ -159,13 +163,13 @@ def test_the_size_rules_match_dynamodbs_published_examples() -> None:
 
 def test_a_heartbeat_is_one_update_item_that_asks_what_it_cost(
     client: Client,
-    dynamodb_calls: list[tuple[str, dict[str, Any]]],
+    dynamodb_calls: DynamoDBCalls,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     recorded: list[tuple[str, float]] = []
     monkeypatch.setattr(storage, "record_write_units", lambda n, u: recorded.append((n, u)))
     register(client, ECS_TASK)
-    dynamodb_calls.clear()
+    dynamodb_calls.watch()
 
     heartbeat(client)
 
@@ -224,11 +228,11 @@ def test_an_instance_at_the_size_limit_costs_four_write_units(
 def test_routed_requests_read_dynamodb_once_per_cache_period(
     cached_client: Client,
     upstreams: Callable[[str], Upstream],
-    dynamodb_calls: list[tuple[str, dict[str, Any]]],
+    dynamodb_calls: DynamoDBCalls,
 ) -> None:
     upstream = upstreams("orders")
     register(cached_client, {**ECS_TASK, "host": "127.0.0.1", "port": upstream.port})
-    dynamodb_calls.clear()
+    dynamodb_calls.watch()
 
     for _ in range(50):
         assert cached_client.http.get("/api/v1/orders/v1/items").status_code == 200
