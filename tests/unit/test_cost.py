@@ -6,7 +6,7 @@ import argparse
 import json
 import re
 import shlex
-from dataclasses import replace
+from dataclasses import MISSING, fields, replace
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ from lambdamesh.cost import (
     Line,
     add_cost_command,
     cost_command,
+    declared,
     estimate,
     polls_a_month,
     render_markdown,
@@ -622,3 +623,51 @@ def test_the_deploy_guides_mesh_heartbeats_at_the_sidecars_default() -> None:
     argv, _ = documented_table(DOCS / "deploy.md", "## What it costs")
 
     assert float(argv[argv.index("--heartbeat") + 1]) == DEFAULT_HEARTBEAT_SECONDS
+
+
+def flag_default(name: str) -> object:
+    """The value a flag takes when it is not given: the field's default, else the flag's."""
+    field_ = next(each for each in fields(CostInputs) if each.name == name)
+    spec = dict(declared())[field_]
+    return spec.default if field_.default is MISSING else field_.default
+
+
+def test_every_input_is_a_flag_whose_help_states_its_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The flags are read from the declaration: no field of CostInputs can lack one."""
+    monkeypatch.setenv("COLUMNS", "1000")
+    parser = argparse.ArgumentParser(prog="lambdamesh")
+    commands = parser.add_subparsers(dest="command")
+    add_cost_command(commands)
+
+    args = parser.parse_args(["cost", "--instances", "1", "--requests-per-second", "0"])
+    text = " ".join(commands.choices["cost"].format_help().split())
+
+    for each in fields(CostInputs):
+        spec = dict(declared())[each]
+        assert spec.flag.startswith("--") and spec.help, each.name
+        assert hasattr(args, each.name), each.name
+        if each.name in {"instances", "requests_per_second"}:
+            assert f"{spec.flag} {each.name.upper()} {spec.help}" in text
+        else:
+            assert getattr(args, each.name) == flag_default(each.name)
+            assert f"{spec.help} (default: {flag_default(each.name)})" in text, each.name
+
+
+def test_the_docs_assumptions_name_declared_flags_at_their_defaults() -> None:
+    text = (DOCS / "cost.md").read_text(encoding="utf-8")
+    section = text.split("\n## Assumptions (each one a flag)\n", 1)[1].split("\n## ", 1)[0]
+    by_flag = {spec.flag: each.name for each, spec in declared()}
+    rows = [line for line in section.splitlines() if line.startswith("| ")][2:]
+
+    assert rows
+    for row in rows:
+        _, default, flag = (cell.strip() for cell in re.split(r"(?<!\\)\|", row)[1:4])
+        name = by_flag[re.search(r"`(--[a-z-]+)", flag).group(1)]
+        number = re.match(r"([\d.]+)( %)?", default)
+        if number:
+            scale = 100 if number.group(2) else 1
+            assert float(number.group(1)) / scale == pytest.approx(flag_default(name)), row
+        else:
+            assert default.split()[0] == flag_default(name), row
