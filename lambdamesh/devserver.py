@@ -26,10 +26,10 @@ from lambdamesh.keys import DEV_SIGNING_KEY
 from lambdamesh.localgateway import (
     LocalGatewayHandler,
     LocalGatewayServer,
-    ProjectConfig,
     create_dev_server,
     create_url_server,
 )
+from lambdamesh.projectconfig import ProjectConfig
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 # The console's listener stands in for the console's own custom domain: API Gateway reports a

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lambdamesh.events import HttpRequest
-from lambdamesh.localgateway import Answer, LambdaContext
+from lambdamesh.invokers import Answer, LambdaContext
 
 INVOKE_PATH = re.compile(r"/2015-03-31/functions/([A-Za-z0-9_:.-]{1,140})/invocations")
 # Lambda's limit for a synchronous invocation's payload.

@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from lambdamesh.events import HttpRequest, RouteTable, Stage, build_event
-from lambdamesh.localgateway import LambdaContext
+from lambdamesh.invokers import LambdaContext
 from tests.bench.bench_handler import backends, lambda_environment, package, probe, timed
 
 ISSUER = "https://issuer.bench.example"

@@ -38,7 +38,7 @@ import urllib3
 
 from lambdamesh.events import HttpRequest, RouteTable, Stage, build_event, build_url_event
 from lambdamesh.finishing import finish
-from lambdamesh.localgateway import LambdaContext
+from lambdamesh.invokers import LambdaContext
 from tests.e2e.processes import spawn
 from tests.helpers import SIGNING_KEY, service_token
 

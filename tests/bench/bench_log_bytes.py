@@ -96,8 +96,9 @@ def measure() -> dict[str, int]:
         os.environ.update(environment)
         import app as application
         from chalicelib import observability, wiring
-        from lambdamesh.localgateway import LambdaContext, create_test_client
+        from lambdamesh.invokers import LambdaContext
         from lambdamesh.taskevent import stopped_event
+        from lambdamesh.testclient import create_test_client
 
         wiring.reset()
         wiring.store().create_table()

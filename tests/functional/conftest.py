@@ -18,8 +18,8 @@ from chalicelib import wiring
 from chalicelib.config import Settings
 from chalicelib.storage import InstanceStore
 from lambdamesh.demo_app import serve
-from lambdamesh.localgateway import LANES, create_test_client
-from lambdamesh.localgateway import TestClient as Client
+from lambdamesh.testclient import LANES, create_test_client
+from lambdamesh.testclient import TestClient as Client
 from tests.helpers import SIGNING_KEY
 
 

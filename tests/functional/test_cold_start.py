@@ -19,8 +19,8 @@ import pytest
 import app as application
 from chalicelib import lifecycle, wiring
 from chalicelib.storage import InstanceStore
-from lambdamesh.localgateway import TestClient as Client
-from lambdamesh.localgateway import create_test_client
+from lambdamesh.testclient import TestClient as Client
+from lambdamesh.testclient import create_test_client
 from tests.functional.conftest import Upstream, body_json
 from tests.helpers import SIGNING_KEY, bearer, service_token
 

@@ -11,8 +11,8 @@ import pytest
 import app as application
 from chalicelib import wiring
 from chalicelib.storage import InstanceStore
-from lambdamesh.localgateway import TestClient as Client
-from lambdamesh.localgateway import create_test_client
+from lambdamesh.testclient import TestClient as Client
+from lambdamesh.testclient import create_test_client
 from tests.functional.conftest import Upstream, body_json
 from tests.functional.test_gateway_api import register
 from tests.helpers import admin_token, bearer

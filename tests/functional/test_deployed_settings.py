@@ -14,8 +14,8 @@ import pytest
 import app as application
 from chalicelib import wiring
 from chalicelib.auth import issue
-from lambdamesh.localgateway import TestClient as Client
-from lambdamesh.localgateway import create_test_client
+from lambdamesh.testclient import TestClient as Client
+from lambdamesh.testclient import create_test_client
 from tests.functional.conftest import body_json
 from tests.helpers import bearer
 

@@ -13,7 +13,7 @@ import pytest
 from chalicelib import wiring
 from chalicelib.registry import Registry
 from chalicelib.storage import InstanceStore
-from lambdamesh.localgateway import TestClient as Client
+from lambdamesh.testclient import TestClient as Client
 from lambdamesh_routing.hosts import HostPolicy
 from tests.functional.conftest import Upstream, body_json
 from tests.helpers import admin_token, bearer, service_token

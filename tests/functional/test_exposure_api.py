@@ -18,8 +18,8 @@ import app as application
 from chalicelib import wiring
 from chalicelib.exposure.keys import new_key
 from chalicelib.storage import InstanceStore
-from lambdamesh.localgateway import LANES, create_test_client
-from lambdamesh.localgateway import TestClient as Client
+from lambdamesh.testclient import LANES, create_test_client
+from lambdamesh.testclient import TestClient as Client
 from tests.functional.conftest import Upstream, body_json
 from tests.functional.test_gateway_api import closed_port, register
 from tests.helpers import admin_token, bearer, service_token

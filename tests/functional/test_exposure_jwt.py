@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from chalicelib.exposure import jwks
-from lambdamesh.localgateway import TestClient as Client
+from lambdamesh.testclient import TestClient as Client
 from tests.functional.conftest import Upstream, body_json
 from tests.functional.test_exposure_api import closed, expose  # noqa: F401 - fixture
 from tests.functional.test_exposure_jwks import JwksServer, issuer  # noqa: F401 - fixture

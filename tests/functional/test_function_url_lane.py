@@ -19,7 +19,7 @@ import app as application
 from chalicelib import wiring
 from chalicelib.storage import InstanceStore
 from lambdamesh.events import HttpRequest, RouteTable, Stage, build_event
-from lambdamesh.localgateway import LambdaContext, read_proxy_response
+from lambdamesh.invokers import LambdaContext, read_proxy_response
 from tests.functional.conftest import Upstream
 from tests.helpers import admin_token, bearer, service_token
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from lambdamesh.localgateway import TestClient as Client
+from lambdamesh.testclient import TestClient as Client
 from tests.functional.conftest import Upstream, body_json
 from tests.helpers import admin_token, bearer
 

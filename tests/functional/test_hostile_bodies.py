@@ -12,7 +12,7 @@ import pytest
 from chalicelib.instances import Registration
 from chalicelib.storage import InstanceStore
 from chalicelib.validation import MAX_JSON_DEPTH, MAX_REGISTRY_BODY
-from lambdamesh.localgateway import TestClient as Client
+from lambdamesh.testclient import TestClient as Client
 from tests.functional.conftest import Upstream, body_json
 from tests.helpers import admin_token, bearer, service_token
 

@@ -12,8 +12,8 @@ import app as application
 from chalicelib import wiring
 from chalicelib.registry import Registry
 from chalicelib.storage import InstanceStore
-from lambdamesh.localgateway import TestClient as Client
-from lambdamesh.localgateway import create_test_client
+from lambdamesh.testclient import TestClient as Client
+from lambdamesh.testclient import create_test_client
 from lambdamesh_routing.hosts import HostPolicy
 from tests.functional.conftest import body_json
 from tests.helpers import bearer, service_token

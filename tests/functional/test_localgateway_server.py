@@ -15,7 +15,8 @@ import pytest
 from chalice.app import Chalice, Response
 
 from lambdamesh.devserver import DevRequestHandler
-from lambdamesh.localgateway import LocalGatewayServer, UrlInvoker, create_dev_server
+from lambdamesh.invokers import UrlInvoker
+from lambdamesh.localgateway import LocalGatewayServer, create_dev_server
 from tests.functional.conftest import serve_in_background
 
 BINARY = bytes(range(256)) * 4

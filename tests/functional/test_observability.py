@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from lambdamesh.localgateway import TestClient as Client
+from lambdamesh.testclient import TestClient as Client
 from tests.functional.conftest import Upstream
 from tests.helpers import SIGNING_KEY, bearer, service_token
 

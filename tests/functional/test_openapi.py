@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import app as application
 from chalicelib.validation import HEARTBEAT_SCHEMA, POLICY_SCHEMA, REGISTER_SCHEMA
-from lambdamesh.localgateway import TestClient as Client
+from lambdamesh.testclient import TestClient as Client
 from tests.functional.conftest import body_json
 
 DOCUMENT = "/registry/openapi.json"

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from lambdamesh.localgateway import TestClient as Client
+from lambdamesh.testclient import TestClient as Client
 from tests.functional.conftest import body_json, serve_in_background
 from tests.helpers import admin_token, bearer
 

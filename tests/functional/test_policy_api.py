@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
-from lambdamesh.localgateway import TestClient as Client
+from lambdamesh.testclient import TestClient as Client
 from tests.functional.conftest import Upstream, body_json
 from tests.helpers import admin_token, bearer, service_token
 

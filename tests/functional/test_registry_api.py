@@ -10,7 +10,7 @@ import pytest
 from chalicelib import wiring
 from chalicelib.registry import Registry
 from chalicelib.storage import InstanceStore
-from lambdamesh.localgateway import TestClient as Client
+from lambdamesh.testclient import TestClient as Client
 from lambdamesh_routing.hosts import HostPolicy
 from tests.functional.conftest import body_json
 from tests.helpers import SIGNING_KEY, admin_token, bearer, service_token
@@ -360,7 +360,7 @@ def test_tokens_of_an_older_key_still_work_while_it_is_listed(
 ) -> None:
     import app as application
     from chalicelib.auth import issue
-    from lambdamesh.localgateway import create_test_client
+    from lambdamesh.testclient import create_test_client
 
     rotated = {**environment, "LAMBDAMESH_SIGNING_KEY": "brand-new-key-0123456789," + SIGNING_KEY}
     wiring.reset()
@@ -379,7 +379,7 @@ def test_a_missing_table_answers_500_registry_misconfigured_and_logs_the_cause(
     """Waiting will not create the table: no Retry-After, so sidecars do not retry forever,
     and the log (not the caller) says which table and why."""
     import app as application
-    from lambdamesh.localgateway import create_test_client
+    from lambdamesh.testclient import create_test_client
 
     misplaced = {**environment, "LAMBDAMESH_TABLE": "registry-that-was-never-created"}
     wiring.reset()

@@ -19,7 +19,7 @@ import pytest
 import app as application
 from chalicelib.instances import Registration
 from chalicelib.storage import InstanceStore
-from lambdamesh.localgateway import TestClient as Client
+from lambdamesh.testclient import TestClient as Client
 from tests.functional.conftest import Upstream, body_json
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lambdamesh.localgateway import TestClient as Client
+from lambdamesh.testclient import TestClient as Client
 from lambdamesh_routing.wire import parse_view
 from tests.functional.conftest import body_json
 from tests.helpers import admin_token, bearer, service_token

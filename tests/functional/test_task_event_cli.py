@@ -14,8 +14,10 @@ import app as application
 from lambdamesh import cli
 from lambdamesh.events import HttpRequest
 from lambdamesh.invocations import Invocations
-from lambdamesh.localgateway import Answer, LocalGatewayServer, patched_environ
-from lambdamesh.localgateway import TestClient as Client
+from lambdamesh.invokers import Answer
+from lambdamesh.localgateway import LocalGatewayServer
+from lambdamesh.projectconfig import patched_environ
+from lambdamesh.testclient import TestClient as Client
 from tests.functional.conftest import body_json, serve_in_background
 from tests.helpers import admin_token, bearer
 from tests.samples import FOLDER, STOPPED, load

@@ -18,8 +18,9 @@ from chalicelib.errors import RegistryUnavailable
 from chalicelib.instances import Registration
 from chalicelib.registry import Registry
 from chalicelib.storage import InstanceStore
-from lambdamesh.localgateway import LambdaContext, patched_environ
-from lambdamesh.localgateway import TestClient as Client
+from lambdamesh.invokers import LambdaContext
+from lambdamesh.projectconfig import patched_environ
+from lambdamesh.testclient import TestClient as Client
 from lambdamesh_routing.hosts import HostPolicy
 from tests.functional.conftest import Upstream, body_json
 from tests.helpers import admin_token, bearer

@@ -10,7 +10,7 @@ import pytest
 
 from lambdamesh.events import HttpRequest
 from lambdamesh.invocations import MAX_PAYLOAD_BYTES, Invocations, invoke_url
-from lambdamesh.localgateway import Answer, LambdaContext
+from lambdamesh.invokers import Answer, LambdaContext
 
 PATH = "/2015-03-31/functions/lambdamesh/invocations"
 EVENT = {"source": "aws.ecs", "detail-type": "ECS Task State Change", "detail": {}}

@@ -23,17 +23,15 @@ from lambdamesh.events import (
     build_url_event,
     is_binary,
 )
-from lambdamesh.localgateway import (
+from lambdamesh.framing import RequestError, read_body, read_chunked
+from lambdamesh.invokers import (
     Invoker,
     LambdaContext,
-    RequestError,
     UrlInvoker,
-    create_test_client,
-    read_body,
-    read_chunked,
     read_proxy_response,
     read_url_response,
 )
+from lambdamesh.testclient import create_test_client
 
 GATEWAY_ROUTES = [
     "/api/v1/{service}/{version}/{proxy+}",
