@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from chalicelib.console import parse_console_domain
 from chalicelib.errors import ConfigError
+from lambdamesh_routing.flags import InvalidFlag, parse_flag
 from lambdamesh_routing.hosts import IPNetwork, misconfiguration
 
 __all__ = ["ConfigError", "Settings"]
@@ -27,15 +28,10 @@ EDGE_DEFAULTS = ("closed", "open")
 
 
 def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = environ.get(name)
-    if raw is None or raw == "":
-        return default
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+    try:
+        return parse_flag(environ.get(name), default)
+    except InvalidFlag as exc:
+        raise ConfigError(f"{name} {exc}") from None
 
 
 def _number(

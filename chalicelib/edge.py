@@ -31,7 +31,7 @@ from chalicelib.function_url import (
     to_url_response,
 )
 from chalicelib.observability import logger
-from lambdamesh_routing.forwarding import METHODS, REQUEST_ID_HEADER
+from lambdamesh_routing.forwarding import METHODS, REQUEST_ID_HEADER, joined_field
 from lambdamesh_routing.forwarding import request_id as incoming_request_id
 
 P = ParamSpec("P")
@@ -138,11 +138,7 @@ class LambdaMeshApp(Chalice):
         multi = request.to_original_event().get("multiValueHeaders") or {}
         if not multi:
             return dict(request.headers)
-        return {
-            name: ("; " if name.lower() == "cookie" else ", ").join(values)
-            for name, values in multi.items()
-            if values
-        }
+        return {name: joined_field(name, values) for name, values in multi.items() if values}
 
     def path_after_route(self) -> str | None:
         """The request path after the matched route's own segments, as the client sent it

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 
 from chalicelib.errors import MethodNotAllowed, RouteNotFound
 from chalicelib.routing import RouteMatch, RouteTable
+from lambdamesh_routing.forwarding import METHODS, joined_field
 
 __all__ = [
     "URL_LANE",
@@ -32,8 +33,6 @@ URL_PAYLOAD_VERSION = "2.0"
 # (API Gateway builds its own requestContext, and a client cannot add to either).
 URL_LANE_KEY = "lambdamesh_lane"
 URL_LANE = "function-url"
-# Every method API Gateway's ANY stands for (edge.METHODS, which imports Chalice).
-_ANY = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 def is_url_event(event: object) -> bool:
@@ -108,7 +107,7 @@ def _table(resources: tuple[str, ...]) -> RouteTable:
 
 def _check_method(methods: Collection[str], method: str) -> None:
     if method not in methods and "ANY" not in methods:
-        raise MethodNotAllowed(tuple(m for m in _ANY if m in methods))
+        raise MethodNotAllowed(tuple(m for m in METHODS if m in methods))
 
 
 def _multi_headers(event: Mapping[str, Any]) -> dict[str, list[str]] | None:
@@ -132,7 +131,7 @@ def _multi_query(raw: str) -> dict[str, list[str]] | None:
 def _last(multi: dict[str, list[str]] | None) -> dict[str, str] | None:
     if multi is None:
         return None
-    return {k: "; ".join(v) if k == "cookie" else v[-1] for k, v in multi.items()}
+    return {k: joined_field(k, v) if k == "cookie" else v[-1] for k, v in multi.items()}
 
 
 def _body(event: Mapping[str, Any]) -> tuple[str | None, bool]:

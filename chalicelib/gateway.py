@@ -12,22 +12,18 @@ from urllib.parse import quote, urlencode
 from chalicelib.config import Settings
 from chalicelib.discovery import Discovery
 from chalicelib.errors import (
-    ConnectLate,
-    HostNotAllowed,
     InvalidRequest,
     LambdaMeshError,
     PayloadTooLarge,
     UpstreamAnswerInvalid,
     UpstreamResponseTooLarge,
-    UpstreamTimeout,
-    UpstreamUnreachable,
 )
 from chalicelib.exposure.checks import Gate, Preflighted
 from chalicelib.instances import Instance, ServiceView
 from chalicelib.observability import RouteRecord, logger, record_route
 from chalicelib.upstream import UpstreamClient
+from lambdamesh_routing.attempts import TRY_FAILURES, failed, late, unreachable
 from lambdamesh_routing.balancing import Strategies
-from lambdamesh_routing.errors import ConnectFailed, UpstreamNotAllowed
 from lambdamesh_routing.forwarding import (
     QUERY_SAFE,
     Headers,
@@ -40,7 +36,7 @@ from lambdamesh_routing.names import check_name
 from lambdamesh_routing.outliers import Outliers
 from lambdamesh_routing.policy import DEFAULT_POLICY
 from lambdamesh_routing.retries import RetryBudget
-from lambdamesh_routing.router import Call, Plan, Router, addresses_refused
+from lambdamesh_routing.router import Call, Plan, Router
 from lambdamesh_routing.versions import VersionChooser
 
 Clock = Callable[[], float]
@@ -200,14 +196,14 @@ class Gateway:
             request_id=request.request_id,
         )
         headers.update(request.vouched)
-        last = _Outcome(error=_unreachable(request))
+        last = _Outcome(error=unreachable(plan.call))
         try:
             for instance in plan:
                 last = self._attempt(request, instance, headers, plan, record)
         finally:
             record.retries = plan.retries
             record.ejections = plan.ejections
-        return _settle(request, last, plan.late and not plan.sent)
+        return _settle(plan.call, last, plan.late and not plan.sent)
 
     def _attempt(
         self,
@@ -230,27 +226,11 @@ class Gateway:
                 request.body or None,
                 deadline=until,
             )
-        except HostNotAllowed as exc:
+        except TRY_FAILURES as exc:
             _log_failure(request, instance, exc)
-            plan.not_allowed(instance)
-            return _Outcome(error=_not_allowed(request))
-        except ConnectFailed as exc:
-            _log_failure(request, instance, exc)
-            plan.connect_failed(instance)
-            return _Outcome(error=_unreachable(request))
-        except UpstreamUnreachable as exc:
-            _log_failure(request, instance, exc)
-            _log_ejection(request, instance, plan.reset(instance))
-            return _Outcome(error=_unreachable(request))
-        except (ConnectLate, UpstreamResponseTooLarge, UpstreamAnswerInvalid) as exc:
-            # Ends the request, and says nothing of the instance's health: not counted.
-            _log_failure(request, instance, exc)
-            plan.gave_up()
-            return _Outcome(error=_public(exc, request))
-        except UpstreamTimeout as exc:
-            _log_failure(request, instance, exc)
-            _log_ejection(request, instance, plan.timed_out(instance))
-            return _Outcome(error=_public(exc, request))
+            outcome = failed(plan, instance, exc, "the gateway")
+            _log_ejection(request, instance, outcome.ejected_seconds)
+            return _Outcome(error=_public(outcome.error, request))
         finally:
             plan.finished(instance)
         record.upstream_ms = round((self._clock() - started) * 1000, 3)
@@ -276,21 +256,20 @@ def _log_ejection(request: ProxyRequest, instance: Instance, seconds: float) -> 
         )
 
 
-def _settle(request: ProxyRequest, last: _Outcome, late_unsent: bool) -> ProxyResponse:
+def _settle(call: Call, last: _Outcome, late_unsent: bool) -> ProxyResponse:
     """The last attempt's answer, or its error: a retryable answer (a 503, say) that could not
     be retried goes back as the upstream gave it."""
     if last.answer is not None:
         return last.answer
     if late_unsent:
-        raise UpstreamTimeout(_PUBLIC_MESSAGES[UpstreamTimeout].format(r=request))
+        raise late(call)
     assert last.error is not None
     raise last.error
 
 
-# Anonymous callers learn which service failed and how, never an instance's address.
+# Anonymous callers learn which service failed and how, never an instance's address: the
+# errors that end a request carry the upstream client's words, which name it.
 _PUBLIC_MESSAGES: dict[type[LambdaMeshError], str] = {
-    UpstreamTimeout: "{r.service} {r.version} did not answer in time",
-    ConnectLate: "{r.service} {r.version} did not answer in time",
     UpstreamResponseTooLarge: "{r.service} {r.version} answered with more than the gateway "
     "may return",
     UpstreamAnswerInvalid: "{r.service} {r.version} answered with header fields the gateway "
@@ -299,8 +278,10 @@ _PUBLIC_MESSAGES: dict[type[LambdaMeshError], str] = {
 
 
 def _public(exc: LambdaMeshError, request: ProxyRequest) -> LambdaMeshError:
-    """The same error, its message the public one for its kind."""
-    return type(exc)(_PUBLIC_MESSAGES[type(exc)].format(r=request))
+    """The same error, its message the public one for its kind where the upstream client's
+    would name the instance."""
+    message = _PUBLIC_MESSAGES.get(type(exc))
+    return exc if message is None else type(exc)(message.format(r=request))
 
 
 # Text HTTP/1.1 cannot carry in a header (RFC 9110 section 5.5: field values are octets,
@@ -346,16 +327,6 @@ def _add_answer_headers(headers: Headers, added: Mapping[str, str]) -> None:
             values = [v for item in kept for v in (item if isinstance(item, list) else [item])]
             value = ", ".join([*values, value])
         headers[name] = value
-
-
-def _unreachable(request: ProxyRequest) -> UpstreamUnreachable:
-    return UpstreamUnreachable(
-        f"no instance of {request.service} {request.version} could be reached"
-    )
-
-
-def _not_allowed(request: ProxyRequest) -> UpstreamNotAllowed:
-    return addresses_refused(request.service, request.version, "the gateway")
 
 
 def _log_failure(request: ProxyRequest, instance: Instance, exc: LambdaMeshError) -> None:

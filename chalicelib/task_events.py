@@ -19,21 +19,19 @@ registered nothing is a no-op.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.errors import LambdaMeshError
 from chalicelib.observability import logger, record_task_removals
 from chalicelib.registry import Registry
-from chalicelib.validation import MAX_TASK_ARN, TASK_ARN_PATTERN
+from lambdamesh_routing.names import MAX_TASK_ARN, TASK_ARN_RULE
 
 SOURCE = "aws.ecs"
 DETAIL_TYPE = "ECS Task State Change"
 STOPPED = "STOPPED"
 # lastStatus values of a task on its way out (ECS's task lifecycle, after RUNNING).
 LEAVING_STATUSES = frozenset({"DEACTIVATING", "STOPPING", "DEPROVISIONING", STOPPED, "DELETED"})
-_TASK_ARN = re.compile(TASK_ARN_PATTERN)
 # Free text from ECS, logged: bounded so a malformed event cannot flood the log.
 MAX_REASON = 255
 
@@ -85,7 +83,7 @@ def read(event: dict[str, Any]) -> TaskStop | Ignored:
     task_arn = detail.get("taskArn")
     if not isinstance(task_arn, str) or len(task_arn) > MAX_TASK_ARN:
         return Ignored("the event names no task")
-    if not _TASK_ARN.fullmatch(task_arn):
+    if not TASK_ARN_RULE.fullmatch(task_arn):
         return Ignored("the event's taskArn is not an ECS task ARN")
     desired, last = _text(detail.get("desiredStatus")), _text(detail.get("lastStatus"))
     if desired != STOPPED and last not in LEAVING_STATUSES:

@@ -20,16 +20,24 @@ import fastjsonschema
 from chalicelib.errors import InvalidRequest, PayloadTooLarge
 from chalicelib.instances import STATUSES, Registration, Status
 from lambdamesh_routing.hosts import HostPolicy, normalize_host
-from lambdamesh_routing.names import VERSION_PATTERN, check_name, rule
+from lambdamesh_routing.names import (
+    MAX_METADATA_ENTRIES,
+    MAX_METADATA_KEY,
+    MAX_METADATA_VALUE,
+    MAX_TASK_ARN,
+    METADATA_KEY_PATTERN,
+    TASK_ARN_PATTERN,
+    VERSION_PATTERN,
+    ZONE_PATTERN,
+    check_name,
+    rule,
+)
 from lambdamesh_routing.policy import FAILURE_STATUSES, STRATEGIES, Policy, from_json
 
 MAX_REGISTRY_BODY = 16 * 1024
 # Arrays and objects inside one another; a registration needs two. Checked before parsing,
 # since Python's parser recurses once per level and thousands of levels fit in the body limit.
 MAX_JSON_DEPTH = 32
-MAX_METADATA_ENTRIES = 32
-MAX_METADATA_KEY = 64
-MAX_METADATA_VALUE = 512
 MIN_LEASE_SECONDS = 5
 MAX_LEASE_SECONDS = 300
 DEFAULT_LEASE_SECONDS = 30
@@ -42,14 +50,6 @@ MAX_WEIGHT = 1000
 MAX_INSTANCE_JSON = 4 * 1024
 
 _STATUS = {"type": "string", "enum": list(STATUSES)}
-# An ECS task ARN, long form (task/<cluster>/<id>) or the old short form (task/<id>): the
-# sidecar reads it from the task metadata endpoint. ECS's stop event for it removes the
-# instance (chalicelib/task_events.py), which matches the ARN by the same rule.
-TASK_ARN_PATTERN = (
-    r"^arn:aws[a-z-]{0,16}:ecs:[a-z0-9-]{1,32}:[0-9]{12}:task/([A-Za-z0-9_-]{1,255}/)?"
-    r"[A-Za-z0-9-]{1,64}$"
-)
-MAX_TASK_ARN = 512
 
 REGISTER_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -60,11 +60,11 @@ REGISTER_SCHEMA: dict[str, Any] = {
         "host": {"type": "string", "minLength": 1, "maxLength": 253},
         "port": {"type": "integer", "minimum": 1, "maximum": 65535},
         "weight": {"type": "integer", "minimum": 1, "maximum": MAX_WEIGHT},
-        "zone": {"type": ["string", "null"], "pattern": r"^[a-z0-9-]{1,64}$"},
+        "zone": {"type": ["string", "null"], "pattern": ZONE_PATTERN},
         "metadata": {
             "type": "object",
             "maxProperties": MAX_METADATA_ENTRIES,
-            "propertyNames": {"pattern": rf"^[A-Za-z0-9._/-]{{1,{MAX_METADATA_KEY}}}$"},
+            "propertyNames": {"pattern": METADATA_KEY_PATTERN},
             "additionalProperties": {"type": "string", "maxLength": MAX_METADATA_VALUE},
         },
         "lease_seconds": {

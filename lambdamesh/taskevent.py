@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import urllib.error
 import urllib.request
@@ -22,8 +21,8 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from chalicelib.validation import MAX_TASK_ARN, TASK_ARN_PATTERN
 from lambdamesh.apiclient import EXIT_FAILED, ApiError, UsageError
+from lambdamesh_routing.names import MAX_TASK_ARN, TASK_ARN_RULE
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 INVOKE_PATH = "/2015-03-31/functions/lambdamesh/invocations"
@@ -45,7 +44,6 @@ REASONS = {
     "SpotInterruption": "Your Spot Task was interrupted.",
     "TerminationNotice": "Your Spot Task was interrupted.",
 }
-_TASK_ARN = re.compile(TASK_ARN_PATTERN)
 EXAMPLE_ARN = "arn:aws:ecs:us-east-1:123456789012:task/my-cluster/0123456789abcdef0123456789abcdef"
 DESCRIPTION = """\
 Invoke the local app with an ECS "ECS Task State Change" event, read from FILE
@@ -106,7 +104,7 @@ def stopped_event(
 
 def _parts(task_arn: str) -> tuple[str, str, str]:
     """Region, account and cluster name of a task ARN (``default`` for the short form)."""
-    if len(task_arn) > MAX_TASK_ARN or not _TASK_ARN.fullmatch(task_arn):
+    if len(task_arn) > MAX_TASK_ARN or not TASK_ARN_RULE.fullmatch(task_arn):
         raise UsageError(
             f"not an ECS task ARN: {task_arn[:200]!r}; use "
             "arn:aws:ecs:<region>:<account>:task/<cluster>/<task id>"

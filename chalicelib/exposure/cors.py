@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.validation import HEADER_NAME_PATTERN
+from lambdamesh_routing.forwarding import METHODS
 
 MAX_ORIGINS = 32
 MAX_HEADERS = 16
@@ -31,7 +32,6 @@ DEFAULT_MAX_AGE_SECONDS = 600
 # A client's own value quoted in a refusal is cut to this many characters.
 MAX_QUOTED = 100
 
-METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 ANY_ORIGIN = "*"
 # Fetch's CORS-safelisted methods: a browser sends them cross-origin without a preflight when
 # the headers are simple, so refusing one in a preflight would only make the outcome depend on

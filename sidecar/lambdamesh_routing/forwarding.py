@@ -222,6 +222,13 @@ def _edge_port(value: str | None) -> str | None:
     return value if value and _PORT.fullmatch(value) and int(value) <= 65535 else None
 
 
+def joined_field(name: str, values: Iterable[str]) -> str:
+    """A field sent more than once, as one value: comma-separated, as RFC 9110 section 5.3
+    allows, but ``Cookie`` with "; ", the one separator its parsers split on (RFC 6265
+    section 5.4)."""
+    return ("; " if name.lower() == "cookie" else ", ").join(values)
+
+
 def field_name(name: str) -> str:
     """A header name as the rules match it: lowercase, ``_`` read as ``-``."""
     return name.lower().replace("_", "-")

@@ -18,25 +18,24 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from lambdamesh_routing.flags import InvalidFlag, parse_flag
+from lambdamesh_routing.names import (
+    INSTANCE_ID_RULE,
+    MAX_INSTANCE_ID,
+    MAX_METADATA_ENTRIES,
+    MAX_METADATA_VALUE,
+    METADATA_KEY_RULE,
+    SERVICE_RULE,
+    TASK_ARN_RULE,
+    VERSION_RULE,
+    ZONE_RULE,
+)
 from lambdamesh_sidecar.ecs import MetadataUnavailable, TaskMetadata, fetch_task_metadata
 
-SERVICE_RULE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
-VERSION_RULE = re.compile(r"[a-z0-9]([a-z0-9._-]{0,30}[a-z0-9])?")
-INSTANCE_ID_RULE = re.compile(r"[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?")
-# The registry's rule for an ECS task ARN (chalicelib/validation.py TASK_ARN_PATTERN).
-TASK_ARN_RULE = re.compile(
-    r"arn:aws[a-z-]{0,16}:ecs:[a-z0-9-]{1,32}:[0-9]{12}:task/([A-Za-z0-9_-]{1,255}/)?"
-    r"[A-Za-z0-9-]{1,64}"
-)
-ZONE_RULE = re.compile(r"[a-z0-9-]{1,64}")
-METADATA_KEY_RULE = re.compile(r"[A-Za-z0-9._/-]{1,64}")
 _HOST_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
 HOSTNAME_RULE = re.compile(rf"{_HOST_LABEL}(\.{_HOST_LABEL})*\.?")
 _INTEGER = re.compile(r"[0-9]+")
 _NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?")
-MAX_METADATA_ENTRIES = 32
-MAX_METADATA_VALUE = 512
-MAX_INSTANCE_ID = 128
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 # A crashed task leaves rotation on ECS's stop event (the registry's task-events rule), within
@@ -500,7 +499,8 @@ def _outbound(environ: Mapping[str, str]) -> Outbound | None:
 def _check_addresses(outbound: Outbound) -> None:
     """The gateway's rule for its own address settings (``hosts.misconfiguration``): where
     the gateway would route nothing, the sidecar does not start."""
-    # Imported here: a sidecar without the outbound port never loads the routing modules.
+    # Imported here: a sidecar without the outbound port loads no routing module but the
+    # name and flag rules.
     from lambdamesh_routing.hosts import misconfiguration
 
     networks = [ipaddress.ip_network(n) for n in outbound.allowed_networks]
@@ -541,10 +541,10 @@ def _outbound_settings(environ: Mapping[str, str], port: int) -> Outbound:
 
 
 def _flag(environ: Mapping[str, str], name: str) -> bool:
-    raw = (_optional(environ, name) or "false").lower()
-    if raw not in ("true", "false"):
-        raise ConfigError(name, f"must be true or false, got {_show(raw)}")
-    return raw == "true"
+    try:
+        return parse_flag(environ.get(name), default=False)
+    except InvalidFlag as exc:
+        raise ConfigError(name, str(exc)) from None
 
 
 def _networks(environ: Mapping[str, str], name: str) -> tuple[str, ...]:

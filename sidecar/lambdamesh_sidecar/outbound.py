@@ -40,6 +40,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
+from lambdamesh_routing.attempts import TRY_FAILURES, failed, late, unreachable
 from lambdamesh_routing.errors import (
     ConnectFailed,
     ConnectLate,
@@ -59,6 +60,7 @@ from lambdamesh_routing.forwarding import (
     downstream_headers,
     header_problem,
     host_header,
+    joined_field,
     quote_target,
     request_id,
     rewrite_redirect,
@@ -68,7 +70,7 @@ from lambdamesh_routing.hosts import HostPolicy, Resolver, allowed_addresses, re
 from lambdamesh_routing.instances import Instance, ServiceView
 from lambdamesh_routing.names import check_name
 from lambdamesh_routing.retries import may_retry_after_sending
-from lambdamesh_routing.router import Call, Plan, Router, addresses_refused
+from lambdamesh_routing.router import Call, Plan, Router
 from lambdamesh_sidecar.framing import CHUNK, AppBodyFailed, body_reader, check_head, chunk
 from lambdamesh_sidecar.logs import LOGGER_NAME, fields
 from lambdamesh_sidecar.upstreams import UpstreamPool
@@ -415,7 +417,7 @@ class _Call:
         self, plan: Plan, target: str, headers: dict[str, str], body: _Body, prefix: str
     ) -> None:
         held: _Answer | None = None
-        error: LambdaMeshError = _unreachable(plan)
+        error: LambdaMeshError = unreachable(plan.call)
         for instance in plan:
             plan.started(instance)
             try:
@@ -432,7 +434,7 @@ class _Call:
             self._send_held(held)
             return
         if plan.late and not plan.sent:
-            error = _late(plan)
+            error = late(plan.call)
         raise error
 
     def _try(
@@ -447,35 +449,15 @@ class _Call:
         """None when the answer went to the app; an answer held for a retry; or the error."""
         try:
             exchange = self._send(plan, instance, target, headers, body)
-        except HostNotAllowed as exc:
-            self._log_refusal(instance, exc.message)
-            plan.not_allowed(instance)
-            return addresses_refused(plan.call.service, plan.call.version, "the outbound port")
-        except ConnectFailed as exc:
-            self._log_failure(instance, exc.code, exc.message)
-            plan.connect_failed(instance)
-            return _unreachable(plan)
-        except ConnectLate as exc:
-            self._log_failure(instance, exc.code, exc.message)
-            plan.gave_up()  # the call's deadline, not the instance, ended the connect
-            return _late(plan)
-        except UpstreamAnswerInvalid as exc:
-            # Not relayed, and nothing said of the instance's health: the values may be the
-            # request's own, copied (a Location made from the query, say).
-            self._log_failure(instance, exc.code, exc.message)
-            plan.gave_up()
-            return exc
+        except TRY_FAILURES as exc:
+            return self._failed(plan, instance, exc)
         except AppBodyFailed:
             plan.gave_up()
             raise
         except TimeoutError:
-            self._log_failure(instance, "upstream_timeout", "no answer in time")
-            self._log_ejection(instance, plan.timed_out(instance))
-            return _late(plan)
+            return self._failed(plan, instance, UpstreamTimeout("no answer in time"))
         except (OSError, http.client.HTTPException) as exc:
-            self._log_failure(instance, "upstream_unreachable", _reason(exc))
-            self._broken(plan, instance)
-            return _unreachable(plan)
+            return self._broken(plan, instance, UpstreamUnreachable(_reason(exc)))
         self._log_ejection(instance, plan.answered(instance, exchange.response.status))
         first = b""
         if plan.retryable:
@@ -488,14 +470,24 @@ class _Call:
         self._stream(exchange, instance, plan, prefix, first)
         return None
 
-    def _broken(self, plan: Plan, instance: Instance) -> None:
+    def _failed(self, plan: Plan, instance: Instance, exc: LambdaMeshError) -> LambdaMeshError:
+        if isinstance(exc, HostNotAllowed):
+            self._log_refusal(instance, exc.message)
+        else:
+            self._log_failure(instance, exc.code, exc.message)
+        outcome = failed(plan, instance, exc, "the outbound port")
+        self._log_ejection(instance, outcome.ejected_seconds)
+        return outcome.error
+
+    def _broken(self, plan: Plan, instance: Instance, exc: UpstreamUnreachable) -> LambdaMeshError:
         """The connection broke before an answer came: the instance's failure, unless the
         app's body was still streaming, since then the upstream may have given up waiting on
         an app slow to send it."""
         if self.handler.body_read:
-            self._log_ejection(instance, plan.reset(instance))
-        else:
-            plan.gave_up()
+            return self._failed(plan, instance, exc)
+        self._log_failure(instance, exc.code, exc.message)
+        plan.gave_up()
+        return unreachable(plan.call)
 
     def _send(
         self, plan: Plan, instance: Instance, target: str, headers: dict[str, str], body: _Body
@@ -763,26 +755,12 @@ def _complete(response: http.client.HTTPResponse) -> bool:
     return response.length is None or response.length == 0
 
 
-def _late(plan: Plan) -> UpstreamTimeout:
-    return UpstreamTimeout(f"{plan.call.service} {plan.call.version} did not answer in time")
-
-
-def _unreachable(plan: Plan) -> UpstreamUnreachable:
-    return UpstreamUnreachable(
-        f"no instance of {plan.call.service} {plan.call.version} could be reached"
-    )
-
-
 def _incoming_headers(handler: BaseHTTPRequestHandler) -> dict[str, str]:
-    """The app's headers, repeated ones joined as RFC 9110 allows (cookies with "; ")."""
-    headers: dict[str, str] = {}
+    """The app's headers, repeated ones joined as the gateway joins them."""
+    grouped: dict[str, list[str]] = {}
     for name, value in handler.headers.items():
-        if name in headers:
-            joiner = "; " if name.lower() == "cookie" else ", "
-            headers[name] = f"{headers[name]}{joiner}{value}"
-        else:
-            headers[name] = value
-    return headers
+        grouped.setdefault(name, []).append(value)
+    return {name: joined_field(name, values) for name, values in grouped.items()}
 
 
 def _as_is(data: bytes) -> bytes:

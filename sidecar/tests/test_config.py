@@ -449,8 +449,8 @@ def test_the_outbound_port_settings_can_all_be_changed() -> None:
         ("LAMBDAMESH_OUTBOUND_TIMEOUT_SECONDS", "0"),
         ("LAMBDAMESH_OUTBOUND_CONNECT_TIMEOUT_SECONDS", "31"),
         ("LAMBDAMESH_OUTBOUND_MAX_CONNECTIONS", "0"),
-        ("LAMBDAMESH_OUTBOUND_ALLOW_LOOPBACK", "yes"),
-        ("LAMBDAMESH_OUTBOUND_ALLOW_PRIVATE", "1"),
+        ("LAMBDAMESH_OUTBOUND_ALLOW_LOOPBACK", "maybe"),
+        ("LAMBDAMESH_OUTBOUND_ALLOW_PRIVATE", "2"),
         ("LAMBDAMESH_OUTBOUND_ALLOWED_NETWORKS", "10.0.0.0/33"),
     ],
 )
@@ -458,6 +458,26 @@ def test_a_bad_outbound_setting_names_its_variable(variable: str, value: str) ->
     changes = {"LAMBDAMESH_OUTBOUND_PORT": "15001", variable: value}
 
     assert error_for(**changes).variable == variable
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [("yes", True), ("1", True), (" On ", True), ("no", False), ("0", False), ("OFF", False)],
+)
+def test_the_outbound_flags_take_the_gateways_spellings(raw: str, value: bool) -> None:
+    outbound = loaded(LAMBDAMESH_OUTBOUND_PORT="15001", LAMBDAMESH_OUTBOUND_ALLOW_LOOPBACK=raw)
+
+    assert outbound.outbound is not None
+    assert outbound.outbound.allow_loopback is value
+
+
+def test_a_bad_flag_is_refused_with_the_words_it_may_be() -> None:
+    error = error_for(LAMBDAMESH_OUTBOUND_PORT="15001", LAMBDAMESH_OUTBOUND_ALLOW_LOOPBACK="sure")
+
+    assert str(error) == (
+        "LAMBDAMESH_OUTBOUND_ALLOW_LOOPBACK must be one of true/false, 1/0, yes/no, on/off "
+        "(any case), got 'sure'"
+    )
 
 
 @pytest.mark.parametrize("networks", [None, "", "  "])

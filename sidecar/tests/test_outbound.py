@@ -297,20 +297,31 @@ def test_the_apps_forwarded_for_chain_is_kept_and_this_tasks_address_appended(
     assert "x_forwarded_for" not in seen
 
 
-def test_repeated_forwarded_for_lines_are_one_chain_in_their_order(mesh: Harness) -> None:
+def headers_seen(mesh: Harness, lines: bytes) -> dict[str, str]:
+    """The headers the echo instance saw for a GET sent with these raw header lines."""
     mesh.instances(echo)
     with socket.create_connection(("127.0.0.1", mesh.server.port), timeout=5) as sock:
         sock.sendall(
-            b"GET /inventory/v1/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-            b"X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-For: 198.51.100.2\r\n\r\n"
+            b"GET /inventory/v1/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + lines + b"\r\n"
         )
         reply = b""
         while part := sock.recv(65536):
             reply += part
+    return dict(json.loads(reply.split(b"\r\n\r\n", 1)[1])["headers"])
 
-    seen = json.loads(reply.split(b"\r\n\r\n", 1)[1])["headers"]
+
+def test_repeated_forwarded_for_lines_are_one_chain_in_their_order(mesh: Harness) -> None:
+    seen = headers_seen(mesh, b"X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-For: 198.51.100.2\r\n")
+
     forwarded = [v for k, v in seen.items() if k.lower() == "x-forwarded-for"]
     assert forwarded == ["203.0.113.9, 198.51.100.2, 10.0.1.7"]
+
+
+def test_repeated_cookie_lines_reach_the_instance_as_one_cookie_header(mesh: Harness) -> None:
+    seen = headers_seen(mesh, b"Cookie: a=1\r\nCookie: b=2\r\nAccept: text/html\r\nAccept: */*\r\n")
+
+    lowered = {k.lower(): v for k, v in seen.items()}
+    assert (lowered["cookie"], lowered["accept"]) == ("a=1; b=2", "text/html, */*")
 
 
 def test_a_call_without_a_request_id_gets_one_both_ways(mesh: Harness) -> None:

@@ -18,6 +18,7 @@ from lambdamesh_routing.forwarding import (
     chunk_size,
     downstream_headers,
     header_problem,
+    joined_field,
     request_id,
     rewrite_location,
     upstream_headers,
@@ -545,3 +546,21 @@ def test_a_chunk_size_line_is_hex_digits_spaces_tabs_extensions_and_crlf(
 )
 def test_any_other_chunk_size_line_is_malformed(line: bytes) -> None:
     assert chunk_size(line) is None
+
+
+# joined_field
+
+
+@pytest.mark.parametrize(
+    ("name", "values", "expected"),
+    [
+        ("Accept", ["text/html", "*/*"], "text/html, */*"),
+        ("X-Forwarded-For", ["203.0.113.9"], "203.0.113.9"),
+        ("Cookie", ["a=1", "b=2"], "a=1; b=2"),
+        ("cookie", ["a=1", "b=2; c=3"], "a=1; b=2; c=3"),
+    ],
+)
+def test_a_repeated_field_is_joined_with_commas_and_cookies_with_semicolons(
+    name: str, values: list[str], expected: str
+) -> None:
+    assert joined_field(name, values) == expected
