@@ -59,7 +59,7 @@ test: install lint typecheck
 	test $$others -eq 0 && test $$deployed -eq 0
 
 test-unit: $(STAMP)
-	$(BIN)/pytest tests/unit sidecar/tests
+	$(BIN)/pytest tests/unit tests/routing sidecar/tests
 
 test-functional: $(STAMP)
 	$(BIN)/pytest tests/functional

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-
 from chalicelib.auth import issue
 
 SIGNING_KEY = "test-signing-key-0123456789"
@@ -19,11 +17,3 @@ def service_token(service: str) -> str:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-class InOrder(random.Random):
-    """Starts every balancer rotation at the first instance, so exact sequences can be
-    asserted (production rotations start at a random one)."""
-
-    def randrange(self, *args: object, **kwargs: object) -> int:  # type: ignore[override]
-        return 0

@@ -1,4 +1,5 @@
-"""Makes ``lambdamesh_sidecar`` and the shared fakes importable without installing anything."""
+"""Makes ``lambdamesh_sidecar``, the ``lambdamesh_routing`` it imports and the shared fakes
+importable without installing anything."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 _TESTS = Path(__file__).resolve().parent
-for _path in (_TESTS.parent, _TESTS):
+for _path in (_TESTS.parent.parent, _TESTS.parent, _TESTS):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 

@@ -25,6 +25,8 @@ from typing import Any
 from lambdamesh_sidecar.client import Registration
 
 SIDECAR_DIR = Path(__file__).resolve().parents[1]
+# The repository: the image's build context, and the home of lambdamesh_routing.
+ROOT = SIDECAR_DIR.parent
 TOKEN = "s3cr3t-token-value"
 
 CLUSTER_ARN = "arn:aws:ecs:us-east-1:123456789012:cluster/my-cluster"
@@ -439,7 +441,7 @@ def sidecar_env(registry_url: str, app_port: int, **overrides: str) -> dict[str,
     """A clean environment: no proxy settings, no ECS variables, nothing from the test runner."""
     env = {
         "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": str(SIDECAR_DIR),
+        "PYTHONPATH": os.pathsep.join([str(SIDECAR_DIR), str(ROOT)]),
         "LAMBDAMESH_URL": registry_url,
         "LAMBDAMESH_TOKEN": TOKEN,
         "LAMBDAMESH_SERVICE": "orders",
@@ -525,27 +527,42 @@ def dockerfile_stages(path: Path = DOCKERFILE) -> list[Stage]:
     return stages
 
 
+def copies(stage: Stage) -> list[tuple[str, str]]:
+    """(source, destination) of each file or folder the stage copies from the build context."""
+    found: list[tuple[str, str]] = []
+    for argument in stage.arguments("COPY"):
+        words = [word for word in argument.split() if not word.startswith("--")]
+        if not any(word.startswith("--from=") for word in argument.split()):
+            found.extend((source, words[-1]) for source in words[:-1])
+    return found
+
+
 def copied_sources(stage: Stage) -> list[str]:
     """What the stage's ``COPY`` instructions take from the build context (not ``--from``)."""
-    sources: list[str] = []
-    for argument in stage.arguments("COPY"):
-        words = argument.split()
-        if not any(word.startswith("--from=") for word in words):
-            sources.extend(word for word in words[:-1] if not word.startswith("--"))
-    return sources
+    return [source for source, _ in copies(stage)]
+
+
+STAGING = "/install/"
+_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc")
+
+
+def _copy(origin: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if origin.is_dir():
+        shutil.copytree(origin, target, ignore=_IGNORED, dirs_exist_ok=True)
+    else:
+        shutil.copy2(origin, target)
 
 
 def build_sidecar_wheel(workdir: Path) -> Path:
-    """The build stage's wheel, built from exactly what the Dockerfile copies into it."""
+    """The build stage's wheel, built from exactly what the Dockerfile copies into its workdir."""
     context = workdir / "src"
     context.mkdir(parents=True)
-    ignored = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for source in copied_sources(dockerfile_stages()[0]):
-        origin = SIDECAR_DIR / source
-        if origin.is_dir():
-            shutil.copytree(origin, context / source, ignore=ignored)
-        else:
-            shutil.copy2(origin, context / source)
+    for source, destination in copies(dockerfile_stages()[0]):
+        if destination.startswith("/"):
+            continue
+        into_folder = destination.endswith("/")
+        _copy(ROOT / source, context / destination / (Path(source).name if into_folder else ""))
     wheels = workdir / "wheels"
     build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
     _run([*build, "--wheel-dir", str(wheels), str(context)])
@@ -567,8 +584,25 @@ def install_like_the_image(wheel: Path, root: Path) -> Path:
     staging = root.parent / f"{root.name}-staging"
     install = [sys.executable, "-m", "pip", "--python", str(root / "bin" / "python"), "install"]
     _run([*install, "-q", "--no-deps", "--no-index", "--prefix", str(staging), str(wheel)])
+    build = dockerfile_stages()[0]
+    for source, destination in copies(build):
+        if destination.startswith(STAGING):
+            _copy(ROOT / source, staging / destination.removeprefix(STAGING))
+    for folder in compiled_folders(build):
+        _run([sys.executable, "-m", "compileall", "-q", str(staging / folder)])
     shutil.copytree(staging, root, dirs_exist_ok=True)
     return root / "bin" / "lambdamesh-sidecar"
+
+
+def compiled_folders(stage: Stage) -> list[str]:
+    """What the stage's ``python -m compileall`` compiles in the staging prefix, relative to it."""
+    folders: list[str] = []
+    for run in stage.arguments("RUN"):
+        for command in run.split("&&"):
+            words = command.split()
+            if words[:3] == ["python", "-m", "compileall"]:
+                folders += [w.removeprefix(STAGING) for w in words[3:] if w.startswith(STAGING)]
+    return folders
 
 
 def _run(command: list[str]) -> None:

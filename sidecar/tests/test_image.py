@@ -1,8 +1,9 @@
 """The sidecar image, checked without Docker (no registry to pull the base from here).
 
 What this proves: the Dockerfile passes hadolint with no finding at all; both stages start from
-the same exact Python patch release; what the build stage copies exists and is not excluded by
-.dockerignore; the final stage deletes pip, setuptools and wheel and checks they are gone, and
+the same exact Python patch release; what the build stage copies exists and is let in by the
+repository's .dockerignore, which keeps out everything else; the routing package comes from its
+top-level folder; the final stage deletes pip, setuptools and wheel and checks they are gone, and
 its check fails where they are present; the image runs as uid 65532, the console script is the
 entrypoint and SIGTERM the stop signal. The final stage's install is then re-enacted: the wheel
 built from exactly the files the Dockerfile copies, installed by pip into a staging prefix and
@@ -27,10 +28,14 @@ from pathlib import Path
 
 import pytest
 from sidecar_testkit import (
+    ROOT,
     SIDECAR_DIR,
+    STAGING,
     Stage,
     build_sidecar_wheel,
+    compiled_folders,
     copied_sources,
+    copies,
     dockerfile_stages,
     install_like_the_image,
 )
@@ -122,24 +127,66 @@ def test_a_floating_tag_does_not_count_as_pinned(base: str) -> None:
     assert PINNED_BASE.fullmatch(base) is None
 
 
+def in_build_context(path: str) -> bool:
+    """Whether the repository's .dockerignore lets ``path`` in: the last pattern that matches
+    it or a folder above it decides, and a ``!`` pattern lets in."""
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    decision = True
+    for pattern in patterns:
+        excluded = not pattern.startswith("!")
+        glob = pattern.removeprefix("!").rstrip("/")
+        if any(fnmatch.fnmatch(prefix, glob) for prefix in prefixes):
+            decision = not excluded
+    return decision
+
+
 def test_what_the_build_copies_exists_and_is_in_the_build_context() -> None:
     [build, *_] = dockerfile_stages()
     sources = copied_sources(build)
-    patterns = [
-        line.strip()
-        for line in (SIDECAR_DIR / ".dockerignore").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
 
     assert set(sources) == {
-        "pyproject.toml",
-        "README.md",
-        "lambdamesh_sidecar",
+        "sidecar/pyproject.toml",
+        "sidecar/README.md",
+        "sidecar/lambdamesh_sidecar",
         "lambdamesh_routing",
     }
     for source in sources:
-        assert (SIDECAR_DIR / source).exists(), source
-        assert not any(fnmatch.fnmatch(source, pattern) for pattern in patterns), source
+        assert (ROOT / source).exists(), source
+        assert in_build_context(source), source
+        if (ROOT / source).is_dir():
+            assert in_build_context(f"{source}/__init__.py"), source
+
+
+@pytest.mark.parametrize(
+    "path",
+    [".venv/bin/python", ".git/HEAD", "chalicelib/config.py", "sidecar/tests/conftest.py"],
+)
+def test_the_build_context_leaves_out_the_rest_of_the_repository(path: str) -> None:
+    assert not in_build_context(path)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["lambdamesh_routing/__pycache__/router.cpython-311.pyc", "sidecar/lambdamesh_sidecar/x.pyc"],
+)
+def test_the_build_context_leaves_out_bytecode_of_the_copied_packages(path: str) -> None:
+    assert not in_build_context(path)
+
+
+def test_the_routing_package_is_taken_from_its_top_level_home_not_a_copy() -> None:
+    [build, *_] = dockerfile_stages()
+
+    assert ("lambdamesh_routing", f"{STAGING}lib/python3.11/site-packages/lambdamesh_routing") in (
+        copies(build)
+    )
+    assert compiled_folders(build) == ["lib/python3.11/site-packages/lambdamesh_routing"]
+    assert not (SIDECAR_DIR / "lambdamesh_routing").exists()
 
 
 def test_final_stage_copies_only_the_staged_install_from_the_build() -> None:

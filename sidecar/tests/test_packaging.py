@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from sidecar_testkit import SIDECAR_DIR, build_sidecar_wheel, install_like_the_image
+from sidecar_testkit import ROOT, SIDECAR_DIR, build_sidecar_wheel, install_like_the_image
 
 from lambdamesh_sidecar import __version__
 from lambdamesh_sidecar.config import VARIABLES
@@ -27,11 +27,24 @@ def test_standalone_project_has_no_dependencies_and_the_console_script() -> None
     assert project["scripts"] == {"lambdamesh-sidecar": "lambdamesh_sidecar.__main__:main"}
 
 
-@pytest.mark.parametrize("package", ["lambdamesh_sidecar", "lambdamesh_routing"])
-def test_runtime_imports_only_the_standard_library(package: str) -> None:
+def test_standalone_project_ships_the_sidecar_package_only() -> None:
+    """lambdamesh_routing has one owner, the repository's root distribution."""
+    setuptools = tomllib.loads((SIDECAR_DIR / "pyproject.toml").read_text())["tool"]["setuptools"]
+
+    assert setuptools["packages"] == ["lambdamesh_sidecar"]
+    assert "package-dir" not in setuptools
+
+
+@pytest.mark.parametrize(
+    "folder",
+    [SIDECAR_DIR / "lambdamesh_sidecar", ROOT / "lambdamesh_routing"],
+    ids=["lambdamesh_sidecar", "lambdamesh_routing"],
+)
+def test_runtime_imports_only_the_standard_library(folder: Path) -> None:
     """The routing decisions included: the gateway shares them, never its I/O."""
+    package = folder.name
     imported: set[str] = set()
-    for module in (SIDECAR_DIR / package).glob("*.py"):
+    for module in folder.glob("*.py"):
         for node in ast.walk(ast.parse(module.read_text())):
             if isinstance(node, ast.Import):
                 imported.update(alias.name.split(".")[0] for alias in node.names)
@@ -50,8 +63,11 @@ def test_readme_documents_every_variable() -> None:
     assert table == {name for name, _ in VARIABLES}
 
 
-def test_the_standalone_project_builds_and_installs_from_sidecar_alone(tmp_path: Path) -> None:
-    """The wheel from what the Dockerfile copies, in an interpreter without pip (see test_image)."""
+def test_the_standalone_project_builds_and_installs_beside_the_routing_package(
+    tmp_path: Path,
+) -> None:
+    """The wheel from what the Dockerfile copies, in an interpreter without pip, with the routing
+    package the Dockerfile puts beside it (see test_image)."""
     script = install_like_the_image(build_sidecar_wheel(tmp_path), tmp_path / "root")
 
     result = subprocess.run(

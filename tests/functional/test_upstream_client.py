@@ -28,7 +28,7 @@ from lambdamesh_routing.errors import ConnectFailed
 from lambdamesh_routing.hosts import HostPolicy
 from lambdamesh_routing.outliers import Outliers
 from tests.functional.conftest import serve_in_background
-from tests.helpers import InOrder
+from tests.routing.fakes import InOrder
 
 LOOPBACK = HostPolicy(allow_loopback=True)
 

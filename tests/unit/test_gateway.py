@@ -39,7 +39,7 @@ from lambdamesh_routing.policy import (
 )
 from lambdamesh_routing.retries import INITIAL_TOKENS, RetryBudget
 from lambdamesh_routing.router import Call, cookie_value, hash_key
-from tests.helpers import InOrder
+from tests.routing.fakes import InOrder
 from tests.unit.conftest import NOW
 
 MakeInstance = Callable[..., Instance]

@@ -109,3 +109,15 @@ def test_the_local_and_dev_extras_stay_out_of_the_runtime_dependencies() -> None
 
     for extra in ("local", "dev"):
         assert not runtime & set(names(project["optional-dependencies"][extra]))
+
+
+def test_the_root_distribution_alone_ships_the_routing_core_from_its_top_level_folder() -> None:
+    with (ROOT / "pyproject.toml").open("rb") as handle:
+        root = tomllib.load(handle)["tool"]["setuptools"]
+    with (ROOT / "sidecar" / "pyproject.toml").open("rb") as handle:
+        sidecar = tomllib.load(handle)["tool"]["setuptools"]
+
+    assert "lambdamesh_routing" in root["packages"]
+    assert "lambdamesh_routing" not in root.get("package-dir", {})
+    assert (ROOT / "lambdamesh_routing" / "__init__.py").is_file()
+    assert "lambdamesh_routing" not in sidecar["packages"]

@@ -3,6 +3,7 @@ pre-commit hooks run exactly the lint and type checks `make test` runs."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -16,7 +17,7 @@ PACKAGES = (
     "chalicelib/exposure",
     "lambdamesh",
     "sidecar",
-    "sidecar/lambdamesh_routing",
+    "lambdamesh_routing",
     "sidecar/lambdamesh_sidecar",
     "infra",
 )
@@ -48,7 +49,7 @@ def test_architecture_names_only_paths_that_exist() -> None:
 
 def test_architecture_names_every_module_of_the_lambda_and_the_sidecar() -> None:
     text = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
-    folders = ["chalicelib", "sidecar/lambdamesh_routing", "sidecar/lambdamesh_sidecar"]
+    folders = ["chalicelib", "lambdamesh_routing", "sidecar/lambdamesh_sidecar"]
 
     modules = {
         path.name
@@ -58,6 +59,42 @@ def test_architecture_names_every_module_of_the_lambda_and_the_sidecar() -> None
     }
 
     assert sorted(m for m in modules if m not in text) == []
+
+
+def test_the_routing_core_lives_at_the_path_of_its_name_and_the_lambda_links_to_it() -> None:
+    linked = ROOT / "vendor" / "lambdamesh_routing"
+
+    assert (ROOT / "lambdamesh_routing" / "__init__.py").is_file()
+    assert not (ROOT / "sidecar" / "lambdamesh_routing").exists()
+    assert not (ROOT / "chalicelib" / "lambdamesh_routing").exists()
+    assert linked.is_symlink()
+    assert linked.resolve() == (ROOT / "lambdamesh_routing").resolve()
+
+
+def _imported(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+    return found
+
+
+def test_the_routing_tests_import_nothing_from_the_gateway_the_sidecar_or_another_tier() -> None:
+    ours = ("lambdamesh_routing", "tests.routing")
+    project = ("app", "chalicelib", "lambdamesh", "lambdamesh_sidecar", "tests")
+    tests = sorted((ROOT / "tests" / "routing").glob("*.py"))
+
+    imported = {(p.name, m) for p in tests for m in _imported(p)}
+
+    assert len(tests) > 5
+    outside = {
+        (name, module)
+        for name, module in imported
+        if module.split(".")[0] in project and not module.startswith(ours)
+    }
+    assert outside == set()
 
 
 def _make_recipe(target: str) -> list[str]:

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from chalicelib.instances import Instance
 from lambdamesh_routing.balancing import (
     Balancer,
     ConsistentHash,
@@ -19,7 +18,8 @@ from lambdamesh_routing.balancing import (
     WeightedRandom,
     WeightedRoundRobin,
 )
-from tests.helpers import InOrder
+from lambdamesh_routing.instances import Instance
+from tests.routing.fakes import InOrder
 
 MakeInstance = Callable[..., Instance]
 

@@ -19,7 +19,7 @@ from lambdamesh_routing.errors import (
 from lambdamesh_routing.instances import Instance, ServiceView
 from lambdamesh_routing.policy import from_json
 from lambdamesh_routing.router import Call, Plan, Router
-from tests.unit.conftest import NOW, MakeInstance
+from tests.routing.conftest import NOW, MakeInstance
 
 # One failure ejects, and every instance may be ejected: what a try counts shows at once.
 EAGER = from_json({"outlier_detection": {"consecutive_failures": 1, "max_ejected_percent": 100}})

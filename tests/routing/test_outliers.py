@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from chalicelib.instances import Instance
+from lambdamesh_routing.instances import Instance
 from lambdamesh_routing.outliers import Outliers
 from lambdamesh_routing.policy import OutlierDetection
 
