@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -587,11 +588,18 @@ def install_like_the_image(wheel: Path, root: Path) -> Path:
     build = dockerfile_stages()[0]
     for source, destination in copies(build):
         if destination.startswith(STAGING):
-            _copy(ROOT / source, staging / destination.removeprefix(STAGING))
+            _copy(ROOT / source, staging / _this_python(destination.removeprefix(STAGING)))
     for folder in compiled_folders(build):
-        _run([sys.executable, "-m", "compileall", "-q", str(staging / folder)])
+        _run([sys.executable, "-m", "compileall", "-q", str(staging / _this_python(folder))])
     shutil.copytree(staging, root, dirs_exist_ok=True)
     return root / "bin" / "lambdamesh-sidecar"
+
+
+def _this_python(path: str) -> str:
+    """A path of the image's prefix for this interpreter: the Dockerfile names its base's
+    ``lib/python3.X`` folder, and the tests run on whichever Python the venv has."""
+    here = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    return re.sub(r"\bpython3\.\d+\b", here, path)
 
 
 def compiled_folders(stage: Stage) -> list[str]:
