@@ -7,10 +7,10 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 from urllib.parse import quote, urlencode
 
 from chalicelib.config import Settings
-from chalicelib.discovery import Discovery
 from chalicelib.errors import (
     InvalidRequest,
     LambdaMeshError,
@@ -18,10 +18,10 @@ from chalicelib.errors import (
     UpstreamAnswerInvalid,
     UpstreamResponseTooLarge,
 )
-from chalicelib.exposure.checks import Gate, Preflighted
+from chalicelib.exposure.checks import Admission, Gate, Preflighted
 from chalicelib.instances import Instance, ServiceView
 from chalicelib.observability import RouteRecord, logger, record_route
-from chalicelib.upstream import UpstreamClient
+from chalicelib.upstream import UpstreamResponse
 from lambdamesh_routing.attempts import TRY_FAILURES, failed, late, unreachable
 from lambdamesh_routing.balancing import Strategies
 from lambdamesh_routing.forwarding import (
@@ -40,6 +40,47 @@ from lambdamesh_routing.router import Call, Plan, Router
 from lambdamesh_routing.versions import VersionChooser
 
 Clock = Callable[[], float]
+
+
+class ServiceViews(Protocol):
+    """Where the gateway reads a service's instances and policy; ``discovery.Discovery`` is
+    the cache that reads them from the registry's table."""
+
+    @property
+    def wall_clock(self) -> Clock: ...
+
+    def view(self, service: str) -> ServiceView: ...
+
+
+class Upstream(Protocol):
+    """How one try reaches an instance; ``upstream.UpstreamClient`` is the HTTP one."""
+
+    def send(
+        self,
+        method: str,
+        host: str,
+        port: int,
+        target: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        deadline: float | None = None,
+    ) -> UpstreamResponse: ...
+
+
+class Edge(Protocol):
+    """The checks a request passes before it is routed; ``exposure.checks.Gate`` applies a
+    service's exposure document."""
+
+    def admit(
+        self,
+        view: ServiceView,
+        service: str,
+        version: str,
+        method: str,
+        headers: Mapping[str, str],
+        client_ip: str | None,
+        path: str = "",
+    ) -> Admission | Preflighted: ...
 
 
 @dataclass(frozen=True)
@@ -94,9 +135,9 @@ class _Outcome:
 class Gateway:
     def __init__(
         self,
-        discovery: Discovery,
+        discovery: ServiceViews,
         strategies: Strategies,
-        client: UpstreamClient,
+        client: Upstream,
         max_attempts: int = Settings.max_attempts,
         max_request_body: int = Settings.max_request_body,
         eject_seconds: float = Settings.eject_seconds,
@@ -107,11 +148,11 @@ class Gateway:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         record: Callable[[RouteRecord], None] = record_route,
-        gate: Gate | None = None,
+        gate: Edge | None = None,
     ) -> None:
         self._discovery = discovery
         # Without one, every service is served as before exposure documents existed.
-        self._gate = gate or Gate(default_open=True)
+        self._gate: Edge = gate or Gate(default_open=True)
         self._client = client
         self._max_request_body = max_request_body
         self._clock = clock

@@ -20,6 +20,12 @@ import fastjsonschema
 from chalicelib.errors import InvalidRequest, PayloadTooLarge
 from chalicelib.instances import STATUSES, Registration, Status
 from lambdamesh_routing.hosts import HostPolicy, normalize_host
+from lambdamesh_routing.limits import (
+    MAX_LEASE_SECONDS,
+    MAX_WEIGHT,
+    MIN_LEASE_SECONDS,
+    MIN_WEIGHT,
+)
 from lambdamesh_routing.names import (
     MAX_METADATA_ENTRIES,
     MAX_METADATA_KEY,
@@ -38,11 +44,8 @@ MAX_REGISTRY_BODY = 16 * 1024
 # Arrays and objects inside one another; a registration needs two. Checked before parsing,
 # since Python's parser recurses once per level and thousands of levels fit in the body limit.
 MAX_JSON_DEPTH = 32
-MIN_LEASE_SECONDS = 5
-MAX_LEASE_SECONDS = 300
 DEFAULT_LEASE_SECONDS = 30
 DEFAULT_WEIGHT = 100
-MAX_WEIGHT = 1000
 # An instance as the registry lists it: compact JSON with non-ASCII escaped, as the answer is
 # written. The metadata limits alone allow about 18 KB, and a UTF-8 body of 16 KiB can list
 # three times larger once escaped; this bound keeps config.MAX_INSTANCES_LIMIT instances of a
@@ -59,7 +62,7 @@ REGISTER_SCHEMA: dict[str, Any] = {
         "version": {"type": "string", "pattern": VERSION_PATTERN},
         "host": {"type": "string", "minLength": 1, "maxLength": 253},
         "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-        "weight": {"type": "integer", "minimum": 1, "maximum": MAX_WEIGHT},
+        "weight": {"type": "integer", "minimum": MIN_WEIGHT, "maximum": MAX_WEIGHT},
         "zone": {"type": ["string", "null"], "pattern": ZONE_PATTERN},
         "metadata": {
             "type": "object",

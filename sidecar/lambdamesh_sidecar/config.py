@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from lambdamesh_routing.flags import InvalidFlag, parse_flag
+from lambdamesh_routing.limits import MAX_LEASE_SECONDS, MAX_WEIGHT, MIN_LEASE_SECONDS, MIN_WEIGHT
 from lambdamesh_routing.names import (
     INSTANCE_ID_RULE,
     MAX_INSTANCE_ID,
@@ -98,15 +99,18 @@ VARIABLES: tuple[tuple[str, str], ...] = (
     ),
     (
         "LAMBDAMESH_LEASE_SECONDS",
-        f"lease, integer 5..300, >= heartbeat x 1.1 + 1 s (default {DEFAULT_LEASE_SECONDS}): "
-        "how long a hung task stays listed",
+        f"lease, integer {MIN_LEASE_SECONDS}..{MAX_LEASE_SECONDS}, >= heartbeat x 1.1 + 1 s "
+        f"(default {DEFAULT_LEASE_SECONDS}): how long a hung task stays listed",
     ),
     (
         "LAMBDAMESH_READINESS_SECONDS",
         f"how often the app's readiness is checked, 0.2..60 (default "
         f"{DEFAULT_READINESS_SECONDS:g}); a change is reported at once",
     ),
-    ("LAMBDAMESH_WEIGHT", "load-balancing weight, integer 1..1000 (default: the registry's)"),
+    (
+        "LAMBDAMESH_WEIGHT",
+        f"load-balancing weight, integer {MIN_WEIGHT}..{MAX_WEIGHT} (default: the registry's)",
+    ),
     ("LAMBDAMESH_ZONE", "zone, a-z 0-9 '-'; default: the task's AvailabilityZone"),
     ("LAMBDAMESH_METADATA", 'JSON object of string values, e.g. {"commit": "abc123"}'),
     ("LAMBDAMESH_REQUEST_TIMEOUT_SECONDS", "timeout of each registry call, 0.1..60 (default 5)"),
@@ -222,7 +226,7 @@ def load(environ: Mapping[str, str], lookup_task: TaskLookup = fetch_task_metada
     port = _integer("LAMBDAMESH_PORT", _required(environ, "LAMBDAMESH_PORT"), 1, 65535)
     heartbeat, lease = _timing(environ)
     readiness = _number(environ, "LAMBDAMESH_READINESS_SECONDS", 0.2, 60, DEFAULT_READINESS_SECONDS)
-    weight = _optional_integer(environ, "LAMBDAMESH_WEIGHT", 1, 1000)
+    weight = _optional_integer(environ, "LAMBDAMESH_WEIGHT", MIN_WEIGHT, MAX_WEIGHT)
     health_path = _health_path(environ)
     metadata = _metadata(environ)
     request_timeout = _request_timeout(environ)
@@ -313,7 +317,9 @@ def _timing(environ: Mapping[str, str]) -> tuple[float, int]:
     heartbeat = _number(
         environ, "LAMBDAMESH_HEARTBEAT_SECONDS", 0.2, 300, DEFAULT_HEARTBEAT_SECONDS
     )
-    lease = _optional_integer(environ, "LAMBDAMESH_LEASE_SECONDS", 5, 300)
+    lease = _optional_integer(
+        environ, "LAMBDAMESH_LEASE_SECONDS", MIN_LEASE_SECONDS, MAX_LEASE_SECONDS
+    )
     lease = DEFAULT_LEASE_SECONDS if lease is None else lease
     # A heartbeat may come 10 % late (jitter) and take a moment to land: the lease must
     # outlast both, or a healthy instance would drop out of rotation between heartbeats.

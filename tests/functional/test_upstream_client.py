@@ -298,7 +298,7 @@ def test_a_stored_host_that_cannot_be_connected_to_is_skipped_and_the_next_insta
         [stored("bad", bad_host, port_of(server)), stored("good", "127.0.0.1", port_of(server))]
     )
     gateway = Gateway(
-        discovery,  # type: ignore[arg-type]
+        discovery,
         Strategies(InOrder()),
         UpstreamClient(LOOPBACK),
         outliers=discovery.outliers,

@@ -130,9 +130,9 @@ def gateway(discovery: FakeDiscovery, upstream: ScriptedUpstream, **limits: Any)
     limits.setdefault("sleep", lambda seconds: None)
     limits.setdefault("outliers", discovery.outliers)
     return Gateway(
-        discovery,  # type: ignore[arg-type]
+        discovery,
         Strategies(InOrder()),
-        upstream,  # type: ignore[arg-type]
+        upstream,
         **limits,
     )
 
@@ -489,7 +489,7 @@ def test_the_deadline_is_passed_to_each_attempt_and_no_attempt_starts_after_it(
         return original(*args, **kwargs)  # type: ignore[arg-type]
 
     upstream.send = slow_send  # type: ignore[method-assign]
-    gw = Gateway(FakeDiscovery(instances), Strategies(InOrder()), upstream, clock=clock)  # type: ignore[arg-type]
+    gw = Gateway(FakeDiscovery(instances), Strategies(InOrder()), upstream, clock=clock)
 
     with pytest.raises(UpstreamTimeout):
         gw.forward(request("GET"), budget=10.0)

@@ -4,18 +4,21 @@ A rule written twice drifts: one copy gets fixed and the other does not, and rea
 copy does not find the behaviour. These tests read the source of the Lambda
 (``app.py``, ``chalicelib/``), the command line (``lambdamesh/``) and the sidecar
 (``lambdamesh_sidecar``) and fail where any of them spells again a name pattern or limit, the
-list of HTTP methods, the on/off words, the repeated-header separators or a try's error texts.
+weight and lease ranges, the list of HTTP methods, the on/off words, the repeated-header
+separators or a try's error texts.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
-from lambdamesh_routing import flags, forwarding, names
+from lambdamesh_routing import flags, forwarding, limits, names
 
 ROOT = Path(__file__).resolve().parents[2]
 # Where the rules' users live; ``lambdamesh_routing`` itself is the one home.
@@ -27,6 +30,15 @@ NAME_PATTERNS = {
     if name.endswith("_PATTERN") and isinstance(value, str)
 }
 NAME_CONSTANTS = {name for name in vars(names) if name.isupper() and not name.startswith("_")}
+LIMIT_CONSTANTS = {name for name in vars(limits) if name.isupper() and not name.startswith("_")}
+# Each range's bounds (MIN_X, MAX_X), and what it bounds.
+RANGES = {
+    (value, vars(limits)[f"MAX_{name[4:]}"]): name[4:].lower()
+    for name, value in vars(limits).items()
+    if name.startswith("MIN_")
+}
+# A range in words, "5..300"; a bound with a fraction ("0.2..300") is another range.
+RANGE_TEXT = re.compile(r"(?<![0-9.])([0-9]+)\.\.([0-9]+)(?![0-9.])")
 FLAG_WORDS = frozenset(flags.TRUE_WORDS + flags.FALSE_WORDS)
 # The texts a failed try is answered with (lambdamesh_routing.attempts), "{}" for each value.
 TRY_TEXTS = ("no instance of {} {} could be reached", "{} {} did not answer in time")
@@ -53,16 +65,56 @@ def _anchored(text: str) -> str:
     return text if text.startswith("^") else f"^{text}$"
 
 
+def defined_again(node: ast.AST, constants: set[str]) -> list[str]:
+    """The constants of ``constants`` that ``node`` assigns, if it is an assignment."""
+    if not isinstance(node, ast.Assign | ast.AnnAssign):
+        return []
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    return [
+        f"line {node.lineno}: {target.id} defined again"
+        for target in targets
+        if isinstance(target, ast.Name) and target.id in constants
+    ]
+
+
 def second_name_rules(tree: ast.Module) -> list[str]:
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and _anchored(str(node.value)) in NAME_PATTERNS:
             found.append(f"line {node.lineno}: {NAME_PATTERNS[_anchored(node.value)]}")
-        if isinstance(node, ast.Assign | ast.AnnAssign):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            for target in targets:
-                if isinstance(target, ast.Name) and target.id in NAME_CONSTANTS:
-                    found.append(f"line {node.lineno}: {target.id} defined again")
+        found.extend(defined_again(node, NAME_CONSTANTS))
+    return found
+
+
+def _number(node: ast.expr) -> object:
+    if isinstance(node, ast.Constant) and not isinstance(node.value, bool):
+        return node.value
+    return None
+
+
+def bound_pairs(node: ast.AST) -> list[tuple[object, object]]:
+    """Numbers written side by side as a range's bounds can be: a call's arguments
+    (``f(name, 5, 300)``), a collection's items, the ends of ``low <= x <= high``."""
+    if isinstance(node, ast.Compare) and len(node.comparators) == 2:
+        return [(_number(node.left), _number(node.comparators[1]))]
+    items = node.args if isinstance(node, ast.Call) else getattr(node, "elts", [])
+    numbers = [_number(item) for item in items]
+    return list(pairwise(numbers))
+
+
+def range_texts(node: ast.AST) -> list[tuple[object, object]]:
+    if not isinstance(node, ast.Constant) or not isinstance(node.value, str):
+        return []
+    return [(int(low), int(high)) for low, high in RANGE_TEXT.findall(node.value)]
+
+
+def second_ranges(tree: ast.Module) -> list[str]:
+    found = []
+    for node in ast.walk(tree):
+        found.extend(defined_again(node, LIMIT_CONSTANTS))
+        for bounds in bound_pairs(node) + range_texts(node):
+            if bounds in RANGES:
+                found.append(f"line {getattr(node, 'lineno', '?')}: the {RANGES[bounds]} range")
     return found
 
 
@@ -116,6 +168,7 @@ def second_try_texts(tree: ast.Module) -> list[str]:
 
 CHECKS = {
     "a name pattern or limit (lambdamesh_routing.names)": second_name_rules,
+    "the weight and lease ranges (lambdamesh_routing.limits)": second_ranges,
     "the HTTP methods (lambdamesh_routing.forwarding.METHODS)": second_method_lists,
     "the on/off words (lambdamesh_routing.flags)": second_flag_words,
     "repeated-field joining (lambdamesh_routing.forwarding.joined_field)": second_field_joins,
@@ -148,6 +201,21 @@ def test_no_rule_has_a_second_definition(check: str) -> None:
             'ZONE = re.compile(r"[a-z0-9-]{1,64}")',
         ),
         ("a name pattern or limit (lambdamesh_routing.names)", "MAX_METADATA_VALUE = 512"),
+        ("the weight and lease ranges (lambdamesh_routing.limits)", "MAX_WEIGHT: int = 1000"),
+        (
+            "the weight and lease ranges (lambdamesh_routing.limits)",
+            'weight = _optional_integer(environ, "LAMBDAMESH_WEIGHT", 1, 1000)',
+        ),
+        (
+            "the weight and lease ranges (lambdamesh_routing.limits)",
+            'lease = _integer("LAMBDAMESH_LEASE_SECONDS", raw, 5, 300)',
+        ),
+        ("the weight and lease ranges (lambdamesh_routing.limits)", "ok = 5 <= lease <= 300"),
+        ("the weight and lease ranges (lambdamesh_routing.limits)", "LEASE = (5, 300)"),
+        (
+            "the weight and lease ranges (lambdamesh_routing.limits)",
+            'HELP = "load-balancing weight, integer 1..1000"',
+        ),
         (
             "the HTTP methods (lambdamesh_routing.forwarding.METHODS)",
             'ANY = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")',
@@ -166,3 +234,16 @@ def test_no_rule_has_a_second_definition(check: str) -> None:
 )
 def test_each_check_finds_a_copy(check: str, source: str) -> None:
     assert CHECKS[check](ast.parse(source))
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        '_number(environ, "LAMBDAMESH_HEARTBEAT_SECONDS", 0.2, 300, 60.0)',
+        'HELP = "heartbeat interval, 0.2..300; refresh, 1..300; lease, 15..300"',
+        '_optional_integer(environ, "LAMBDAMESH_OUTBOUND_PORT", 1, 65535)',
+        "ok = 1 <= failures <= 10000",
+    ],
+)
+def test_the_range_check_lets_other_ranges_be(source: str) -> None:
+    assert second_ranges(ast.parse(source)) == []
