@@ -7,9 +7,14 @@ checkov, hadolint) run as the tools they are.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
+
+from tests.deploy.infra_fixtures import REGION
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -19,6 +24,19 @@ INFRA = ROOT / "infra"
 def moto_endpoint(dynamodb_endpoint: str) -> str:
     """The session's moto server: it answers every service moto has, not DynamoDB alone."""
     return dynamodb_endpoint
+
+
+Client = Callable[[str], Any]
+
+
+@pytest.fixture(scope="module")
+def aws(moto_endpoint: str) -> Client:
+    """boto3 clients of moto's server, in the region the infra stacks deploy to."""
+
+    def client(service: str) -> Any:
+        return boto3.client(service, endpoint_url=moto_endpoint, region_name=REGION)
+
+    return client
 
 
 @pytest.fixture(scope="session")

@@ -15,18 +15,18 @@ import re
 import shutil
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from lambdamesh import cli
 from lambdamesh_sidecar import config as sidecar_config
 from lambdamesh_sidecar.ecs import TaskMetadata
+from tests.deploy.conftest import Client
 from tests.deploy.infra_fixtures import REGION, Rendering, api_input, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,8 +36,6 @@ TASK_SUBNETS = ("10.20.0.0/20", "10.20.16.0/20")
 API_URL = "https://abc123.execute-api.us-east-1.amazonaws.com/prod"
 SIDECAR_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/lambdamesh-sidecar:0.1.0"
 TOKEN = "service-token-for-hello"
-
-Client = Callable[[str], Any]
 
 
 @dataclass
@@ -58,14 +56,6 @@ class Stack:
     status: str
     outputs: dict[str, str]
     resources: dict[str, str]  # logical id -> physical id, for what moto created
-
-
-@pytest.fixture(scope="module")
-def aws(moto_endpoint: str) -> Client:
-    def client(service: str) -> Any:
-        return boto3.client(service, endpoint_url=moto_endpoint, region_name=REGION)
-
-    return client
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,7 @@ import pytest
 
 from chalicelib.auth import issue
 from lambdamesh.finishing import finish
+from lambdamesh.taskevent import stopped_event
 from tests.deploy import packaged
 from tests.deploy.infra_fixtures import load_template
 from tests.deploy.packaged import REGION, Package
@@ -281,7 +282,7 @@ def conversation(token: str, port: int) -> dict[str, dict[str, Any]]:
             headers={**auth, "Content-Type": "application/json"},
             body={"version": "v1", "host": "127.0.0.1", "port": port, "task_arn": TASK_ARN},
         ),
-        "task stopped": task_stopped_event(),
+        "task stopped": stopped_event(TASK_ARN, last_status="RUNNING"),
         "list after the task stopped": rest_event(
             "GET",
             INSTANCES,
@@ -289,30 +290,6 @@ def conversation(token: str, port: int) -> dict[str, dict[str, Any]]:
             params={"service": SERVICE},
             headers=auth,
         ),
-    }
-
-
-def task_stopped_event() -> dict[str, Any]:
-    """ECS's "ECS Task State Change" for the task's stop, as EventBridge invokes the function
-    with it (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs_task_events.html)."""
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "ECS Task State Change",
-        "source": "aws.ecs",
-        "account": ACCOUNT,
-        "time": "2024-01-01T12:00:00Z",
-        "region": REGION,
-        "resources": [TASK_ARN],
-        "detail": {
-            "clusterArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/mesh",
-            "taskArn": TASK_ARN,
-            "desiredStatus": "STOPPED",
-            "lastStatus": "RUNNING",
-            "stopCode": "EssentialContainerExited",
-            "stoppedReason": "Essential container in task exited",
-            "version": 3,
-        },
     }
 
 

@@ -16,14 +16,13 @@ import json
 import uuid
 import zipfile
 from dataclasses import dataclass
-from typing import Any
 
-import boto3
 import pytest
 from moto.cloudformation.parsing import resource_class_from_type
 
+from tests.deploy.conftest import Client
 from tests.deploy.infra_fixtures import REGION, Rendering, api_input, load_template
-from tests.deploy.test_infra_stacks import INFRA, Client, Stack, deploy
+from tests.deploy.test_infra_stacks import INFRA, Stack, deploy
 
 CLUSTERS = (
     f"arn:aws:ecs:{REGION}:123456789012:cluster/mesh",
@@ -38,14 +37,6 @@ class Function:
     arn: str
     name: str
     role_name: str
-
-
-@pytest.fixture(scope="module")
-def aws(moto_endpoint: str) -> Client:
-    def client(service: str) -> Any:
-        return boto3.client(service, endpoint_url=moto_endpoint, region_name=REGION)
-
-    return client
 
 
 @pytest.fixture(scope="module")
