@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from chalicelib.errors import MethodNotAllowed, RouteNotFound
-from chalicelib.routing import RouteMatch, RouteTable
+from chalicelib.route_matching import RouteMatch, RouteTable
 from lambdamesh_routing.forwarding import METHODS, joined_field
 
 __all__ = [

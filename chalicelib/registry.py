@@ -31,7 +31,7 @@ from chalicelib.validation import (
     parse_policy,
     parse_registration,
 )
-from lambdamesh_routing.hosts import HostPolicy
+from lambdamesh_routing.hosts import AddressPolicy
 from lambdamesh_routing.names import check_name
 from lambdamesh_routing.policy import Policy
 
@@ -99,7 +99,7 @@ class Registry:
     def __init__(
         self,
         store: RegistryStore,
-        policy: HostPolicy,
+        addresses: AddressPolicy,
         clock: Clock = time.time,
         max_instances: int = Settings.max_instances_per_service,
         default_exposure: Exposure = CLOSED,
@@ -107,7 +107,7 @@ class Registry:
         """``default_exposure`` is what the gateway does with a service that declared none
         (LAMBDAMESH_EDGE_DEFAULT), shown in the service list for those."""
         self._store = store
-        self._policy = policy
+        self._addresses = addresses
         self._clock = clock
         self._max_instances = max_instances
         self._default_exposure = default_exposure
@@ -118,7 +118,9 @@ class Registry:
         check_name("service", service)
         check_name("instance_id", instance_id)
         require_write(principal, service)
-        registration = parse_registration(service, instance_id, parse_json_body(body), self._policy)
+        registration = parse_registration(
+            service, instance_id, parse_json_body(body), self._addresses
+        )
         now = self._clock()
         self._make_room(registration.service, registration.instance_id, now)
         return self._store.register(registration, now)

@@ -30,7 +30,7 @@ from chalicelib.errors import (
 )
 from lambdamesh_routing.errors import ConnectFailed
 from lambdamesh_routing.forwarding import field_problem, host_header
-from lambdamesh_routing.hosts import HostPolicy, Resolver, allowed_addresses, resolve
+from lambdamesh_routing.hosts import AddressPolicy, Resolver, allowed_addresses, resolve
 
 _CHUNK = 64 * 1024
 
@@ -45,7 +45,7 @@ class UpstreamResponse:
 class UpstreamClient:
     def __init__(
         self,
-        policy: HostPolicy,
+        addresses: AddressPolicy,
         connect_timeout: float = Settings.connect_timeout,
         read_timeout: float = Settings.read_timeout,
         max_response_body: int = Settings.max_response_body,
@@ -53,7 +53,7 @@ class UpstreamClient:
         resolver: Resolver = resolve,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._policy = policy
+        self._addresses = addresses
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._max_body = max_response_body
@@ -64,7 +64,7 @@ class UpstreamClient:
         )
 
     def addresses_for(self, host: str, port: int) -> list[str]:
-        return allowed_addresses(host, port, self._policy, self._resolver)
+        return allowed_addresses(host, port, self._addresses, self._resolver)
 
     def send(
         self,

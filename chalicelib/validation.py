@@ -19,7 +19,7 @@ import fastjsonschema
 
 from chalicelib.errors import InvalidRequest, PayloadTooLarge
 from chalicelib.instances import STATUSES, Registration, Status
-from lambdamesh_routing.hosts import HostPolicy, normalize_host
+from lambdamesh_routing.hosts import AddressPolicy, normalize_host
 from lambdamesh_routing.limits import (
     MAX_LEASE_SECONDS,
     MAX_WEIGHT,
@@ -325,7 +325,7 @@ def _check_schema(
 
 
 def parse_registration(
-    service: str, instance_id: str, body: Any, policy: HostPolicy
+    service: str, instance_id: str, body: Any, addresses: AddressPolicy
 ) -> Registration:
     check_name("service", service)
     check_name("instance_id", instance_id)
@@ -334,7 +334,7 @@ def parse_registration(
         service=service,
         instance_id=instance_id,
         version=fields["version"],
-        host=normalize_host(fields["host"], policy),
+        host=normalize_host(fields["host"], addresses),
         port=int(fields["port"]),
         weight=int(fields.get("weight", DEFAULT_WEIGHT)),
         zone=fields.get("zone"),

@@ -25,7 +25,7 @@ from chalicelib.storage import InstanceStore
 from chalicelib.upstream import UpstreamClient
 from lambdamesh_routing import hosts
 from lambdamesh_routing.balancing import Strategies
-from lambdamesh_routing.hosts import HostPolicy
+from lambdamesh_routing.hosts import AddressPolicy
 
 
 @cache
@@ -42,11 +42,11 @@ def store() -> InstanceStore:
     return InstanceStore(settings())
 
 
-def policy() -> HostPolicy:
+def address_policy() -> AddressPolicy:
     """The address policy, made as the sidecar's outbound port makes its own; private
     addresses are refused while the settings are unsafe."""
     current = settings()
-    return hosts.host_policy(
+    return hosts.address_policy(
         current.allow_loopback, current.allow_private, current.allowed_networks
     )
 
@@ -60,7 +60,7 @@ def registry() -> Registry:
     current = settings()
     return Registry(
         store(),
-        policy(),
+        address_policy(),
         max_instances=current.max_instances_per_service,
         default_exposure=OPEN if current.edge_default == "open" else CLOSED,
     )
@@ -87,7 +87,7 @@ def _gateway() -> Gateway:
         discovery(),
         Strategies(),
         UpstreamClient(
-            policy(),
+            address_policy(),
             connect_timeout=current.connect_timeout,
             read_timeout=current.read_timeout,
             max_response_body=current.max_response_body,

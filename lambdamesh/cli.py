@@ -353,6 +353,27 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. A reader that stops early (``lambdamesh cost | head -1``) ends it
+    quietly with status 1, as the ``signal`` module's "Note on SIGPIPE" advises: a network
+    error is the command's own to report, so a broken pipe here is stdout's."""
+    try:
+        try:
+            return _run(argv)
+        finally:
+            sys.stdout.flush()  # a closed pipe is then met here, not in the flush at exit
+    except BrokenPipeError:
+        _drop_stdout()
+        return 1
+
+
+def _drop_stdout() -> None:
+    """Point stdout at devnull, so that Python's own flush at exit has nowhere to fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

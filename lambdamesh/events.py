@@ -2,9 +2,10 @@
 Lambda function URL's (payload format 2.0) for the dev server's second lane.
 
 Behind API Gateway the app sees ``app(event, context)`` with this event; the dev server and
-the functional tests build it here, with API Gateway's route precedence (``chalicelib.routing``,
-which the Lambda shares to route function-URL events), so local runs see the shape production
-sees. Pure functions over plain data: the caller supplies the clock and the request id.
+the functional tests build it here, with API Gateway's route precedence
+(``chalicelib.route_matching``, which the Lambda shares to route function-URL events), so local
+runs see the shape production sees. Pure functions over plain data: the caller supplies the
+clock and the request id.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from chalicelib.routing import RouteMatch, RoutePattern, RouteTable
+from chalicelib.route_matching import RouteMatch, RoutePattern, RouteTable
 
 __all__ = [
     "MISSING_ROUTE_BODY",

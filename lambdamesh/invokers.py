@@ -43,9 +43,12 @@ __all__ = [
 
 class App(Protocol):
     """What the local gateway needs of a Chalice app: its public route table, its binary
-    media types and the Lambda entry point."""
+    media types and the Lambda entry point. ``routes`` is read-only here, so a Chalice app's
+    ``dict`` of ``RouteEntry`` dicts satisfies it."""
 
-    routes: Mapping[str, Mapping[str, Any]]
+    @property
+    def routes(self) -> Mapping[str, Mapping[str, Any]]: ...
+
     api: Any
 
     def __call__(self, event: Any, context: Any) -> Any: ...

@@ -30,7 +30,7 @@ OPTIONAL_OUTPUTS = {
 
 
 @dataclass(frozen=True)
-class StageView:
+class StageDeployment:
     """What Chalice will deploy for one stage."""
 
     name: str
@@ -62,13 +62,13 @@ def save(project_dir: Path, config: Mapping[str, Any]) -> None:
     os.replace(temporary, path)
 
 
-def view(config: Mapping[str, Any], stage: str) -> StageView:
+def view(config: Mapping[str, Any], stage: str) -> StageDeployment:
     stages = config.get("stages") or {}
     if stage not in stages:
         known = ", ".join(sorted(stages)) or "none"
         raise ConfigError(f"stage {stage!r} is not in {CONFIG_FILE} (stages: {known})")
     settings = stages[stage]
-    return StageView(
+    return StageDeployment(
         name=stage,
         environment={
             **(config.get("environment_variables") or {}),
@@ -81,7 +81,7 @@ def view(config: Mapping[str, Any], stage: str) -> StageView:
     )
 
 
-def problems(stage: StageView) -> list[str]:
+def problems(stage: StageDeployment) -> list[str]:
     """Every reason this stage must not be deployed, each one line; empty when it may."""
     found: list[str] = []
     try:
@@ -128,7 +128,7 @@ def runtime_problem(version: tuple[int, int] | None = None) -> str | None:
     )
 
 
-def warnings(stage: StageView, version: tuple[int, int] | None = None) -> list[str]:
+def warnings(stage: StageDeployment, version: tuple[int, int] | None = None) -> list[str]:
     """What a stage may deploy with, but an operator should know: each one line."""
     found = []
     settings = Settings.from_environ(stage.environment)

@@ -4,9 +4,12 @@ decisions over plain data.
 A registration names a host; the gateway, and any sidecar's outbound port, later connects to
 it. Anything that would let a caller aim the Lambda or a task at its own metadata service, a
 link-local or multicast address, or (unless the deployment says so) loopback and private
-networks, is refused here. Both sides turn their settings into a ``HostPolicy`` with
-``host_policy`` and check them with ``misconfiguration``, so one rule holds on both paths; a
+networks, is refused here. Both sides turn their settings into an ``AddressPolicy`` with
+``address_policy`` and check them with ``misconfiguration``, so one rule holds on both paths; a
 refusal names the settings as the refusing process reads them.
+
+What a host is at all, an IP address or a DNS name, is decided here too: by the registry for
+every registration, and by a sidecar for its own host before it starts.
 """
 
 from __future__ import annotations
@@ -23,7 +26,11 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 MAX_HOST_LENGTH = 253
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+# One label of a DNS name as the registry stores it (RFC 1123, lower case: hosts are
+# lower-cased before they are read). Also the rule of service names and of an origin's host
+# name labels; a JSON Schema ``pattern`` too, hence anchored and without lookbehind.
+DNS_LABEL_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+_LABEL = re.compile(DNS_LABEL_PATTERN)
 # EC2's IPv6 instance metadata endpoint lives in the unique-local range, so "private" is
 # not enough to refuse it.
 _METADATA_V6 = ipaddress.ip_network("fd00:ec2::/32")
@@ -44,7 +51,7 @@ Resolver = Callable[[str, int], list[str]]
 
 
 @dataclass(frozen=True)
-class HostPolicy:
+class AddressPolicy:
     """``allowed_networks``, when given, narrows everything else: with private ranges allowed
     for ECS tasks, it keeps a service token from publishing any other host of the VPC."""
 
@@ -88,17 +95,17 @@ def misconfiguration(
     return None
 
 
-def host_policy(
+def address_policy(
     allow_loopback: bool,
     allow_private: bool,
     allowed_networks: Sequence[IPNetwork],
     prefix: str = "LAMBDAMESH_",
-) -> HostPolicy:
+) -> AddressPolicy:
     """The policy the three address settings make. Private addresses stay refused while
     ``misconfiguration`` objects: settings that must not route never widen what is reached.
     ``prefix`` names the settings as ``misconfiguration`` takes it."""
     networks = tuple(allowed_networks)
-    return HostPolicy(
+    return AddressPolicy(
         allow_loopback=allow_loopback,
         allow_private=allow_private and misconfiguration(allow_private, networks) is None,
         allowed_networks=networks,
@@ -117,7 +124,7 @@ def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
     return address.teredo[1] if address.teredo else None
 
 
-def refusal_reason(address: IPAddress, policy: HostPolicy) -> str | None:
+def refusal_reason(address: IPAddress, policy: AddressPolicy) -> str | None:
     """Why the gateway (or an outbound port) must not connect to ``address``, or None when
     it may."""
     # A zone id ("fe80::1%eth0") names an interface of the connecting machine, which means
@@ -146,7 +153,7 @@ def refusal_reason(address: IPAddress, policy: HostPolicy) -> str | None:
     return None
 
 
-def _naming_settings(reason: str, policy: HostPolicy) -> str:
+def _naming_settings(reason: str, policy: AddressPolicy) -> str:
     """A refusal at connecting time, with the settings that would allow such an address named
     as this process reads them: the one thing an operator reading the log can change."""
     prefix = policy.settings_prefix
@@ -165,23 +172,37 @@ def _is_site_local(address: IPAddress) -> bool:
 
 
 def parse_ip(host: str) -> IPAddress | None:
+    """The address ``host`` spells, in brackets (as URLs write IPv6) or not."""
+    inner = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     try:
-        return ipaddress.ip_address(host.strip("[]"))
+        return ipaddress.ip_address(inner)
     except ValueError:
         return None
+
+
+def is_dns_label(label: str) -> bool:
+    return _LABEL.fullmatch(label) is not None
 
 
 def is_dns_name(host: str) -> bool:
     if len(host) > MAX_HOST_LENGTH:
         return False
     labels = host.removesuffix(".").split(".")
-    return all(_LABEL.fullmatch(label) for label in labels) and not _NUMERIC_LABEL.fullmatch(
-        labels[-1]
-    )
+    return all(is_dns_label(label) for label in labels) and not _NUMERIC_LABEL.fullmatch(labels[-1])
 
 
-def normalize_host(host: str, policy: HostPolicy) -> str:
+def is_well_formed_host(host: str) -> bool:
+    """Whether ``normalize_host`` reads ``host`` as an IP address or a DNS name, before any
+    policy has its say: a sidecar checks its own host by it, so that it never starts with one
+    the registry would refuse as malformed."""
+    candidate = host.strip().lower()
+    return parse_ip(candidate) is not None or is_dns_name(candidate)
+
+
+def normalize_host(host: str, policy: AddressPolicy) -> str:
     """Return the host as it will be stored, or raise why it is refused."""
+    if not is_well_formed_host(host):
+        raise InvalidRequest(f"host {host!r} is neither an IP address nor a valid DNS name")
     candidate = host.strip().lower()
     address = parse_ip(candidate)
     if address is not None:
@@ -189,8 +210,6 @@ def normalize_host(host: str, policy: HostPolicy) -> str:
         if reason:
             raise HostNotAllowed(f"host {host!r} is {reason}, which the gateway will not reach")
         return str(address)
-    if not candidate or not is_dns_name(candidate):
-        raise InvalidRequest(f"host {host!r} is neither an IP address nor a valid DNS name")
     name = candidate.removesuffix(".")
     if name in _LOOPBACK_NAMES and not policy.allow_loopback:
         raise HostNotAllowed(f"host {host!r} is a loopback name, which the gateway will not reach")
@@ -203,7 +222,7 @@ def resolve(host: str, port: int) -> list[str]:
 
 
 def allowed_addresses(
-    host: str, port: int, policy: HostPolicy, resolver: Resolver = resolve
+    host: str, port: int, policy: AddressPolicy, resolver: Resolver = resolve
 ) -> list[str]:
     """The IPs to connect to for a stored instance, in the resolver's order, checked again
     at connecting time: a DNS name can point anywhere, and the policy may have tightened since

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 
+from lambdamesh_routing import hosts
 from lambdamesh_routing.errors import InvalidName
 
 MAX_INSTANCE_ID = 128
@@ -20,7 +21,8 @@ MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 512
 MAX_TASK_ARN = 512
 
-SERVICE_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+# A service name is one DNS label, as a host name would carry it.
+SERVICE_PATTERN = hosts.DNS_LABEL_PATTERN
 VERSION_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,30}[a-z0-9])?$"
 INSTANCE_PATTERN = rf"^[a-z0-9]([a-z0-9._-]{{0,{MAX_INSTANCE_ID - 2}}}[a-z0-9])?$"
 ZONE_PATTERN = rf"^[a-z0-9-]{{1,{MAX_ZONE}}}$"

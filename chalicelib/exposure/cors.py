@@ -21,6 +21,7 @@ from typing import Any
 
 from chalicelib.validation import HEADER_NAME_PATTERN
 from lambdamesh_routing.forwarding import METHODS
+from lambdamesh_routing.hosts import is_dns_label
 
 MAX_ORIGINS = 32
 MAX_HEADERS = 16
@@ -49,7 +50,6 @@ PREFLIGHT_VARY = "Origin, Access-Control-Request-Method, Access-Control-Request-
 
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
 _NETLOC = re.compile(r"(?P<host>\[[^\]]*\]|[^:\[\]]*)(?::(?P<port>[^:]*))?")
-_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _HEADER_LIST_SPACE = " \t"
 
 
@@ -193,7 +193,7 @@ def _host_problem(host: str) -> str | None:
     if host.startswith("["):
         return _ipv6_problem(host[1:-1])
     labels = host.split(".")
-    if not all(_LABEL.fullmatch(label) for label in labels):
+    if not all(is_dns_label(label) for label in labels):
         return "has no valid host name: labels of a-z, 0-9 and '-', dots between"
     if all(label.isdigit() for label in labels) and not _is_ipv4(host):
         return "has no valid host: write an IPv4 address as four numbers 0-255"

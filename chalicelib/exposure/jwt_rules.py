@@ -33,7 +33,7 @@ from urllib.parse import unquote, urlsplit
 from chalicelib.errors import AmbiguousPath, HostNotAllowed, InvalidRequest
 from chalicelib.validation import HEADER_NAME_PATTERN
 from lambdamesh_routing.forwarding import CLIENT_CLAIMS, HOP_BY_HOP, REQUEST_ID_HEADER
-from lambdamesh_routing.hosts import HostPolicy, normalize_host
+from lambdamesh_routing.hosts import AddressPolicy, normalize_host
 
 # Asymmetric algorithms only: an HMAC (HS*) key is a shared secret, which a JWK Set of public
 # keys cannot hold, and ``none`` is no signature.
@@ -353,7 +353,9 @@ def jwks_url_problem(url: str, *, allow_loopback_http: bool = False) -> str | No
     if problem:
         return problem
     try:
-        normalize_host(urlsplit(url).hostname or "", HostPolicy(allow_loopback=allow_loopback_http))
+        normalize_host(
+            urlsplit(url).hostname or "", AddressPolicy(allow_loopback=allow_loopback_http)
+        )
     except (HostNotAllowed, InvalidRequest) as exc:
         return str(exc)
     return None

@@ -12,7 +12,7 @@ from typing import Any
 
 from chalicelib.errors import LambdaMeshError
 
-# The sidecar's default LAMBDAMESH_HEARTBEAT_SECONDS (lambdamesh_sidecar/config.py).
+# The sidecar's default LAMBDAMESH_HEARTBEAT_SECONDS (lambdamesh_sidecar/variables.py).
 DEFAULT_HEARTBEAT_SECONDS = 60.0
 # Where calls reach the function: `rest` (API Gateway's REST API) or `url` (the Lambda
 # function URL) for every call, or `mixed`, the recommended deployment: clients through the

@@ -7,25 +7,21 @@ handlers and picks the real clock, network and randomness for the runner.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import os
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
 
 from lambdamesh_sidecar import __version__
 from lambdamesh_sidecar.client import Registration, RegistryClient
-from lambdamesh_sidecar.config import OUTBOUND_PREFIX, VARIABLES, ConfigError, Settings, load
-from lambdamesh_sidecar.config import Outbound as OutboundConfig
+from lambdamesh_sidecar.config import Settings, load
+from lambdamesh_sidecar.environment import ConfigError
 from lambdamesh_sidecar.logs import LOGGER_NAME, PREFIX, configure, fields
 from lambdamesh_sidecar.readiness import readiness_check
 from lambdamesh_sidecar.runner import Runner, Timing
 from lambdamesh_sidecar.signals import StopOnSignal, run_off_main_thread
-
-if TYPE_CHECKING:
-    from lambdamesh_routing.hosts import HostPolicy
+from lambdamesh_sidecar.variables import VARIABLES
 
 EXIT_CONFIG = 2
 EXIT_INTERRUPTED = 130
@@ -92,7 +88,7 @@ def serve_outbound(settings: Settings) -> Callable[[], None]:
     # (about 2 MiB of resident memory).
     from lambdamesh_routing.router import Router
     from lambdamesh_sidecar.catalog import Catalog
-    from lambdamesh_sidecar.outbound import Outbound, OutboundSettings
+    from lambdamesh_sidecar.outbound import OutboundProxy
 
     assert settings.outbound is not None
     config = settings.outbound
@@ -101,16 +97,8 @@ def serve_outbound(settings: Settings) -> Callable[[], None]:
         refresh_seconds=config.refresh_seconds,
         stale_seconds=config.stale_seconds,
     )
-    outbound = Outbound(
-        catalog,
-        Router(),
-        outbound_host_policy(config),
-        caller_address=settings.host,
-        settings=OutboundSettings(
-            timeout_seconds=config.timeout_seconds,
-            connect_timeout_seconds=config.connect_timeout_seconds,
-            max_connections=config.max_connections,
-        ),
+    outbound = OutboundProxy(
+        catalog, Router(), config.address_policy(), caller_address=settings.host, settings=config
     )
     server = outbound.serve(config.port)
     refresher_stop = threading.Event()
@@ -129,18 +117,6 @@ def serve_outbound(settings: Settings) -> Callable[[], None]:
         server.server_close()
 
     return close
-
-
-def outbound_host_policy(config: OutboundConfig) -> HostPolicy:
-    """The addresses the outbound port may reach, made by the gateway's own rule from the
-    same three settings (``hosts.host_policy``), whose refusals name them as the sidecar
-    reads them."""
-    from lambdamesh_routing.hosts import host_policy
-
-    networks = [ipaddress.ip_network(n) for n in config.allowed_networks]
-    return host_policy(
-        config.allow_loopback, config.allow_private, networks, prefix=OUTBOUND_PREFIX
-    )
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

@@ -543,7 +543,8 @@ def copied_sources(stage: Stage) -> list[str]:
     return [source for source, _ in copies(stage)]
 
 
-STAGING = "/install/"
+# The image's interpreter prefix, where the Dockerfile copies the packages and compiles them.
+PREFIX = "/usr/local/"
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc")
 
 
@@ -555,44 +556,32 @@ def _copy(origin: Path, target: Path) -> None:
         shutil.copy2(origin, target)
 
 
-def build_sidecar_wheel(workdir: Path) -> Path:
-    """The build stage's wheel, built from exactly what the Dockerfile copies into its workdir."""
-    context = workdir / "src"
-    context.mkdir(parents=True)
-    for source, destination in copies(dockerfile_stages()[0]):
-        if destination.startswith("/"):
-            continue
-        into_folder = destination.endswith("/")
-        _copy(ROOT / source, context / destination / (Path(source).name if into_folder else ""))
-    wheels = workdir / "wheels"
-    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
-    _run([*build, "--wheel-dir", str(wheels), str(context)])
-    [wheel] = wheels.glob("lambdamesh_sidecar-*.whl")
-    return wheel
+def install_like_the_image(root: Path) -> list[str]:
+    """The Dockerfile's steps without Docker; returns its ENTRYPOINT, run by ``root``'s python.
 
-
-def install_like_the_image(wheel: Path, root: Path) -> Path:
-    """The final stage's install without Docker; returns the console script.
-
-    ``root`` plays ``/usr/local`` of the final stage: an interpreter with nothing installed
-    (a venv made ``--without-pip``). The outer interpreter's pip installs the wheel into a
-    staging prefix, which is then copied over ``root`` as ``COPY --from=build /install/
-    /usr/local/`` does. ``--python`` makes pip write the console script's shebang for the
-    interpreter in ``root``, as the build stage writes ``/usr/local/bin/python3.11``, which the
-    final stage, built from the same base, also has.
+    ``root`` plays the image's ``/usr/local``: an interpreter with nothing installed (a venv
+    made ``--without-pip``), as the Dockerfile leaves the base once it has deleted the
+    installers. What the Dockerfile copies under ``/usr/local/`` is copied under ``root`` as it
+    is, then compiled by ``root``'s python as the Dockerfile compiles it.
     """
     _run([sys.executable, "-m", "venv", "--without-pip", str(root)])
-    staging = root.parent / f"{root.name}-staging"
-    install = [sys.executable, "-m", "pip", "--python", str(root / "bin" / "python"), "install"]
-    _run([*install, "-q", "--no-deps", "--no-index", "--prefix", str(staging), str(wheel)])
-    build = dockerfile_stages()[0]
-    for source, destination in copies(build):
-        if destination.startswith(STAGING):
-            _copy(ROOT / source, staging / _this_python(destination.removeprefix(STAGING)))
-    for folder in compiled_folders(build):
-        _run([sys.executable, "-m", "compileall", "-q", str(staging / _this_python(folder))])
-    shutil.copytree(staging, root, dirs_exist_ok=True)
-    return root / "bin" / "lambdamesh-sidecar"
+    stage = dockerfile_stages()[-1]
+    for source, destination in copies(stage):
+        assert destination.startswith(PREFIX), f"{destination} is outside {PREFIX}"
+        _copy(ROOT / source, root / _this_python(destination.removeprefix(PREFIX)))
+    python = str(root / "bin" / "python")
+    for folder in compiled_folders(stage):
+        _run([python, "-m", "compileall", "-q", str(root / _this_python(folder))])
+    return entrypoint(root)
+
+
+def entrypoint(root: Path) -> list[str]:
+    """The last stage's ENTRYPOINT, its program found in ``root``'s ``bin`` as the image's
+    ``PATH`` finds it in ``/usr/local/bin``."""
+    [program, *arguments] = json.loads(dockerfile_stages()[-1].arguments("ENTRYPOINT")[-1])
+    found = shutil.which(program, path=str(root / "bin"))
+    assert found, f"{program} is not in {root / 'bin'}"
+    return [found, *arguments]
 
 
 def _this_python(path: str) -> str:
@@ -603,13 +592,14 @@ def _this_python(path: str) -> str:
 
 
 def compiled_folders(stage: Stage) -> list[str]:
-    """What the stage's ``python -m compileall`` compiles in the staging prefix, relative to it."""
+    """What the stage's ``python -m compileall`` compiles in the image's prefix, relative to
+    it."""
     folders: list[str] = []
     for run in stage.arguments("RUN"):
         for command in run.split("&&"):
             words = command.split()
             if words[:3] == ["python", "-m", "compileall"]:
-                folders += [w.removeprefix(STAGING) for w in words[3:] if w.startswith(STAGING)]
+                folders += [w.removeprefix(PREFIX) for w in words[3:] if w.startswith(PREFIX)]
     return folders
 
 

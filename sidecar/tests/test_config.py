@@ -6,17 +6,15 @@ import json
 
 import pytest
 
-from lambdamesh_sidecar.config import (
+from lambdamesh_sidecar.config import Settings, TaskLookup, derive_instance_id, load
+from lambdamesh_sidecar.ecs import MetadataUnavailable, TaskMetadata
+from lambdamesh_sidecar.environment import ConfigError
+from lambdamesh_sidecar.variables import (
     DEFAULT_DRAIN_SECONDS,
     DEFAULT_HEARTBEAT_SECONDS,
     DEFAULT_LEASE_SECONDS,
     DEFAULT_REQUEST_TIMEOUT_SECONDS,
-    ConfigError,
-    Settings,
-    derive_instance_id,
-    load,
 )
-from lambdamesh_sidecar.ecs import MetadataUnavailable, TaskMetadata
 
 BASE = {
     "LAMBDAMESH_URL": "https://abc.execute-api.eu-west-1.amazonaws.com/api/",
@@ -39,12 +37,12 @@ def no_lookup(uri: str) -> TaskMetadata:
     raise AssertionError(f"task metadata must not be fetched, asked for {uri}")
 
 
-def loaded(lookup=no_lookup, **changes: str | None) -> Settings:
+def loaded(lookup: TaskLookup = no_lookup, **changes: str | None) -> Settings:
     environ = {**BASE, **changes}
     return load({key: value for key, value in environ.items() if value is not None}, lookup)
 
 
-def error_for(lookup=no_lookup, **changes: str | None) -> ConfigError:
+def error_for(lookup: TaskLookup = no_lookup, **changes: str | None) -> ConfigError:
     with pytest.raises(ConfigError) as caught:
         loaded(lookup, **changes)
     return caught.value
@@ -115,7 +113,7 @@ def test_token_never_appears_in_the_settings_repr() -> None:
 )
 @pytest.mark.parametrize("absent", [None, "", "   "])
 def test_missing_required_variable_is_named(variable: str, absent: str | None) -> None:
-    error = error_for(**{variable: absent})
+    error = error_for(no_lookup, **{variable: absent})
 
     assert error.variable == variable
     assert str(error) == f"{variable} is required"
@@ -165,7 +163,7 @@ def test_missing_required_variable_is_named(variable: str, absent: str | None) -
 def test_invalid_value_is_refused_naming_the_variable(
     variable: str, value: str, expected: str
 ) -> None:
-    error = error_for(**{variable: value})
+    error = error_for(no_lookup, **{variable: value})
 
     assert error.variable == variable
     assert str(error).startswith(f"{variable} ")
@@ -457,7 +455,7 @@ def test_the_outbound_port_settings_can_all_be_changed() -> None:
 def test_a_bad_outbound_setting_names_its_variable(variable: str, value: str) -> None:
     changes = {"LAMBDAMESH_OUTBOUND_PORT": "15001", variable: value}
 
-    assert error_for(**changes).variable == variable
+    assert error_for(no_lookup, **changes).variable == variable
 
 
 @pytest.mark.parametrize(

@@ -1,18 +1,20 @@
 """The sidecar image, checked without Docker (no registry to pull the base from here).
 
-What this proves: the Dockerfile passes hadolint with no finding at all; both stages start from
-the same exact Python patch release; what the build stage copies exists and is let in by the
-repository's .dockerignore, which keeps out everything else; the routing package comes from its
-top-level folder; the final stage deletes pip, setuptools and wheel and checks they are gone, and
-its check fails where they are present; the image runs as uid 65532, the console script is the
-entrypoint and SIGTERM the stop signal. The final stage's install is then re-enacted: the wheel
-built from exactly the files the Dockerfile copies, installed by pip into a staging prefix and
-copied over an interpreter that has no pip, setuptools or wheel, where ``--version`` runs.
+What this proves: the Dockerfile passes hadolint with no finding at all; its one stage starts
+from an exact Python patch release; what it copies exists and is let in by the repository's
+.dockerignore, which lets in nothing else; both packages are copied as their folders (the routing
+package from its top-level home) into site-packages, after the installers are deleted, and
+compiled there; the image deletes pip, setuptools and wheel and checks they are gone, and its
+check fails where they are present; the image runs as uid 65532, its entrypoint is python itself
+running the sidecar's module (exec form: no shell) and SIGTERM the stop signal. The Dockerfile's
+steps are then re-enacted: the folders it copies, copied into an interpreter that has no pip,
+setuptools or wheel and compiled there, where the entrypoint prints the version and its help
+under the sidecar's own name, even from a working directory holding a module of the same name.
 
-What it does not prove: that ``docker build`` succeeds (the tag is not pulled, the build stage's
-pinned setuptools is not fetched, the shell lines run under this host's shell, not the image's),
-what the base image holds besides Python, the image's size or digest, or that the build is
-reproducible. Those need a machine with Docker and the registry.
+What it does not prove: that ``docker build`` succeeds (the tag is not pulled, the shell lines run
+under this host's shell, not the image's), what the base image holds besides Python, the image's
+size or digest, or that the build is reproducible. Those need a machine with Docker and the
+registry.
 """
 
 from __future__ import annotations
@@ -30,13 +32,12 @@ import pytest
 from sidecar_testkit import (
     ROOT,
     SIDECAR_DIR,
-    STAGING,
     Stage,
-    build_sidecar_wheel,
     compiled_folders,
     copied_sources,
     copies,
     dockerfile_stages,
+    entrypoint,
     install_like_the_image,
 )
 
@@ -46,6 +47,7 @@ from lambdamesh_sidecar import __version__
 # python:3.11-slim, python:3-slim or python:latest.
 PINNED_BASE = re.compile(r"python:3\.\d+\.\d+-slim-[a-z]+(@sha256:[0-9a-f]{64})?")
 INSTALLERS = ("pip", "setuptools", "wheel")
+SITE_PACKAGES = "/usr/local/lib/python3.11/site-packages/"
 
 
 def final_stage() -> Stage:
@@ -71,10 +73,25 @@ def hadolint() -> str:
 
 @pytest.fixture(scope="module")
 def image_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``/usr/local`` of the final stage, re-enacted in a temporary directory."""
-    workdir = tmp_path_factory.mktemp("image")
-    install_like_the_image(build_sidecar_wheel(workdir), workdir / "root")
-    return workdir / "root"
+    """``/usr/local`` of the image, re-enacted in a temporary directory."""
+    root = tmp_path_factory.mktemp("image") / "root"
+    install_like_the_image(root)
+    return root
+
+
+def run_entrypoint(
+    image_root: Path, *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The image's ENTRYPOINT with ``args``, with the image's ``bin`` alone on ``PATH``."""
+    return subprocess.run(
+        [*entrypoint(image_root), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={"PATH": str(image_root / "bin"), **(env or {})},
+        timeout=30,
+        check=False,
+    )
 
 
 def test_hadolint_finds_nothing_in_the_dockerfile(tmp_path: Path) -> None:
@@ -111,13 +128,12 @@ def test_hadolint_reports_an_unpinned_base_so_a_clean_run_means_something(tmp_pa
     assert {finding["code"] for finding in json.loads(result.stdout)} >= {"DL3007", "DL3013"}
 
 
-def test_every_stage_starts_from_the_same_exact_python_release() -> None:
+def test_the_image_is_one_stage_from_an_exact_python_release() -> None:
     bases = [stage.base for stage in dockerfile_stages()]
 
-    assert len(bases) >= 2, "a build stage and a final stage"
-    assert all(PINNED_BASE.fullmatch(base) for base in bases), bases
-    # The console script's shebang is the build stage's interpreter: the final one must match.
-    assert len(set(bases)) == 1, bases
+    # The packages are copied as the folders they are: nothing to build in another stage.
+    assert len(bases) == 1, bases
+    assert PINNED_BASE.fullmatch(bases[0]), bases
 
 
 @pytest.mark.parametrize(
@@ -127,14 +143,18 @@ def test_a_floating_tag_does_not_count_as_pinned(base: str) -> None:
     assert PINNED_BASE.fullmatch(base) is None
 
 
-def in_build_context(path: str) -> bool:
-    """Whether the repository's .dockerignore lets ``path`` in: the last pattern that matches
-    it or a folder above it decides, and a ``!`` pattern lets in."""
-    patterns = [
+def dockerignore_patterns() -> list[str]:
+    return [
         line.strip()
         for line in (ROOT / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
+
+
+def in_build_context(path: str) -> bool:
+    """Whether the repository's .dockerignore lets ``path`` in: the last pattern that matches
+    it or a folder above it decides, and a ``!`` pattern lets in."""
+    patterns = dockerignore_patterns()
     parts = path.split("/")
     prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
     decision = True
@@ -146,16 +166,10 @@ def in_build_context(path: str) -> bool:
     return decision
 
 
-def test_what_the_build_copies_exists_and_is_in_the_build_context() -> None:
-    [build, *_] = dockerfile_stages()
-    sources = copied_sources(build)
+def test_what_the_image_copies_exists_and_is_in_the_build_context() -> None:
+    sources = copied_sources(final_stage())
 
-    assert set(sources) == {
-        "sidecar/pyproject.toml",
-        "sidecar/README.md",
-        "sidecar/lambdamesh_sidecar",
-        "lambdamesh_routing",
-    }
+    assert set(sources) == {"sidecar/lambdamesh_sidecar", "lambdamesh_routing"}
     for source in sources:
         assert (ROOT / source).exists(), source
         assert in_build_context(source), source
@@ -163,9 +177,28 @@ def test_what_the_build_copies_exists_and_is_in_the_build_context() -> None:
             assert in_build_context(f"{source}/__init__.py"), source
 
 
+def test_the_build_context_lets_in_nothing_the_image_does_not_copy() -> None:
+    """Everything is left out first; each pattern that lets something in back names a folder
+    the Dockerfile copies, or something inside one."""
+    [first, *rest] = dockerignore_patterns()
+    sources = copied_sources(final_stage())
+
+    let_in = [pattern.removeprefix("!").rstrip("/") for pattern in rest if pattern[0] == "!"]
+
+    assert first == "*"
+    assert sorted(let_in) == sorted(sources)
+
+
 @pytest.mark.parametrize(
     "path",
-    [".venv/bin/python", ".git/HEAD", "chalicelib/config.py", "sidecar/tests/conftest.py"],
+    [
+        ".venv/bin/python",
+        ".git/HEAD",
+        "chalicelib/config.py",
+        "pyproject.toml",
+        "sidecar/README.md",
+        "sidecar/tests/conftest.py",
+    ],
 )
 def test_the_build_context_leaves_out_the_rest_of_the_repository(path: str) -> None:
     assert not in_build_context(path)
@@ -179,19 +212,45 @@ def test_the_build_context_leaves_out_bytecode_of_the_copied_packages(path: str)
     assert not in_build_context(path)
 
 
-def test_the_routing_package_is_taken_from_its_top_level_home_not_a_copy() -> None:
-    [build, *_] = dockerfile_stages()
+def test_both_packages_are_copied_as_their_folders_into_site_packages_and_compiled() -> None:
+    """The routing package from its top-level home, not a copy; compiled as root, so the
+    non-root process never writes bytecode."""
+    stage = final_stage()
 
-    assert ("lambdamesh_routing", f"{STAGING}lib/python3.11/site-packages/lambdamesh_routing") in (
-        copies(build)
-    )
-    assert compiled_folders(build) == ["lib/python3.11/site-packages/lambdamesh_routing"]
+    assert copies(stage) == [
+        ("lambdamesh_routing", f"{SITE_PACKAGES}lambdamesh_routing"),
+        ("sidecar/lambdamesh_sidecar", f"{SITE_PACKAGES}lambdamesh_sidecar"),
+    ]
+    assert compiled_folders(stage) == [
+        f"{SITE_PACKAGES.removeprefix('/usr/local/')}{name}"
+        for name in ("lambdamesh_routing", "lambdamesh_sidecar")
+    ]
     assert not (SIDECAR_DIR / "lambdamesh_routing").exists()
 
 
-def test_final_stage_copies_only_the_staged_install_from_the_build() -> None:
-    assert final_stage().arguments("COPY") == ["--from=build /install/ /usr/local/"]
-    assert copied_sources(final_stage()) == []
+def test_the_copied_packages_are_made_readable_by_the_non_root_user() -> None:
+    """COPY keeps the checkout's modes: under a umask of 077 uid 65532 could read nothing."""
+    runs = " ".join(final_stage().arguments("RUN"))
+
+    for name in ("lambdamesh_routing", "lambdamesh_sidecar"):
+        assert re.search(rf"chmod -R a\+rX\S* [^&]*{SITE_PACKAGES}{name}\b", runs), name
+
+
+def test_the_image_copies_nothing_from_another_stage_or_image() -> None:
+    assert [c for c in final_stage().arguments("COPY") if "--from" in c] == []
+    assert final_stage().arguments("ADD") == []
+
+
+def test_the_installers_go_before_the_packages_come_and_the_packages_are_compiled_after() -> None:
+    """The deletion empties site-packages: run after the COPYs, it would delete the sidecar."""
+    ops = [(op, argument) for op, argument in final_stage().instructions if op in ("RUN", "COPY")]
+
+    order = [
+        "delete" if "rm -rf" in argument else "compile" if "compileall" in argument else op
+        for op, argument in ops
+    ]
+
+    assert order == ["delete", "COPY", "COPY", "compile"]
 
 
 def test_final_stage_deletes_pip_setuptools_and_wheel() -> None:
@@ -230,26 +289,60 @@ def test_final_stage_check_passes_once_the_installers_are_gone(image_root: Path)
     assert result.returncode == 0, result.stderr
 
 
-def test_final_stage_runs_the_console_script_as_uid_65532_and_stops_on_sigterm() -> None:
+def test_final_stage_runs_as_uid_65532_and_stops_on_sigterm() -> None:
     stage = final_stage()
 
     assert stage.arguments("USER") == ["65532:65532"]
-    assert stage.arguments("ENTRYPOINT") == ['["lambdamesh-sidecar"]']
     assert stage.arguments("STOPSIGNAL") == ["SIGTERM"]
-    assert stage.arguments("CMD") == []
     ops = [op for op, _ in stage.instructions]
     assert ops.index("USER") > max(i for i, op in enumerate(ops) if op in ("RUN", "COPY"))
 
 
-def test_installed_console_script_prints_the_version_without_pip(image_root: Path) -> None:
-    result = subprocess.run(
-        [str(image_root / "bin" / "lambdamesh-sidecar"), "--version"],
-        capture_output=True,
-        text=True,
-        env={"PATH": str(image_root / "bin")},
-        timeout=30,
-        check=False,
-    )
+def test_the_entrypoint_is_python_running_the_sidecar_module_as_pid_1_with_no_shell() -> None:
+    """Exec form (a JSON array): the runtime execs python itself, which is then PID 1 and gets
+    ECS's SIGTERM; the shell form would run ``/bin/sh -c``, and a shell as PID 1 does not pass
+    the signal on. No CMD: arguments given to the container go to the sidecar as they are."""
+    [written] = final_stage().arguments("ENTRYPOINT")
+
+    assert json.loads(written) == ["python", "-P", "-m", "lambdamesh_sidecar"]
+    assert final_stage().arguments("CMD") == []
+    assert final_stage().arguments("SHELL") == []
+
+
+def test_the_entrypoint_prints_the_version_without_pip(image_root: Path, tmp_path: Path) -> None:
+    result = run_entrypoint(image_root, "--version", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"lambdamesh-sidecar {__version__}"
+
+
+def test_the_entrypoint_names_itself_lambdamesh_sidecar_in_its_help_and_errors(
+    image_root: Path, tmp_path: Path
+) -> None:
+    """Run with ``-m``, argparse would name the program after ``__main__.py``."""
+    helped = run_entrypoint(image_root, "--help", cwd=tmp_path)
+    refused = run_entrypoint(image_root, cwd=tmp_path)
+    wrong = run_entrypoint(image_root, "--no-such-flag", cwd=tmp_path)
+
+    assert helped.returncode == 0, helped.stderr
+    assert helped.stdout.startswith("usage: lambdamesh-sidecar ")
+    assert refused.returncode == 2
+    assert refused.stderr == "lambdamesh-sidecar: LAMBDAMESH_URL is required\n"
+    assert wrong.returncode == 2
+    assert "lambdamesh-sidecar: error: unrecognized arguments: --no-such-flag" in wrong.stderr
+
+
+def test_the_entrypoint_runs_the_installed_sidecar_not_one_in_the_working_directory(
+    image_root: Path, tmp_path: Path
+) -> None:
+    """-P: the working directory is not on sys.path, so a ``lambdamesh_sidecar`` there is
+    never the one that runs."""
+    decoy = tmp_path / "lambdamesh_sidecar"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("")
+    (decoy / "__main__.py").write_text("print('not the sidecar')\n")
+
+    result = run_entrypoint(image_root, "--version", cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"lambdamesh-sidecar {__version__}"
@@ -279,15 +372,12 @@ def test_installed_packages_are_the_sidecar_and_its_routing_with_their_bytecode(
     assert sorted(path.name for path in site_packages.iterdir()) == [
         "lambdamesh_routing",
         "lambdamesh_sidecar",
-        f"lambdamesh_sidecar-{__version__}.dist-info",
     ]
     for name in ("lambdamesh_sidecar", "lambdamesh_routing"):
         package = site_packages / name
         modules = {path.stem for path in package.glob("*.py")}
         compiled = {path.name.split(".")[0] for path in (package / "__pycache__").glob("*.pyc")}
         assert modules == compiled, name
-    shebang = (image_root / "bin" / "lambdamesh-sidecar").read_text().splitlines()[0]
-    assert shebang == f"#!{image_root / 'bin' / 'python'}"
 
 
 def test_the_installed_outbound_port_loads_its_routing_from_the_image_alone(

@@ -19,21 +19,16 @@ import pytest
 from sidecar_testkit import FakeClock
 
 from lambdamesh_routing.errors import RegistryUnavailable
-from lambdamesh_routing.hosts import HostPolicy
+from lambdamesh_routing.hosts import AddressPolicy
 from lambdamesh_routing.instances import Instance, ServiceView
 from lambdamesh_routing.policy import Alias, MatchRule, OutlierDetection, Policy, Timeouts
 from lambdamesh_routing.router import Router
 from lambdamesh_routing.wire import etag
-from lambdamesh_sidecar.__main__ import outbound_host_policy
 from lambdamesh_sidecar.catalog import RECHECK_SECONDS, Catalog
 from lambdamesh_sidecar.client import ViewAnswer
-from lambdamesh_sidecar.config import Outbound as OutboundConfig
-from lambdamesh_sidecar.outbound import (
-    REPLAY_LIMIT,
-    Outbound,
-    OutboundServer,
-    OutboundSettings,
-)
+from lambdamesh_sidecar.outbound import OutboundProxy, OutboundServer
+from lambdamesh_sidecar.outbound_call import REPLAY_LIMIT
+from lambdamesh_sidecar.outbound_settings import OutboundSettings
 from lambdamesh_sidecar.upstreams import UpstreamPool
 
 Behaviour = Callable[[BaseHTTPRequestHandler, bytes], None]
@@ -170,10 +165,10 @@ class Harness:
         self.views = Views()
         self.upstreams: list[Upstream] = []
         self.router = Router(sleep=lambda seconds: None)
-        self.outbound = Outbound(
+        self.outbound = OutboundProxy(
             self.views,
             self.router,
-            HostPolicy(allow_loopback=True, allow_private=True),
+            AddressPolicy(allow_loopback=True, allow_private=True),
             caller_address="10.0.1.7",
             settings=OutboundSettings(
                 timeout_seconds=3.0, connect_timeout_seconds=1.0, max_connections=8
@@ -409,7 +404,9 @@ def test_a_connect_cut_short_by_the_calls_deadline_is_a_504_and_ejects_nothing()
     first, second = instance("first", 8001), instance("second", 8002)
     views.current = ServiceView((first, second))
     settings = OutboundSettings(timeout_seconds=1.5, connect_timeout_seconds=1.0)
-    outbound = Outbound(views, router, HostPolicy(allow_loopback=True), None, settings, pool=pool)
+    outbound = OutboundProxy(
+        views, router, AddressPolicy(allow_loopback=True), None, settings, pool=pool
+    )
     server = outbound.serve(0)
     threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     try:
@@ -615,7 +612,7 @@ class Dialling:
         self.upstream = Upstream(echo)
         self.views = Views()
         self.router = Router(sleep=lambda seconds: None)
-        config = OutboundConfig(
+        config = OutboundSettings(
             port=15001,
             allow_loopback=settings.get("loopback", False),
             allow_private=settings.get("private", False),
@@ -627,10 +624,10 @@ class Dialling:
         extra: dict[str, Any] = {}
         if answers is not None:
             extra["resolver"] = lambda host, port: answers[host]
-        outbound = Outbound(
+        outbound = OutboundProxy(
             self.views,
             self.router,
-            outbound_host_policy(config),
+            config.address_policy(),
             caller_address=None,
             logger=logger,
             **extra,
@@ -778,7 +775,9 @@ def test_loopback_is_refused_unless_allowed() -> None:
     views = Views()
     upstream = Upstream(echo)
     views.current = ServiceView((instance("local", upstream.port),))
-    outbound = Outbound(views, Router(), HostPolicy(allow_private=True), caller_address=None)
+    outbound = OutboundProxy(
+        views, Router(), AddressPolicy(allow_private=True), caller_address=None
+    )
     server = outbound.serve(0)
     threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     try:
@@ -886,8 +885,11 @@ class Catalogued:
         self.registry = Registered()
         self.catalog = Catalog(self.registry.fetch, refresh_seconds=300, clock=self.clock)
         self.upstreams: list[Upstream] = []
-        outbound = Outbound(
-            self.catalog, Router(sleep=lambda seconds: None), HostPolicy(allow_loopback=True), None
+        outbound = OutboundProxy(
+            self.catalog,
+            Router(sleep=lambda seconds: None),
+            AddressPolicy(allow_loopback=True),
+            None,
         )
         self.server = outbound.serve(0)
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()

@@ -14,11 +14,13 @@ from urllib.parse import unquote_to_bytes
 
 import pytest
 
-from lambdamesh_routing.hosts import HostPolicy
+from lambdamesh_routing.hosts import AddressPolicy
 from lambdamesh_routing.instances import Instance, ServiceView
 from lambdamesh_routing.policy import OutlierDetection, Policy
 from lambdamesh_routing.router import Router
-from lambdamesh_sidecar.outbound import REPLAY_LIMIT, Outbound, OutboundServer, OutboundSettings
+from lambdamesh_sidecar.outbound import OutboundProxy, OutboundServer
+from lambdamesh_sidecar.outbound_call import REPLAY_LIMIT
+from lambdamesh_sidecar.outbound_settings import OutboundSettings
 
 Script = Callable[["RawUpstream", socket.socket], None]
 
@@ -123,10 +125,10 @@ def port() -> Iterator[Callable[..., OutboundServer]]:
                 for n, u in enumerate(started)
             )
         )
-        outbound = Outbound(
+        outbound = OutboundProxy(
             views,
             Router(sleep=lambda seconds: None),
-            HostPolicy(allow_loopback=True),
+            AddressPolicy(allow_loopback=True),
             caller_address="10.0.1.7",
             settings=OutboundSettings(timeout_seconds=timeout, connect_timeout_seconds=1.0),
         )

@@ -1,13 +1,13 @@
 """The sidecar as PID 1 of its own PID namespace, as it runs in its container.
 
-The image's ENTRYPOINT is the console script itself, so in the container the sidecar is PID 1
-and ECS's SIGTERM goes straight to it. The kernel shields a namespace's PID 1: a signal it has
-no handler for is dropped rather than acted on, so a PID 1 that relied on SIGTERM's default
-action would never stop and would be SIGKILLed after the stop timeout, still registered. Here
-``unshare --pid --fork --mount-proc`` makes a PID namespace, and the signal goes to the
-namespace's PID 1 (unshare's child), never to unshare. The sidecar is the one installed as the
-image installs it (see test_image.py), with no source tree on its path, against the fake
-registry and a fake app on loopback.
+The image's ENTRYPOINT is python itself running the sidecar's module, so in the container the
+sidecar is PID 1 and ECS's SIGTERM goes straight to it. The kernel shields a namespace's PID 1:
+a signal it has no handler for is dropped rather than acted on, so a PID 1 that relied on
+SIGTERM's default action would never stop and would be SIGKILLed after the stop timeout, still
+registered. Here ``unshare --pid --fork --mount-proc`` makes a PID namespace, and the signal
+goes to the namespace's PID 1 (unshare's child), never to unshare. The sidecar is the one
+installed as the image installs it, run by the image's ENTRYPOINT (see test_image.py), with no
+source tree on its path, against the fake registry and a fake app on loopback.
 
 Waits are bounded polls, never timing assertions.
 """
@@ -26,7 +26,6 @@ from sidecar_testkit import (
     FakeRegistryServer,
     HeldMetadataServer,
     Pid1Process,
-    build_sidecar_wheel,
     free_port,
     install_like_the_image,
     namespace_pids,
@@ -40,10 +39,9 @@ INSTANCE_PATH = "/registry/services/orders/instances/"
 
 
 @pytest.fixture(scope="module")
-def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The console script, installed as the image's final stage installs it."""
-    workdir = tmp_path_factory.mktemp("image")
-    return install_like_the_image(build_sidecar_wheel(workdir), workdir / "root")
+def sidecar(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The image's ENTRYPOINT, over the packages installed as the image installs them."""
+    return install_like_the_image(tmp_path_factory.mktemp("image") / "root")
 
 
 @pytest.fixture
@@ -101,9 +99,9 @@ def test_a_pid_1_without_a_handler_does_not_die_of_sigterm(launch: Launch) -> No
 
 
 def test_sidecar_as_pid_1_deregisters_and_exits_0_on_sigterm(
-    launch: Launch, sidecar: Path, registry_server: FakeRegistryServer, app: FakeApp
+    launch: Launch, sidecar: list[str], registry_server: FakeRegistryServer, app: FakeApp
 ) -> None:
-    process = launch([str(sidecar)], installed_env(registry_server.url, app.port))
+    process = launch(sidecar, installed_env(registry_server.url, app.port))
     wait_for(lambda: len(registry_server.requests("PUT", "/heartbeat")) >= 2, what="heartbeats")
     assert_is_pid_1(process)
 
@@ -121,9 +119,9 @@ def test_sidecar_as_pid_1_deregisters_and_exits_0_on_sigterm(
 
 
 def test_sidecar_as_pid_1_exits_0_on_sigterm_while_waiting_for_the_app(
-    launch: Launch, sidecar: Path, registry_server: FakeRegistryServer
+    launch: Launch, sidecar: list[str], registry_server: FakeRegistryServer
 ) -> None:
-    process = launch([str(sidecar)], installed_env(registry_server.url, free_port()))
+    process = launch(sidecar, installed_env(registry_server.url, free_port()))
     wait_for(lambda: "waiting for the app" in process.output(), what="the start-up wait")
     assert_is_pid_1(process)
 
@@ -135,7 +133,7 @@ def test_sidecar_as_pid_1_exits_0_on_sigterm_while_waiting_for_the_app(
 
 
 def test_sidecar_as_pid_1_exits_on_sigterm_while_loading_settings_without_registering(
-    launch: Launch, sidecar: Path, registry_server: FakeRegistryServer, app: FakeApp
+    launch: Launch, sidecar: list[str], registry_server: FakeRegistryServer, app: FakeApp
 ) -> None:
     """SIGTERM while the ECS metadata endpoint lags: the handler is in place before load().
 
@@ -146,7 +144,7 @@ def test_sidecar_as_pid_1_exits_on_sigterm_while_loading_settings_without_regist
     try:
         env = installed_env(registry_server.url, app.port)
         env["ECS_CONTAINER_METADATA_URI_V4"] = metadata.uri
-        process = launch([str(sidecar)], env)
+        process = launch(sidecar, env)
         wait_for(metadata.arrived, what="the sidecar to ask ECS for its task metadata")
         assert_is_pid_1(process)
         assert registry_server.requests() == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 from sidecar_testkit import (
@@ -27,8 +28,12 @@ from lambdamesh_sidecar import __version__
 INSTANCE_PATH = "/registry/services/orders/instances/"
 
 
+class Launch(Protocol):
+    def __call__(self, env: dict[str, str], *args: str) -> SidecarProcess: ...
+
+
 @pytest.fixture
-def launch(tmp_path: Path) -> Iterator[object]:
+def launch(tmp_path: Path) -> Iterator[Launch]:
     started: list[SidecarProcess] = []
 
     def start(env: dict[str, str], *args: str) -> SidecarProcess:
@@ -47,7 +52,7 @@ def instance_id(app: FakeApp) -> str:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_registers_heartbeats_and_deregisters_on_signal(
-    launch, registry_server: FakeRegistryServer, app: FakeApp, signum: signal.Signals
+    launch: Launch, registry_server: FakeRegistryServer, app: FakeApp, signum: signal.Signals
 ) -> None:
     sidecar = launch(sidecar_env(registry_server.url, app.port))
 
@@ -74,7 +79,7 @@ def test_registers_heartbeats_and_deregisters_on_signal(
 
 
 def test_registers_again_when_a_heartbeat_gets_404(
-    launch, registry_server: FakeRegistryServer, app: FakeApp
+    launch: Launch, registry_server: FakeRegistryServer, app: FakeApp
 ) -> None:
     sidecar = launch(sidecar_env(registry_server.url, app.port))
     wait_for(lambda: registry_server.instance("orders", instance_id(app)) is not None)
@@ -89,7 +94,7 @@ def test_registers_again_when_a_heartbeat_gets_404(
 
 
 def test_keeps_running_while_the_registry_is_down_then_registers(
-    launch, app: FakeApp, tmp_path: Path
+    launch: Launch, app: FakeApp, tmp_path: Path
 ) -> None:
     port = free_port()
     sidecar = launch(sidecar_env(f"http://127.0.0.1:{port}", app.port))
@@ -107,7 +112,7 @@ def test_keeps_running_while_the_registry_is_down_then_registers(
 
 
 def test_waits_for_the_app_and_stops_cleanly_before_it_is_ready(
-    launch, registry_server: FakeRegistryServer
+    launch: Launch, registry_server: FakeRegistryServer
 ) -> None:
     sidecar = launch(sidecar_env(registry_server.url, free_port()))
     wait_for(lambda: "waiting for the app" in sidecar.stderr())
@@ -119,7 +124,7 @@ def test_waits_for_the_app_and_stops_cleanly_before_it_is_ready(
 
 
 def test_derives_its_identity_from_ecs_task_metadata(
-    launch, registry_server: FakeRegistryServer, app: FakeApp
+    launch: Launch, registry_server: FakeRegistryServer, app: FakeApp
 ) -> None:
     document = {
         **FARGATE_TASK_METADATA,
@@ -132,7 +137,9 @@ def test_derives_its_identity_from_ecs_task_metadata(
         sidecar = launch(env)
         task_id = "0123456789abcdef0123456789abcdef"
         wait_for(lambda: registry_server.instance("orders", task_id) is not None)
-        assert registry_server.instance("orders", task_id)["zone"] == "us-east-1a"
+        registered = registry_server.instance("orders", task_id)
+        assert registered is not None
+        assert registered["zone"] == "us-east-1a"
         sidecar.send(signal.SIGTERM)
         assert sidecar.wait() == 0
     finally:
@@ -140,7 +147,7 @@ def test_derives_its_identity_from_ecs_task_metadata(
 
 
 def test_second_signal_exits_at_once_while_shutdown_is_stuck(
-    launch, registry_server: FakeRegistryServer, app: FakeApp
+    launch: Launch, registry_server: FakeRegistryServer, app: FakeApp
 ) -> None:
     env = sidecar_env(registry_server.url, app.port, LAMBDAMESH_REQUEST_TIMEOUT_SECONDS="10")
     sidecar = launch(env)
@@ -155,7 +162,7 @@ def test_second_signal_exits_at_once_while_shutdown_is_stuck(
     assert "SIGTERM again" in sidecar.stderr()
 
 
-def test_missing_variable_exits_2_with_one_line_naming_it(launch) -> None:
+def test_missing_variable_exits_2_with_one_line_naming_it(launch: Launch) -> None:
     env = sidecar_env("http://127.0.0.1:1", 8080)
     del env["LAMBDAMESH_SERVICE"]
 
@@ -165,7 +172,7 @@ def test_missing_variable_exits_2_with_one_line_naming_it(launch) -> None:
     assert sidecar.stderr() == "lambdamesh-sidecar: LAMBDAMESH_SERVICE is required\n"
 
 
-def test_invalid_port_exits_2_quoting_the_value(launch) -> None:
+def test_invalid_port_exits_2_quoting_the_value(launch: Launch) -> None:
     sidecar = launch({**sidecar_env("http://127.0.0.1:1", 8080), "LAMBDAMESH_PORT": "abc"})
 
     assert sidecar.wait() == 2
@@ -174,17 +181,19 @@ def test_invalid_port_exits_2_quoting_the_value(launch) -> None:
     )
 
 
-def test_help_lists_the_settings_and_exits_0(launch) -> None:
+def test_help_lists_the_settings_and_exits_0(launch: Launch) -> None:
     sidecar = launch(sidecar_env("http://127.0.0.1:1", 8080), "--help")
 
     assert sidecar.wait() == 0
+    assert sidecar.process.stdout is not None
     usage = sidecar.process.stdout.read().decode()
     assert "LAMBDAMESH_URL" in usage
     assert "LAMBDAMESH_HEARTBEAT_SECONDS" in usage
 
 
-def test_version_prints_the_version(launch) -> None:
+def test_version_prints_the_version(launch: Launch) -> None:
     sidecar = launch({"PATH": "", "PYTHONPATH": sidecar_env("", 1)["PYTHONPATH"]}, "--version")
 
     assert sidecar.wait() == 0
+    assert sidecar.process.stdout is not None
     assert sidecar.process.stdout.read().decode().strip() == f"lambdamesh-sidecar {__version__}"

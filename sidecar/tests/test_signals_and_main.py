@@ -8,8 +8,8 @@ import threading
 import pytest
 
 from lambdamesh_sidecar.__main__ import main
-from lambdamesh_sidecar.config import VARIABLES
 from lambdamesh_sidecar.signals import StopOnSignal, run_off_main_thread
+from lambdamesh_sidecar.variables import VARIABLES
 
 
 def test_first_signal_asks_to_stop_once_delivered_outside_the_handler() -> None:

@@ -60,12 +60,11 @@ def signing_keys() -> tuple[rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, dict[
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     ec_key = ec.generate_private_key(ec.SECP256R1())
     keys = []
-    for kid, algorithm, key in (
-        ("r1", RSAAlgorithm, rsa_key.public_key()),
-        ("e1", ECAlgorithm, ec_key.public_key()),
+    for kid, jwk in (
+        ("r1", RSAAlgorithm.to_jwk(rsa_key.public_key())),
+        ("e1", ECAlgorithm.to_jwk(ec_key.public_key())),
     ):
-        jwk = json.loads(algorithm.to_jwk(key))
-        keys.append({**jwk, "kid": kid, "use": "sig"})
+        keys.append({**json.loads(jwk), "kid": kid, "use": "sig"})
     return rsa_key, ec_key, {"keys": keys}
 
 
@@ -248,6 +247,7 @@ def with_host_builds(task: Path, work: Path) -> Path:
         built.unlink()
     shutil.copy2(_cffi_backend.__file__, copy)
     for package_ in (cryptography, cffi):
+        assert package_.__file__ is not None
         source = Path(package_.__file__).parent
         shutil.rmtree(copy / source.name)
         shutil.copytree(source, copy / source.name)

@@ -55,6 +55,7 @@ from moto.cloudformation.parsing import resource_class_from_type
 
 from lambdamesh.finishing import interpreter_runtime
 from tests.deploy import packaged
+from tests.deploy.conftest import Client
 from tests.deploy.infra_fixtures import REGION, Rendering, load_template
 from tests.deploy.packaged import Package
 from tests.deploy.test_infra_stacks import (
@@ -63,7 +64,6 @@ from tests.deploy.test_infra_stacks import (
     SIDECAR_IMAGE,
     TASK_SUBNETS,
     TOKEN,
-    Client,
     Stack,
     deploy,
 )

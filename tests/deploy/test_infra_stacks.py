@@ -26,6 +26,7 @@ from botocore.exceptions import ClientError
 from lambdamesh import cli
 from lambdamesh_sidecar import config as sidecar_config
 from lambdamesh_sidecar.ecs import TaskMetadata
+from lambdamesh_sidecar.variables import ECS_METADATA_VARIABLE
 from tests.deploy.conftest import Client
 from tests.deploy.infra_fixtures import REGION, Rendering, api_input, load_template
 
@@ -681,7 +682,7 @@ def test_sidecar_accepts_the_environment_the_task_definition_gives_it(
     # ECS injects the secret's value and the metadata endpoint.
     environ = {e["name"]: e["value"] for e in sidecar["environment"]} | {
         "LAMBDAMESH_TOKEN": TOKEN,
-        sidecar_config.ECS_METADATA_VARIABLE: "http://169.254.170.2/v4/abc",
+        ECS_METADATA_VARIABLE: "http://169.254.170.2/v4/abc",
     }
     task = TaskMetadata(
         task_arn="arn:aws:ecs:us-east-1:123456789012:task/c/0123abcd",

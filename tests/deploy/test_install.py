@@ -125,6 +125,27 @@ def test_version_prints_the_installed_version(installed: Installed) -> None:
     assert answer.stdout.strip() == "lambdamesh 0.1.0"
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["lambdamesh-sidecar"], ["python", "-m", "lambdamesh_sidecar"]],
+    ids=["command", "module"],
+)
+def test_the_plain_install_runs_the_sidecar(installed: Installed, command: list[str]) -> None:
+    """This distribution is the sidecar's one owner: `lambdamesh dev --demo` runs it with
+    `python -m`, and the sidecar image takes the same two folders."""
+    answer = subprocess.run(
+        [installed.bin(command[0]), *command[1:], "--version"],
+        cwd=installed.home,
+        env=installed.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.strip() == "lambdamesh-sidecar 0.1.0"
+
+
 def test_the_operator_commands_work_from_the_plain_install(installed: Installed) -> None:
     """Against a port nothing listens on: each parses, builds its request and says why it
     failed in one line with the unreachable exit code, without chalice or moto."""

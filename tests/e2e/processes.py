@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,8 @@ def spawn(name: str, args: list[str], env: Mapping[str, str] | None = None) -> P
 @dataclass
 class Answer:
     status: int
-    headers: Mapping[str, str]
+    # The response's own header block: lookups ignore case, as HTTP's do.
+    headers: Message
     body: bytes
 
     def json(self) -> Any:

@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from chalicelib.auth import issue
-from lambdamesh.devserver import DEV_SIGNING_KEY
+from lambdamesh.keys import DEV_SIGNING_KEY
 from tests.e2e.processes import ROOT, Process, http, spawn
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -21,7 +21,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from chalicelib.auth import issue
-from lambdamesh.devserver import DEV_SIGNING_KEY
+from lambdamesh.keys import DEV_SIGNING_KEY
 from tests.e2e.processes import Process, http, spawn
 from tests.e2e.test_dashboard import WAIT_MS, browser, sign_in  # noqa: F401 - fixture
 

@@ -240,7 +240,7 @@ def test_jwts_from_an_issuers_jwks_endpoint_through_lambdamesh_dev(
             minted(rsa_key, "r1", "RS256", exp=time.time() - 3600),
             minted(rsa_key, "r1", "RS256", aud="someone-else"),
             minted(rotated, "r1", "RS256"),
-            jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "exp": time.time() + 60}, None, "none"),
+            jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "exp": time.time() + 60}, "", "none"),
         ):
             answer = call(refused)
             assert answer.status == 401, answer.body

@@ -127,7 +127,7 @@ def test_a_calls_b_through_its_sidecar_while_b_rolls_one_instance_at_a_time(mesh
         time.sleep(1.0)
         for n in range(3):
             start(f"new-{n}")
-            eventually(lambda n=n: f"new-{n}" in mesh.live("inventory"), 20, "no replacement")
+            eventually(lambda: f"new-{n}" in mesh.live("inventory"), 20, "no replacement")
             app_process, sidecar = tasks.pop(f"old-{n}")
             sidecar.signal(signal.SIGTERM)  # ECS stops the sidecar first: it drains, leaves
             assert sidecar.popen.wait(20) == 0, sidecar.output

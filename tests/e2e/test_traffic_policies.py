@@ -184,7 +184,7 @@ def test_a_rolling_restart_under_load_fails_no_request_and_delivers_no_post_twic
             _, port = app(mesh, "roll")
             ports.append(port)
             mesh.sidecar("roll", port, f"roll-new-{n}", **drain)
-            eventually(lambda n=n: f"roll-new-{n}" in mesh.live("roll"), 20, "never registered")
+            eventually(lambda: f"roll-new-{n}" in mesh.live("roll"), 20, "never registered")
             sidecar.signal(signal.SIGTERM)
             assert sidecar.popen.wait(20) == 0, sidecar.output
             application.signal(signal.SIGTERM)

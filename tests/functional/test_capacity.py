@@ -22,15 +22,10 @@ import app as application
 from chalicelib import storage, wiring
 from chalicelib.instances import Registration
 from chalicelib.storage import InstanceStore
-from chalicelib.validation import (
-    MAX_INSTANCE_JSON,
-    MAX_METADATA_ENTRIES,
-    MAX_METADATA_KEY,
-    MAX_METADATA_VALUE,
-    instance_json_size,
-)
+from chalicelib.validation import MAX_INSTANCE_JSON, instance_json_size
 from lambdamesh.testclient import TestClient as Client
 from lambdamesh.testclient import create_test_client
+from lambdamesh_routing.names import MAX_METADATA_ENTRIES, MAX_METADATA_KEY, MAX_METADATA_VALUE
 from tests.functional.conftest import Upstream, functional_environment
 from tests.helpers import bearer, service_token
 

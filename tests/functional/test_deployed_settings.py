@@ -15,6 +15,7 @@ import app as application
 from chalicelib import wiring
 from chalicelib.auth import issue
 from lambdamesh.testclient import TestClient as Client
+from lambdamesh.testclient import TestResponse as Response
 from lambdamesh.testclient import create_test_client
 from tests.functional.conftest import body_json
 from tests.helpers import bearer
@@ -30,7 +31,7 @@ ClientFactory = Callable[..., Client]
 def make_client(environment: dict[str, str], store: object) -> Iterator[ClientFactory]:
     """A test client over the functional environment, changed by keyword arguments (an
     empty value removes a variable): every client is a fresh cold start."""
-    opened: list[object] = []
+    opened: list[Client] = []
 
     def make(**changes: str) -> Client:
         merged = {**environment, **changes}
@@ -43,7 +44,7 @@ def make_client(environment: dict[str, str], store: object) -> Iterator[ClientFa
 
     yield make
     for context in opened:
-        context.__exit__(None, None, None)  # type: ignore[attr-defined]
+        context.__exit__(None, None, None)
     wiring.reset()
 
 
@@ -68,7 +69,7 @@ def key_from_secret(name: str, endpoint: str) -> dict[str, str]:
     }
 
 
-def register(client: Client, key: str, host: str = "127.0.0.1") -> object:
+def register(client: Client, key: str, host: str = "127.0.0.1") -> Response:
     return client.http.put(
         f"/registry/services/orders/instances/i-{uuid.uuid4().hex[:8]}",
         headers={

@@ -14,7 +14,7 @@ from chalicelib import wiring
 from chalicelib.registry import Registry
 from chalicelib.storage import InstanceStore
 from lambdamesh.testclient import TestClient as Client
-from lambdamesh_routing.hosts import HostPolicy
+from lambdamesh_routing.hosts import AddressPolicy
 from tests.functional.conftest import Upstream, body_json
 from tests.helpers import admin_token, bearer, service_token
 
@@ -194,7 +194,9 @@ def test_a_re_registration_does_not_lift_a_drain(
 
 
 def capped_registry(store: InstanceStore, cap: int, now: list[float]) -> Registry:
-    return Registry(store, HostPolicy(allow_loopback=True), clock=lambda: now[0], max_instances=cap)
+    return Registry(
+        store, AddressPolicy(allow_loopback=True), clock=lambda: now[0], max_instances=cap
+    )
 
 
 def drain(client: Client, instance: str) -> Any:

@@ -128,7 +128,7 @@ def test_alg_none_hs256_with_the_public_key_and_a_tampered_payload_are_refused(
     secured: Client, rsa_key: rsa.RSAPrivateKey
 ) -> None:
     payload = {"iss": ISSUER, "aud": AUDIENCE, "sub": "x", "exp": time.time() + 300}
-    unsigned = jwt.encode(payload, None, algorithm="none", headers={"kid": "r1"})
+    unsigned = jwt.encode(payload, "", algorithm="none", headers={"kid": "r1"})
     public = rsa_key.public_key().public_bytes(
         encoding=Encoding.PEM, format=PublicFormat.SubjectPublicKeyInfo
     )

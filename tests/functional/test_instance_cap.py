@@ -14,7 +14,7 @@ from chalicelib.registry import Registry
 from chalicelib.storage import InstanceStore
 from lambdamesh.testclient import TestClient as Client
 from lambdamesh.testclient import create_test_client
-from lambdamesh_routing.hosts import HostPolicy
+from lambdamesh_routing.hosts import AddressPolicy
 from tests.functional.conftest import body_json
 from tests.helpers import bearer, service_token
 
@@ -82,7 +82,7 @@ def test_a_lapsed_lease_makes_room_and_its_item_is_deleted(
     # Given a service at its cap whose first instance stopped without deregistering
     now = [1_000_000.0]
     registry = Registry(
-        store, HostPolicy(allow_loopback=True), clock=lambda: now[0], max_instances=2
+        store, AddressPolicy(allow_loopback=True), clock=lambda: now[0], max_instances=2
     )
     monkeypatch.setattr(wiring, "registry", lambda: registry)
     assert register(client, "a", lease_seconds=5).status_code == 201

@@ -50,7 +50,10 @@ def make_app(barrier: threading.Barrier) -> Chalice:
 
     @app.route("/proxied", methods=["GET"])
     def proxied() -> Response:
-        upstream = {"Server": "upstream/1", "Date": "Sat, 28 Nov 2026 07:00:00 GMT"}
+        upstream: dict[str, str | list[str]] = {
+            "Server": "upstream/1",
+            "Date": "Sat, 28 Nov 2026 07:00:00 GMT",
+        }
         return Response(body="hi", headers=upstream)
 
     @app.route("/slow/{proxy+}")

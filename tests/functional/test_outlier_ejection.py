@@ -27,6 +27,7 @@ class _App(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         status = 500 if self.path.startswith("/boom") else 200
+        assert isinstance(self.server, ThreadingHTTPServer)
         port = self.server.server_address[1]
         self.send_response(status)
         self.send_header("X-Served-By", str(port))

@@ -11,7 +11,7 @@ from chalicelib import wiring
 from chalicelib.registry import Registry
 from chalicelib.storage import InstanceStore
 from lambdamesh.testclient import TestClient as Client
-from lambdamesh_routing.hosts import HostPolicy
+from lambdamesh_routing.hosts import AddressPolicy
 from tests.functional.conftest import body_json
 from tests.helpers import SIGNING_KEY, admin_token, bearer, service_token
 
@@ -72,7 +72,7 @@ def test_heartbeat_never_revives_a_lapsed_lease(
 ) -> None:
     # Given an instance whose lease ran out
     now = [1_000_000.0]
-    registry = Registry(store, HostPolicy(allow_loopback=True), clock=lambda: now[0])
+    registry = Registry(store, AddressPolicy(allow_loopback=True), clock=lambda: now[0])
     monkeypatch.setattr(wiring, "registry", lambda: registry)
     assert register(client, lease_seconds=5).status_code == 201
     now[0] += 6
@@ -99,7 +99,7 @@ def test_listing_services_counts_live_and_total_instances_per_version(
     client: Client, store: InstanceStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = [2_000_000.0]
-    registry = Registry(store, HostPolicy(allow_loopback=True), clock=lambda: now[0])
+    registry = Registry(store, AddressPolicy(allow_loopback=True), clock=lambda: now[0])
     monkeypatch.setattr(wiring, "registry", lambda: registry)
     register(client, "a", lease_seconds=5)
     register(client, "b", version="v2", lease_seconds=60)
@@ -145,7 +145,7 @@ def test_health_answers_503_when_the_table_is_missing(
     from chalicelib.config import Settings
 
     missing = InstanceStore(Settings.from_environ({**environment, "LAMBDAMESH_TABLE": "absent"}))
-    monkeypatch.setattr(wiring, "registry", lambda: Registry(missing, HostPolicy()))
+    monkeypatch.setattr(wiring, "registry", lambda: Registry(missing, AddressPolicy()))
 
     response = client.http.get("/health")
 
@@ -423,7 +423,7 @@ def test_listing_services_drops_a_service_with_nothing_stored_from_the_catalog(
 def test_a_registration_of_a_full_service_is_refused_with_409(
     client: Client, store: InstanceStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    registry = Registry(store, HostPolicy(allow_loopback=True), max_instances=1)
+    registry = Registry(store, AddressPolicy(allow_loopback=True), max_instances=1)
     monkeypatch.setattr(wiring, "registry", lambda: registry)
     register(client, "a")
 

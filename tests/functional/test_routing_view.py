@@ -4,9 +4,9 @@ only when routing would, so an unchanged view costs a 304 with no body."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from lambdamesh.testclient import TestClient as Client
+from lambdamesh.testclient import TestResponse as Response
 from lambdamesh_routing.wire import parse_view
 from tests.functional.conftest import body_json
 from tests.helpers import admin_token, bearer, service_token
@@ -32,15 +32,17 @@ def heartbeat(client: Client, instance: str, status: str = "UP") -> None:
     assert answer.status_code == 200, answer.body
 
 
-def view(client: Client, etag: str | None = None, token: str | None = None) -> Any:
+def view(client: Client, etag: str | None = None, token: str | None = None) -> Response:
     headers = bearer(token or service_token("billing"))
     if etag is not None:
         headers["If-None-Match"] = etag
     return client.http.get(VIEW, headers=headers)
 
 
-def header(response: Any, name: str) -> str:
-    return {k.lower(): v for k, v in response.headers.items()}[name.lower()]
+def header(response: Response, name: str) -> str:
+    value = {k.lower(): v for k, v in response.headers.items()}[name.lower()]
+    assert isinstance(value, str), value  # sent once, not repeated
+    return value
 
 
 def test_any_service_token_reads_a_view_that_parses_into_what_routing_needs(

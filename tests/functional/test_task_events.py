@@ -21,7 +21,7 @@ from chalicelib.storage import InstanceStore
 from lambdamesh.invokers import LambdaContext
 from lambdamesh.projectconfig import patched_environ
 from lambdamesh.testclient import TestClient as Client
-from lambdamesh_routing.hosts import HostPolicy
+from lambdamesh_routing.hosts import AddressPolicy
 from tests.functional.conftest import Upstream, body_json
 from tests.helpers import admin_token, bearer
 from tests.samples import RUNNING, SPOT_NOTICE, STOPPED, load
@@ -125,29 +125,20 @@ def test_a_replayed_event_removes_nothing_the_second_time(client: Client, invoke
     assert listed(client) == {"b": OTHER_TASK}
 
 
-def test_a_late_event_spares_an_instance_id_a_new_task_registered_since(
-    client: Client, invoke: Invoke
+@pytest.mark.parametrize(
+    "registered_again_by", [NEW_TASK, None], ids=["replacement-task", "outside-ecs"]
+)
+def test_a_late_event_spares_an_instance_id_registered_again_since(
+    client: Client, invoke: Invoke, registered_again_by: str | None
 ) -> None:
-    # Given an instance id that ECS's replacement task registered again
+    # Given an instance id registered again, by ECS's replacement task or outside ECS
     register(client, "orders", "a", task_arn=STOPPED_TASK)
-    register(client, "orders", "a", task_arn=NEW_TASK)
+    register(client, "orders", "a", task_arn=registered_again_by)
     # When the old task's stop arrives after that
     answer = invoke(load(STOPPED))
-    # Then the new task's instance stays
+    # Then the instance registered since stays
     assert (answer["outcome"], answer["removed"]) == ("nothing_registered", [])
-    assert listed(client) == {"a": NEW_TASK}
-
-
-def test_a_late_event_spares_an_instance_id_registered_again_outside_ecs(
-    client: Client, invoke: Invoke
-) -> None:
-    register(client, "orders", "a", task_arn=STOPPED_TASK)
-    register(client, "orders", "a")
-
-    answer = invoke(load(STOPPED))
-
-    assert answer["outcome"] == "nothing_registered"
-    assert listed(client) == {"a": None}
+    assert listed(client) == {"a": registered_again_by}
 
 
 def test_the_stop_of_a_task_that_never_registered_is_a_no_op(
@@ -268,7 +259,7 @@ def test_the_openapi_document_describes_the_task_arn_as_registered_and_answered(
 ) -> None:
     import fastjsonschema
 
-    from chalicelib.validation import TASK_ARN_PATTERN
+    from lambdamesh_routing.names import TASK_ARN_PATTERN
 
     schemas = body_json(client.http.get("/registry/openapi.json"))["components"]["schemas"]
     answered = register(client, "orders", "a", task_arn=STOPPED_TASK)
@@ -385,7 +376,7 @@ class TestTheStorageVerbs:
         self.put(store, "a", STOPPED_TASK)
         stale = store.task_instances(STOPPED_TASK)
         self.put(store, "a", NEW_TASK)
-        registry = Registry(store, HostPolicy())
+        registry = Registry(store, AddressPolicy())
         store.task_instances = lambda task_arn: stale  # type: ignore[method-assign]
         # When the old task's stop is handled
         removed = list(registry.remove_task(STOPPED_TASK))

@@ -25,12 +25,12 @@ from chalicelib.instances import Instance, ServiceView
 from chalicelib.upstream import UpstreamClient
 from lambdamesh_routing.balancing import Strategies
 from lambdamesh_routing.errors import ConnectFailed
-from lambdamesh_routing.hosts import HostPolicy
+from lambdamesh_routing.hosts import AddressPolicy
 from lambdamesh_routing.outliers import Outliers
 from tests.functional.conftest import serve_in_background
 from tests.routing.fakes import InOrder
 
-LOOPBACK = HostPolicy(allow_loopback=True)
+LOOPBACK = AddressPolicy(allow_loopback=True)
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -7,7 +7,6 @@ import hmac
 
 import pytest
 
-from chalicelib import auth
 from chalicelib.auth import (
     MAX_TOKEN_LENGTH,
     Principal,
@@ -151,7 +150,7 @@ def test_verify_compares_signatures_in_constant_time(monkeypatch: pytest.MonkeyP
         compared.append((given, expected))
         return original(given, expected)
 
-    monkeypatch.setattr(auth.hmac, "compare_digest", recording)
+    monkeypatch.setattr(hmac, "compare_digest", recording)
     good = issue(KEY, service="orders")
     forged = issue(OTHER_KEY, service="orders")
 

@@ -25,7 +25,7 @@ from lambdamesh.cost import (
     warm_lambdas,
 )
 from lambdamesh.prices import PRICES, Tier
-from lambdamesh_sidecar.config import DEFAULT_HEARTBEAT_SECONDS
+from lambdamesh_sidecar.variables import DEFAULT_HEARTBEAT_SECONDS
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -664,7 +664,9 @@ def test_the_docs_assumptions_name_declared_flags_at_their_defaults() -> None:
     assert rows
     for row in rows:
         _, default, flag = (cell.strip() for cell in re.split(r"(?<!\\)\|", row)[1:4])
-        name = by_flag[re.search(r"`(--[a-z-]+)", flag).group(1)]
+        named = re.search(r"`(--[a-z-]+)", flag)
+        assert named, row
+        name = by_flag[named.group(1)]
         number = re.match(r"([\d.]+)( %)?", default)
         if number:
             scale = 100 if number.group(2) else 1

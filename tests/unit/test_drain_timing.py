@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from chalicelib.config import Settings as GatewaySettings
 from lambdamesh_sidecar import config as sidecar
+from lambdamesh_sidecar import variables
 
 TASK = {
     "LAMBDAMESH_URL": "https://mesh.example.com",
@@ -18,7 +19,7 @@ TASK = {
 
 
 def test_the_sidecar_counts_with_the_gateways_default_cache_period() -> None:
-    assert GatewaySettings.from_environ({}).cache_seconds == sidecar.GATEWAY_CACHE_SECONDS
+    assert GatewaySettings.from_environ({}).cache_seconds == variables.GATEWAY_CACHE_SECONDS
 
 
 def test_by_default_a_task_drains_longer_than_other_tasks_outbound_ports_route_on_it() -> None:
@@ -30,6 +31,6 @@ def test_by_default_a_task_drains_longer_than_other_tasks_outbound_ports_route_o
 
     routed_on_for = settings.outbound.refresh_seconds + cache
 
-    assert settings.drain_seconds >= routed_on_for + sidecar.DRAIN_MARGIN_SECONDS
-    assert sidecar.DRAIN_MARGIN_SECONDS > 0
+    assert settings.drain_seconds >= routed_on_for + variables.DRAIN_MARGIN_SECONDS
+    assert variables.DRAIN_MARGIN_SECONDS > 0
     assert settings.drain_seconds > cache  # and longer than the gateways route on it

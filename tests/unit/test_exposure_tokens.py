@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import threading
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -479,7 +480,8 @@ def test_an_expired_token_is_refused_but_within_the_leeway_accepted(rsa_key: Any
 @pytest.mark.parametrize("claim", ["nbf", "iat"])
 def test_a_token_not_yet_valid_is_refused_beyond_the_leeway(rsa_key: Any, claim: str) -> None:
     rules = inline_rules(public_jwk(rsa_key, "rsa-1"), leeway_seconds=30)
-    early = f"Bearer {mint(rsa_key, **{claim: int(NOW) + 31})}"
+    early_claim: dict[str, Any] = {claim: int(NOW) + 31}
+    early = f"Bearer {mint(rsa_key, **early_claim)}"
 
     assert refusal(lambda: verify(rules, early, "/", NOW)) == "not_yet_valid"
     assert verify(rules, early, "/", NOW + 1).subject == "user-42"
@@ -1025,7 +1027,7 @@ def test_fetch_jwks_reports_a_url_urllib_cannot_send_as_a_jwks_error(
         def open(self, *args: Any, **kwargs: Any) -> Any:
             raise UnicodeEncodeError("ascii", "\u00e4", 0, 1, "ordinal not in range(128)")
 
-    monkeypatch.setattr(jwks.urllib.request, "build_opener", lambda *handlers: Opener())
+    monkeypatch.setattr(urllib.request, "build_opener", lambda *handlers: Opener())
 
     with pytest.raises(JwksError, match="cannot be fetched"):
         jwks.fetch_jwks(JWKS_URL)
@@ -1034,7 +1036,7 @@ def test_fetch_jwks_reports_a_url_urllib_cannot_send_as_a_jwks_error(
 def test_fetch_jwks_fetches_nothing_from_an_address_the_gateway_never_reaches(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(jwks.urllib.request, "build_opener", pytest.fail)
+    monkeypatch.setattr(urllib.request, "build_opener", pytest.fail)
 
     with pytest.raises(JwksError, match="link-local or instance-metadata"):
         jwks.fetch_jwks("https://169.254.169.254/latest/meta-data/")

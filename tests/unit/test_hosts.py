@@ -15,18 +15,17 @@ from lambdamesh_routing import hosts
 from lambdamesh_routing.errors import ConnectFailed
 from lambdamesh_routing.hosts import (
     MAX_HOST_LENGTH,
-    HostPolicy,
+    AddressPolicy,
+    address_policy,
     allowed_addresses,
-    host_policy,
     misconfiguration,
     normalize_host,
     refusal_reason,
 )
-from lambdamesh_sidecar.__main__ import outbound_host_policy
-from lambdamesh_sidecar.config import Outbound as OutboundConfig
+from lambdamesh_sidecar.outbound_settings import OutboundSettings
 
-STRICT = HostPolicy()
-PERMISSIVE = HostPolicy(allow_loopback=True, allow_private=True)
+STRICT = AddressPolicy()
+PERMISSIVE = AddressPolicy(allow_loopback=True, allow_private=True)
 
 ALWAYS_REFUSED = [
     "169.254.169.254",  # EC2 instance metadata
@@ -53,7 +52,7 @@ def test_error_codes_are_stable() -> None:
 @pytest.mark.parametrize("host", ALWAYS_REFUSED)
 @pytest.mark.parametrize("policy", [STRICT, PERMISSIVE], ids=["strict", "permissive"])
 def test_metadata_link_local_unspecified_and_multicast_are_refused_whatever_the_policy(
-    host: str, policy: HostPolicy
+    host: str, policy: AddressPolicy
 ) -> None:
     assert refusal_reason(ipaddress.ip_address(host), policy) is not None
     with pytest.raises(HostNotAllowed) as caught:
@@ -84,7 +83,7 @@ def test_an_ipv4_mapped_ipv6_address_is_judged_as_the_ipv4_address_it_carries() 
     mapped = ipaddress.ip_address("::ffff:10.0.0.1")
 
     assert refusal_reason(mapped, STRICT) == "a private address"
-    assert refusal_reason(mapped, HostPolicy(allow_private=True)) is None
+    assert refusal_reason(mapped, AddressPolicy(allow_private=True)) is None
 
 
 @pytest.mark.parametrize("host", [*LOOPBACK, "localhost", "LocalHost", "localhost."])
@@ -92,9 +91,9 @@ def test_loopback_is_refused_unless_the_policy_allows_it(host: str) -> None:
     with pytest.raises(HostNotAllowed, match="loopback"):
         normalize_host(host, STRICT)
     with pytest.raises(HostNotAllowed):
-        normalize_host(host, HostPolicy(allow_private=True))
+        normalize_host(host, AddressPolicy(allow_private=True))
 
-    assert normalize_host(host, HostPolicy(allow_loopback=True)) == host.lower().rstrip(".")
+    assert normalize_host(host, AddressPolicy(allow_loopback=True)) == host.lower().rstrip(".")
 
 
 @pytest.mark.parametrize("host", PRIVATE)
@@ -104,9 +103,9 @@ def test_private_and_shared_address_space_is_refused_unless_the_policy_allows_it
     with pytest.raises(HostNotAllowed, match="private"):
         normalize_host(host, STRICT)
     with pytest.raises(HostNotAllowed):
-        normalize_host(host, HostPolicy(allow_loopback=True))
+        normalize_host(host, AddressPolicy(allow_loopback=True))
 
-    assert normalize_host(host, HostPolicy(allow_private=True)) == host
+    assert normalize_host(host, AddressPolicy(allow_private=True)) == host
 
 
 @pytest.mark.parametrize("host", ["255.255.255.255", "240.0.0.1", "192.88.99.1"])
@@ -220,7 +219,7 @@ ZONE_IDS = [
 
 @pytest.mark.parametrize("host", ZONE_IDS)
 @pytest.mark.parametrize("policy", [STRICT, PERMISSIVE], ids=["strict", "permissive"])
-def test_an_ipv6_zone_id_is_refused_whatever_the_policy(host: str, policy: HostPolicy) -> None:
+def test_an_ipv6_zone_id_is_refused_whatever_the_policy(host: str, policy: AddressPolicy) -> None:
     # Python's ipaddress accepts any characters after "%", line breaks included.
     with pytest.raises(HostNotAllowed, match="zone id") as caught:
         normalize_host(host, policy)
@@ -246,7 +245,7 @@ class RecordingResolver:
         return self.answers[host]
 
 
-def client_with(resolver: RecordingResolver, policy: HostPolicy = STRICT) -> UpstreamClient:
+def client_with(resolver: RecordingResolver, policy: AddressPolicy = STRICT) -> UpstreamClient:
     return UpstreamClient(policy, resolver=resolver)
 
 
@@ -274,7 +273,7 @@ def test_a_dns_name_that_now_points_at_a_private_address_follows_the_policy() ->
 
     with pytest.raises(HostNotAllowed, match=re.escape("orders.internal")):
         client_with(resolver).addresses_for("orders.internal", 8080)
-    allowed = client_with(resolver, HostPolicy(allow_private=True))
+    allowed = client_with(resolver, AddressPolicy(allow_private=True))
     assert allowed.addresses_for("orders.internal", 8080) == ["10.0.0.7"]
 
 
@@ -319,7 +318,7 @@ def test_names_ending_in_a_number_are_not_dns_names(host: str) -> None:
 
 
 class TestAllowedNetworks:
-    TASK_SUBNETS = HostPolicy(
+    TASK_SUBNETS = AddressPolicy(
         allow_private=True,
         allowed_networks=(ipaddress.ip_network("10.0.0.0/20"), ipaddress.ip_network("fd12::/64")),
     )
@@ -334,7 +333,7 @@ class TestAllowedNetworks:
             normalize_host(host, self.TASK_SUBNETS)
 
     def test_the_private_flag_is_still_required(self) -> None:
-        policy = HostPolicy(allowed_networks=(ipaddress.ip_network("10.0.0.0/20"),))
+        policy = AddressPolicy(allowed_networks=(ipaddress.ip_network("10.0.0.0/20"),))
 
         with pytest.raises(HostNotAllowed, match="private"):
             normalize_host("10.0.3.7", policy)
@@ -404,17 +403,17 @@ def test_private_addresses_allowed_with_no_network_list_is_the_one_misconfigurat
 @pytest.mark.parametrize(
     ("loopback", "private", "networks", "expected"),
     [
-        (False, False, (), HostPolicy()),
-        (True, False, (), HostPolicy(allow_loopback=True)),
-        (False, True, (), HostPolicy()),  # misconfigured: private stays refused
-        (False, True, (SUBNET,), HostPolicy(allow_private=True, allowed_networks=(SUBNET,))),
-        (False, False, (SUBNET,), HostPolicy(allowed_networks=(SUBNET,))),
+        (False, False, (), AddressPolicy()),
+        (True, False, (), AddressPolicy(allow_loopback=True)),
+        (False, True, (), AddressPolicy()),  # misconfigured: private stays refused
+        (False, True, (SUBNET,), AddressPolicy(allow_private=True, allowed_networks=(SUBNET,))),
+        (False, False, (SUBNET,), AddressPolicy(allowed_networks=(SUBNET,))),
     ],
 )
 def test_the_three_settings_make_the_policy_and_unsafe_ones_never_widen_it(
-    loopback: bool, private: bool, networks: tuple[hosts.IPNetwork, ...], expected: HostPolicy
+    loopback: bool, private: bool, networks: tuple[hosts.IPNetwork, ...], expected: AddressPolicy
 ) -> None:
-    assert host_policy(loopback, private, networks) == expected
+    assert address_policy(loopback, private, networks) == expected
 
 
 @pytest.fixture
@@ -431,7 +430,7 @@ def gateway_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def test_the_gateway_and_the_outbound_port_make_their_policy_with_one_function(
     gateway_settings: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    made = HostPolicy(allow_loopback=True, allowed_networks=(SUBNET,))
+    made = AddressPolicy(allow_loopback=True, allowed_networks=(SUBNET,))
     calls: list[tuple[bool, bool, tuple[hosts.IPNetwork, ...], str]] = []
 
     def recording(
@@ -439,15 +438,15 @@ def test_the_gateway_and_the_outbound_port_make_their_policy_with_one_function(
         private: bool,
         networks: Sequence[hosts.IPNetwork],
         prefix: str = "LAMBDAMESH_",
-    ) -> HostPolicy:
+    ) -> AddressPolicy:
         calls.append((loopback, private, tuple(networks), prefix))
         return made
 
-    monkeypatch.setattr(hosts, "host_policy", recording)
-    outbound = OutboundConfig(port=15001, allow_private=True, allowed_networks=(str(SUBNET),))
+    monkeypatch.setattr(hosts, "address_policy", recording)
+    outbound = OutboundSettings(port=15001, allow_private=True, allowed_networks=(str(SUBNET),))
 
-    assert wiring.policy() is made
-    assert outbound_host_policy(outbound) is made
+    assert wiring.address_policy() is made
+    assert outbound.address_policy() is made
     assert calls == [
         (False, True, (SUBNET,), "LAMBDAMESH_"),
         (False, True, (SUBNET,), "LAMBDAMESH_OUTBOUND_"),
@@ -470,17 +469,17 @@ def test_the_same_settings_give_the_gateway_and_the_outbound_port_the_same_polic
     monkeypatch.setenv("LAMBDAMESH_ALLOWED_NETWORKS", ",".join(map(str, networks)))
     wiring.reset()
     try:
-        gateway = wiring.policy()
+        gateway = wiring.address_policy()
     finally:
         wiring.reset()
-    outbound = OutboundConfig(
+    outbound = OutboundSettings(
         port=15001,
         allow_loopback=loopback,
         allow_private=private,
         allowed_networks=tuple(map(str, networks)),
     )
 
-    assert outbound_host_policy(outbound) == gateway
+    assert outbound.address_policy() == gateway
 
 
 @pytest.mark.parametrize("prefix", ["LAMBDAMESH_", "LAMBDAMESH_OUTBOUND_"])
@@ -498,7 +497,7 @@ def test_a_refusal_at_connect_time_names_the_settings_as_the_process_reads_them(
     prefix: str, host: str, resolved: list[str], loopback: bool, private: bool, named: list[str]
 ) -> None:
     networks = (SUBNET,) if private else ()
-    policy = host_policy(loopback, private, networks, prefix=prefix)
+    policy = address_policy(loopback, private, networks, prefix=prefix)
     other = "LAMBDAMESH_OUTBOUND_" if prefix == "LAMBDAMESH_" else "LAMBDAMESH_"
 
     with pytest.raises(HostNotAllowed) as refused:
@@ -510,7 +509,7 @@ def test_a_refusal_at_connect_time_names_the_settings_as_the_process_reads_them(
 
 
 def test_addresses_no_setting_can_allow_name_no_setting() -> None:
-    policy = host_policy(True, True, (SUBNET,), prefix="LAMBDAMESH_OUTBOUND_")
+    policy = address_policy(True, True, (SUBNET,), prefix="LAMBDAMESH_OUTBOUND_")
 
     with pytest.raises(HostNotAllowed) as refused:
         allowed_addresses("169.254.169.254", 80, policy)
@@ -519,8 +518,8 @@ def test_addresses_no_setting_can_allow_name_no_setting() -> None:
 
 
 def test_the_prefix_names_settings_and_decides_nothing() -> None:
-    gateway = host_policy(True, True, (SUBNET,))
-    sidecar = host_policy(True, True, (SUBNET,), prefix="LAMBDAMESH_OUTBOUND_")
+    gateway = address_policy(True, True, (SUBNET,))
+    sidecar = address_policy(True, True, (SUBNET,), prefix="LAMBDAMESH_OUTBOUND_")
 
     assert gateway == sidecar
     assert (gateway.settings_prefix, sidecar.settings_prefix) == (
@@ -533,4 +532,4 @@ def test_deprecated_site_local_ipv6_is_private() -> None:
     with pytest.raises(HostNotAllowed, match="private"):
         normalize_host("fec0::1", STRICT)
 
-    assert normalize_host("fec0::1", HostPolicy(allow_private=True)) == "fec0::1"
+    assert normalize_host("fec0::1", AddressPolicy(allow_private=True)) == "fec0::1"

@@ -19,8 +19,8 @@ import pytest
 from cfnlint.decode import decode
 
 from chalicelib import task_events
-from chalicelib.validation import MAX_LEASE_SECONDS
-from lambdamesh_sidecar.config import DEFAULT_LEASE_SECONDS
+from lambdamesh_routing.limits import MAX_LEASE_SECONDS
+from lambdamesh_sidecar.variables import DEFAULT_LEASE_SECONDS
 from tests.deploy.infra_fixtures import Rendering
 from tests.samples import RUNNING, SPOT_NOTICE, STOPPED, load
 

@@ -10,7 +10,7 @@ import pytest
 from cfnlint.api import ManualArgs, lint_file
 from cfnlint.decode import decode
 
-from lambdamesh_sidecar import config as sidecar_config
+from lambdamesh_sidecar import variables as sidecar_variables
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
 # Templates whose own tests lint them.
@@ -421,7 +421,7 @@ def test_secrets_manager_endpoint_admits_only_https_from_the_lambda_and_the_task
 
 
 def test_sidecar_variables_are_ones_the_sidecar_reads(sidecar: dict[str, Any]) -> None:
-    known = {name for name, _ in sidecar_config.VARIABLES}
+    known = {name for name, _ in sidecar_variables.VARIABLES}
     given = [e["Name"] for e in sidecar["Environment"]] + [s["Name"] for s in sidecar["Secrets"]]
 
     assert set(given) <= known
@@ -473,7 +473,7 @@ def test_sidecar_stops_before_the_app_with_time_to_deregister(sidecar: dict[str,
     assert sidecar["DependsOn"] == [{"ContainerName": "app", "Condition": "START"}]
     # An in-flight call (5 s), the DRAINING report (5 s), the drain (LAMBDAMESH_DRAIN_SECONDS,
     # by default) and deregistering (5 s).
-    assert sidecar["StopTimeout"] >= 5 + 5 + sidecar_config.DEFAULT_DRAIN_SECONDS + 5
+    assert sidecar["StopTimeout"] >= 5 + 5 + sidecar_variables.DEFAULT_DRAIN_SECONDS + 5
 
 
 def test_sidecar_runs_as_non_root_on_a_read_only_filesystem(sidecar: dict[str, Any]) -> None:

@@ -68,6 +68,7 @@ def make_app() -> Chalice:
         assert request is not None
         event = request.to_original_event()
         raw = request.raw_body
+        assert isinstance(raw, bytes)
         return {
             "uri_params": request.uri_params,
             "query": event["multiValueQueryStringParameters"],

@@ -5,13 +5,15 @@ copy does not find the behaviour. These tests read the source of the Lambda
 (``app.py``, ``chalicelib/``), the command line (``lambdamesh/``) and the sidecar
 (``lambdamesh_sidecar``) and fail where any of them spells again a name pattern or limit, the
 weight and lease ranges, the list of HTTP methods, the on/off words, the repeated-header
-separators or a try's error texts.
+separators or a try's error texts. The DNS label rule is looked for in ``lambdamesh_routing``
+too: it is written once even there.
 """
 
 from __future__ import annotations
 
 import ast
 import re
+import warnings
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
@@ -42,10 +44,17 @@ RANGE_TEXT = re.compile(r"(?<![0-9.])([0-9]+)\.\.([0-9]+)(?![0-9.])")
 FLAG_WORDS = frozenset(flags.TRUE_WORDS + flags.FALSE_WORDS)
 # The texts a failed try is answered with (lambdamesh_routing.attempts), "{}" for each value.
 TRY_TEXTS = ("no instance of {} {} could be reached", "{} {} did not answer in time")
+# What any DNS label rule accepts and refuses, however it is spelt (a label or a whole name,
+# one case or both, lookarounds or not).
+LABELS = ("a", "0", "a-b", "xn--bcher-kva", "a" * 63)
+NOT_LABELS = ("", "-a", "a-", "a" * 64, "a_b")
+LABEL_HOME = "lambdamesh_routing/hosts.py"
 
 
-def modules(root: Path = ROOT) -> Iterator[tuple[str, ast.Module]]:
-    for source in SOURCES:
+def modules(
+    root: Path = ROOT, sources: tuple[str, ...] = SOURCES
+) -> Iterator[tuple[str, ast.Module]]:
+    for source in sources:
         top = root / source
         for path in sorted([top] if top.is_file() else top.rglob("*.py")):
             yield str(path.relative_to(root)), ast.parse(path.read_text(encoding="utf-8"))
@@ -81,7 +90,7 @@ def second_name_rules(tree: ast.Module) -> list[str]:
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and _anchored(str(node.value)) in NAME_PATTERNS:
-            found.append(f"line {node.lineno}: {NAME_PATTERNS[_anchored(node.value)]}")
+            found.append(f"line {node.lineno}: {NAME_PATTERNS[_anchored(str(node.value))]}")
         found.extend(defined_again(node, NAME_CONSTANTS))
     return found
 
@@ -122,13 +131,15 @@ def second_method_lists(tree: ast.Module) -> list[str]:
     return [
         f"line {node.lineno}"
         for node in ast.walk(tree)
-        if set(strings(node)) == set(forwarding.METHODS)
+        if isinstance(node, ast.expr) and set(strings(node)) == set(forwarding.METHODS)
     ]
 
 
 def second_flag_words(tree: ast.Module) -> list[str]:
     found = []
     for node in ast.walk(tree):
+        if not isinstance(node, ast.expr):  # only expressions hold strings (and a line)
+            continue
         words = {s.lower() for s in strings(node)}
         if len(words) > 1 and words <= FLAG_WORDS and not words <= {"0", "1"}:
             found.append(f"line {node.lineno}: {sorted(words)}")
@@ -163,6 +174,26 @@ def second_try_texts(tree: ast.Module) -> list[str]:
         f"line {node.lineno}: {template(node)!r}"
         for node in ast.walk(tree)
         if isinstance(node, ast.JoinedStr) and template(node) in TRY_TEXTS
+    ]
+
+
+def is_label_rule(text: str) -> bool:
+    """Whether ``text``, read as a regular expression, matches as a DNS label rule does."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # prose with a backslash or "[[" compiles with a warning
+        try:
+            rule = re.compile(text)
+        except (re.error, OverflowError, RecursionError):
+            return False
+    return all(rule.fullmatch(s) for s in LABELS) and not any(rule.fullmatch(s) for s in NOT_LABELS)
+
+
+def label_rules(tree: ast.Module) -> list[str]:
+    return [
+        f"line {node.lineno}: {node.value!r}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        if is_label_rule(node.value)
     ]
 
 
@@ -247,3 +278,44 @@ def test_each_check_finds_a_copy(check: str, source: str) -> None:
 )
 def test_the_range_check_lets_other_ranges_be(source: str) -> None:
     assert second_ranges(ast.parse(source)) == []
+
+
+def test_the_dns_label_rule_is_written_once_in_lambdamesh_routing_hosts() -> None:
+    found = [
+        (path, where)
+        for path, tree in modules(sources=(*SOURCES, "lambdamesh_routing"))
+        for where in label_rules(tree)
+    ]
+
+    assert [path for path, _ in found] == [LABEL_HOME], (
+        f"a DNS label rule is written outside {LABEL_HOME} (use hosts.is_dns_label): {found}"
+    )
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        '_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")',
+        '_HOST_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"',
+        'HOST = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(\\.(?!-)[a-z0-9-]{1,63}(?<!-))*$")',
+        'SERVICE_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"',
+        'LABEL = re.compile(r"(?i)^[a-z\\d]([a-z\\d-]{0,61}[a-z\\d])?$")',
+    ],
+)
+def test_the_label_check_finds_each_spelling(source: str) -> None:
+    assert label_rules(ast.parse(source))
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        'ZONE = r"^[a-z0-9-]{1,64}$"',
+        'ANY = r"^[a-z0-9-]{1,63}$"',
+        'VERSION = r"^[a-z0-9]([a-z0-9._-]{0,30}[a-z0-9])?$"',
+        'NUMERIC = r"^(0x[0-9a-f]*|[0-9]+)$"',
+        'SCHEME = r"[a-z][a-z0-9+.-]*"',
+        'DOC = """Labels of a-z, 0-9 and hyphens, 1-63 characters."""',
+    ],
+)
+def test_the_label_check_lets_other_rules_be(source: str) -> None:
+    assert label_rules(ast.parse(source)) == []

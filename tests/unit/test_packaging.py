@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import tomllib
 from collections.abc import Callable
 from importlib.metadata import version
@@ -114,10 +115,30 @@ def test_the_local_and_dev_extras_stay_out_of_the_runtime_dependencies() -> None
 def test_the_root_distribution_alone_ships_the_routing_core_from_its_top_level_folder() -> None:
     with (ROOT / "pyproject.toml").open("rb") as handle:
         root = tomllib.load(handle)["tool"]["setuptools"]
-    with (ROOT / "sidecar" / "pyproject.toml").open("rb") as handle:
-        sidecar = tomllib.load(handle)["tool"]["setuptools"]
 
     assert "lambdamesh_routing" in root["packages"]
     assert "lambdamesh_routing" not in root.get("package-dir", {})
     assert (ROOT / "lambdamesh_routing" / "__init__.py").is_file()
-    assert "lambdamesh_routing" not in sidecar["packages"]
+
+
+# Each of these files makes its folder a distribution of its own.
+PROJECT_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
+
+
+def project_files() -> list[str]:
+    """Every project file of the checkout as a clone has it: tracked or new, not ignored, and
+    still there."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    names = filter(None, listed.split("\0"))
+    return sorted({n for n in names if Path(n).name in PROJECT_FILES and (ROOT / n).is_file()})
+
+
+def test_the_root_pyproject_is_the_only_project_file_in_the_repository() -> None:
+    """One owner: the root distribution ships every package and command, the sidecar's too;
+    the sidecar image copies its folders and builds no distribution of its own."""
+    assert project_files() == ["pyproject.toml"]

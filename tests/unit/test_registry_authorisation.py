@@ -14,7 +14,7 @@ from chalicelib.auth import ADMIN_SCOPE, Principal
 from chalicelib.errors import Forbidden, InvalidName, InvalidRequest
 from chalicelib.registry import Registry
 from chalicelib.validation import MAX_REGISTRY_BODY
-from lambdamesh_routing.hosts import HostPolicy
+from lambdamesh_routing.hosts import AddressPolicy
 
 ORDERS = Principal("service:orders")
 PAYMENTS = Principal("service:payments")
@@ -41,7 +41,7 @@ class UntouchedStore:
 
 @pytest.fixture
 def registry() -> Registry:
-    return Registry(UntouchedStore(), HostPolicy())  # type: ignore[arg-type]
+    return Registry(UntouchedStore(), AddressPolicy())
 
 
 Write = Callable[[Registry, Principal, bytes], object]

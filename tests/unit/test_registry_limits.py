@@ -14,17 +14,24 @@ from chalicelib.auth import ADMIN_SCOPE, Principal
 from chalicelib.config import MAX_BODY_LIMIT, MAX_INSTANCES_LIMIT, Settings
 from chalicelib.errors import InvalidName, TooManyDrains, TooManyInstances
 from chalicelib.exposure.document import Exposure
-from chalicelib.instances import Instance, RegisterResult, Registration, ServiceView, Status
+from chalicelib.instances import (
+    Instance,
+    RegisterResult,
+    Registration,
+    ServiceView,
+    Status,
+    StoredPolicy,
+)
 from chalicelib.registry import Lease, Registry, check_room, lapsed
 from chalicelib.validation import (
     MAX_INSTANCE_JSON,
-    MAX_LEASE_SECONDS,
-    MAX_METADATA_VALUE,
     MAX_POLICY_JSON,
     instance_json_size,
 )
-from lambdamesh_routing.hosts import HostPolicy
-from lambdamesh_routing.names import check_name
+from lambdamesh_routing.hosts import AddressPolicy
+from lambdamesh_routing.limits import MAX_LEASE_SECONDS
+from lambdamesh_routing.names import MAX_METADATA_VALUE, check_name
+from lambdamesh_routing.policy import Policy
 
 NOW = 1_800_000_000.0
 ADMIN = Principal(ADMIN_SCOPE)
@@ -117,6 +124,24 @@ class InMemoryStore:
     def ping(self) -> None:
         pass
 
+    def policy(self, service: str) -> StoredPolicy | None:
+        raise NotImplementedError
+
+    def put_policy(self, service: str, policy: Policy, now: float) -> bool:
+        raise NotImplementedError
+
+    def delete_policy(self, service: str) -> bool:
+        raise NotImplementedError
+
+    def undrain(self, service: str, instance_id: str) -> bool:
+        raise NotImplementedError
+
+    def task_instances(self, task_arn: str) -> list[tuple[str, str]]:
+        raise NotImplementedError
+
+    def remove_task_instance(self, service: str, instance_id: str, task_arn: str) -> bool:
+        raise NotImplementedError
+
 
 class Clock:
     def __init__(self) -> None:
@@ -142,7 +167,7 @@ def encoded(fields: dict[str, object]) -> bytes:
 
 
 def registry(store: InMemoryStore, clock: Clock, limit: int) -> Registry:
-    return Registry(store, HostPolicy(), clock=clock, max_instances=limit)
+    return Registry(store, AddressPolicy(), clock=clock, max_instances=limit)
 
 
 def leases(*live: str, lapsed_ids: tuple[str, ...] = ()) -> list[Lease]:
@@ -213,7 +238,7 @@ def test_the_limit_is_per_service(store: InMemoryStore, clock: Clock) -> None:
 
 
 def test_the_default_limit_is_the_settings_default(store: InMemoryStore, clock: Clock) -> None:
-    default = Registry(store, HostPolicy(), clock=clock)
+    default = Registry(store, AddressPolicy(), clock=clock)
     for n in range(Settings().max_instances_per_service):
         default.register(ADMIN, "orders", f"i-{n}", encoded(BODY))
 
@@ -382,8 +407,10 @@ def largest_instance(now: float) -> Instance:
 def test_a_full_instance_list_at_the_highest_limit_fits_in_one_lambda_answer() -> None:
     now = 9_999_999_999.123  # the longest timestamps until the year 2286
     instance = largest_instance(now)
-    listed = {"service": instance.service, "instances": [instance.to_json(now)]}
-    listed["instances"] *= MAX_INSTANCES_LIMIT
+    listed = {
+        "service": instance.service,
+        "instances": [instance.to_json(now)] * MAX_INSTANCES_LIMIT,
+    }
 
     body = json.dumps(listed, separators=(",", ":")).encode()  # as Chalice writes it
 

@@ -14,6 +14,7 @@ from botocore.exceptions import (
     NoCredentialsError,
     ReadTimeoutError,
 )
+from pynamodb.connection import TableConnection
 from pynamodb.exceptions import PutError
 
 from chalicelib.config import Settings
@@ -33,10 +34,12 @@ def client_error(code: str, status: int = 400) -> ClientError:
     return ClientError(response, "PutItem")
 
 
-class FailingTable:
-    """Stands in for PynamoDB's TableConnection: every write fails with ``cause``."""
+class FailingTable(TableConnection):
+    """PynamoDB's TableConnection whose every write fails with ``cause`` (building one
+    connects to nothing: its botocore client is made on first use)."""
 
     def __init__(self, cause: Exception) -> None:
+        super().__init__(TABLE)
         self.cause = cause
 
     def put_item(self, *args: Any, **kwargs: Any) -> dict[str, Any]:

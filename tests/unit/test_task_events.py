@@ -10,8 +10,8 @@ import pytest
 
 from chalicelib.registry import Registry
 from chalicelib.task_events import MAX_REASON, Ignored, TaskStop, handle, is_task_event, read
-from chalicelib.validation import MAX_TASK_ARN
-from lambdamesh_routing.hosts import HostPolicy
+from lambdamesh_routing.hosts import AddressPolicy
+from lambdamesh_routing.names import MAX_TASK_ARN
 from tests.samples import RUNNING, SPOT_NOTICE, STOPPED, load
 
 TASK = "arn:aws:ecs:us-west-2:111122223333:task/FargateCluster/c13b4cb40f1f4fe4a2971f76ae5a47ad"
@@ -262,7 +262,7 @@ class TaskStore:
 
 
 def registry(store: TaskStore) -> Registry:
-    return Registry(store, HostPolicy())  # type: ignore[arg-type]
+    return Registry(store, AddressPolicy())  # type: ignore[arg-type]
 
 
 class TestRemovingATask:
@@ -398,7 +398,7 @@ def test_a_stop_event_can_name_exactly_the_task_arns_a_registration_may_carry(ar
 
     body = {"version": "v1", "host": "orders.example.com", "port": 80, "task_arn": arn}
     try:
-        parse_registration("orders", "i-1", body, HostPolicy())
+        parse_registration("orders", "i-1", body, AddressPolicy())
     except InvalidRequest:
         registrable = False
     else:

@@ -13,17 +13,16 @@ from chalicelib.instances import Registration
 from chalicelib.validation import (
     MAX_INSTANCE_JSON,
     MAX_JSON_DEPTH,
-    MAX_METADATA_VALUE,
     MAX_REGISTRY_BODY,
-    check_name,
     instance_json_size,
     parse_heartbeat,
     parse_json_body,
     parse_registration,
 )
-from lambdamesh_routing.hosts import HostPolicy
+from lambdamesh_routing.hosts import AddressPolicy
+from lambdamesh_routing.names import MAX_METADATA_VALUE, check_name
 
-POLICY = HostPolicy()
+POLICY = AddressPolicy()
 VALID = {"version": "v1", "host": "orders.example.com", "port": 8080}
 
 

@@ -1,0 +1,386 @@
+"""One call from the app through the outbound port, from its request line to the end of its
+answer: the route, the body kept for retries, the tries over the plan's instances (on the wire
+through ``exchange``), and the answer streamed back to the app.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.message import Message
+from http import HTTPStatus
+from io import BufferedIOBase
+from typing import Protocol
+
+from lambdamesh_routing.attempts import TRY_FAILURES, failed, late, unreachable
+from lambdamesh_routing.errors import (
+    HostNotAllowed,
+    LambdaMeshError,
+    NotFound,
+    ServiceNotFound,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+    VersionNotFound,
+)
+from lambdamesh_routing.forwarding import (
+    CheckedReader,
+    Headers,
+    downstream_headers,
+    joined_field,
+    quote_target,
+    rewrite_redirect,
+    upstream_headers,
+)
+from lambdamesh_routing.instances import Instance, ServiceView
+from lambdamesh_routing.names import check_name
+from lambdamesh_routing.router import Call, Plan, Router
+from lambdamesh_sidecar.exchange import Body, Exchange, Transport, complete, read_upto, reason
+from lambdamesh_sidecar.framing import CHUNK, AppBodyFailed, body_reader, check_head, chunk
+from lambdamesh_sidecar.logs import fields
+from lambdamesh_sidecar.outbound_settings import OutboundSettings
+
+# Request bodies kept whole so that a retry can send them again.
+REPLAY_LIMIT = 1024 * 1024
+# A retryable answer (502, 503, 504) read whole to hold it while another instance is tried.
+RETRY_ANSWER_LIMIT = 64 * 1024
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+class RouteNotFound(NotFound):
+    code = "route_not_found"
+
+
+class AppGone(Exception):
+    """The app's connection failed while the answer was written to it: nothing to answer,
+    and nothing to count against the upstream."""
+
+
+class ViewSource(Protocol):
+    """What the outbound port needs of the catalog."""
+
+    def view(self, service: str) -> ServiceView: ...
+
+    def recheck(self, service: str) -> ServiceView:
+        """The service's view read again now, if it was not read just before (the catalog
+        bounds how often): the view a call was routed on knew nothing of what it asked for."""
+        ...
+
+
+class AppConnection(Protocol):
+    """The app's side of a call: its request as ``http.server`` read it, and its socket."""
+
+    command: str
+    path: str
+    request_version: str
+    headers: Message
+    rfile: BufferedIOBase
+    lines: CheckedReader  # ``rfile``, noting bare CRs
+    close_connection: bool
+    # Whether the request's body has been read to its end.
+    body_read: bool
+
+    def write(self, data: bytes) -> None:
+        """To the app; ``AppGone`` when it has gone."""
+        ...
+
+
+class Proxy(Protocol):
+    """What a call uses of the outbound port (``outbound.OutboundProxy``)."""
+
+    views: ViewSource
+    router: Router
+    caller_address: str | None
+    settings: OutboundSettings
+    transport: Transport
+    log: logging.Logger
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """An upstream answer held while another instance is tried."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+class OutboundCall:
+    def __init__(self, app: AppConnection, proxy: Proxy, rid: str) -> None:
+        self.app = app
+        self.proxy = proxy
+        self.rid = rid
+        self.method = app.command
+
+    def run(self) -> None:
+        check_head(self.app.request_version, self.app.headers, saw_bare_cr=self.app.lines.bare_cr)
+        service, version, target = self._route()
+        body = self._body()
+        headers = _incoming_headers(self.app.headers)
+        call = Call(
+            service,
+            version,
+            self.method,
+            headers,
+            self.proxy.caller_address,
+            replayable=body.replayable,
+        )
+        plan = self._plan(call)
+        if plan.panic:
+            self.proxy.log.warning(
+                "panic mode: routing over every live instance %s",
+                fields(service=service, version=plan.version, live=len(plan.live)),
+            )
+        # As the gateway does with a client's: the app's X-Forwarded-For chain is kept and
+        # this task's address appended, the one entry the outbound port vouches for. No edge
+        # in front of the outbound port replaced the app's X-Forwarded-Proto and -Port.
+        outgoing = upstream_headers(
+            headers,
+            client_ip=self.proxy.caller_address,
+            proto="http",
+            request_id=self.rid,
+            trusted_edge=False,
+        )
+        # The app's Expect was answered here; the body is sent without waiting.
+        outgoing = {k: v for k, v in outgoing.items() if k.lower() != "expect"}
+        self._tries(plan, target, outgoing, body, f"/{service}/{version}")
+
+    def _plan(self, call: Call) -> Plan:
+        """The call's route. A view that knows no such service or version is read again at
+        once (a version registered since the last refresh is routable without waiting for
+        the next), and the call routed on what it says now."""
+        views, router = self.proxy.views, self.proxy.router
+        budget = self.proxy.settings.timeout_seconds
+        try:
+            return router.plan(call, views.view(call.service), budget)
+        except (ServiceNotFound, VersionNotFound):
+            fresh = views.recheck(call.service)
+        return router.plan(call, fresh, budget)
+
+    def _route(self) -> tuple[str, str, str]:
+        path, sep, query = self.app.path.partition("?")
+        parts = path.split("/", 3)
+        if not path.startswith("/") or len(parts) < 3 or not parts[1] or not parts[2]:
+            raise RouteNotFound("call /{service}/{version}/{path} on the outbound port")
+        service, version = parts[1], parts[2]
+        check_name("service", service)
+        check_name("version", version)
+        rest = parts[3] if len(parts) > 3 else ""
+        # http.server read the request line as latin-1: each character is one byte sent.
+        return service, version, quote_target(f"/{rest}{sep}{query}", "latin-1")
+
+    def _body(self) -> Body:
+        stream = body_reader(self.app.headers, self.app.rfile)
+        if stream is None:
+            self.app.body_read = True
+            return Body(b"")
+        head = bytearray()
+        for part in stream:
+            head += part
+            if len(head) > REPLAY_LIMIT:
+                return Body(bytes(head), self._rest(stream))
+        self.app.body_read = True
+        return Body(bytes(head))
+
+    def _rest(self, stream: Iterator[bytes]) -> Iterator[bytes]:
+        yield from stream
+        self.app.body_read = True
+
+    def _tries(
+        self, plan: Plan, target: str, headers: dict[str, str], body: Body, prefix: str
+    ) -> None:
+        held: _Answer | None = None
+        error: LambdaMeshError = unreachable(plan.call)
+        for instance in plan:
+            plan.started(instance)
+            try:
+                outcome = self._try(plan, instance, target, headers, body, prefix)
+            finally:
+                plan.finished(instance)
+            if outcome is None:
+                return  # answered
+            if isinstance(outcome, _Answer):
+                held = outcome
+            else:
+                held, error = None, outcome
+        if held is not None:
+            self._send_held(held)
+            return
+        if plan.late and not plan.sent:
+            error = late(plan.call)
+        raise error
+
+    def _try(
+        self,
+        plan: Plan,
+        instance: Instance,
+        target: str,
+        headers: dict[str, str],
+        body: Body,
+        prefix: str,
+    ) -> _Answer | LambdaMeshError | None:
+        """None when the answer went to the app; an answer held for a retry; or the error."""
+        transport = self.proxy.transport
+        try:
+            exchange = transport.send(plan, instance, self.method, target, headers, body)
+        except TRY_FAILURES as exc:
+            return self._failed(plan, instance, exc)
+        except AppBodyFailed:
+            plan.gave_up()
+            raise
+        except TimeoutError:
+            return self._failed(plan, instance, UpstreamTimeout("no answer in time"))
+        except (OSError, http.client.HTTPException) as exc:
+            return self._broken(plan, instance, UpstreamUnreachable(reason(exc)))
+        self._log_ejection(instance, plan.answered(instance, exchange.response.status))
+        first = b""
+        if plan.retryable:
+            first, whole = read_upto(exchange, RETRY_ANSWER_LIMIT)
+            if whole:
+                response = exchange.response
+                transport.release(exchange)
+                return _Answer(response.status, response.getheaders(), first)
+            plan.gave_up()
+        self._stream(exchange, instance, plan, prefix, first)
+        return None
+
+    def _failed(self, plan: Plan, instance: Instance, exc: LambdaMeshError) -> LambdaMeshError:
+        if isinstance(exc, HostNotAllowed):
+            self._log_refusal(instance, exc.message)
+        else:
+            self._log_failure(instance, exc.code, exc.message)
+        outcome = failed(plan, instance, exc, "the outbound port")
+        self._log_ejection(instance, outcome.ejected_seconds)
+        return outcome.error
+
+    def _broken(self, plan: Plan, instance: Instance, exc: UpstreamUnreachable) -> LambdaMeshError:
+        """The connection broke before an answer came: the instance's failure, unless the
+        app's body was still streaming, since then the upstream may have given up waiting on
+        an app slow to send it."""
+        if self.app.body_read:
+            return self._failed(plan, instance, exc)
+        self._log_failure(instance, exc.code, exc.message)
+        plan.gave_up()
+        return unreachable(plan.call)
+
+    def _send_held(self, held: _Answer) -> None:
+        headers = downstream_headers(held.headers, self.rid, head=self.method == "HEAD")
+        if self.method == "HEAD":
+            self.app.write(self._head(held.status, headers, None))
+            return
+        self.app.write(self._head(held.status, headers, len(held.body)) + held.body)
+
+    def _stream(
+        self, exchange: Exchange, instance: Instance, plan: Plan, prefix: str, first: bytes
+    ) -> None:
+        response = exchange.response
+        transport = self.proxy.transport
+        headers = downstream_headers(response.getheaders(), self.rid, head=self.method == "HEAD")
+        if plan.policy.rewrite_redirects and 300 <= response.status < 400:
+            rewrite_redirect(headers, prefix, instance.host, instance.port)
+        if self.method == "HEAD" or response.status in _NO_BODY_STATUSES:
+            transport.release(exchange, bodiless=True)  # back in the pool before the app reads on
+            self.app.write(self._head(response.status, headers, None))
+            return
+        # Framed as http.client reads it (chunked wins over a Content-Length beside it).
+        size = None if response.chunked or response.length is None else len(first) + response.length
+        close_delimited = size is None and self.app.request_version == "HTTP/1.0"
+        if close_delimited:
+            self.app.close_connection = True
+        frame = chunk if size is None and not close_delimited else _as_is
+        released = False
+        try:
+            # Once the answer streams, each read may wait as long as one try may.
+            exchange.sock.settimeout(self.proxy.settings.timeout_seconds)
+            part = first or response.read1(CHUNK)
+            pending = self._head(response.status, headers, size, chunked=frame is chunk)
+            sent = 0
+            # Each part is written once the next read is known, so that the connection to the
+            # upstream is back in the pool before the app sees the end of its answer.
+            while part and not (size is not None and sent + len(part) >= size):
+                self.app.write(pending + frame(part))
+                sent += len(part)
+                pending, part = b"", response.read1(CHUNK)
+            sent += len(part)
+            if not complete(response) or (size is not None and sent != size):
+                self.app.write(pending + frame(part) if part else pending)
+                raise http.client.IncompleteRead(b"", None if size is None else size - sent)
+            transport.release(exchange)
+            released = True
+            ending = b"0\r\n\r\n" if frame is chunk else b""
+            self.app.write(pending + (frame(part) if part else b"") + ending)
+        except (OSError, http.client.HTTPException) as exc:
+            # Too late for an error answer: cut the app's connection so it sees the body end
+            # early rather than a short body that looks whole.
+            self._log_failure(instance, "upstream_unreachable", f"answer cut short: {reason(exc)}")
+            self.app.close_connection = True
+        finally:
+            if not released:
+                exchange.connection.close()
+
+    def _head(
+        self, status: int, headers: Headers, length: int | None, chunked: bool = False
+    ) -> bytes:
+        """The answer's status line and headers, to be written with the body's start."""
+        lines = [f"HTTP/1.1 {status} {phrase(status)}"]
+        for name, value in headers.items():
+            lines += [f"{name}: {one}" for one in ([value] if isinstance(value, str) else value)]
+        if length is not None:
+            lines.append(f"Content-Length: {length}")
+        elif chunked:
+            lines.append("Transfer-Encoding: chunked")
+        if self.app.close_connection:
+            lines.append("Connection: close")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
+
+    def _log_failure(self, instance: Instance, code: str, reason: str) -> None:
+        self.proxy.log.warning(
+            "upstream failed %s",
+            fields(
+                request_id=self.rid,
+                service=instance.service,
+                instance=instance.instance_id,
+                error=code,
+                reason=reason,
+            ),
+        )
+
+    def _log_refusal(self, instance: Instance, reason: str) -> None:
+        """Not an upstream failure: the reason names the setting that refused the address."""
+        self.proxy.log.warning(
+            "instance address refused by this sidecar's settings %s",
+            fields(
+                request_id=self.rid,
+                service=instance.service,
+                instance=instance.instance_id,
+                error="upstream_not_allowed",
+                reason=reason,
+            ),
+        )
+
+    def _log_ejection(self, instance: Instance, seconds: float) -> None:
+        if seconds:
+            self.proxy.log.warning(
+                "outlier ejected %s",
+                fields(service=instance.service, instance=instance.instance_id, seconds=seconds),
+            )
+
+
+def _incoming_headers(headers: Message) -> dict[str, str]:
+    """The app's headers, repeated ones joined as the gateway joins them."""
+    grouped: dict[str, list[str]] = {}
+    for name, value in headers.items():
+        grouped.setdefault(name, []).append(value)
+    return {name: joined_field(name, values) for name, values in grouped.items()}
+
+
+def _as_is(data: bytes) -> bytes:
+    return data
+
+
+def phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
