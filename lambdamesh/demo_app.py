@@ -31,6 +31,9 @@ from urllib.parse import parse_qs
 
 class DemoHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Buffered, so an answer leaves in one write when the handler flushes it: a demo app
+    # killed mid-request never sends a head without its body (which no proxy could retry).
+    wbufsize = 64 * 1024
     disable_nagle_algorithm = True  # headers and body are separate writes
     server_version = "lambdamesh-demo/1"
     name = "demo"
