@@ -11,6 +11,11 @@ STAMP := $(VENV)/.installed
 TOOLS := .venv-tools
 CHECKOV := $(TOOLS)/bin/checkov
 CHECKOV_VERSION := 3.3.30
+# eureka-js-client for the end-to-end tier, as tests/e2e/eureka-js/package-lock.json pins it; the
+# stamp lives in node_modules, so deleting that folder installs again. Without node and npm the
+# test that runs it skips, and this says why.
+EUREKA_JS := tests/e2e/eureka-js
+EUREKA_JS_STAMP := $(EUREKA_JS)/node_modules/.installed
 
 .PHONY: install demo dev test test-unit test-functional test-e2e test-deploy lint typecheck bench clean
 
@@ -30,7 +35,14 @@ $(CHECKOV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install -q 'checkov==$(CHECKOV_VERSION)'
 
-install: $(STAMP) $(CHECKOV)
+$(EUREKA_JS_STAMP): $(EUREKA_JS)/package.json $(EUREKA_JS)/package-lock.json
+	@if command -v node >/dev/null && command -v npm >/dev/null; then \
+		cd $(EUREKA_JS) && npm ci --no-audit --no-fund && touch node_modules/.installed; \
+	else \
+		echo "node or npm not found: the eureka-js-client end-to-end test will be skipped"; \
+	fi
+
+install: $(STAMP) $(CHECKOV) $(EUREKA_JS_STAMP)
 
 demo: $(LOCAL_STAMP)
 	$(BIN)/lambdamesh dev --demo
@@ -64,14 +76,14 @@ test-unit: $(STAMP)
 test-functional: $(STAMP)
 	$(BIN)/pytest tests/functional
 
-test-e2e: $(STAMP)
+test-e2e: $(STAMP) $(EUREKA_JS_STAMP)
 	$(BIN)/pytest tests/e2e
 
 test-deploy: install
 	LAMBDAMESH_CHECKOV=$(CHECKOV) $(BIN)/pytest tests/deploy
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) $(EUREKA_JS)/node_modules .pytest_cache .mypy_cache .ruff_cache
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.bench_gateway
@@ -79,3 +91,4 @@ bench: $(STAMP)
 	$(BIN)/python -m tests.bench.bench_edge
 	$(BIN)/python -m tests.bench.bench_sidecar
 	$(BIN)/python -m tests.bench.bench_log_bytes
+	$(BIN)/python -m tests.bench.bench_eureka

@@ -14,10 +14,12 @@ from typing import Any
 from chalice.app import Request, Response
 
 from chalicelib import lifecycle, openapi, pages, task_events, wiring
-from chalicelib.auth import Principal, bearer_token, verify
+from chalicelib.auth import Principal, basic_or_bearer_token, bearer_token, verify
 from chalicelib.console import is_console
 from chalicelib.edge import REQUEST_ID_KEY, LambdaMeshApp, json_response
-from chalicelib.errors import RegistryUnavailable, RouteNotFound
+from chalicelib.errors import RegistryUnavailable, RouteNotFound, Unauthorized
+from chalicelib.eureka import answers as eureka_answers
+from chalicelib.eureka import paths as eureka_paths
 from chalicelib.exposure.document import exposure_answer
 from chalicelib.gateway import ProxyRequest
 from chalicelib.observability import logger, record_request
@@ -267,6 +269,117 @@ def _route_prefix(request: Request, service: str, version: str) -> str:
     external = str(request.context.get("path") or "")
     stage = external.split("/api/v1/", 1)[0] if "/api/v1/" in external else ""
     return f"{stage}/api/v1/{service}/{version}"
+
+
+# Eureka's REST API, under both of the paths its clients are configured with
+# (``chalicelib/eureka``): existing Eureka clients register, renew and discover unchanged.
+
+
+def _eureka_principal() -> Principal:
+    """A token as the password of Basic credentials (a service URL's user and password), or
+    as a bearer token; a 401 names Basic, which is what Eureka clients can send."""
+    try:
+        header = app.request().headers.get("authorization")
+        return verify(wiring.signing_keys(), basic_or_bearer_token(header))
+    except Unauthorized as exc:
+        exc.extra_headers["WWW-Authenticate"] = 'Basic realm="lambdamesh"'
+        raise
+
+
+def _accept() -> str | None:
+    return app.request().headers.get("accept")
+
+
+def eureka_applications() -> Response:
+    _eureka_principal()
+    return eureka_answers.document(wiring.eureka_fetches().applications(), _accept())
+
+
+def eureka_delta() -> Response:
+    _eureka_principal()
+    return eureka_answers.document(wiring.eureka_fetches().delta(), _accept())
+
+
+def eureka_register(app_name: str) -> Response:
+    principal = _eureka_principal()
+    content_type = app.request().headers.get("content-type")
+    wiring.eureka_leases().register(principal, app_name, app.body(), content_type)
+    return eureka_answers.empty(204)
+
+
+def eureka_application(app_name: str) -> Response:
+    _eureka_principal()
+    return eureka_answers.document(wiring.eureka_fetches().application(app_name), _accept())
+
+
+def eureka_instance(app_name: str, instance_id: str) -> Response:
+    _eureka_principal()
+    found = wiring.eureka_fetches().instance(app_name, instance_id)
+    return eureka_answers.document(found, _accept())
+
+
+def eureka_renew(app_name: str, instance_id: str) -> Response:
+    principal = _eureka_principal()
+    dirty = app.query_param("lastDirtyTimestamp")
+    wiring.eureka_leases().renew(principal, app_name, instance_id, dirty)
+    return eureka_answers.empty()
+
+
+def eureka_cancel(app_name: str, instance_id: str) -> Response:
+    wiring.eureka_leases().cancel(_eureka_principal(), app_name, instance_id)
+    return eureka_answers.empty()
+
+
+def eureka_override(app_name: str, instance_id: str) -> Response:
+    principal = _eureka_principal()
+    wiring.eureka_leases().override(principal, app_name, instance_id, app.query_param("value"))
+    return eureka_answers.empty()
+
+
+def eureka_remove_override(app_name: str, instance_id: str) -> Response:
+    wiring.eureka_leases().remove_override(_eureka_principal(), app_name, instance_id)
+    return eureka_answers.empty()
+
+
+def eureka_metadata(app_name: str, instance_id: str) -> Response:
+    principal = _eureka_principal()
+    values = dict(app.query_pairs())
+    wiring.eureka_leases().update_metadata(principal, app_name, instance_id, values)
+    return eureka_answers.empty()
+
+
+def eureka_instance_anywhere(instance_id: str) -> Response:
+    _eureka_principal()
+    found = wiring.eureka_fetches().instance_anywhere(instance_id)
+    return eureka_answers.document(found, _accept())
+
+
+def eureka_vip(vip: str) -> Response:
+    _eureka_principal()
+    return eureka_answers.document(wiring.eureka_fetches().vip(vip, secure=False), _accept())
+
+
+def eureka_secure_vip(vip: str) -> Response:
+    _eureka_principal()
+    return eureka_answers.document(wiring.eureka_fetches().vip(vip, secure=True), _accept())
+
+
+for _prefix in eureka_paths.PREFIXES:
+    _apps = f"{_prefix}/apps"
+    _one = f"{_apps}/{{app_name}}/{{instance_id}}"
+    route(_apps, methods=["GET"])(eureka_applications)
+    route(f"{_apps}/delta", methods=["GET"])(eureka_delta)
+    route(f"{_apps}/{{app_name}}", methods=["POST"])(eureka_register)
+    route(f"{_apps}/{{app_name}}", methods=["GET"])(eureka_application)
+    route(_one, methods=["GET"])(eureka_instance)
+    route(_one, methods=["PUT"])(eureka_renew)
+    route(_one, methods=["DELETE"])(eureka_cancel)
+    route(f"{_one}/status", methods=["PUT"])(eureka_override)
+    route(f"{_one}/status", methods=["DELETE"])(eureka_remove_override)
+    route(f"{_one}/metadata", methods=["PUT"])(eureka_metadata)
+    route(f"{_prefix}/instances/{{instance_id}}", methods=["GET"])(eureka_instance_anywhere)
+    route(f"{_prefix}/vips/{{vip}}", methods=["GET"])(eureka_vip)
+    route(f"{_prefix}/svips/{{vip}}", methods=["GET"])(eureka_secure_vip)
 
 
 @app.on_event(task_events.is_task_event)

@@ -106,6 +106,22 @@ def bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
+def basic_or_bearer_token(authorization: str | None) -> str:
+    """A token sent as a bearer token, or as HTTP Basic credentials' password (Eureka's
+    clients send the user and password of their service URL; the user is not read)."""
+    scheme, _, value = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "basic":
+        return bearer_token(authorization)
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        raise Unauthorized("the Authorization header's Basic credentials are not base64") from None
+    _, colon, token = decoded.partition(":")
+    if not colon or not token:
+        raise Unauthorized("send the token as the password of the Basic credentials")
+    return token
+
+
 def require_write(principal: Principal, service: str) -> None:
     if not principal.can_write(service):
         raise Forbidden(f"this token may not write instances of service {service!r}")

@@ -13,6 +13,7 @@ from lambdamesh_routing.policy import Policy
 
 __all__ = [
     "STATUSES",
+    "Change",
     "Instance",
     "RegisterResult",
     "Registration",
@@ -37,6 +38,10 @@ class Registration:
     lease_seconds: int = 30
     status: Status = "UP"
     task_arn: str | None = None
+    # A Eureka client's registration beyond these fields (compact JSON), and its
+    # lastDirtyTimestamp: ``chalicelib.eureka``.
+    eureka: str | None = None
+    eureka_dirty: int | None = None
 
 
 @dataclass(frozen=True)
@@ -49,3 +54,16 @@ class RegisterResult:
 class StoredPolicy:
     policy: Policy
     updated_at: float
+
+
+@dataclass(frozen=True)
+class Change:
+    """A change to an instance (``action``: ADDED, MODIFIED or DELETED), for Eureka's delta.
+    A DELETED one carries the instance as it last was, and what a Eureka client registered."""
+
+    at: float
+    service: str
+    instance_id: str
+    action: str
+    last: Instance | None = None
+    last_eureka: str | None = None

@@ -9,6 +9,8 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
+from chalicelib.eureka import paths as eureka_paths
+
 SERVICE = "lambdamesh"
 NAMESPACE = "LambdaMesh"
 
@@ -20,10 +22,13 @@ metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 # their metrics are kept, so polls are still counted.
 QUIET_ROUTE = "/registry/services/{service}/routing"
 QUIET_STATUSES = frozenset({200, 304})
+# Eureka clients' registry fetches, the full registry or its delta, are such polls too.
+QUIET_ROUTES = frozenset({QUIET_ROUTE, *eureka_paths.POLL_ROUTES})
 # The registry's most frequent request, one per instance per interval, whose log bytes were
 # most of what an instance cost: a successful heartbeat writes nothing at INFO, neither a
 # line nor a metrics document. Lambda's own Invocations metric and the table's consumed write
 # capacity count heartbeats; a failed one is logged and counted like any request.
+# A Eureka client's renew is a heartbeat too.
 HEARTBEAT_ROUTE = "/registry/services/{service}/instances/{instance_id}/heartbeat"
 # DynamoDB's own figure for a heartbeat's write (``record_write_units``), sampled: at most one
 # document per metric per execution environment in this many seconds.
@@ -36,8 +41,9 @@ def record_request(
 ) -> None:
     """One structured log line and the request's metrics, flushed as EMF at once."""
     error = body.get("error", {}).get("code") if isinstance(body, dict) else None
-    heartbeat = route == HEARTBEAT_ROUTE and status == 200
-    quiet = heartbeat or (route == QUIET_ROUTE and status in QUIET_STATUSES)
+    renew = method == "PUT" and route in eureka_paths.INSTANCE_ROUTES
+    heartbeat = (route == HEARTBEAT_ROUTE or renew) and status == 200
+    quiet = heartbeat or (route in QUIET_ROUTES and status in QUIET_STATUSES)
     (logger.debug if quiet else logger.info)(
         "request",
         extra={

@@ -57,10 +57,15 @@ class RegistryStore(Protocol):
     def register(self, reg: Registration, now: float) -> RegisterResult: ...
 
     def heartbeat(
-        self, service: str, instance_id: str, now: float, status: Status | None = None
+        self,
+        service: str,
+        instance_id: str,
+        now: float,
+        status: Status | None = None,
+        eureka_dirty: int | None = None,
     ) -> Instance: ...
 
-    def deregister(self, service: str, instance_id: str) -> None: ...
+    def deregister(self, service: str, instance_id: str, now: float) -> bool: ...
 
     def leases(self, service: str, consistent: bool = False) -> list[Lease]: ...
 
@@ -121,9 +126,23 @@ class Registry:
         registration = parse_registration(
             service, instance_id, parse_json_body(body), self._addresses
         )
+        return self._store_registration(registration)
+
+    def register_checked(self, principal: Principal, registration: Registration) -> RegisterResult:
+        """Store a registration another front door (Eureka's) built and checked with
+        ``validation.parse_registration``."""
+        require_write(principal, registration.service)
+        return self._store_registration(registration)
+
+    def _store_registration(self, registration: Registration) -> RegisterResult:
         now = self._clock()
         self._make_room(registration.service, registration.instance_id, now)
         return self._store.register(registration, now)
+
+    @property
+    def addresses(self) -> AddressPolicy:
+        """Which hosts a registration may name."""
+        return self._addresses
 
     def _make_room(self, service: str, instance_id: str, now: float) -> None:
         """Refuse an instance the service has no room for, and once the stored ones reach the
@@ -151,11 +170,22 @@ class Registry:
         status = parse_heartbeat(parse_json_body(body))
         return self._store.heartbeat(service, instance_id, self._clock(), status)
 
-    def deregister(self, principal: Principal, service: str, instance_id: str) -> None:
+    def renew(
+        self, principal: Principal, service: str, instance_id: str, eureka_dirty: int | None
+    ) -> Instance:
+        """A Eureka renew: the lease only, refused (``InstanceNotFound``) when the client
+        holds newer data than stored (``eureka_dirty``), so that it registers again."""
         check_name("service", service)
         check_name("instance_id", instance_id)
         require_write(principal, service)
-        self._store.deregister(service, instance_id)
+        return self._store.heartbeat(service, instance_id, self._clock(), eureka_dirty=eureka_dirty)
+
+    def deregister(self, principal: Principal, service: str, instance_id: str) -> bool:
+        """False when there was no such instance."""
+        check_name("service", service)
+        check_name("instance_id", instance_id)
+        require_write(principal, service)
+        return self._store.deregister(service, instance_id, self._clock())
 
     def remove_task(self, task_arn: str) -> Iterator[tuple[str, str]]:
         """Remove every instance the (stopped) ECS task registered, each only while that task

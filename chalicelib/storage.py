@@ -14,6 +14,10 @@ One table, three kinds of item:
   ``sk`` = ``~key#<key_id>`` (a hash of the secret, never the secret; TTL on ``expires_at``
   removes an expired key, and a revoked one, whose expiry revoking brings forward). Like the
   policy, they sort after every instance and are read in the gateway's one Query.
+* a change: ``pk`` = ``~changes``, ``sk`` = ``<epoch ms>#<service>#<instance id>``, one per
+  registration, status change, drain, drain lifted and removal, with the removed item's last
+  state; TTL on ``expires_at`` removes it after an hour. Eureka's delta reads the last minutes
+  of them in one Query (``chalicelib/eureka``).
 * a catalog entry: ``pk`` = ``~services``, ``sk`` = service, so listing services is a Query,
   not a Scan. ``~`` cannot start a service name, so the partitions never meet. Its
   ``generation`` counts the registrations, so an entry found empty is deleted only if none
@@ -48,7 +52,6 @@ from pynamodb.connection import TableConnection
 from pynamodb.connection.base import MetaTable
 from pynamodb.constants import (
     ACTIVE,
-    ALL_NEW,
     ALL_OLD,
     ATTR_DEFINITIONS,
     ATTR_NAME,
@@ -85,6 +88,7 @@ from chalicelib.exposure.keys import ApiKey
 from chalicelib.exposure.view import GatewayView
 from chalicelib.instances import (
     STATUSES,
+    Change,
     Instance,
     RegisterResult,
     Registration,
@@ -102,6 +106,9 @@ API_KEY_PREFIX = "~key#"
 # Every instance id sorts before it: ids are a-z, 0-9, ".", "_" and "-".
 INSTANCES_END = "~"
 HEALTH_PARTITION = "~health"
+CHANGES_PARTITION = "~changes"
+# How long a change is kept: Eureka's delta looks back minutes, TTL deletes it after this.
+CHANGE_TTL_SECONDS = 3600
 # Global rate limit counters: each in a partition of its own, so that one counter's writes
 # (at most MAX_GLOBAL_RATE a second) never share a partition's throughput with another's.
 COUNTER_PREFIX = "~rate#"
@@ -148,6 +155,20 @@ class InstanceItem(_Item):
     updated_at = NumberAttribute()
     # The task index's key (``_schema``): only instances an ECS task registered have it.
     task_arn = UnicodeAttribute(null=True)
+    # What a Eureka client registered beyond the registry's fields (``chalicelib.eureka``),
+    # as compact JSON, and its lastDirtyTimestamp, which a renew is checked against.
+    eureka = UnicodeAttribute(null=True)
+    eureka_dirty = NumberAttribute(null=True)
+
+
+class ChangeItem(_Item):
+    """One change to an instance, for Eureka's delta."""
+
+    action = UnicodeAttribute()
+    # The removed instance's item as DynamoDB returned it (a DELETED change only).
+    last_state = UnicodeAttribute(null=True)
+    # The table's TTL attribute.
+    expires_at = NumberAttribute()
 
 
 class PolicyItem(_Item):
@@ -286,6 +307,7 @@ class _Found:
     drained: set[str] = field(default_factory=set)
     exposure: Exposure | None = None
     keys: list[ApiKey] = field(default_factory=list)
+    eureka: dict[str, str] = field(default_factory=dict)
 
 
 def _plain(metadata: MapAttribute[str, Any] | None) -> dict[str, str]:
@@ -357,6 +379,7 @@ class InstanceStore:
         self._exposures: Any = ExposureItem
         self._keys: Any = KeyItem
         self._counters: Any = CounterItem
+        self._changes: Any = ChangeItem
 
     def _get(self, hash_key: str, range_key: str, consistent: bool = False) -> Any:
         """The raw item, or None: one GetItem."""
@@ -391,6 +414,8 @@ class InstanceStore:
             registered_at=now,
             updated_at=now,
             task_arn=reg.task_arn,
+            eureka=reg.eureka,
+            eureka_dirty=reg.eureka_dirty,
         )
         return item
 
@@ -411,6 +436,7 @@ class InstanceStore:
             self._touch_catalog(reg.service, now)
         except PynamoDBException as exc:
             raise _failure("write", exc) from exc
+        self._note_change(reg.service, reg.instance_id, "ADDED", now)
         old = answer.get(ATTRIBUTES)
         created = old is None or float(old["expires_at"]["N"]) <= now
         return RegisterResult(instance=_to_instance(item), created=created)
@@ -425,9 +451,16 @@ class InstanceStore:
         )
 
     def heartbeat(
-        self, service: str, instance_id: str, now: float, status: Status | None = None
+        self,
+        service: str,
+        instance_id: str,
+        now: float,
+        status: Status | None = None,
+        eureka_dirty: int | None = None,
     ) -> Instance:
-        """Renew a running lease with one conditional UpdateItem.
+        """Renew a running lease with one conditional UpdateItem; a change of status is noted
+        for Eureka's delta. ``eureka_dirty`` (a Eureka renew's lastDirtyTimestamp) renews only
+        an instance whose stored one is not older: a client with newer data must register.
 
         It asks DynamoDB what the write cost (``ReturnConsumedCapacity``) and records it as
         the ``HeartbeatWriteUnits`` metric: the figure `lambdamesh cost` assumes (one unit
@@ -440,13 +473,16 @@ class InstanceStore:
         ]
         if status is not None:
             actions.append(model.status.set(status))
+        condition = model.expires_at > now
+        if eureka_dirty is not None:
+            condition &= model.eureka_dirty.does_not_exist() | (model.eureka_dirty >= eureka_dirty)
         try:
             answer = self._table.update_item(
                 service,
                 range_key=instance_id,
                 actions=actions,
-                condition=model.expires_at > now,
-                return_values=ALL_NEW,
+                condition=condition,
+                return_values=ALL_OLD,
                 return_consumed_capacity=TOTAL,
             )
         except PynamoDBException as exc:
@@ -459,13 +495,24 @@ class InstanceStore:
         units = (answer.get(CONSUMED_CAPACITY) or {}).get(CAPACITY_UNITS)
         if units is not None:
             record_write_units("HeartbeatWriteUnits", float(units))
-        return _to_instance(model.from_raw_data(answer[ATTRIBUTES]))
+        before = _to_instance(model.from_raw_data(answer[ATTRIBUTES]))
+        after = replace(
+            before,
+            expires_at=before.lease_seconds + now,
+            updated_at=now,
+            status=before.status if status is None else status,
+        )
+        if after.status != before.status:
+            self._note_change(service, instance_id, "MODIFIED", now)
+        return after
 
-    def deregister(self, service: str, instance_id: str) -> None:
+    def deregister(self, service: str, instance_id: str, now: float) -> bool:
+        """Delete the instance; False if there was none."""
         try:
-            self._delete(service, instance_id)
+            old = self._table.delete_item(service, instance_id, return_values=ALL_OLD)
         except PynamoDBException as exc:
             raise _failure("write", exc) from exc
+        return self._note_removal(service, instance_id, old.get(ATTRIBUTES), now)
 
     def task_instances(self, task_arn: str) -> list[tuple[str, str]]:
         """(service, instance id) of every instance ``task_arn`` registered, from the task
@@ -484,12 +531,62 @@ class InstanceStore:
         or not that task's."""
         model = self._instances
         try:
-            self._delete(service, instance_id, condition=model.task_arn == task_arn)
+            old = self._table.delete_item(
+                service, instance_id, condition=model.task_arn == task_arn, return_values=ALL_OLD
+            )
         except PynamoDBException as exc:
             if _is_condition_failure(exc):
                 return False
             raise _failure("write", exc) from exc
+        return self._note_removal(service, instance_id, old.get(ATTRIBUTES), time.time())
+
+    def _note_removal(
+        self, service: str, instance_id: str, last: dict[str, Any] | None, now: float
+    ) -> bool:
+        if last is None:
+            return False
+        self._note_change(service, instance_id, "DELETED", now, json.dumps(last))
         return True
+
+    def _note_change(
+        self, service: str, instance_id: str, action: str, now: float, last: str | None = None
+    ) -> None:
+        """Add a change for Eureka's delta, after the write it records. Its failure fails
+        nothing: the write stands, and a Eureka client that checks the registry's hash code
+        (py-eureka-client, Java's) fetches the whole registry when a change is missing."""
+        model = self._changes
+        key = f"{int(now * 1000):015d}#{service}#{instance_id}"
+        item = model(CHANGES_PARTITION, key)
+        item.action, item.last_state, item.expires_at = action, last, now + CHANGE_TTL_SECONDS
+        try:
+            self._table.put_item(CHANGES_PARTITION, key, attributes=item.serialize())
+        except PynamoDBException as exc:
+            logger.warning(
+                "change not recorded for Eureka's delta",
+                extra={"service": service, "instance_id": instance_id, "error": str(exc)},
+            )
+
+    def changes(self, since: float, limit: int) -> list[Change]:
+        """The changes from ``since`` on, oldest first, at most ``limit`` (one Query)."""
+        model = self._changes
+        start = f"{int(since * 1000):015d}"
+        found: list[Change] = []
+        try:
+            for raw in self._query(CHANGES_PARTITION, range_key_condition=model.sk >= start):
+                item = model.from_raw_data(raw)
+                millis, service, instance_id = item.sk.split("#", 2)
+                last, last_eureka = None, None
+                if item.last_state is not None:
+                    state = self._instances.from_raw_data(json.loads(item.last_state))
+                    last, last_eureka = _to_instance(state), state.eureka
+                found.append(
+                    Change(int(millis) / 1000, service, instance_id, item.action, last, last_eureka)
+                )
+                if len(found) >= limit:
+                    break
+        except PynamoDBException as exc:
+            raise _failure("read", exc) from exc
+        return found
 
     def service_view(self, service: str) -> GatewayView:
         """Everything the gateway needs of ``service`` in one Query: its instances, marked
@@ -508,6 +605,7 @@ class InstanceStore:
             frozenset(found.drained),
             exposure=found.exposure,
             keys=tuple(found.keys),
+            eureka=found.eureka,
         )
 
     def _sort_out(self, raw: dict[str, Any], found: _Found) -> None:
@@ -520,7 +618,10 @@ class InstanceStore:
         elif key.startswith(API_KEY_PREFIX):
             found.keys.append(_to_key(self._keys.from_raw_data(raw)))
         elif key < INSTANCES_END:
-            found.instances.append(_to_instance(self._instances.from_raw_data(raw)))
+            item = self._instances.from_raw_data(raw)
+            found.instances.append(_to_instance(item))
+            if item.eureka is not None:
+                found.eureka[key] = item.eureka
 
     def drain(self, service: str, instance_id: str, limit: int) -> bool:
         """Take the instance out of rotation until ``undrain``; its heartbeats write its own
@@ -545,6 +646,7 @@ class InstanceStore:
             if _is_condition_failure(exc):
                 return False
             raise _failure("write", exc) from exc
+        self._note_change(service, instance_id, "MODIFIED", time.time())
         return True
 
     def forget_drains(self, service: str, instance_ids: Iterable[str]) -> None:
@@ -579,6 +681,7 @@ class InstanceStore:
             if _is_condition_failure(exc):
                 return False
             raise _failure("write", exc) from exc
+        self._note_change(service, instance_id, "MODIFIED", time.time())
         return True
 
     def policy(self, service: str) -> StoredPolicy | None:
@@ -803,17 +906,28 @@ class InstanceStore:
 
     def prune(self, service: str, instance_ids: Iterable[str], now: float) -> list[str]:
         """Delete the instances whose lease has ended by ``now``; one renewed meanwhile, or
-        registered again, stays. The ids of those it deleted."""
+        registered again, stays. The ids of those it deleted. Each is noted as removed when
+        its lease ended, for Eureka's delta, which no longer finds it stored."""
         model = self._instances
         deleted = []
         for instance_id in instance_ids:
             try:
-                self._delete(service, instance_id, condition=model.expires_at <= now)
+                old = self._table.delete_item(
+                    service,
+                    instance_id,
+                    condition=model.expires_at <= now,
+                    return_values=ALL_OLD,
+                )
             except PynamoDBException as exc:
                 if not _is_condition_failure(exc):
                     raise _failure("write", exc) from exc
             else:
                 deleted.append(instance_id)
+                last = old.get(ATTRIBUTES)
+                if last is not None:
+                    # Recorded as of its lapse, which Eureka's delta reports from then on.
+                    lapsed_at = float(last[model.expires_at.attr_name]["N"])
+                    self._note_removal(service, instance_id, last, lapsed_at)
         return deleted
 
     def services(self) -> list[str]:

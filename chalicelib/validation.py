@@ -353,8 +353,11 @@ def parse_registration(
 
 
 def instance_json_size(registration: Registration) -> int:
-    """Bytes the registration's own fields take in an instance list."""
-    return len(json.dumps(dataclasses.asdict(registration), separators=(",", ":")))
+    """Bytes the registration's own fields take in an instance list (a Eureka client's record
+    is not listed there)."""
+    fields = dataclasses.asdict(registration)
+    del fields["eureka"], fields["eureka_dirty"]
+    return len(json.dumps(fields, separators=(",", ":")))
 
 
 def parse_heartbeat(body: Any) -> Status | None:

@@ -8,7 +8,9 @@ every warm invocation reuses the same client, connection pools and instance cach
 from __future__ import annotations
 
 import random
+import time
 from functools import cache, lru_cache
+from typing import TYPE_CHECKING
 
 from chalicelib.auth import parse_keys
 from chalicelib.config import MIN_SIGNING_KEY_LENGTH, Settings
@@ -26,6 +28,10 @@ from chalicelib.upstream import UpstreamClient
 from lambdamesh_routing import hosts
 from lambdamesh_routing.balancing import Strategies
 from lambdamesh_routing.hosts import AddressPolicy
+
+if TYPE_CHECKING:
+    from chalicelib.eureka.fetches import Fetches
+    from chalicelib.eureka.leases import Leases
 
 
 @cache
@@ -107,6 +113,21 @@ def _gateway() -> Gateway:
 
 
 @cache
+def eureka_fetches() -> Fetches:
+    """Eureka's reads, through the gateway's cache. Imported on first use: a function that
+    serves no Eureka client never loads the module or its XML parser."""
+    from chalicelib.eureka.fetches import Fetches
+
+    return Fetches(discovery(), store(), time.time)
+
+
+def eureka_leases() -> Leases:
+    from chalicelib.eureka.leases import Leases
+
+    return Leases(registry(), eureka_fetches())
+
+
+@cache
 def exposures() -> Exposures:
     return Exposures(store(), allow_loopback_http=settings().allow_loopback)
 
@@ -175,5 +196,15 @@ def after_restore() -> None:
 
 def reset() -> None:
     """Forget every collaborator, so tests can change the environment between cases."""
-    for built in (settings, store, registry, discovery, _gateway, exposures, key_store, _keys):
+    for built in (
+        settings,
+        store,
+        registry,
+        discovery,
+        _gateway,
+        eureka_fetches,
+        exposures,
+        key_store,
+        _keys,
+    ):
         built.cache_clear()

@@ -52,6 +52,7 @@ class PriceTable:
     logs_ingested_gb: Price
     cloud_map_instance_month: Price
     cloud_map_discovery_call: Price
+    ec2_t3_small_hour: Price
 
     def all(self) -> dict[str, Price]:
         return {name: value for name, value in vars(self).items() if isinstance(value, Price)}
@@ -72,6 +73,7 @@ _SECRETS = "https://aws.amazon.com/secrets-manager/pricing/"
 _PRIVATELINK = "https://aws.amazon.com/privatelink/pricing/"
 _CLOUDWATCH = "https://aws.amazon.com/cloudwatch/pricing/"
 _CLOUD_MAP = "https://aws.amazon.com/cloud-map/pricing/"
+_EC2_ON_DEMAND = "https://aws.amazon.com/ec2/pricing/on-demand/"
 
 PRICES = PriceTable(
     region="us-east-1",
@@ -188,5 +190,16 @@ PRICES = PriceTable(
         "DiscoverInstances call",
         _CLOUD_MAP,
         "AWS Price List, effective 2025-08-01 (same file: $1.00 per million API calls)",
+    ),
+    # For the comparison with Eureka's own servers: a JVM with a small heap fits 2 GiB, and
+    # Netflix's "Deploying Eureka Servers in EC2" runs at least one server per zone.
+    ec2_t3_small_hour=Price(
+        0.0208,
+        "t3.small instance-hour (2 vCPU, 2 GiB), Linux, on demand",
+        _EC2_ON_DEMAND,
+        NO_DATE,
+        "the stored page renders its rate table in script: $0.0208 is from third-party "
+        "us-east-1 tables quoting it (public cost estimators' price tables), not confirmed by "
+        "a stored official page; check it",
     ),
 )

@@ -1,7 +1,8 @@
 """`lambdamesh cost`: what a mesh costs a month at list prices, beside Cloud Map.
 
 One module per job: `inputs` declares what the command is told (each input once, with its
-flag, help and range), `traffic` counts what the mesh does a month, `model` prices it from
+flag, help and range), `traffic` counts what the mesh does a month and `eureka` what its
+Eureka clients do, `model` prices it from
 `lambdamesh.prices`, `render` prints it and `command` is the argparse edge. The figures are
 a model, not a bill: every input that is a guess is a field with a default and a flag, and
 `ASSUMPTIONS` says what is left out.
@@ -16,6 +17,7 @@ from lambdamesh.cost.model import (
     Breakdown,
     Line,
     estimate,
+    per_eureka_client,
     per_instance,
     per_instance_heartbeat,
     tiered,
@@ -35,6 +37,7 @@ __all__ = [
     "declared",
     "estimate",
     "inputs_from_args",
+    "per_eureka_client",
     "per_instance",
     "per_instance_heartbeat",
     "polls_a_month",

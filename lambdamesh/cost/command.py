@@ -34,7 +34,8 @@ def add_cost_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         "cost",
         help="estimate a mesh's monthly AWS bill at list prices, beside Cloud Map's",
         description="Print a monthly breakdown (API Gateway, Lambda, DynamoDB, key store, "
-        "logs) from the price table in lambdamesh/prices.py. Every guess is a flag.",
+        "logs) from the price table in lambdamesh/prices.py, beside Cloud Map's price and, "
+        "with --eureka-clients, Eureka servers' on EC2. Every guess is a flag.",
     )
     for each, spec in declared():
         _add_input(cost, each, spec)

@@ -19,9 +19,16 @@ DEFAULT_HEARTBEAT_SECONDS = 60.0
 # REST API, the sidecars (heartbeats, routing-view polls) through the function URL.
 LANES = ("rest", "url", "mixed")
 BILLINGS = ("on-demand", "provisioned")
+# Which lane Eureka clients call: the clients' (routed requests') or the sidecars'.
+EUREKA_LANES = ("clients", "sidecars")
 ARCHITECTURES = ("x86_64", "arm64")
 # Lambda's longest run, 15 minutes: no call bills more.
 LAMBDA_TIMEOUT_MS = 900_000
+# Eureka's default renew and registry fetch intervals (renewalIntervalInSecs,
+# registryFetchIntervalSeconds), which py-eureka-client and eureka-js-client keep.
+DEFAULT_EUREKA_SECONDS = 30.0
+# DynamoDB's largest item, 400 KB.
+MAX_ITEM_BYTES = 400 * 1024
 _INPUT = "lambdamesh.cost.input"
 
 
@@ -253,6 +260,100 @@ class CostInputs:
         metadata=_flag(
             "--churn-log-bytes",
             "application log bytes per task replaced (its registration and its removal)",
+        ),
+    )
+    # Eureka clients (chalicelib/eureka): each renews its lease and fetches the registry, its
+    # delta or all of it. What each call does is counted in `eureka.py`.
+    eureka_clients: int = field(
+        default=0,
+        metadata=_flag(
+            "--eureka-clients",
+            "Eureka client instances (py-eureka-client, Java, eureka-js-client) registered "
+            "and fetching; 0 = none",
+        ),
+    )
+    eureka_lane: str = field(
+        default="clients",
+        metadata=_flag(
+            "--eureka-lane",
+            "the lane Eureka clients call: clients (the REST API on the mixed lane, as "
+            "docs/eureka.md configures them) or sidecars (the function URL on it)",
+            choices=EUREKA_LANES,
+        ),
+    )
+    eureka_renew_seconds: float = field(
+        default=DEFAULT_EUREKA_SECONDS,
+        metadata=_flag(
+            "--eureka-renew-seconds",
+            "their renew interval in s (Eureka's renewalIntervalInSecs), 1..300",
+            1,
+            300,
+        ),
+    )
+    eureka_fetch_seconds: float = field(
+        default=DEFAULT_EUREKA_SECONDS,
+        metadata=_flag(
+            "--eureka-fetch-seconds",
+            "their registry fetch interval in s (registryFetchIntervalSeconds; "
+            "py-eureka-client fetches with each renew), 1..3600",
+            1,
+            3600,
+        ),
+    )
+    eureka_full_share: float = field(
+        default=0.0,
+        metadata=_flag(
+            "--eureka-full-share",
+            "share of their fetches that read the full registry, 0..1: 0 for py-eureka-client "
+            "and Java (deltas after the first), 1 for eureka-js-client's default",
+            0,
+            1,
+        ),
+    )
+    # Measured: py-eureka-client's record as stored, 586-590 B by DynamoDB's item-size rules
+    # (tests/bench/bench_eureka.py); a renew writes ceil(size / 1 KB) units.
+    eureka_item_bytes: float = field(
+        default=600.0,
+        metadata=_flag(
+            "--eureka-item-bytes",
+            "DynamoDB size of a Eureka client's instance item in bytes",
+            1,
+            MAX_ITEM_BYTES,
+        ),
+    )
+    # A DynamoDB call's client-side CPU at 512 MB (a service's Query: 8 ms, measured by
+    # tests/bench/bench_eureka.py) plus a round trip in the region (not measurable here).
+    eureka_dynamodb_ms: float = field(
+        default=14.0,
+        metadata=_flag(
+            "--eureka-dynamodb-ms",
+            "billed Lambda ms each DynamoDB call of a Eureka fetch or registration adds",
+            0,
+            LAMBDA_TIMEOUT_MS,
+        ),
+    )
+    # Measured: a fetch's EMF document; its request line is at DEBUG, as a poll's.
+    eureka_fetch_log_bytes: float = field(
+        default=200.0,
+        metadata=_flag(
+            "--eureka-fetch-log-bytes",
+            "application log bytes per Eureka fetch, full or delta (its request line is at DEBUG)",
+        ),
+    )
+    # Measured: a replaced client's registration, its DOWN registration and its cancel.
+    eureka_churn_log_bytes: float = field(
+        default=1411.0,
+        metadata=_flag(
+            "--eureka-churn-log-bytes",
+            "application log bytes per Eureka client replaced (two registrations and a cancel)",
+        ),
+    )
+    eureka_servers: int = field(
+        default=2,
+        metadata=_flag(
+            "--eureka-servers",
+            "Eureka servers on EC2 in the comparison, one per AZ (not in the total)",
+            1,
         ),
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from lambdamesh.cost import eureka
 from lambdamesh.cost.inputs import CostInputs
 from lambdamesh.cost.traffic import (
     CHURN_WRITE_UNITS,
@@ -64,6 +65,25 @@ ASSUMPTIONS = (
     "Cloud Map does no routing: its line is a registry price only; with DiscoverInstances "
     "per routed request it adds $1.00 per million calls",
 )
+# Said only where Eureka clients are priced (--eureka-clients above 0).
+EUREKA_ASSUMPTIONS = (
+    "Eureka clients call through the lane --eureka-lane names: the clients' (the REST API on "
+    "the rest and mixed lanes) or the sidecars' (the function URL on the url and mixed "
+    "lanes). A renew is a heartbeat (one conditional UpdateItem of --eureka-item-bytes, "
+    "--heartbeat-ms, --heartbeat-log-bytes); a fetch Queries the catalog and each service, and "
+    "a delta the change journal too, each Query eventually consistent and adding "
+    "--eureka-dynamodb-ms; --eureka-full-share of the fetches read the full registry, and each "
+    "replaced client (every --task-lifetime-hours) registers, fetches the full registry, "
+    "registers DOWN and cancels",
+    "the gateway's cache absorbs a service's Query only when one execution environment reads "
+    "the service again within --cache-seconds: the fetches are assumed spread over every busy "
+    "environment (Little's law, each fetch counted as reading every service), so fewer fetches "
+    "a cache period than environments are absorbed not at all",
+    "Eureka's fetch responses (a full registry is about 1.6 KB per instance in XML) are not "
+    "priced: data transfer is not counted",
+    "Eureka servers on EC2 (the comparison) are priced by their instance-hours alone: no EBS "
+    "volume, load balancer, public address or data transfer",
+)
 
 
 @dataclass(frozen=True)
@@ -87,6 +107,12 @@ class Breakdown:
     polls_dynamodb_reads: float = 0.0
     # Not in the total: what the east-west calls would cost routed through the gateway.
     east_west: tuple[Line, ...] = ()
+    # What the Eureka clients add to the total (their lines and their share of the DynamoDB
+    # lines), that share, one client's part, and Eureka servers on EC2 for comparison.
+    eureka_monthly: float = 0.0
+    eureka_dynamodb: float = 0.0
+    per_eureka_client: dict[str, float] = field(default_factory=dict)
+    eureka_servers: tuple[Line, ...] = ()
 
     @property
     def total(self) -> float:
@@ -100,6 +126,10 @@ class Breakdown:
     def east_west_saving(self) -> float:
         """The gateway route's cost less the polls that replace it (negative: a loss)."""
         return self.east_west_through_gateway - self.polls_monthly
+
+    @property
+    def eureka_servers_monthly(self) -> float:
+        return sum(line.monthly for line in self.eureka_servers)
 
     @property
     def cloud_map_registry_only(self) -> float:
@@ -166,7 +196,8 @@ def _lambda(inputs: CostInputs, prices: PriceTable) -> list[Line]:
 
 
 def _dynamodb(inputs: CostInputs, prices: PriceTable) -> list[Line]:
-    writes, reads = write_units_per_second(inputs), read_units_per_second(inputs)
+    writes = write_units_per_second(inputs) + eureka.write_units_per_second(inputs)
+    reads = read_units_per_second(inputs) + eureka.read_units_per_second(inputs)
     if inputs.billing == "provisioned":
         target = inputs.target_utilization
         wcu, rcu = provisioned_units(writes, target), provisioned_units(reads, target)
@@ -186,10 +217,14 @@ def _dynamodb(inputs: CostInputs, prices: PriceTable) -> list[Line]:
     write_units, read_units = writes * SECONDS_PER_MONTH, reads * SECONDS_PER_MONTH
     lists = "instance lists, routed and polls" if inputs.outbound_sidecars else "instance lists"
     lists += ", task churn"
+    written = "heartbeats, task churn"
+    if inputs.eureka_clients:
+        lists += ", Eureka fetches and registrations"
+        written += ", Eureka renews and registrations"
     return [
         Line(
             "DynamoDB writes (on-demand)",
-            f"{_millions(write_units)} write units (heartbeats, task churn) at $0.625 per million",
+            f"{_millions(write_units)} write units ({written}) at $0.625 per million",
             write_units * prices.dynamodb_write_request.amount,
         ),
         Line(
@@ -354,6 +389,112 @@ def _polls(inputs: CostInputs, prices: PriceTable) -> list[Line]:
     )
 
 
+def _rest_calls_before_eureka(inputs: CostInputs) -> float:
+    """The month's REST API calls the Eureka clients' calls come on top of."""
+    polls = polls_a_month(inputs) if sidecar_lane(inputs) == "rest" else 0.0
+    return rest_calls_a_month(inputs) + polls
+
+
+def _eureka(inputs: CostInputs, prices: PriceTable) -> list[Line]:
+    """The Eureka clients' calls; their DynamoDB units are in the DynamoDB lines."""
+    if inputs.eureka_clients == 0:
+        return []
+    used = eureka.month(inputs)
+    found: list[Line] = []
+    if eureka.lane(inputs) == "rest":
+        # Charged at the volume bands the clients' calls push the month into, as polls are.
+        others, tiers = _rest_calls_before_eureka(inputs), prices.api_gateway_rest_tiers
+        found.append(
+            Line(
+                "Eureka clients: API Gateway (REST)",
+                f"{_millions(used.calls)} renews, fetches and registrations, tiered on top of "
+                "the calls above",
+                tiered(others + used.calls, tiers) - tiered(others, tiers),
+            )
+        )
+    seconds = used.renew_seconds + used.fetch_seconds + used.churn_seconds
+    gb_seconds = seconds * inputs.memory_mb / 1024
+    gigabytes = used.log_bytes / GB
+    calls = (
+        f"{_millions(used.calls)} ({_millions(used.renews)} renews, {_millions(used.fetches)} "
+        f"fetches, {used.full_fetches:,.0f} of them full)"
+    )
+    return found + _invocation_lines(
+        "Eureka clients",
+        (used.calls, calls),
+        (
+            gb_seconds,
+            f"{inputs.heartbeat_ms:g} ms a renew, {eureka.delta_ms(inputs):,.0f} a delta, "
+            f"{eureka.full_ms(inputs):,.0f} a full fetch; a fetch Queries "
+            f"{eureka.views_per_fetch(inputs):,.1f} of {inputs.services} services, "
+            f"{inputs.eureka_dynamodb_ms:g} ms a Query",
+        ),
+        (gigabytes, f"{gigabytes:,.2f} GB ({inputs.eureka_fetch_log_bytes:g} B a fetch)"),
+        inputs,
+        prices,
+    )
+
+
+def _unit_prices(inputs: CostInputs, prices: PriceTable) -> tuple[float, float]:
+    """What one write unit and one read unit a month cost, provisioned capacity counted as
+    its exact share (per unit a second, at the target), on demand per request."""
+    if inputs.billing == "provisioned":
+        hours = HOURS_PER_MONTH / inputs.target_utilization / SECONDS_PER_MONTH
+        return prices.dynamodb_wcu_hour.amount * hours, prices.dynamodb_rcu_hour.amount * hours
+    return prices.dynamodb_write_request.amount, prices.dynamodb_read_request.amount
+
+
+def per_eureka_client(inputs: CostInputs, prices: PriceTable = PRICES) -> dict[str, float]:
+    """Every variable cost of one Eureka client a month, its share of all the clients' (the
+    cache shares their reads): its renews, its fetches, its replacements, their logs. No fixed
+    costs; provisioned capacity as its exact share; API Gateway at its first band. Empty
+    without Eureka clients."""
+    clients = inputs.eureka_clients
+    if clients == 0:
+        return {}
+    used = eureka.month(inputs)
+    per_call = prices.lambda_request.amount
+    if eureka.lane(inputs) == "rest":
+        per_call += prices.api_gateway_rest.amount
+    per_gb_second = _gb_second_price(inputs, prices) * inputs.memory_mb / 1024
+    write, read = _unit_prices(inputs, prices)
+    replaced = eureka.replaced_per_second(inputs) * SECONDS_PER_MONTH
+    churn_reads = replaced * eureka.churn_read_units(inputs)
+    fetch_reads = eureka.read_units_per_second(inputs) * SECONDS_PER_MONTH - churn_reads
+    renew_writes = eureka.renews_per_second(inputs) * eureka.write_units(inputs.eureka_item_bytes)
+    parts = {
+        "renews": used.renews * per_call
+        + used.renew_seconds * per_gb_second
+        + renew_writes * SECONDS_PER_MONTH * write,
+        "fetches": used.fetches * per_call
+        + used.fetch_seconds * per_gb_second
+        + fetch_reads * read,
+        "replacements": used.churn_calls * per_call
+        + used.churn_seconds * per_gb_second
+        + replaced * eureka.churn_write_units(inputs) * write
+        + churn_reads * read,
+        "logs": used.log_bytes / GB * prices.logs_ingested_gb.amount,
+    }
+    found = {name: value / clients for name, value in parts.items()}
+    found["total"] = sum(found.values())
+    return found
+
+
+def _eureka_servers(inputs: CostInputs, prices: PriceTable) -> tuple[Line, ...]:
+    """What running Eureka's own servers on EC2 would cost instead: their instance-hours."""
+    if inputs.eureka_clients == 0:
+        return ()
+    servers, hour = inputs.eureka_servers, prices.ec2_t3_small_hour.amount
+    return (
+        Line(
+            "Eureka servers on EC2",
+            f"{servers} x t3.small on demand x {HOURS_PER_MONTH} h at ${hour:g} "
+            "(instance-hours only)",
+            servers * HOURS_PER_MONTH * hour,
+        ),
+    )
+
+
 def _reads_line(inputs: CostInputs, prices: PriceTable) -> float:
     return _dynamodb(inputs, prices)[1].monthly
 
@@ -490,13 +631,24 @@ def estimate(inputs: CostInputs, prices: PriceTable = PRICES) -> Breakdown:
     reads_added = 0.0
     if polls:
         reads_added = _reads_line(inputs, prices) - _reads_line(_without_outbound(inputs), prices)
+    clients = _eureka(inputs, prices)
+    eureka_dynamodb = 0.0
+    if clients:
+        without = replace(inputs, eureka_clients=0)
+        eureka_dynamodb = sum(line.monthly for line in _dynamodb(inputs, prices)) - sum(
+            line.monthly for line in _dynamodb(without, prices)
+        )
     return Breakdown(
         inputs=inputs,
-        lines=(*lines, *polls),
+        lines=(*lines, *polls, *clients),
         cloud_map=_cloud_map(inputs, prices),
         per_instance_heartbeat=per_instance_heartbeat(inputs, prices),
         per_instance=per_instance(inputs, prices),
         polls_monthly=sum(line.monthly for line in polls) + reads_added,
         polls_dynamodb_reads=reads_added,
         east_west=_east_west(inputs, prices),
+        eureka_monthly=sum(line.monthly for line in clients) + eureka_dynamodb,
+        eureka_dynamodb=eureka_dynamodb,
+        per_eureka_client=per_eureka_client(inputs, prices),
+        eureka_servers=_eureka_servers(inputs, prices),
     )

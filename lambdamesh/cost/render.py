@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from lambdamesh.cost import eureka
 from lambdamesh.cost.inputs import CostInputs
-from lambdamesh.cost.model import ASSUMPTIONS, Breakdown, Line
+from lambdamesh.cost.model import ASSUMPTIONS, EUREKA_ASSUMPTIONS, Breakdown, Line
 from lambdamesh.cost.traffic import (
     HOURS_PER_MONTH,
     client_lane,
@@ -21,13 +22,42 @@ from lambdamesh.prices import PRICES, READ_ON, PriceTable
 LANE_NAMES = {"rest": "REST API", "url": "function URL"}
 
 
-def to_json(breakdown: Breakdown, prices: PriceTable = PRICES) -> dict[str, Any]:
-    def line(entry: Line) -> dict[str, Any]:
-        return {"item": entry.item, "basis": entry.basis, "monthly": round(entry.monthly, 6)}
+def _line(entry: Line) -> dict[str, Any]:
+    return {"item": entry.item, "basis": entry.basis, "monthly": round(entry.monthly, 6)}
 
+
+def _eureka_json(breakdown: Breakdown) -> dict[str, Any]:
+    """The Eureka clients' volumes and what they add, beside the comparison with servers."""
+    inputs = breakdown.inputs
+    used = eureka.month(inputs)
+    return {
+        "clients": inputs.eureka_clients,
+        "lane": eureka.lane(inputs),
+        "calls_per_month": round(used.calls, 3),
+        "renews_per_month": round(used.renews, 3),
+        "deltas_per_month": round(used.deltas, 3),
+        "full_fetches_per_month": round(used.full_fetches, 3),
+        "environments": eureka.environments(inputs),
+        "service_queries_per_second": round(eureka.view_queries_per_second(inputs), 6),
+        "service_queries_per_fetch": round(eureka.views_per_fetch(inputs), 6),
+        "response_gb_per_month": round(used.response_bytes / 1024**3, 3),
+        "dynamodb_added": round(breakdown.eureka_dynamodb, 6),
+        "monthly": round(breakdown.eureka_monthly, 6),
+        "per_client": {k: round(v, 6) for k, v in breakdown.per_eureka_client.items()},
+        "servers": {
+            "lines": [_line(entry) for entry in breakdown.eureka_servers],
+            "monthly": round(breakdown.eureka_servers_monthly, 6),
+            "in_total": False,
+        },
+    }
+
+
+def to_json(breakdown: Breakdown, prices: PriceTable = PRICES) -> dict[str, Any]:
+    line = _line
     inputs = breakdown.inputs
     sidecars = inputs.outbound_sidecars
-    return {
+    clients = inputs.eureka_clients
+    document = {
         "inputs": asdict(inputs),
         "region": prices.region,
         "hours_per_month": HOURS_PER_MONTH,
@@ -63,11 +93,14 @@ def to_json(breakdown: Breakdown, prices: PriceTable = PRICES) -> dict[str, Any]
             "saving": round(breakdown.east_west_saving, 6),
             "in_total": False,
         },
-        "assumptions": list(ASSUMPTIONS),
+        "assumptions": list(ASSUMPTIONS) + (list(EUREKA_ASSUMPTIONS) if clients else []),
         "prices": {
             name: {**asdict(price), "read_on": READ_ON} for name, price in prices.all().items()
         },
     }
+    if clients:
+        document["eureka"] = _eureka_json(breakdown)
+    return document
 
 
 def _rows(lines: tuple[Line, ...]) -> list[tuple[str, str, str]]:
@@ -100,6 +133,17 @@ def render(breakdown: Breakdown) -> str:
             f"${breakdown.cloud_map_with_discovery:,.2f}",
         ),
     ]
+    if breakdown.eureka_servers:
+        rows += [
+            ("", "", ""),
+            ("Eureka servers instead", "(not in the total)", ""),
+            *_rows(breakdown.eureka_servers),
+            (
+                "Eureka total",
+                "the clients here / Eureka servers on EC2",
+                f"${breakdown.eureka_monthly:,.2f} / ${breakdown.eureka_servers_monthly:,.2f}",
+            ),
+        ]
     if breakdown.east_west:
         rows += [
             ("", "", ""),
@@ -133,6 +177,8 @@ def render(breakdown: Breakdown) -> str:
             f"{polls_per_second(inputs):,.2f} polls/s; "
             f"{inputs.east_west_rps:g} east-west req/s task to task"
         )
+    if inputs.eureka_clients:
+        header += "\n" + _eureka_text(inputs)
     one = breakdown.per_instance
     footer = (
         f"heartbeats alone, per instance-month: ${beat['total_without_logs']:.4f} "
@@ -151,7 +197,30 @@ def render(breakdown: Breakdown) -> str:
             f"(${breakdown.polls_dynamodb_reads:,.2f} of it DynamoDB reads), "
             f"${breakdown.polls_monthly / sidecars:.4f} per sidecar-month"
         )
+    if inputs.eureka_clients:
+        notes.append(_eureka_note(breakdown))
     return "\n".join([header, "", *table, "", *notes, "assumptions: docs/cost.md"])
+
+
+def _eureka_text(inputs: CostInputs) -> str:
+    return (
+        f"Eureka clients: {inputs.eureka_clients}, renew {inputs.eureka_renew_seconds:g} s, "
+        f"fetch {inputs.eureka_fetch_seconds:g} s ({inputs.eureka_full_share:.0%} full), "
+        f"through the {LANE_NAMES[eureka.lane(inputs)]}: "
+        f"{eureka.fetches_per_second(inputs):,.2f} fetches/s reading "
+        f"{eureka.views_per_fetch(inputs):,.1f} of {inputs.services} services each "
+        f"through the cache"
+    )
+
+
+def _eureka_note(breakdown: Breakdown) -> str:
+    one = breakdown.per_eureka_client
+    return (
+        f"Eureka clients: ${breakdown.eureka_monthly:,.2f} a month "
+        f"(${breakdown.eureka_dynamodb:,.2f} of it DynamoDB), ${one['total']:.4f} per "
+        f"client-month (renews ${one['renews']:.4f}, fetches ${one['fetches']:.4f}, "
+        f"replacements ${one['replacements']:.4f}, logs ${one['logs']:.4f})"
+    )
 
 
 def _cell(text: str) -> str:
@@ -189,7 +258,32 @@ def _markdown_rows(breakdown: Breakdown) -> list[tuple[str, str, str]]:
                 f"${breakdown.polls_monthly:,.2f} / {_signed(breakdown.east_west_saving)}",
             )
         )
-    return rows
+    return rows + _eureka_rows(breakdown)
+
+
+def _eureka_rows(breakdown: Breakdown) -> list[tuple[str, str, str]]:
+    """What the Eureka clients add, one client's part, and Eureka servers instead."""
+    if not breakdown.eureka_servers:
+        return []
+    one, servers = breakdown.per_eureka_client, breakdown.eureka_servers[0]
+    return [
+        (
+            f"{breakdown.inputs.eureka_clients} Eureka clients (in the total)",
+            "their lines above and their DynamoDB units",
+            f"${breakdown.eureka_monthly:,.2f}",
+        ),
+        (
+            "One Eureka client, every variable cost (not in the total)",
+            "renews / fetches / replacements / logs",
+            f"${one['renews']:.4f} / ${one['fetches']:.4f} / ${one['replacements']:.4f} / "
+            f"${one['logs']:.4f} = ${one['total']:.4f}",
+        ),
+        (
+            "Eureka servers on EC2 instead (not in the total)",
+            servers.basis,
+            f"${breakdown.eureka_servers_monthly:,.2f}",
+        ),
+    ]
 
 
 def render_markdown(breakdown: Breakdown) -> str:

@@ -68,8 +68,10 @@ def list_reads_per_second(inputs: CostInputs) -> float:
 
 
 # Write units of one task replaced: its registration (the instance and its task-index entry),
-# the catalog entry's bump, and the stop's delete (the instance and its index entry).
-CHURN_WRITE_UNITS = 5.0
+# the catalog entry's bump, and the stop's delete (the instance and its index entry), and the
+# change journal Eureka's delta reads: an ADDED record (about 100 B) and a DELETED one holding
+# the removed item (about 400 B for a sidecar's), one unit each.
+CHURN_WRITE_UNITS = 7.0
 # Read units: the registration's consistent Query of the service's leases (one unit), and
 # each stop event's eventually consistent Query of the keys-only task index (half a unit).
 REGISTRATION_READ_UNITS = 1.0

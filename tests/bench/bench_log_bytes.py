@@ -1,6 +1,7 @@
 """What each kind of call writes to the function's log, in bytes: the figures `lambdamesh
 cost` prices CloudWatch Logs with (``--heartbeat-log-bytes``, ``--log-bytes``,
-``--poll-log-bytes``, ``--churn-log-bytes``).
+``--poll-log-bytes``, ``--churn-log-bytes``, ``--eureka-fetch-log-bytes``,
+``--eureka-churn-log-bytes``; a Eureka client's renew is priced as a heartbeat).
 
 The app runs in this process as on Lambda (Powertools' Logger at INFO, metrics on), against
 moto's DynamoDB server, and everything it writes to stdout and its log handlers during one call
@@ -31,7 +32,13 @@ PRICED = {
     "successful heartbeat": "heartbeat_log_bytes",
     "routed request": "log_bytes_per_invocation",
     "routing-view poll": "poll_log_bytes",
+    "Eureka renew": "heartbeat_log_bytes",
+    "Eureka delta": "eureka_fetch_log_bytes",
+    "Eureka full fetch": "eureka_fetch_log_bytes",
 }
+# The Eureka client's calls, as py-eureka-client makes them (its captured body).
+EUREKA_APP = "PYORDERS"
+EUREKA_INSTANCE = "/eureka/apps/PYORDERS/127.0.0.1%3Apyorders%3A8080"
 
 
 class _Upstream(BaseHTTPRequestHandler):
@@ -139,7 +146,33 @@ def measure() -> dict[str, int]:
             figures["sampled write units (once per 900 s per environment)"] = _counted(
                 lambda: http.put(beat, headers=writer, body=b"{}")
             )
+            figures.update(_eureka(http))
     return figures
+
+
+def _eureka(http: Any) -> dict[str, int]:
+    """A Eureka client's calls: registration, renew, delta, full fetch, DOWN and cancel."""
+    from tests.functional.test_eureka_api import basic, py_body
+
+    auth = basic(service_token(EUREKA_APP.lower()))
+    path = f"/eureka/apps/{EUREKA_APP}"
+    headers = {"Content-Type": "application/json", **auth}
+
+    def register(status: str) -> None:
+        http.post(path, headers=headers, body=json.dumps(py_body(status=status)))
+
+    renew = f"{EUREKA_INSTANCE}?status=UP&lastDirtyTimestamp=1796445645568"
+    registration = _counted(lambda: register("UP"))
+    # The first renew also logs the sampled write units (measured above for heartbeats).
+    _counted(lambda: http.put(renew, headers=auth, body=b""))
+    return {
+        "Eureka registration": registration,
+        "Eureka renew": _counted(lambda: http.put(renew, headers=auth, body=b"")),
+        "Eureka delta": _counted(lambda: http.get("/eureka/apps/delta", headers=auth)),
+        "Eureka full fetch": _counted(lambda: http.get("/eureka/apps/", headers=auth)),
+        "Eureka DOWN registration": _counted(lambda: register("DOWN")),
+        "Eureka cancel": _counted(lambda: http.delete(EUREKA_INSTANCE, headers=auth)),
+    }
 
 
 def main() -> int:
@@ -154,6 +187,9 @@ def main() -> int:
 
     assumed = {name: getattr(CostInputs, field) for name, field in PRICED.items()}
     churn = figures["registration"] + figures["stop event that removes"]
+    eureka_churn = sum(
+        figures[f"Eureka {call}"] for call in ("registration", "DOWN registration", "cancel")
+    )
     print("Bytes the app logs per call (INFO, metrics on), against what `lambdamesh cost` assumes")
     for name, value in figures.items():
         note = f"  (cost assumes {assumed[name]:g})" if name in assumed else ""
@@ -161,6 +197,10 @@ def main() -> int:
     print(
         f"  {'task replaced (registration + removal)':<55} {churn:>6}"
         f"  (cost assumes {CostInputs.churn_log_bytes:g})"
+    )
+    print(
+        f"  {'Eureka client replaced (registration, DOWN, cancel)':<55} {eureka_churn:>6}"
+        f"  (cost assumes {CostInputs.eureka_churn_log_bytes:g})"
     )
     return 0
 

@@ -234,3 +234,35 @@ def test_a_failed_heartbeat_is_still_logged_and_counted(
     assert line["error_code"] == "instance_not_found"
     [counted] = [doc for doc in emitted_json(capsys.readouterr().out) if "Requests" in doc]
     assert "Error.instance_not_found" in counted
+
+
+def test_eureka_renews_are_heartbeats_and_its_registry_fetches_are_quiet_polls(
+    client: Client,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    log_stream: io.StringIO,
+) -> None:
+    from chalicelib import observability
+    from tests.functional.test_eureka_api import PY_PATH, py_auth, py_body, register
+
+    monkeypatch.setattr(observability, "_last_sample", {})
+    assert register(client, py_body()).status_code == 204
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    capsys.readouterr()
+    log_stream.seek(0)
+    log_stream.truncate(0)
+
+    renews = [client.http.put(PY_PATH, headers=py_auth()).status_code for _ in range(3)]
+    polls = [
+        client.http.get(path, headers=py_auth()).status_code
+        for path in ("/eureka/apps/", "/eureka/v2/apps/delta")
+    ]
+    read = client.http.get(PY_PATH, headers=py_auth()).status_code
+
+    assert (renews, polls, read) == ([200] * 3, [200, 200], 200)
+    # One INFO line: reading one instance, which is not a poll.
+    [line] = [json.loads(x) for x in log_stream.getvalue().splitlines()]
+    assert (line["method"], line["route"]) == ("GET", "/eureka/apps/{app_name}/{instance_id}")
+    documents = emitted_json(capsys.readouterr().out)
+    assert sum("Requests" in d for d in documents) == 3  # the polls and the read are counted
+    assert sum("HeartbeatWriteUnits" in d for d in documents) == 1

@@ -71,7 +71,7 @@ def test_a_heartbeat_after_deregistration_does_not_recreate_the_instance(
     store: InstanceStore,
 ) -> None:
     store.register(registration(), NOW)
-    store.deregister("orders", "i-1")
+    store.deregister("orders", "i-1", NOW)
 
     with pytest.raises(InstanceNotFound):
         store.heartbeat("orders", "i-1", NOW + 1)
@@ -106,7 +106,7 @@ def test_a_missing_table_is_a_misconfiguration_for_every_verb(
     calls: dict[str, Callable[[], object]] = {
         "register": lambda: missing.register(registration(), NOW),
         "heartbeat": lambda: missing.heartbeat("orders", "i-1", NOW),
-        "deregister": lambda: missing.deregister("orders", "i-1"),
+        "deregister": lambda: missing.deregister("orders", "i-1", NOW),
         "instances": lambda: missing.service_view("orders").instances,
         "ping": missing.ping,
     }
@@ -220,7 +220,7 @@ def test_a_catalog_entry_is_forgotten_only_while_no_registration_came_in(
 ) -> None:
     # Given a service whose generation the service list read
     store.register(registration(), NOW)
-    store.deregister("orders", "i-1")
+    store.deregister("orders", "i-1", NOW)
     generation = store.catalog_generation("orders")
     assert generation is not None
     # When an instance registers before the list deletes the entry
@@ -229,7 +229,7 @@ def test_a_catalog_entry_is_forgotten_only_while_no_registration_came_in(
     assert store.forget("orders", generation) is False
     assert store.services() == ["orders"]
     # And with no registration in between it is deleted
-    store.deregister("orders", "i-2")
+    store.deregister("orders", "i-2", NOW)
     assert store.forget("orders", generation + 1) is True
     assert store.services() == []
 
@@ -252,7 +252,7 @@ def test_a_registration_after_its_service_was_forgotten_lists_it_again(
     store: InstanceStore,
 ) -> None:
     store.register(registration(), NOW)
-    store.deregister("orders", "i-1")
+    store.deregister("orders", "i-1", NOW)
     generation = store.catalog_generation("orders")
     assert generation is not None and store.forget("orders", generation)
 
@@ -285,7 +285,7 @@ def test_one_botocore_client_serves_every_verb(
     fresh.services()
     fresh.catalog_generation("orders")
     fresh.ping()
-    fresh.deregister("orders", "i-1")
+    fresh.deregister("orders", "i-1", NOW)
     fresh.prune("orders", ["i-1"], NOW + 2)
 
     assert result.created is True
@@ -298,3 +298,31 @@ def test_a_client_whose_connections_were_dropped_keeps_working(store: InstanceSt
     store.drop_connections()
 
     assert [i.instance_id for i in store.service_view("orders").instances] == ["i-1"]
+
+
+def test_each_change_is_recorded_for_eurekas_delta_with_the_removed_instances_last_state(
+    store: InstanceStore,
+) -> None:
+    store.register(registration("a", lease_seconds=5, eureka='{"id":"A:1"}'), NOW)
+    store.register(registration("b", lease_seconds=5), NOW)
+    store.heartbeat("orders", "a", NOW + 1, status="DOWN")  # a change of status
+    store.heartbeat("orders", "a", NOW + 2, status="DOWN")  # none
+    store.deregister("orders", "a", NOW + 3)
+    # b lapses at NOW + 5; the cleanup at the instance cap removes it later
+    assert store.prune("orders", ["b"], NOW + 9) == ["b"]
+
+    changes = store.changes(NOW, 100)
+
+    assert [(c.at, c.instance_id, c.action) for c in changes] == [
+        (NOW, "a", "ADDED"),
+        (NOW, "b", "ADDED"),
+        (NOW + 1, "a", "MODIFIED"),
+        (NOW + 3, "a", "DELETED"),
+        (NOW + 5, "b", "DELETED"),
+    ]
+    removed_a, removed_b = changes[3], changes[4]
+    assert removed_a.last is not None and removed_a.last.status == "DOWN"
+    assert removed_a.last_eureka == '{"id":"A:1"}'
+    assert removed_b.last is not None and removed_b.last.expires_at == NOW + 5
+    assert store.changes(NOW + 4, 100) == changes[4:]
+    assert len(store.changes(NOW, 2)) == 2

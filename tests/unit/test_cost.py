@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.eureka.fetches import DELTA_WINDOW_SECONDS
 from lambdamesh.cost import (
     CostInputError,
     CostInputs,
@@ -19,6 +20,7 @@ from lambdamesh.cost import (
     cost_command,
     declared,
     estimate,
+    eureka,
     polls_a_month,
     render_markdown,
     tiered,
@@ -139,7 +141,7 @@ def test_heartbeat_and_platform_log_bytes_are_billed_on_their_calls() -> None:
 
 def test_task_churn_matches_the_hand_computed_figures() -> None:
     # 10 instances each replaced every 73 h: 100 tasks a month; each a registration and 4
-    # stop events (500 invocations), 15 ms each, 5 write units and 1 + 4 x 0.5 read units.
+    # stop events (500 invocations), 15 ms each, 7 write units and 1 + 4 x 0.5 read units.
     churn = CostInputs(
         instances=10, heartbeat_seconds=60, requests_per_second=0, task_lifetime_hours=73
     )
@@ -152,12 +154,12 @@ def test_task_churn_matches_the_hand_computed_figures() -> None:
     assert got["Task churn: CloudWatch Logs"] == pytest.approx(100 * 1210 / 1024**3 * 0.50)
     writes = got["DynamoDB writes (on-demand)"] - base["DynamoDB writes (on-demand)"]
     reads = got["DynamoDB reads (on-demand)"] - base["DynamoDB reads (on-demand)"]
-    assert writes == pytest.approx(500 * 0.625e-6)
+    assert writes == pytest.approx(700 * 0.625e-6)
     assert reads == pytest.approx(300 * 0.125e-6)
     assert "Task churn: Lambda requests" not in base
     per = estimate(churn).per_instance
     assert per["task_churn"] == pytest.approx(
-        50 * 0.20e-6 + 50 * 0.015 * 0.5 * 0.0000133334 + 50 * 0.625e-6 + 30 * 0.125e-6
+        50 * 0.20e-6 + 50 * 0.015 * 0.5 * 0.0000133334 + 70 * 0.625e-6 + 30 * 0.125e-6
     )
 
 
@@ -263,6 +265,13 @@ def test_the_default_output_is_a_table_with_a_total_and_cloud_map(
         (["--east-west-rps", "10"], "--east-west-rps needs --outbound-sidecars above 0"),
         (["--global-limit-rps", "6"], "--global-limit-rps must be between 0 and 5, not 6"),
         (["--global-limit-writes", "3"], "--global-limit-writes must be between 1 and 2"),
+        (["--eureka-clients", "-1"], "--eureka-clients must be at least 0"),
+        (["--eureka-renew-seconds", "0.5"], "--eureka-renew-seconds must be between 1 and 300"),
+        (["--eureka-fetch-seconds", "3601"], "--eureka-fetch-seconds must be between 1 and 3600"),
+        (["--eureka-full-share", "1.5"], "--eureka-full-share must be between 0 and 1"),
+        (["--eureka-item-bytes", "0"], "--eureka-item-bytes must be between 1 and 409600"),
+        (["--eureka-lane", "url"], "--eureka-lane must be one of clients, sidecars"),
+        (["--eureka-servers", "0"], "--eureka-servers must be at least 1"),
     ],
 )
 def test_bad_inputs_exit_2_with_one_line(
@@ -595,6 +604,7 @@ def documented_table(path: Path, heading: str) -> tuple[list[str], str]:
         ("cost.md", "## A small mesh"),
         ("cost.md", "## A large mesh"),
         ("cost.md", "## Sidecar outbound port"),
+        ("cost.md", "## Eureka clients"),
     ],
 )
 def test_the_cost_tables_in_the_docs_are_the_commands_output(
@@ -673,3 +683,253 @@ def test_the_docs_assumptions_name_declared_flags_at_their_defaults() -> None:
             assert float(number.group(1)) / scale == pytest.approx(flag_default(name)), row
         else:
             assert default.split()[0] == flag_default(name), row
+
+
+# 10 Eureka clients over 2 services, at Eureka's 30 s, all fetching deltas, no cache, no task
+# churn, no sidecar: 876,000 renews and 876,000 deltas a month (10 / 30 s x 2,628,000 s).
+EUREKA = CostInputs(
+    instances=0,
+    heartbeat_seconds=60,
+    requests_per_second=0,
+    services=2,
+    eureka_clients=10,
+    cache_seconds=0,
+    task_lifetime_hours=0,
+)
+RENEWS = 876_000
+
+
+def test_eureka_clients_match_the_hand_computed_figures() -> None:
+    got, none = lines(EUREKA), lines(replace(EUREKA, eureka_clients=0))
+
+    # 1,752,000 calls, each through API Gateway (the rest lane) and a Lambda invocation
+    assert got["Eureka clients: API Gateway (REST)"] == pytest.approx(1_752_000 * 3.50e-6)
+    assert got["Eureka clients: Lambda requests"] == pytest.approx(1_752_000 * 0.20e-6)
+    # a renew: 15 ms (a heartbeat's); a delta: 3 ms, 10 instances x 0.06 ms, and 4 Queries
+    # (the catalog, 2 services, the journal) x 14 ms = 59.6 ms; at 512 MB
+    gb_seconds = (RENEWS * 0.015 + RENEWS * 0.0596) * 0.5
+    assert got["Eureka clients: Lambda duration"] == pytest.approx(gb_seconds * 0.0000133334)
+    # a renew writes its 600 B item: one unit; a delta's 4 Queries read under 4 KB each,
+    # eventually consistent: half a unit each
+    writes = got["DynamoDB writes (on-demand)"] - none["DynamoDB writes (on-demand)"]
+    reads = got["DynamoDB reads (on-demand)"] - none["DynamoDB reads (on-demand)"]
+    assert writes == pytest.approx(RENEWS * 0.625e-6)
+    assert reads == pytest.approx(RENEWS * 4 * 0.5 * 0.125e-6)
+    # renews log nothing at INFO; a delta its 200 B EMF document
+    assert got["Eureka clients: CloudWatch Logs"] == pytest.approx(RENEWS * 200 / 1024**3 * 0.50)
+    breakdown = estimate(EUREKA)
+    assert breakdown.eureka_dynamodb == pytest.approx(writes + reads)
+    assert breakdown.total - estimate(replace(EUREKA, eureka_clients=0)).total == (
+        pytest.approx(breakdown.eureka_monthly)
+    )
+
+
+def test_eureka_clients_at_zero_change_no_line_whatever_their_other_inputs() -> None:
+    idle = replace(
+        SMALL,
+        eureka_renew_seconds=1,
+        eureka_fetch_seconds=1,
+        eureka_full_share=1,
+        eureka_item_bytes=300_000,
+        eureka_dynamodb_ms=500,
+        eureka_lane="sidecars",
+        eureka_servers=9,
+    )
+
+    breakdown = estimate(idle)
+
+    assert breakdown.lines == estimate(SMALL).lines
+    assert breakdown.total == pytest.approx(28.026121, abs=1e-5)
+    assert breakdown.eureka_monthly == 0
+    assert breakdown.per_eureka_client == {}
+    assert breakdown.eureka_servers == ()
+    assert not any(line.item.startswith("Eureka") for line in breakdown.lines)
+
+
+def test_the_default_outputs_do_not_mention_eureka(capsys: pytest.CaptureFixture[str]) -> None:
+    _, table, _ = run(capsys, *SMALL_MESH)
+    _, out, _ = run(capsys, *SMALL_MESH, "--json")
+    _, markdown, _ = run(capsys, *SMALL_MESH, "--markdown")
+
+    document = json.loads(out)
+    assert "Eureka" not in table
+    assert "Eureka" not in markdown
+    assert "eureka" not in document
+    assert not any("Eureka" in text for text in document["assumptions"])
+
+
+def test_a_hundred_eureka_clients_cost_more_than_none_in_every_line_they_use() -> None:
+    hundred = replace(EUREKA, eureka_clients=100, services=20, cache_seconds=1)
+    none = replace(hundred, eureka_clients=0)
+
+    got, base = lines(hundred), lines(none)
+
+    assert estimate(hundred).total > estimate(none).total
+    for item in ("DynamoDB writes (on-demand)", "DynamoDB reads (on-demand)"):
+        assert got[item] > base[item], item
+    assert {item for item in got if item.startswith("Eureka clients: ")} == {
+        "Eureka clients: API Gateway (REST)",
+        "Eureka clients: Lambda requests",
+        "Eureka clients: Lambda duration",
+        "Eureka clients: CloudWatch Logs",
+    }
+    assert all(got[item] > 0 for item in got if item.startswith("Eureka clients: "))
+
+
+def test_a_renew_writes_a_unit_per_kilobyte_of_the_eureka_item() -> None:
+    def renew_writes(item_bytes: float) -> float:
+        quiet = replace(EUREKA, eureka_fetch_seconds=3600, eureka_item_bytes=item_bytes)
+        return eureka.write_units_per_second(quiet) * 2_628_000
+
+    assert renew_writes(600) == pytest.approx(RENEWS)
+    assert renew_writes(1024) == pytest.approx(RENEWS)
+    assert renew_writes(1025) == pytest.approx(2 * RENEWS)
+    assert eureka.write_units_per_second(replace(EUREKA, eureka_renew_seconds=60)) == (
+        pytest.approx(eureka.write_units_per_second(EUREKA) / 2)
+    )
+
+
+def test_a_delta_reads_one_query_more_than_a_full_fetch_the_change_journal() -> None:
+    """The delta is built from every service's view and the journal besides: it reads more
+    than a full fetch, and saves response bytes, not reads."""
+    deltas, full = EUREKA, replace(EUREKA, eureka_full_share=1)
+
+    per_delta = eureka.read_units_per_second(deltas) / eureka.fetches_per_second(deltas)
+    per_full = eureka.read_units_per_second(full) / eureka.fetches_per_second(full)
+
+    assert per_full == pytest.approx(1.5)  # the catalog and 2 services, half a unit each
+    assert per_delta == pytest.approx(per_full + 0.5)
+    assert eureka.month(full).response_bytes > 10 * eureka.month(deltas).response_bytes
+    assert lines(full)["DynamoDB reads (on-demand)"] < lines(deltas)["DynamoDB reads (on-demand)"]
+
+
+def test_the_full_share_decides_how_many_fetches_read_the_whole_registry() -> None:
+    half = eureka.month(replace(EUREKA, eureka_full_share=0.5))
+
+    assert half.full_fetches == pytest.approx(RENEWS / 2)
+    assert half.deltas == pytest.approx(RENEWS / 2)
+    # a full fetch renders every instance (0.31 ms each) and has no journal to Query
+    assert eureka.full_ms(EUREKA) - eureka.delta_ms(EUREKA) == pytest.approx(
+        10 * (0.31 - 0.06) - 14
+    )
+
+
+def test_a_longer_fetch_interval_lowers_the_fetches_cost_in_proportion() -> None:
+    every_30 = estimate(EUREKA).per_eureka_client
+    every_60 = estimate(replace(EUREKA, eureka_fetch_seconds=60)).per_eureka_client
+
+    assert every_60["fetches"] == pytest.approx(every_30["fetches"] / 2)
+    assert every_60["renews"] == pytest.approx(every_30["renews"])
+    assert every_60["logs"] == pytest.approx(every_30["logs"] / 2)  # renews log nothing
+
+
+def test_a_longer_renew_interval_lowers_the_renews_cost_in_proportion() -> None:
+    every_30 = estimate(EUREKA).per_eureka_client
+    every_90 = estimate(replace(EUREKA, eureka_renew_seconds=90)).per_eureka_client
+
+    assert every_90["renews"] == pytest.approx(every_30["renews"] / 3)
+    assert every_90["fetches"] == pytest.approx(every_30["fetches"])
+
+
+def test_the_cache_absorbs_no_service_query_while_fetches_are_fewer_than_environments() -> None:
+    # 10 clients at 30 s over 20 services: a third of a fetch a second, one environment.
+    few = replace(EUREKA, services=20, cache_seconds=1)
+    # 100 clients: 3.33 fetches a second, each 342 ms uncached (3 + 100 x 0.31 + 22 x 14
+    # ms): 1.14 busy + 3.33 renews x 15 ms = 1.19, so 2 environments, each reading the 20
+    # services once a second at most: 40 Queries a second of the 66.7 the fetches ask.
+    many = replace(few, eureka_clients=100)
+
+    assert eureka.view_queries_per_second(few) == pytest.approx(10 / 30 * 20)
+    assert eureka.environments(many) == 2
+    assert eureka.view_queries_per_second(many) == pytest.approx(40)
+    assert eureka.view_queries_per_second(replace(many, cache_seconds=0)) == (
+        pytest.approx(100 / 30 * 20)
+    )
+    assert eureka.views_per_fetch(many) == pytest.approx(40 / (100 / 30))
+
+
+def test_each_replaced_client_registers_fetches_the_registry_goes_down_and_cancels() -> None:
+    # 10 clients replaced every 73 h: 100 a month, each 3 calls and a full fetch
+    churned = replace(EUREKA, task_lifetime_hours=73)
+
+    used, still = eureka.month(churned), eureka.month(EUREKA)
+
+    assert used.churn_calls == pytest.approx(300)
+    assert used.full_fetches - still.full_fetches == pytest.approx(100)
+    # two registrations (item, catalog, journal) and the cancel (item, a DELETED change of 2)
+    assert eureka.churn_write_units(churned) == 9
+    assert eureka.churn_read_units(churned) == 2
+    assert used.log_bytes - still.log_bytes == pytest.approx(100 * (1411 + 200))
+
+
+def test_one_eureka_client_is_the_clients_share_of_what_they_add() -> None:
+    hundred = replace(EUREKA, eureka_clients=100, services=20, cache_seconds=1)
+
+    breakdown = estimate(hundred)
+    one = breakdown.per_eureka_client
+
+    assert one["total"] == pytest.approx(breakdown.eureka_monthly / 100)
+    assert one["total"] == pytest.approx(
+        one["renews"] + one["fetches"] + one["replacements"] + one["logs"]
+    )
+    held = estimate(replace(hundred, billing="provisioned")).per_eureka_client
+    # provisioned: a client's exact share of a write unit a second at the 70 % target, in
+    # place of its 87,600 renews' write requests on demand
+    renew_share = 1 / 30 / 0.7 * 730 * PRICES.dynamodb_wcu_hour.amount
+    assert held["renews"] - one["renews"] == pytest.approx(renew_share - 87_600 * 0.625e-6)
+
+
+def test_on_the_mixed_lane_eureka_clients_call_the_rest_api_unless_told_the_sidecars() -> None:
+    mixed = replace(EUREKA, lane="mixed")
+
+    rest, url = lines(mixed), lines(replace(mixed, eureka_lane="sidecars"))
+
+    assert rest["Eureka clients: API Gateway (REST)"] == pytest.approx(1_752_000 * 3.50e-6)
+    assert "Eureka clients: API Gateway (REST)" not in url
+    assert eureka.lane(replace(EUREKA, lane="url")) == "url"
+    assert estimate(mixed).per_eureka_client["renews"] - estimate(
+        replace(mixed, eureka_lane="sidecars")
+    ).per_eureka_client["renews"] == pytest.approx(RENEWS / 10 * 3.50e-6)
+
+
+def test_eureka_servers_on_ec2_are_compared_not_added() -> None:
+    breakdown = estimate(EUREKA)
+    three = estimate(replace(EUREKA, eureka_servers=3))
+
+    assert breakdown.eureka_servers_monthly == pytest.approx(2 * 730 * 0.0208)
+    assert three.eureka_servers_monthly == pytest.approx(3 * 730 * 0.0208)
+    assert three.total == pytest.approx(breakdown.total)
+    assert PRICES.ec2_t3_small_hour.source.startswith("https://aws.amazon.com/ec2/")
+
+
+def test_json_markdown_and_table_carry_the_eureka_clients(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = (*SMALL_MESH, "--services", "20", "--eureka-clients", "100")
+
+    code, out, _ = run(capsys, *argv, "--json")
+    _, table, _ = run(capsys, *argv)
+    _, markdown, _ = run(capsys, *argv, "--markdown")
+
+    document = json.loads(out)
+    section = document["eureka"]
+    assert code == 0
+    assert section["clients"] == 100
+    assert section["lane"] == "rest"
+    assert section["renews_per_month"] == pytest.approx(8_760_000)
+    assert section["per_client"]["total"] == pytest.approx(section["monthly"] / 100, abs=1e-5)
+    assert section["servers"]["in_total"] is False
+    assert section["servers"]["monthly"] == pytest.approx(30.368)
+    assert document["total"] == pytest.approx(sum(line["monthly"] for line in document["lines"]))
+    assert any("Eureka" in text for text in document["assumptions"])
+    assert "Eureka clients: Lambda duration" in table
+    assert re.search(r"^Eureka total .* \$[\d,.]+ / \$30\.37$", table, re.M)
+    assert f"${section['per_client']['total']:.4f} per client-month" in table
+    rows = markdown.splitlines()
+    assert rows[-3].startswith("| 100 Eureka clients (in the total) |")
+    assert rows[-2].startswith("| One Eureka client, every variable cost (not in the total) |")
+    assert rows[-1].startswith("| Eureka servers on EC2 instead (not in the total) |")
+
+
+def test_the_delta_window_is_the_one_the_eureka_api_reads() -> None:
+    assert eureka.DELTA_WINDOW_SECONDS == DELTA_WINDOW_SECONDS

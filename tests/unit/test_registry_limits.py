@@ -52,8 +52,9 @@ class InMemoryStore:
 
     def register(self, reg: Registration, now: float) -> RegisterResult:
         old = self.items.get((reg.service, reg.instance_id))
+        own = {k: v for k, v in vars(reg).items() if k not in ("eureka", "eureka_dirty")}
         instance = Instance(
-            **vars(reg),
+            **own,
             expires_at=now + reg.lease_seconds,
             registered_at=now,
             updated_at=now,
@@ -63,12 +64,17 @@ class InMemoryStore:
         return RegisterResult(instance, old is None or not old.is_live(now))
 
     def heartbeat(
-        self, service: str, instance_id: str, now: float, status: Status | None = None
+        self,
+        service: str,
+        instance_id: str,
+        now: float,
+        status: Status | None = None,
+        eureka_dirty: int | None = None,
     ) -> Instance:
         raise NotImplementedError
 
-    def deregister(self, service: str, instance_id: str) -> None:
-        self.items.pop((service, instance_id), None)
+    def deregister(self, service: str, instance_id: str, now: float) -> bool:
+        return self.items.pop((service, instance_id), None) is not None
 
     def service_view(self, service: str) -> ServiceView:
         self.full_reads += 1
@@ -280,7 +286,7 @@ def test_the_service_list_forgets_a_service_with_nothing_stored(
     limited = registry(store, clock, limit=2)
     limited.register(ADMIN, "orders", "a", encoded(BODY))
     limited.register(ADMIN, "payments", "a", encoded(BODY))
-    store.deregister("orders", "a")
+    store.deregister("orders", "a", NOW)
 
     assert [s["service"] for s in limited.services()] == ["payments"]
     assert store.services() == ["payments"]
@@ -304,7 +310,7 @@ def test_the_service_list_keeps_a_service_registered_while_it_looked_empty(
     # Given a service that looks empty to the list's first read
     limited = registry(store, clock, limit=2)
     limited.register(ADMIN, "orders", "a", encoded(BODY))
-    store.deregister("orders", "a")
+    store.deregister("orders", "a", NOW)
     first_read = store.leases
 
     def register_meanwhile(service: str, consistent: bool = False) -> list[Lease]:
@@ -366,7 +372,7 @@ def test_drains_of_departed_instances_are_dropped_before_a_drain_is_counted(
     for instance_id in ("a", "b"):
         limited.register(ADMIN, "orders", instance_id, encoded(BODY))
         limited.drain(ADMIN, "orders", instance_id)
-    store.deregister("orders", "a")
+    store.deregister("orders", "a", NOW)
     limited.register(ADMIN, "orders", "c", encoded(BODY))
 
     limited.drain(ADMIN, "orders", "c")
@@ -399,9 +405,8 @@ def largest_instance(now: float) -> Instance:
         room -= len(metadata[f"k{n}"])
     reg = replace(reg, metadata=metadata)
     assert instance_json_size(reg) == MAX_INSTANCE_JSON
-    return Instance(
-        **vars(reg), expires_at=now + MAX_LEASE_SECONDS, registered_at=now, updated_at=now
-    )
+    own = {k: v for k, v in vars(reg).items() if k not in ("eureka", "eureka_dirty")}
+    return Instance(**own, expires_at=now + MAX_LEASE_SECONDS, registered_at=now, updated_at=now)
 
 
 def test_a_full_instance_list_at_the_highest_limit_fits_in_one_lambda_answer() -> None:

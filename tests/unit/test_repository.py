@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = (
     "",
     "chalicelib",
+    "chalicelib/eureka",
     "chalicelib/exposure",
     "lambdamesh",
     "sidecar",
@@ -49,7 +50,12 @@ def test_architecture_names_only_paths_that_exist() -> None:
 
 def test_architecture_names_every_module_of_the_lambda_and_the_sidecar() -> None:
     text = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
-    folders = ["chalicelib", "lambdamesh_routing", "sidecar/lambdamesh_sidecar"]
+    folders = [
+        "chalicelib",
+        "chalicelib/eureka",
+        "lambdamesh_routing",
+        "sidecar/lambdamesh_sidecar",
+    ]
 
     modules = {
         path.name
