@@ -71,9 +71,12 @@ def run(coroutine: Any) -> Any:
 
 
 def view() -> dict[str, Any]:
-    """The client's cache, as it would pick instances from it."""
+    """The client's cache, and by app the ids of the instances it would pick from (its
+    ``up_instances``, which ``do_service`` and ``walk_nodes`` choose among)."""
     apps: dict[str, list[dict[str, Any]]] = {}
+    up: dict[str, list[str]] = {}
     for application in list(eureka_client.get_client().applications.applications):
+        up[application.name] = sorted(i.instanceId for i in application.up_instances)
         apps[application.name] = sorted(
             (
                 {
@@ -86,7 +89,8 @@ def view() -> dict[str, Any]:
             ),
             key=lambda found: str(found["instanceId"]),
         )
-    return {"apps": apps, "full": COUNTER.full, "delta": COUNTER.delta, "errors": list(ERRORS)}
+    counts = {"full": COUNTER.full, "delta": COUNTER.delta}
+    return {"apps": apps, "up": up, **counts, "errors": list(ERRORS)}
 
 
 def override(config: dict[str, Any], command: dict[str, Any], lift: bool) -> dict[str, Any]:

@@ -57,8 +57,8 @@ needs_node = pytest.mark.skipif(
 
 Registry = dict[str, dict[str, str]]
 """app -> {Eureka instance id -> status}"""
-VipView = dict[str, set[tuple[str, str, int]]]
-"""VIP address or app -> {(instance id, host name, port)} of its UP instances"""
+VipView = dict[str, set[tuple[str, str, int, str]]]
+"""VIP address or app -> {(instance id, host name, port, status)} of its instances"""
 
 
 # --- the instances' own servers -----------------------------------------------------------
@@ -204,7 +204,7 @@ def server_up(mesh: Mesh) -> tuple[VipView, VipView]:
     for instance in server_instances(mesh):
         if instance["status"] != "UP":
             continue
-        key = (instance["instanceId"], instance["hostName"], instance["port"]["$"])
+        key = (instance["instanceId"], instance["hostName"], instance["port"]["$"], "UP")
         for vip in instance["vipAddress"].split(","):
             by_vip.setdefault(vip, set()).add(key)
         by_app.setdefault(instance["app"], set()).add(key)
@@ -244,11 +244,31 @@ def cancel(mesh: Mesh, app: str, instance_id: str) -> None:
     assert answer.status == 200, answer.body
 
 
-def gateway_answers(mesh: Mesh, count: int) -> list[str]:
-    """Which instance answered each of ``count`` calls through the gateway to pyorders."""
+def eureka_status(mesh: Mesh, app: str, eureka_id: str) -> tuple[str, str]:
+    """An instance's status and overridden status, read through the Eureka API by its id
+    (percent-encoded, as py-eureka-client sends it)."""
+    path = f"/eureka/apps/{app}/{quote(eureka_id, safe='')}"
+    shown = eureka_read(mesh, path)["instance"]
+    assert shown["instanceId"] == eureka_id
+    return shown["status"], shown["overriddenStatus"]
+
+
+def override(mesh: Mesh, app: str, instance_id: str, lift: bool = False) -> None:
+    """The operator's drain, Eureka's OUT_OF_SERVICE override, or its lifting, sent with an
+    admin token as the Basic password."""
+    url = f"{mesh.url}/eureka/apps/{app}/{quote(instance_id, safe='')}/status"
+    if lift:
+        answer = http("DELETE", url, headers=basic(admin_token()))
+    else:
+        answer = http("PUT", f"{url}?value=OUT_OF_SERVICE", headers=basic(admin_token()))
+    assert answer.status == 200, answer.body
+
+
+def gateway_answers(mesh: Mesh, service: str, count: int) -> list[str]:
+    """Which instance answered each of ``count`` calls through the gateway to ``service``."""
     found = []
     for _ in range(count):
-        answer = mesh.get("/api/v1/pyorders/v1/hello")
+        answer = mesh.get(f"/api/v1/{service}/v1/hello")
         found.append(answer.json()["instance"] if answer.status == 200 else str(answer.status))
     return found
 
@@ -302,15 +322,6 @@ def py_registry(view: dict[str, Any]) -> Registry:
     }
 
 
-def eureka_status(mesh: Mesh, eureka_id: str) -> tuple[str, str]:
-    """The py client's instance's status and overridden status, read through the Eureka API
-    by its id (which the client percent-encodes, as this does)."""
-    path = f"/eureka/apps/PYORDERS/{quote(eureka_id, safe='')}"
-    shown = eureka_read(mesh, path)["instance"]
-    assert shown["instanceId"] == eureka_id
-    return shown["status"], shown["overriddenStatus"]
-
-
 def py_matches_server(mesh: Mesh, client: Client) -> Callable[[], str | None]:
     def check() -> str | None:
         server, cached = server_registry(mesh), py_registry(client.ask("view"))
@@ -334,11 +345,11 @@ def test_py_eureka_client_registers_renews_is_routed_discovers_is_drained_and_de
     # Registered: the registry lists it, with the lease the client asked for; Eureka shows UP.
     first = native(mesh, "pyorders")[py_port]
     assert (first["host"], first["status"], first["lease_seconds"]) == ("127.0.0.1", "UP", LEASE)
-    assert eureka_status(mesh, eureka_id) == ("UP", "UNKNOWN")
+    assert eureka_status(mesh, "PYORDERS", eureka_id) == ("UP", "UNKNOWN")
 
     # Routed to by the gateway.
     settle(
-        lambda: None if gateway_answers(mesh, 1) == ["pyorders-py"] else "not routed",
+        lambda: None if gateway_answers(mesh, "pyorders", 1) == ["pyorders-py"] else "not routed",
         "the gateway routes to the py client's instance",
     )
 
@@ -363,7 +374,7 @@ def test_py_eureka_client_registers_renews_is_routed_discovers_is_drained_and_de
     other_port = upstream("pyorders", "pyorders-other")
     register(mesh, "PYORDERS", "pyorders-other", other_port, lease=60)
     settle(
-        lambda: None if "pyorders-other" in gateway_answers(mesh, 10) else "not routed",
+        lambda: None if "pyorders-other" in gateway_answers(mesh, "pyorders", 10) else "not routed",
         "the gateway routes to the other instance",
     )
     assert client.ask("drain", app="PYORDERS", instance_id=eureka_id) == {"status_before": "UP"}
@@ -371,7 +382,8 @@ def test_py_eureka_client_registers_renews_is_routed_discovers_is_drained_and_de
     settle(
         lambda: (
             None
-            if (shown := eureka_status(mesh, eureka_id)) == ("OUT_OF_SERVICE", "OUT_OF_SERVICE")
+            if (shown := eureka_status(mesh, "PYORDERS", eureka_id))
+            == ("OUT_OF_SERVICE", "OUT_OF_SERVICE")
             else str(shown)
         ),
         "Eureka shows the drained instance OUT_OF_SERVICE (after the dev server's cache)",
@@ -379,7 +391,7 @@ def test_py_eureka_client_registers_renews_is_routed_discovers_is_drained_and_de
     settle(
         lambda: (
             None
-            if set(answered := gateway_answers(mesh, 20)) == {"pyorders-other"}
+            if set(answered := gateway_answers(mesh, "pyorders", 20)) == {"pyorders-other"}
             else str(answered)
         ),
         "the drained instance leaves the gateway's rotation",
@@ -394,13 +406,13 @@ def test_py_eureka_client_registers_renews_is_routed_discovers_is_drained_and_de
         "the drained client renews",
     )
     assert native(mesh, "pyorders")[py_port]["drained"] is True
-    assert set(gateway_answers(mesh, 20)) == {"pyorders-other"}
+    assert set(gateway_answers(mesh, "pyorders", 20)) == {"pyorders-other"}
     follow("the drain", has("PYORDERS", eureka_id, "OUT_OF_SERVICE"))
     assert client.ask("undrain", app="PYORDERS", instance_id=eureka_id) == {
         "status_before": "OUT_OF_SERVICE"
     }
     settle(
-        lambda: None if "pyorders-py" in gateway_answers(mesh, 10) else "not routed",
+        lambda: None if "pyorders-py" in gateway_answers(mesh, "pyorders", 10) else "not routed",
         "the instance is back in the gateway's rotation",
     )
 
@@ -446,7 +458,7 @@ def test_py_eureka_client_registers_renews_is_routed_discovers_is_drained_and_de
     assert client.process.popen.wait(10) == 0
     assert py_port not in native(mesh, "pyorders")
     settle(
-        lambda: None if gateway_answers(mesh, 1) != ["pyorders-py"] else "still routed",
+        lambda: None if gateway_answers(mesh, "pyorders", 1) != ["pyorders-py"] else "still routed",
         "the gateway stops routing to the stopped client",
     )
     orders_1.stop()
@@ -462,12 +474,17 @@ def js_views(client: Client, vips: set[str], apps: set[str]) -> tuple[VipView, V
 
     def keyed(found: dict[str, list[dict[str, Any]]]) -> VipView:
         return {
-            name: {(i["instanceId"], i["hostName"], i["port"]) for i in instances}
+            name: {(i["instanceId"], i["hostName"], i["port"], i["status"]) for i in instances}
             for name, instances in found.items()
             if instances
         }
 
     return keyed(view["byVip"]), keyed(view["byApp"])
+
+
+def up_only(view: VipView) -> VipView:
+    """A view's UP instances, dropping names left with none."""
+    return {name: up for name, keys in view.items() if (up := {k for k in keys if k[3] == "UP"})}
 
 
 class JsWatch:
@@ -477,7 +494,10 @@ class JsWatch:
     the VIP list where the index belongs), so that cache can lose or repeat an app's other
     instances whatever the server sends; the by-VIP cache, filled from the same entries,
     shows what the server sent. The by-app differences seen while the by-VIP view was right
-    are kept, and printed at the end."""
+    are kept, once each, and printed at the end. The same version applies a MODIFIED entry
+    without its UP filter: an instance that goes OUT_OF_SERVICE stays in the delta client's
+    caches with that status, so its views are compared by their UP instances, those an
+    application that reads the status would call."""
 
     def __init__(self, mesh: Mesh, full: Client, delta: Client) -> None:
         self.mesh, self.full, self.delta = mesh, full, delta
@@ -489,9 +509,14 @@ class JsWatch:
         self.names[0].update(by_vip)
         self.names[1].update(by_app)
         full_vip, full_app = js_views(self.full, *self.names)
-        delta_vip, delta_app = js_views(self.delta, *self.names)
-        if delta_vip == by_vip and delta_app != by_app:
-            self.by_app_differences.append(f"by app {delta_app} != {by_app}")
+        delta_vip, delta_app = map(up_only, js_views(self.delta, *self.names))
+        difference = f"by app {delta_app} != {by_app}"
+        if (
+            delta_vip == by_vip
+            and delta_app != by_app
+            and difference not in self.by_app_differences
+        ):
+            self.by_app_differences.append(difference)
         differences = [
             f"{name}: client {seen} != server {wanted}"
             for name, seen, wanted in [
@@ -505,7 +530,7 @@ class JsWatch:
 
 
 @needs_node
-def test_eureka_js_clients_register_heartbeat_discover_and_follow_the_registry(
+def test_eureka_js_clients_register_are_routed_call_a_sidecar_are_drained_and_follow_the_registry(
     mesh: Mesh, upstream: Callable[[str, str], int], tmp_path: Path
 ) -> None:
     installed = JS_DIR / "node_modules" / "eureka-js-client" / "package.json"
@@ -513,7 +538,8 @@ def test_eureka_js_clients_register_heartbeat_discover_and_follow_the_registry(
         pytest.fail(f"{installed} is missing: `make install` runs npm ci in {JS_DIR}")
     assert json.loads(installed.read_text())["version"] == JS_CLIENT_VERSION
 
-    orders_1 = mesh.sidecar("orders", upstream("orders", "orders-1"), "orders-1")
+    orders_port = upstream("orders", "orders-1")
+    orders_1 = mesh.sidecar("orders", orders_port, "orders-1")
     py_port = upstream("pyorders", "pyorders-py")
     py_id = f"127.0.0.1:pyorders:{py_port}"
     py = start_py_client(mesh, py_port, tmp_path)
@@ -531,6 +557,16 @@ def test_eureka_js_clients_register_heartbeat_discover_and_follow_the_registry(
         "Eureka shows both UP (after the dev server's cache)",
     )
 
+    # Routed to by the gateway: both instances' own servers answer through it.
+    settle(
+        lambda: (
+            None
+            if set(answered := gateway_answers(mesh, "jsorders", 10)) == set(both)
+            else str(answered)
+        ),
+        "the gateway routes to both js clients' instances",
+    )
+
     # Both discover the sidecar's and the py client's instances, and each other.
     watch = JsWatch(mesh, full, delta)
     follow = Follow(mesh, watch.check)
@@ -541,6 +577,70 @@ def test_eureka_js_clients_register_heartbeat_discover_and_follow_the_registry(
     for client in (full, delta):
         by_vip, _ = js_views(client, {"orders", "pyorders", "jsorders"}, set())
         assert set(by_vip) == {"orders", "pyorders", "jsorders"}, by_vip
+
+    # Each calls the sidecar's instance, picked from its own cache (by app, by VIP), at the
+    # address and port the registry lists for it.
+    for client, pick in [(full, {"app": "ORDERS"}), (delta, {"vip": "orders"})]:
+        called = client.ask("call", path="/hello", **pick)
+        assert called["instance"]["instanceId"] == "orders-1", called
+        assert called["url"] == f"http://127.0.0.1:{orders_port}/hello", called
+        answer = called["body"]
+        assert (called["status"], answer["service"], answer["instance"], answer["path"]) == (
+            200,
+            "orders",
+            "orders-1",
+            "/hello",
+        )
+
+    # The operator's drain of the delta client's instance (the OUT_OF_SERVICE override, an
+    # admin token's) takes it out of the gateway's rotation and out of the other clients' UP
+    # views: the full client's getters and py-eureka-client's up_instances.
+    everyone = Follow(mesh, lambda: watch.check() or py_matches_server(mesh, py)())
+    override(mesh, "JSORDERS", "jsorders-delta")
+    assert native(mesh, "jsorders")[delta_port]["drained"] is True
+    settle(
+        lambda: (
+            None
+            if set(answered := gateway_answers(mesh, "jsorders", 20)) == {"jsorders-full"}
+            else str(answered)
+        ),
+        "the drained instance leaves the gateway's rotation",
+    )
+    everyone("the drain", has("JSORDERS", "jsorders-delta", "OUT_OF_SERVICE"))
+    assert py.ask("view")["up"]["JSORDERS"] == ["jsorders-full"]
+    # The delta client learned it from the delta's MODIFIED entry, which it caches unfiltered.
+    assert js_views(delta, {"jsorders"}, set())[0]["jsorders"] == {
+        ("jsorders-full", "localhost", full_port, "UP"),
+        ("jsorders-delta", "localhost", delta_port, "OUT_OF_SERVICE"),
+    }
+
+    # Its own heartbeats go on, renewing its lease, and do not undo the drain.
+    drained_expiry = native(mesh, "jsorders")[delta_port]["expires_at"]
+    settle(
+        lambda: (
+            None
+            if native(mesh, "jsorders")[delta_port]["expires_at"] >= drained_expiry + 2 * INTERVAL
+            else "not renewed"
+        ),
+        "the drained js client heartbeats",
+    )
+    assert native(mesh, "jsorders")[delta_port]["drained"] is True
+    assert eureka_status(mesh, "JSORDERS", "jsorders-delta") == (
+        "OUT_OF_SERVICE",
+        "OUT_OF_SERVICE",
+    )
+    assert set(gateway_answers(mesh, "jsorders", 20)) == {"jsorders-full"}
+    assert watch.check() is None
+
+    # Lifting the drain brings it back in both places.
+    override(mesh, "JSORDERS", "jsorders-delta", lift=True)
+    assert native(mesh, "jsorders")[delta_port]["drained"] is False
+    settle(
+        lambda: None if "jsorders-delta" in gateway_answers(mesh, "jsorders", 10) else "not routed",
+        "the instance is back in the gateway's rotation",
+    )
+    everyone("the drain lifted", has("JSORDERS", "jsorders-delta"))
+    assert py.ask("view")["up"]["JSORDERS"] == ["jsorders-delta", "jsorders-full"]
 
     # Instances come and go; after each change both views converge to the registry's.
     register(mesh, "INVENTORY", "inventory-1", upstream("inventory", "inventory-1"), 60)

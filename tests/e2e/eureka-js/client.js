@@ -5,12 +5,17 @@
 // on stdin, one JSON object a line, each with "reply <n> <json>" on stdout:
 //   {"n": 1, "cmd": "view", "vips": [...], "apps": [...]}: the client's view, through its
 //     public getters getInstancesByVipAddress and getInstancesByAppId;
-//   {"n": 2, "cmd": "stop"}: stop() (which deregisters), then exit.
+//   {"n": 2, "cmd": "call", "app": "ORDERS", "path": "/hello"} (or "vip" for "app"): an
+//     instance picked from the client's cache by getInstancesByAppId (getInstancesByVipAddress),
+//     called at its ipAddr and port.$ with Node's http module, as an application calls a
+//     service it discovered; the answer is the instance called, its URL, status and JSON body;
+//   {"n": 3, "cmd": "stop"}: stop() (which deregisters), then exit.
 // Every view also says how often the client registered, heartbeated and fetched the full
 // registry (its events), and what it logged at warn level or above (its logger), so that a
 // failure a client only logs fails the test.
 'use strict';
 
+const http = require('http');
 const readline = require('readline');
 const { Eureka } = require('eureka-js-client');
 
@@ -91,6 +96,35 @@ function view(command) {
   return { byVip, byApp, counts, problems };
 }
 
+// Calls an instance that the client's cache holds, picked at random as a load-balancing
+// application would; answers through done(error, answer).
+function call(command, done) {
+  const found = command.vip
+    ? client.getInstancesByVipAddress(command.vip)
+    : client.getInstancesByAppId(command.app);
+  if (found.length === 0) {
+    done(`no instance of ${command.vip || command.app} in the cache`);
+    return;
+  }
+  const instance = found[Math.floor(Math.random() * found.length)];
+  const url = `http://${instance.ipAddr}:${instance.port.$}${command.path}`;
+  const request = http.get(url, { timeout: 5000 }, (response) => {
+    const chunks = [];
+    response.on('data', (chunk) => chunks.push(chunk));
+    response.on('end', () => {
+      const text = Buffer.concat(chunks).toString();
+      try {
+        const body = JSON.parse(text);
+        done(null, { instance: describe(instance), url, status: response.statusCode, body });
+      } catch (error) {
+        done(`${url} answered ${response.statusCode} ${text.slice(0, 200)}`);
+      }
+    });
+  });
+  request.on('timeout', () => request.destroy(new Error(`${url} timed out`)));
+  request.on('error', (error) => done(`${url}: ${error}`));
+}
+
 function reply(n, answer) {
   process.stdout.write(`reply ${n} ${JSON.stringify(answer)}\n`);
 }
@@ -107,6 +141,8 @@ client.start((error) => {
     const command = JSON.parse(line);
     if (command.cmd === 'view') {
       reply(command.n, { ok: view(command) });
+    } else if (command.cmd === 'call') {
+      call(command, (error, answer) => reply(command.n, error ? { error } : { ok: answer }));
     } else if (command.cmd === 'stop') {
       stopping = true;
       client.stop((stopError) => {
