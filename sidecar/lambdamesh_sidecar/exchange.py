@@ -7,25 +7,28 @@ What the try's outcome means for the call (retry, eject, answer the app) is deci
 
 from __future__ import annotations
 
-import http.client
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from lambdamesh_routing.errors import ConnectFailed, ConnectLate, UpstreamAnswerInvalid
-from lambdamesh_routing.forwarding import header_problem, host_header
-from lambdamesh_routing.hosts import AddressPolicy, Resolver, allowed_addresses
+from lambdamesh_routing.forwarding import host_header
+from lambdamesh_routing.hosts import AddressPolicy, Resolver, allowed_addresses, parse_ip
 from lambdamesh_routing.instances import Instance
 from lambdamesh_routing.retries import may_retry_after_sending
 from lambdamesh_routing.router import Plan
-from lambdamesh_sidecar.framing import CHUNK, chunk
+from lambdamesh_sidecar.messages import AnswerBroken, AnswerInvalid, AnswerReader, NoAnswer
 from lambdamesh_sidecar.upstreams import UpstreamPool
 
 # Addresses of one instance's name tried before it counts as unreachable.
 MAX_ADDRESSES = 4
+# How many instances' checked IP addresses are remembered at once.
+MAX_REMEMBERED = 4096
+# A body up to this size is sent in one write with the head.
+_ONE_WRITE = 64 * 1024
 # A reused connection that fails like this, before any answer, was most likely closed by the
 # upstream while idle: one more try on a new connection to the same instance, not a failure.
-_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+_STALE = (NoAnswer, ConnectionResetError, BrokenPipeError)
 
 
 @dataclass
@@ -46,9 +49,8 @@ class Exchange:
 
     ip: str
     port: int
-    connection: http.client.HTTPConnection
-    sock: socket.socket  # kept: http.client lets go of it when the answer closes it
-    response: http.client.HTTPResponse
+    sock: socket.socket
+    answer: AnswerReader
     reusable: bool = True
 
 
@@ -68,6 +70,9 @@ class Transport:
         self.resolver = resolver
         self.clock = clock
         self.connect_timeout_seconds = connect_timeout_seconds
+        # Instances' IP addresses the policy allowed: the verdict on an IP never changes for
+        # this transport's policy. A DNS name is resolved and judged on every try.
+        self._allowed: dict[tuple[str, int], list[str]] = {}
 
     def send(
         self,
@@ -80,46 +85,52 @@ class Transport:
     ) -> Exchange:
         """The request sent and the answer's head read. A kept-alive connection the upstream
         closed meanwhile costs one more try on a new one, for what may safely be sent again."""
-        ip, connection, reused = self._connect(instance, plan)
+        ip, sock, reused = self._connect(instance, plan)
         try:
-            return self._exchange(plan, instance, ip, connection, method, target, headers, body)
+            return self._exchange(plan, instance, ip, sock, method, target, headers, body)
         except _STALE:
-            connection.close()
+            sock.close()
             safe = body.replayable and may_retry_after_sending(method)
             if not (reused and safe):
                 raise
         except BaseException:
-            connection.close()
+            sock.close()
             raise
-        ip, connection, _ = self._connect(instance, plan, fresh=True)
+        ip, sock, _ = self._connect(instance, plan, fresh=True)
         try:
-            return self._exchange(plan, instance, ip, connection, method, target, headers, body)
+            return self._exchange(plan, instance, ip, sock, method, target, headers, body)
         except BaseException:
-            connection.close()
+            sock.close()
             raise
 
-    def release(self, exchange: Exchange, bodiless: bool = False) -> None:
-        """Back to the pool, once its answer was read to the end (``read1`` leaves a finished
-        answer open, so it is closed here) and the upstream keeps the connection alive. The
-        answer to a HEAD, a 204 or a 304 has no body, whatever its headers announce."""
-        response = exchange.response
-        finished = bodiless or complete(response)
-        keep = exchange.reusable and not response.will_close and finished
-        response.close()
-        if keep and exchange.connection.sock is not None:
-            self.pool.put(exchange.ip, exchange.port, exchange.connection)
+    def release(self, exchange: Exchange) -> None:
+        """Back to the pool, once its answer was read to the end and the upstream keeps the
+        connection alive; closed otherwise."""
+        if exchange.reusable and exchange.answer.reusable:
+            self.pool.put(exchange.ip, exchange.port, exchange.sock)
         else:
-            exchange.connection.close()
+            exchange.sock.close()
+
+    def addresses(self, instance: Instance) -> list[str]:
+        """The instance's addresses its policy allows (``allowed_addresses``)."""
+        key = (instance.host, instance.port)
+        known = self._allowed.get(key)
+        if known is not None:
+            return known
+        found = allowed_addresses(instance.host, instance.port, self.address_policy, self.resolver)
+        if parse_ip(instance.host) is not None:
+            if len(self._allowed) >= MAX_REMEMBERED:
+                self._allowed.clear()
+            self._allowed[key] = found
+        return found
 
     def _connect(
         self, instance: Instance, plan: Plan, fresh: bool = False
-    ) -> tuple[str, http.client.HTTPConnection, bool]:
+    ) -> tuple[str, socket.socket, bool]:
         """A connection to one of the instance's addresses. ``ConnectFailed`` when the instance
         refused or did not answer within the connect timeout; ``ConnectLate`` when only the
         call's deadline, which may have cut the connect timeout short, stopped it."""
-        addresses = allowed_addresses(
-            instance.host, instance.port, self.address_policy, self.resolver
-        )
+        addresses = self.addresses(instance)
         failure: str | None = None
         connect_timeout = self.connect_timeout_seconds
         for ip in addresses[:MAX_ADDRESSES]:
@@ -127,10 +138,8 @@ class Transport:
             if left <= 0:
                 break
             try:
-                connection, reused = self.pool.get(
-                    ip, instance.port, min(connect_timeout, left), fresh
-                )
-                return ip, connection, reused
+                sock, reused = self.pool.get(ip, instance.port, min(connect_timeout, left), fresh)
+                return ip, sock, reused
             except TimeoutError as exc:
                 if left >= connect_timeout:  # given its whole connect timeout
                     failure = reason(exc)
@@ -146,100 +155,82 @@ class Transport:
         plan: Plan,
         instance: Instance,
         ip: str,
-        connection: http.client.HTTPConnection,
+        sock: socket.socket,
         method: str,
         target: str,
         headers: dict[str, str],
         body: Body,
     ) -> Exchange:
-        sock = connection.sock
-        assert sock is not None
         sock.settimeout(max(0.001, plan.try_deadline() - self.clock()))
+        answer = AnswerReader(sock, method)
         early = False
         try:
-            _write_request(instance, connection, method, target, headers, body)
+            _write_request(instance, sock, method, target, headers, body)
         except (BrokenPipeError, ConnectionResetError) as exc:
             # An upstream may answer (a 413, say) and close before reading the whole body:
             # that answer, if it arrived, is the one to relay.
             early = True
             try:
-                response = connection.getresponse()
-            except (OSError, http.client.HTTPException):
+                answer.read_head()
+            except (OSError, AnswerBroken, AnswerInvalid):
                 raise exc from None
         else:
-            response = connection.getresponse()
-        exchange = Exchange(ip, instance.port, connection, sock, response, reusable=not early)
-        # http.client passes over 100 Continue only: other interim answers (103 Early Hints)
-        # are dropped here, and the connection, whose state http.client lost, not reused.
-        while 102 <= exchange.response.status < 200:
-            interim = exchange.response
-            final = http.client.HTTPResponse(sock, method=method)
-            # The same buffered reader: what it read past the interim answer is the next one.
-            final.fp, interim.fp = interim.fp, None  # type: ignore[assignment]
-            final.begin()
-            exchange.response, exchange.reusable = final, False
-        if exchange.response.status == 101:
-            raise http.client.HTTPException("the upstream switched protocols, which is not relayed")
-        problem = header_problem(exchange.response.msg)
-        if problem:
-            raise UpstreamAnswerInvalid(
-                f"{instance.service} {instance.version} answered with header fields the "
-                f"outbound port may not pass on: {problem}"
-            )
-        if exchange.response.getheader("Transfer-Encoding") and exchange.response.getheader(
-            "Content-Length"
-        ):
-            exchange.reusable = False  # framed two ways: trust neither for the next answer
-        return exchange
+            try:
+                answer.read_head()
+            except AnswerInvalid as problem:
+                raise UpstreamAnswerInvalid(
+                    f"{instance.service} {instance.version} answered with header fields the "
+                    f"outbound port may not pass on: {problem}"
+                ) from None
+        return Exchange(ip, instance.port, sock, answer, reusable=not early)
 
 
 def _write_request(
     instance: Instance,
-    connection: http.client.HTTPConnection,
+    sock: socket.socket,
     method: str,
     target: str,
     headers: dict[str, str],
     body: Body,
 ) -> None:
-    connection.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
-    connection.putheader("Host", host_header(instance.host, instance.port))
-    for name, value in headers.items():
-        connection.putheader(name, value)
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host_header(instance.host, instance.port)}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
     if body.rest is None:
         if body.data or method in ("POST", "PUT", "PATCH"):
-            connection.putheader("Content-Length", str(len(body.data)))
-        connection.endheaders(body.data or None)
+            lines.append(f"Content-Length: {len(body.data)}")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        if len(body.data) <= _ONE_WRITE:
+            sock.sendall(head + body.data)
+        else:
+            sock.sendall(head)
+            sock.sendall(body.data)
         return
-    connection.putheader("Transfer-Encoding", "chunked")
-    connection.endheaders()
-    connection.send(chunk(body.data))
+    lines.append("Transfer-Encoding: chunked")
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + chunk(body.data))
     for part in body.rest:
-        connection.send(chunk(part))
-    connection.send(b"0\r\n\r\n")
+        sock.sendall(chunk(part))
+    sock.sendall(b"0\r\n\r\n")
 
 
 def read_upto(exchange: Exchange, limit: int) -> tuple[bytes, bool]:
     """Up to ``limit`` bytes of the answer, and whether that was all of it."""
     data = bytearray()
-    response = exchange.response
+    answer = exchange.answer
     try:
         while len(data) <= limit:
-            part = response.read1(CHUNK)
+            part = answer.read1()
             if not part:
-                return bytes(data), complete(response)
+                return bytes(data), answer.complete
             data += part
-    except (OSError, http.client.HTTPException):
+    except (OSError, AnswerBroken):
         exchange.reusable = False
         return bytes(data), False
     return bytes(data), False
 
 
-def complete(response: http.client.HTTPResponse) -> bool:
-    """Whether the answer's body was read to its announced end (a close-delimited one ends
-    where the upstream closed)."""
-    if response.chunked:
-        return response.isclosed()  # http.client closes it after the last chunk
-    return response.length is None or response.length == 0
+def chunk(data: bytes) -> bytes:
+    """``data`` as one chunk of a chunked body."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
 
 
 def reason(exc: BaseException) -> str:

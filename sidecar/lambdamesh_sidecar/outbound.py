@@ -34,17 +34,18 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import socketserver
 import threading
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from typing import Any
 
 from lambdamesh_routing.errors import LambdaMeshError
-from lambdamesh_routing.forwarding import METHODS, CheckedReader, request_id
+from lambdamesh_routing.forwarding import METHODS, request_id
 from lambdamesh_routing.hosts import AddressPolicy, Resolver, resolve
 from lambdamesh_routing.router import Router
 from lambdamesh_sidecar.exchange import Transport
 from lambdamesh_sidecar.logs import LOGGER_NAME
+from lambdamesh_sidecar.messages import NO_HEAD, MethodNotImplemented, RequestReader
 from lambdamesh_sidecar.outbound_call import AppGone, OutboundCall, ViewSource, phrase
 from lambdamesh_sidecar.outbound_settings import OutboundSettings
 from lambdamesh_sidecar.upstreams import UpstreamPool
@@ -52,16 +53,6 @@ from lambdamesh_sidecar.upstreams import UpstreamPool
 LOOPBACK = "127.0.0.1"
 # How long a keep-alive connection from the app may sit idle (and each read of its body take).
 APP_IDLE_SECONDS = 60.0
-# Error codes for the standard library's own refusals (a malformed request line, an unknown
-# method, a request line or headers over their limits), answered in the JSON envelope.
-_LIBRARY_ERRORS = {
-    400: "bad_request",
-    408: "request_timeout",
-    414: "uri_too_long",
-    431: "request_header_fields_too_large",
-    501: "method_not_implemented",
-    505: "http_version_not_supported",
-}
 
 
 _DEFAULTS = OutboundSettings()
@@ -71,15 +62,6 @@ class Overloaded(LambdaMeshError):
     status = 503
     code = "sidecar_overloaded"
     retry_after = 1
-
-
-class _Refused(LambdaMeshError):
-    """The standard library refused the request before it reached the outbound port."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = _LIBRARY_ERRORS.get(status, "bad_request")
 
 
 class OutboundProxy:
@@ -111,14 +93,14 @@ class OutboundProxy:
         return OutboundServer((LOOPBACK, port), self)
 
 
-class OutboundServer(ThreadingHTTPServer):
+class OutboundServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], outbound: OutboundProxy) -> None:
         self.outbound = outbound
         self._slots = threading.BoundedSemaphore(outbound.settings.max_connections)
-        super().__init__(address, _Handler)
+        super().__init__(address, _Connection)
 
     @property
     def port(self) -> int:
@@ -166,26 +148,56 @@ def _error_body(error: LambdaMeshError, rid: str) -> bytes:
     return json.dumps(envelope).encode()
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = APP_IDLE_SECONDS
-    server: OutboundServer
-    lines: CheckedReader  # the connection's reader (``rfile``), which notes bare CRs
-    # Whether this request's body has been read to its end: if not when it is answered, the
-    # connection is closed, since what is left of the body must never be read as a request.
-    body_read = True
+class _Connection(socketserver.BaseRequestHandler):
+    """One connection from the app: its requests, one after another, each an
+    ``OutboundCall``."""
 
-    def log_message(self, format: str, *args: Any) -> None:
-        """No access log: the app logs its own calls; failures are logged as they happen."""
+    server: OutboundServer
+    request: socket.socket
 
     def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.lines = CheckedReader(self.rfile)
-        self.rfile = self.lines
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.request.settimeout(APP_IDLE_SECONDS)
+        self.reader = RequestReader(self.request)
+        self.head = NO_HEAD
+        self.close_connection = False
+        # Whether this request's body has been read to its end: if not when it is answered,
+        # the connection is closed, since what is left of the body must never be read as a
+        # request.
+        self.body_read = True
+
+    def handle(self) -> None:
+        while not self.close_connection:
+            self.head = NO_HEAD
+            try:
+                head = self.reader.next_head()
+            except LambdaMeshError as error:
+                self.close_connection = True
+                self._answer_error(error, request_id(None))
+                return
+            if head is None:
+                return
+            self.head = head
+            self.close_connection = not head.keep_alive
+            if head.method not in METHODS:
+                self.close_connection = True
+                refused = MethodNotImplemented(f"the outbound port does not take {head.method}")
+                self._answer_error(refused, request_id(None))
+                return
+            self._proxy()
+            self.reader.done()
+
+    def body(self) -> Iterator[bytes] | None:
+        if not self.reader.has_body():
+            return None
+        if self.head.version != "1.0" and (self.head.get("Expect") or "").lower() == (
+            "100-continue"
+        ):
+            self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        return self.reader.body()
 
     def _proxy(self) -> None:
-        rid = request_id(self.headers.get("X-Request-Id"))
+        rid = request_id(self.head.get("X-Request-Id"))
         self.body_read = False
         try:
             OutboundCall(self, self.server.outbound, rid).run()
@@ -201,18 +213,9 @@ class _Handler(BaseHTTPRequestHandler):
     def write(self, data: bytes) -> None:
         """To the app; ``AppGone`` when it has gone."""
         try:
-            self.wfile.write(data)
+            self.request.sendall(data)
         except OSError as exc:
             raise AppGone(str(exc)) from None
-
-    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _proxy
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """The standard library's refusals, in the gateway's JSON envelope; the connection
-        closes after them."""
-        self.close_connection = True
-        error = _Refused(code, message or HTTPStatus(code).phrase)
-        self._answer_error(error, request_id(None))
 
     def _answer_error(self, error: LambdaMeshError, rid: str) -> None:
         body = _error_body(error, rid)
@@ -226,9 +229,6 @@ class _Handler(BaseHTTPRequestHandler):
         ]
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
         try:
-            self.write(head if self.command == "HEAD" else head + body)
+            self.write(head if self.head.method == "HEAD" else head + body)
         except AppGone:
             self.close_connection = True
-
-
-assert set(METHODS) == {name[3:] for name in vars(_Handler) if name.startswith("do_")}

@@ -5,13 +5,10 @@ through ``exchange``), and the answer streamed back to the app.
 
 from __future__ import annotations
 
-import http.client
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from email.message import Message
 from http import HTTPStatus
-from io import BufferedIOBase
 from typing import Protocol
 
 from lambdamesh_routing.attempts import TRY_FAILURES, failed, late, unreachable
@@ -25,7 +22,6 @@ from lambdamesh_routing.errors import (
     VersionNotFound,
 )
 from lambdamesh_routing.forwarding import (
-    CheckedReader,
     Headers,
     downstream_headers,
     joined_field,
@@ -36,9 +32,9 @@ from lambdamesh_routing.forwarding import (
 from lambdamesh_routing.instances import Instance, ServiceView
 from lambdamesh_routing.names import check_name
 from lambdamesh_routing.router import Call, Plan, Router
-from lambdamesh_sidecar.exchange import Body, Exchange, Transport, complete, read_upto, reason
-from lambdamesh_sidecar.framing import CHUNK, AppBodyFailed, body_reader, check_head, chunk
+from lambdamesh_sidecar.exchange import Body, Exchange, Transport, chunk, read_upto, reason
 from lambdamesh_sidecar.logs import fields
+from lambdamesh_sidecar.messages import AnswerBroken, AppBodyFailed, Head
 from lambdamesh_sidecar.outbound_settings import OutboundSettings
 
 # Request bodies kept whole so that a retry can send them again.
@@ -69,17 +65,16 @@ class ViewSource(Protocol):
 
 
 class AppConnection(Protocol):
-    """The app's side of a call: its request as ``http.server`` read it, and its socket."""
+    """The app's side of a call: its request's head, its body, and its socket."""
 
-    command: str
-    path: str
-    request_version: str
-    headers: Message
-    rfile: BufferedIOBase
-    lines: CheckedReader  # ``rfile``, noting bare CRs
+    head: Head
     close_connection: bool
     # Whether the request's body has been read to its end.
     body_read: bool
+
+    def body(self) -> Iterator[bytes] | None:
+        """The request's body as it arrives, or None when it has none."""
+        ...
 
     def write(self, data: bytes) -> None:
         """To the app; ``AppGone`` when it has gone."""
@@ -111,13 +106,12 @@ class OutboundCall:
         self.app = app
         self.proxy = proxy
         self.rid = rid
-        self.method = app.command
+        self.method = app.head.method
 
     def run(self) -> None:
-        check_head(self.app.request_version, self.app.headers, saw_bare_cr=self.app.lines.bare_cr)
         service, version, target = self._route()
         body = self._body()
-        headers = _incoming_headers(self.app.headers)
+        headers = _incoming_headers(self.app.head.fields)
         call = Call(
             service,
             version,
@@ -159,7 +153,7 @@ class OutboundCall:
         return router.plan(call, fresh, budget)
 
     def _route(self) -> tuple[str, str, str]:
-        path, sep, query = self.app.path.partition("?")
+        path, sep, query = self.app.head.target.partition("?")
         parts = path.split("/", 3)
         if not path.startswith("/") or len(parts) < 3 or not parts[1] or not parts[2]:
             raise RouteNotFound("call /{service}/{version}/{path} on the outbound port")
@@ -167,11 +161,11 @@ class OutboundCall:
         check_name("service", service)
         check_name("version", version)
         rest = parts[3] if len(parts) > 3 else ""
-        # http.server read the request line as latin-1: each character is one byte sent.
+        # The request line was read as latin-1: each character is one byte sent.
         return service, version, quote_target(f"/{rest}{sep}{query}", "latin-1")
 
     def _body(self) -> Body:
-        stream = body_reader(self.app.headers, self.app.rfile)
+        stream = self.app.body()
         if stream is None:
             self.app.body_read = True
             return Body(b"")
@@ -231,16 +225,16 @@ class OutboundCall:
             raise
         except TimeoutError:
             return self._failed(plan, instance, UpstreamTimeout("no answer in time"))
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, AnswerBroken) as exc:
             return self._broken(plan, instance, UpstreamUnreachable(reason(exc)))
-        self._log_ejection(instance, plan.answered(instance, exchange.response.status))
+        head = exchange.answer.head
+        self._log_ejection(instance, plan.answered(instance, head.status))
         first = b""
         if plan.retryable:
             first, whole = read_upto(exchange, RETRY_ANSWER_LIMIT)
             if whole:
-                response = exchange.response
                 transport.release(exchange)
-                return _Answer(response.status, response.getheaders(), first)
+                return _Answer(head.status, head.fields, first)
             plan.gave_up()
         self._stream(exchange, instance, plan, prefix, first)
         return None
@@ -274,18 +268,19 @@ class OutboundCall:
     def _stream(
         self, exchange: Exchange, instance: Instance, plan: Plan, prefix: str, first: bytes
     ) -> None:
-        response = exchange.response
+        answer = exchange.answer
+        status = answer.head.status
         transport = self.proxy.transport
-        headers = downstream_headers(response.getheaders(), self.rid, head=self.method == "HEAD")
-        if plan.policy.rewrite_redirects and 300 <= response.status < 400:
+        headers = downstream_headers(answer.head.fields, self.rid, head=self.method == "HEAD")
+        if plan.policy.rewrite_redirects and 300 <= status < 400:
             rewrite_redirect(headers, prefix, instance.host, instance.port)
-        if self.method == "HEAD" or response.status in _NO_BODY_STATUSES:
-            transport.release(exchange, bodiless=True)  # back in the pool before the app reads on
-            self.app.write(self._head(response.status, headers, None))
+        if answer.bodiless:
+            transport.release(exchange)  # back in the pool before the app reads on
+            self.app.write(self._head(status, headers, None))
             return
-        # Framed as http.client reads it (chunked wins over a Content-Length beside it).
-        size = None if response.chunked or response.length is None else len(first) + response.length
-        close_delimited = size is None and self.app.request_version == "HTTP/1.0"
+        # Framed as the answer was (chunked wins over a Content-Length beside it).
+        size = None if answer.chunked else answer.length
+        close_delimited = size is None and self.app.head.version == "1.0"
         if close_delimited:
             self.app.close_connection = True
         frame = chunk if size is None and not close_delimited else _as_is
@@ -293,31 +288,32 @@ class OutboundCall:
         try:
             # Once the answer streams, each read may wait as long as one try may.
             exchange.sock.settimeout(self.proxy.settings.timeout_seconds)
-            part = first or response.read1(CHUNK)
-            pending = self._head(response.status, headers, size, chunked=frame is chunk)
+            part = first or answer.read1()
+            pending = self._head(status, headers, size, chunked=frame is chunk)
             sent = 0
             # Each part is written once the next read is known, so that the connection to the
             # upstream is back in the pool before the app sees the end of its answer.
             while part and not (size is not None and sent + len(part) >= size):
                 self.app.write(pending + frame(part))
                 sent += len(part)
-                pending, part = b"", response.read1(CHUNK)
+                pending, part = b"", answer.read1()
             sent += len(part)
-            if not complete(response) or (size is not None and sent != size):
+            if not answer.complete or (size is not None and sent != size):
                 self.app.write(pending + frame(part) if part else pending)
-                raise http.client.IncompleteRead(b"", None if size is None else size - sent)
+                missing = "" if size is None else f" ({size - sent} bytes missing)"
+                raise AnswerBroken(f"the answer ended before its end{missing}")
             transport.release(exchange)
             released = True
             ending = b"0\r\n\r\n" if frame is chunk else b""
             self.app.write(pending + (frame(part) if part else b"") + ending)
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, AnswerBroken) as exc:
             # Too late for an error answer: cut the app's connection so it sees the body end
             # early rather than a short body that looks whole.
             self._log_failure(instance, "upstream_unreachable", f"answer cut short: {reason(exc)}")
             self.app.close_connection = True
         finally:
             if not released:
-                exchange.connection.close()
+                exchange.sock.close()
 
     def _head(
         self, status: int, headers: Headers, length: int | None, chunked: bool = False
@@ -367,10 +363,10 @@ class OutboundCall:
             )
 
 
-def _incoming_headers(headers: Message) -> dict[str, str]:
+def _incoming_headers(fields: list[tuple[str, str]]) -> dict[str, str]:
     """The app's headers, repeated ones joined as the gateway joins them."""
     grouped: dict[str, list[str]] = {}
-    for name, value in headers.items():
+    for name, value in fields:
         grouped.setdefault(name, []).append(value)
     return {name: joined_field(name, values) for name, values in grouped.items()}
 

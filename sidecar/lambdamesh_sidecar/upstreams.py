@@ -7,7 +7,6 @@ upstream closes it; one found closed, or with unasked-for bytes waiting, is drop
 
 from __future__ import annotations
 
-import http.client
 import select
 import socket
 import threading
@@ -17,7 +16,7 @@ from collections.abc import Callable
 IDLE_PER_UPSTREAM = 16
 IDLE_SECONDS = 1.5
 
-_Idle = tuple[http.client.HTTPConnection, float]
+_Idle = tuple[socket.socket, float]
 
 
 class UpstreamPool:
@@ -28,7 +27,7 @@ class UpstreamPool:
 
     def get(
         self, ip: str, port: int, timeout: float, fresh: bool = False
-    ) -> tuple[http.client.HTTPConnection, bool]:
+    ) -> tuple[socket.socket, bool]:
         """An idle connection (unless ``fresh``) or a new one, and whether it was reused;
         ``OSError`` when connecting fails."""
         while not fresh:
@@ -38,12 +37,11 @@ class UpstreamPool:
             if not _dropped(connection):
                 return connection, True
             connection.close()
-        connection = http.client.HTTPConnection(ip, port, timeout=timeout)
-        connection.connect()
-        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        connection = socket.create_connection((ip, port), timeout=timeout)
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return connection, False
 
-    def _take(self, ip: str, port: int) -> http.client.HTTPConnection | None:
+    def _take(self, ip: str, port: int) -> socket.socket | None:
         now = self._clock()
         with self._lock:
             idle = self._idle.get((ip, port))
@@ -54,7 +52,7 @@ class UpstreamPool:
                 connection.close()
         return None
 
-    def put(self, ip: str, port: int, connection: http.client.HTTPConnection) -> None:
+    def put(self, ip: str, port: int, connection: socket.socket) -> None:
         with self._lock:
             idle = self._idle.setdefault((ip, port), [])
             if len(idle) < IDLE_PER_UPSTREAM:
@@ -70,10 +68,9 @@ class UpstreamPool:
             connection.close()
 
 
-def _dropped(connection: http.client.HTTPConnection) -> bool:
+def _dropped(sock: socket.socket) -> bool:
     """An idle connection the upstream closed (or sent something unasked on) is readable."""
-    sock = connection.sock
-    if sock is None:
+    if sock.fileno() < 0:
         return True
     try:
         readable, _, _ = select.select([sock], [], [], 0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -566,13 +567,38 @@ def install_like_the_image(root: Path) -> list[str]:
     """
     _run([sys.executable, "-m", "venv", "--without-pip", str(root)])
     stage = dockerfile_stages()[-1]
+    [site_packages] = (root / "lib").glob("python3.*/site-packages")
+    # The dependencies, installed by this interpreter's pip as the Dockerfile's pip installs
+    # them (the same options, the same hashes), straight into the site-packages it moves them to.
+    [install] = pip_install(stage)
+    _run([sys.executable, "-m", "pip", *_local_paths(install, site_packages), "--quiet"])
     for source, destination in copies(stage):
-        assert destination.startswith(PREFIX), f"{destination} is outside {PREFIX}"
+        if not destination.startswith(PREFIX):
+            continue  # the requirements file, read above from the checkout
         _copy(ROOT / source, root / _this_python(destination.removeprefix(PREFIX)))
     python = str(root / "bin" / "python")
     for folder in compiled_folders(stage):
         _run([python, "-m", "compileall", "-q", str(root / _this_python(folder))])
     return entrypoint(root)
+
+
+def pip_install(stage: Stage) -> list[list[str]]:
+    """The stage's ``pip install`` commands, as words after ``pip``."""
+    found: list[list[str]] = []
+    for run in stage.arguments("RUN"):
+        for command in run.split("&&"):
+            words = shlex.split(command)
+            if words[:2] == ["pip", "install"]:
+                found.append(words[1:])
+    return found
+
+
+def _local_paths(install: list[str], site_packages: Path) -> list[str]:
+    """``install`` reading the checkout's requirements file and writing to ``site_packages``."""
+    words = list(install)
+    words[words.index("-r") + 1] = str(SIDECAR_DIR / "requirements.txt")
+    words[words.index("--target") + 1] = str(site_packages)
+    return words
 
 
 def entrypoint(root: Path) -> list[str]:

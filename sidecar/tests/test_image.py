@@ -39,6 +39,7 @@ from sidecar_testkit import (
     dockerfile_stages,
     entrypoint,
     install_like_the_image,
+    pip_install,
 )
 
 from lambdamesh_sidecar import __version__
@@ -169,7 +170,11 @@ def in_build_context(path: str) -> bool:
 def test_what_the_image_copies_exists_and_is_in_the_build_context() -> None:
     sources = copied_sources(final_stage())
 
-    assert set(sources) == {"sidecar/lambdamesh_sidecar", "lambdamesh_routing"}
+    assert set(sources) == {
+        "sidecar/lambdamesh_sidecar",
+        "lambdamesh_routing",
+        "sidecar/requirements.txt",
+    }
     for source in sources:
         assert (ROOT / source).exists(), source
         assert in_build_context(source), source
@@ -217,7 +222,7 @@ def test_both_packages_are_copied_as_their_folders_into_site_packages_and_compil
     non-root process never writes bytecode."""
     stage = final_stage()
 
-    assert copies(stage) == [
+    assert [(source, to) for source, to in copies(stage) if to.startswith(SITE_PACKAGES)] == [
         ("lambdamesh_routing", f"{SITE_PACKAGES}lambdamesh_routing"),
         ("sidecar/lambdamesh_sidecar", f"{SITE_PACKAGES}lambdamesh_sidecar"),
     ]
@@ -246,11 +251,17 @@ def test_the_installers_go_before_the_packages_come_and_the_packages_are_compile
     ops = [(op, argument) for op, argument in final_stage().instructions if op in ("RUN", "COPY")]
 
     order = [
-        "delete" if "rm -rf" in argument else "compile" if "compileall" in argument else op
+        "delete"
+        if "rm -rf" in argument
+        else "compile"
+        if "compileall" in argument
+        else "install"
+        if "pip install" in argument
+        else op
         for op, argument in ops
     ]
 
-    assert order == ["delete", "COPY", "COPY", "compile"]
+    assert order == ["COPY", "install", "delete", "COPY", "COPY", "compile"]
 
 
 def test_final_stage_deletes_pip_setuptools_and_wheel() -> None:
@@ -364,12 +375,47 @@ def test_installed_interpreter_cannot_import_pip_setuptools_or_wheel(image_root:
     assert not any((image_root / "bin" / name).exists() for name in ("pip", "pip3", "wheel"))
 
 
-def test_installed_packages_are_the_sidecar_and_its_routing_with_their_bytecode(
+def test_the_dependency_is_installed_from_hashes_as_binary_wheels_only_then_moved_in() -> None:
+    """No source build (no compiler in the image), no other version, no other package, and
+    what pip put aside replaces the base's site-packages once the installers are gone."""
+    [install] = pip_install(final_stage())
+    [delete] = [run for run in final_stage().arguments("RUN") if "rm -rf" in run]
+
+    assert {"--require-hashes", "--only-binary=:all:", "--no-deps", "--no-cache-dir"} <= set(
+        install
+    )
+    assert install[install.index("-r") + 1] == "/tmp/sidecar-requirements.txt"
+    assert f"mv {install[install.index('--target') + 1]}/* {SITE_PACKAGES}" in delete, (
+        "the parser is moved into site-packages after the deletion"
+    )
+    pinned = [
+        line.split()[0]
+        for line in (SIDECAR_DIR / "requirements.txt").read_text().splitlines()
+        if line and not line.startswith(("#", " "))
+    ]
+    assert pinned == ["httptools==0.9.0"]
+
+
+def test_the_sidecar_extra_pins_what_the_image_installs() -> None:
+    import tomllib
+
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]["sidecar"]
+    text = (SIDECAR_DIR / "requirements.txt").read_text()
+
+    assert extra == ["httptools==0.9.0"]
+    assert all(f"{pin} \\" in text for pin in extra)
+
+
+def test_installed_packages_are_the_sidecar_its_routing_and_its_parser(
     image_root: Path,
 ) -> None:
     [site_packages] = (image_root / "lib").glob("python3.*/site-packages")
 
     assert sorted(path.name for path in site_packages.iterdir()) == [
+        "httptools",
+        "httptools-0.9.0.dist-info",
         "lambdamesh_routing",
         "lambdamesh_sidecar",
     ]
@@ -386,8 +432,8 @@ def test_the_installed_outbound_port_loads_its_routing_from_the_image_alone(
     """The outbound port's modules, and the routing they share with the gateway, import in an
     isolated interpreter from what the image installed, not from this checkout."""
     probe = (
-        "import lambdamesh_sidecar.outbound as o, lambdamesh_routing.router as r; "
-        "print(o.__file__); print(r.__file__)"
+        "import lambdamesh_sidecar.outbound as o, lambdamesh_routing.router as r, httptools as h; "
+        "print(o.__file__); print(r.__file__); print(h.__file__)"
     )
     result = subprocess.run(
         [str(image_root / "bin" / "python"), "-I", "-c", probe],

@@ -390,7 +390,7 @@ class SilentPool(UpstreamPool):
 
     def get(
         self, ip: str, port: int, timeout: float, fresh: bool = False
-    ) -> tuple[http.client.HTTPConnection, bool]:
+    ) -> tuple[socket.socket, bool]:
         self.timeouts.append(timeout)
         self.clock.now += timeout
         raise TimeoutError("timed out")

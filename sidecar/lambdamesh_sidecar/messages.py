@@ -1,0 +1,495 @@
+"""HTTP/1.1 messages on the outbound port's two sides, read by llhttp (through ``httptools``,
+the parser Node.js and uvicorn use): the app's requests, and the instances' answers.
+
+llhttp reads strictly what lets two parsers disagree on where a message ends: a
+``Content-Length`` that is not one run of digits, or given twice; ``Transfer-Encoding`` beside
+``Content-Length`` in a request; a bare CR or a bare LF where CRLF belongs; folded or
+malformed header lines; control characters in a value; a chunk-size line that is not hex
+digits, optional spaces and extensions, and CRLF. What it lets by and the outbound port does
+not take is checked here: any transfer coding but ``chunked``; a version other than HTTP/1.x;
+and the sizes below.
+
+The app's request target is the one place the outbound port is more lenient than llhttp: bytes
+a target may not hold (controls but tab, CR and LF, and anything beyond ASCII) are
+percent-encoded before the line is parsed, as the target is quoted on its way on anyway.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections import deque
+from collections.abc import Iterator
+from typing import Final
+
+import httptools
+
+from lambdamesh_routing.errors import BadRequest, LambdaMeshError
+from lambdamesh_routing.forwarding import OWS, field_problem
+
+CHUNK: Final = 64 * 1024
+# The request target's length, the whole head's (request line and header lines) and the
+# count of header lines: beyond them the request is refused (414, 431, 431).
+MAX_TARGET: Final = 16 * 1024
+MAX_HEAD: Final = 64 * 1024
+MAX_HEADERS: Final = 100
+# Trailer lines after a chunked request body (read and dropped).
+MAX_TRAILERS: Final = 100
+_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ ")
+_UNSAFE_IN_TARGET = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\xff]")
+
+
+class AppBodyFailed(BadRequest):
+    """The app's request body ended early, stalled or broke its framing."""
+
+
+class UnsupportedEncoding(LambdaMeshError):
+    status = 501
+    code = "unsupported_transfer_encoding"
+
+
+class HeadRefused(LambdaMeshError):
+    """A request head the outbound port will not read; the connection closes after the
+    answer."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class MethodNotImplemented(LambdaMeshError):
+    status = 501
+    code = "method_not_implemented"
+
+
+class AnswerBroken(Exception):
+    """An instance's answer could not be read: cut short, or not HTTP/1.x."""
+
+
+class NoAnswer(AnswerBroken):
+    """The instance closed the connection before any byte of an answer."""
+
+
+class AnswerInvalid(Exception):
+    """An instance's answer whose header section may not be passed on."""
+
+
+class Head:
+    """A message's start line and header fields, as sent (names keep their case)."""
+
+    __slots__ = ("fields", "index", "keep_alive", "method", "status", "target", "version")
+
+    def __init__(self) -> None:
+        self.method = ""
+        self.target = ""
+        self.version = "1.1"
+        self.status = 0
+        self.fields: list[tuple[str, str]] = []
+        self.index: dict[str, list[str]] = {}  # values by lowercase name
+        self.keep_alive = True
+
+    def read(self, raw: list[tuple[bytes, bytes]]) -> None:
+        """The fields as llhttp gave them (bytes, read as latin-1: one character a byte)."""
+        self.fields = fields = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in raw]
+        index = self.index
+        for name, value in fields:
+            index.setdefault(name.lower(), []).append(value)
+
+    def get(self, name: str) -> str | None:
+        values = self.index.get(name.lower())
+        return values[0] if values else None
+
+    def get_all(self, name: str) -> list[str]:
+        return self.index.get(name.lower(), [])
+
+
+class _Message:
+    """One message as llhttp reports it."""
+
+    __slots__ = (
+        "body",
+        "complete",
+        "failure",
+        "fed",
+        "has_body",
+        "head",
+        "head_done",
+        "raw",
+        "refusal",
+        "size",
+        "target",
+        "trailers",
+    )
+
+    def __init__(self) -> None:
+        self.head = Head()
+        self.target = b""
+        self.raw: list[tuple[bytes, bytes]] = []
+        self.head_done = False
+        self.complete = False
+        self.body: deque[bytes] = deque()
+        self.fed = 0  # bytes fed while its head was incomplete
+        self.size = 0  # its head's bytes: the target's, and each field line's
+        self.trailers = 0
+        self.refusal: LambdaMeshError | None = None  # of its head
+        self.failure: AppBodyFailed | None = None  # of its body, once the parts before it are read
+        self.has_body = False
+
+
+_NO_MESSAGE = _Message()
+NO_HEAD = Head()
+
+
+class _Stop(Exception):
+    """Raised in a callback to stop llhttp at a message the outbound port refuses."""
+
+
+class _Events:
+    """llhttp's callbacks, gathered into messages in order (an app may pipeline)."""
+
+    def __init__(self) -> None:
+        self.messages: deque[_Message] = deque()
+        self.current = _NO_MESSAGE  # until llhttp begins one
+
+    def on_message_begin(self) -> None:
+        self.current = _Message()
+        self.messages.append(self.current)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        message = self.current
+        if message.head_done:
+            message.trailers += 1
+            if message.trailers > MAX_TRAILERS:
+                message.failure = AppBodyFailed("the request has too many trailer lines")
+                raise _Stop
+            return
+        message.raw.append((name, value))
+        message.size += len(name) + len(value) + 4  # ": " and CRLF
+        if len(message.raw) > MAX_HEADERS or message.size > MAX_HEAD:
+            message.refusal = HeadRefused(
+                431,
+                "request_header_fields_too_large",
+                "too many header fields"
+                if len(message.raw) > MAX_HEADERS
+                else "the head is too large",
+            )
+            raise _Stop
+
+    def on_body(self, body: bytes) -> None:
+        self.current.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.current.complete = True
+
+
+def _head_done(
+    message: _Message, parser: httptools.HttpRequestParser | httptools.HttpResponseParser
+) -> Head:
+    message.head_done = True
+    head = message.head
+    head.read(message.raw)
+    head.version = parser.get_http_version()
+    head.keep_alive = parser.should_keep_alive()
+    return head
+
+
+class _RequestEvents(_Events):
+    parser: httptools.HttpRequestParser
+
+    def on_url(self, url: bytes) -> None:
+        message = self.current
+        message.target += url
+        message.size += len(url)
+        if len(message.target) > MAX_TARGET:
+            message.refusal = HeadRefused(414, "uri_too_long", "the request target is too long")
+            raise _Stop
+
+    def on_headers_complete(self) -> None:
+        message = self.current
+        head = _head_done(message, self.parser)
+        head.method = self.parser.get_method().decode("latin-1")
+        head.target = message.target.decode("latin-1")
+        index = head.index
+        if "transfer-encoding" in index:
+            codings = [
+                c.strip(OWS).lower()
+                for value in index["transfer-encoding"]
+                for c in value.split(",")
+            ]
+            if codings != ["chunked"]:
+                message.refusal = UnsupportedEncoding(
+                    "the outbound port takes Transfer-Encoding: chunked only"
+                )
+                raise _Stop
+            message.has_body = True
+        elif "content-length" in index:
+            message.has_body = any(v.strip(OWS) != "0" for v in index["content-length"])
+
+
+class _AnswerEvents(_Events):
+    parser: httptools.HttpResponseParser
+
+    def on_headers_complete(self) -> None:
+        _head_done(self.current, self.parser).status = self.parser.get_status_code()
+
+
+class RequestReader:
+    """The app's requests on one connection, one after another."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.events = _RequestEvents()
+        self.parser = self.events.parser = httptools.HttpRequestParser(self.events)
+        # A chunk-size may be followed by spaces or tabs before its extensions (RFC 9112
+        # section 7.1.1's BWS); a version is checked here, so that HTTP/2.0 gets a 505.
+        self.parser.set_dangerous_leniencies(
+            lenient_spaces_after_chunk_size=True, lenient_version=True
+        )
+        # An error met while parsing ahead, past the request being served: the next one's.
+        self.error: LambdaMeshError | None = None
+
+    def next_head(self) -> Head | None:
+        """The next request's head, once all of it is read; None when the app closed the
+        connection (or left it idle for the socket's timeout) between requests. ``HeadRefused``
+        (or another ``LambdaMeshError``) for a head the outbound port will not read."""
+        messages = self.events.messages
+        while True:
+            if messages and messages[0].head_done:
+                message = messages[0]
+                if message.refusal is not None:
+                    raise message.refusal
+                return self._checked(message.head)
+            if self.error is not None:
+                raise self.error
+            try:
+                data = self.sock.recv(CHUNK)
+            except OSError:  # a timeout included
+                return None
+            if not data:
+                return None
+            if not messages or messages[-1].complete:
+                data = _quoted_target(data)
+            self._feed(data, reading_body=False)
+            if messages and not messages[0].head_done:
+                messages[0].fed += len(data)
+                # Bytes that make no header line yet (one value that never ends) count too.
+                if messages[0].fed > MAX_HEAD + CHUNK:
+                    raise HeadRefused(
+                        431, "request_header_fields_too_large", "the request head is too large"
+                    )
+
+    def has_body(self) -> bool:
+        return self.events.messages[0].has_body
+
+    def body(self) -> Iterator[bytes]:
+        """The current request's body, decoded, as it arrives; ``AppBodyFailed`` if it ends
+        early, stalls for the socket's timeout or breaks its framing."""
+        message = self.events.messages[0]
+        while True:
+            while message.body:
+                yield message.body.popleft()
+            if message.failure is not None:
+                raise message.failure
+            if message.complete:
+                return
+            try:
+                data = self.sock.recv(CHUNK)
+            except OSError as exc:
+                raise AppBodyFailed(f"the request body could not be read: {exc}") from None
+            if not data:
+                raise AppBodyFailed("the request body ended before its end")
+            self._feed(data, reading_body=True)
+
+    def body_complete(self) -> bool:
+        message = self.events.messages[0]
+        return message.complete and not message.body and message.failure is None
+
+    def done(self) -> None:
+        """The current request was answered: on to the next one."""
+        self.events.messages.popleft()
+
+    def _feed(self, data: bytes, reading_body: bool) -> None:
+        messages = self.events.messages
+        try:
+            self.parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            error = self._error(exc, data)
+        else:
+            return
+        current = messages[0] if messages else None
+        if current is not None and current.complete and current is not messages[-1]:
+            self.error = error  # a later request's: the current one is whole
+            return
+        if current is not None and current.head_done:
+            # The body's framing broke: the app's fault, met when the body is read that far.
+            if not isinstance(error, AppBodyFailed):
+                error = AppBodyFailed(f"the request's body is malformed: {error.message}")
+            current.failure = error
+            if reading_body:
+                raise error
+            return
+        raise error
+
+    def _error(self, exc: Exception, data: bytes) -> LambdaMeshError:
+        """What llhttp's error means for the app."""
+        if isinstance(exc, httptools.HttpParserUpgrade):
+            return BadRequest("the outbound port does not switch protocols")
+        if isinstance(exc, httptools.HttpParserCallbackError):
+            stopped = next((m for m in self.events.messages if m.refusal or m.failure), None)
+            return (stopped and (stopped.refusal or stopped.failure)) or BadRequest("bad request")
+        if isinstance(exc, httptools.HttpParserInvalidMethodError) and _TOKEN.match(data):
+            return MethodNotImplemented("the outbound port does not take this method")
+        if "LF" in str(exc):
+            return BadRequest(f"a bare CR or a bare LF where CRLF belongs: {exc}")
+        return BadRequest(f"malformed request: {exc}" if str(exc) else "malformed request")
+
+    @staticmethod
+    def _checked(head: Head) -> Head:
+        major, _, _ = head.version.partition(".")
+        if major != "1":
+            if major in ("", "0"):
+                raise BadRequest("the request line must end with an HTTP/1.x version")
+            raise HeadRefused(
+                505, "http_version_not_supported", f"HTTP/{head.version} is not supported"
+            )
+        problem = field_problem(head.fields)
+        if problem:
+            raise BadRequest(problem)
+        return head
+
+
+def _quoted_target(data: bytes) -> bytes:
+    """``data`` with the bytes its first line's target may not hold percent-encoded."""
+    end = data.find(b"\n")
+    line = data if end < 0 else data[:end]
+    if not _UNSAFE_IN_TARGET.search(line):
+        return data
+    first, last = line.find(b" "), line.rfind(b" ")
+    if first < 0 or last <= first:
+        return data
+    target = _UNSAFE_IN_TARGET.sub(lambda m: b"%%%02X" % m.group()[0], line[first + 1 : last])
+    return data[: first + 1] + target + data[last:]
+
+
+class AnswerReader:
+    """One answer from an instance, read from its connection: the head, then the body's
+    parts, decoded. Interim answers (1xx but 101) are passed over."""
+
+    def __init__(self, sock: socket.socket, method: str) -> None:
+        self.sock = sock
+        self.method = method
+        self.events = _AnswerEvents()
+        self.parser = self.events.parser = httptools.HttpResponseParser(self.events)
+        # An answer framed both ways is read as chunked (RFC 9112 section 6.3), as a client
+        # does, and its connection is not reused.
+        self.parser.set_dangerous_leniencies(lenient_chunked_length=True)
+        self.head = NO_HEAD
+        self.interim = False
+        self.eof = False
+        self.extra = False  # bytes after the answer's end
+        self.chunked = False
+        self.length: int | None = None
+        self._message: _Message | None = None
+
+    def read_head(self) -> Head:
+        """The final answer's head; ``AnswerBroken`` or ``AnswerInvalid`` if it cannot be read
+        or passed on; ``TimeoutError`` and ``OSError`` from the socket."""
+        messages = self.events.messages
+        while True:
+            while messages and messages[0].head_done and 100 <= messages[0].head.status < 200:
+                if messages[0].head.status == 101:
+                    raise AnswerBroken("the upstream switched protocols, which is not relayed")
+                self.interim = True
+                messages.popleft()
+            if messages and messages[0].head_done:
+                break
+            data = self.sock.recv(CHUNK)
+            if not data:
+                if not messages:
+                    raise NoAnswer("the upstream closed the connection without an answer")
+                raise AnswerBroken("the upstream closed the connection in an answer's head")
+            self._feed(data)
+        message = self._message = messages[0]
+        self.head = message.head
+        lengths = self.head.get_all("Content-Length")
+        codings = self.head.get_all("Transfer-Encoding")
+        self.chunked = bool(codings) and codings[-1].rsplit(",", 1)[-1].strip(OWS).lower() == (
+            "chunked"
+        )
+        self.length = None if self.chunked or not lengths else int(lengths[0].strip(OWS))
+        problem = field_problem(self.head.fields)
+        if problem:
+            raise AnswerInvalid(problem)
+        return self.head
+
+    @property
+    def bodiless(self) -> bool:
+        return self.method == "HEAD" or self.head.status in (204, 304)
+
+    @property
+    def complete(self) -> bool:
+        """Whether the answer was read to its end (a close-delimited one ends where the
+        upstream closed)."""
+        message = self._message
+        if message is None:
+            return False
+        if message.complete or self.bodiless:
+            return not message.body
+        return self.eof and not self.chunked and self.length is None and not message.body
+
+    def read1(self) -> bytes:
+        """The body's next part; b"" at its end (``complete`` tells whether it was whole)."""
+        message = self._message
+        assert message is not None
+        while True:
+            if message.body:
+                return message.body.popleft()
+            if message.complete or self.eof or self.bodiless:
+                return b""
+            data = self.sock.recv(CHUNK)
+            if not data:
+                self.eof = True
+                return b""
+            self._feed(data)
+
+    @property
+    def reusable(self) -> bool:
+        """Whether the connection may carry another request."""
+        message = self._message
+        return (
+            message is not None
+            and self.head.keep_alive
+            and not self.interim
+            and not self.extra
+            and not (self.chunked and self.head.get("Content-Length"))
+            and (message.complete or self.bodiless)
+            and not message.body
+        )
+
+    def _feed(self, data: bytes) -> None:
+        messages = self.events.messages
+        if self._message is not None and self.bodiless:
+            self.extra = True  # nothing may follow a bodiless answer's head
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            raise AnswerBroken("the upstream switched protocols, which is not relayed") from None
+        except httptools.HttpParserError as exc:
+            if any(m.head.status == 101 for m in messages):
+                raise AnswerBroken(
+                    "the upstream switched protocols, which is not relayed"
+                ) from None
+            final = next((m for m in messages if m.head_done and m.head.status >= 200), None)
+            if final is not None and final.complete:
+                self.extra = True  # the answer is whole; what follows it is not read
+                return
+            if final is not None:
+                raise AnswerBroken(f"the answer's body is malformed: {exc}") from None
+            status = self.parser.get_status_code()
+            if isinstance(exc, httptools.HttpParserInvalidStatusError) or status < 100:
+                raise AnswerBroken(f"malformed status line: {exc}") from None
+            raise AnswerInvalid(f"malformed header section: {exc}") from None
+        if len(messages) > 1 and messages[0].complete and messages[0].head.status >= 200:
+            self.extra = True
