@@ -4,8 +4,9 @@ the parser Node.js and uvicorn use): the app's requests, and the instances' answ
 llhttp reads strictly what lets two parsers disagree on where a message ends: a
 ``Content-Length`` that is not one run of digits, or given twice; ``Transfer-Encoding`` beside
 ``Content-Length`` in a request; a bare CR or a bare LF where CRLF belongs; folded or
-malformed header lines; control characters in a value; a chunk-size line that is not hex
-digits, optional spaces and extensions, and CRLF. What it lets by and the outbound port does
+malformed header lines; a control character but tab in a value (RFC 9110 section 5.5, the
+rule ``forwarding.field_problem`` applies to the gateway's answers); a chunk-size line that is
+not hex digits, optional spaces and extensions, and CRLF. What it lets by and the outbound port does
 not take is checked here: any transfer coding but ``chunked``; a version other than HTTP/1.x;
 and the sizes below.
 
@@ -25,7 +26,7 @@ from typing import Final
 import httptools
 
 from lambdamesh_routing.errors import BadRequest, LambdaMeshError
-from lambdamesh_routing.forwarding import OWS, field_problem
+from lambdamesh_routing.forwarding import OWS
 
 CHUNK: Final = 64 * 1024
 # The request target's length, the whole head's (request line and header lines) and the
@@ -353,9 +354,6 @@ class RequestReader:
             raise HeadRefused(
                 505, "http_version_not_supported", f"HTTP/{head.version} is not supported"
             )
-        problem = field_problem(head.fields)
-        if problem:
-            raise BadRequest(problem)
         return head
 
 
@@ -418,9 +416,6 @@ class AnswerReader:
             "chunked"
         )
         self.length = None if self.chunked or not lengths else int(lengths[0].strip(OWS))
-        problem = field_problem(self.head.fields)
-        if problem:
-            raise AnswerInvalid(problem)
         return self.head
 
     @property

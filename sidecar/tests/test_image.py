@@ -2,12 +2,16 @@
 
 What this proves: the Dockerfile passes hadolint with no finding at all; its one stage starts
 from an exact Python patch release; what it copies exists and is let in by the repository's
-.dockerignore, which lets in nothing else; both packages are copied as their folders (the routing
-package from its top-level home) into site-packages, after the installers are deleted, and
-compiled there; the image deletes pip, setuptools and wheel and checks they are gone, and its
-check fails where they are present; the image runs as uid 65532, its entrypoint is python itself
-running the sidecar's module (exec form: no shell) and SIGTERM the stop signal. The Dockerfile's
-steps are then re-enacted: the folders it copies, copied into an interpreter that has no pip,
+.dockerignore, which lets in nothing else; the one dependency (the outbound port's parser) is
+installed from binary wheels whose hashes ``sidecar/requirements.txt`` lists, at the version the
+``sidecar`` extra pins, and moved into site-packages once the installers are gone; both packages
+are copied as their folders (the routing package from its top-level home) into site-packages,
+after the installers are deleted, and compiled there; the image deletes pip, setuptools and
+wheel and checks they are gone, and its check fails where they are present; the image runs as
+uid 65532, its entrypoint is python itself running the sidecar's module (exec form: no shell)
+and SIGTERM the stop signal. The Dockerfile's steps are then re-enacted: its ``pip install`` run
+by this interpreter's pip (the same options, the same hashes, so the wheel for this Python and
+platform must be listed), and the folders it copies, copied into an interpreter that has no pip,
 setuptools or wheel and compiled there, where the entrypoint prints the version and its help
 under the sidecar's own name, even from a working directory holding a module of the same name.
 
