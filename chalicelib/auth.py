@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from chalicelib.config import MIN_SIGNING_KEY_LENGTH
 from chalicelib.errors import ConfigError, Forbidden, Unauthorized
@@ -47,8 +47,7 @@ def _signature(key: bytes, scope: str) -> bytes:
     return hmac.new(key, f"{PREFIX}.{scope}".encode(), hashlib.sha256).digest()
 
 
-@dataclass(frozen=True)
-class Principal:
+class Principal(NamedTuple):
     scope: str
 
     @property

@@ -16,7 +16,7 @@ console is then the function URL lane.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from chalicelib.errors import ConfigError
 from chalicelib.function_url import URL_LANE as FUNCTION_URL
@@ -25,8 +25,7 @@ from lambdamesh_routing.hosts import is_dns_name
 __all__ = ["FUNCTION_URL", "Arrival", "is_console", "parse_console_domain"]
 
 
-@dataclass(frozen=True)
-class Arrival:
+class Arrival(NamedTuple):
     """How a request reached the function: the domain it was sent to, and whether it came
     through the function URL rather than API Gateway."""
 

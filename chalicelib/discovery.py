@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from chalicelib.config import Settings
 from chalicelib.errors import RegistryUnavailable
@@ -40,8 +39,7 @@ class InstanceSource(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class _Entry:
+class _Entry(NamedTuple):
     view: ServiceView
     loaded_at: float
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
-from typing import Any, ParamSpec
+from typing import Any, NamedTuple, ParamSpec
 from urllib.parse import unquote
 
 from chalice.app import (
@@ -233,24 +232,27 @@ def route_suffix(path: str, template: str, params: Mapping[str, str]) -> str | N
     segments that decode to the route's own (a custom domain's base path may come before
     it). Everything the client sent after it is the client's, so it is never searched.
     """
-    own = [s for s in template.strip("/").split("/") if s and s != GREEDY]
+    own = [_decoded(s, params) for s in template.strip("/").split("/") if s and s != GREEDY]
+    if None in own:
+        return None  # a parameter the event does not carry: no run of segments matches
     segments = path.split("/")[1:] if path.startswith("/") else []
-    for start in range(len(segments) - len(own) + 1):
-        window = segments[start : start + len(own)]
-        if all(_is_segment(raw, seg, params) for raw, seg in zip(window, own, strict=True)):
-            return "".join("/" + s for s in segments[start + len(own) :])
+    decoded = [unquote(segment) for segment in segments]
+    width = len(own)
+    for start in range(len(segments) - width + 1):
+        if decoded[start : start + width] == own:
+            return "".join("/" + s for s in segments[start + width :])
     return None
 
 
-def _is_segment(raw: str, template_segment: str, params: Mapping[str, str]) -> bool:
+def _decoded(template_segment: str, params: Mapping[str, str]) -> str | None:
+    """What a segment of the route decodes to in the path: its parameter's value (None if
+    the event carries none), or the segment itself."""
     if template_segment.startswith("{") and template_segment.endswith("}"):
-        expected = params.get(template_segment[1:-1])
-        return expected is not None and unquote(raw) == expected
-    return unquote(raw) == template_segment
+        return params.get(template_segment[1:-1])
+    return template_segment
 
 
-@dataclass(frozen=True)
-class Gap:
+class Gap(NamedTuple):
     """Methods of a resource no view owns, and the methods it has (none: no such route)."""
 
     path: str

@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import NamedTuple, Protocol
 from urllib.parse import quote, urlencode
 
 from chalicelib.config import Settings
@@ -83,14 +83,15 @@ class Edge(Protocol):
     ) -> Admission | Preflighted: ...
 
 
-@dataclass(frozen=True)
-class ProxyRequest:
+class ProxyRequest(NamedTuple):
+    """A request to route, as the edge read it (a named tuple: one is made per request)."""
+
     method: str
     service: str
     version: str
     path: str
-    query: list[tuple[str, str]] = field(default_factory=list)
-    headers: dict[str, str] = field(default_factory=dict)
+    query: Sequence[tuple[str, str]] = ()
+    headers: Mapping[str, str] = MappingProxyType({})
     body: bytes = b""
     client_ip: str | None = None
     proto: str = "https"
@@ -98,9 +99,6 @@ class ProxyRequest:
     # What the client's URL holds before the upstream path (the stage, then
     # /api/v1/{service}/{version}); redirects are rewritten under it when the policy asks.
     prefix: str = ""
-    # Headers the gateway vouches for (the caller's consumer, a token's claims): set after
-    # the hop-by-hop rules, so no header of the client's can remove or replace them.
-    vouched: dict[str, str] = field(default_factory=dict)
 
     @property
     def route_prefix(self) -> str:
@@ -117,15 +115,13 @@ class ProxyRequest:
         return f"{path}?{urlencode(self.query, safe=QUERY_SAFE, quote_via=quote)}"
 
 
-@dataclass(frozen=True)
-class ProxyResponse:
+class ProxyResponse(NamedTuple):
     status: int
     headers: Headers
     body: bytes
 
 
-@dataclass(frozen=True)
-class _Outcome:
+class _Outcome(NamedTuple):
     """One try's end: an answer or an error (the plan knows whether another may follow)."""
 
     answer: ProxyResponse | None = None
@@ -192,10 +188,9 @@ class Gateway:
         )
         if isinstance(admitted, Preflighted):
             return ProxyResponse(204, dict(admitted.headers), b"")
-        request = replace(request, headers=admitted.headers, vouched=admitted.vouched)
-        _check_header_text(request.headers)
+        _check_header_text(admitted.headers)
         try:
-            response = self._route(request, view, budget)
+            response = self._route(request, admitted, view, budget)
         except LambdaMeshError as exc:
             # A page of an allowed origin may read why its call failed.
             exc.extra_headers.update(admitted.answer_headers)
@@ -206,9 +201,13 @@ class Gateway:
         _add_answer_headers(response.headers, admitted.answer_headers)
         return response
 
-    def _route(self, request: ProxyRequest, view: ServiceView, budget: float) -> ProxyResponse:
+    def _route(
+        self, request: ProxyRequest, admitted: Admission, view: ServiceView, budget: float
+    ) -> ProxyResponse:
+        """Route with the headers the edge let through (``admitted``) in place of the
+        request's own."""
         call = Call(
-            request.service, request.version, request.method, request.headers, request.client_ip
+            request.service, request.version, request.method, admitted.headers, request.client_ip
         )
         version = self._router.resolve(call, view.policy or DEFAULT_POLICY)
         record = RouteRecord(*_dimensions(view, request.service, version))
@@ -220,7 +219,7 @@ class Gateway:
                     "panic mode: routing over every live instance",
                     extra={"service": request.service, "version": version, "live": len(plan.live)},
                 )
-            response = self._attempts(request, plan, record)
+            response = self._attempts(request, admitted, plan, record)
             record.status = response.status
             return response
         except LambdaMeshError as exc:
@@ -229,15 +228,19 @@ class Gateway:
         finally:
             self._record(record)
 
-    def _attempts(self, request: ProxyRequest, plan: Plan, record: RouteRecord) -> ProxyResponse:
+    def _attempts(
+        self, request: ProxyRequest, admitted: Admission, plan: Plan, record: RouteRecord
+    ) -> ProxyResponse:
         headers = upstream_headers(
-            request.headers,
+            admitted.headers,
             client_ip=request.client_ip,
             proto=request.proto,
             request_id=request.request_id,
         )
-        headers.update(request.vouched)
-        last = _Outcome(error=unreachable(plan.call))
+        # The headers the gateway vouches for (the caller's consumer, a token's claims): set
+        # after the hop-by-hop rules, so no header of the client's can remove or replace them.
+        headers.update(admitted.vouched)
+        last: _Outcome | None = None
         try:
             for instance in plan:
                 last = self._attempt(request, instance, headers, plan, record)
@@ -297,13 +300,15 @@ def _log_ejection(request: ProxyRequest, instance: Instance, seconds: float) -> 
         )
 
 
-def _settle(call: Call, last: _Outcome, late_unsent: bool) -> ProxyResponse:
+def _settle(call: Call, last: _Outcome | None, late_unsent: bool) -> ProxyResponse:
     """The last attempt's answer, or its error: a retryable answer (a 503, say) that could not
-    be retried goes back as the upstream gave it."""
-    if last.answer is not None:
+    be retried goes back as the upstream gave it. No attempt at all: unreachable, or late."""
+    if last is not None and last.answer is not None:
         return last.answer
     if late_unsent:
         raise late(call)
+    if last is None:
+        raise unreachable(call)
     assert last.error is not None
     raise last.error
 
@@ -332,6 +337,8 @@ _BEYOND_LATIN_1 = re.compile(r"[^\x00-\xff]")
 
 def _check_header_text(headers: Mapping[str, str]) -> None:
     for name, value in headers.items():
+        if name.isascii() and value.isascii():
+            continue
         if _BEYOND_LATIN_1.search(name) or _BEYOND_LATIN_1.search(value):
             raise InvalidRequest(
                 f"header {name[:64]!r} holds characters HTTP cannot carry upstream (beyond "

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from lambdamesh_routing.instances import STATUSES, Instance, ServiceView, Status
 from lambdamesh_routing.policy import Policy
@@ -44,20 +45,17 @@ class Registration:
     eureka_dirty: int | None = None
 
 
-@dataclass(frozen=True)
-class RegisterResult:
+class RegisterResult(NamedTuple):
     instance: Instance
     created: bool
 
 
-@dataclass(frozen=True)
-class StoredPolicy:
+class StoredPolicy(NamedTuple):
     policy: Policy
     updated_at: float
 
 
-@dataclass(frozen=True)
-class Change:
+class Change(NamedTuple):
     """A change to an instance (``action``: ADDED, MODIFIED or DELETED), for Eureka's delta.
     A DELETED one carries the instance as it last was, and what a Eureka client registered."""
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from dataclasses import replace
+from typing import Any, NamedTuple, Protocol
 
 from chalicelib.auth import Principal, require_admin, require_write
 from chalicelib.config import Settings
@@ -38,8 +38,7 @@ from lambdamesh_routing.policy import Policy
 Clock = Callable[[], float]
 
 
-@dataclass(frozen=True)
-class Lease:
+class Lease(NamedTuple):
     """What the instance cap and the service list need of a stored instance."""
 
     instance_id: str

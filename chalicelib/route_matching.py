@@ -8,7 +8,7 @@ must agree on. Standard library only.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import unquote
 
 __all__ = ["RouteMatch", "RoutePattern", "RouteTable"]
@@ -24,8 +24,7 @@ def _segment_kind(segment: str, is_last: bool) -> int:
     return _GREEDY if is_last and segment.endswith("+}") else _PARAM
 
 
-@dataclass(frozen=True)
-class RoutePattern:
+class RoutePattern(NamedTuple):
     """A resource path split once, so matching a request does no parsing."""
 
     resource: str
@@ -67,8 +66,7 @@ def _match_segments(segments: Sequence[str], parts: Sequence[str]) -> dict[str, 
     return captured
 
 
-@dataclass(frozen=True)
-class RouteMatch:
+class RouteMatch(NamedTuple):
     resource: str
     path_parameters: dict[str, str]
 

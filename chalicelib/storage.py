@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
@@ -298,16 +298,18 @@ def _optional(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-@dataclass
 class _Found:
     """What one Query of a service's partition turned up, sorted by kind."""
 
-    instances: list[Instance] = field(default_factory=list)
-    policy: Policy | None = None
-    drained: set[str] = field(default_factory=set)
-    exposure: Exposure | None = None
-    keys: list[ApiKey] = field(default_factory=list)
-    eureka: dict[str, str] = field(default_factory=dict)
+    __slots__ = ("drained", "eureka", "exposure", "instances", "keys", "policy")
+
+    def __init__(self) -> None:
+        self.instances: list[Instance] = []
+        self.policy: Policy | None = None
+        self.drained: set[str] = set()
+        self.exposure: Exposure | None = None
+        self.keys: list[ApiKey] = []
+        self.eureka: dict[str, str] = {}
 
 
 def _plain(metadata: MapAttribute[str, Any] | None) -> dict[str, str]:

@@ -19,8 +19,7 @@ registered nothing is a no-op.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from chalicelib.errors import LambdaMeshError
 from chalicelib.observability import logger, record_task_removals
@@ -36,8 +35,7 @@ LEAVING_STATUSES = frozenset({"DEACTIVATING", "STOPPING", "DEPROVISIONING", STOP
 MAX_REASON = 255
 
 
-@dataclass(frozen=True)
-class TaskStop:
+class TaskStop(NamedTuple):
     """A task on its way out, as one event describes it."""
 
     task_arn: str
@@ -58,8 +56,7 @@ class TaskStop:
         }
 
 
-@dataclass(frozen=True)
-class Ignored:
+class Ignored(NamedTuple):
     """An event that removes nothing, and why."""
 
     reason: str

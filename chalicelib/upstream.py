@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import urllib3
 from urllib3.exceptions import (
@@ -33,10 +33,12 @@ from lambdamesh_routing.forwarding import field_problem, host_header
 from lambdamesh_routing.hosts import AddressPolicy, Resolver, allowed_addresses, resolve
 
 _CHUNK = 64 * 1024
+# IP-literal hosts the address policy allows, remembered so that each request does not parse
+# and check the same address again; cleared when it grows past this many.
+MAX_REMEMBERED_HOSTS = 4096
 
 
-@dataclass(frozen=True)
-class UpstreamResponse:
+class UpstreamResponse(NamedTuple):
     status: int
     headers: list[tuple[str, str]]
     body: bytes
@@ -62,9 +64,20 @@ class UpstreamClient:
         self._pool = urllib3.PoolManager(
             num_pools=50, maxsize=pool_maxsize, block=False, retries=False
         )
+        self._allowed_literals: set[str] = set()
 
     def addresses_for(self, host: str, port: int) -> list[str]:
-        return allowed_addresses(host, port, self._addresses, self._resolver)
+        """The addresses ``allowed_addresses`` gives. An IP address it allowed is allowed
+        again without being checked: this client's policy does not change, and there is
+        nothing to resolve. A name is resolved and checked every time."""
+        if host in self._allowed_literals:
+            return [host]
+        found = allowed_addresses(host, port, self._addresses, self._resolver)
+        if found == [host]:
+            if len(self._allowed_literals) >= MAX_REMEMBERED_HOSTS:
+                self._allowed_literals.clear()
+            self._allowed_literals.add(host)
+        return found
 
     def send(
         self,
@@ -130,12 +143,14 @@ class UpstreamClient:
             raise UpstreamTimeout(f"upstream {host}:{port} did not answer in time") from None
         except HTTPError as exc:
             raise UpstreamUnreachable(f"upstream {host}:{port} failed: {_reason(exc)}") from None
-        problem = field_problem(response.headers.items())
+        # One pass over urllib3's header view (list() would size it first, a second pass).
+        fields = [(name, value) for name, value in response.headers.items()]
+        problem = field_problem(fields)
         if problem:
             response.close()  # the rest of this answer cannot be trusted to frame the next
             response.release_conn()
             raise UpstreamAnswerInvalid(f"upstream {host}:{port} answered {problem}")
-        return self._read(response, host, port, deadline)
+        return UpstreamResponse(response.status, fields, self._read(response, host, port, deadline))
 
     def _pool_for(self, ip: str, host: str, port: int) -> urllib3.HTTPConnectionPool:
         """The pool for one address. urllib3 refusing the address (LocationValueError, say,
@@ -159,7 +174,8 @@ class UpstreamClient:
         host: str,
         port: int,
         deadline: float | None = None,
-    ) -> UpstreamResponse:
+    ) -> bytes:
+        """The answer's body, read within the size limit and the deadline."""
         complete = False
         try:
             chunks: list[bytes] = []
@@ -186,7 +202,7 @@ class UpstreamClient:
             if not complete:
                 response.close()  # a half-read connection must not go back to the pool
             response.release_conn()
-        return UpstreamResponse(response.status, list(response.headers.items()), b"".join(chunks))
+        return b"".join(chunks)
 
 
 def _reason(exc: Exception) -> str:

@@ -3,16 +3,14 @@ gateway's cache, answered 304 when the caller's copy is still right."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from chalicelib.discovery import Discovery
 from lambdamesh_routing.names import check_name
 from lambdamesh_routing.wire import etag, view_document
 
 
-@dataclass(frozen=True)
-class RoutingAnswer:
+class RoutingAnswer(NamedTuple):
     status: int  # 200, or 304 with no document
     document: dict[str, Any] | None
     etag: str

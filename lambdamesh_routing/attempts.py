@@ -20,7 +20,7 @@ ejection its own way; callers learn which service failed and how, never an addre
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from lambdamesh_routing.errors import (
     ConnectFailed,
@@ -46,8 +46,7 @@ TRY_FAILURES: tuple[type[LambdaMeshError], ...] = (
 )
 
 
-@dataclass(frozen=True)
-class Failed:
+class Failed(NamedTuple):
     """How a try failed: ``error`` is the caller's answer should no other try follow;
     ``ejected_seconds`` how long the failure ejected the instance for (0: not ejected)."""
 

@@ -94,12 +94,16 @@ QUERY_SAFE = "/?:@!$'()*,;-._~"
 # In a whole query as a client wrote it: the delimiters stay as they are.
 _RAW_QUERY_SAFE = QUERY_SAFE + "&=+"
 _ESCAPE = re.compile(r"(%[0-9A-Fa-f]{2})")
+# What ``quote`` never escapes, whatever ``safe`` says.
+_UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~"
 
 
 def quote_path(path: str, safe: str = _PATH_SAFE, encoding: str = "utf-8") -> str:
     """Quote what needs quoting, keeping escapes the client already made (``%2F`` stays a
     character of a segment, not a separator); a stray ``%`` becomes ``%25``, and so do
     spaces, control characters and anything beyond ASCII."""
+    if not path.strip(_UNRESERVED + safe):
+        return path  # nothing to quote and no escape: most paths, as they come
     return "".join(
         part if _ESCAPE.fullmatch(part) else quote(part, safe=safe, encoding=encoding)
         for part in _ESCAPE.split(path)
@@ -234,10 +238,18 @@ def field_name(name: str) -> str:
     return name.lower().replace("_", "-")
 
 
+# Written by ``upstream_headers`` itself, from the facts, never copied from the client.
+_REBUILT = frozenset({"x-request-id", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-port"})
+_NEVER_UPSTREAM = HOP_BY_HOP | _RECOMPUTED | CLIENT_CLAIMS | _REBUILT
+
+
 def _dropped(headers: Mapping[str, str]) -> frozenset[str]:
+    """Every name not copied upstream: the fixed ones, and those the first ``Connection``
+    header lists."""
     connection = next((v for k, v in headers.items() if k.lower() == "connection"), None)
-    named = frozenset(field_name(token) for token in _connection_tokens(connection))
-    return HOP_BY_HOP | _RECOMPUTED | named
+    if connection is None:
+        return _NEVER_UPSTREAM
+    return _NEVER_UPSTREAM | {field_name(token) for token in _connection_tokens(connection)}
 
 
 def upstream_headers(
@@ -253,8 +265,7 @@ def upstream_headers(
     ``trusted_edge`` says that an edge in front (API Gateway) replaced the client's
     ``X-Forwarded-Proto`` and ``X-Forwarded-Port`` with its own; without one, both are the
     client's word: dropped, and ``X-Forwarded-Proto`` is ``proto``."""
-    rebuilt = {"x-request-id", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-port"}
-    drop = _dropped(incoming) | CLIENT_CLAIMS | rebuilt
+    drop = _dropped(incoming)
     headers = {k: v for k, v in incoming.items() if field_name(k) not in drop}
     # Read by their exact names: an underscore spelling is dropped above, never believed.
     lowered = {k.lower(): v for k, v in incoming.items()}
@@ -279,6 +290,9 @@ def upstream_headers(
     return headers
 
 
+_NEVER_DOWNSTREAM = HOP_BY_HOP | _RECOMPUTED | ORIGIN_WIDE | {"x-request-id"}
+
+
 def downstream_headers(
     upstream: Iterable[tuple[str, str]], request_id: str, *, head: bool = False
 ) -> Headers:
@@ -288,11 +302,9 @@ def downstream_headers(
     """
     pairs = list(upstream)
     connection = ",".join(v for k, v in pairs if k.lower() == "connection")
-    drop = (
-        HOP_BY_HOP | _RECOMPUTED | ORIGIN_WIDE | _connection_tokens(connection) | {"x-request-id"}
-    )
+    drop = _NEVER_DOWNSTREAM | _connection_tokens(connection) if connection else _NEVER_DOWNSTREAM
     if head:
-        drop -= {"content-length"}
+        drop = drop - {"content-length"}
     headers: Headers = {}
     for name, value in pairs:
         if name.lower() in drop:

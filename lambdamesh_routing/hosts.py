@@ -19,6 +19,7 @@ import re
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from lambdamesh_routing.errors import ConnectFailed, HostNotAllowed, InvalidRequest
 
@@ -63,8 +64,7 @@ class AddressPolicy:
     settings_prefix: str = field(default="LAMBDAMESH_", compare=False)
 
 
-@dataclass(frozen=True)
-class Misconfiguration:
+class Misconfiguration(NamedTuple):
     """Address settings that must not route: ``variable`` is the setting that makes them
     unsafe, ``problem`` what is wrong, worded to follow its name."""
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from lambdamesh_routing.instances import Instance
 from lambdamesh_routing.policy import OutlierDetection
@@ -32,15 +32,18 @@ Clock = Callable[[], float]
 FORGIVE_AFTER_FACTOR = 2.0
 
 
-@dataclass
 class _Health:
-    consecutive_failures: int = 0
-    ejections: int = 0
-    ejected_until: float = 0.0
+    """One instance's record, changed in place under the lock."""
+
+    __slots__ = ("consecutive_failures", "ejected_until", "ejections")
+
+    def __init__(self) -> None:
+        self.consecutive_failures = 0
+        self.ejections = 0
+        self.ejected_until = 0.0
 
 
-@dataclass(frozen=True)
-class Selection:
+class Selection(NamedTuple):
     instances: list[Instance]
     panic: bool
 

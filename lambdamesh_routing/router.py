@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from lambdamesh_routing.balancing import Strategies
 from lambdamesh_routing.errors import (
@@ -89,9 +89,8 @@ def routable(
     return live
 
 
-@dataclass(frozen=True)
-class Call:
-    """What routing reads of a request."""
+class Call(NamedTuple):
+    """What routing reads of a request (a named tuple: made for every request)."""
 
     service: str
     version: str  # as asked: a version or an alias

@@ -74,8 +74,8 @@ def _policy(document: Mapping[str, Any]) -> Policy:
     policy = from_json(document)
     ejection = policy.outlier_detection
     numbers = [
-        *vars(policy.retries).values(),
-        *(v for k, v in vars(ejection).items() if k != "failure_statuses"),
+        *policy.retries._asdict().values(),
+        *(v for k, v in ejection._asdict().items() if k != "failure_statuses"),
         policy.timeouts.per_try_seconds,
         policy.timeouts.total_seconds,
         policy.panic_threshold_percent,

@@ -13,8 +13,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from types import MappingProxyType
+from typing import TYPE_CHECKING, NamedTuple
 
 from chalicelib.errors import (
     AddressNotAllowed,
@@ -44,27 +44,27 @@ Clock = Callable[[], float]
 # The consumer a key belongs to, as the upstream learns it; any copy from the client is
 # removed first, so an upstream can trust it.
 CONSUMER_HEADER = "X-Lambdamesh-Consumer"
+# The headers only the gateway writes, where the service takes no tokens.
+_CONSUMER_ONLY = frozenset({field_name(CONSUMER_HEADER)})
 # A key's last use is written at most this often per key and Lambda container.
 KEY_USE_PERIOD_SECONDS = 300.0
 
 
-@dataclass(frozen=True)
-class Admission:
+class Admission(NamedTuple):
     """A request let in: the client's headers as they may go upstream (the ones the gateway
     vouches for removed, in any spelling), the headers it vouches for (the caller's
     consumer, a token's claims: added after the hop-by-hop rules, so no client's
     ``Connection`` can remove them), and what the answer adds."""
 
     headers: dict[str, str]
-    vouched: dict[str, str] = field(default_factory=dict)
-    answer_headers: dict[str, str] = field(default_factory=dict)
+    vouched: Mapping[str, str] = MappingProxyType({})
+    answer_headers: Mapping[str, str] = MappingProxyType({})
     # The service's CORS is the gateway's: an upstream's own Access-Control-* fields are
     # dropped from its answers, so its rules cannot widen the document's.
     owns_cors: bool = False
 
 
-@dataclass(frozen=True)
-class Preflighted:
+class Preflighted(NamedTuple):
     """A CORS preflight, answered by the gateway itself."""
 
     headers: dict[str, str]
@@ -180,13 +180,12 @@ class Gate:
         """The client's headers that go upstream, the ones the gateway vouches for, and the
         caller's consumer name when it has one: a key when one is presented (and keys are
         taken), else a bearer token (when tokens are)."""
-        claimed: set[str] = set()
+        own = _CONSUMER_ONLY
         if exposure.jwt is not None:
             from chalicelib.exposure.jwt_rules import claim_headers
 
-            claimed = set(claim_headers(exposure.jwt))
-        own = {field_name(h) for h in (CONSUMER_HEADER, *claimed)}
-        forwarded = _without(headers, lambda name, _: _vouched_name(name, own))
+            own = own | {field_name(h) for h in claim_headers(exposure.jwt)}
+        forwarded = {name: value for name, value in headers.items() if not _vouched_name(name, own)}
         if exposure.public:
             return forwarded, {}, None
         key = presented_key(headers) if "api_key" in exposure.auth else None
@@ -299,7 +298,7 @@ def _without(headers: Mapping[str, str], dropped: Callable[[str, str], bool]) ->
     return {name: value for name, value in headers.items() if not dropped(name.lower(), value)}
 
 
-def _vouched_name(name: str, own: set[str]) -> bool:
+def _vouched_name(name: str, own: frozenset[str]) -> bool:
     """A header only the gateway may write: any ``X-Lambdamesh-*``, and the service's own
     identity headers, in any spelling an upstream may read as them (``X_Tenant`` is
     ``X-Tenant`` to a WSGI server)."""

@@ -18,8 +18,7 @@ import functools
 import importlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from chalicelib.errors import InvalidRequest, PayloadTooLarge
 from chalicelib.validation import check_document
@@ -90,8 +89,7 @@ def exposure_schema() -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
-class Exposure:
+class Exposure(NamedTuple):
     exposed: bool
     # The {version} segments served (versions or aliases, as clients write them); None: all.
     versions: tuple[str, ...] | None = None
@@ -121,8 +119,7 @@ class Exposure:
         }
 
 
-@dataclass(frozen=True)
-class StoredExposure:
+class StoredExposure(NamedTuple):
     exposure: Exposure
     updated_at: float
 

@@ -14,8 +14,7 @@ import hmac
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from chalicelib.errors import InvalidApiKey, InvalidRequest
 
@@ -42,8 +41,7 @@ _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 _CONSUMER = re.compile(CONSUMER_PATTERN)
 
 
-@dataclass(frozen=True)
-class ApiKey:
+class ApiKey(NamedTuple):
     """A stored key: never its secret, only the secret's hash."""
 
     key_id: str
@@ -69,8 +67,7 @@ class ApiKey:
         }
 
 
-@dataclass(frozen=True)
-class NewKey:
+class NewKey(NamedTuple):
     """A key as created: the one time its secret exists outside the caller's hands."""
 
     stored: ApiKey

@@ -19,6 +19,8 @@ from lambdamesh_routing.forwarding import (
     downstream_headers,
     header_problem,
     joined_field,
+    quote_path,
+    quote_target,
     request_id,
     rewrite_location,
     upstream_headers,
@@ -384,6 +386,21 @@ def test_the_answer_to_a_head_keeps_the_length_a_get_would_have() -> None:
     assert "Content-Length" not in downstream_headers(upstream, "rid")
 
 
+def test_the_answer_to_a_head_keeps_its_length_even_where_connection_names_it() -> None:
+    upstream = [("Connection", "content-length, x-a"), ("Content-Length", "357"), ("X-A", "1")]
+
+    assert downstream_headers(upstream, "rid", head=True) == {
+        "Content-Length": "357",
+        REQUEST_ID_HEADER: "rid",
+    }
+
+
+def test_the_headers_a_connection_header_names_are_not_sent_upstream() -> None:
+    sent = upstream({"Connection": "close, X-Secret", "X-Secret": "1", "X_Secret": "2", "A": "3"})
+
+    assert lowered(sent).keys() == {"a", "x-forwarded-for", "x-forwarded-proto", "x-request-id"}
+
+
 # Redirects kept under the gateway's prefix
 
 PREFIX = "/prod/api/v1/orders/live"
@@ -564,3 +581,30 @@ def test_a_repeated_field_is_joined_with_commas_and_cookies_with_semicolons(
     name: str, values: list[str], expected: str
 ) -> None:
     assert joined_field(name, values) == expected
+
+
+# Paths and targets, quoted where they must be and no more
+
+
+@pytest.mark.parametrize(
+    ("path", "sent"),
+    [
+        ("", ""),
+        ("a/b", "a/b"),
+        ("a/b;v=1/:@!$&'()*+,=-._~", "a/b;v=1/:@!$&'()*+,=-._~"),
+        ("a b", "a%20b"),
+        ("a%2Fb", "a%2Fb"),
+        ("a%2fb%zz", "a%2fb%25zz"),
+        ("100%", "100%25"),
+        ("caf\u00e9", "caf%C3%A9"),
+        ("a?b#c", "a%3Fb%23c"),
+        ('a"b<c>', "a%22b%3Cc%3E"),
+    ],
+)
+def test_a_path_is_quoted_only_where_it_must_be(path: str, sent: str) -> None:
+    assert quote_path(path) == sent
+
+
+def test_a_target_keeps_its_delimiters_and_drops_its_fragment() -> None:
+    assert quote_target("/a b/c?x=1&y=a b+c#frag") == "/a%20b/c?x=1&y=a%20b+c"
+    assert quote_target("/caf\u00e9", encoding="latin-1") == "/caf%E9"

@@ -86,6 +86,14 @@ def test_a_path_that_does_not_carry_the_route_has_no_suffix() -> None:
     assert route_suffix("", PROXY, ORDERS) is None
 
 
+def test_a_route_parameter_the_event_does_not_carry_matches_no_segment() -> None:
+    assert route_suffix("/api/v1/orders/v1/x", PROXY, {"service": "orders"}) is None
+
+
+def test_a_greedy_route_at_the_root_owns_the_whole_path() -> None:
+    assert route_suffix("/a/b%2F/", "/{proxy+}", {}) == "/a/b%2F/"
+
+
 def test_every_resource_gets_its_missing_methods_and_a_greedy_child() -> None:
     gaps = unrouted({"/health": ["GET"], "/items/{id}": ["GET", "PUT"]})
 

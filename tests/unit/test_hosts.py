@@ -256,6 +256,35 @@ def test_an_ip_host_is_connected_to_as_is_without_asking_dns() -> None:
     assert resolver.asked == []
 
 
+def test_an_allowed_ip_host_is_checked_once_per_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    checked: list[str] = []
+
+    def checking(host: str, port: int, policy: AddressPolicy, resolver: object) -> list[str]:
+        checked.append(host)
+        return allowed_addresses(host, port, policy)
+
+    monkeypatch.setattr("chalicelib.upstream.allowed_addresses", checking)
+    client = client_with(RecordingResolver({}))
+
+    hosts = ("52.95.110.1", "52.95.110.1", "2600:1f18::1", "52.95.110.1")
+    answers = [client.addresses_for(host, 80) for host in hosts]
+
+    assert answers == [[host] for host in hosts]
+    assert checked == ["52.95.110.1", "2600:1f18::1"]
+
+
+def test_a_refused_ip_host_and_a_dns_name_are_checked_on_every_request() -> None:
+    resolver = RecordingResolver({"orders.example.com": ["52.95.110.2"]})
+    client = client_with(resolver)
+
+    for _ in range(2):
+        with pytest.raises(HostNotAllowed):
+            client.addresses_for("10.0.0.7", 8080)
+        assert client.addresses_for("orders.example.com", 8080) == ["52.95.110.2"]
+
+    assert resolver.asked == [("orders.example.com", 8080)] * 2
+
+
 def test_a_dns_name_is_connected_to_at_the_addresses_the_policy_allows_in_dns_order() -> None:
     resolver = RecordingResolver(
         {"orders.example.com": ["169.254.169.254", "52.95.110.2", "10.0.0.7", "52.95.110.1"]}
