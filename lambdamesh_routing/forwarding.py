@@ -20,8 +20,8 @@ invalid (``CheckedReader``), and a chunk-size line has one strict form (``chunk_
 from __future__ import annotations
 
 import io
+import os
 import re
-import uuid
 from collections.abc import Iterable, Mapping
 from email import errors as email_errors
 from email.message import Message
@@ -215,7 +215,7 @@ def request_id(incoming: str | None) -> str:
     """The caller's request id when it is sane, else a fresh one."""
     if incoming and _REQUEST_ID.fullmatch(incoming):
         return incoming
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 def _connection_tokens(value: str | None) -> set[str]:
@@ -243,10 +243,9 @@ _REBUILT = frozenset({"x-request-id", "x-forwarded-for", "x-forwarded-proto", "x
 _NEVER_UPSTREAM = HOP_BY_HOP | _RECOMPUTED | CLIENT_CLAIMS | _REBUILT
 
 
-def _dropped(headers: Mapping[str, str]) -> frozenset[str]:
+def _dropped(connection: str | None) -> frozenset[str]:
     """Every name not copied upstream: the fixed ones, and those the first ``Connection``
-    header lists."""
-    connection = next((v for k, v in headers.items() if k.lower() == "connection"), None)
+    header (``connection``) lists."""
     if connection is None:
         return _NEVER_UPSTREAM
     return _NEVER_UPSTREAM | {field_name(token) for token in _connection_tokens(connection)}
@@ -265,10 +264,18 @@ def upstream_headers(
     ``trusted_edge`` says that an edge in front (API Gateway) replaced the client's
     ``X-Forwarded-Proto`` and ``X-Forwarded-Port`` with its own; without one, both are the
     client's word: dropped, and ``X-Forwarded-Proto`` is ``proto``."""
-    drop = _dropped(incoming)
-    headers = {k: v for k, v in incoming.items() if field_name(k) not in drop}
-    # Read by their exact names: an underscore spelling is dropped above, never believed.
-    lowered = {k.lower(): v for k, v in incoming.items()}
+    # Read by their exact names: an underscore spelling is dropped below, never believed.
+    lowered: dict[str, str] = {}
+    names: list[tuple[str, str]] = []  # (as sent, as the rules match it)
+    connection: str | None = None
+    for name, value in incoming.items():
+        lower = name.lower()
+        lowered[lower] = value
+        names.append((name, lower.replace("_", "-") if "_" in lower else lower))
+        if connection is None and lower == "connection":
+            connection = value
+    drop = _dropped(connection)
+    headers = {name: incoming[name] for name, matched in names if matched not in drop}
     if not trusted_edge:
         lowered.pop("x-forwarded-proto", None)
         lowered.pop("x-forwarded-port", None)

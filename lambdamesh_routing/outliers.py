@@ -56,6 +56,8 @@ class Outliers:
 
     def select(self, live: Sequence[Instance], panic_threshold_percent: int) -> Selection:
         """The live instances not ejected; all of them when too few are left (panic)."""
+        if not self._health:  # no failure counted against any instance: the usual case
+            return Selection(list(live), panic=False)
         now = self._clock()
         with self._lock:
             usable = [i for i in live if not self._is_ejected(i, now)]
@@ -74,6 +76,8 @@ class Outliers:
             health.ejected_until = max(health.ejected_until, self._clock() + seconds)
 
     def succeeded(self, instance: Instance, rules: OutlierDetection) -> None:
+        if not self._health:
+            return  # nothing to forgive
         with self._lock:
             health = self._health.get(_key(instance))
             if health is None:

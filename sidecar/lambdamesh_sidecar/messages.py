@@ -118,7 +118,6 @@ class _Message:
         "head_done",
         "raw",
         "refusal",
-        "size",
         "target",
         "trailers",
     )
@@ -131,7 +130,6 @@ class _Message:
         self.complete = False
         self.body: deque[bytes] = deque()
         self.fed = 0  # bytes fed while its head was incomplete
-        self.size = 0  # its head's bytes: the target's, and each field line's
         self.trailers = 0
         self.refusal: LambdaMeshError | None = None  # of its head
         self.failure: AppBodyFailed | None = None  # of its body, once the parts before it are read
@@ -165,15 +163,11 @@ class _Events:
                 message.failure = AppBodyFailed("the request has too many trailer lines")
                 raise _Stop
             return
-        message.raw.append((name, value))
-        message.size += len(name) + len(value) + 4  # ": " and CRLF
-        if len(message.raw) > MAX_HEADERS or message.size > MAX_HEAD:
+        raw = message.raw
+        raw.append((name, value))
+        if len(raw) > MAX_HEADERS:
             message.refusal = HeadRefused(
-                431,
-                "request_header_fields_too_large",
-                "too many header fields"
-                if len(message.raw) > MAX_HEADERS
-                else "the head is too large",
+                431, "request_header_fields_too_large", "too many header fields"
             )
             raise _Stop
 
@@ -201,13 +195,20 @@ class _RequestEvents(_Events):
     def on_url(self, url: bytes) -> None:
         message = self.current
         message.target += url
-        message.size += len(url)
         if len(message.target) > MAX_TARGET:
             message.refusal = HeadRefused(414, "uri_too_long", "the request target is too long")
             raise _Stop
 
     def on_headers_complete(self) -> None:
         message = self.current
+        raw = message.raw
+        # The target and each field line's name, value, ": " and CRLF.
+        size = len(message.target) + sum(len(n) + len(v) for n, v in raw) + 4 * len(raw)
+        if size > MAX_HEAD:
+            message.refusal = HeadRefused(
+                431, "request_header_fields_too_large", "the request head is too large"
+            )
+            raise _Stop
         head = _head_done(message, self.parser)
         head.method = self.parser.get_method().decode("latin-1")
         head.target = message.target.decode("latin-1")
@@ -394,6 +395,7 @@ class AnswerReader:
         """The final answer's head; ``AnswerBroken`` or ``AnswerInvalid`` if it cannot be read
         or passed on; ``TimeoutError`` and ``OSError`` from the socket."""
         messages = self.events.messages
+        fed = 0
         while True:
             while messages and messages[0].head_done and 100 <= messages[0].head.status < 200:
                 if messages[0].head.status == 101:
@@ -407,6 +409,9 @@ class AnswerReader:
                 if not messages:
                     raise NoAnswer("the upstream closed the connection without an answer")
                 raise AnswerBroken("the upstream closed the connection in an answer's head")
+            fed += len(data)
+            if fed > MAX_HEAD + CHUNK:
+                raise AnswerBroken("the answer's head is too large")
             self._feed(data)
         message = self._message = messages[0]
         self.head = message.head

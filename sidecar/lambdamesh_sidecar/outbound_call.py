@@ -136,8 +136,9 @@ class OutboundCall:
             request_id=self.rid,
             trusted_edge=False,
         )
-        # The app's Expect was answered here; the body is sent without waiting.
-        outgoing = {k: v for k, v in outgoing.items() if k.lower() != "expect"}
+        if "expect" in self.app.head.index:
+            # The app's Expect was answered here; the body is sent without waiting.
+            outgoing = {k: v for k, v in outgoing.items() if k.lower() != "expect"}
         self._tries(plan, target, outgoing, body, f"/{service}/{version}")
 
     def _plan(self, call: Call) -> Plan:
@@ -365,6 +366,9 @@ class OutboundCall:
 
 def _incoming_headers(fields: list[tuple[str, str]]) -> dict[str, str]:
     """The app's headers, repeated ones joined as the gateway joins them."""
+    headers = dict(fields)
+    if len(headers) == len(fields):
+        return headers  # none repeated
     grouped: dict[str, list[str]] = {}
     for name, value in fields:
         grouped.setdefault(name, []).append(value)

@@ -784,3 +784,41 @@ def test_pipelined_requests_are_answered_in_order_each_once(
         b"/two",
         b"/three",
     ]
+
+
+def test_an_answer_whose_head_never_ends_is_cut_off_not_held_in_memory(
+    port: Callable[..., OutboundServer],
+) -> None:
+    sent: list[int] = []
+
+    def script(upstream: RawUpstream, conn: socket.socket) -> None:
+        if upstream.head(conn, bytearray()) is not None:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Endless: ")
+            for _ in range(64):  # 4 MiB of one header value, if nothing stops it
+                conn.sendall(b"a" * 65536)
+                sent.append(65536)
+
+    server = port(script)
+
+    received = exchange(server, b"GET /inventory/v1/x HTTP/1.1\r\nConnection: close\r\n\r\n")
+
+    assert statuses(received) == [b"HTTP/1.1 502 Bad Gateway"]
+    assert b'"code": "upstream_unreachable"' in received
+    assert sum(sent) < 4 * 1024 * 1024  # the port stopped reading and closed the connection
+
+
+def test_an_answer_with_more_than_100_header_fields_is_not_relayed(
+    port: Callable[..., OutboundServer],
+) -> None:
+    def script(upstream: RawUpstream, conn: socket.socket) -> None:
+        if upstream.head(conn, bytearray()) is not None:
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\n" + b"X-A: 1\r\n" * 101 + b"Content-Length: 2\r\n\r\nok"
+            )
+
+    server = port(script)
+
+    received = exchange(server, b"GET /inventory/v1/x HTTP/1.1\r\nConnection: close\r\n\r\n")
+
+    assert statuses(received) == [b"HTTP/1.1 502 Bad Gateway"]
+    assert b'"code": "upstream_answer_invalid"' in received
