@@ -3,6 +3,11 @@
 Each route parses, calls one chalicelib function and returns. ``route`` is ``app.route`` with
 chalicelib's errors answered as ``{"error": {"code", "message", "request_id"}}``; so are
 paths and methods no route has (``app.answer_unrouted``, at the end).
+
+The modules of routes that neither a routed request nor the cold start's priming uses (the
+OpenAPI document, the dashboard's pages, the routing view sidecars poll) are imported inside
+those routes, at their first request, so that no cold start pays for them
+(``tests/functional/test_cold_start_imports.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from typing import Any
 
 from chalice.app import Request, Response
 
-from chalicelib import lifecycle, openapi, pages, task_events, wiring
+from chalicelib import lifecycle, task_events, wiring
 from chalicelib.auth import Principal, basic_or_bearer_token, bearer_token, verify
 from chalicelib.console import is_console
 from chalicelib.edge import REQUEST_ID_KEY, LambdaMeshApp, json_response
@@ -23,7 +28,6 @@ from chalicelib.eureka import paths as eureka_paths
 from chalicelib.exposure.document import exposure_answer
 from chalicelib.gateway import ProxyRequest
 from chalicelib.observability import logger, record_request
-from chalicelib.views import routing_answer
 from lambdamesh_routing.forwarding import METHODS, REQUEST_ID_HEADER, request_id
 from lambdamesh_routing.policy import policy_answer
 
@@ -56,6 +60,8 @@ def _console_page(name: str) -> Response:
     """The dashboard's files, on the console's own domain only (``chalicelib/console.py``)."""
     if not _on_console():
         raise RouteNotFound("no route matches")
+    from chalicelib import pages
+
     body, headers = pages.page(name)
     return Response(body=body, headers=headers, status_code=200)
 
@@ -85,6 +91,8 @@ def dashboard_script() -> Response:
 
 @route("/registry/openapi.json", methods=["GET"])
 def openapi_document() -> Response:
+    from chalicelib import openapi
+
     return json_response(openapi.document())
 
 
@@ -106,6 +114,8 @@ def list_instances(service: str) -> Response:
 
 @route("/registry/services/{service}/routing", methods=["GET"])
 def routing_view(service: str) -> Response:
+    from chalicelib.views import routing_answer
+
     _principal()
     answer = routing_answer(
         wiring.discovery(), service, app.request().headers.get("if-none-match"), time.time()

@@ -269,13 +269,14 @@ def unrouted(routes: Mapping[str, Collection[str]]) -> list[Gap]:
     parameter child (a resource may have only one) or is greedy itself.
     """
     resources = {"/"} | {parent for path in routes for parent in _lineage(path)}
+    with_parameter_child = {_parent(r) for r in resources if _last_segment(r).startswith("{")}
     gaps: list[Gap] = []
     for path in sorted(resources):
         have = tuple(m for m in METHODS if m in routes.get(path, ()))
         if len(have) < len(METHODS):
             gaps.append(Gap(path, tuple(m for m in METHODS if m not in have), have))
         greedy = _child(path, GREEDY)
-        if not path.endswith("+}") and not _has_parameter_child(path, resources):
+        if not path.endswith("+}") and path not in with_parameter_child:
             gaps.append(Gap(greedy, METHODS, ()))
     return gaps
 
@@ -289,13 +290,12 @@ def _child(path: str, segment: str) -> str:
     return path.rstrip("/") + "/" + segment
 
 
-def _has_parameter_child(path: str, resources: Collection[str]) -> bool:
-    prefix = _child(path, "")
-    return any(
-        r.startswith(prefix) and "/" not in r[len(prefix) :] and r[len(prefix)] == "{"
-        for r in resources
-        if len(r) > len(prefix)
-    )
+def _parent(path: str) -> str:
+    return path.rsplit("/", 1)[0] or "/"
+
+
+def _last_segment(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
 
 
 def json_response(body: Any, status: int = 200) -> Response:

@@ -1,16 +1,19 @@
 """The registry's plain data: what callers of the storage and registry modules hold.
 
 ``Instance`` and ``ServiceView``, which routing reads too, live in
-``lambdamesh_routing.instances``.
+``lambdamesh_routing.instances``; ``Registration``, which only the registry's writes make, in
+``chalicelib.registration``, imported when it is first asked for here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from lambdamesh_routing.instances import STATUSES, Instance, ServiceView, Status
 from lambdamesh_routing.policy import Policy
+
+if TYPE_CHECKING:
+    from chalicelib.registration import Registration
 
 __all__ = [
     "STATUSES",
@@ -24,25 +27,13 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Registration:
-    """A validated request to register one instance."""
+def __getattr__(name: str) -> object:
+    """``Registration`` on its first use (PEP 562)."""
+    if name == "Registration":
+        from chalicelib.registration import Registration
 
-    service: str
-    instance_id: str
-    version: str
-    host: str
-    port: int
-    weight: int = 100
-    zone: str | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
-    lease_seconds: int = 30
-    status: Status = "UP"
-    task_arn: str | None = None
-    # A Eureka client's registration beyond these fields (compact JSON), and its
-    # lastDirtyTimestamp: ``chalicelib.eureka``.
-    eureka: str | None = None
-    eureka_dirty: int | None = None
+        return Registration
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class RegisterResult(NamedTuple):

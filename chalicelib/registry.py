@@ -2,7 +2,9 @@
 
 Every write checks its names (the address), then who may make it, and only then reads the
 body: a caller that may not write learns nothing from the answer about what its body got
-wrong, nor how large a body may be.
+wrong, nor how large a body may be. The body's rules (``validation``, its JSON Schemas and
+their engine) are imported by the first write that reads one: neither a routed request nor
+the cold start's priming needs them.
 """
 
 from __future__ import annotations
@@ -10,8 +12,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from chalicelib.auth import Principal, require_admin, require_write
 from chalicelib.config import Settings
@@ -20,20 +21,16 @@ from chalicelib.exposure.document import CLOSED, Exposure
 from chalicelib.instances import (
     Instance,
     RegisterResult,
-    Registration,
     ServiceView,
     Status,
     StoredPolicy,
 )
-from chalicelib.validation import (
-    parse_heartbeat,
-    parse_json_body,
-    parse_policy,
-    parse_registration,
-)
 from lambdamesh_routing.hosts import AddressPolicy
 from lambdamesh_routing.names import check_name
 from lambdamesh_routing.policy import Policy
+
+if TYPE_CHECKING:
+    from chalicelib.instances import Registration
 
 Clock = Callable[[], float]
 
@@ -119,6 +116,8 @@ class Registry:
     def register(
         self, principal: Principal, service: str, instance_id: str, body: bytes
     ) -> RegisterResult:
+        from chalicelib.validation import parse_json_body, parse_registration
+
         check_name("service", service)
         check_name("instance_id", instance_id)
         require_write(principal, service)
@@ -163,6 +162,8 @@ class Registry:
     def heartbeat(
         self, principal: Principal, service: str, instance_id: str, body: bytes
     ) -> Instance:
+        from chalicelib.validation import parse_heartbeat, parse_json_body
+
         check_name("service", service)
         check_name("instance_id", instance_id)
         require_write(principal, service)
@@ -230,7 +231,7 @@ class Registry:
                 f"service {service!r} holds as many drains as it may, {self._max_instances} "
                 "(LAMBDAMESH_MAX_INSTANCES_PER_SERVICE): lift one first"
             )
-        return replace(found[0], drained=True)
+        return found[0].replace(drained=True)
 
     def undrain(self, principal: Principal, service: str, instance_id: str) -> None:
         check_name("service", service)
@@ -282,6 +283,8 @@ class Registry:
         body on the way must not store every default and drop the aliases. ``{}`` is a
         document, and stores the defaults.
         """
+        from chalicelib.validation import parse_json_body, parse_policy
+
         check_name("service", service)
         require_admin(principal, "setting a routing policy")
         document = parse_json_body(body, required="a routing policy ({} for every default)")

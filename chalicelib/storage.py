@@ -36,8 +36,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 from botocore.exceptions import HTTPClientError
@@ -91,13 +90,15 @@ from chalicelib.instances import (
     Change,
     Instance,
     RegisterResult,
-    Registration,
     Status,
     StoredPolicy,
 )
 from chalicelib.observability import logger, record_write_units
 from chalicelib.registry import Lease
 from lambdamesh_routing.policy import Policy, from_json
+
+if TYPE_CHECKING:
+    from chalicelib.instances import Registration
 
 CATALOG_PARTITION = "~services"
 POLICY_KEY = "~policy"
@@ -253,7 +254,8 @@ def _table_connection(settings: Settings) -> TableConnection:
     return TableConnection(settings.table_name, meta_table=schema, **_connection_options(settings))
 
 
-def _to_instance(item: InstanceItem) -> Instance:
+def _to_instance(item: InstanceItem, drained: bool | None = None) -> Instance:
+    """``drained`` where the service's drains were read with it; None where they were not."""
     return Instance(
         service=item.pk,
         instance_id=item.sk,
@@ -268,6 +270,7 @@ def _to_instance(item: InstanceItem) -> Instance:
         expires_at=float(item.expires_at),
         registered_at=float(item.registered_at),
         updated_at=float(item.updated_at),
+        drained=drained,
         task_arn=item.task_arn,
     )
 
@@ -304,7 +307,7 @@ class _Found:
     __slots__ = ("drained", "eureka", "exposure", "instances", "keys", "policy")
 
     def __init__(self) -> None:
-        self.instances: list[Instance] = []
+        self.instances: list[InstanceItem] = []
         self.policy: Policy | None = None
         self.drained: set[str] = set()
         self.exposure: Exposure | None = None
@@ -497,13 +500,12 @@ class InstanceStore:
         units = (answer.get(CONSUMED_CAPACITY) or {}).get(CAPACITY_UNITS)
         if units is not None:
             record_write_units("HeartbeatWriteUnits", float(units))
-        before = _to_instance(model.from_raw_data(answer[ATTRIBUTES]))
-        after = replace(
-            before,
-            expires_at=before.lease_seconds + now,
-            updated_at=now,
-            status=before.status if status is None else status,
-        )
+        item = model.from_raw_data(answer[ATTRIBUTES])
+        before = _to_instance(item)
+        item.expires_at, item.updated_at = item.lease_seconds + now, now
+        if status is not None:
+            item.status = status
+        after = _to_instance(item)
         if after.status != before.status:
             self._note_change(service, instance_id, "MODIFIED", now)
         return after
@@ -600,7 +602,8 @@ class InstanceStore:
                 self._sort_out(raw, found)
         except PynamoDBException as exc:
             raise _failure("read", exc) from exc
-        marked = [replace(i, drained=i.instance_id in found.drained) for i in found.instances]
+        # Marked once every drain is read: the policy item sorts after the instances.
+        marked = (_to_instance(item, item.sk in found.drained) for item in found.instances)
         return GatewayView(
             tuple(marked),
             found.policy,
@@ -621,7 +624,7 @@ class InstanceStore:
             found.keys.append(_to_key(self._keys.from_raw_data(raw)))
         elif key < INSTANCES_END:
             item = self._instances.from_raw_data(raw)
-            found.instances.append(_to_instance(item))
+            found.instances.append(item)
             if item.eureka is not None:
                 found.eureka[key] = item.eureka
 

@@ -18,7 +18,6 @@ from chalicelib.discovery import Discovery
 from chalicelib.errors import ConfigError, GatewayMisconfigured, LambdaMeshError
 from chalicelib.exposure.checks import Gate, KeyUse
 from chalicelib.exposure.document import CLOSED, OPEN
-from chalicelib.exposure.management import Exposures
 from chalicelib.gateway import Gateway
 from chalicelib.keystore import KeyStore
 from chalicelib.observability import logger
@@ -32,6 +31,7 @@ from lambdamesh_routing.hosts import AddressPolicy
 if TYPE_CHECKING:
     from chalicelib.eureka.fetches import Fetches
     from chalicelib.eureka.leases import Leases
+    from chalicelib.exposure.management import Exposures
 
 
 @cache
@@ -129,6 +129,10 @@ def eureka_leases() -> Leases:
 
 @cache
 def exposures() -> Exposures:
+    """The exposure documents' and API keys' management, for the operator's routes. Imported
+    on first use: the gateway reads documents and keys through the store, never through it."""
+    from chalicelib.exposure.management import Exposures
+
     return Exposures(store(), allow_loopback_http=settings().allow_loopback)
 
 

@@ -18,8 +18,7 @@ import ipaddress
 import re
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from lambdamesh_routing.errors import ConnectFailed, HostNotAllowed, InvalidRequest
 
@@ -51,17 +50,49 @@ _PRIVATE = "a private address"
 Resolver = Callable[[str, int], list[str]]
 
 
-@dataclass(frozen=True)
 class AddressPolicy:
     """``allowed_networks``, when given, narrows everything else: with private ranges allowed
-    for ECS tasks, it keeps a service token from publishing any other host of the VPC."""
+    for ECS tasks, it keeps a service token from publishing any other host of the VPC.
 
-    allow_loopback: bool = False
-    allow_private: bool = False
-    allowed_networks: tuple[IPNetwork, ...] = ()
-    # How the process names the settings behind the policy, for its refusals: not part of
-    # what the policy decides, so two policies that decide alike are equal.
-    settings_prefix: str = field(default="LAMBDAMESH_", compare=False)
+    Immutable: its fields are ``Final``, which mypy holds every caller to. Its methods are
+    written out rather than a dataclass's, which every cold start would pay to generate.
+    """
+
+    __slots__ = ("allow_loopback", "allow_private", "allowed_networks", "settings_prefix")
+
+    def __init__(
+        self,
+        allow_loopback: bool = False,
+        allow_private: bool = False,
+        allowed_networks: tuple[IPNetwork, ...] = (),
+        settings_prefix: str = "LAMBDAMESH_",
+    ) -> None:
+        self.allow_loopback: Final = allow_loopback
+        self.allow_private: Final = allow_private
+        self.allowed_networks: Final = allowed_networks
+        # How the process names the settings behind the policy, for its refusals: not part of
+        # what the policy decides, so two policies that decide alike are equal.
+        self.settings_prefix: Final = settings_prefix
+
+    def _decides(self) -> tuple[bool, bool, tuple[IPNetwork, ...]]:
+        """What equality and hashing compare: every field but ``settings_prefix``."""
+        return self.allow_loopback, self.allow_private, self.allowed_networks
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AddressPolicy) or type(other) is not type(self):
+            return NotImplemented
+        return self._decides() == other._decides()
+
+    def __hash__(self) -> int:
+        return hash(self._decides())
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(allow_loopback={self.allow_loopback!r}, "
+            f"allow_private={self.allow_private!r}, "
+            f"allowed_networks={self.allowed_networks!r}, "
+            f"settings_prefix={self.settings_prefix!r})"
+        )
 
 
 class Misconfiguration(NamedTuple):

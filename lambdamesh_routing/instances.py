@@ -6,8 +6,7 @@ routing view (``GET /registry/services/{service}/routing``). Standard library on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from lambdamesh_routing.policy import Policy
 
@@ -15,30 +14,131 @@ from lambdamesh_routing.policy import Policy
 # it has but takes nothing new. Only UP instances are routed to.
 Status = Literal["UP", "DOWN", "DRAINING"]
 STATUSES: tuple[Status, ...] = ("UP", "DOWN", "DRAINING")
+# An instance's fields, in its constructor's order.
+_INSTANCE_FIELDS = (
+    "service",
+    "instance_id",
+    "version",
+    "host",
+    "port",
+    "weight",
+    "zone",
+    "metadata",
+    "status",
+    "lease_seconds",
+    "expires_at",
+    "registered_at",
+    "updated_at",
+    "drained",
+    "task_arn",
+)
+
+if TYPE_CHECKING:
+    from typing import TypedDict, Unpack
+
+    class InstanceFields(TypedDict, total=False):
+        """What ``Instance.replace`` may change: any field."""
+
+        service: str
+        instance_id: str
+        version: str
+        host: str
+        port: int
+        weight: int
+        zone: str | None
+        metadata: dict[str, str]
+        status: Status
+        lease_seconds: int
+        expires_at: float
+        registered_at: float
+        updated_at: float
+        drained: bool | None
+        task_arn: str | None
 
 
-@dataclass(frozen=True)
-class Instance:
-    service: str
-    instance_id: str
-    version: str
-    host: str
-    port: int
-    weight: int
-    zone: str | None
-    metadata: dict[str, str]
-    status: Status
-    lease_seconds: int
-    expires_at: float
-    registered_at: float
-    updated_at: float
-    # Put out of rotation by an operator (``lambdamesh drain``): its heartbeats cannot undo it.
-    # None where it was not read (the answers to a registration or a heartbeat, which read
-    # nothing beyond the instance's own item).
-    drained: bool | None = None
-    # The ECS task that registered it (its sidecar read it from the task metadata endpoint):
-    # ECS's stop event for that task removes it. None for instances registered outside ECS.
-    task_arn: str | None = None
+class _ValueType:
+    """Equality, hashing and repr by field, as a frozen dataclass has them, for classes
+    written out with slots (a dataclass costs every cold start its generation)."""
+
+    __slots__ = ()
+
+    def _by_name(self) -> dict[str, Any]:
+        """Every field, in the constructor's order."""
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, _ValueType)
+        return self._by_name() == other._by_name()
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._by_name().values()))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={value!r}" for name, value in self._by_name().items())
+        return f"{type(self).__name__}({fields})"
+
+
+class Instance(_ValueType):
+    """One registered instance.
+
+    Immutable: its fields are ``Final``, which mypy holds every caller to, and ``replace``
+    makes a changed copy. Its methods are written out rather than a dataclass's, which every
+    cold start would pay to generate; its fields are slots rather than a named tuple's, which
+    Python 3.11 reads more slowly, and a routed request reads them many times.
+    """
+
+    __slots__ = _INSTANCE_FIELDS
+
+    def __init__(
+        self,
+        service: str,
+        instance_id: str,
+        version: str,
+        host: str,
+        port: int,
+        weight: int,
+        zone: str | None,
+        metadata: dict[str, str],
+        status: Status,
+        lease_seconds: int,
+        expires_at: float,
+        registered_at: float,
+        updated_at: float,
+        drained: bool | None = None,
+        task_arn: str | None = None,
+    ) -> None:
+        self.service: Final = service
+        self.instance_id: Final = instance_id
+        self.version: Final = version
+        self.host: Final = host
+        self.port: Final = port
+        self.weight: Final = weight
+        self.zone: Final = zone
+        self.metadata: Final = metadata
+        self.status: Final = status
+        self.lease_seconds: Final = lease_seconds
+        self.expires_at: Final = expires_at
+        self.registered_at: Final = registered_at
+        self.updated_at: Final = updated_at
+        # Put out of rotation by an operator (``lambdamesh drain``): its heartbeats cannot
+        # undo it. None where it was not read (the answers to a registration or a heartbeat,
+        # which read nothing beyond the instance's own item).
+        self.drained: Final = drained
+        # The ECS task that registered it (its sidecar read it from the task metadata
+        # endpoint): ECS's stop event for that task removes it. None for instances
+        # registered outside ECS.
+        self.task_arn: Final = task_arn
+
+    def replace(self, **changes: Unpack[InstanceFields]) -> Instance:
+        """A copy with ``changes``, as ``dataclasses.replace`` makes one."""
+        return Instance(**{**self._by_name(), **changes})
+
+    def _by_name(self) -> dict[str, Any]:
+        """Every field, in the constructor's order: what equality, hashing, repr and
+        ``replace`` read."""
+        return {name: getattr(self, name) for name in _INSTANCE_FIELDS}
 
     def is_live(self, now: float) -> bool:
         """Liveness is decided from the stored expiry, never from whether TTL has deleted it."""
@@ -69,12 +169,28 @@ class Instance:
         }
 
 
-@dataclass(frozen=True)
-class ServiceView:
+class ServiceView(_ValueType):
     """What the gateway reads of a service in one Query: its instances (marked when an
-    operator drained them) and its policy."""
+    operator drained them) and its policy.
 
-    instances: tuple[Instance, ...]
-    policy: Policy | None = None
-    # Every drained id, departed instances' included.
-    drained: frozenset[str] = frozenset()
+    Immutable: its fields are ``Final``, which mypy holds every caller to. Its methods are
+    written out rather than a dataclass's, which every cold start would pay to generate;
+    ``GatewayView`` extends it, which a named tuple cannot be.
+    """
+
+    __slots__ = ("drained", "instances", "policy")
+
+    def __init__(
+        self,
+        instances: tuple[Instance, ...],
+        policy: Policy | None = None,
+        drained: frozenset[str] = frozenset(),
+    ) -> None:
+        self.instances: Final = instances
+        self.policy: Final = policy
+        # Every drained id, departed instances' included.
+        self.drained: Final = drained
+
+    def _by_name(self) -> dict[str, Any]:
+        """Every field, in the constructor's order: what equality, hashing and repr read."""
+        return {"instances": self.instances, "policy": self.policy, "drained": self.drained}

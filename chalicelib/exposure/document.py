@@ -9,7 +9,8 @@ through the sidecar are not the edge's business.
 
 Each optional part (``jwt``, ``cors``, ``addresses``, ``rate_limits``) is read by a module of
 its own, imported at the first document that has that part: a Lambda whose services use none
-of them pays nothing for them at its cold start.
+of them pays nothing for them at its cold start. Likewise the registry's body rules
+(``validation``), at the first document checked before it is stored.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from chalicelib.errors import InvalidRequest, PayloadTooLarge
-from chalicelib.validation import check_document
 from lambdamesh_routing.names import VERSION_PATTERN, check_name
 
 MAX_EXPOSURE_JSON = 8 * 1024
@@ -151,6 +151,8 @@ def from_json(doc: Mapping[str, Any]) -> Exposure:
 def parse_exposure(service: str, body: Any, *, allow_loopback_http: bool = False) -> Exposure:
     """An exposure document, checked whole; refused before anything is stored.
     ``allow_loopback_http`` lets a JWKS be fetched over http from loopback (local runs)."""
+    from chalicelib.validation import check_document
+
     check_name("service", service)
     fields = check_document(body, "exposure", exposure_schema())
     if len(json.dumps(fields, separators=(",", ":"))) > MAX_EXPOSURE_JSON:

@@ -3,21 +3,37 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from typing import Final
 
 from chalicelib.exposure.document import Exposure
 from chalicelib.exposure.keys import ApiKey
-from lambdamesh_routing.instances import ServiceView
+from lambdamesh_routing.instances import Instance, ServiceView
+from lambdamesh_routing.policy import Policy
 
 
-@dataclass(frozen=True)
 class GatewayView(ServiceView):
     """The routing view, and what only the gateway and the Eureka API read of a service from
     the same Query: its exposure document, its API keys, its Eureka records. Never sent to
-    sidecars."""
+    sidecars. Immutable, and written out, as ``ServiceView`` is."""
 
-    exposure: Exposure | None = None
-    keys: tuple[ApiKey, ...] = ()
-    # What Eureka clients registered beyond the instances' fields, by instance id (compact
-    # JSON, read by ``chalicelib.eureka``).
-    eureka: Mapping[str, str] = field(default_factory=dict)
+    __slots__ = ("eureka", "exposure", "keys")
+
+    def __init__(
+        self,
+        instances: tuple[Instance, ...],
+        policy: Policy | None = None,
+        drained: frozenset[str] = frozenset(),
+        exposure: Exposure | None = None,
+        keys: tuple[ApiKey, ...] = (),
+        eureka: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(instances, policy, drained)
+        self.exposure: Final = exposure
+        self.keys: Final = keys
+        # What Eureka clients registered beyond the instances' fields, by instance id (compact
+        # JSON, read by ``chalicelib.eureka``).
+        self.eureka: Final[Mapping[str, str]] = {} if eureka is None else eureka
+
+    def _by_name(self) -> dict[str, object]:
+        extra = {"exposure": self.exposure, "keys": self.keys, "eureka": self.eureka}
+        return {**super()._by_name(), **extra}

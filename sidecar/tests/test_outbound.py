@@ -351,9 +351,7 @@ def test_what_cannot_be_routed_gets_the_gateways_json_error(
 
 
 def test_no_live_instance_and_an_unreachable_registry_are_503s(mesh: Harness) -> None:
-    mesh.views.current = ServiceView(
-        (instance("down", 1, "v1").__class__(**{**vars(instance("down", 1)), "status": "DOWN"}),)
-    )
+    mesh.views.current = ServiceView((instance("down", 1, "v1").replace(status="DOWN"),))
     status, _, body = mesh.call("GET", "/inventory/v1/x")
     assert (status, error_code(body)) == (503, "no_live_instance")
 

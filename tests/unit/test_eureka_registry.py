@@ -64,7 +64,7 @@ def stored(instance_id: str = "i-1", service: str = "orders", **changes: object)
         updated_at=NOW - 30,
         drained=False,
     )
-    return replace(base, **changes)  # type: ignore[arg-type]
+    return base.replace(**changes)  # type: ignore[arg-type]
 
 
 # Identity

@@ -80,7 +80,7 @@ class InMemoryStore:
         self.full_reads += 1
         drained = self.drained.get(service, set())
         instances = tuple(
-            replace(i, drained=i.instance_id in drained)
+            i.replace(drained=i.instance_id in drained)
             for (s, _), i in sorted(self.items.items())
             if s == service
         )
