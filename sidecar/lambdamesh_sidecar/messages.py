@@ -303,10 +303,6 @@ class RequestReader:
                 raise AppBodyFailed("the request body ended before its end")
             self._feed(data, reading_body=True)
 
-    def body_complete(self) -> bool:
-        message = self.events.messages[0]
-        return message.complete and not message.body and message.failure is None
-
     def done(self) -> None:
         """The current request was answered: on to the next one."""
         self.events.messages.popleft()
