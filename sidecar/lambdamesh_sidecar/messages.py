@@ -12,7 +12,9 @@ and the sizes below.
 
 The app's request target is the one place the outbound port is more lenient than llhttp: bytes
 a target may not hold (controls but tab, CR and LF, and anything beyond ASCII) are
-percent-encoded before the line is parsed, as the target is quoted on its way on anyway.
+percent-encoded before the line is parsed, as the target is quoted on its way on anyway. And
+where llhttp would hand the connection to another protocol after a request (``Upgrade``), the
+port reads on as HTTP/1.1 (``RequestReader._read_on``).
 """
 
 from __future__ import annotations
@@ -34,8 +36,11 @@ CHUNK: Final = 64 * 1024
 MAX_TARGET: Final = 16 * 1024
 MAX_HEAD: Final = 64 * 1024
 MAX_HEADERS: Final = 100
-# Trailer lines after a chunked request body (read and dropped).
+# Trailer lines after a chunked body (read and dropped).
 MAX_TRAILERS: Final = 100
+# Bytes read in a chunked body without a part of it (a trailer section, which llhttp holds in
+# memory, or a chunk-size line): as many as a head that has not ended may take.
+MAX_UNREAD: Final = MAX_HEAD + CHUNK
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ ")
 _UNSAFE_IN_TARGET = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\xff]")
 
@@ -214,12 +219,7 @@ class _RequestEvents(_Events):
         head.target = message.target.decode("latin-1")
         index = head.index
         if "transfer-encoding" in index:
-            codings = [
-                c.strip(OWS).lower()
-                for value in index["transfer-encoding"]
-                for c in value.split(",")
-            ]
-            if codings != ["chunked"]:
+            if _codings(index["transfer-encoding"]) != ["chunked"]:
                 message.refusal = UnsupportedEncoding(
                     "the outbound port takes Transfer-Encoding: chunked only"
                 )
@@ -242,14 +242,16 @@ class RequestReader:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.events = _RequestEvents()
-        self.parser = self.events.parser = httptools.HttpRequestParser(self.events)
-        # A chunk-size may be followed by spaces or tabs before its extensions (RFC 9112
-        # section 7.1.1's BWS); a version is checked here, so that HTTP/2.0 gets a 505.
-        self.parser.set_dangerous_leniencies(
-            lenient_spaces_after_chunk_size=True, lenient_version=True
-        )
+        self.parser = self._parser()
         # An error met while parsing ahead, past the request being served: the next one's.
         self.error: LambdaMeshError | None = None
+
+    def _parser(self) -> httptools.HttpRequestParser:
+        parser = self.events.parser = httptools.HttpRequestParser(self.events)
+        # A chunk-size may be followed by spaces or tabs before its extensions (RFC 9112
+        # section 7.1.1's BWS); a version is checked here, so that HTTP/2.0 gets a 505.
+        parser.set_dangerous_leniencies(lenient_spaces_after_chunk_size=True, lenient_version=True)
+        return parser
 
     def next_head(self) -> Head | None:
         """The next request's head, once all of it is read; None when the app closed the
@@ -288,19 +290,25 @@ class RequestReader:
         """The current request's body, decoded, as it arrives; ``AppBodyFailed`` if it ends
         early, stalls for the socket's timeout or breaks its framing."""
         message = self.events.messages[0]
+        unread = 0  # bytes read since the body's last part
         while True:
+            if message.body:
+                unread = 0
             while message.body:
                 yield message.body.popleft()
             if message.failure is not None:
                 raise message.failure
             if message.complete:
                 return
+            if unread > MAX_UNREAD:
+                raise AppBodyFailed("the request's trailer section is too large")
             try:
                 data = self.sock.recv(CHUNK)
             except OSError as exc:
                 raise AppBodyFailed(f"the request body could not be read: {exc}") from None
             if not data:
                 raise AppBodyFailed("the request body ended before its end")
+            unread += len(data)
             self._feed(data, reading_body=True)
 
     def done(self) -> None:
@@ -309,11 +317,8 @@ class RequestReader:
 
     def _feed(self, data: bytes, reading_body: bool) -> None:
         messages = self.events.messages
-        try:
-            self.parser.feed_data(data)
-        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
-            error = self._error(exc, data)
-        else:
+        error = self._parse(data)
+        if error is None:
             return
         current = messages[0] if messages else None
         if current is not None and current.complete and current is not messages[-1]:
@@ -329,10 +334,37 @@ class RequestReader:
             return
         raise error
 
+    def _parse(self, data: bytes) -> LambdaMeshError | None:
+        """``data`` read by llhttp; what its error means for the app, if it met one."""
+        while data:
+            try:
+                self.parser.feed_data(data)
+                return None
+            except httptools.HttpParserUpgrade as exc:
+                self._read_on()
+                data = data[exc.args[0] :]  # what llhttp left for the new protocol
+            except httptools.HttpParserError as exc:
+                return self._error(exc, data)
+        return None
+
+    def _read_on(self) -> None:
+        """llhttp took the request it just read for a switch of protocols (``Upgrade``), and
+        anything after its head, its body included, for the new protocol's bytes. The outbound
+        port switches none: it ignores ``Upgrade``, as RFC 9110 section 7.8 lets a server do
+        (the header is hop-by-hop and not sent on), and reads on as HTTP/1.1: the request's
+        body through a new parser, told the body's framing by a head made up for it, then the
+        requests after it through the same parser."""
+        messages = self.events.messages
+        upgrading = messages[-1]  # llhttp stopped right after it
+        if upgrading.has_body:
+            messages.pop()
+            self.parser = self._parser()
+            self.parser.feed_data(_framing(upgrading.head))
+            reading = messages[-1]
+            reading.head, reading.target = upgrading.head, upgrading.target
+
     def _error(self, exc: Exception, data: bytes) -> LambdaMeshError:
         """What llhttp's error means for the app."""
-        if isinstance(exc, httptools.HttpParserUpgrade):
-            return BadRequest("the outbound port does not switch protocols")
         if isinstance(exc, httptools.HttpParserCallbackError):
             stopped = next((m for m in self.events.messages if m.refusal or m.failure), None)
             return (stopped and (stopped.refusal or stopped.failure)) or BadRequest("bad request")
@@ -352,6 +384,19 @@ class RequestReader:
                 505, "http_version_not_supported", f"HTTP/{head.version} is not supported"
             )
         return head
+
+
+def _codings(values: list[str]) -> list[str]:
+    """The transfer codings ``Transfer-Encoding`` fields list, in order, lowercase."""
+    return [c.strip(OWS).lower() for value in values for c in value.split(",")]
+
+
+def _framing(head: Head) -> bytes:
+    """A request head with nothing but the framing of ``head``'s body (which llhttp checked)."""
+    if "transfer-encoding" in head.index:
+        return b"PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    length = head.index["content-length"][0].strip(OWS).encode("latin-1")
+    return b"PUT / HTTP/1.1\r\nContent-Length: %s\r\n\r\n" % length
 
 
 def _quoted_target(data: bytes) -> bytes:
@@ -410,14 +455,17 @@ class AnswerReader:
                 raise AnswerBroken("the answer's head is too large")
             self._feed(data)
         message = self._message = messages[0]
-        self.head = message.head
-        lengths = self.head.get_all("Content-Length")
-        codings = self.head.get_all("Transfer-Encoding")
-        self.chunked = bool(codings) and codings[-1].rsplit(",", 1)[-1].strip(OWS).lower() == (
-            "chunked"
-        )
+        head = self.head = message.head
+        if head.status < 100 or head.version.partition(".")[0] != "1":
+            raise AnswerBroken(f"malformed status line: HTTP/{head.version} {head.status}")
+        lengths = head.get_all("Content-Length")
+        codings = head.get_all("Transfer-Encoding")
+        if codings and not self.bodiless and _codings(codings) != ["chunked"]:
+            # llhttp reads such an answer to the connection's end, whatever length is beside.
+            raise AnswerBroken("the answer's transfer coding is not chunked alone")
+        self.chunked = bool(codings)
         self.length = None if self.chunked or not lengths else int(lengths[0].strip(OWS))
-        return self.head
+        return head
 
     @property
     def bodiless(self) -> bool:
@@ -438,15 +486,19 @@ class AnswerReader:
         """The body's next part; b"" at its end (``complete`` tells whether it was whole)."""
         message = self._message
         assert message is not None
+        unread = 0  # bytes read since the body's last part
         while True:
             if message.body:
                 return message.body.popleft()
             if message.complete or self.eof or self.bodiless:
                 return b""
+            if unread > MAX_UNREAD:
+                raise AnswerBroken("the answer's trailer section is too large")
             data = self.sock.recv(CHUNK)
             if not data:
                 self.eof = True
                 return b""
+            unread += len(data)
             self._feed(data)
 
     @property

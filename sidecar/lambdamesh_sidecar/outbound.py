@@ -36,6 +36,7 @@ import logging
 import socket
 import socketserver
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -53,6 +54,8 @@ from lambdamesh_sidecar.upstreams import UpstreamPool
 LOOPBACK = "127.0.0.1"
 # How long a keep-alive connection from the app may sit idle (and each read of its body take).
 APP_IDLE_SECONDS = 60.0
+# How long a connection refused past the limit is read from, at most, before it is closed.
+REFUSAL_SECONDS = 0.1
 
 
 _DEFAULTS = OutboundSettings()
@@ -96,6 +99,9 @@ class OutboundProxy:
 class OutboundServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # Connections the kernel completes while none is being accepted. socketserver's 5 would
+    # drop a burst of the app's connects (Linux tries a dropped one again after 1 s, 2 s, 4 s).
+    request_queue_size = socket.SOMAXCONN
 
     def __init__(self, address: tuple[str, int], outbound: OutboundProxy) -> None:
         self.outbound = outbound
@@ -125,20 +131,23 @@ class OutboundServer(socketserver.ThreadingTCPServer):
 
 
 def _refuse_overloaded(sock: socket.socket) -> None:
-    """A 503 in the JSON envelope, then the request read off the wire (briefly), so that
-    closing does not reset the connection before the app has read the answer."""
+    """A 503 in the JSON envelope, then the request read off the wire, so that closing does
+    not reset the connection before the app has read the answer: for ``REFUSAL_SECONDS`` in
+    all, since no other connection is accepted meanwhile (an app that keeps sending must not
+    hold the port)."""
     error = Overloaded("the sidecar's outbound port is serving as many connections as it may")
     body = _error_body(error, request_id(None))
     head = (
         f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
     )
+    deadline = time.monotonic() + REFUSAL_SECONDS
     try:
-        sock.settimeout(0.1)
+        sock.settimeout(REFUSAL_SECONDS)
         sock.sendall(head.encode() + body)
         sock.shutdown(socket.SHUT_WR)
-        while sock.recv(65536):
-            pass
+        while sock.recv(65536) and (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
     except OSError:
         pass
 

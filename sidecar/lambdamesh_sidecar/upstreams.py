@@ -2,7 +2,9 @@
 
 An idle connection is kept for at most ``IDLE_SECONDS``, below the keep-alive timeouts of
 common servers (gunicorn's is 2 s, Node's 5 s), so it is rarely reused at the moment its
-upstream closes it; one found closed, or with unasked-for bytes waiting, is dropped.
+upstream closes it; one found closed, or with unasked-for bytes waiting, is dropped. Those of
+addresses no longer called (instances replaced) are closed by a sweep over all addresses, at
+most once per ``IDLE_SECONDS``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class UpstreamPool:
         self._clock = clock
         self._idle: dict[tuple[str, int], list[_Idle]] = {}
         self._lock = threading.Lock()
+        self._swept = clock()
 
     def get(
         self, ip: str, port: int, timeout: float, fresh: bool = False
@@ -53,12 +56,29 @@ class UpstreamPool:
         return None
 
     def put(self, ip: str, port: int, connection: socket.socket) -> None:
+        now = self._clock()
         with self._lock:
+            closing = self._expired(now) if now - self._swept >= IDLE_SECONDS else []
             idle = self._idle.setdefault((ip, port), [])
             if len(idle) < IDLE_PER_UPSTREAM:
-                idle.append((connection, self._clock()))
-                return
-        connection.close()
+                idle.append((connection, now))
+            else:
+                closing.append(connection)
+        for stale in closing:
+            stale.close()
+
+    def _expired(self, now: float) -> list[socket.socket]:
+        """The idle connections kept too long, taken out of every address's list."""
+        self._swept = now
+        expired: list[socket.socket] = []
+        for key, idle in list(self._idle.items()):
+            kept = [(c, since) for c, since in idle if now - since < IDLE_SECONDS]
+            expired += [c for c, since in idle if now - since >= IDLE_SECONDS]
+            if kept:
+                self._idle[key] = kept
+            else:
+                del self._idle[key]
+        return expired
 
     def close(self) -> None:
         with self._lock:

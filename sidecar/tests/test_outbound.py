@@ -5,9 +5,11 @@ rules: retries, ejection, headers, errors, streaming, limits and address checks.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
+import select
 import socket
 import threading
 import time
@@ -29,7 +31,7 @@ from lambdamesh_sidecar.client import ViewAnswer
 from lambdamesh_sidecar.outbound import OutboundProxy, OutboundServer
 from lambdamesh_sidecar.outbound_call import REPLAY_LIMIT
 from lambdamesh_sidecar.outbound_settings import OutboundSettings
-from lambdamesh_sidecar.upstreams import UpstreamPool
+from lambdamesh_sidecar.upstreams import IDLE_SECONDS, UpstreamPool
 
 Behaviour = Callable[[BaseHTTPRequestHandler, bytes], None]
 
@@ -806,6 +808,94 @@ def test_past_the_connection_limit_the_app_gets_a_503(mesh: Harness) -> None:
             sock.close()
     time.sleep(0.2)
     assert mesh.call("GET", "/inventory/v1/x")[0] == 200
+
+
+def first_line(port: int, timeout: float) -> bytes:
+    """The status line a call on a new connection gets; b"" if none comes within ``timeout``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(b"GET /inventory/v1/x HTTP/1.1\r\nConnection: close\r\n\r\n")
+        try:
+            return sock.recv(65536).partition(b"\r\n")[0]
+        except TimeoutError:
+            return b""
+
+
+def test_a_refused_connection_that_keeps_sending_does_not_stop_the_port_accepting(
+    mesh: Harness,
+) -> None:
+    mesh.instances(echo)
+    held = [http.client.HTTPConnection("127.0.0.1", mesh.server.port, timeout=5) for _ in range(8)]
+    for connection in held:  # each answered, so each holds one of the 8 slots
+        connection.request("GET", "/inventory/v1/x")
+        connection.getresponse().read()
+    refused, stop = threading.Event(), threading.Event()
+
+    def flood() -> None:
+        with socket.create_connection(("127.0.0.1", mesh.server.port), timeout=5) as sock:
+            sock.sendall(b"GET /inventory/v1/x HTTP/1.1\r\n\r\n")
+            if sock.recv(65536).startswith(b"HTTP/1.1 503"):
+                refused.set()
+            with contextlib.suppress(OSError):
+                while not stop.is_set():
+                    sock.sendall(b"x" * 1024)
+
+    flooding = threading.Thread(target=flood, daemon=True)
+    flooding.start()
+    try:
+        assert refused.wait(5)
+        for connection in held:
+            connection.close()
+        for _ in range(50):  # until the closed connections' slots are given back
+            status = first_line(mesh.server.port, timeout=1.0)
+            if not status.startswith(b"HTTP/1.1 503"):
+                break
+            time.sleep(0.02)
+        assert status == b"HTTP/1.1 200 OK"
+    finally:
+        stop.set()
+        flooding.join(5)
+
+
+def test_a_burst_of_connections_waits_to_be_accepted_rather_than_being_dropped() -> None:
+    outbound = OutboundProxy(
+        Views(), Router(), AddressPolicy(allow_loopback=True), caller_address=None
+    )
+    server = outbound.serve(0)  # listening, but nothing accepts yet
+    burst = [socket.socket() for _ in range(64)]
+    try:
+        for sock in burst:
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", server.port))
+        pending, deadline = set(burst), time.monotonic() + 1.0
+        while pending and (left := deadline - time.monotonic()) > 0:
+            _, connected, _ = select.select([], list(pending), [], left)
+            pending -= set(connected)
+
+        # The kernel completed every handshake: none waits on a SYN retried a second later.
+        assert not pending
+        assert {s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) for s in burst} == {0}
+    finally:
+        for sock in burst:
+            sock.close()
+        server.server_close()
+
+
+def test_idle_connections_to_an_address_no_longer_called_are_closed() -> None:
+    clock = FakeClock()
+    pool = UpstreamPool(clock)
+    old, old_peer = socket.socketpair()
+    new, new_peer = socket.socketpair()
+    try:
+        pool.put("10.0.1.5", 8080, old)
+        clock.now += IDLE_SECONDS
+
+        pool.put("10.0.1.6", 8080, new)  # the instance at 10.0.1.5 is never called again
+
+        assert old.fileno() == -1
+        assert new.fileno() != -1
+    finally:
+        for sock in (old, old_peer, new, new_peer):
+            sock.close()
 
 
 def test_a_body_with_both_length_and_chunked_is_refused(mesh: Harness) -> None:

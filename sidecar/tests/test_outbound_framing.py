@@ -509,8 +509,11 @@ def test_a_client_cannot_eject_an_instance_that_copies_its_input_into_a_header(
     [
         b"HTTP/1.1 2OO OK\r\nContent-Length: 2\r\n\r\nok",
         b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+        # llhttp reads both; relayed, the first would reach the app as "HTTP/1.1 99".
+        b"HTTP/1.1 099 Odd\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/2.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
     ],
-    ids=["garbled-status-line", "switching-protocols"],
+    ids=["garbled-status-line", "switching-protocols", "status-below-100", "http-2.0"],
 )
 def test_an_instance_answering_a_garbled_status_line_or_a_101_is_ejected_and_the_call_retried(
     port: Callable[..., OutboundServer], answer: bytes
@@ -822,3 +825,149 @@ def test_an_answer_with_more_than_100_header_fields_is_not_relayed(
 
     assert statuses(received) == [b"HTTP/1.1 502 Bad Gateway"]
     assert b'"code": "upstream_answer_invalid"' in received
+
+
+def test_an_answer_in_a_transfer_coding_other_than_chunked_is_not_relayed(
+    port: Callable[..., OutboundServer],
+) -> None:
+    forged = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nFORGED"
+
+    def script(upstream: RawUpstream, conn: socket.socket) -> None:
+        if upstream.head(conn, bytearray()) is not None:
+            # Read until the upstream closes (RFC 9112 section 6.3), not by the length beside.
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\nhello"
+                + forged
+            )
+
+    server = port(script)
+
+    received = exchange(server, b"GET /inventory/v1/x HTTP/1.1\r\nConnection: close\r\n\r\n")
+
+    assert statuses(received) == [b"HTTP/1.1 502 Bad Gateway"]
+    assert b'"code": "upstream_unreachable"' in received
+    assert b"FORGED" not in received
+
+
+def serve_with_bodies(received: list[tuple[bytes, bytes]]) -> Script:
+    """A keep-alive upstream that reads each request's body by its Content-Length (the port
+    sends a kept body so), records the head and body in ``received`` and answers ``ok``."""
+
+    def script(upstream: RawUpstream, conn: socket.socket) -> None:
+        buffer = bytearray()
+        while (head := upstream.head(conn, buffer)) is not None:
+            length = head.lower().partition(b"\r\ncontent-length: ")[2].split(b"\r\n")[0]
+            while len(buffer) < int(length or 0) and (data := conn.recv(65536)):
+                buffer += data
+            received.append((head, bytes(buffer[: int(length or 0)])))
+            del buffer[: int(length or 0)]
+            conn.sendall(ok(head))
+
+    return script
+
+
+UPGRADE = b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQ\r\n"
+
+
+@pytest.mark.parametrize(
+    "upgrading",
+    [
+        b"GET /inventory/v1/a HTTP/1.1\r\n" + UPGRADE + b"\r\n",
+        # What curl --http2 -d and Java's HttpClient send on a new connection.
+        b"POST /inventory/v1/a HTTP/1.1\r\n" + UPGRADE + b"Content-Length: 5\r\n\r\nhello",
+        b"POST /inventory/v1/a HTTP/1.1\r\n"
+        + UPGRADE
+        + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    ],
+    ids=["without-a-body", "with-a-length", "chunked"],
+)
+def test_an_upgrade_request_is_relayed_as_plain_http_and_the_next_one_read_after_it(
+    port: Callable[..., OutboundServer], upgrading: bytes
+) -> None:
+    relayed: list[tuple[bytes, bytes]] = []
+    server = port(serve_with_bodies(relayed))
+    inner = b"GET /inventory/v1/smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=2) as sock:
+        # The next request's head comes with the upgrading one, its body in a later read.
+        sock.sendall(
+            upgrading
+            + b"POST /inventory/v1/b HTTP/1.1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
+            % len(inner)
+        )
+        received = sock.recv(65536)
+        with contextlib.suppress(OSError):
+            sock.sendall(inner)
+            while data := sock.recv(65536):
+                received += data
+
+    # Each body (the path) runs into the next answer's status line.
+    assert received.count(b"HTTP/1.1 200 OK\r\n") == 2 and received.endswith(b"/b")
+    method = upgrading.split(b" ")[0]
+    assert upstream_of(server).requests == [method + b" /a HTTP/1.1", b"POST /b HTTP/1.1"]
+    assert [body for _, body in relayed] == [b"hello" if method == b"POST" else b"", inner]
+    assert not any(b"upgrade" in head.lower() for head, _ in relayed)
+
+
+def test_upgrade_requests_pipelined_in_one_read_are_each_answered(
+    port: Callable[..., OutboundServer],
+) -> None:
+    server = port(serve(ok))
+    one = b"GET /inventory/v1/ HTTP/1.1\r\nConnection:upgrade\r\nUpgrade:x\r\n\r\n"
+    last = one.replace(b"upgrade", b"upgrade, close")
+    received = b""
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=2) as sock:
+        # More than Python's default recursion limit, in one read of the port's (64 KiB).
+        sock.sendall(one * 1049 + last)
+        with contextlib.suppress(OSError):
+            while data := sock.recv(65536):
+                received += data
+
+    assert received.count(b"HTTP/1.1 200 OK\r\n") == 1050
+
+
+def test_a_trailer_that_never_ends_is_refused_not_held_in_memory(
+    port: Callable[..., OutboundServer],
+) -> None:
+    server = port(serve(ok))
+    sent = 0
+    received = b""
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=2) as sock:
+        with contextlib.suppress(OSError):  # the port stops reading and closes
+            sock.sendall(CHUNKED + b"5\r\nhello\r\n0\r\nX-Endless: ")
+            for _ in range(256):  # 16 MiB of one trailer value, if nothing stops it
+                sock.sendall(b"a" * 65536)
+                sent += 65536
+        with contextlib.suppress(OSError):
+            while data := sock.recv(65536):
+                received += data
+
+    assert statuses(received) == [b"HTTP/1.1 400 Bad Request"]
+    assert b'"code": "bad_request"' in received
+    assert sent < 16 * 1024 * 1024
+    assert upstream_of(server).requests == []
+
+
+def test_an_answers_trailer_that_never_ends_is_cut_off_not_held_in_memory(
+    port: Callable[..., OutboundServer],
+) -> None:
+    sent: list[int] = []
+
+    def script(upstream: RawUpstream, conn: socket.socket) -> None:
+        if upstream.head(conn, bytearray()) is not None:
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-Endless: "
+            )
+            for _ in range(256):  # 16 MiB of one trailer value, if nothing stops it
+                conn.sendall(b"a" * 65536)
+                sent.append(65536)
+
+    server = port(script)
+
+    received = exchange(server, b"GET /inventory/v1/x HTTP/1.1\r\n\r\n")
+
+    assert statuses(received) == [b"HTTP/1.1 200 OK"]
+    assert received.endswith(b"2\r\nok\r\n")  # cut: no last chunk
+    assert sum(sent) < 16 * 1024 * 1024
