@@ -159,6 +159,14 @@ def deregister_instance(service: str, instance_id: str) -> Response:
     return Response(body=b"", status_code=204)
 
 
+@route("/registry/services/{service}/certificate", methods=["POST"])
+def issue_certificate(service: str) -> Response:
+    issued = wiring.certificate_issuer().issue(_principal(), service)
+    response = json_response(issued)
+    response.headers["Cache-Control"] = "no-store"  # it carries a private key
+    return response
+
+
 @route(
     "/registry/services/{service}/instances/{instance_id}/drain",
     methods=["PUT"],

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from chalicelib.console import parse_console_domain
 from chalicelib.errors import ConfigError
+from lambdamesh_routing.errors import InvalidName
 from lambdamesh_routing.flags import InvalidFlag, parse_flag
 from lambdamesh_routing.hosts import IPNetwork, misconfiguration
+from lambdamesh_routing.identity import DEFAULT_TRUST_DOMAIN, check_stage, check_trust_domain
 
 __all__ = ["ConfigError", "Settings"]
 
@@ -25,6 +27,10 @@ MAX_BODY_LIMIT = 4_400_000
 # largest instance list still fits in MAX_BODY_LIMIT.
 MAX_INSTANCES_LIMIT = 1000
 EDGE_DEFAULTS = ("closed", "open")
+# A service certificate's life: at least a minute (tests, demos), at most a week (a stolen
+# key is good until then; no revocation list is published).
+MIN_MESH_CERT_SECONDS = 60
+MAX_MESH_CERT_SECONDS = 7 * 24 * 3600
 
 
 def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
@@ -47,6 +53,14 @@ def _number(
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {raw!r}")
     return value
+
+
+def _named(environ: Mapping[str, str], name: str, default: str, check: Callable[[str], str]) -> str:
+    value = environ.get(name) or default
+    try:
+        return check(value)
+    except InvalidName as exc:
+        raise ConfigError(f"{name}: {exc.message}") from None
 
 
 def _networks(environ: Mapping[str, str], name: str) -> tuple[IPNetwork, ...]:
@@ -109,6 +123,14 @@ class Settings:
     # (not served: it answers as an unknown name) or "open" (served to anyone, as before
     # exposure documents existed).
     edge_default: str = "closed"
+    # Service identity (mesh certificates): the mesh CA inline (PEM, for `lambdamesh dev` and
+    # tests) or the Secrets Manager secret that holds it; unset: no certificates are issued.
+    mesh_ca: str | None = None
+    mesh_ca_secret: str | None = None
+    # How long a service certificate lasts (its holder renews at half its life).
+    mesh_cert_seconds: int = 24 * 3600
+    trust_domain: str = DEFAULT_TRUST_DOMAIN
+    stage: str = "dev"
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -151,6 +173,19 @@ class Settings:
             ),
             console_domain=parse_console_domain(env.get("LAMBDAMESH_CONSOLE_DOMAIN")),
             edge_default=_choice(env, "LAMBDAMESH_EDGE_DEFAULT", EDGE_DEFAULTS, cls.edge_default),
+            mesh_ca=env.get("LAMBDAMESH_MESH_CA") or None,
+            mesh_ca_secret=env.get("LAMBDAMESH_MESH_CA_SECRET") or None,
+            mesh_cert_seconds=_integer(
+                env,
+                "LAMBDAMESH_MESH_CERT_SECONDS",
+                cls.mesh_cert_seconds,
+                MIN_MESH_CERT_SECONDS,
+                MAX_MESH_CERT_SECONDS,
+            ),
+            trust_domain=_named(
+                env, "LAMBDAMESH_TRUST_DOMAIN", cls.trust_domain, check_trust_domain
+            ),
+            stage=_named(env, "LAMBDAMESH_STAGE", cls.stage, check_stage),
         )
 
     def routing_refusal(self) -> str | None:

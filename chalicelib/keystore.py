@@ -30,7 +30,7 @@ BOTO_CONFIG = Config(
     read_timeout=READ_TIMEOUT,
     retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
 )
-UNAVAILABLE = "the token signing key could not be read; try again shortly"
+SIGNING_KEY = "the token signing key"
 # Errors that waiting will not cure: the operator must fix the secret or the role.
 PERMANENT = frozenset(
     {
@@ -84,13 +84,14 @@ class KeyStore:
             return None  # the provider builds its own, through boto3
         return self._session().create_client(service, region_name=self._region, config=self._config)
 
-    def secret(self, name: str) -> str:
+    def secret(self, name: str, what: str = SIGNING_KEY) -> str:
+        """``what`` names the item in errors and logs (never its value)."""
         if self._secrets is None:
             from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
             client = self._client("secretsmanager")
             self._secrets = SecretsProvider(boto_config=self._config, boto3_client=client)
-        return self._read(self._secrets, name, {})
+        return self._read(self._secrets, name, {}, what)
 
     def parameter(self, name: str) -> str:
         if self._ssm is None:
@@ -98,7 +99,7 @@ class KeyStore:
 
             client = self._client("ssm")
             self._ssm = SSMProvider(boto_config=self._config, boto3_client=client)
-        return self._read(self._ssm, name, {"decrypt": True})
+        return self._read(self._ssm, name, {"decrypt": True}, SIGNING_KEY)
 
     def forget(self) -> None:
         """Drop what was read and every remembered failure, and close the clients' pooled
@@ -109,15 +110,15 @@ class KeyStore:
                 provider.clear_cache()
                 provider.client.close()
 
-    def _read(self, provider: Any, name: str, options: dict[str, Any]) -> str:
+    def _read(self, provider: Any, name: str, options: dict[str, Any], what: str) -> str:
         from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
         if self._clock() < self._failing_until.get(name, 0.0):
-            raise KeyStoreUnavailable(UNAVAILABLE)
+            raise KeyStoreUnavailable(_unavailable(what))
         try:
             value = provider.get(name, max_age=MAX_AGE, **options)
         except GetParameterError as exc:
-            error = _classified(name, exc)
+            error = _classified(name, exc, what)
             if isinstance(error, KeyStoreUnavailable):
                 self._failing_until[name] = self._clock() + (error.retry_after or 0)
             raise error from exc
@@ -125,13 +126,17 @@ class KeyStore:
         return str(value or "")
 
 
-def _classified(name: str, exc: Exception) -> ConfigError | KeyStoreUnavailable:
+def _unavailable(what: str) -> str:
+    return f"{what} could not be read; try again shortly"
+
+
+def _classified(name: str, exc: Exception, what: str) -> ConfigError | KeyStoreUnavailable:
     """Log the cause (never the value) and pick the caller's answer."""
     cause = exc.__cause__ or exc.__context__
     code = cause.response.get("Error", {}).get("Code") if isinstance(cause, ClientError) else None
     extra = {"key_store_item": name, "cause": str(cause or exc), "error_code": code}
     if code in PERMANENT:
-        logger.error("the signing key cannot be read", extra=extra)
-        return ConfigError("the token signing key is not available: server misconfiguration")
+        logger.error(f"{what} cannot be read", extra=extra)
+        return ConfigError(f"{what} is not available: server misconfiguration")
     logger.warning("the key store did not answer in time", extra=extra)
-    return KeyStoreUnavailable(UNAVAILABLE)
+    return KeyStoreUnavailable(_unavailable(what))

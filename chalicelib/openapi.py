@@ -134,6 +134,36 @@ def _routing_view_schema() -> dict[str, Any]:
     }
 
 
+def _certificate_schema() -> dict[str, Any]:
+    text = {"type": "string"}
+    seconds = {"type": "number", "description": "seconds since the epoch"}
+    return {
+        "type": "object",
+        "required": [
+            "service",
+            "identity",
+            "serial",
+            "not_before",
+            "not_after",
+            "renew_at",
+            "certificate",
+            "private_key",
+            "trust_bundle",
+        ],
+        "properties": {
+            "service": text,
+            "identity": {**text, "description": "spiffe://<trust domain>/<stage>/<service>"},
+            "serial": {**text, "description": "the certificate's serial number, in hex"},
+            "not_before": seconds,
+            "not_after": seconds,
+            "renew_at": {**seconds, "description": "when to ask for the next one"},
+            "certificate": {**text, "description": "PEM"},
+            "private_key": {**text, "description": "PEM, PKCS #8, EC P-256"},
+            "trust_bundle": {**text, "description": "PEM: every CA the mesh trusts"},
+        },
+    }
+
+
 def _schemas() -> dict[str, Any]:
     counts = {
         "type": "object",
@@ -154,6 +184,7 @@ def _schemas() -> dict[str, Any]:
             },
         },
         "RoutingView": _routing_view_schema(),
+        "ServiceCertificate": _certificate_schema(),
         "EdgeSummary": {
             "type": "object",
             "description": "How the service faces the internet: declared in its exposure "
@@ -414,6 +445,19 @@ def _paths() -> dict[str, Any]:
             "delete": {
                 "summary": "Lift a drain (admin)",
                 "responses": {**deleted, **_errors(400, 401, 403, 404)},
+            },
+        },
+        "/registry/services/{service}/certificate": {
+            "parameters": [_SERVICE],
+            "post": {
+                "summary": "A new certificate naming the service (its own token or an admin "
+                "token), with the key the registry generated for it, answered once with "
+                "Cache-Control: no-store; 500 `mesh_ca_not_configured` where the stage has no "
+                "mesh CA",
+                "responses": {
+                    "200": _answer("issued", _ref("ServiceCertificate")),
+                    **_errors(400, 401, 403),
+                },
             },
         },
         "/registry/services/{service}/policy": {

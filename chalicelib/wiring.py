@@ -29,9 +29,11 @@ from lambdamesh_routing.balancing import Strategies
 from lambdamesh_routing.hosts import AddressPolicy
 
 if TYPE_CHECKING:
+    from chalicelib.certificates import CertificateIssuer
     from chalicelib.eureka.fetches import Fetches
     from chalicelib.eureka.leases import Leases
     from chalicelib.exposure.management import Exposures
+    from chalicelib.mesh_ca import MeshCA
 
 
 @cache
@@ -157,6 +159,45 @@ def signing_keys() -> tuple[bytes, ...]:
     return _keys(text)
 
 
+def certificate_issuer() -> CertificateIssuer:
+    """Service certificates, signed by the mesh CA. Imported on first use, with
+    ``cryptography``: a function that issues none never loads either."""
+    from chalicelib.certificates import CertificateIssuer
+
+    current = settings()
+    return CertificateIssuer(
+        mesh_ca,
+        current.trust_domain,
+        current.stage,
+        current.mesh_cert_seconds,
+        time.time,
+    )
+
+
+def mesh_ca() -> MeshCA:
+    """The mesh CA: from the environment, or the secret it names, which the key store keeps
+    for a few minutes, so a rotated CA reaches warm Lambdas without a redeploy."""
+    from chalicelib.mesh_ca import MeshCANotConfigured
+
+    current = settings()
+    text = current.mesh_ca
+    if text is None and current.mesh_ca_secret:
+        text = key_store().secret(current.mesh_ca_secret, "the mesh CA")
+    if not text:
+        raise MeshCANotConfigured(
+            "this stage has no mesh CA and issues no service certificate: set "
+            "LAMBDAMESH_MESH_CA_SECRET (a Secrets Manager secret; docs/mtls.md)"
+        )
+    return _mesh_ca(text)
+
+
+@lru_cache(maxsize=2)
+def _mesh_ca(text: str) -> MeshCA:
+    from chalicelib.mesh_ca import MeshCA
+
+    return MeshCA.load(text)
+
+
 @cache
 def key_store() -> KeyStore:
     return KeyStore(session=lambda: store().session(), region=settings().region)
@@ -195,6 +236,7 @@ def after_restore() -> None:
     if key_store.cache_info().currsize:
         key_store().forget()
     _keys.cache_clear()
+    _mesh_ca.cache_clear()
     prime()
 
 
@@ -210,5 +252,6 @@ def reset() -> None:
         exposures,
         key_store,
         _keys,
+        _mesh_ca,
     ):
         built.cache_clear()

@@ -23,6 +23,7 @@ from lambdamesh.listing import (
     instances_command,
     services_command,
 )
+from lambdamesh.meshca import add_mesh_ca_command, mesh_ca_command
 from lambdamesh.operations import (
     add_connection_options,
     add_drain_command,
@@ -133,6 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     add_exposure_command(commands)
     add_keys_command(commands)
     add_task_event_command(commands)
+    add_mesh_ca_command(commands)
 
     commands.add_parser(
         "bootstrap",
@@ -346,6 +348,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "exposure": exposure_command,
     "keys": keys_command,
     "task-event": task_event_command,
+    "mesh-ca": mesh_ca_command,
     "dev": lambda a: dev_command(
         a.host, a.port, a.demo, a.dynamodb_endpoint, a.url_port, a.console_port
     ),

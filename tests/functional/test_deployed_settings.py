@@ -158,7 +158,9 @@ def test_a_missing_secret_is_a_configuration_error_not_a_retry(
     assert response.status_code == 500
     assert "Retry-After" not in response.headers
     assert body_json(response)["error"]["code"] == "config_error"
-    [record] = [r for r in caplog.records if r.getMessage() == "the signing key cannot be read"]
+    [record] = [
+        r for r in caplog.records if r.getMessage() == "the token signing key cannot be read"
+    ]
     assert vars(record)["error_code"] == "ResourceNotFoundException"
 
 

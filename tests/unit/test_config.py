@@ -20,6 +20,7 @@ NUMBERS = [
     ("LAMBDAMESH_MAX_REQUEST_BODY", "max_request_body", "0", "4400000", "-1", "4400001"),
     ("LAMBDAMESH_MAX_RESPONSE_BODY", "max_response_body", "0", "4400000", "-1", "4400001"),
     ("LAMBDAMESH_MAX_INSTANCES_PER_SERVICE", "max_instances_per_service", "1", "1000", "0", "1001"),
+    ("LAMBDAMESH_MESH_CERT_SECONDS", "mesh_cert_seconds", "60", "604800", "59", "604801"),
 ]
 FLAGS = [
     ("LAMBDAMESH_ALLOW_LOOPBACK", "allow_loopback"),
@@ -50,11 +51,19 @@ def test_an_empty_environment_gives_the_documented_defaults() -> None:
     assert (settings.max_request_body, settings.max_response_body) == (4 * MIB, 4 * MIB)
     assert settings.request_timeout == 25.0
     assert settings.max_instances_per_service == 100
+    assert (settings.mesh_ca, settings.mesh_ca_secret) == (None, None)
+    assert (settings.mesh_cert_seconds, settings.trust_domain, settings.stage) == (
+        86400,
+        "lambdamesh",
+        "dev",
+    )
 
 
 def test_empty_variables_count_as_unset() -> None:
     names = [row[0] for row in NUMBERS] + [row[0] for row in FLAGS]
     names += ["LAMBDAMESH_TABLE", "LAMBDAMESH_SIGNING_KEY", "AWS_ENDPOINT_URL_DYNAMODB"]
+    names += ["LAMBDAMESH_MESH_CA", "LAMBDAMESH_MESH_CA_SECRET", "LAMBDAMESH_STAGE"]
+    names += ["LAMBDAMESH_TRUST_DOMAIN"]
 
     assert Settings.from_environ(dict.fromkeys(names, "")) == Settings()
 
@@ -228,3 +237,18 @@ def test_allowed_networks_are_parsed_from_cidr_blocks() -> None:
 def test_a_bad_allowed_network_is_a_configuration_error(value: str) -> None:
     with pytest.raises(ConfigError, match="LAMBDAMESH_ALLOWED_NETWORKS"):
         Settings.from_environ({"LAMBDAMESH_ALLOWED_NETWORKS": value})
+
+
+def test_the_stage_and_trust_domain_are_names_an_identity_may_carry() -> None:
+    settings = Settings.from_environ(
+        {"LAMBDAMESH_STAGE": "prod", "LAMBDAMESH_TRUST_DOMAIN": "mesh.example.com"}
+    )
+    assert (settings.stage, settings.trust_domain) == ("prod", "mesh.example.com")
+    for name, value in [
+        ("LAMBDAMESH_STAGE", "Prod"),
+        ("LAMBDAMESH_STAGE", "a/b"),
+        ("LAMBDAMESH_TRUST_DOMAIN", "mesh:443"),
+    ]:
+        with pytest.raises(ConfigError, match=name) as caught:
+            Settings.from_environ({name: value})
+        assert repr(value) in caught.value.message
