@@ -29,7 +29,15 @@ _TRANSIENT_4XX = frozenset({408, 425, 429})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # Server errors that name a misconfiguration of the deployment: waiting will not cure them, so
 # they are refusals (the slow backoff, logged as such), not outages to retry at full pace.
-_MISCONFIGURED = frozenset({"registry_misconfigured", "config_error", "gateway_misconfigured"})
+_MISCONFIGURED = frozenset(
+    {
+        "registry_misconfigured",
+        "config_error",
+        "gateway_misconfigured",
+        "mesh_ca_not_configured",
+        "mesh_ca_invalid",
+    }
+)
 
 
 class RegistryError(Exception):
@@ -180,6 +188,7 @@ class RegistryClient:
             f"{self._services_url}/{quote(service, safe='')}"
             f"/instances/{quote(instance_id, safe='')}"
         )
+        self._certificate_url = f"{self._services_url}/{quote(service, safe='')}/certificate"
         self._timeout = timeout
         self._transport = transport or UrllibTransport()
         self._headers = {
@@ -230,6 +239,14 @@ class RegistryClient:
             return ViewAnswer(json.loads(response.body), tag)
         except ValueError:
             raise Unavailable("the routing view is not JSON", status=200) from None
+
+    def certificate(self) -> dict[str, Any]:
+        """A new certificate for this service, with its key and the mesh's trust bundle
+        (``POST /registry/services/{service}/certificate``)."""
+        response = self._send("POST", self._certificate_url, None)
+        if response.status != 200:
+            raise _failure(response)
+        return _json_object(response.body)
 
     def _send(self, method: str, url: str, document: Any, timeout: float | None = None) -> Response:
         body = None if document is None else json.dumps(document).encode()

@@ -31,40 +31,21 @@ answered (or dropped) without counting against the instance.
 
 from __future__ import annotations
 
-import json
 import logging
-import socket
-import socketserver
-import threading
-import time
-from collections.abc import Iterator
-from typing import Any
 
-from lambdamesh_routing.errors import LambdaMeshError
-from lambdamesh_routing.forwarding import METHODS, request_id
 from lambdamesh_routing.hosts import AddressPolicy, Resolver, resolve
 from lambdamesh_routing.router import Router
 from lambdamesh_sidecar.exchange import Transport
 from lambdamesh_sidecar.logs import LOGGER_NAME
-from lambdamesh_sidecar.messages import NO_HEAD, MethodNotImplemented, RequestReader
-from lambdamesh_sidecar.outbound_call import AppGone, OutboundCall, ViewSource, phrase
+from lambdamesh_sidecar.outbound_call import OutboundCall, ViewSource
 from lambdamesh_sidecar.outbound_settings import OutboundSettings
+from lambdamesh_sidecar.serving import BoundedServer, HttpConnection
 from lambdamesh_sidecar.upstreams import UpstreamPool
 
 LOOPBACK = "127.0.0.1"
-# How long a keep-alive connection from the app may sit idle (and each read of its body take).
-APP_IDLE_SECONDS = 60.0
-# How long a connection refused past the limit is read from, at most, before it is closed.
-REFUSAL_SECONDS = 0.1
 
 
 _DEFAULTS = OutboundSettings()
-
-
-class Overloaded(LambdaMeshError):
-    status = 503
-    code = "sidecar_overloaded"
-    retry_after = 1
 
 
 class OutboundProxy:
@@ -96,148 +77,24 @@ class OutboundProxy:
         return OutboundServer((LOOPBACK, port), self)
 
 
-class OutboundServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    # Connections the kernel completes while none is being accepted. socketserver's 5 would
-    # drop a burst of the app's connects (Linux tries a dropped one again after 1 s, 2 s, 4 s).
-    request_queue_size = socket.SOMAXCONN
+class OutboundServer(BoundedServer):
+    port_name = "outbound port"
 
     def __init__(self, address: tuple[str, int], outbound: OutboundProxy) -> None:
         self.outbound = outbound
-        self._slots = threading.BoundedSemaphore(outbound.settings.max_connections)
-        super().__init__(address, _Connection)
-
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            _refuse_overloaded(request)
-            self.shutdown_request(request)
-            return
-        super().process_request(request, client_address)
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
+        super().__init__(address, _Connection, outbound.settings.max_connections)
 
     def server_close(self) -> None:
         super().server_close()
         self.outbound.pool.close()
 
 
-def _refuse_overloaded(sock: socket.socket) -> None:
-    """A 503 in the JSON envelope, then the request read off the wire, so that closing does
-    not reset the connection before the app has read the answer: for ``REFUSAL_SECONDS`` in
-    all, since no other connection is accepted meanwhile (an app that keeps sending must not
-    hold the port)."""
-    error = Overloaded("the sidecar's outbound port is serving as many connections as it may")
-    body = _error_body(error, request_id(None))
-    head = (
-        f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
-    )
-    deadline = time.monotonic() + REFUSAL_SECONDS
-    try:
-        sock.settimeout(REFUSAL_SECONDS)
-        sock.sendall(head.encode() + body)
-        sock.shutdown(socket.SHUT_WR)
-        while sock.recv(65536) and (left := deadline - time.monotonic()) > 0:
-            sock.settimeout(left)
-    except OSError:
-        pass
-
-
-def _error_body(error: LambdaMeshError, rid: str) -> bytes:
-    envelope = {"error": {"code": error.code, "message": error.message, "request_id": rid}}
-    return json.dumps(envelope).encode()
-
-
-class _Connection(socketserver.BaseRequestHandler):
+class _Connection(HttpConnection):
     """One connection from the app: its requests, one after another, each an
     ``OutboundCall``."""
 
     server: OutboundServer
-    request: socket.socket
+    port_name = "outbound port"
 
-    def setup(self) -> None:
-        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.request.settimeout(APP_IDLE_SECONDS)
-        self.reader = RequestReader(self.request)
-        self.head = NO_HEAD
-        self.close_connection = False
-        # Whether this request's body has been read to its end: if not when it is answered,
-        # the connection is closed, since what is left of the body must never be read as a
-        # request.
-        self.body_read = True
-
-    def handle(self) -> None:
-        while not self.close_connection:
-            self.head = NO_HEAD
-            try:
-                head = self.reader.next_head()
-            except LambdaMeshError as error:
-                self.close_connection = True
-                self._answer_error(error, request_id(None))
-                return
-            if head is None:
-                return
-            self.head = head
-            self.close_connection = not head.keep_alive
-            if head.method not in METHODS:
-                self.close_connection = True
-                refused = MethodNotImplemented(f"the outbound port does not take {head.method}")
-                self._answer_error(refused, request_id(None))
-                return
-            self._proxy()
-            self.reader.done()
-
-    def body(self) -> Iterator[bytes] | None:
-        if not self.reader.has_body():
-            return None
-        if self.head.version != "1.0" and (self.head.get("Expect") or "").lower() == (
-            "100-continue"
-        ):
-            self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        return self.reader.body()
-
-    def _proxy(self) -> None:
-        rid = request_id(self.head.get("X-Request-Id"))
-        self.body_read = False
-        try:
-            OutboundCall(self, self.server.outbound, rid).run()
-            if not self.body_read:
-                self.close_connection = True  # answered before the body was all read
-        except LambdaMeshError as error:
-            if not self.body_read:
-                self.close_connection = True
-            self._answer_error(error, rid)
-        except AppGone:
-            self.close_connection = True
-
-    def write(self, data: bytes) -> None:
-        """To the app; ``AppGone`` when it has gone."""
-        try:
-            self.request.sendall(data)
-        except OSError as exc:
-            raise AppGone(str(exc)) from None
-
-    def _answer_error(self, error: LambdaMeshError, rid: str) -> None:
-        body = _error_body(error, rid)
-        lines = [
-            f"HTTP/1.1 {error.status} {phrase(error.status)}",
-            "Content-Type: application/json",
-            f"Content-Length: {len(body)}",
-            f"X-Request-Id: {rid}",
-            *(f"{name}: {value}" for name, value in error.headers().items()),
-            *(["Connection: close"] if self.close_connection else []),
-        ]
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
-        try:
-            self.write(head if self.head.method == "HEAD" else head + body)
-        except AppGone:
-            self.close_connection = True
+    def serve_request(self, rid: str) -> None:
+        OutboundCall(self, self.server.outbound, rid).run()

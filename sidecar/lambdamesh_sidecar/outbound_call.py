@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Protocol
 
 from lambdamesh_routing.attempts import TRY_FAILURES, failed, late, unreachable
@@ -22,7 +21,6 @@ from lambdamesh_routing.errors import (
     VersionNotFound,
 )
 from lambdamesh_routing.forwarding import (
-    Headers,
     downstream_headers,
     joined_field,
     quote_target,
@@ -32,10 +30,11 @@ from lambdamesh_routing.forwarding import (
 from lambdamesh_routing.instances import Instance, ServiceView
 from lambdamesh_routing.names import check_name
 from lambdamesh_routing.router import Call, Plan, Router
-from lambdamesh_sidecar.exchange import Body, Exchange, Transport, chunk, read_upto, reason
+from lambdamesh_sidecar.exchange import Body, Exchange, Transport, read_upto, reason
 from lambdamesh_sidecar.logs import fields
-from lambdamesh_sidecar.messages import AnswerBroken, AppBodyFailed, Head
+from lambdamesh_sidecar.messages import AnswerBroken, AppBodyFailed
 from lambdamesh_sidecar.outbound_settings import OutboundSettings
+from lambdamesh_sidecar.relay import Peer, answer_head, stream_answer
 
 # Request bodies kept whole so that a retry can send them again.
 REPLAY_LIMIT = 1024 * 1024
@@ -48,11 +47,6 @@ class RouteNotFound(NotFound):
     code = "route_not_found"
 
 
-class AppGone(Exception):
-    """The app's connection failed while the answer was written to it: nothing to answer,
-    and nothing to count against the upstream."""
-
-
 class ViewSource(Protocol):
     """What the outbound port needs of the catalog."""
 
@@ -61,23 +55,6 @@ class ViewSource(Protocol):
     def recheck(self, service: str) -> ServiceView:
         """The service's view read again now, if it was not read just before (the catalog
         bounds how often): the view a call was routed on knew nothing of what it asked for."""
-        ...
-
-
-class AppConnection(Protocol):
-    """The app's side of a call: its request's head, its body, and its socket."""
-
-    head: Head
-    close_connection: bool
-    # Whether the request's body has been read to its end.
-    body_read: bool
-
-    def body(self) -> Iterator[bytes] | None:
-        """The request's body as it arrives, or None when it has none."""
-        ...
-
-    def write(self, data: bytes) -> None:
-        """To the app; ``AppGone`` when it has gone."""
         ...
 
 
@@ -102,7 +79,7 @@ class _Answer:
 
 
 class OutboundCall:
-    def __init__(self, app: AppConnection, proxy: Proxy, rid: str) -> None:
+    def __init__(self, app: Peer, proxy: Proxy, rid: str) -> None:
         self.app = app
         self.proxy = proxy
         self.rid = rid
@@ -262,74 +239,21 @@ class OutboundCall:
     def _send_held(self, held: _Answer) -> None:
         headers = downstream_headers(held.headers, self.rid, head=self.method == "HEAD")
         if self.method == "HEAD":
-            self.app.write(self._head(held.status, headers, None))
+            self.app.write(answer_head(self.app, held.status, headers, None))
             return
-        self.app.write(self._head(held.status, headers, len(held.body)) + held.body)
+        self.app.write(answer_head(self.app, held.status, headers, len(held.body)) + held.body)
 
     def _stream(
         self, exchange: Exchange, instance: Instance, plan: Plan, prefix: str, first: bytes
     ) -> None:
         answer = exchange.answer
-        status = answer.head.status
-        transport = self.proxy.transport
         headers = downstream_headers(answer.head.fields, self.rid, head=self.method == "HEAD")
-        if plan.policy.rewrite_redirects and 300 <= status < 400:
+        if plan.policy.rewrite_redirects and 300 <= answer.head.status < 400:
             rewrite_redirect(headers, prefix, instance.host, instance.port)
-        if answer.bodiless:
-            transport.release(exchange)  # back in the pool before the app reads on
-            self.app.write(self._head(status, headers, None))
-            return
-        # Framed as the answer was (chunked wins over a Content-Length beside it).
-        size = None if answer.chunked else answer.length
-        close_delimited = size is None and self.app.head.version == "1.0"
-        if close_delimited:
-            self.app.close_connection = True
-        frame = chunk if size is None and not close_delimited else _as_is
-        released = False
-        try:
-            # Once the answer streams, each read may wait as long as one try may.
-            exchange.sock.settimeout(self.proxy.settings.timeout_seconds)
-            part = first or answer.read1()
-            pending = self._head(status, headers, size, chunked=frame is chunk)
-            sent = 0
-            # Each part is written once the next read is known, so that the connection to the
-            # upstream is back in the pool before the app sees the end of its answer.
-            while part and not (size is not None and sent + len(part) >= size):
-                self.app.write(pending + frame(part))
-                sent += len(part)
-                pending, part = b"", answer.read1()
-            sent += len(part)
-            if not answer.complete or (size is not None and sent != size):
-                self.app.write(pending + frame(part) if part else pending)
-                missing = "" if size is None else f" ({size - sent} bytes missing)"
-                raise AnswerBroken(f"the answer ended before its end{missing}")
-            transport.release(exchange)
-            released = True
-            ending = b"0\r\n\r\n" if frame is chunk else b""
-            self.app.write(pending + (frame(part) if part else b"") + ending)
-        except (OSError, AnswerBroken) as exc:
-            # Too late for an error answer: cut the app's connection so it sees the body end
-            # early rather than a short body that looks whole.
-            self._log_failure(instance, "upstream_unreachable", f"answer cut short: {reason(exc)}")
-            self.app.close_connection = True
-        finally:
-            if not released:
-                exchange.sock.close()
-
-    def _head(
-        self, status: int, headers: Headers, length: int | None, chunked: bool = False
-    ) -> bytes:
-        """The answer's status line and headers, to be written with the body's start."""
-        lines = [f"HTTP/1.1 {status} {phrase(status)}"]
-        for name, value in headers.items():
-            lines += [f"{name}: {one}" for one in ([value] if isinstance(value, str) else value)]
-        if length is not None:
-            lines.append(f"Content-Length: {length}")
-        elif chunked:
-            lines.append("Transfer-Encoding: chunked")
-        if self.app.close_connection:
-            lines.append("Connection: close")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
+        timeout = self.proxy.settings.timeout_seconds
+        cut = stream_answer(self.app, exchange, self.proxy.transport, headers, timeout, first)
+        if cut is not None:
+            self._log_failure(instance, "upstream_unreachable", cut)
 
     def _log_failure(self, instance: Instance, code: str, reason: str) -> None:
         self.proxy.log.warning(
@@ -373,14 +297,3 @@ def _incoming_headers(fields: list[tuple[str, str]]) -> dict[str, str]:
     for name, value in fields:
         grouped.setdefault(name, []).append(value)
     return {name: joined_field(name, values) for name, values in grouped.items()}
-
-
-def _as_is(data: bytes) -> bytes:
-    return data
-
-
-def phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""

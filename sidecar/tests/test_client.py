@@ -134,7 +134,10 @@ def test_server_errors_and_throttling_are_unavailable(status: int) -> None:
     assert caught.value.message == "try later"
 
 
-@pytest.mark.parametrize("code", ["registry_misconfigured", "config_error"])
+@pytest.mark.parametrize(
+    "code",
+    ["registry_misconfigured", "config_error", "mesh_ca_not_configured", "mesh_ca_invalid"],
+)
 def test_a_misconfigured_deployment_is_a_rejection_not_an_outage(code: str) -> None:
     transport = ScriptedTransport(500, error_body(code, "the registry is misconfigured"))
 
@@ -414,3 +417,20 @@ def test_the_task_arn_goes_with_the_registration_and_only_when_known() -> None:
 
     assert replace(REGISTRATION, task_arn=arn).body()["task_arn"] == arn
     assert "task_arn" not in REGISTRATION.body()
+
+
+def test_a_certificate_is_asked_for_this_service_and_an_error_is_typed() -> None:
+    transport = ScriptedTransport(200, b'{"identity": "spiffe://lambdamesh/dev/orders"}')
+    assert client_over(transport).certificate() == {"identity": "spiffe://lambdamesh/dev/orders"}
+    [sent] = transport.sent
+    assert (sent.method, sent.url) == (
+        "POST",
+        "https://registry.example/api/registry/services/orders/certificate",
+    )
+    assert sent.headers["Authorization"] == f"Bearer {TOKEN}"
+    refused = ScriptedTransport(403, error_body("forbidden", "not yours"))
+    with pytest.raises(Rejected):
+        client_over(refused).certificate()
+    down = ScriptedTransport(503, error_body("key_store_unavailable", "later"))
+    with pytest.raises(Unavailable):
+        client_over(down).certificate()
