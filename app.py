@@ -118,7 +118,11 @@ def routing_view(service: str) -> Response:
 
     _principal()
     answer = routing_answer(
-        wiring.discovery(), service, app.request().headers.get("if-none-match"), time.time()
+        wiring.discovery(),
+        service,
+        app.request().headers.get("if-none-match"),
+        time.time(),
+        wiring.settings(),
     )
     headers: dict[str, str | list[str]] = {"ETag": answer.etag, "Cache-Control": "no-cache"}
     if answer.document is None:

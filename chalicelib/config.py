@@ -13,6 +13,7 @@ from lambdamesh_routing.errors import InvalidName
 from lambdamesh_routing.flags import InvalidFlag, parse_flag
 from lambdamesh_routing.hosts import IPNetwork, misconfiguration
 from lambdamesh_routing.identity import DEFAULT_TRUST_DOMAIN, check_stage, check_trust_domain
+from lambdamesh_routing.policy import INTENTION_ACTIONS, MTLS_MODES
 
 __all__ = ["ConfigError", "Settings"]
 
@@ -131,6 +132,11 @@ class Settings:
     mesh_cert_seconds: int = 24 * 3600
     trust_domain: str = DEFAULT_TRUST_DOMAIN
     stage: str = "dev"
+    # What a service's inbound ports enforce where its policy does not say: the mutual TLS
+    # mode ("permissive" takes plain text too; "strict" mesh certificates only), and what a
+    # call that no intention matches gets.
+    mtls_default: str = "permissive"
+    intentions_default: str = "allow"
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -186,6 +192,10 @@ class Settings:
                 env, "LAMBDAMESH_TRUST_DOMAIN", cls.trust_domain, check_trust_domain
             ),
             stage=_named(env, "LAMBDAMESH_STAGE", cls.stage, check_stage),
+            mtls_default=_choice(env, "LAMBDAMESH_MTLS_DEFAULT", MTLS_MODES, cls.mtls_default),
+            intentions_default=_choice(
+                env, "LAMBDAMESH_INTENTIONS_DEFAULT", INTENTION_ACTIONS, cls.intentions_default
+            ),
         )
 
     def routing_refusal(self) -> str | None:

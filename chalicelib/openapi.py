@@ -12,6 +12,7 @@ from chalicelib.exposure.document import AUTH_METHODS, exposure_schema
 from chalicelib.exposure.keys import CONSUMER_PATTERN, MAX_KEY_DAYS, MIN_KEY_DAYS
 from chalicelib.validation import HEARTBEAT_SCHEMA, POLICY_SCHEMA, REGISTER_SCHEMA
 from lambdamesh_routing.names import INSTANCE_PATTERN, SERVICE_PATTERN, VERSION_PATTERN
+from lambdamesh_routing.policy import INTENTION_ACTIONS, MTLS_MODES
 
 TITLE = "lambdamesh registry"
 API_VERSION = "1"
@@ -85,6 +86,7 @@ def _instance_schema() -> dict[str, Any]:
             "live",
             "registered_at",
             "updated_at",
+            "tls",
         ],
         "properties": {
             "service": text,
@@ -104,6 +106,7 @@ def _instance_schema() -> dict[str, Any]:
             "registered_at": number,
             "updated_at": number,
             "task_arn": text,
+            "tls": {"type": "boolean"},
         },
     }
 
@@ -119,10 +122,15 @@ def _routing_view_schema() -> dict[str, Any]:
         "status": {"enum": _STATUSES},
         "drained": {"type": "boolean"},
         "live": {"type": "boolean"},
+        "tls": {"type": "boolean"},
+    }
+    mesh = {
+        "mtls": {"enum": list(MTLS_MODES)},
+        "intentions_default": {"enum": list(INTENTION_ACTIONS)},
     }
     return {
         "type": "object",
-        "required": ["service", "instances", "policy"],
+        "required": ["service", "instances", "policy", "mesh"],
         "properties": {
             "service": {"type": "string"},
             "instances": {
@@ -130,6 +138,14 @@ def _routing_view_schema() -> dict[str, Any]:
                 "items": {"type": "object", "required": list(fields), "properties": fields},
             },
             "policy": {"type": ["object", "null"]},
+            "mesh": {
+                "type": "object",
+                "description": "what the service's inbound ports enforce: the policy's mtls "
+                "and intentions default where it sets them, else the stage's "
+                "(LAMBDAMESH_MTLS_DEFAULT, LAMBDAMESH_INTENTIONS_DEFAULT)",
+                "required": list(mesh),
+                "properties": mesh,
+            },
         },
     }
 
@@ -394,8 +410,8 @@ def _paths() -> dict[str, Any]:
             "parameters": [_SERVICE],
             "get": {
                 "summary": "What routing reads of a service: every stored instance with its "
-                "routing fields and liveness, and the policy; polled by sidecars with "
-                "If-None-Match",
+                "routing fields and liveness, the policy, and the mesh settings its inbound "
+                "ports enforce; polled by sidecars with If-None-Match",
                 "parameters": [
                     {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}}
                 ],

@@ -24,6 +24,8 @@ class Registration:
     lease_seconds: int = 30
     status: Status = "UP"
     task_arn: str | None = None
+    # The port is a lambdamesh sidecar's inbound port, which callers reach with mutual TLS.
+    tls: bool = False
     # A Eureka client's registration beyond these fields (compact JSON), and its
     # lastDirtyTimestamp: ``chalicelib.eureka``.
     eureka: str | None = None

@@ -42,6 +42,7 @@ from botocore.exceptions import ConnectionError as BotocoreConnectionError
 from botocore.exceptions import HTTPClientError
 from botocore.session import Session as BotocoreSession
 from pynamodb.attributes import (
+    BooleanAttribute,
     MapAttribute,
     NumberAttribute,
     UnicodeAttribute,
@@ -156,6 +157,8 @@ class InstanceItem(_Item):
     updated_at = NumberAttribute()
     # The task index's key (``_schema``): only instances an ECS task registered have it.
     task_arn = UnicodeAttribute(null=True)
+    # Written only when true: items without it, older ones included, read as false.
+    tls = BooleanAttribute(null=True)
     # What a Eureka client registered beyond the registry's fields (``chalicelib.eureka``),
     # as compact JSON, and its lastDirtyTimestamp, which a renew is checked against.
     eureka = UnicodeAttribute(null=True)
@@ -272,6 +275,7 @@ def _to_instance(item: InstanceItem, drained: bool | None = None) -> Instance:
         updated_at=float(item.updated_at),
         drained=drained,
         task_arn=item.task_arn,
+        tls=item.tls is True,
     )
 
 
@@ -419,6 +423,7 @@ class InstanceStore:
             registered_at=now,
             updated_at=now,
             task_arn=reg.task_arn,
+            tls=reg.tls or None,
             eureka=reg.eureka,
             eureka_dirty=reg.eureka_dirty,
         )

@@ -19,7 +19,17 @@ import fastjsonschema
 
 from chalicelib.errors import InvalidRequest, PayloadTooLarge
 from chalicelib.instances import STATUSES, Registration, Status
+from lambdamesh_routing.forwarding import METHODS
 from lambdamesh_routing.hosts import AddressPolicy, normalize_host
+from lambdamesh_routing.intentions import (
+    FROM_PATTERN,
+    FROM_WORDS,
+    MAX_PATH_PREFIX,
+    MAX_RULES,
+    PATH_PREFIX_PATTERN,
+    PATH_PREFIX_WORDS,
+    prefix_problem,
+)
 from lambdamesh_routing.limits import (
     MAX_LEASE_SECONDS,
     MAX_WEIGHT,
@@ -38,7 +48,14 @@ from lambdamesh_routing.names import (
     check_name,
     rule,
 )
-from lambdamesh_routing.policy import FAILURE_STATUSES, STRATEGIES, Policy, from_json
+from lambdamesh_routing.policy import (
+    FAILURE_STATUSES,
+    INTENTION_ACTIONS,
+    MTLS_MODES,
+    STRATEGIES,
+    Policy,
+    from_json,
+)
 
 MAX_REGISTRY_BODY = 16 * 1024
 # Arrays and objects inside one another; a registration needs two. Checked before parsing,
@@ -77,6 +94,7 @@ REGISTER_SCHEMA: dict[str, Any] = {
         },
         "status": _STATUS,
         "task_arn": {"type": "string", "maxLength": MAX_TASK_ARN, "pattern": TASK_ARN_PATTERN},
+        "tls": {"type": "boolean"},
     },
 }
 
@@ -103,6 +121,36 @@ _SECONDS = {"type": ["number", "null"], "minimum": 0.1, "maximum": MAX_POLICY_TI
 
 def _object(properties: dict[str, Any], **rest: Any) -> dict[str, Any]:
     return {"type": "object", "additionalProperties": False, "properties": properties, **rest}
+
+
+# Who may call a service, and how (lambdamesh_routing/intentions.py): rules tried in order.
+_INTENTIONS = _object(
+    {
+        "default": {"enum": [*INTENTION_ACTIONS, None]},
+        "rules": {
+            "type": "array",
+            "maxItems": MAX_RULES,
+            "items": _object(
+                {
+                    "from": {"type": "string", "pattern": FROM_PATTERN},
+                    "action": {"enum": list(INTENTION_ACTIONS)},
+                    "methods": {
+                        "type": "array",
+                        "minItems": 1,
+                        "uniqueItems": True,
+                        "items": {"enum": list(METHODS)},
+                    },
+                    "path_prefix": {
+                        "type": "string",
+                        "maxLength": MAX_PATH_PREFIX,
+                        "pattern": PATH_PREFIX_PATTERN,
+                    },
+                },
+                required=["from", "action"],
+            ),
+        },
+    }
+)
 
 
 POLICY_SCHEMA: dict[str, Any] = _object(
@@ -180,6 +228,8 @@ POLICY_SCHEMA: dict[str, Any] = _object(
         ),
         "panic_threshold_percent": {"type": "integer", "minimum": 0, "maximum": 100},
         "rewrite_redirects": {"type": "boolean"},
+        "mtls": {"enum": [*MTLS_MODES, None]},
+        "intentions": {**_INTENTIONS, "type": ["object", "null"]},
     }
 )
 
@@ -267,8 +317,11 @@ def _compiled(name: str, schema: dict[str, Any] | None = None) -> Callable[[Any]
     return found
 
 
-# What a pattern means, in words, for the fields whose rule is a regular expression.
+# What a pattern means, in words, for the fields whose rule is a regular expression: by the
+# field's path without its indices, else by its top-level field.
 _PATTERN_RULES = {
+    "intentions.rules.from": FROM_WORDS,
+    "intentions.rules.path_prefix": PATH_PREFIX_WORDS,
     "version": rule("version"),
     "aliases": f"alias and version names of {rule('version')}; header names of 1-64 "
     "token characters",
@@ -277,6 +330,10 @@ _PATTERN_RULES = {
     "metadata": f"keys of 1-{MAX_METADATA_KEY} characters of A-Z, a-z, 0-9, '.', '_', '/', '-'",
     "task_arn": "an ECS task ARN, arn:aws:ecs:<region>:<account>:task/<cluster>/<task id>",
 }
+
+
+# An array index in a field's path ("intentions.rules[3].from").
+_INDEX = re.compile(r"\[[0-9]+\]")
 
 
 # What a choice between shapes means, in words.
@@ -314,7 +371,9 @@ def _check_schema(
     except fastjsonschema.JsonSchemaValueException as exc:
         name = exc.name or "data"
         field = name.removeprefix("data").lstrip(".") or "body"
-        rule = _PATTERN_RULES.get(field.split(".", 1)[0])
+        rule = _PATTERN_RULES.get(_INDEX.sub("", field)) or _PATTERN_RULES.get(
+            field.split(".", 1)[0]
+        )
         if exc.rule in ("pattern", "propertyNames") and rule:
             raise InvalidRequest(f"invalid body: {field} is not valid: use {rule}") from None
         if exc.rule == "oneOf" and field in _ONE_OF_RULES:
@@ -342,6 +401,7 @@ def parse_registration(
         lease_seconds=int(fields.get("lease_seconds", DEFAULT_LEASE_SECONDS)),
         status=fields.get("status", "UP"),
         task_arn=fields.get("task_arn"),
+        tls=fields.get("tls", False),
     )
     size = instance_json_size(registration)
     if size > MAX_INSTANCE_JSON:
@@ -403,4 +463,16 @@ def _policy_problems(doc: dict[str, Any], policy: Policy) -> list[str]:
         problems.append(
             "outlier_detection.base_ejection_seconds is longer than max_ejection_seconds"
         )
-    return problems
+    return problems + _intention_problems(policy)
+
+
+def _intention_problems(policy: Policy) -> list[str]:
+    """What the schema cannot say of intentions: a path prefix must be in the form request
+    paths are compared in, or it would never match one."""
+    rules = () if policy.intentions is None else policy.intentions.rules
+    found = ((i, prefix_problem(r.path_prefix)) for i, r in enumerate(rules) if r.path_prefix)
+    return [
+        f"intentions.rules[{index}].path_prefix is not valid: {problem}"
+        for index, problem in found
+        if problem
+    ]

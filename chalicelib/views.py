@@ -1,13 +1,15 @@
-"""The routing view a sidecar polls: a service's instances and policy, read through the
-gateway's cache, answered 304 when the caller's copy is still right."""
+"""The routing view a sidecar polls: a service's instances and policy, and what its inbound
+ports enforce (the policy's mesh settings over the stage's), read through the gateway's
+cache, answered 304 when the caller's copy is still right."""
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from chalicelib.config import Settings
 from chalicelib.discovery import Discovery
 from lambdamesh_routing.names import check_name
-from lambdamesh_routing.wire import etag, view_document
+from lambdamesh_routing.wire import MeshSettings, etag, view_document
 
 
 class RoutingAnswer(NamedTuple):
@@ -17,10 +19,15 @@ class RoutingAnswer(NamedTuple):
 
 
 def routing_answer(
-    discovery: Discovery, service: str, if_none_match: str | None, now: float
+    discovery: Discovery,
+    service: str,
+    if_none_match: str | None,
+    now: float,
+    settings: Settings,
 ) -> RoutingAnswer:
     check_name("service", service)
-    document = view_document(service, discovery.view(service), now)
+    stage = MeshSettings(settings.mtls_default, settings.intentions_default)
+    document = view_document(service, discovery.view(service), now, stage)
     tag = etag(document)
     if if_none_match is not None and _matches(if_none_match, tag):
         return RoutingAnswer(304, None, tag)

@@ -9,6 +9,7 @@ so the process sets that environment before importing it.
 
 from __future__ import annotations
 
+import datetime
 import importlib
 import logging
 import os
@@ -91,8 +92,19 @@ def prepare_environment(
     for name, value in DEV_DEFAULTS.items():
         environ.setdefault(name, value)
     environ.setdefault("LAMBDAMESH_SIGNING_KEY", DEV_SIGNING_KEY)
+    if not environ.get("LAMBDAMESH_MESH_CA") and not environ.get("LAMBDAMESH_MESH_CA_SECRET"):
+        environ["LAMBDAMESH_MESH_CA"] = dev_mesh_ca()
     endpoint = dynamodb_endpoint or environ.get("AWS_ENDPOINT_URL_DYNAMODB") or None
     return endpoint, endpoint is None
+
+
+def dev_mesh_ca() -> str:
+    """A mesh CA made at start, so that no two runs trust each other's certificates: the dev
+    server issues service certificates as a deployed stage does."""
+    from chalicelib.mesh_ca import new_authority
+
+    now = datetime.datetime.now(datetime.UTC)
+    return new_authority("lambdamesh dev mesh CA", now, datetime.timedelta(days=7))
 
 
 def load_app(project_dir: Path) -> ModuleType:

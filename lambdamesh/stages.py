@@ -138,6 +138,12 @@ def warnings(stage: StageDeployment, version: tuple[int, int] | None = None) -> 
             "document is served to anyone on the internet, internal ones included; leave it "
             "unset (closed) and declare the public ones (lambdamesh exposure set)"
         )
+    if settings.mtls_default == "permissive":
+        found.append(
+            "LAMBDAMESH_MTLS_DEFAULT is permissive (the default): services without a policy "
+            "saying strict accept plain text on their inbound ports, from callers with no "
+            "identity; set it to strict once every caller has a mesh certificate"
+        )
     runtime = runtime_problem(version)
     if runtime:
         found.append(runtime)

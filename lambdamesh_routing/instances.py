@@ -31,6 +31,7 @@ _INSTANCE_FIELDS = (
     "updated_at",
     "drained",
     "task_arn",
+    "tls",
 )
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
         updated_at: float
         drained: bool | None
         task_arn: str | None
+        tls: bool
 
 
 class _ValueType:
@@ -108,6 +110,7 @@ class Instance(_ValueType):
         updated_at: float,
         drained: bool | None = None,
         task_arn: str | None = None,
+        tls: bool = False,
     ) -> None:
         self.service: Final = service
         self.instance_id: Final = instance_id
@@ -130,6 +133,9 @@ class Instance(_ValueType):
         # endpoint): ECS's stop event for that task removes it. None for instances
         # registered outside ECS.
         self.task_arn: Final = task_arn
+        # This port is a lambdamesh sidecar's inbound port: callers speak mutual TLS to it
+        # with mesh certificates.
+        self.tls: Final = tls
 
     def replace(self, **changes: Unpack[InstanceFields]) -> Instance:
         """A copy with ``changes``, as ``dataclasses.replace`` makes one."""
@@ -166,6 +172,7 @@ class Instance(_ValueType):
             "registered_at": round(self.registered_at, 3),
             "updated_at": round(self.updated_at, 3),
             **({} if self.task_arn is None else {"task_arn": self.task_arn}),
+            "tls": self.tls,
         }
 
 

@@ -1,5 +1,7 @@
 """A service's routing policy as plain data: version aliases and their splits, the balancing
-strategy, timeouts, retries, outlier ejection, panic mode and redirect rewriting.
+strategy, timeouts, retries, outlier ejection, panic mode and redirect rewriting; and what its
+sidecars' inbound ports hold callers to: the mutual TLS mode and the intentions (which callers
+may call it, decided by ``lambdamesh_routing.intentions``).
 
 Standard library only, like every routing decision, so the gateway and the sidecar read a
 policy alike. ``validation.parse_policy`` checks a document before it is stored; ``from_json``
@@ -21,6 +23,11 @@ STRATEGIES = ("weighted_round_robin", "random", "least_outstanding", "consistent
 # ``all_5xx``: any 5xx, which also counts what a client provokes by its choice of path.
 FAILURE_STATUSES = ("gateway_errors", "all_5xx")
 GATEWAY_ERRORS = frozenset({502, 503, 504})
+# What a service's inbound ports accept: "strict", callers with a mesh certificate only;
+# "permissive" (Istio's migration mode), mutual TLS and plain text both.
+MTLS_MODES = ("permissive", "strict")
+# What an intention, or the default when none matches, does with a call.
+INTENTION_ACTIONS = ("allow", "deny")
 
 
 class MatchRule(NamedTuple):
@@ -89,6 +96,37 @@ class OutlierDetection(NamedTuple):
         return status in GATEWAY_ERRORS
 
 
+class IntentionRule(NamedTuple):
+    """Calls from ``source`` (a service's name, ``_gateway`` or ``*``, any caller), with one
+    of ``methods`` (None: any) on a path under ``path_prefix`` (None: any), are given
+    ``action``. ``source`` is the document's ``from``, which Python keeps as a keyword."""
+
+    source: str
+    action: str
+    methods: tuple[str, ...] | None = None
+    path_prefix: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The rule as written: the optional fields only when given."""
+        return {
+            "from": self.source,
+            "action": self.action,
+            **({} if self.methods is None else {"methods": list(self.methods)}),
+            **({} if self.path_prefix is None else {"path_prefix": self.path_prefix}),
+        }
+
+
+class Intentions(NamedTuple):
+    """Rules tried in order, the first that matches deciding; ``default`` decides when none
+    does (None: the stage's ``LAMBDAMESH_INTENTIONS_DEFAULT``)."""
+
+    default: str | None = None
+    rules: tuple[IntentionRule, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"default": self.default, "rules": [rule.to_json() for rule in self.rules]}
+
+
 class Policy(NamedTuple):
     aliases: Mapping[str, Alias] = MappingProxyType({})
     strategy: str = "weighted_round_robin"
@@ -99,6 +137,9 @@ class Policy(NamedTuple):
     # Below this share of usable instances, route over every live one instead.
     panic_threshold_percent: int = 50
     rewrite_redirects: bool = False
+    # None: the stage's LAMBDAMESH_MTLS_DEFAULT.
+    mtls: str | None = None
+    intentions: Intentions | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The document, every field present: what GET answers and what is stored."""
@@ -123,6 +164,8 @@ class Policy(NamedTuple):
             "outlier_detection": self.outlier_detection._asdict(),
             "panic_threshold_percent": self.panic_threshold_percent,
             "rewrite_redirects": self.rewrite_redirects,
+            "mtls": self.mtls,
+            "intentions": None if self.intentions is None else self.intentions.to_json(),
         }
 
 
@@ -163,6 +206,8 @@ def from_json(doc: Mapping[str, Any]) -> Policy:
             doc.get("panic_threshold_percent", DEFAULT_POLICY.panic_threshold_percent)
         ),
         rewrite_redirects=bool(doc.get("rewrite_redirects", DEFAULT_POLICY.rewrite_redirects)),
+        mtls=doc.get("mtls"),
+        intentions=_intentions(doc.get("intentions")),
     )
 
 
@@ -172,6 +217,23 @@ def _alias(doc: Mapping[str, Any]) -> Alias:
         match=tuple(
             MatchRule(header=str(r["header"]).lower(), value=str(r["value"]), version=r["version"])
             for r in doc.get("match") or ()
+        ),
+    )
+
+
+def _intentions(doc: Mapping[str, Any] | None) -> Intentions | None:
+    if doc is None:
+        return None
+    return Intentions(
+        default=doc.get("default"),
+        rules=tuple(
+            IntentionRule(
+                source=rule["from"],
+                action=rule["action"],
+                methods=None if rule.get("methods") is None else tuple(rule["methods"]),
+                path_prefix=rule.get("path_prefix"),
+            )
+            for rule in doc.get("rules") or ()
         ),
     )
 

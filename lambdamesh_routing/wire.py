@@ -3,9 +3,12 @@ answers and what the sidecar's outbound port reads back.
 
 It carries what routing decides on and nothing that changes with every heartbeat (no expiry
 times): liveness is the registry's word at answering time. So the document, and its ETag,
-change only when routing would: an instance joins, leaves, lapses, changes status, weight or
-address, is drained, or the policy changes. A sidecar polling with ``If-None-Match`` is
-answered 304 with no body for as long as nothing changed.
+change only when routing would: an instance joins, leaves, lapses, changes status, weight,
+address or ``tls``, is drained, or the policy changes. A sidecar polling with
+``If-None-Match`` is answered 304 with no body for as long as nothing changed.
+
+Its ``mesh`` says what the service's inbound ports enforce, the policy's values resolved over
+the stage's defaults, so that a sidecar needs no stage settings: ``parse_mesh`` reads it.
 """
 
 from __future__ import annotations
@@ -14,17 +17,54 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from lambdamesh_routing.instances import STATUSES, Instance, ServiceView
-from lambdamesh_routing.policy import FAILURE_STATUSES, STRATEGIES, Policy, from_json
+from lambdamesh_routing.intentions import well_formed
+from lambdamesh_routing.policy import (
+    FAILURE_STATUSES,
+    INTENTION_ACTIONS,
+    MTLS_MODES,
+    STRATEGIES,
+    Policy,
+    from_json,
+)
 
-_ROUTING_FIELDS = ("instance_id", "version", "host", "port", "weight", "zone", "status")
+_ROUTING_FIELDS = ("instance_id", "version", "host", "port", "weight", "zone", "status", "tls")
 
 
-def view_document(service: str, view: ServiceView, now: float) -> dict[str, Any]:
-    """The view as JSON, instances in a stable order so equal views spell the same."""
+class MeshSettings(NamedTuple):
+    """What a service's inbound ports enforce: the mutual TLS mode (``MTLS_MODES``) and what
+    a call no intention matches gets (``INTENTION_ACTIONS``). The defaults are the stage's
+    when it sets none, and a view from a registry that sends none."""
+
+    mtls: str = "permissive"
+    intentions_default: str = "allow"
+
+
+# A stage that sets neither LAMBDAMESH_MTLS_DEFAULT nor LAMBDAMESH_INTENTIONS_DEFAULT.
+STAGE_DEFAULTS = MeshSettings()
+
+
+def resolve_mesh(policy: Policy | None, stage: MeshSettings) -> MeshSettings:
+    """The policy's mode and intentions default where it sets them, else the stage's."""
+    if policy is None:
+        return stage
+    intentions = policy.intentions
+    own_default = None if intentions is None else intentions.default
+    return MeshSettings(
+        mtls=policy.mtls or stage.mtls,
+        intentions_default=own_default or stage.intentions_default,
+    )
+
+
+def view_document(
+    service: str, view: ServiceView, now: float, stage: MeshSettings = STAGE_DEFAULTS
+) -> dict[str, Any]:
+    """The view as JSON, instances in a stable order so equal views spell the same; ``stage``
+    is the stage's mesh defaults, which the policy's values override in ``mesh``."""
     instances = sorted(view.instances, key=lambda i: i.instance_id)
+    mesh = resolve_mesh(view.policy, stage)
     return {
         "service": service,
         "instances": [
@@ -36,7 +76,24 @@ def view_document(service: str, view: ServiceView, now: float) -> dict[str, Any]
             for i in instances
         ],
         "policy": None if view.policy is None else view.policy.to_json(),
+        "mesh": mesh._asdict(),
     }
+
+
+def parse_mesh(document: Any) -> MeshSettings:
+    """What a routing view says the service's inbound ports enforce; the defaults where it
+    says nothing (a registry older than ``mesh``), ``ValueError`` for anything else."""
+    if not isinstance(document, dict):
+        raise ValueError("not a routing view")
+    mesh = document.get("mesh")
+    if mesh is None:
+        return MeshSettings()
+    if not isinstance(mesh, dict):
+        raise ValueError("a routing view's mesh must be an object")
+    parsed = MeshSettings(**{k: mesh[k] for k in MeshSettings._fields if k in mesh})
+    if parsed.mtls not in MTLS_MODES or parsed.intentions_default not in INTENTION_ACTIONS:
+        raise ValueError("a routing view's mesh is malformed")
+    return parsed
 
 
 def etag(document: Mapping[str, Any]) -> str:
@@ -84,6 +141,8 @@ def _policy(document: Mapping[str, Any]) -> Policy:
         policy.strategy not in STRATEGIES
         or ejection.failure_statuses not in FAILURE_STATUSES
         or not all(_is_number(n) for n in numbers if n is not None)
+        or policy.mtls not in (None, *MTLS_MODES)
+        or (policy.intentions is not None and not well_formed(policy.intentions))
     ):
         raise ValueError("a routing view's policy is malformed")
     for alias in policy.aliases.values():
@@ -102,11 +161,11 @@ def _is_number(value: Any) -> bool:
 
 
 def _instance(service: str, entry: Mapping[str, Any]) -> Instance:
-    status = entry["status"]
+    status, tls = entry["status"], entry.get("tls", False)
     port, weight = entry["port"], entry["weight"]
     if status not in STATUSES or not _is_int(port) or not 0 < port < 65536:
         raise ValueError(f"malformed instance in a routing view: {entry.get('instance_id')!r}")
-    if not _is_int(weight) or weight < 1:
+    if not _is_int(weight) or weight < 1 or not isinstance(tls, bool):
         raise ValueError(f"malformed instance in a routing view: {entry.get('instance_id')!r}")
     return Instance(
         service=service,
@@ -123,6 +182,7 @@ def _instance(service: str, entry: Mapping[str, Any]) -> Instance:
         registered_at=0.0,
         updated_at=0.0,
         drained=entry["drained"] is True,
+        tls=tls,
     )
 
 

@@ -11,7 +11,7 @@ metadata, each as the registry's own operation, authorized exactly as it is ther
   drain. Other override values are refused: the registry has no other operator status.
 * metadata: merged into the stored record and registered again (Eureka shows it ADDED);
   nothing else changes: the status the client reported, and the registry's own fields
-  (weight, zone, ECS task) of an instance a sidecar registered.
+  (weight, zone, ECS task, tls) of an instance a sidecar registered.
 
 Who may write is checked before a body or a parameter is read, as on the registry's own API.
 """
@@ -71,7 +71,7 @@ class Leases:
         kept: Instance | None = None,
     ) -> None:
         """``kept``: the stored instance whose registry-only fields (weight, zone, status,
-        task) a metadata update leaves as they are."""
+        task, tls) a metadata update leaves as they are."""
         registration = to_registration(instance, service, self._registry.addresses)
         size = rendered_size(instance)
         if size > MAX_RENDERED_INSTANCE:
@@ -86,6 +86,7 @@ class Leases:
                 zone=kept.zone,
                 status=kept.status,
                 task_arn=kept.task_arn,
+                tls=kept.tls,
             )
         self._registry.register_checked(principal, registration)
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import random
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from lambdamesh_sidecar import __version__
-from lambdamesh_sidecar.client import Registration, RegistryClient
+from lambdamesh_sidecar.backoff import Backoff
+from lambdamesh_sidecar.client import Registration, RegistryClient, RegistryError
 from lambdamesh_sidecar.config import Settings, load
 from lambdamesh_sidecar.environment import ConfigError
 from lambdamesh_sidecar.logs import LOGGER_NAME, PREFIX, configure, fields
@@ -23,8 +26,14 @@ from lambdamesh_sidecar.runner import Runner, Timing
 from lambdamesh_sidecar.signals import StopOnSignal, run_off_main_thread
 from lambdamesh_sidecar.variables import VARIABLES
 
+if TYPE_CHECKING:
+    from lambdamesh_sidecar.identity import IdentityKeeper
+
 EXIT_CONFIG = 2
 EXIT_INTERRUPTED = 130
+LOOPBACK = "127.0.0.1"
+# Before the inbound port serves: its certificate and its own policy, retried at this pace.
+STARTUP_RETRY = Backoff(base=1.0, cap=30.0)
 
 DESCRIPTION = """\
 Keeps this ECS task registered in the lambdamesh registry: waits until the app is ready,
@@ -53,12 +62,13 @@ def build(settings: Settings, stop: threading.Event) -> Runner:
     registration = Registration(
         version=settings.version,
         host=settings.host,
-        port=settings.port,
+        port=settings.registered_port,
         lease_seconds=settings.lease_seconds,
         weight=settings.weight,
         zone=settings.zone,
         metadata=settings.metadata,
         task_arn=settings.task_arn,
+        tls=settings.inbound is not None,
     )
     timing = Timing(
         heartbeat_seconds=settings.heartbeat_seconds,
@@ -67,7 +77,9 @@ def build(settings: Settings, stop: threading.Event) -> Runner:
         request_timeout=settings.request_timeout_seconds,
         drain_seconds=settings.drain_seconds,
     )
-    ready = readiness_check(settings.host, settings.port, settings.health_path)
+    # Behind the inbound port the app listens on loopback, where only the sidecar reaches it.
+    app_host = LOOPBACK if settings.inbound is not None else settings.host
+    ready = readiness_check(app_host, settings.port, settings.health_path)
     return Runner(registry, registration, ready, stop, timing=timing)
 
 
@@ -81,7 +93,7 @@ def _registry(settings: Settings) -> RegistryClient:
     )
 
 
-def serve_outbound(settings: Settings) -> Callable[[], None]:
+def serve_outbound(settings: Settings, keeper: IdentityKeeper | None = None) -> Callable[[], None]:
     """Start the outbound port and its refresher; returns what closes them. Raises
     ``OSError`` when the port cannot be bound."""
     # Imported here: a sidecar without the outbound port never loads the routing modules
@@ -98,7 +110,12 @@ def serve_outbound(settings: Settings) -> Callable[[], None]:
         stale_seconds=config.stale_seconds,
     )
     outbound = OutboundProxy(
-        catalog, Router(), config.address_policy(), caller_address=settings.host, settings=config
+        catalog,
+        Router(),
+        config.address_policy(),
+        caller_address=settings.host,
+        settings=config,
+        credentials=(lambda: None) if keeper is None else (lambda: keeper.current),
     )
     server = outbound.serve(config.port)
     refresher_stop = threading.Event()
@@ -117,6 +134,90 @@ def serve_outbound(settings: Settings) -> Callable[[], None]:
         server.server_close()
 
     return close
+
+
+def serve_inbound(
+    settings: Settings, stop: threading.Event, keeper: IdentityKeeper
+) -> Callable[[], None] | None:
+    """Obtain the service's certificate and read its own policy (each retried until it
+    succeeds or the sidecar is stopped: None then), then start the inbound port and what keeps
+    the policy fresh; returns what closes them. Raises ``OSError`` when the port cannot be
+    bound."""
+    from lambdamesh_sidecar.identity import InvalidCertificate
+    from lambdamesh_sidecar.inbound import InboundPort
+    from lambdamesh_sidecar.mesh_policy import OwnPolicy
+
+    assert settings.inbound is not None
+    config = settings.inbound
+    policy = OwnPolicy(_registry(settings).routing_view, settings.service, config.refresh_seconds)
+    failures = (RegistryError, InvalidCertificate, ValueError)
+    for step, attempt in (("certificate", keeper.obtain), ("own policy", policy.read)):
+        if not _until_done(step, attempt, failures, stop):
+            return None
+    server = InboundPort(config, settings.port, keeper, policy).serve()
+    policy_stop = threading.Event()
+    threads = [
+        threading.Thread(target=server.serve_forever, name="lambdamesh-inbound", daemon=True),
+        threading.Thread(
+            target=policy.run, args=(policy_stop,), name="lambdamesh-own-policy", daemon=True
+        ),
+    ]
+    for thread in threads:
+        thread.start()
+
+    def close() -> None:
+        policy_stop.set()
+        server.shutdown()
+        server.server_close()
+
+    return close
+
+
+def _keeper(settings: Settings) -> IdentityKeeper | None:
+    """The service's certificate, for either port; None when neither is served. Imported
+    here: a sidecar without them never loads ssl."""
+    if settings.inbound is None and settings.outbound is None:
+        return None
+    from lambdamesh_sidecar.identity import IdentityKeeper
+
+    return IdentityKeeper(_registry(settings).certificate, settings.service)
+
+
+def _renewing(keeper: IdentityKeeper | None) -> Callable[[], None]:
+    """Keep the certificate renewed (or, for an outbound port alone, obtain it) in the
+    background; returns what stops it."""
+    if keeper is None:
+        return lambda: None
+    stop = threading.Event()
+    threading.Thread(
+        target=keeper.run, args=(stop,), name="lambdamesh-identity", daemon=True
+    ).start()
+    return stop.set
+
+
+def _until_done(
+    step: str,
+    attempt: Callable[[], object],
+    failures: tuple[type[Exception], ...],
+    stop: threading.Event,
+) -> bool:
+    """``attempt`` retried with backoff until it succeeds (True) or the sidecar is stopped."""
+    log = logging.getLogger(LOGGER_NAME)
+    failed = 0
+    rng = random.Random()
+    while not stop.is_set():
+        try:
+            attempt()
+            return True
+        except failures as exc:
+            delay = STARTUP_RETRY.delay(failed, rng)
+            failed += 1
+            log.warning(
+                "inbound port waiting for its %s %s",
+                fields(error=getattr(exc, "message", None) or str(exc), retry_in=f"{delay:.1f}s"),
+            )
+            stop.wait(delay)
+    return False
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -151,26 +252,59 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             sidecar=__version__,
         ),
     )
-    close_outbound = _start_outbound(settings)
+    keeper = _keeper(settings)
+    close_outbound = _start_outbound(settings, keeper)
     if close_outbound is None:
         return EXIT_CONFIG
     runner = build(settings, stop)
 
     def run() -> int:
+        close_inbound = _start_inbound(settings, stop, keeper)
+        if close_inbound is None:
+            close_outbound()
+            return 0 if stop.is_set() else EXIT_CONFIG
+        stop_renewing = _renewing(keeper)
         try:
             return runner.run()
         finally:
+            close_inbound()  # after deregistering: callers routed on old views still come
             close_outbound()  # after deregistering: the app may call out while it drains
+            stop_renewing()
 
     return run_off_main_thread(run, signals)
 
 
-def _start_outbound(settings: Settings) -> Callable[[], None] | None:
+def _start_inbound(
+    settings: Settings, stop: threading.Event, keeper: IdentityKeeper | None
+) -> Callable[[], None] | None:
+    """The inbound port's closer (a no-op when it is off); None when it cannot listen, or the
+    sidecar was stopped before it could."""
+    if settings.inbound is None:
+        return lambda: None
+    assert keeper is not None
+    try:
+        close = serve_inbound(settings, stop, keeper)
+    except OSError as exc:
+        print(
+            f"{PREFIX} LAMBDAMESH_INBOUND_PORT {settings.inbound.port} cannot be served: "
+            f"{exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return None
+    if close is not None:
+        logging.getLogger(LOGGER_NAME).info(
+            "inbound port listening %s",
+            fields(port=settings.inbound.port, app=f"{LOOPBACK}:{settings.port}"),
+        )
+    return close
+
+
+def _start_outbound(settings: Settings, keeper: IdentityKeeper | None) -> Callable[[], None] | None:
     """The outbound port's closer (a no-op when it is off); None when it cannot listen."""
     if settings.outbound is None:
         return lambda: None
     try:
-        close = serve_outbound(settings)
+        close = serve_outbound(settings, keeper)
     except OSError as exc:
         print(
             f"{PREFIX} LAMBDAMESH_OUTBOUND_PORT {settings.outbound.port} cannot be served on "

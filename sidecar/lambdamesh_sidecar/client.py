@@ -138,6 +138,8 @@ class Registration:
     metadata: Mapping[str, str] | None = None
     status: str = "UP"
     task_arn: str | None = None
+    # The port is the sidecar's inbound port: callers speak mutual TLS to it.
+    tls: bool = False
 
     def body(self) -> dict[str, Any]:
         document: dict[str, Any] = {
@@ -155,6 +157,8 @@ class Registration:
             document["metadata"] = dict(self.metadata)
         if self.task_arn is not None:
             document["task_arn"] = self.task_arn
+        if self.tls:
+            document["tls"] = True
         return document
 
 

@@ -38,6 +38,7 @@ from lambdamesh_sidecar.environment import (
     required,
     show,
 )
+from lambdamesh_sidecar.inbound_settings import InboundSettings, read_inbound_settings
 from lambdamesh_sidecar.outbound_settings import OutboundSettings, read_outbound_settings
 from lambdamesh_sidecar.variables import (
     DEFAULT_DRAIN_SECONDS,
@@ -81,6 +82,13 @@ class Settings:
     drain_seconds: float = DEFAULT_DRAIN_SECONDS
     log_level: str = "INFO"
     outbound: OutboundSettings | None = None
+    # When set, ``port`` is the app's on loopback, and the instance is registered at the
+    # inbound port's.
+    inbound: InboundSettings | None = None
+
+    @property
+    def registered_port(self) -> int:
+        return self.port if self.inbound is None else self.inbound.port
 
 
 def load(environ: Mapping[str, str], lookup_task: TaskLookup = fetch_task_metadata) -> Settings:
@@ -99,6 +107,8 @@ def load(environ: Mapping[str, str], lookup_task: TaskLookup = fetch_task_metada
     drain = number(environ, DRAIN)
     log_level = _log_level(environ)
     outbound = read_outbound_settings(environ)
+    inbound = read_inbound_settings(environ)
+    _distinct_ports(port, outbound, inbound)
     host = _host(environ)
     instance_id = _explicit_instance_id(environ)
     zone = _zone(environ)
@@ -125,7 +135,25 @@ def load(environ: Mapping[str, str], lookup_task: TaskLookup = fetch_task_metada
         drain_seconds=drain,
         log_level=log_level,
         outbound=outbound,
+        inbound=inbound,
     )
+
+
+def _distinct_ports(
+    port: int, outbound: OutboundSettings | None, inbound: InboundSettings | None
+) -> None:
+    """The app's port and the sidecar's two share the task's network namespace."""
+    taken = {PORT.name: port}
+    for name, settings in (
+        ("LAMBDAMESH_OUTBOUND_PORT", outbound),
+        ("LAMBDAMESH_INBOUND_PORT", inbound),
+    ):
+        if settings is None:
+            continue
+        for other, value in taken.items():
+            if settings.port == value:
+                raise ConfigError(name, f"must differ from {other} ({value}): they share the task")
+        taken[name] = settings.port
 
 
 def derive_instance_id(task: TaskMetadata | None, host: str, port: int) -> str:

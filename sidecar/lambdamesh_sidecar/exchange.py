@@ -10,15 +10,24 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
-from lambdamesh_routing.errors import ConnectFailed, ConnectLate, UpstreamAnswerInvalid
+from lambdamesh_routing.errors import (
+    ConnectFailed,
+    ConnectLate,
+    LambdaMeshError,
+    UpstreamAnswerInvalid,
+)
 from lambdamesh_routing.forwarding import host_header
 from lambdamesh_routing.hosts import AddressPolicy, Resolver, allowed_addresses, parse_ip
+from lambdamesh_routing.identity import peer_identity
 from lambdamesh_routing.instances import Instance
 from lambdamesh_routing.retries import may_retry_after_sending
-from lambdamesh_routing.router import Plan
 from lambdamesh_sidecar.messages import AnswerBroken, AnswerInvalid, AnswerReader, NoAnswer
 from lambdamesh_sidecar.upstreams import UpstreamPool
+
+if TYPE_CHECKING:
+    from lambdamesh_sidecar.identity import Credentials
 
 # Addresses of one instance's name tried before it counts as unreachable.
 MAX_ADDRESSES = 4
@@ -29,6 +38,16 @@ _ONE_WRITE = 64 * 1024
 # A reused connection that fails like this, before any answer, was most likely closed by the
 # upstream while idle: one more try on a new connection to the same instance, not a failure.
 _STALE = (NoAnswer, ConnectionResetError, BrokenPipeError)
+
+
+class Deadlines(Protocol):
+    """When a call must have its answer (``deadline``) and this try its answer's head
+    (``try_deadline()``), on the transport's clock: a routed call's ``router.Plan``."""
+
+    @property
+    def deadline(self) -> float: ...
+
+    def try_deadline(self) -> float: ...
 
 
 @dataclass
@@ -54,8 +73,18 @@ class Exchange:
     reusable: bool = True
 
 
+class MtlsUnavailable(LambdaMeshError):
+    """The instance takes mutual TLS only and this sidecar holds no certificate: this
+    sidecar's state, not the instance's failure (nothing is ejected)."""
+
+    status = 502
+    code = "mtls_unavailable"
+
+
 class Transport:
-    """Connections to instances' allowed addresses, from the pool or new."""
+    """Connections to instances' allowed addresses, from the pool or new; to an instance
+    marked ``tls`` (a sidecar's inbound port), mutual TLS with this sidecar's certificate
+    (``credentials``), whose callee must prove the service it was picked for."""
 
     def __init__(
         self,
@@ -64,8 +93,10 @@ class Transport:
         resolver: Resolver,
         clock: Callable[[], float],
         connect_timeout_seconds: float,
+        credentials: Callable[[], Credentials | None] = lambda: None,
     ) -> None:
         self.pool = pool
+        self.credentials = credentials
         self.address_policy = address_policy
         self.resolver = resolver
         self.clock = clock
@@ -76,7 +107,7 @@ class Transport:
 
     def send(
         self,
-        plan: Plan,
+        plan: Deadlines,
         instance: Instance,
         method: str,
         target: str,
@@ -125,7 +156,7 @@ class Transport:
         return found
 
     def _connect(
-        self, instance: Instance, plan: Plan, fresh: bool = False
+        self, instance: Instance, plan: Deadlines, fresh: bool = False
     ) -> tuple[str, socket.socket, bool]:
         """A connection to one of the instance's addresses. ``ConnectFailed`` when the instance
         refused or did not answer within the connect timeout; ``ConnectLate`` when only the
@@ -133,13 +164,23 @@ class Transport:
         addresses = self.addresses(instance)
         failure: str | None = None
         connect_timeout = self.connect_timeout_seconds
+        credentials = self.credentials() if instance.tls else None
+        if instance.tls and credentials is None:
+            raise MtlsUnavailable(
+                f"{instance.service} takes mutual TLS only, and this sidecar holds no mesh "
+                "certificate yet (see its log)"
+            )
         for ip in addresses[:MAX_ADDRESSES]:
             left = plan.deadline - self.clock()
             if left <= 0:
                 break
             try:
                 sock, reused = self.pool.get(ip, instance.port, min(connect_timeout, left), fresh)
+                if credentials is not None and not reused:
+                    sock = _secured(sock, credentials, instance)
                 return ip, sock, reused
+            except WrongIdentity as exc:
+                failure = str(exc)
             except TimeoutError as exc:
                 if left >= connect_timeout:  # given its whole connect timeout
                     failure = reason(exc)
@@ -152,7 +193,7 @@ class Transport:
 
     def _exchange(
         self,
-        plan: Plan,
+        plan: Deadlines,
         instance: Instance,
         ip: str,
         sock: socket.socket,
@@ -183,6 +224,29 @@ class Transport:
                     f"outbound port may not pass on: {problem}"
                 ) from None
         return Exchange(ip, instance.port, sock, answer, reusable=not early)
+
+
+class WrongIdentity(Exception):
+    """The callee proved another identity than the service it was picked for."""
+
+
+def _secured(sock: socket.socket, credentials: Credentials, instance: Instance) -> socket.socket:
+    """``sock`` with mutual TLS done, its callee proven to be ``instance``'s service; the
+    handshake runs under the connect timeout still set on ``sock``."""
+    try:
+        tls = credentials.client.wrap_socket(sock)
+    except BaseException:
+        sock.close()
+        raise
+    own = credentials.identity
+    proven = peer_identity(tls.getpeercert(), own.trust_domain, own.stage)
+    if proven is None or proven.name != instance.service:
+        tls.close()
+        raise WrongIdentity(
+            f"the instance proved {proven.uri if proven else 'no identity of this mesh'}, not "
+            f"service {instance.service!r}"
+        )
+    return tls
 
 
 def _write_request(

@@ -1,33 +1,22 @@
 """The sidecar's service certificate: asked of the registry, held as TLS contexts, renewed at
 the time the registry names (half its life), and the trust bundle with it.
 
-The standard library's ``ssl`` loads a key and a certificate from files only, so each issued
-pair is written into a directory only this process's user may read, loaded into the two
-contexts, and deleted at once: the key lies on disk for the moment the load takes.
-
-Both contexts speak TLS 1.3 only: every peer is another sidecar or the gateway, whose TLS
-libraries all have it, and TLS 1.3 has no renegotiation, no static RSA and no downgrade to
-an older version (its downgrade sentinel is checked by OpenSSL). The server context asks for
-the caller's certificate but does not require one: a permissive port also takes callers with
-none, and the inbound port decides by the identity it finds (``lambdamesh_routing.identity``).
-The client context requires the callee's, and the caller checks its identity after the
-handshake (``ssl`` checks host names, which an identity is not).
+Each certificate becomes the two TLS contexts of ``lambdamesh_routing.tls``: the inbound
+port's (the server's) and the outbound port's (the client's).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import random
-import shutil
 import ssl
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from lambdamesh_routing.identity import Identity, parse
+from lambdamesh_routing.tls import mesh_contexts
 from lambdamesh_sidecar.backoff import Backoff, RandomSource
 from lambdamesh_sidecar.client import RegistryError
 from lambdamesh_sidecar.logs import LOGGER_NAME, fields
@@ -43,6 +32,8 @@ JITTER_SHARE = 0.1
 # How long a handshake may take before the connection is dropped: a peer that never
 # finishes one must not hold a thread.
 HANDSHAKE_SECONDS = 5.0
+# The registry's error code for a stage that has no mesh CA.
+NO_CA = "mesh_ca_not_configured"
 
 
 class InvalidCertificate(Exception):
@@ -81,7 +72,7 @@ def load(document: Mapping[str, Any], service: str) -> Credentials:
             f"the certificate names {texts['identity'][:200]!r}, not service {service!r}"
         )
     try:
-        server, client = _contexts(
+        server, client = mesh_contexts(
             texts["certificate"], texts["private_key"], texts["trust_bundle"]
         )
     except (ssl.SSLError, ValueError) as exc:
@@ -91,30 +82,6 @@ def load(document: Mapping[str, Any], service: str) -> Credentials:
     return Credentials(
         identity, texts["serial"], times["not_after"], times["renew_at"], server, client
     )
-
-
-def _contexts(certificate: str, key: str, bundle: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    folder = tempfile.mkdtemp(prefix="lambdamesh-identity-")  # mode 0700
-    try:
-        paths = []
-        for name, text in (("certificate.pem", certificate), ("key.pem", key)):
-            path = os.path.join(folder, name)
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "w") as file:
-                file.write(text)
-            paths.append(path)
-        for context in (server, client):
-            context.minimum_version = ssl.TLSVersion.TLSv1_3
-            context.load_cert_chain(*paths)
-            context.load_verify_locations(cadata=bundle)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    server.verify_mode = ssl.CERT_OPTIONAL
-    client.check_hostname = False  # the identity is checked after the handshake
-    client.verify_mode = ssl.CERT_REQUIRED
-    return server, client
 
 
 class IdentityKeeper:
@@ -135,6 +102,7 @@ class IdentityKeeper:
         self._log = logger or logging.getLogger(LOGGER_NAME)
         self._current: Credentials | None = None
         self._lock = threading.Lock()
+        self._said_no_ca = False
 
     @property
     def current(self) -> Credentials | None:
@@ -178,6 +146,13 @@ class IdentityKeeper:
 
     def _report(self, exc: Exception) -> None:
         current = self._current
+        if current is None and getattr(exc, "code", None) == NO_CA:
+            # A stage without mutual TLS: said once; calls to instances that take only mutual
+            # TLS answer 502 mtls_unavailable meanwhile.
+            level = logging.DEBUG if self._said_no_ca else logging.INFO
+            self._said_no_ca = True
+            self._log.log(level, "no certificate: the registry issues none in this stage")
+            return
         left = None if current is None else current.not_after - self._clock()
         message = getattr(exc, "message", None) or str(exc)
         if left is not None and left <= 0:

@@ -32,6 +32,8 @@ answered (or dropped) without counting against the instance.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from lambdamesh_routing.hosts import AddressPolicy, Resolver, resolve
 from lambdamesh_routing.router import Router
@@ -41,6 +43,9 @@ from lambdamesh_sidecar.outbound_call import OutboundCall, ViewSource
 from lambdamesh_sidecar.outbound_settings import OutboundSettings
 from lambdamesh_sidecar.serving import BoundedServer, HttpConnection
 from lambdamesh_sidecar.upstreams import UpstreamPool
+
+if TYPE_CHECKING:
+    from lambdamesh_sidecar.identity import Credentials
 
 LOOPBACK = "127.0.0.1"
 
@@ -61,14 +66,21 @@ class OutboundProxy:
         resolver: Resolver = resolve,
         logger: logging.Logger | None = None,
         pool: UpstreamPool | None = None,
+        credentials: Callable[[], Credentials | None] = lambda: None,
     ) -> None:
+        """``credentials``: this sidecar's certificate, for instances that take mutual TLS."""
         self.views = views
         self.router = router
         self.caller_address = caller_address
         self.settings = settings
         self.pool = pool or UpstreamPool()
         self.transport = Transport(
-            self.pool, address_policy, resolver, router.clock, settings.connect_timeout_seconds
+            self.pool,
+            address_policy,
+            resolver,
+            router.clock,
+            settings.connect_timeout_seconds,
+            credentials,
         )
         self.log = logger or logging.getLogger(LOGGER_NAME)
 

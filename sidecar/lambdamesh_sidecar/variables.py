@@ -57,6 +57,16 @@ DEFAULT_OUTBOUND_TIMEOUT_SECONDS = 30.0
 DEFAULT_OUTBOUND_CONNECT_TIMEOUT_SECONDS = 2.0
 DEFAULT_OUTBOUND_MAX_CONNECTIONS = 256
 
+# The inbound port (off unless LAMBDAMESH_INBOUND_PORT is set): mesh TLS from callers, the
+# app on loopback behind it.
+INBOUND_PREFIX = "LAMBDAMESH_INBOUND_"
+DEFAULT_INBOUND_MAX_CONNECTIONS = 512
+DEFAULT_INBOUND_MAX_CONCURRENCY = 100
+DEFAULT_INBOUND_MAX_QUEUE = 100
+DEFAULT_INBOUND_QUEUE_SECONDS = 5.0
+DEFAULT_INBOUND_TIMEOUT_SECONDS = 60.0
+DEFAULT_INBOUND_REFRESH_SECONDS = 5.0
+
 # The gateway's default LAMBDAMESH_CACHE_SECONDS: how old the instances may be that the
 # registry answers a routing view with, and that a gateway routes on.
 GATEWAY_CACHE_SECONDS = 1.0
@@ -107,6 +117,23 @@ OUTBOUND_MAX_CONNECTIONS = Bounded(
     4096,
     DEFAULT_OUTBOUND_MAX_CONNECTIONS,
     integer=True,
+)
+INBOUND_PORT = Bounded("LAMBDAMESH_INBOUND_PORT", 1, 65535, integer=True)
+INBOUND_MAX_CONNECTIONS = Bounded(
+    "LAMBDAMESH_INBOUND_MAX_CONNECTIONS", 1, 4096, DEFAULT_INBOUND_MAX_CONNECTIONS, integer=True
+)
+INBOUND_MAX_CONCURRENCY = Bounded(
+    "LAMBDAMESH_INBOUND_MAX_CONCURRENCY", 1, 10000, DEFAULT_INBOUND_MAX_CONCURRENCY, integer=True
+)
+INBOUND_MAX_QUEUE = Bounded(
+    "LAMBDAMESH_INBOUND_MAX_QUEUE", 0, 10000, DEFAULT_INBOUND_MAX_QUEUE, integer=True
+)
+INBOUND_QUEUE = Bounded("LAMBDAMESH_INBOUND_QUEUE_SECONDS", 0, 60, DEFAULT_INBOUND_QUEUE_SECONDS)
+INBOUND_TIMEOUT = Bounded(
+    "LAMBDAMESH_INBOUND_TIMEOUT_SECONDS", 0.1, 900, DEFAULT_INBOUND_TIMEOUT_SECONDS
+)
+INBOUND_REFRESH = Bounded(
+    "LAMBDAMESH_INBOUND_REFRESH_SECONDS", 1, 300, DEFAULT_INBOUND_REFRESH_SECONDS
 )
 
 # Name and meaning of every variable, in the order ``--help`` and the README list them.
@@ -189,6 +216,38 @@ VARIABLES: tuple[tuple[str, str], ...] = (
         f"{OUTBOUND_PREFIX}ALLOWED_NETWORKS",
         "comma-separated CIDRs, the tasks' subnets: the only addresses the outbound port may "
         "reach (default: none named, and no private address)",
+    ),
+    (
+        INBOUND_PORT.name,
+        f"serve the inbound port on PORT, {INBOUND_PORT.span} (default: off): callers' mutual "
+        f"TLS ends here and the app, on 127.0.0.1:{PORT.name}, is called behind it; the "
+        "instance is registered at this port",
+    ),
+    (
+        INBOUND_MAX_CONNECTIONS.name,
+        f"inbound connections served at once, {INBOUND_MAX_CONNECTIONS.described}; more get a 503",
+    ),
+    (
+        INBOUND_MAX_CONCURRENCY.name,
+        f"requests with the app at once, {INBOUND_MAX_CONCURRENCY.described}",
+    ),
+    (
+        INBOUND_MAX_QUEUE.name,
+        f"requests waiting for a turn with the app, {INBOUND_MAX_QUEUE.described}; more get a "
+        "503 sidecar_overloaded",
+    ),
+    (
+        INBOUND_QUEUE.name,
+        f"how long a request may wait for a turn, {INBOUND_QUEUE.described}; then a 503",
+    ),
+    (
+        INBOUND_TIMEOUT.name,
+        f"the app's time to answer (and each read of its answer), {INBOUND_TIMEOUT.described}",
+    ),
+    (
+        INBOUND_REFRESH.name,
+        f"how often the service's own mTLS mode and intentions are re-read, "
+        f"{INBOUND_REFRESH.described}",
     ),
     ("LAMBDAMESH_LOG_LEVEL", f"{', '.join(LOG_LEVELS[:-1])} or {LOG_LEVELS[-1]} (default INFO)"),
     (

@@ -14,6 +14,7 @@ for _path in (_TESTS.parent.parent, _TESTS.parent, _TESTS):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
+from inbound_kit import start  # noqa: E402, F401 - the inbound ports fixture
 from sidecar_testkit import FakeApp, FakeRegistryServer  # noqa: E402
 
 

@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Modules of requests that are neither routed nor the cold start's priming: the OpenAPI
 # document, the dashboard's pages, the routing view sidecars poll (and its document), the
-# operator's exposure and key management, and the registry's writes (their body rules, the
-# schema engine, the registration they make).
+# operator's exposure and key management, the registry's writes (their body rules, the
+# schema engine, the registration they make), and the intentions sidecars enforce.
 LOADED_ON_FIRST_USE = (
     "chalicelib.openapi",
     "chalicelib.pages",
@@ -42,6 +42,7 @@ LOADED_ON_FIRST_USE = (
     "chalicelib.validation",
     "fastjsonschema",
     "chalicelib.registration",
+    "lambdamesh_routing.intentions",
 )
 
 # Initialises as Lambda does (the stage's environment, then the function's name, so the app

@@ -139,6 +139,7 @@ def test_the_registry_names_a_eureka_instance_by_a_folded_id(client: Client) -> 
     assert stored["version"] == "v1"
     assert (stored["host"], stored["port"]) == ("127.0.0.1", 8080)
     assert stored["lease_seconds"] == 90
+    assert stored["tls"] is False  # a Eureka client's port is no sidecar's inbound port
 
 
 def test_eureka_js_clients_lower_case_app_and_v2_path_are_taken(client: Client) -> None:

@@ -275,6 +275,7 @@ def test_a_metadata_update_keeps_what_a_sidecar_registered(client: Client) -> No
         "weight": 7,
         "zone": "z1",
         "task_arn": "arn:aws:ecs:us-east-1:123456789012:task/main/abc",
+        "tls": True,
     }
     client.http.put(
         "/registry/services/orders/instances/task-1",
@@ -289,10 +290,11 @@ def test_a_metadata_update_keeps_what_a_sidecar_registered(client: Client) -> No
     assert updated.status_code == 200, updated.body
     (instance,) = stored(client, "orders")
     assert instance["metadata"]["team"] == "a"
-    assert (instance["weight"], instance["zone"], instance["task_arn"]) == (
+    assert (instance["weight"], instance["zone"], instance["task_arn"], instance["tls"]) == (
         7,
         "z1",
         registration["task_arn"],
+        True,
     )
 
 

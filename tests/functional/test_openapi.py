@@ -26,6 +26,21 @@ def test_the_bodies_are_the_schemas_the_validation_compiles(client: Client) -> N
     assert schemas["Policy"] == POLICY_SCHEMA
 
 
+def test_instances_and_the_routing_view_document_tls_and_the_mesh_settings(
+    client: Client,
+) -> None:
+    schemas = body_json(client.http.get(DOCUMENT))["components"]["schemas"]
+    view = schemas["RoutingView"]
+
+    assert "tls" in schemas["Instance"]["required"]
+    assert "tls" in view["properties"]["instances"]["items"]["required"]
+    assert "mesh" in view["required"]
+    assert view["properties"]["mesh"]["properties"] == {
+        "mtls": {"enum": ["permissive", "strict"]},
+        "intentions_default": {"enum": ["allow", "deny"]},
+    }
+
+
 def test_a_policy_needs_a_body_and_a_heartbeat_does_not(client: Client) -> None:
     paths = body_json(client.http.get(DOCUMENT))["paths"]
     instance = "/registry/services/{service}/instances/{instance_id}"

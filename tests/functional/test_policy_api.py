@@ -72,6 +72,28 @@ def test_an_admin_sets_a_policy_and_reads_it_back_with_every_default_filled_in(
     assert read["updated_at"] > 0
 
 
+def test_the_mesh_mode_and_intentions_round_trip_in_order(client: Client) -> None:
+    mesh = {
+        "mtls": "strict",
+        "intentions": {
+            "default": "deny",
+            "rules": [
+                {"from": "_gateway", "action": "allow", "methods": ["GET"], "path_prefix": "/p"},
+                {"from": "*", "action": "deny", "path_prefix": "/admin/"},
+                {"from": "billing", "action": "allow"},
+            ],
+        },
+    }
+
+    stored = put(client, mesh)
+    read = body_json(get(client))["policy"]
+    again = put(client, read)
+
+    assert (stored.status_code, again.status_code) == (201, 200), again.body
+    assert (read["mtls"], read["intentions"]) == (mesh["mtls"], mesh["intentions"])
+    assert body_json(get(client))["policy"] == read
+
+
 def test_any_valid_token_reads_a_policy(client: Client) -> None:
     put(client, CANARY)
 
@@ -126,6 +148,11 @@ def test_deleting_the_policy_brings_back_the_defaults_and_a_second_delete_is_404
         ({"panic_threshold_percent": -1}, "bigger than or equal to 0"),
         ({"aliases": {"Live": {"split": {"v1": 1}}}}, "alias and version names"),
         ([1, 2], "must be object"),
+        ({"mtls": "on"}, "mtls must be one of"),
+        (
+            {"intentions": {"rules": [{"from": "*", "action": "allow", "path_prefix": "/a/../b"}]}},
+            "intentions.rules[0].path_prefix is not valid: write it as '/b'",
+        ),
     ],
 )
 def test_a_bad_policy_is_refused_whole_and_the_stored_one_stays(

@@ -51,6 +51,20 @@ def test_registering_a_live_instance_again_answers_200_and_replaces_it(client: C
     assert body_json(response)["port"] == 9090
 
 
+def test_an_instance_registered_with_tls_is_stored_listed_and_heartbeated_with_it(
+    client: Client,
+) -> None:
+    registered = register(client, tls=True)
+    renewed = put(client, INSTANCE + "/heartbeat", {})
+    listed = client.http.get("/registry/services/orders/instances", headers=bearer(admin_token()))
+    plain = register(client)
+
+    assert (registered.status_code, body_json(registered)["tls"]) == (201, True)
+    assert body_json(renewed)["tls"] is True
+    assert [i["tls"] for i in body_json(listed)["instances"]] == [True]
+    assert (plain.status_code, body_json(plain)["tls"]) == (200, False)
+
+
 def test_heartbeat_renews_the_lease_and_may_mark_the_instance_down(client: Client) -> None:
     register(client, lease_seconds=10)
     response = put(client, INSTANCE + "/heartbeat", {"status": "DOWN"})
@@ -236,6 +250,7 @@ REFUSALS = [
         "invalid_request",
         "task_arn is not valid",
     ),
+    ({"host": "127.0.0.1", "port": 80, "tls": "true"}, 400, "invalid_request", "tls must be"),
     (
         {"host": "127.0.0.1", "port": 80, "task_arn": 7},
         400,

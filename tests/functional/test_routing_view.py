@@ -4,21 +4,31 @@ only when routing would, so an unchanged view costs a 304 with no body."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
+import pytest
+
+import app as application
+from chalicelib import wiring
+from chalicelib.storage import InstanceStore
+from lambdamesh.testclient import LANES, create_test_client
 from lambdamesh.testclient import TestClient as Client
 from lambdamesh.testclient import TestResponse as Response
-from lambdamesh_routing.wire import parse_view
+from lambdamesh_routing.wire import MeshSettings, parse_mesh, parse_view
 from tests.functional.conftest import body_json
 from tests.helpers import admin_token, bearer, service_token
 
 VIEW = "/registry/services/orders/routing"
 
 
-def register(client: Client, instance: str, version: str = "v1", port: int = 8080) -> None:
+def register(
+    client: Client, instance: str, version: str = "v1", port: int = 8080, **fields: Any
+) -> None:
     answer = client.http.put(
         f"/registry/services/orders/instances/{instance}",
         headers={"Content-Type": "application/json", **bearer(service_token("orders"))},
-        body=json.dumps({"version": version, "host": "127.0.0.1", "port": port}),
+        body=json.dumps({"version": version, "host": "127.0.0.1", "port": port, **fields}),
     )
     assert answer.status_code in (200, 201), answer.body
 
@@ -64,10 +74,12 @@ def test_any_service_token_reads_a_view_that_parses_into_what_routing_needs(
         "weight": 100,
         "zone": None,
         "status": "UP",
+        "tls": False,
         "drained": False,
         "live": True,
     }
     assert document["policy"] is None
+    assert document["mesh"] == {"mtls": "permissive", "intentions_default": "allow"}
     parsed = parse_view("orders", document)
     assert [(i.instance_id, i.version, i.port) for i in parsed.instances] == [
         ("task-1", "v1", 8080),
@@ -96,6 +108,8 @@ def test_the_etag_changes_when_routing_would(client: Client) -> None:
 
     heartbeat(client, "task-1", "DOWN")
     tags.append(header(view(client), "ETag"))
+    register(client, "task-1", tls=True)
+    tags.append(header(view(client), "ETag"))
     register(client, "task-2")
     tags.append(header(view(client), "ETag"))
     drained = client.http.put(
@@ -121,7 +135,12 @@ def test_a_service_with_no_instance_is_an_empty_view(client: Client) -> None:
     answer = view(client)
 
     assert answer.status_code == 200
-    assert body_json(answer) == {"service": "orders", "instances": [], "policy": None}
+    assert body_json(answer) == {
+        "service": "orders",
+        "instances": [],
+        "policy": None,
+        "mesh": {"mtls": "permissive", "intentions_default": "allow"},
+    }
 
 
 def test_a_view_needs_a_valid_token_and_a_valid_name(client: Client) -> None:
@@ -132,3 +151,56 @@ def test_a_view_needs_a_valid_token_and_a_valid_name(client: Client) -> None:
 
     assert unsigned.status_code == 401
     assert (bad_name.status_code, body_json(bad_name)["error"]["code"]) == (400, "invalid_name")
+
+
+def test_each_instance_says_whether_its_port_takes_mutual_tls(client: Client) -> None:
+    register(client, "task-1", tls=True)
+    register(client, "task-2")
+
+    document = body_json(view(client))
+
+    assert [(i["instance_id"], i["tls"]) for i in document["instances"]] == [
+        ("task-1", True),
+        ("task-2", False),
+    ]
+    assert [i.tls for i in parse_view("orders", document).instances] == [True, False]
+
+
+@pytest.fixture(params=LANES)
+def strict_stage(
+    request: pytest.FixtureRequest, environment: dict[str, str], store: InstanceStore
+) -> Iterator[Client]:
+    """A stage whose inbound ports default to strict mutual TLS and deny what no intention
+    allows."""
+    wiring.reset()
+    settings = {
+        **environment,
+        "LAMBDAMESH_MTLS_DEFAULT": "strict",
+        "LAMBDAMESH_INTENTIONS_DEFAULT": "deny",
+    }
+    with create_test_client(
+        application.app, environment_variables=settings, lane=request.param
+    ) as client:
+        yield client
+    wiring.reset()
+
+
+def test_the_mesh_settings_are_the_policys_where_it_sets_them_else_the_stages(
+    strict_stage: Client,
+) -> None:
+    register(strict_stage, "task-1")
+    stage = view(strict_stage)
+
+    policy = strict_stage.http.put(
+        "/registry/services/orders/policy",
+        headers={"Content-Type": "application/json", **bearer(admin_token())},
+        body=json.dumps({"mtls": "permissive", "intentions": {"default": "allow"}}),
+    )
+    assert policy.status_code == 201, policy.body
+    own = view(strict_stage, header(stage, "ETag"))
+
+    assert body_json(stage)["mesh"] == {"mtls": "strict", "intentions_default": "deny"}
+    assert parse_mesh(body_json(stage)) == MeshSettings("strict", "deny")
+    assert own.status_code == 200
+    assert body_json(own)["mesh"] == {"mtls": "permissive", "intentions_default": "allow"}
+    assert parse_mesh(body_json(own)) == MeshSettings("permissive", "allow")

@@ -252,3 +252,34 @@ def test_the_stage_and_trust_domain_are_names_an_identity_may_carry() -> None:
         with pytest.raises(ConfigError, match=name) as caught:
             Settings.from_environ({name: value})
         assert repr(value) in caught.value.message
+
+
+# (variable, Settings field, default, the other choice)
+MESH_CHOICES = [
+    ("LAMBDAMESH_MTLS_DEFAULT", "mtls_default", "permissive", "strict"),
+    ("LAMBDAMESH_INTENTIONS_DEFAULT", "intentions_default", "allow", "deny"),
+]
+
+
+@pytest.mark.parametrize(("name", "field", "default", "other"), MESH_CHOICES)
+def test_the_mesh_defaults_take_either_word_in_any_case(
+    name: str, field: str, default: str, other: str
+) -> None:
+    assert getattr(Settings.from_environ({}), field) == default
+    assert getattr(Settings.from_environ({name: ""}), field) == default
+    assert getattr(Settings.from_environ({name: other}), field) == other
+    assert getattr(Settings.from_environ({name: f" {other.upper()} "}), field) == other
+    assert getattr(Settings.from_environ({name: default}), field) == default
+
+
+@pytest.mark.parametrize(("name", "field", "default", "other"), MESH_CHOICES)
+@pytest.mark.parametrize("value", ["yes", "closed", "strict,permissive", "0"])
+def test_a_mesh_default_that_is_neither_word_is_refused_naming_the_variable(
+    name: str, field: str, default: str, other: str, value: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_environ({name: value})
+
+    assert caught.value.message == (
+        f"{name} must be one of {', '.join(sorted((default, other)))}, got {value!r}"
+    )

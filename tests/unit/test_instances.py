@@ -61,6 +61,7 @@ def test_to_json_has_every_field_with_times_rounded_to_milliseconds(
         "live": True,
         "registered_at": 970.988,
         "updated_at": 1000.0,
+        "tls": False,
     }
 
 

@@ -183,6 +183,20 @@ class TestTheCommands:
         assert "warning: LAMBDAMESH_EDGE_DEFAULT is open" in captured.err
         assert captured.out.splitlines()[-1] == "stage prod is ready to deploy"
 
+    def test_check_warns_that_a_shipped_stage_takes_plain_text_inbound_but_passes(
+        self, project: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        self.run(project, "configure", "--stage", "prod", "--outputs", self.outputs(project))
+        capsys.readouterr()
+
+        checked = self.run(project, "check", "--stage", "prod")
+
+        captured = capsys.readouterr()
+        assert checked == 0
+        assert "warning: LAMBDAMESH_MTLS_DEFAULT is permissive" in captured.err
+        assert "accept plain text on their inbound ports" in captured.err
+        assert captured.out.splitlines()[-1] == "stage prod is ready to deploy"
+
     @pytest.mark.parametrize(
         ("networks", "reason"),
         [
@@ -216,6 +230,22 @@ class TestTheCommands:
         [line] = capsys.readouterr().err.strip().splitlines()
         assert code == 2
         assert line.startswith("lambdamesh: cannot read stack 'net': You must specify a region")
+
+
+@pytest.mark.parametrize(
+    ("mode", "warned"), [(None, True), ("", True), ("permissive", True), ("strict", False)]
+)
+def test_check_warns_unless_the_stages_inbound_ports_default_to_strict(
+    mode: str | None, warned: bool
+) -> None:
+    config = stages.configure(shipped(), "prod", NETWORK)
+    if mode is not None:
+        config["stages"]["prod"]["environment_variables"]["LAMBDAMESH_MTLS_DEFAULT"] = mode
+
+    found = stages.warnings(stages.view(config, "prod"), (3, 12))
+
+    assert stages.problems(stages.view(config, "prod")) == []
+    assert any(w.startswith("LAMBDAMESH_MTLS_DEFAULT is permissive") for w in found) is warned
 
 
 @pytest.mark.parametrize(

@@ -255,6 +255,17 @@ def test_a_full_registration_keeps_every_field() -> None:
     assert registration.status == "DOWN"
 
 
+def test_tls_marks_a_sidecars_inbound_port_and_is_false_unless_given() -> None:
+    assert register().tls is False
+    assert register(tls=True).tls is True
+    assert register(tls=False).tls is False
+
+
+@pytest.mark.parametrize("value", [1, 0, "true", None, {}])
+def test_tls_must_be_a_boolean(value: object) -> None:
+    assert refusal(tls=value) == "invalid body: tls must be boolean"
+
+
 def test_the_host_is_normalised() -> None:
     assert register(host="Orders.Example.COM.").host == "orders.example.com"
 
@@ -520,6 +531,7 @@ def test_the_size_counts_every_field_of_the_registration() -> None:
         "lease_seconds": 30,
         "status": "UP",
         "task_arn": None,
+        "tls": False,
     }
 
     assert instance_json_size(small) == len(json.dumps(listed, separators=(",", ":")))

@@ -33,7 +33,7 @@ def test_an_instances_repr_names_every_field_in_the_constructors_order() -> None
     assert repr(instance) == (
         "Instance(service='orders', instance_id='i-1', version='v1', host='h', port=80, "
         "weight=100, zone=None, metadata={}, status='UP', lease_seconds=30, expires_at=2.0, "
-        "registered_at=1.0, updated_at=1.0, drained=None, task_arn=None)"
+        "registered_at=1.0, updated_at=1.0, drained=None, task_arn=None, tls=False)"
     )
 
 
