@@ -64,7 +64,10 @@ class Upstream(Protocol):
         headers: Mapping[str, str],
         body: bytes | None,
         deadline: float | None = None,
-    ) -> UpstreamResponse: ...
+        tls_service: str | None = None,
+    ) -> UpstreamResponse:
+        """``tls_service``: the instance takes mutual TLS, and must prove this service."""
+        ...
 
 
 class Edge(Protocol):
@@ -269,6 +272,7 @@ class Gateway:
                 headers,
                 request.body or None,
                 deadline=until,
+                tls_service=instance.service if instance.tls else None,
             )
         except TRY_FAILURES as exc:
             _log_failure(request, instance, exc)

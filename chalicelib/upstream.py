@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import urllib3
 from urllib3.exceptions import (
@@ -18,24 +18,35 @@ from urllib3.exceptions import (
     HTTPError,
     NewConnectionError,
     ReadTimeoutError,
+    SSLError,
 )
 
 from chalicelib.config import Settings
 from chalicelib.errors import (
+    ConfigError,
     ConnectLate,
     UpstreamAnswerInvalid,
     UpstreamResponseTooLarge,
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from lambdamesh_routing.errors import ConnectFailed
+from chalicelib.observability import logger
+from lambdamesh_routing.errors import ConnectFailed, MtlsUnavailable
 from lambdamesh_routing.forwarding import field_problem, host_header
 from lambdamesh_routing.hosts import AddressPolicy, Resolver, allowed_addresses, resolve
+
+if TYPE_CHECKING:
+    from chalicelib.mesh_pools import MeshPools
 
 _CHUNK = 64 * 1024
 # IP-literal hosts the address policy allows, remembered so that each request does not parse
 # and check the same address again; cleared when it grows past this many.
 MAX_REMEMBERED_HOSTS = 4096
+
+
+class WrongIdentity(HTTPError):
+    """Over mutual TLS, the callee proved another identity than the service it was picked
+    for (``mesh_pools``): nothing was sent, and the connection is closed."""
 
 
 class UpstreamResponse(NamedTuple):
@@ -54,8 +65,14 @@ class UpstreamClient:
         pool_maxsize: int = Settings.pool_maxsize,
         resolver: Resolver = resolve,
         clock: Callable[[], float] = time.monotonic,
+        mesh: Callable[[], MeshPools] | None = None,
     ) -> None:
+        """``mesh`` makes the pools to instances that take mutual TLS (``mesh_pools``), on
+        first use: a function that calls none never builds them."""
         self._addresses = addresses
+        self._mesh_factory = mesh
+        self._mesh: MeshPools | None = None
+        self._pool_maxsize = pool_maxsize
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._max_body = max_response_body
@@ -88,20 +105,24 @@ class UpstreamClient:
         headers: Mapping[str, str],
         body: bytes | None,
         deadline: float | None = None,
+        tls_service: str | None = None,
     ) -> UpstreamResponse:
-        """One request; ``deadline`` (on this client's clock) bounds it as a whole, since
-        urllib3's read timeout bounds each read and a trickling upstream could go on.
+        """One request (over mutual TLS with the gateway's certificate when ``tls_service``
+        names the service the instance must prove); ``deadline`` (on this client's clock)
+        bounds it as a whole, since urllib3's read timeout bounds each read and a trickling
+        upstream could go on.
 
         A name with several addresses (IPv6 and IPv4, say) is tried address by address while
         connecting fails, as a browser would, before the instance counts as unreachable.
         """
         addresses = self.addresses_for(host, port)
+        request = (method, host, port, target, headers, body, deadline, tls_service)
         for ip in addresses[:-1]:
             try:
-                return self._send_to(ip, method, host, port, target, headers, body, deadline)
+                return self._send_to(ip, *request)
             except ConnectFailed:
                 continue
-        return self._send_to(addresses[-1], method, host, port, target, headers, body, deadline)
+        return self._send_to(addresses[-1], *request)
 
     def _send_to(
         self,
@@ -113,8 +134,9 @@ class UpstreamClient:
         headers: Mapping[str, str],
         body: bytes | None,
         deadline: float | None,
+        tls_service: str | None,
     ) -> UpstreamResponse:
-        pool = self._pool_for(ip, host, port)
+        pool = self._pool_for(ip, host, port, tls_service)
         outgoing = dict(headers)
         outgoing["Host"] = host_header(host, port)
         try:
@@ -129,7 +151,9 @@ class UpstreamClient:
                 decode_content=False,
                 assert_same_host=False,
             )
-        except NewConnectionError as exc:  # refused or unreachable (a ConnectTimeoutError too)
+        except (NewConnectionError, SSLError, WrongIdentity) as exc:
+            # Refused or unreachable (a ConnectTimeoutError too), or, over mutual TLS, a
+            # handshake that failed or a callee of another identity: nothing was sent.
             raise ConnectFailed(
                 f"cannot connect to upstream {host}:{port}: {_reason(exc)}"
             ) from None
@@ -152,14 +176,34 @@ class UpstreamClient:
             raise UpstreamAnswerInvalid(f"upstream {host}:{port} answered {problem}")
         return UpstreamResponse(response.status, fields, self._read(response, host, port, deadline))
 
-    def _pool_for(self, ip: str, host: str, port: int) -> urllib3.HTTPConnectionPool:
+    def _pool_for(
+        self, ip: str, host: str, port: int, tls_service: str | None
+    ) -> urllib3.HTTPConnectionPool:
         """The pool for one address. urllib3 refusing the address (LocationValueError, say,
         for a host stored under older rules) happens before anything is sent."""
+        if tls_service is not None:
+            return self._mesh_pool(ip, port, tls_service)
         try:
             return self._pool.connection_from_host(ip, port, scheme="http")
         except (ValueError, HTTPError) as exc:
             raise ConnectFailed(
                 f"cannot connect to upstream {host}:{port}: {_reason(exc)}"
+            ) from None
+
+    def _mesh_pool(self, ip: str, port: int, service: str) -> urllib3.HTTPConnectionPool:
+        if self._mesh is None:
+            if self._mesh_factory is None:
+                raise MtlsUnavailable(f"{service} takes mutual TLS only; this client has none")
+            self._mesh = self._mesh_factory()
+        try:
+            return self._mesh.pool_for(ip, port, service)
+        except ConfigError as exc:
+            logger.error(
+                "the gateway has no mesh certificate",
+                extra={"service": service, "reason": exc.message},
+            )
+            raise MtlsUnavailable(
+                f"{service} takes mutual TLS only, and the gateway holds no mesh certificate"
             ) from None
 
     def _timeout_until(self, deadline: float | None) -> urllib3.Timeout:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from chalicelib.eureka.leases import Leases
     from chalicelib.exposure.management import Exposures
     from chalicelib.mesh_ca import MeshCA
+    from chalicelib.mesh_pools import MeshPools
 
 
 @cache
@@ -100,6 +101,7 @@ def _gateway() -> Gateway:
             read_timeout=current.read_timeout,
             max_response_body=current.max_response_body,
             pool_maxsize=current.pool_maxsize,
+            mesh=_mesh_pools,
         ),
         max_attempts=current.max_attempts,
         max_request_body=current.max_request_body,
@@ -172,6 +174,19 @@ def certificate_issuer() -> CertificateIssuer:
         current.mesh_cert_seconds,
         time.time,
     )
+
+
+def _mesh_pools() -> MeshPools:
+    """The gateway's pools to instances that take mutual TLS, on its own certificate, which
+    it issues itself from the mesh CA. Imported at the first such call."""
+    from chalicelib.gateway_identity import GatewayIdentity
+    from chalicelib.mesh_pools import MeshPools
+
+    current = settings()
+    identity = GatewayIdentity(
+        mesh_ca, current.trust_domain, current.stage, current.mesh_cert_seconds, time.time
+    )
+    return MeshPools(identity.current, current.pool_maxsize)
 
 
 def mesh_ca() -> MeshCA:

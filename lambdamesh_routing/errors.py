@@ -101,6 +101,15 @@ class UpstreamAnswerInvalid(LambdaMeshError):
     code = "upstream_answer_invalid"
 
 
+class MtlsUnavailable(LambdaMeshError):
+    """The instance takes mutual TLS only, and the proxy (a sidecar's outbound port, the
+    gateway) holds no mesh certificate: the proxy's state, not the instance's failure, so
+    nothing is ejected and no other instance is tried."""
+
+    status = 502
+    code = "mtls_unavailable"
+
+
 class UpstreamResponseTooLarge(LambdaMeshError):
     status = 502
     code = "upstream_response_too_large"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 from lambdamesh_routing.errors import (
     ConnectFailed,
     ConnectLate,
-    LambdaMeshError,
+    MtlsUnavailable,
     UpstreamAnswerInvalid,
 )
 from lambdamesh_routing.forwarding import host_header
@@ -71,14 +71,6 @@ class Exchange:
     sock: socket.socket
     answer: AnswerReader
     reusable: bool = True
-
-
-class MtlsUnavailable(LambdaMeshError):
-    """The instance takes mutual TLS only and this sidecar holds no certificate: this
-    sidecar's state, not the instance's failure (nothing is ejected)."""
-
-    status = 502
-    code = "mtls_unavailable"
 
 
 class Transport:

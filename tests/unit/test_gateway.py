@@ -97,6 +97,7 @@ class ScriptedUpstream:
         self.script = dict(script or {})
         self.sent: list[Sent] = []
         self.deadlines: list[float | None] = []
+        self.tls_services: list[str | None] = []
 
     def send(
         self,
@@ -107,9 +108,11 @@ class ScriptedUpstream:
         headers: Mapping[str, str],
         body: bytes | None,
         deadline: float | None = None,
+        tls_service: str | None = None,
     ) -> UpstreamResponse:
         self.sent.append(Sent(method, host, port, target, dict(headers), body))
         self.deadlines.append(deadline)
+        self.tls_services.append(tls_service)
         outcome = self.script.get(host.split(".")[0], OK)
         if isinstance(outcome, LambdaMeshError):
             raise outcome
@@ -173,6 +176,18 @@ def test_a_request_is_forwarded_to_a_routable_instance_and_answered(
     (sent,) = upstream.sent
     assert (sent.method, sent.host, sent.port) == ("GET", "a.orders.internal", 8080)
     assert sent.target == "/items/42"
+
+
+def test_an_instance_that_takes_mutual_tls_is_called_over_it_for_its_service(
+    make_instance: MakeInstance,
+) -> None:
+    upstream = ScriptedUpstream()
+    instances = [make_instance("a", tls=True)]
+
+    gateway(FakeDiscovery(instances), upstream).forward(request())
+    gateway(FakeDiscovery([make_instance("a")]), upstream).forward(request())
+
+    assert upstream.tls_services == ["orders", None]
 
 
 def test_the_upstream_gets_forwarding_headers_and_the_request_id(
