@@ -61,7 +61,10 @@ class Discovery:
         self._clock = clock
         self.wall_clock = wall_clock
         self._found: Recent[str, _Entry] = Recent(max_services)
-        self._missing: Recent[str, float] = Recent(max_misses)
+        # A service with no instance: nothing to route to, but its policy is still read by
+        # its own first sidecar, before that sidecar registers (what its inbound port holds
+        # callers to); so a miss keeps the policy, never more.
+        self._missing: Recent[str, _Entry] = Recent(max_misses)
 
     def view(self, service: str) -> ServiceView:
         """The service's instances and policy, from the cache while it is fresh."""
@@ -69,9 +72,9 @@ class Discovery:
         entry = self._found.get(service)
         if entry is not None and now - entry.loaded_at < self._ttl:
             return entry.view
-        missed_at = self._missing.get(service)
-        if missed_at is not None and now - missed_at < self._ttl:
-            return _NOTHING
+        missed = self._missing.get(service)
+        if missed is not None and now - missed.loaded_at < self._ttl:
+            return missed.view
         try:
             loaded = self._store.service_view(service)
         except RegistryUnavailable:
@@ -81,13 +84,14 @@ class Discovery:
             # right a moment ago is at hand; leases are still checked against the clock.
             logger.warning("serving a stale instance list", extra={"service": service})
             return entry.view
-        self._remember(service, loaded, now)
-        return loaded if loaded.instances else _NOTHING
+        return self._remember(service, loaded, now)
 
-    def _remember(self, service: str, loaded: ServiceView, now: float) -> None:
+    def _remember(self, service: str, loaded: ServiceView, now: float) -> ServiceView:
         if loaded.instances:
             self._missing.discard(service)
             self._found.put(service, _Entry(loaded, now))
-        else:
-            self._found.discard(service)
-            self._missing.put(service, now)
+            return loaded
+        view = _NOTHING if loaded.policy is None else ServiceView((), loaded.policy)
+        self._found.discard(service)
+        self._missing.put(service, _Entry(view, now))
+        return view

@@ -143,6 +143,23 @@ def test_a_service_with_no_instance_is_an_empty_view(client: Client) -> None:
     }
 
 
+def test_a_service_with_no_instance_yet_has_its_policy_in_its_view(client: Client) -> None:
+    """A service's first sidecar reads its own policy before it registers: the intentions its
+    inbound port enforces must be the policy's from the start, cached miss or not."""
+    intentions = {"default": "deny", "rules": [{"from": "billing", "action": "allow"}]}
+    stored = client.http.put(
+        "/registry/services/orders/policy",
+        headers={"Content-Type": "application/json", **bearer(admin_token())},
+        body=json.dumps({"mtls": "strict", "intentions": intentions}),
+    )
+    assert stored.status_code == 201, stored.body
+    for _ in range(2):  # a read, then the cached miss
+        document = body_json(view(client))
+        assert document["instances"] == []
+        assert document["policy"]["intentions"] == intentions
+        assert document["mesh"] == {"mtls": "strict", "intentions_default": "deny"}
+
+
 def test_a_view_needs_a_valid_token_and_a_valid_name(client: Client) -> None:
     unsigned = client.http.get(VIEW)
     bad_name = client.http.get(

@@ -118,6 +118,18 @@ def test_an_unknown_service_is_not_found(subject: Discovery) -> None:
         routed(subject, "nobody", "v1")
 
 
+def test_a_service_with_no_instance_keeps_its_policy_through_the_cached_miss(
+    subject: Discovery, store: InMemoryStore
+) -> None:
+    store.policies["payments"] = Policy(mtls="strict")
+    for _ in range(2):
+        view = subject.view("payments")
+        assert (view.instances, view.policy) == ((), Policy(mtls="strict"))
+    assert store.reads == ["payments"]  # the second came from the cache
+    with pytest.raises(ServiceNotFound):
+        routed(subject, "payments", "v1")
+
+
 def test_liveness_is_judged_by_the_wall_clock(
     store: InMemoryStore, clock: FakeClock, now: float
 ) -> None:
@@ -343,4 +355,5 @@ def test_a_policy_without_instances_routes_nothing(now: float) -> None:
 
     with pytest.raises(ServiceNotFound):
         routed(subject, "orders", "v1")
-    assert policy_of(subject, "orders") is DEFAULT_POLICY
+    # Still read: the service's first sidecar enforces it before it registers.
+    assert policy_of(subject, "orders") == Policy(strategy="random")
