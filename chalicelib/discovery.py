@@ -86,6 +86,11 @@ class Discovery:
             return entry.view
         return self._remember(service, loaded, now)
 
+    def forget(self, service: str) -> None:
+        """Read ``service`` afresh next time: an instance of it was just stored."""
+        self._found.discard(service)
+        self._missing.discard(service)
+
     def _remember(self, service: str, loaded: ServiceView, now: float) -> ServiceView:
         if loaded.instances:
             self._missing.discard(service)

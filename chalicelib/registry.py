@@ -104,14 +104,18 @@ class Registry:
         clock: Clock = time.time,
         max_instances: int = Settings.max_instances_per_service,
         default_exposure: Exposure = CLOSED,
+        registered: Callable[[str], None] = lambda service: None,
     ) -> None:
         """``default_exposure`` is what the gateway does with a service that declared none
-        (LAMBDAMESH_EDGE_DEFAULT), shown in the service list for those."""
+        (LAMBDAMESH_EDGE_DEFAULT), shown in the service list for those. ``registered`` is told
+        each service an instance was stored for (the gateway's cache forgets what it knew of
+        it, a miss included, so this container routes to it at once)."""
         self._store = store
         self._addresses = addresses
         self._clock = clock
         self._max_instances = max_instances
         self._default_exposure = default_exposure
+        self._registered = registered
 
     def register(
         self, principal: Principal, service: str, instance_id: str, body: bytes
@@ -135,7 +139,9 @@ class Registry:
     def _store_registration(self, registration: Registration) -> RegisterResult:
         now = self._clock()
         self._make_room(registration.service, registration.instance_id, now)
-        return self._store.register(registration, now)
+        result = self._store.register(registration, now)
+        self._registered(registration.service)
+        return result
 
     @property
     def addresses(self) -> AddressPolicy:

@@ -72,6 +72,7 @@ def registry() -> Registry:
         address_policy(),
         max_instances=current.max_instances_per_service,
         default_exposure=OPEN if current.edge_default == "open" else CLOSED,
+        registered=lambda service: discovery().forget(service),
     )
 
 

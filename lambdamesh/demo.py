@@ -19,6 +19,24 @@ INSTANCES_PER_SERVICE = 2
 CALLERS = frozenset({"hello"})
 # How the demo's services face the internet: public, declared as any public service must be.
 PUBLIC = {"exposed": True, "auth": ["none"]}
+# How they face each other: mutual TLS only, through each task's inbound port, and only the
+# callers their intentions name (the gateway, for the public; hello, for echo).
+POLICIES: dict[str, dict[str, object]] = {
+    "hello": {
+        "mtls": "strict",
+        "intentions": {"default": "deny", "rules": [{"from": "_gateway", "action": "allow"}]},
+    },
+    "echo": {
+        "mtls": "strict",
+        "intentions": {
+            "default": "deny",
+            "rules": [
+                {"from": "_gateway", "action": "allow"},
+                {"from": "hello", "action": "allow", "methods": ["GET", "HEAD"]},
+            ],
+        },
+    },
+}
 # Each demo instance stands for an ECS task, named as ECS names one, so that the stop event
 # ECS would send for it (`lambdamesh task-event --stopped ARN`) removes it.
 DEMO_TASK_ARN = "arn:aws:ecs:us-east-1:000000000000:task/lambdamesh-demo/{task_id}"
@@ -43,6 +61,7 @@ class Demo:
     heartbeat_seconds: str = "2"
     lease_seconds: str = "6"
     outbound_ports: dict[str, int] = field(default_factory=dict)
+    inbound_ports: dict[str, int] = field(default_factory=dict)
     # Each instance's "task": its app's and its sidecar's process ids.
     task_pids: dict[str, tuple[int, int]] = field(default_factory=dict)
     # The console's URL: the dashboard never shares the gateway's origin.
@@ -51,6 +70,7 @@ class Demo:
     def start(self) -> None:
         for service in dict(DEMO_SERVICES):
             self.expose(service, PUBLIC)
+            self._put(f"/registry/services/{service}/policy", POLICIES[service])
         for service, version in DEMO_SERVICES:
             for index in range(INSTANCES_PER_SERVICE):
                 self._start_instance(service, version, index)
@@ -60,6 +80,8 @@ class Demo:
         app = ["-m", "lambdamesh.demo_app", "--port", str(port), "--name", service]
         app += ["--instance", f"{service}-{index}"]
         env = dict(self.sidecar_env(service, version, port, index))
+        inbound = self.inbound_ports[f"{service}-{index}"] = free_port()
+        env["LAMBDAMESH_INBOUND_PORT"] = str(inbound)
         if service in CALLERS:
             outbound = free_port()
             self.outbound_ports[f"{service}-{index}"] = outbound
@@ -91,9 +113,13 @@ class Demo:
 
     def expose(self, service: str, exposure: Mapping[str, object]) -> None:
         """Declare how the gateway serves ``service``: nothing is public undeclared."""
+        self._put(f"/registry/services/{service}/exposure", exposure)
+
+    def _put(self, path: str, document: Mapping[str, object]) -> None:
+        """An admin's PUT of a document to the registry API."""
         request = urllib.request.Request(  # noqa: S310 - our own http URL
-            f"{self.url}/registry/services/{service}/exposure",
-            data=json.dumps(exposure).encode(),
+            f"{self.url}{path}",
+            data=json.dumps(document).encode(),
             method="PUT",
             headers={
                 "Authorization": f"Bearer {issue(self.signing_key)}",
@@ -137,10 +163,15 @@ class Demo:
                 f"  curl -s '{self.url}/api/v1/hello/v1/greet/world?lang=en'",
                 f"  curl -s -X POST --data-binary 'ping' '{self.url}/api/v1/echo/v1/echo'",
                 f"  curl -s -i '{self.url}/api/v1/nope/v1/'",
-                "hello calls echo through its sidecar's outbound port (no gateway on the way):",
+                "hello calls echo through its sidecar's outbound port (no gateway on the way),",
+                "over mutual TLS: echo's app sees who called in X-Forwarded-Client-Cert:",
                 f"  curl -s '{self.url}/api/v1/hello/v1/call/echo/v1/items/7'",
                 f"  curl -s 'http://127.0.0.1:{self.outbound_ports.get('hello-0', 0)}"
                 "/echo/v1/items/8'   # as the hello-0 app calls it",
+                "Both services are strict: their tasks' inbound ports refuse a caller without a",
+                "mesh certificate (403 mtls_required), and echo's intentions let hello GET only:",
+                f"  curl -s 'http://127.0.0.1:{self.inbound_ports.get('echo-0', 0)}/items/9'",
+                f"  curl -s -X POST '{self.url}/api/v1/hello/v1/call/echo/v1/items/9'",
                 *self._crash(auth),
                 f"Tokens: export LAMBDAMESH_SIGNING_KEY={self.signing_key.decode()}"
                 " and run `lambdamesh token SERVICE` or `lambdamesh token --admin`.",

@@ -154,9 +154,14 @@ def start() -> Iterator[Callable[..., Port]]:
     ``certificate`` names the service its certificate is issued for."""
     started: list[tuple[InboundServer, App]] = []
 
-    def make(certificate: str = SERVICE, **settings: Any) -> Port:
+    def make(
+        certificate: str = SERVICE,
+        issue: Callable[[str], dict[str, Any]] = answer,
+        **settings: Any,
+    ) -> Port:
+        """``issue``: the registry's certificate answer for a service."""
         app = start_app()
-        keeper = IdentityKeeper(lambda: answer(certificate), certificate)
+        keeper = IdentityKeeper(lambda: issue(certificate), certificate)
         keeper.obtain()
         views = Views()
         records: list[logging.LogRecord] = []

@@ -145,7 +145,10 @@ def test_a_services_policy_is_shown_beside_its_instances(
 
     echo = page.locator("section[data-service=echo]")
     expect(echo.locator("pre.policy")).to_contain_text('"strategy": "random"', timeout=WAIT_MS)
-    expect(page.locator("section[data-service=hello] pre.policy")).to_have_count(0)
+    # hello keeps the demo's own policy: strict mutual TLS.
+    hello = page.locator("section[data-service=hello] pre.policy")
+    expect(hello).to_contain_text('"mtls": "strict"', timeout=WAIT_MS)
+    expect(hello).not_to_contain_text("random")
 
 
 def test_each_services_exposure_is_shown(demo: tuple[Process, str], page: Page) -> None:

@@ -130,6 +130,18 @@ def test_a_service_with_no_instance_keeps_its_policy_through_the_cached_miss(
         routed(subject, "payments", "v1")
 
 
+def test_a_service_forgotten_is_read_afresh_its_miss_included(
+    subject: Discovery, store: InMemoryStore, make_instance: MakeInstance
+) -> None:
+    with pytest.raises(ServiceNotFound):
+        routed(subject, "payments", "v1")
+    store.by_service["payments"] = [make_instance("p", service="payments")]
+    with pytest.raises(ServiceNotFound):  # the miss is cached
+        routed(subject, "payments", "v1")
+    subject.forget("payments")
+    assert ids(routed(subject, "payments", "v1")) == ["p"]
+
+
 def test_liveness_is_judged_by_the_wall_clock(
     store: InMemoryStore, clock: FakeClock, now: float
 ) -> None:

@@ -443,3 +443,16 @@ def test_a_stored_instance_stays_far_below_dynamodbs_item_limit() -> None:
     attribute_names = 200
 
     assert MAX_INSTANCE_JSON + attribute_names < DYNAMODB_ITEM // 50
+
+
+def test_each_stored_registration_is_announced_and_a_refused_one_is_not(
+    store: InMemoryStore, clock: Clock
+) -> None:
+    announced: list[str] = []
+    limited = Registry(
+        store, AddressPolicy(), clock=clock, max_instances=1, registered=announced.append
+    )
+    limited.register(ADMIN, "orders", "a", encoded(BODY))
+    with pytest.raises(TooManyInstances):
+        limited.register(ADMIN, "orders", "b", encoded(BODY))
+    assert announced == ["orders"]
