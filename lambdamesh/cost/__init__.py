@@ -20,10 +20,11 @@ from lambdamesh.cost.model import (
     per_eureka_client,
     per_instance,
     per_instance_heartbeat,
+    per_mesh_sidecar,
     tiered,
 )
 from lambdamesh.cost.render import render, render_markdown, to_json
-from lambdamesh.cost.traffic import polls_a_month, warm_lambdas
+from lambdamesh.cost.traffic import issues_a_month, polls_a_month, warm_lambdas
 
 __all__ = [
     "ASSUMPTIONS",
@@ -37,9 +38,11 @@ __all__ = [
     "declared",
     "estimate",
     "inputs_from_args",
+    "issues_a_month",
     "per_eureka_client",
     "per_instance",
     "per_instance_heartbeat",
+    "per_mesh_sidecar",
     "polls_a_month",
     "problems",
     "render",

@@ -29,6 +29,11 @@ LAMBDA_TIMEOUT_MS = 900_000
 DEFAULT_EUREKA_SECONDS = 30.0
 # DynamoDB's largest item, 400 KB.
 MAX_ITEM_BYTES = 400 * 1024
+# A mesh certificate's life, LAMBDAMESH_MESH_CERT_SECONDS: its default and range
+# (chalicelib/config.py: Settings.mesh_cert_seconds, MIN_ and MAX_MESH_CERT_SECONDS).
+DEFAULT_CERT_SECONDS = 24 * 3600
+MIN_CERT_SECONDS = 60
+MAX_CERT_SECONDS = 7 * 24 * 3600
 _INPUT = "lambdamesh.cost.input"
 
 
@@ -193,6 +198,43 @@ class CostInputs:
             "--east-west-rps",
             "service-to-service calls a second through the sidecars, priced through the "
             "gateway for comparison",
+        ),
+    )
+    # Mesh certificates (docs/mtls.md; 0 sidecars: off): a sidecar serving its inbound or
+    # outbound port asks the registry for one at its task's start and again at half of each
+    # one's life; each issue is an invocation on the sidecars' lane.
+    mesh_sidecars: int = field(
+        default=0,
+        metadata=_flag(
+            "--mesh-sidecars",
+            "sidecars holding a mesh certificate (LAMBDAMESH_INBOUND_PORT or "
+            "LAMBDAMESH_OUTBOUND_PORT on); 0 = off",
+        ),
+    )
+    cert_seconds: int = field(
+        default=DEFAULT_CERT_SECONDS,
+        metadata=_flag(
+            "--cert-seconds",
+            "LAMBDAMESH_MESH_CERT_SECONDS, 60..604800; renewed at half of it",
+            MIN_CERT_SECONDS,
+            MAX_CERT_SECONDS,
+        ),
+    )
+    # A warm issue, measured (tests/bench/bench_handler.py): 0.3-0.5 ms of CPU with its log
+    # lines, 1-2 ms at 512 MB's CPU share; plus the mesh CA's Secrets Manager read, a round
+    # trip in the region, whenever the function's 5-minute copy has lapsed (not measurable
+    # here).
+    cert_ms: float = field(
+        default=20.0,
+        metadata=_flag("--cert-ms", "billed Lambda ms per certificate issue", 0, LAMBDA_TIMEOUT_MS),
+    )
+    # Measured (tests/bench/bench_log_bytes.py): the issue's line (308 B for a service named
+    # `orders`; each letter of a name adds 3 B), its request line (281 B) and its EMF document.
+    cert_log_bytes: float = field(
+        default=790.0,
+        metadata=_flag(
+            "--cert-log-bytes",
+            "application log bytes per certificate issue (its line, request line and EMF)",
         ),
     )
     # Routed requests a second to services whose exposure sets a rate limit of scope global:

@@ -19,8 +19,11 @@ from lambdamesh.cost.traffic import (
     client_lane,
     events_a_month,
     heartbeats_a_month,
+    issues_a_month,
+    issues_per_sidecar_second,
     polls_a_month,
     read_units_per_second,
+    renewal_seconds,
     rest_calls_a_month,
     routed_a_month,
     sidecar_lane,
@@ -84,6 +87,20 @@ EUREKA_ASSUMPTIONS = (
     "Eureka servers on EC2 (the comparison) are priced by their instance-hours alone: no EBS "
     "volume, load balancer, public address or data transfer",
 )
+# Said only where mesh certificates are priced (--mesh-sidecars above 0).
+CERTIFICATE_ASSUMPTIONS = (
+    "each mesh sidecar asks POST /registry/services/{service}/certificate at its task's start "
+    "and at half of each certificate's life (--cert-seconds): a task living --task-lifetime-"
+    "hours issues ceil(lifetime / half-life), since the renewal at its end is its "
+    "replacement's first; each issue is a Lambda invocation on the sidecars' lane (--cert-ms, "
+    "--cert-log-bytes) that reads no DynamoDB",
+    "the mesh CA is one more Secrets Manager secret, and each issue is counted as reading it "
+    "(GetSecretValue): the function keeps the CA for 5 minutes, so this is an upper bound, "
+    "reached while issues reach an execution environment less often than every 5 minutes",
+    "not counted: the gateway's own certificate (issued inside a routed request, once per "
+    "execution environment per half-life), the first issue's import of cryptography (once per "
+    "execution environment) and the issues' share of the warm Lambdas",
+)
 
 
 @dataclass(frozen=True)
@@ -113,6 +130,9 @@ class Breakdown:
     eureka_dynamodb: float = 0.0
     per_eureka_client: dict[str, float] = field(default_factory=dict)
     eureka_servers: tuple[Line, ...] = ()
+    # What mesh certificates add to the total (their lines), and one sidecar's part.
+    certificates_monthly: float = 0.0
+    per_mesh_sidecar: dict[str, float] = field(default_factory=dict)
 
     @property
     def total(self) -> float:
@@ -435,6 +455,88 @@ def _eureka(inputs: CostInputs, prices: PriceTable) -> list[Line]:
     )
 
 
+def _rest_calls_before_certificates(inputs: CostInputs) -> float:
+    """The month's REST API calls the certificate issues come on top of."""
+    calls = _rest_calls_before_eureka(inputs)
+    if inputs.eureka_clients and eureka.lane(inputs) == "rest":
+        calls += eureka.month(inputs).calls
+    return calls
+
+
+def _issues_basis(inputs: CostInputs, issues: float) -> str:
+    after = "renewed every"
+    if inputs.task_lifetime_hours:
+        after = "asked for at each task's start and every"
+    return (
+        f"{issues:,.0f} issues ({inputs.mesh_sidecars} sidecars; a {inputs.cert_seconds:,} s "
+        f"certificate, {after} {renewal_seconds(inputs):,.0f} s)"
+    )
+
+
+def _certificates(inputs: CostInputs, prices: PriceTable) -> list[Line]:
+    """Mesh certificates: each issue an invocation on the sidecars' lane, and the mesh CA's
+    secret, its reads counted at one an issue."""
+    if inputs.mesh_sidecars == 0:
+        return []
+    issues = issues_a_month(inputs)
+    found: list[Line] = []
+    if sidecar_lane(inputs) == "rest":
+        # Charged at the volume bands the issues push the month into, as polls are.
+        others, tiers = _rest_calls_before_certificates(inputs), prices.api_gateway_rest_tiers
+        found.append(
+            Line(
+                "Mesh certificates: API Gateway (REST)",
+                f"{issues:,.0f} issues, tiered on top of the calls above",
+                tiered(others + issues, tiers) - tiered(others, tiers),
+            )
+        )
+    gb_seconds = issues * inputs.cert_ms / 1000 * inputs.memory_mb / 1024
+    issue_bytes = inputs.cert_log_bytes + inputs.platform_log_bytes
+    gigabytes = issues * issue_bytes / GB
+    found += _invocation_lines(
+        "Mesh certificates",
+        (issues, _issues_basis(inputs, issues)),
+        (gb_seconds, f"{inputs.cert_ms:g} ms an issue"),
+        (gigabytes, f"{gigabytes:,.3f} GB ({issue_bytes:g} B an issue)"),
+        inputs,
+        prices,
+    )
+    return [
+        *found,
+        Line(
+            "Mesh certificates: mesh CA secret",
+            "1 more secret at $0.40",
+            prices.secret_month.amount,
+        ),
+        Line(
+            "Mesh certificates: mesh CA reads",
+            f"{issues:,.0f} GetSecretValue at most (one an issue) at $0.05 per 10,000",
+            issues * prices.secret_api_call.amount,
+        ),
+    ]
+
+
+def per_mesh_sidecar(inputs: CostInputs, prices: PriceTable = PRICES) -> dict[str, float]:
+    """What one more mesh sidecar adds a month by its certificates: no fixed cost (the mesh
+    CA's secret), API Gateway at its first band, the CA read at one an issue. Empty without
+    mesh sidecars."""
+    if inputs.mesh_sidecars == 0:
+        return {}
+    issues = issues_per_sidecar_second(inputs) * SECONDS_PER_MONTH
+    rest = sidecar_lane(inputs) == "rest"
+    gb_seconds = issues * inputs.cert_ms / 1000 * inputs.memory_mb / 1024
+    log_bytes = issues * (inputs.cert_log_bytes + inputs.platform_log_bytes)
+    parts = {
+        "api_gateway": issues * prices.api_gateway_rest.amount if rest else 0.0,
+        "lambda_requests": issues * prices.lambda_request.amount,
+        "lambda_duration": gb_seconds * _gb_second_price(inputs, prices),
+        "logs": log_bytes / GB * prices.logs_ingested_gb.amount,
+        "mesh_ca_reads": issues * prices.secret_api_call.amount,
+    }
+    parts["total"] = sum(parts.values())
+    return parts
+
+
 def _unit_prices(inputs: CostInputs, prices: PriceTable) -> tuple[float, float]:
     """What one write unit and one read unit a month cost, provisioned capacity counted as
     its exact share (per unit a second, at the target), on demand per request."""
@@ -638,9 +740,10 @@ def estimate(inputs: CostInputs, prices: PriceTable = PRICES) -> Breakdown:
         eureka_dynamodb = sum(line.monthly for line in _dynamodb(inputs, prices)) - sum(
             line.monthly for line in _dynamodb(without, prices)
         )
+    certificates = _certificates(inputs, prices)
     return Breakdown(
         inputs=inputs,
-        lines=(*lines, *polls, *clients),
+        lines=(*lines, *polls, *clients, *certificates),
         cloud_map=_cloud_map(inputs, prices),
         per_instance_heartbeat=per_instance_heartbeat(inputs, prices),
         per_instance=per_instance(inputs, prices),
@@ -651,4 +754,6 @@ def estimate(inputs: CostInputs, prices: PriceTable = PRICES) -> Breakdown:
         eureka_dynamodb=eureka_dynamodb,
         per_eureka_client=per_eureka_client(inputs, prices),
         eureka_servers=_eureka_servers(inputs, prices),
+        certificates_monthly=sum(line.monthly for line in certificates),
+        per_mesh_sidecar=per_mesh_sidecar(inputs, prices),
     )

@@ -7,13 +7,23 @@ from typing import Any
 
 from lambdamesh.cost import eureka
 from lambdamesh.cost.inputs import CostInputs
-from lambdamesh.cost.model import ASSUMPTIONS, EUREKA_ASSUMPTIONS, Breakdown, Line
+from lambdamesh.cost.model import (
+    ASSUMPTIONS,
+    CERTIFICATE_ASSUMPTIONS,
+    EUREKA_ASSUMPTIONS,
+    Breakdown,
+    Line,
+)
 from lambdamesh.cost.traffic import (
     HOURS_PER_MONTH,
+    SECONDS_PER_MONTH,
     client_lane,
     events_a_month,
+    issues_a_month,
+    issues_per_sidecar_second,
     polls_a_month,
     polls_per_second,
+    renewal_seconds,
     sidecar_lane,
     stops_a_month,
 )
@@ -50,6 +60,31 @@ def _eureka_json(breakdown: Breakdown) -> dict[str, Any]:
             "in_total": False,
         },
     }
+
+
+def _certificates_json(breakdown: Breakdown) -> dict[str, Any]:
+    """The mesh certificates' volumes and what they add, in all and per sidecar."""
+    inputs = breakdown.inputs
+    return {
+        "sidecars": inputs.mesh_sidecars,
+        "lane": sidecar_lane(inputs),
+        "cert_seconds": inputs.cert_seconds,
+        "renewal_seconds": renewal_seconds(inputs),
+        "issues_per_month": round(issues_a_month(inputs), 3),
+        "issues_per_sidecar_month": round(issues_per_sidecar_second(inputs) * SECONDS_PER_MONTH, 3),
+        "monthly": round(breakdown.certificates_monthly, 6),
+        "per_sidecar": {k: round(v, 6) for k, v in breakdown.per_mesh_sidecar.items()},
+    }
+
+
+def _assumptions(inputs: CostInputs) -> list[str]:
+    """The model's assumptions, and those of the parts priced only when asked for."""
+    found = list(ASSUMPTIONS)
+    if inputs.eureka_clients:
+        found += EUREKA_ASSUMPTIONS
+    if inputs.mesh_sidecars:
+        found += CERTIFICATE_ASSUMPTIONS
+    return found
 
 
 def to_json(breakdown: Breakdown, prices: PriceTable = PRICES) -> dict[str, Any]:
@@ -93,13 +128,15 @@ def to_json(breakdown: Breakdown, prices: PriceTable = PRICES) -> dict[str, Any]
             "saving": round(breakdown.east_west_saving, 6),
             "in_total": False,
         },
-        "assumptions": list(ASSUMPTIONS) + (list(EUREKA_ASSUMPTIONS) if clients else []),
+        "assumptions": _assumptions(inputs),
         "prices": {
             name: {**asdict(price), "read_on": READ_ON} for name, price in prices.all().items()
         },
     }
     if clients:
         document["eureka"] = _eureka_json(breakdown)
+    if inputs.mesh_sidecars:
+        document["certificates"] = _certificates_json(breakdown)
     return document
 
 
@@ -179,6 +216,8 @@ def render(breakdown: Breakdown) -> str:
         )
     if inputs.eureka_clients:
         header += "\n" + _eureka_text(inputs)
+    if inputs.mesh_sidecars:
+        header += "\n" + _certificates_text(inputs)
     one = breakdown.per_instance
     footer = (
         f"heartbeats alone, per instance-month: ${beat['total_without_logs']:.4f} "
@@ -199,7 +238,26 @@ def render(breakdown: Breakdown) -> str:
         )
     if inputs.eureka_clients:
         notes.append(_eureka_note(breakdown))
+    if inputs.mesh_sidecars:
+        notes.append(_certificates_note(breakdown))
     return "\n".join([header, "", *table, "", *notes, "assumptions: docs/cost.md"])
+
+
+def _certificates_text(inputs: CostInputs) -> str:
+    return (
+        f"mesh certificates: {inputs.mesh_sidecars} sidecars, a {inputs.cert_seconds:,} s "
+        f"certificate renewed every {renewal_seconds(inputs):,.0f} s, through the "
+        f"{LANE_NAMES[sidecar_lane(inputs)]}: {issues_a_month(inputs):,.0f} issues a month"
+    )
+
+
+def _certificates_note(breakdown: Breakdown) -> str:
+    one = breakdown.per_mesh_sidecar
+    return (
+        f"mesh certificates: ${breakdown.certificates_monthly:,.2f} a month "
+        f"(${PRICES.secret_month.amount:.2f} of it the mesh CA's secret), ${one['total']:.4f} "
+        f"per sidecar-month (${one['mesh_ca_reads']:.4f} of it the mesh CA's reads)"
+    )
 
 
 def _eureka_text(inputs: CostInputs) -> str:
@@ -258,7 +316,23 @@ def _markdown_rows(breakdown: Breakdown) -> list[tuple[str, str, str]]:
                 f"${breakdown.polls_monthly:,.2f} / {_signed(breakdown.east_west_saving)}",
             )
         )
-    return rows + _eureka_rows(breakdown)
+    return rows + _certificate_rows(breakdown) + _eureka_rows(breakdown)
+
+
+def _certificate_rows(breakdown: Breakdown) -> list[tuple[str, str, str]]:
+    """One mesh sidecar's certificates: the lines above, per sidecar, without the secret."""
+    if not breakdown.per_mesh_sidecar:
+        return []
+    inputs, one = breakdown.inputs, breakdown.per_mesh_sidecar
+    issues = issues_per_sidecar_second(inputs) * SECONDS_PER_MONTH
+    return [
+        (
+            "One mesh sidecar's certificates, per month (not in the total)",
+            f"{issues:,.1f} issues through the {LANE_NAMES[sidecar_lane(inputs)]}, "
+            "the mesh CA's reads included, its secret not",
+            f"${one['total']:.4f}",
+        )
+    ]
 
 
 def _eureka_rows(breakdown: Breakdown) -> list[tuple[str, str, str]]:

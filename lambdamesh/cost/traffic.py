@@ -32,7 +32,8 @@ def polls_a_month(inputs: CostInputs) -> float:
 
 
 def sidecar_lane(inputs: CostInputs) -> str:
-    """The lane heartbeats and routing-view polls arrive on: the sidecars' LAMBDAMESH_URL."""
+    """The lane heartbeats, routing-view polls and certificate issues arrive on: the
+    sidecars' LAMBDAMESH_URL."""
     return "url" if inputs.lane == "mixed" else inputs.lane
 
 
@@ -87,6 +88,31 @@ def stops_per_second(inputs: CostInputs) -> float:
 
 def stops_a_month(inputs: CostInputs) -> float:
     return stops_per_second(inputs) * SECONDS_PER_MONTH
+
+
+# chalicelib/certificates.py RENEW_AT: a certificate's holder asks for the next one half-way
+# through its life.
+RENEW_AT = 0.5
+
+
+def renewal_seconds(inputs: CostInputs) -> float:
+    return inputs.cert_seconds * RENEW_AT
+
+
+def issues_per_sidecar_second(inputs: CostInputs) -> float:
+    """Certificates one mesh sidecar asks for a second. A task issues one at its start and
+    one every renewal period while it lives: ceil(lifetime / period) in all, since the
+    renewal that would fall at its end is its replacement's first. Without task churn, one a
+    period."""
+    period = renewal_seconds(inputs)
+    if inputs.task_lifetime_hours == 0:
+        return 1 / period
+    lifetime = inputs.task_lifetime_hours * 3600
+    return max(1, math.ceil(lifetime / period - 1e-9)) / lifetime
+
+
+def issues_a_month(inputs: CostInputs) -> float:
+    return inputs.mesh_sidecars * issues_per_sidecar_second(inputs) * SECONDS_PER_MONTH
 
 
 def events_a_month(inputs: CostInputs) -> float:

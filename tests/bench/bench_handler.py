@@ -3,7 +3,9 @@
 Warm: the app invoked in this process with API Gateway's REST event and a function URL's
 (payload 2.0) event, routing to a loopback upstream, beside a direct call to that upstream
 with the same HTTP client library (urllib3); the handler's added milliseconds; and the CPU
-time per routed request and per heartbeat, from which `docs/benchmarks.md` sizes the memory.
+time per routed request, per heartbeat and per service certificate issued (warm: its first
+issue's import of ``cryptography`` is in the warm-up), from which `docs/benchmarks.md` sizes
+the memory and `lambdamesh cost` bills a certificate (``--cert-ms``).
 moto and the upstream run in processes of their own, so this process's CPU time is the
 handler's.
 
@@ -44,7 +46,7 @@ from lambdamesh.events import HttpRequest, RouteTable, Stage, build_event, build
 from lambdamesh.finishing import finish
 from lambdamesh.invokers import LambdaContext
 from tests.e2e.processes import spawn
-from tests.helpers import SIGNING_KEY, service_token
+from tests.helpers import SIGNING_KEY, mesh_ca_text, service_token
 
 ROOT = Path(__file__).resolve().parents[2]
 # The goals (issue 21): what the handler adds to a routed GET at p50 (REST event, loopback
@@ -88,6 +90,7 @@ def lambda_environment(endpoint: str) -> dict[str, str]:
         "LAMBDAMESH_TABLE": TABLE,
         "LAMBDAMESH_SIGNING_KEY": "",
         "LAMBDAMESH_SIGNING_KEY_SECRET": SECRET,
+        "LAMBDAMESH_MESH_CA": mesh_ca_text(),
         "LAMBDAMESH_ALLOW_LOOPBACK": "true",
         "LAMBDAMESH_EDGE_DEFAULT": "open",
         "LAMBDAMESH_CACHE_SECONDS": "1",
@@ -119,7 +122,7 @@ def provision(endpoint: str, environment: dict[str, str], port: int) -> None:
 
 
 def events(app: Any) -> dict[str, dict[str, Any]]:
-    """The routed GET and the heartbeat, in both lanes' shapes."""
+    """The routed GET, the heartbeat and a certificate issue, in both lanes' shapes."""
     now = int(time.time() * 1000)
     routes = RouteTable(app.routes)
     token = ("Authorization", f"Bearer {service_token(SERVICE)}")
@@ -131,6 +134,9 @@ def events(app: Any) -> dict[str, dict[str, Any]]:
             f"/registry/services/{SERVICE}/instances/bench-0/heartbeat",
             (token, json_type),
             b"{}",
+        ),
+        "certificate": HttpRequest(
+            "POST", f"/registry/services/{SERVICE}/certificate", (token,), b""
         ),
     }
     built: dict[str, dict[str, Any]] = {}

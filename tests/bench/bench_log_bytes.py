@@ -1,6 +1,6 @@
 """What each kind of call writes to the function's log, in bytes: the figures `lambdamesh
 cost` prices CloudWatch Logs with (``--heartbeat-log-bytes``, ``--log-bytes``,
-``--poll-log-bytes``, ``--churn-log-bytes``, ``--eureka-fetch-log-bytes``,
+``--poll-log-bytes``, ``--churn-log-bytes``, ``--cert-log-bytes``, ``--eureka-fetch-log-bytes``,
 ``--eureka-churn-log-bytes``; a Eureka client's renew is priced as a heartbeat).
 
 The app runs in this process as on Lambda (Powertools' Logger at INFO, metrics on), against
@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.helpers import SIGNING_KEY, admin_token, service_token
+from tests.helpers import SIGNING_KEY, admin_token, mesh_ca_text, service_token
 
 TASK_ARN = "arn:aws:ecs:us-east-1:123456789012:task/bench/0123456789abcdef0123456789abcdef"
 # What `lambdamesh cost` assumes for each, and must be updated with.
@@ -32,6 +32,7 @@ PRICED = {
     "successful heartbeat": "heartbeat_log_bytes",
     "routed request": "log_bytes_per_invocation",
     "routing-view poll": "poll_log_bytes",
+    "certificate issue": "cert_log_bytes",
     "Eureka renew": "heartbeat_log_bytes",
     "Eureka delta": "eureka_fetch_log_bytes",
     "Eureka full fetch": "eureka_fetch_log_bytes",
@@ -90,6 +91,7 @@ def measure() -> dict[str, int]:
         environment = {
             "LAMBDAMESH_TABLE": "bench-log-bytes",
             "LAMBDAMESH_SIGNING_KEY": SIGNING_KEY,
+            "LAMBDAMESH_MESH_CA": mesh_ca_text(),
             "AWS_ENDPOINT_URL_DYNAMODB": dynamodb,
             "LAMBDAMESH_ALLOW_LOOPBACK": "true",
             "LAMBDAMESH_EDGE_DEFAULT": "open",
@@ -137,6 +139,9 @@ def measure() -> dict[str, int]:
                     lambda: http.get("/registry/services/orders/routing", headers=reader)
                 ),
                 "registration": _counted(lambda: register("churned", task_arn=TASK_ARN)),
+                "certificate issue": _counted(
+                    lambda: http.post("/registry/services/orders/certificate", headers=writer)
+                ),
             }
             context = LambdaContext(30, "lambdamesh")
             event = stopped_event(TASK_ARN)

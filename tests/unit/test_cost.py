@@ -257,6 +257,11 @@ def test_the_default_output_is_a_table_with_a_total_and_cloud_map(
         (["--refresh-seconds", "301"], "--refresh-seconds must be between 1 and 300"),
         (["--poll-ms", "-1"], "--poll-ms must be between 0 and 900000"),
         (["--poll-log-bytes", "-1"], "--poll-log-bytes must be at least 0"),
+        (["--mesh-sidecars", "-1"], "--mesh-sidecars must be at least 0"),
+        (["--cert-seconds", "59"], "--cert-seconds must be between 60 and 604800"),
+        (["--cert-seconds", "604801"], "--cert-seconds must be between 60 and 604800"),
+        (["--cert-ms", "-1"], "--cert-ms must be between 0 and 900000"),
+        (["--cert-log-bytes", "-1"], "--cert-log-bytes must be at least 0"),
         (
             ["--outbound-sidecars", "5", "--east-west-rps", "-1"],
             "--east-west-rps must be at least 0",
@@ -605,6 +610,7 @@ def documented_table(path: Path, heading: str) -> tuple[list[str], str]:
         ("cost.md", "## A large mesh"),
         ("cost.md", "## Sidecar outbound port"),
         ("cost.md", "## Eureka clients"),
+        ("cost.md", "## Mesh certificates"),
     ],
 )
 def test_the_cost_tables_in_the_docs_are_the_commands_output(
