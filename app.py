@@ -5,9 +5,9 @@ chalicelib's errors answered as ``{"error": {"code", "message", "request_id"}}``
 paths and methods no route has (``app.answer_unrouted``, at the end).
 
 The modules of routes that neither a routed request nor the cold start's priming uses (the
-OpenAPI document, the dashboard's pages, the routing view sidecars poll) are imported inside
-those routes, at their first request, so that no cold start pays for them
-(``tests/functional/test_cold_start_imports.py``).
+OpenAPI document, the dashboard's pages, the routing view sidecars poll, the figures an
+instance answers with) are imported inside those routes, at their first request, so that no
+cold start pays for them (``tests/functional/test_cold_start_imports.py``).
 """
 
 from __future__ import annotations
@@ -139,9 +139,12 @@ def routing_view(service: str) -> Response:
     methods=["PUT"],
 )
 def register_instance(service: str, instance_id: str) -> Response:
+    from chalicelib.figures import Reported
+
     registry = wiring.registry()
     result = registry.register(_principal(), service, instance_id, app.body())
-    return json_response(result.instance.to_json(registry.now()), 201 if result.created else 200)
+    answer = Reported(result.instance).to_json(registry.now())  # a registration keeps no figures
+    return json_response(answer, 201 if result.created else 200)
 
 
 @route(

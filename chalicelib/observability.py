@@ -22,9 +22,9 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from chalicelib.eureka import paths as eureka_paths
+from lambdamesh_routing.emf import NAMESPACE, emf_document
 
 SERVICE = "lambdamesh"
-NAMESPACE = "LambdaMesh"
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
@@ -169,27 +169,6 @@ def metrics_disabled(environ: Mapping[str, str] = os.environ) -> bool:
     if disabled is not None:
         return disabled.lower() in _TRUE
     return environ.get(DEV_MODE, "false").lower() in _TRUE
-
-
-def emf_document(
-    dimensions: Mapping[str, str], figures: Sequence[tuple[str, str, float]], timestamp_ms: int
-) -> dict[str, Any]:
-    """One CloudWatch EMF document (namespace ``NAMESPACE``, one dimension set), with the
-    layout Powertools' Metrics gives it."""
-    return {
-        "_aws": {
-            "Timestamp": timestamp_ms,
-            "CloudWatchMetrics": [
-                {
-                    "Namespace": NAMESPACE,
-                    "Dimensions": [list(dimensions)],
-                    "Metrics": [{"Name": name, "Unit": unit} for name, unit, _ in figures],
-                }
-            ],
-        },
-        **dimensions,
-        **{name: [float(value)] for name, _, value in figures},
-    }
 
 
 def print_document(

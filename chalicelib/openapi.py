@@ -87,6 +87,7 @@ def _instance_schema() -> dict[str, Any]:
             "registered_at",
             "updated_at",
             "tls",
+            "figures",
         ],
         "properties": {
             "service": text,
@@ -107,6 +108,36 @@ def _instance_schema() -> dict[str, Any]:
             "updated_at": number,
             "task_arn": text,
             "tls": {"type": "boolean"},
+            "figures": _figures_schema(),
+        },
+    }
+
+
+def _figures_schema() -> dict[str, Any]:
+    calls = {
+        "type": ["object", "null"],
+        "required": ["requests", "errors", "p50_ms", "p99_ms"],
+        "properties": {
+            "requests": {"type": "integer"},
+            "errors": {"type": "integer"},
+            "p50_ms": {"type": ["number", "null"]},
+            "p99_ms": {"type": ["number", "null"]},
+        },
+    }
+    return {
+        "type": ["object", "null"],
+        "description": "what its sidecar counted of the calls through its ports, as its last "
+        "heartbeat that carried figures reported them; null when none came since it "
+        "registered (a registration drops them)",
+        "required": ["seconds", "in", "out", "reported_at"],
+        "properties": {
+            "seconds": {"type": "number", "description": "the window they cover"},
+            "in": {**calls, "description": "the inbound port's calls; null: none reported"},
+            "out": {**calls, "description": "the outbound port's calls; null: none reported"},
+            "reported_at": {
+                "type": "number",
+                "description": "when the registry received them, seconds since the epoch",
+            },
         },
     }
 
@@ -441,7 +472,8 @@ def _paths() -> dict[str, Any]:
         f"{instance}/heartbeat": {
             "parameters": [_SERVICE, _INSTANCE],
             "put": {
-                "summary": "Renew the lease, and report the status",
+                "summary": "Renew the lease, and report the status and the figures of the "
+                "calls through the sidecar's ports (kept until the next figures)",
                 "requestBody": {"required": False, "content": _json(_ref("Heartbeat"))},
                 "responses": {
                     "200": _answer("renewed", _ref("Instance")),

@@ -18,10 +18,10 @@ from chalicelib.auth import Principal, require_admin, require_write
 from chalicelib.config import Settings
 from chalicelib.errors import InstanceNotFound, PolicyNotFound, TooManyDrains, TooManyInstances
 from chalicelib.exposure.document import CLOSED, Exposure
+from chalicelib.exposure.view import GatewayView
 from chalicelib.instances import (
     Instance,
     RegisterResult,
-    ServiceView,
     Status,
     StoredPolicy,
 )
@@ -30,6 +30,7 @@ from lambdamesh_routing.names import check_name
 from lambdamesh_routing.policy import Policy
 
 if TYPE_CHECKING:
+    from chalicelib.figures import Reported
     from chalicelib.instances import Registration
 
 Clock = Callable[[], float]
@@ -59,7 +60,8 @@ class RegistryStore(Protocol):
         now: float,
         status: Status | None = None,
         eureka_dirty: int | None = None,
-    ) -> Instance: ...
+        figures: str | None = None,
+    ) -> tuple[Instance, str | None]: ...
 
     def deregister(self, service: str, instance_id: str, now: float) -> bool: ...
 
@@ -83,7 +85,7 @@ class RegistryStore(Protocol):
 
     def delete_policy(self, service: str) -> bool: ...
 
-    def service_view(self, service: str) -> ServiceView: ...
+    def service_view(self, service: str) -> GatewayView: ...
 
     def drain(self, service: str, instance_id: str, limit: int) -> bool: ...
 
@@ -167,14 +169,20 @@ class Registry:
 
     def heartbeat(
         self, principal: Principal, service: str, instance_id: str, body: bytes
-    ) -> Instance:
+    ) -> Reported:
+        """Renew the lease; the figures the body carries replace the stored ones, and a body
+        without any leaves them as they are."""
+        from chalicelib.figures import Reported, from_stored, stored
         from chalicelib.validation import parse_heartbeat, parse_json_body
 
         check_name("service", service)
         check_name("instance_id", instance_id)
         require_write(principal, service)
-        status = parse_heartbeat(parse_json_body(body))
-        return self._store.heartbeat(service, instance_id, self._clock(), status)
+        now = self._clock()
+        beat = parse_heartbeat(parse_json_body(body), now)
+        text = None if beat.figures is None else stored(beat.figures)
+        instance, kept = self._store.heartbeat(service, instance_id, now, beat.status, figures=text)
+        return Reported(instance, from_stored(kept))
 
     def renew(
         self, principal: Principal, service: str, instance_id: str, eureka_dirty: int | None
@@ -184,7 +192,8 @@ class Registry:
         check_name("service", service)
         check_name("instance_id", instance_id)
         require_write(principal, service)
-        return self._store.heartbeat(service, instance_id, self._clock(), eureka_dirty=eureka_dirty)
+        now = self._clock()
+        return self._store.heartbeat(service, instance_id, now, eureka_dirty=eureka_dirty)[0]
 
     def deregister(self, principal: Principal, service: str, instance_id: str) -> bool:
         """False when there was no such instance."""
@@ -202,18 +211,22 @@ class Registry:
             if self._store.remove_task_instance(service, instance_id, task_arn):
                 yield service, instance_id
 
-    def live_instances(self, service: str, version: str | None = None) -> list[Instance]:
+    def live_instances(self, service: str, version: str | None = None) -> list[Reported]:
+        """Each with the figures its sidecar last reported."""
+        from chalicelib.figures import Reported, from_stored
+
         check_name("service", service)
         if version is not None:
             check_name("version", version)
         now = self._clock()
+        view = self._store.service_view(service)
         return [
-            instance
-            for instance in self._store.service_view(service).instances
+            Reported(instance, from_stored(view.figures.get(instance.instance_id)))
+            for instance in view.instances
             if instance.is_live(now) and version in (None, instance.version)
         ]
 
-    def drain(self, principal: Principal, service: str, instance_id: str) -> Instance:
+    def drain(self, principal: Principal, service: str, instance_id: str) -> Reported:
         """Take a live instance out of rotation until an operator lifts it.
 
         A drain is kept by instance id on the service's policy item, not on the instance's
@@ -223,6 +236,8 @@ class Registry:
         the cap: the set then names only stored instances, which the cleanup at registration
         keeps within the instance cap.
         """
+        from chalicelib.figures import Reported, from_stored
+
         check_name("service", service)
         check_name("instance_id", instance_id)
         require_admin(principal, "draining an instance")
@@ -237,7 +252,7 @@ class Registry:
                 f"service {service!r} holds as many drains as it may, {self._max_instances} "
                 "(LAMBDAMESH_MAX_INSTANCES_PER_SERVICE): lift one first"
             )
-        return found[0].replace(drained=True)
+        return Reported(found[0].replace(drained=True), from_stored(view.figures.get(instance_id)))
 
     def undrain(self, principal: Principal, service: str, instance_id: str) -> None:
         check_name("service", service)

@@ -5,7 +5,10 @@ One table, three kinds of item:
 * an instance: ``pk`` = service, ``sk`` = instance id; TTL on ``expires_at`` cleans up. An
   instance an ECS task registered also holds its ``task_arn``, the key of the sparse index
   ``by-task`` (keys only), which finds what a stopped task left behind. A heartbeat writes
-  neither the key nor a projected attribute, so it costs the index nothing.
+  neither the key nor a projected attribute, so it costs the index nothing. A heartbeat that
+  carries its sidecar's figures writes them too, in ``figures`` (compact JSON, about 90 B and
+  at most 150 B: ``chalicelib/figures.py``); a registration, which puts the whole item, drops
+  them.
 * a service's routing policy and operator drains: ``pk`` = service, ``sk`` = ``~policy``. It
   sorts after every instance id (``~`` cannot start one), so the gateway's one Query of a
   service reads its instances and its policy together, and instance-only Queries stop
@@ -163,6 +166,9 @@ class InstanceItem(_Item):
     # as compact JSON, and its lastDirtyTimestamp, which a renew is checked against.
     eureka = UnicodeAttribute(null=True)
     eureka_dirty = NumberAttribute(null=True)
+    # What its sidecar last reported of the calls through its ports, as compact JSON
+    # (``chalicelib.figures``), written by the heartbeats that carry some.
+    figures = UnicodeAttribute(null=True)
 
 
 class ChangeItem(_Item):
@@ -308,7 +314,7 @@ def _optional(value: Any) -> float | None:
 class _Found:
     """What one Query of a service's partition turned up, sorted by kind."""
 
-    __slots__ = ("drained", "eureka", "exposure", "instances", "keys", "policy")
+    __slots__ = ("drained", "eureka", "exposure", "figures", "instances", "keys", "policy")
 
     def __init__(self) -> None:
         self.instances: list[InstanceItem] = []
@@ -317,6 +323,7 @@ class _Found:
         self.exposure: Exposure | None = None
         self.keys: list[ApiKey] = []
         self.eureka: dict[str, str] = {}
+        self.figures: dict[str, str] = {}
 
 
 def _plain(metadata: MapAttribute[str, Any] | None) -> dict[str, str]:
@@ -467,10 +474,13 @@ class InstanceStore:
         now: float,
         status: Status | None = None,
         eureka_dirty: int | None = None,
-    ) -> Instance:
+        figures: str | None = None,
+    ) -> tuple[Instance, str | None]:
         """Renew a running lease with one conditional UpdateItem; a change of status is noted
         for Eureka's delta. ``eureka_dirty`` (a Eureka renew's lastDirtyTimestamp) renews only
         an instance whose stored one is not older: a client with newer data must register.
+        ``figures`` (as ``chalicelib.figures`` stores them) replace the stored ones in the
+        same write; without, those stay. The renewed instance, and its figures after the write.
 
         It asks DynamoDB what the write cost (``ReturnConsumedCapacity``) and records it as
         the ``HeartbeatWriteUnits`` metric: the figure `lambdamesh cost` assumes (one unit
@@ -483,6 +493,8 @@ class InstanceStore:
         ]
         if status is not None:
             actions.append(model.status.set(status))
+        if figures is not None:
+            actions.append(model.figures.set(figures))
         condition = model.expires_at > now
         if eureka_dirty is not None:
             condition &= model.eureka_dirty.does_not_exist() | (model.eureka_dirty >= eureka_dirty)
@@ -513,7 +525,7 @@ class InstanceStore:
         after = _to_instance(item)
         if after.status != before.status:
             self._note_change(service, instance_id, "MODIFIED", now)
-        return after
+        return after, item.figures if figures is None else figures
 
     def deregister(self, service: str, instance_id: str, now: float) -> bool:
         """Delete the instance; False if there was none."""
@@ -616,6 +628,7 @@ class InstanceStore:
             exposure=found.exposure,
             keys=tuple(found.keys),
             eureka=found.eureka,
+            figures=found.figures,
         )
 
     def _sort_out(self, raw: dict[str, Any], found: _Found) -> None:
@@ -632,6 +645,8 @@ class InstanceStore:
             found.instances.append(item)
             if item.eureka is not None:
                 found.eureka[key] = item.eureka
+            if item.figures is not None:
+                found.figures[key] = item.figures
 
     def drain(self, service: str, instance_id: str, limit: int) -> bool:
         """Take the instance out of rotation until ``undrain``; its heartbeats write its own

@@ -13,11 +13,12 @@ import dataclasses
 import json
 import re
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import fastjsonschema
 
 from chalicelib.errors import InvalidRequest, PayloadTooLarge
+from chalicelib.figures import Figures, from_wire
 from chalicelib.instances import STATUSES, Registration, Status
 from lambdamesh_routing.forwarding import METHODS
 from lambdamesh_routing.hosts import AddressPolicy, normalize_host
@@ -98,10 +99,64 @@ REGISTER_SCHEMA: dict[str, Any] = {
     },
 }
 
+# What a sidecar counted of the calls through its ports since its previous heartbeat
+# (``chalicelib.figures``). A window is at most an hour; a percentile at most 15 minutes.
+MAX_FIGURES_SECONDS = 3600
+MAX_FIGURES_REQUESTS = 1_000_000_000
+MAX_FIGURES_MS = 900_000
+
+
+def _percentile(share: str) -> dict[str, Any]:
+    return {
+        "type": ["number", "null"],
+        "minimum": 0,
+        "maximum": MAX_FIGURES_MS,
+        "description": f"the {share} of the calls' durations, ms; null exactly when no call",
+    }
+
+
+def _calls(port: str) -> dict[str, Any]:
+    count = {"type": "integer", "minimum": 0, "maximum": MAX_FIGURES_REQUESTS}
+    return {
+        "type": ["object", "null"],
+        "description": f"the calls through the sidecar's {port} port; null or absent: none "
+        "reported",
+        "additionalProperties": False,
+        "required": ["requests", "errors", "p50_ms", "p99_ms"],
+        "properties": {
+            "requests": count,
+            "errors": {
+                **count,
+                "description": "failed calls (a 5xx, or no answer); at most requests",
+            },
+            "p50_ms": _percentile("median"),
+            "p99_ms": _percentile("99th percentile"),
+        },
+    }
+
+
+FIGURES_SCHEMA: dict[str, Any] = {
+    "type": ["object", "null"],
+    "description": "what the sidecar counted since its previous heartbeat; the registry keeps "
+    "the last ones; null or absent: the stored ones stay",
+    "additionalProperties": False,
+    "required": ["seconds"],
+    "properties": {
+        "seconds": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": MAX_FIGURES_SECONDS,
+            "description": "the window the figures cover",
+        },
+        "in": _calls("inbound"),
+        "out": _calls("outbound"),
+    },
+}
+
 HEARTBEAT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
-    "properties": {"status": _STATUS},
+    "properties": {"status": _STATUS, "figures": FIGURES_SCHEMA},
 }
 
 
@@ -420,9 +475,52 @@ def instance_json_size(registration: Registration) -> int:
     return len(json.dumps(fields, separators=(",", ":")))
 
 
-def parse_heartbeat(body: Any) -> Status | None:
+class Heartbeat(NamedTuple):
+    """A checked heartbeat: the status to set (None: unchanged) and the figures it carries
+    (None: the stored ones stay)."""
+
+    status: Status | None
+    figures: Figures | None
+
+
+def parse_heartbeat(body: Any, received_at: float) -> Heartbeat:
+    """The heartbeat's body, its figures stamped ``received_at`` (the registry's clock)."""
     fields = _check_schema(body, "heartbeat")
-    return cast("Status | None", fields.get("status"))
+    figures = fields.get("figures")
+    if figures is not None:
+        for problem in _figures_problems(figures):
+            raise InvalidRequest(f"invalid body: {problem}")
+    return Heartbeat(
+        status=cast("Status | None", fields.get("status")),
+        figures=None if figures is None else from_wire(figures, received_at),
+    )
+
+
+def _figures_problems(figures: dict[str, Any]) -> list[str]:
+    return [
+        problem
+        for port in ("in", "out")
+        if figures.get(port) is not None
+        for problem in _calls_problems(f"figures.{port}", figures[port])
+    ]
+
+
+def _calls_problems(name: str, calls: dict[str, Any]) -> list[str]:
+    """What the schema cannot say of a port's figures: its errors are some of its requests,
+    and its percentiles are given exactly when it counted calls, the median not above the
+    99th."""
+    requests, errors = calls["requests"], calls["errors"]
+    given = [calls["p50_ms"] is not None, calls["p99_ms"] is not None]
+    problems = []
+    if errors > requests:
+        problems.append(f"{name}.errors ({errors}) is more than its requests ({requests})")
+    if requests and not all(given):
+        problems.append(f"{name} counts {requests} requests: give p50_ms and p99_ms")
+    elif not requests and any(given):
+        problems.append(f"{name} counts no request: p50_ms and p99_ms must be null")
+    elif requests and calls["p50_ms"] > calls["p99_ms"]:
+        problems.append(f"{name}.p50_ms is above its p99_ms")
+    return problems
 
 
 def parse_policy(service: str, body: Any) -> Policy:

@@ -95,13 +95,47 @@ def instances_table(answer: Mapping[str, Any], now: float) -> str:
             i["weight"],
             f"{max(0.0, now - float(i['updated_at'])):.1f}s",
             f"{float(i['expires_in']):.1f}s",
+            calls_cell(i, "in", now),
+            calls_cell(i, "out", now),
         )
         for i in answer["instances"]
     ]
     if not rows:
         return f"no live instance of {answer['service']}"
-    headers = ("INSTANCE", "VERSION", "HOST", "PORT", "ZONE", "STATUS", "WEIGHT", "BEAT", "LEASE")
+    headers = (
+        "INSTANCE",
+        "VERSION",
+        "HOST",
+        "PORT",
+        "ZONE",
+        "STATUS",
+        "WEIGHT",
+        "BEAT",
+        "LEASE",
+        "IN",
+        "OUT",
+    )
     return table(headers, rows)
+
+
+def calls_cell(instance: Mapping[str, Any], port: str, now: float) -> str | None:
+    """One port's figures in a few words: ``120/60s p99 20.5ms 2err`` (calls in the window,
+    the 99th percentile, errors when any); None (``-``) when the port reported none. ``stale``
+    after them when they are older than two of their windows while heartbeats came since
+    without any: the sidecar stopped sending them."""
+    figures = instance.get("figures")
+    calls = None if figures is None else figures.get(port)
+    if figures is None or calls is None:
+        return None
+    window, reported_at = float(figures["seconds"]), float(figures["reported_at"])
+    found = f"{calls['requests']}/{window:.{1 if window < 10 else 0}f}s"
+    if calls["p99_ms"] is not None:
+        found += f" p99 {calls['p99_ms']:g}ms"
+    if calls["errors"]:
+        found += f" {calls['errors']}err"
+    if float(instance["updated_at"]) > reported_at and now - reported_at > 2 * window:
+        found += " stale"
+    return found
 
 
 def add_listing_commands(
@@ -120,9 +154,13 @@ def add_listing_commands(
     )
     instances = commands.add_parser(
         "instances",
-        help="list a service's live instances (status, heartbeat age, lease left)",
+        help="list a service's live instances (status, heartbeat age, lease left, calls)",
         description="A service's live instances. BEAT is the time since the last heartbeat "
-        "(or registration), LEASE the time left on it; DRAINED marks an operator's drain.",
+        "(or registration), LEASE the time left on it; DRAINED marks an operator's drain. IN "
+        "and OUT are the calls through the sidecar's inbound and outbound ports that its last "
+        "figures counted (120/60s: 120 calls in 60 s), their 99th percentile and errors; "
+        "stale when those figures are older than two of their windows and heartbeats came "
+        "since without any.",
     )
     instances.add_argument("service", metavar="SERVICE")
     instances.add_argument(

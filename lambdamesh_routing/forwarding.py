@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from email import errors as email_errors
 from email.message import Message
 from urllib.parse import quote, urlsplit
@@ -231,6 +231,18 @@ def joined_field(name: str, values: Iterable[str]) -> str:
     allows, but ``Cookie`` with "; ", the one separator its parsers split on (RFC 6265
     section 5.4)."""
     return ("; " if name.lower() == "cookie" else ", ").join(values)
+
+
+def joined_fields(fields: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """Fields as a message carried them (names as sent, in order), one entry per name: a
+    field sent more than once joined by ``joined_field``, never reduced to its last value."""
+    headers = dict(fields)
+    if len(headers) == len(fields):
+        return headers  # none repeated
+    grouped: dict[str, list[str]] = {}
+    for name, value in fields:
+        grouped.setdefault(name, []).append(value)
+    return {name: joined_field(name, values) for name, values in grouped.items()}
 
 
 def field_name(name: str) -> str:

@@ -44,8 +44,10 @@ PATH_PREFIX_WORDS = (
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 # What one app reads as a separator or the end of the path and another as a plain character:
-# an encoded "/" or "\", an encoded or raw NUL, a raw backslash. Escapes are upper-cased first.
-_AMBIGUOUS = ("%2F", "%5C", "%00", "\\", "\x00")
+# an encoded "/" or "\", an encoded or raw NUL, a raw backslash, and ";", which Java servlet
+# containers take for the start of path parameters they drop (/admin;x is /admin to them).
+# Escapes are upper-cased first.
+_AMBIGUOUS = ("%2F", "%5C", "%00", "\\", "\x00", ";")
 _SLASHES = re.compile(r"/{2,}")
 _VERBS = {"allow": "allows", "deny": "denies"}
 
@@ -92,7 +94,9 @@ def decide(
 def _matches(rule: IntentionRule, caller: str | None, verb: str, normal: str | None) -> bool:
     if rule.source != ANY_CALLER and rule.source != caller:
         return False
-    if rule.methods is not None and verb not in rule.methods:
+    # A HEAD is a GET whose body is not sent: apps serve it with their GET handler.
+    as_get = verb == "HEAD" and rule.methods is not None and "GET" in rule.methods
+    if rule.methods is not None and verb not in rule.methods and not as_get:
         return False
     if rule.path_prefix is None:
         return True
@@ -176,7 +180,7 @@ def prefix_problem(prefix: object) -> str | None:
     if normal is None:
         return (
             "it holds what apps read in different ways (an encoded '/', '\\' or NUL, a "
-            "backslash, or '//' before '..'), which no request path is matched against"
+            "backslash, ';', or '//' before '..'), which no request path is matched against"
         )
     if normal != prefix:
         return f"write it as {normal!r}, the form request paths are compared in"

@@ -6,9 +6,11 @@
 * A caller must present a certificate chaining to the mesh's trust bundle; so must a callee,
   when the server asks. Which identity a peer proves is checked after the handshake
   (``identity.peer_identity``): ``ssl`` checks host names only, which an identity is not.
-* The standard library loads a key from a file only, so each pair is written into a directory
-  only this process's user may read, loaded, and deleted at once: the key lies on disk for the
-  moment the load takes.
+* The standard library loads a key from a file only. On Linux each pair is written into
+  anonymous memory files (``memfd_create``) and loaded through ``/proc/self/fd``, so the key
+  never reaches a file system, and no writable one is needed (the sidecar's container runs
+  with a read-only root file system, where ``tempfile`` finds no directory). Elsewhere it is
+  written into a directory only this process's user may read, loaded, and deleted at once.
 * No session tickets: callers keep connections alive rather than resume sessions, and a
   ticket arriving after the handshake would make a pooled connection look used.
 """
@@ -28,6 +30,34 @@ def mesh_contexts(certificate: str, key: str, bundle: str) -> tuple[ssl.SSLConte
     ``ValueError`` when the pair does not load."""
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    for context in (server, client):
+        context.minimum_version = ssl.TLSVersion.TLSv1_3
+        context.load_verify_locations(cadata=bundle)
+    load = _load_in_memory if hasattr(os, "memfd_create") else _load_from_folder
+    load((server, client), certificate, key)
+    server.verify_mode = ssl.CERT_OPTIONAL
+    server.num_tickets = 0
+    client.check_hostname = False
+    client.verify_mode = ssl.CERT_REQUIRED
+    return server, client
+
+
+def _load_in_memory(contexts: tuple[ssl.SSLContext, ...], certificate: str, key: str) -> None:
+    descriptors: list[int] = []
+    try:
+        for name, text in (("certificate", certificate), ("key", key)):
+            descriptors.append(os.memfd_create(f"lambdamesh-{name}", os.MFD_CLOEXEC))
+            with open(descriptors[-1], "w", closefd=False) as file:
+                file.write(text)
+        paths = [f"/proc/self/fd/{descriptor}" for descriptor in descriptors]
+        for context in contexts:
+            context.load_cert_chain(*paths)
+    finally:
+        for descriptor in descriptors:
+            os.close(descriptor)
+
+
+def _load_from_folder(contexts: tuple[ssl.SSLContext, ...], certificate: str, key: str) -> None:
     folder = tempfile.mkdtemp(prefix="lambdamesh-identity-")  # mode 0700
     try:
         paths = []
@@ -37,14 +67,7 @@ def mesh_contexts(certificate: str, key: str, bundle: str) -> tuple[ssl.SSLConte
             with os.fdopen(descriptor, "w") as file:
                 file.write(text)
             paths.append(path)
-        for context in (server, client):
-            context.minimum_version = ssl.TLSVersion.TLSv1_3
+        for context in contexts:
             context.load_cert_chain(*paths)
-            context.load_verify_locations(cadata=bundle)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    server.verify_mode = ssl.CERT_OPTIONAL
-    server.num_tickets = 0
-    client.check_hostname = False
-    client.verify_mode = ssl.CERT_REQUIRED
-    return server, client

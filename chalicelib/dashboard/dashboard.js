@@ -32,19 +32,52 @@ function showError(message) {
 
 function seconds(value) { return Number(value).toFixed(1) + " s"; }
 
+// Three significant digits below a second, whole milliseconds from then on.
+function ms(value) {
+  return (value >= 1000 ? Math.round(value) : Number(value.toPrecision(3))) + " ms";
+}
+
+// One port's calls in the window before the last heartbeat that carried figures.
+function calls(figures, port) {
+  const found = figures && figures[port];
+  if (!found) { return "-"; }
+  const window = figures.seconds < 10 ? figures.seconds.toFixed(1) : Math.round(figures.seconds);
+  const parts = [found.requests + " in " + window + " s"];
+  if (found.p50_ms !== null) { parts.push("p50 " + ms(found.p50_ms), "p99 " + ms(found.p99_ms)); }
+  parts.push(found.errors + (found.errors === 1 ? " error" : " errors"));
+  return parts.join(" · ");
+}
+
+// How long ago the figures came, by the registry's clock (now = expiry - time left).
+function figuresAge(instance) {
+  const now = instance.expires_at - instance.expires_in;
+  return Math.max(0, now - instance.figures.reported_at);
+}
+
+// Stale: older than two of their windows while heartbeats came since without any, so the
+// sidecar has stopped sending them. (Heartbeats that stop altogether show in the heartbeat
+// age, and the instance leaves when its lease lapses; a short window, such as a heartbeat
+// sent at once on a readiness change, is not stale while no heartbeat has come since.)
+function isStale(instance) {
+  const figures = instance.figures;
+  return Boolean(figures) && instance.updated_at > figures.reported_at &&
+    figuresAge(instance) > 2 * figures.seconds;
+}
+
 function instanceRow(instance) {
   const status = instance.drained ? "DRAINED" : instance.status;
   const beat = Math.max(0, instance.lease_seconds - instance.expires_in);
   return [
     instance.instance_id, instance.version, instance.host, String(instance.port),
     instance.zone || "-", status, String(instance.weight), seconds(beat),
-    seconds(instance.expires_in),
+    seconds(instance.expires_in), calls(instance.figures, "in"), calls(instance.figures, "out"),
   ];
 }
 
 const HEADINGS = ["Instance", "Version", "Host", "Port", "Zone", "Status", "Weight",
-  "Heartbeat age", "Lease left"];
+  "Heartbeat age", "Lease left", "Calls in", "Calls out"];
 const NUMERIC = new Set([3, 6, 7, 8]);
+const CALLS = new Set([9, 10]);
 
 function element(tag, text, className) {
   const node = document.createElement(tag);
@@ -68,10 +101,17 @@ function renderTable(service, instances, seen) {
     row.dataset.instance = instance.instance_id;
     const before = previous.get(key);
     if (previous.size && !before) { row.className = "added"; }
+    const stale = isStale(instance);
     cells.forEach((text, i) => {
       const cell = element("td", text, NUMERIC.has(i) ? "num" : "");
       if (i === 5) { cell.classList.add(text); }
-      // Ages and leases move every refresh; mark only what an operator would call a change.
+      if (CALLS.has(i) && instance.figures) {
+        const age = "reported " + seconds(figuresAge(instance)) + " ago";
+        cell.title = stale ? age + ", stale" : age;
+        cell.classList.toggle("stale", stale);
+      }
+      // Ages, leases and calls move every refresh; mark only what an operator would call a
+      // change.
       if (before && i < 7 && before[i] !== text) { cell.classList.add("changed"); }
       row.appendChild(cell);
     });

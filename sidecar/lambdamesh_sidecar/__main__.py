@@ -13,7 +13,7 @@ import random
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lambdamesh_sidecar import __version__
 from lambdamesh_sidecar.backoff import Backoff
@@ -28,6 +28,7 @@ from lambdamesh_sidecar.variables import VARIABLES
 
 if TYPE_CHECKING:
     from lambdamesh_sidecar.identity import IdentityKeeper
+    from lambdamesh_sidecar.metrics import CallMetrics
 
 EXIT_CONFIG = 2
 EXIT_INTERRUPTED = 130
@@ -57,8 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def build(settings: Settings, stop: threading.Event) -> Runner:
-    registry = _registry(settings)
+def build(settings: Settings, stop: threading.Event, metrics: CallMetrics | None = None) -> Runner:
+    """``metrics``: the ports' figures, which each heartbeat reports too."""
+    registry = _registry(settings, None if metrics is None else metrics.window)
     registration = Registration(
         version=settings.version,
         host=settings.host,
@@ -83,17 +85,22 @@ def build(settings: Settings, stop: threading.Event) -> Runner:
     return Runner(registry, registration, ready, stop, timing=timing)
 
 
-def _registry(settings: Settings) -> RegistryClient:
+def _registry(
+    settings: Settings, figures: Callable[[], dict[str, Any]] | None = None
+) -> RegistryClient:
     return RegistryClient(
         settings.registry_url,
         settings.token,
         settings.service,
         settings.instance_id,
         timeout=settings.request_timeout_seconds,
+        figures=figures,
     )
 
 
-def serve_outbound(settings: Settings, keeper: IdentityKeeper | None = None) -> Callable[[], None]:
+def serve_outbound(
+    settings: Settings, keeper: IdentityKeeper | None = None, metrics: CallMetrics | None = None
+) -> Callable[[], None]:
     """Start the outbound port and its refresher; returns what closes them. Raises
     ``OSError`` when the port cannot be bound."""
     # Imported here: a sidecar without the outbound port never loads the routing modules
@@ -116,6 +123,7 @@ def serve_outbound(settings: Settings, keeper: IdentityKeeper | None = None) -> 
         caller_address=settings.host,
         settings=config,
         credentials=(lambda: None) if keeper is None else (lambda: keeper.current),
+        metrics=metrics,
     )
     server = outbound.serve(config.port)
     refresher_stop = threading.Event()
@@ -137,7 +145,10 @@ def serve_outbound(settings: Settings, keeper: IdentityKeeper | None = None) -> 
 
 
 def serve_inbound(
-    settings: Settings, stop: threading.Event, keeper: IdentityKeeper
+    settings: Settings,
+    stop: threading.Event,
+    keeper: IdentityKeeper,
+    metrics: CallMetrics | None = None,
 ) -> Callable[[], None] | None:
     """Obtain the service's certificate and read its own policy (each retried until it
     succeeds or the sidecar is stopped: None then), then start the inbound port and what keeps
@@ -154,7 +165,7 @@ def serve_inbound(
     for step, attempt in (("certificate", keeper.obtain), ("own policy", policy.read)):
         if not _until_done(step, attempt, failures, stop):
             return None
-    server = InboundPort(config, settings.port, keeper, policy).serve()
+    server = InboundPort(config, settings.port, keeper, policy, metrics=metrics).serve()
     policy_stop = threading.Event()
     threads = [
         threading.Thread(target=server.serve_forever, name="lambdamesh-inbound", daemon=True),
@@ -181,6 +192,38 @@ def _keeper(settings: Settings) -> IdentityKeeper | None:
     from lambdamesh_sidecar.identity import IdentityKeeper
 
     return IdentityKeeper(_registry(settings).certificate, settings.service)
+
+
+def _metrics(settings: Settings) -> CallMetrics | None:
+    """The ports' figures, when either port is served and the period is not 0."""
+    if settings.metrics_seconds == 0 or (settings.inbound is None and settings.outbound is None):
+        return None
+    from lambdamesh_sidecar.metrics import CallMetrics
+
+    served = tuple(
+        direction
+        for direction, port in (("in", settings.inbound), ("out", settings.outbound))
+        if port is not None
+    )
+    return CallMetrics(settings.service, settings.instance_id, settings.task_arn, directions=served)
+
+
+def _flushing(metrics: CallMetrics | None, period: float) -> Callable[[], None]:
+    """Write the figures every ``period`` in the background; returns what stops it (after a
+    last flush)."""
+    if metrics is None:
+        return lambda: None
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=metrics.run, args=(stop, period), name="lambdamesh-metrics", daemon=True
+    )
+    thread.start()
+
+    def end() -> None:
+        stop.set()
+        thread.join(5)
+
+    return end
 
 
 def _renewing(keeper: IdentityKeeper | None) -> Callable[[], None]:
@@ -253,29 +296,35 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         ),
     )
     keeper = _keeper(settings)
-    close_outbound = _start_outbound(settings, keeper)
+    metrics = _metrics(settings)
+    close_outbound = _start_outbound(settings, keeper, metrics)
     if close_outbound is None:
         return EXIT_CONFIG
-    runner = build(settings, stop)
+    runner = build(settings, stop, metrics)
 
     def run() -> int:
-        close_inbound = _start_inbound(settings, stop, keeper)
+        close_inbound = _start_inbound(settings, stop, keeper, metrics)
         if close_inbound is None:
             close_outbound()
             return 0 if stop.is_set() else EXIT_CONFIG
         stop_renewing = _renewing(keeper)
+        stop_flushing = _flushing(metrics, settings.metrics_seconds)
         try:
             return runner.run()
         finally:
             close_inbound()  # after deregistering: callers routed on old views still come
             close_outbound()  # after deregistering: the app may call out while it drains
             stop_renewing()
+            stop_flushing()
 
     return run_off_main_thread(run, signals)
 
 
 def _start_inbound(
-    settings: Settings, stop: threading.Event, keeper: IdentityKeeper | None
+    settings: Settings,
+    stop: threading.Event,
+    keeper: IdentityKeeper | None,
+    metrics: CallMetrics | None = None,
 ) -> Callable[[], None] | None:
     """The inbound port's closer (a no-op when it is off); None when it cannot listen, or the
     sidecar was stopped before it could."""
@@ -283,7 +332,7 @@ def _start_inbound(
         return lambda: None
     assert keeper is not None
     try:
-        close = serve_inbound(settings, stop, keeper)
+        close = serve_inbound(settings, stop, keeper, metrics)
     except OSError as exc:
         print(
             f"{PREFIX} LAMBDAMESH_INBOUND_PORT {settings.inbound.port} cannot be served: "
@@ -299,12 +348,14 @@ def _start_inbound(
     return close
 
 
-def _start_outbound(settings: Settings, keeper: IdentityKeeper | None) -> Callable[[], None] | None:
+def _start_outbound(
+    settings: Settings, keeper: IdentityKeeper | None, metrics: CallMetrics | None = None
+) -> Callable[[], None] | None:
     """The outbound port's closer (a no-op when it is off); None when it cannot listen."""
     if settings.outbound is None:
         return lambda: None
     try:
-        close = serve_outbound(settings, keeper)
+        close = serve_outbound(settings, keeper, metrics)
     except OSError as exc:
         print(
             f"{PREFIX} LAMBDAMESH_OUTBOUND_PORT {settings.outbound.port} cannot be served on "

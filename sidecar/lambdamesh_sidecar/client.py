@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -18,6 +19,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from lambdamesh_sidecar import __version__
+from lambdamesh_sidecar.logs import LOGGER_NAME
 
 USER_AGENT = f"lambdamesh-sidecar/{__version__}"
 _MAX_RESPONSE_BYTES = 64 * 1024
@@ -184,7 +186,10 @@ class RegistryClient:
         timeout: float = 5.0,
         transport: Transport | None = None,
         user_agent: str = USER_AGENT,
+        figures: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
+        """``figures``: what each heartbeat reports of the calls through the ports
+        (``metrics.CallMetrics.window``)."""
         if urlsplit(base_url).scheme not in ("http", "https"):
             raise ValueError(f"registry URL must be http(s), got {base_url[:200]!r}")
         self._services_url = f"{base_url.rstrip('/')}/registry/services"
@@ -194,6 +199,7 @@ class RegistryClient:
         )
         self._certificate_url = f"{self._services_url}/{quote(service, safe='')}/certificate"
         self._timeout = timeout
+        self._figures = figures
         self._transport = transport or UrllibTransport()
         self._headers = {
             "Authorization": f"Bearer {token}",
@@ -210,7 +216,19 @@ class RegistryClient:
         return _json_object(response.body)
 
     def heartbeat(self, status: str) -> None:
-        response = self._send("PUT", f"{self._instance_url}/heartbeat", {"status": status})
+        """Renew the lease, reporting ``status`` and, when a figures source was given, the
+        calls since the last heartbeat. A registry that refuses the figures (one older than
+        them answers 400) is sent none again: the lease matters, the figures do not."""
+        body: dict[str, Any] = {"status": status}
+        if self._figures is not None:
+            body["figures"] = self._figures()
+        response = self._send("PUT", f"{self._instance_url}/heartbeat", body)
+        if response.status == 400 and "figures" in body:
+            self._figures = None
+            logging.getLogger(LOGGER_NAME).warning(
+                "the registry refused this sidecar's figures; heartbeats carry none from now on"
+            )
+            response = self._send("PUT", f"{self._instance_url}/heartbeat", {"status": status})
         if 200 <= response.status < 300:
             return
         if response.status == 404:

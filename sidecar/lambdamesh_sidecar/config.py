@@ -44,6 +44,7 @@ from lambdamesh_sidecar.variables import (
     DEFAULT_DRAIN_SECONDS,
     DEFAULT_HEARTBEAT_SECONDS,
     DEFAULT_LEASE_SECONDS,
+    DEFAULT_METRICS_SECONDS,
     DEFAULT_READINESS_SECONDS,
     DEFAULT_REQUEST_TIMEOUT_SECONDS,
     DRAIN,
@@ -52,6 +53,7 @@ from lambdamesh_sidecar.variables import (
     LEASE,
     LEASE_MARGIN_SECONDS,
     LOG_LEVELS,
+    METRICS,
     PORT,
     READINESS,
     REQUEST_TIMEOUT,
@@ -85,6 +87,7 @@ class Settings:
     # When set, ``port`` is the app's on loopback, and the instance is registered at the
     # inbound port's.
     inbound: InboundSettings | None = None
+    metrics_seconds: float = DEFAULT_METRICS_SECONDS
 
     @property
     def registered_port(self) -> int:
@@ -136,6 +139,7 @@ def load(environ: Mapping[str, str], lookup_task: TaskLookup = fetch_task_metada
         log_level=log_level,
         outbound=outbound,
         inbound=inbound,
+        metrics_seconds=number(environ, METRICS),
     )
 
 

@@ -52,10 +52,14 @@ class Deadlines(Protocol):
 
 @dataclass
 class Body:
-    """The request body: kept whole (``data``), or a kept head and a stream of the rest."""
+    """The request body: kept whole (``data``), or a kept head and a stream of the rest,
+    of ``length`` bytes in all when the caller announced it. Such a body is sent with that
+    ``Content-Length``, the framing every server reads (Python's ``http.server`` reads no
+    chunked body); one whose length is unknown is sent chunked."""
 
     data: bytes
     rest: Iterator[bytes] | None = None
+    length: int | None = None
 
     @property
     def replayable(self) -> bool:
@@ -260,6 +264,12 @@ def _write_request(
         else:
             sock.sendall(head)
             sock.sendall(body.data)
+        return
+    if body.length is not None:
+        lines.append(f"Content-Length: {body.length}")
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body.data)
+        for part in body.rest:
+            sock.sendall(part)
         return
     lines.append("Transfer-Encoding: chunked")
     sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + chunk(body.data))

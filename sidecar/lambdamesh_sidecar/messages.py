@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 from collections import deque
 from collections.abc import Iterator
 from typing import Final
@@ -239,8 +240,10 @@ class _AnswerEvents(_Events):
 class RequestReader:
     """The app's requests on one connection, one after another."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, head_seconds: float | None = None) -> None:
+        """``head_seconds``: how long a head may take from its first byte (None: unbounded)."""
         self.sock = sock
+        self.head_seconds = head_seconds
         self.events = _RequestEvents()
         self.parser = self._parser()
         # An error met while parsing ahead, past the request being served: the next one's.
@@ -255,9 +258,11 @@ class RequestReader:
 
     def next_head(self) -> Head | None:
         """The next request's head, once all of it is read; None when the app closed the
-        connection (or left it idle for the socket's timeout) between requests. ``HeadRefused``
-        (or another ``LambdaMeshError``) for a head the outbound port will not read."""
+        connection (or left it idle for the socket's timeout) between requests, or took longer
+        than ``head_seconds`` to send a head it began. ``HeadRefused`` (or another
+        ``LambdaMeshError``) for a head the outbound port will not read."""
         messages = self.events.messages
+        deadline: float | None = None
         while True:
             if messages and messages[0].head_done:
                 message = messages[0]
@@ -266,8 +271,9 @@ class RequestReader:
                 return self._checked(message.head)
             if self.error is not None:
                 raise self.error
+            deadline = deadline or self._head_deadline()
             try:
-                data = self.sock.recv(CHUNK)
+                data = self._receive(deadline)
             except OSError:  # a timeout included
                 return None
             if not data:
@@ -282,6 +288,27 @@ class RequestReader:
                     raise HeadRefused(
                         431, "request_header_fields_too_large", "the request head is too large"
                     )
+
+    def _head_deadline(self) -> float | None:
+        """When the head begun must be whole, once its first byte is in (None: unbounded)."""
+        if self.events.messages and self.head_seconds is not None:
+            return time.monotonic() + self.head_seconds
+        return None
+
+    def _receive(self, deadline: float | None) -> bytes:
+        """The next bytes of a head: each read waits the socket's timeout, and none past
+        ``deadline``."""
+        if deadline is None:
+            return self.sock.recv(CHUNK)
+        idle = self.sock.gettimeout()
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request head took too long")
+        self.sock.settimeout(left if idle is None else min(left, idle))
+        try:
+            return self.sock.recv(CHUNK)
+        finally:
+            self.sock.settimeout(idle)
 
     def has_body(self) -> bool:
         return self.events.messages[0].has_body

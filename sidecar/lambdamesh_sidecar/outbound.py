@@ -32,13 +32,16 @@ answered (or dropped) without counting against the instance.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from lambdamesh_routing.errors import LambdaMeshError
 from lambdamesh_routing.hosts import AddressPolicy, Resolver, resolve
 from lambdamesh_routing.router import Router
 from lambdamesh_sidecar.exchange import Transport
 from lambdamesh_sidecar.logs import LOGGER_NAME
+from lambdamesh_sidecar.metrics import FAILED_STATUSES, CallMetrics
 from lambdamesh_sidecar.outbound_call import OutboundCall, ViewSource
 from lambdamesh_sidecar.outbound_settings import OutboundSettings
 from lambdamesh_sidecar.serving import BoundedServer, HttpConnection
@@ -67,8 +70,11 @@ class OutboundProxy:
         logger: logging.Logger | None = None,
         pool: UpstreamPool | None = None,
         credentials: Callable[[], Credentials | None] = lambda: None,
+        metrics: CallMetrics | None = None,
     ) -> None:
-        """``credentials``: this sidecar's certificate, for instances that take mutual TLS."""
+        """``credentials``: this sidecar's certificate, for instances that take mutual TLS;
+        ``metrics``: where each call's figures go."""
+        self.metrics = metrics
         self.views = views
         self.router = router
         self.caller_address = caller_address
@@ -109,4 +115,17 @@ class _Connection(HttpConnection):
     port_name = "outbound port"
 
     def serve_request(self, rid: str) -> None:
-        OutboundCall(self, self.server.outbound, rid).run()
+        outbound = self.server.outbound
+        call = OutboundCall(self, outbound, rid)
+        started = time.monotonic()
+        status, failed = 0, False
+        try:
+            call.run()
+            status = call.status or 0
+        except LambdaMeshError as error:
+            status, failed = error.status, error.status in FAILED_STATUSES
+            raise
+        finally:
+            if outbound.metrics is not None and call.service is not None and status:
+                seconds = time.monotonic() - started
+                outbound.metrics.record("out", call.service, status, seconds, failed)

@@ -22,7 +22,7 @@ from lambdamesh_routing.errors import (
 )
 from lambdamesh_routing.forwarding import (
     downstream_headers,
-    joined_field,
+    joined_fields,
     quote_target,
     rewrite_redirect,
     upstream_headers,
@@ -84,11 +84,16 @@ class OutboundCall:
         self.proxy = proxy
         self.rid = rid
         self.method = app.head.method
+        # What the call's figures name (``metrics``): the service called, once the route is
+        # read, and the status an instance answered with (None: none answered).
+        self.service: str | None = None
+        self.status: int | None = None
 
     def run(self) -> None:
         service, version, target = self._route()
+        self.service = service
         body = self._body()
-        headers = _incoming_headers(self.app.head.fields)
+        headers = joined_fields(self.app.head.fields)
         call = Call(
             service,
             version,
@@ -237,6 +242,7 @@ class OutboundCall:
         return unreachable(plan.call)
 
     def _send_held(self, held: _Answer) -> None:
+        self.status = held.status
         headers = downstream_headers(held.headers, self.rid, head=self.method == "HEAD")
         if self.method == "HEAD":
             self.app.write(answer_head(self.app, held.status, headers, None))
@@ -247,6 +253,7 @@ class OutboundCall:
         self, exchange: Exchange, instance: Instance, plan: Plan, prefix: str, first: bytes
     ) -> None:
         answer = exchange.answer
+        self.status = answer.head.status
         headers = downstream_headers(answer.head.fields, self.rid, head=self.method == "HEAD")
         if plan.policy.rewrite_redirects and 300 <= answer.head.status < 400:
             rewrite_redirect(headers, prefix, instance.host, instance.port)
@@ -286,14 +293,3 @@ class OutboundCall:
                 "outlier ejected %s",
                 fields(service=instance.service, instance=instance.instance_id, seconds=seconds),
             )
-
-
-def _incoming_headers(fields: list[tuple[str, str]]) -> dict[str, str]:
-    """The app's headers, repeated ones joined as the gateway joins them."""
-    headers = dict(fields)
-    if len(headers) == len(fields):
-        return headers  # none repeated
-    grouped: dict[str, list[str]] = {}
-    for name, value in fields:
-        grouped.setdefault(name, []).append(value)
-    return {name: joined_field(name, values) for name, values in grouped.items()}

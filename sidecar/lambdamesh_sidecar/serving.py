@@ -109,13 +109,16 @@ class HttpConnection(socketserver.BaseRequestHandler):
     request: socket.socket
     # How long the connection may sit idle between requests (and each read of a body take).
     idle_seconds = 60.0
+    # How long a request's head may take to arrive whole, from its first byte (None: each
+    # read may take ``idle_seconds``, however many there are).
+    head_seconds: float | None = None
     # Named in the 501 for a method no port takes.
     port_name = "port"
 
     def setup(self) -> None:
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.request.settimeout(self.idle_seconds)
-        self.reader = RequestReader(self.request)
+        self.reader = RequestReader(self.request, self.head_seconds)
         self.head: Head = NO_HEAD
         self.close_connection = False
         # Whether this request's body has been read to its end: if not when it is answered,

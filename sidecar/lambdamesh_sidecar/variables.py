@@ -118,6 +118,9 @@ OUTBOUND_MAX_CONNECTIONS = Bounded(
     DEFAULT_OUTBOUND_MAX_CONNECTIONS,
     integer=True,
 )
+# The ports' figures (requests, statuses, latency by peer), written as EMF every period.
+DEFAULT_METRICS_SECONDS = 60.0
+METRICS = Bounded("LAMBDAMESH_METRICS_SECONDS", 0, 3600, DEFAULT_METRICS_SECONDS)
 INBOUND_PORT = Bounded("LAMBDAMESH_INBOUND_PORT", 1, 65535, integer=True)
 INBOUND_MAX_CONNECTIONS = Bounded(
     "LAMBDAMESH_INBOUND_MAX_CONNECTIONS", 1, 4096, DEFAULT_INBOUND_MAX_CONNECTIONS, integer=True
@@ -248,6 +251,12 @@ VARIABLES: tuple[tuple[str, str], ...] = (
         INBOUND_REFRESH.name,
         f"how often the service's own mTLS mode and intentions are re-read, "
         f"{INBOUND_REFRESH.described}",
+    ),
+    (
+        METRICS.name,
+        f"write the ports' figures (requests, statuses, p50/p99 latency by peer service, in "
+        f"and out) to stdout as CloudWatch EMF every this many seconds, {METRICS.described}; "
+        "0: never",
     ),
     ("LAMBDAMESH_LOG_LEVEL", f"{', '.join(LOG_LEVELS[:-1])} or {LOG_LEVELS[-1]} (default INFO)"),
     (

@@ -434,3 +434,40 @@ def test_a_certificate_is_asked_for_this_service_and_an_error_is_typed() -> None
     down = ScriptedTransport(503, error_body("key_store_unavailable", "later"))
     with pytest.raises(Unavailable):
         client_over(down).certificate()
+
+
+class Scripted:
+    """Answers in turn, recording what was sent."""
+
+    def __init__(self, *statuses: int) -> None:
+        self.statuses = list(statuses)
+        self.sent: list[Request] = []
+
+    def __call__(self, request: Request) -> Response:
+        self.sent.append(request)
+        status = self.statuses.pop(0)
+        body = b"" if status < 300 else error_body("invalid_request", "unknown field figures")
+        return Response(status, body)
+
+
+def test_heartbeats_carry_the_figures_until_a_registry_refuses_them_then_none() -> None:
+    transport = Scripted(200, 400, 200, 200)
+    windows = iter([{"seconds": 60.0}, {"seconds": 61.0}, {"seconds": 62.0}])
+    client = RegistryClient(
+        "https://registry.example/api/",
+        TOKEN,
+        "orders",
+        "i-1",
+        transport=transport,
+        figures=lambda: next(windows),
+    )
+    client.heartbeat("UP")
+    client.heartbeat("UP")  # refused with figures, sent again without
+    client.heartbeat("UP")
+    bodies = [json.loads(sent.body or b"{}") for sent in transport.sent]
+    assert bodies == [
+        {"status": "UP", "figures": {"seconds": 60.0}},
+        {"status": "UP", "figures": {"seconds": 61.0}},
+        {"status": "UP"},
+        {"status": "UP"},
+    ]

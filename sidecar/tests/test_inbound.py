@@ -156,3 +156,21 @@ def test_a_caller_that_never_finishes_its_handshake_is_dropped(
         stalled.sendall(b"\x16\x03\x01")  # a handshake record begun, never finished
         assert stalled.recv(1024) == b""  # closed by the port
     assert port.call(orders())[0] == 200
+
+
+def test_a_method_override_never_reaches_the_app(start: Callable[..., Port]) -> None:
+    """The intentions decided on the request's own method: the app must run that one."""
+    port = start()
+    overrides = {
+        "X-HTTP-Method-Override": "DELETE",
+        "X-HTTP-Method": "DELETE",
+        "X-Method-Override": "DELETE",
+        "X_HTTP_Method_Override": "DELETE",
+    }
+    status, seen, _ = port.call(orders(), headers=overrides)
+    assert status == 200
+    assert not {name.lower().replace("_", "-") for name in seen["headers"]} & {
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+    }

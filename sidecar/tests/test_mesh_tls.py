@@ -8,6 +8,7 @@ import http.client
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,6 +21,7 @@ from lambdamesh_routing.instances import Instance, ServiceView
 from lambdamesh_routing.router import Router
 from lambdamesh_sidecar.identity import Credentials, load
 from lambdamesh_sidecar.inbound import CLIENT_CERT_HEADER
+from lambdamesh_sidecar.metrics import CallMetrics
 from lambdamesh_sidecar.outbound import OutboundProxy, OutboundServer
 from lambdamesh_sidecar.outbound_settings import OutboundSettings
 
@@ -129,3 +131,31 @@ def test_an_instance_proving_another_service_is_not_called(
     status, error = call(caller)
     assert (status, error["error"]["code"]) == (502, "upstream_unreachable")
     assert impostor.app.seen == []
+
+
+def test_both_ports_count_each_call_by_the_peer_on_the_other_side(
+    start: Callable[..., Port], outbound: Callable[[int, Credentials | None], OutboundServer]
+) -> None:
+    callee = start()
+    callee_figures = CallMetrics(SERVICE, "b1")
+    callee.server.inbound.metrics = callee_figures
+    caller = outbound(callee.port, load(answer("orders"), "orders"))
+    caller_figures = caller.outbound.metrics = CallMetrics("orders", "a1")
+    for _ in range(3):
+        assert call(caller)[0] == 200
+    assert call(caller, "/")[0] == 200
+    # Each port counts a call once its answer is written: the last may be a moment behind.
+    for figures in (caller_figures, callee_figures):
+        deadline = time.monotonic() + 5
+        while sum(f.requests for f in figures._figures.values()) < 4:
+            assert time.monotonic() < deadline, "the calls were not all counted"
+            time.sleep(0.005)
+    [out] = caller_figures.documents()
+    assert (out["Direction"], out["Peer"], out["Requests"], out["Status2xx"]) == (
+        "out",
+        SERVICE,
+        [4.0],
+        [4.0],
+    )
+    [into] = callee_figures.documents()
+    assert (into["Direction"], into["Peer"], into["Requests"]) == ("in", "orders", [4.0])

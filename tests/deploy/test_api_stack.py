@@ -59,6 +59,7 @@ from tests.deploy.conftest import Client
 from tests.deploy.infra_fixtures import REGION, Rendering, load_template
 from tests.deploy.packaged import Package
 from tests.deploy.test_infra_stacks import (
+    INBOUND_PORT,
     INFRA,
     ROOT,
     SIDECAR_IMAGE,
@@ -245,8 +246,8 @@ def deployment(aws: Client, package: Package) -> Deployment:
             "RouteTableIds": route_table_id,
             "TasksSecurityGroupId": tasks_group_id,
             "TaskSubnetCidrs": ",".join(TASK_SUBNETS),
-            "ServicePortFrom": "80",
-            "ServicePortTo": "8080",
+            "ServicePortFrom": str(INBOUND_PORT),
+            "ServicePortTo": str(INBOUND_PORT),
         },
     )
     template = api_template(package, upload(aws, package))

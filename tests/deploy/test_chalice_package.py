@@ -209,6 +209,23 @@ def test_the_lambda_role_may_use_its_stage_table_and_secret_but_never_scan(
     }
 
 
+@pytest.mark.parametrize("stage", packaged.STAGES)
+def test_the_lambda_role_may_read_the_mesh_ca_secret_its_stage_names_and_no_other(
+    stage: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    package = packaged.build(stage, tmp_path_factory)
+    statements = role_statements(package)
+    name = package.function_environment()["LAMBDAMESH_MESH_CA_SECRET"]
+
+    [mesh_ca] = [statement for statement in statements if statement["Sid"] == "MeshCA"]
+
+    assert name == f"lambdamesh/{stage}/mesh-ca"
+    assert mesh_ca["Action"] == ["secretsmanager:GetSecretValue"]
+    # The name's ARN, whose six random characters "??????" matches, and nothing longer: the
+    # grant can be written before the operator has stored the CA.
+    assert mesh_ca["Resource"] == f"arn:*:secretsmanager:*:*:secret:{name}-??????"
+
+
 def test_each_template_is_valid_cloudformation_after_the_sam_transform(variant: Package) -> None:
     from cfnlint.api import lint
 

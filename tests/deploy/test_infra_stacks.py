@@ -37,6 +37,9 @@ TASK_SUBNETS = ("10.20.0.0/20", "10.20.16.0/20")
 API_URL = "https://abc123.execute-api.us-east-1.amazonaws.com/prod"
 SIDECAR_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/lambdamesh-sidecar:0.1.0"
 TOKEN = "service-token-for-hello"
+# infra/example-service.yaml's defaults: the sidecar's inbound port, the app's port behind it.
+INBOUND_PORT = 8443
+APP_PORT = 80
 
 
 @dataclass
@@ -125,8 +128,9 @@ def stacks(aws: Client, given: Given) -> dict[str, Stack]:
             "RouteTableIds": given.route_table_id,
             "TasksSecurityGroupId": given.tasks_group_id,
             "TaskSubnetCidrs": ",".join(TASK_SUBNETS),
-            "ServicePortFrom": "80",
-            "ServicePortTo": "8080",
+            # As docs/deploy.md deploys it: the example service's inbound port only.
+            "ServicePortFrom": str(INBOUND_PORT),
+            "ServicePortTo": str(INBOUND_PORT),
         },
     )
     hello = deploy(
@@ -425,7 +429,9 @@ def test_tasks_admit_the_lambda_on_the_service_ports_only(
 ) -> None:
     lambda_group = stacks["network"].outputs["SecurityGroupIds"]
 
-    assert ingress(aws, given.tasks_group_id) == [("tcp", 80, 8080, [lambda_group])]
+    assert ingress(aws, given.tasks_group_id) == [
+        ("tcp", INBOUND_PORT, INBOUND_PORT, [lambda_group])
+    ]
 
 
 def test_secrets_manager_endpoint_admits_the_lambda_and_the_tasks_on_https_only(
@@ -619,27 +625,39 @@ def test_execution_role_reads_only_the_token_secret(
     ]
 
 
-@pytest.fixture(scope="module")
-def task_definition(aws: Client, given: Given, stacks: dict[str, Stack]) -> dict[str, Any]:
-    """The example's task definition as CloudFormation passes it to RegisterTaskDefinition."""
-    hello = stacks["hello"]
-    role = aws("iam").get_role(RoleName=hello.resources["ExecutionRole"])["Role"]
+def example_parameters(given: Given) -> dict[str, str]:
+    return {
+        "Stage": given.stage,
+        "SubnetIds": ",".join(given.subnet_ids),
+        "TaskSubnetCidrs": ",".join(TASK_SUBNETS),
+        "TasksSecurityGroupId": given.tasks_group_id,
+        "LambdaMeshUrl": API_URL,
+        "TokenSecretArn": given.token_secret_arn,
+        "SidecarImage": SIDECAR_IMAGE,
+    }
+
+
+def rendered_task_definition(aws: Client, stack: Stack, parameters: dict[str, str]) -> Any:
+    """A deployed example's task definition as CloudFormation passes it to
+    RegisterTaskDefinition."""
+    role = aws("iam").get_role(RoleName=stack.resources["ExecutionRole"])["Role"]
     rendering = Rendering(
         load_template(INFRA / "example-service.yaml"),
-        parameters={
-            "Stage": given.stage,
-            "SubnetIds": ",".join(given.subnet_ids),
-            "TaskSubnetCidrs": ",".join(TASK_SUBNETS),
-            "TasksSecurityGroupId": given.tasks_group_id,
-            "LambdaMeshUrl": API_URL,
-            "TokenSecretArn": given.token_secret_arn,
-            "SidecarImage": SIDECAR_IMAGE,
-        },
-        references=hello.resources,
+        parameters=parameters,
+        references=stack.resources,
         attributes={("ExecutionRole", "Arn"): role["Arn"]},
-        stack_name=hello.name,
+        stack_name=stack.name,
     )
     return api_input("ecs", "RegisterTaskDefinition", rendering.properties("TaskDefinition"))
+
+
+@pytest.fixture(scope="module")
+def task_definition(aws: Client, given: Given, stacks: dict[str, Stack]) -> dict[str, Any]:
+    """The example's task definition, with the template's defaults."""
+    rendered: dict[str, Any] = rendered_task_definition(
+        aws, stacks["hello"], example_parameters(given)
+    )
+    return rendered
 
 
 def containers(definition: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -695,11 +713,80 @@ def test_sidecar_accepts_the_environment_the_task_definition_gives_it(
 
     assert secrets == {"LAMBDAMESH_TOKEN": given.token_secret_arn}
     assert (settings.registry_url, settings.service, settings.version) == (API_URL, "hello", "v1")
-    assert (settings.host, settings.port, settings.instance_id) == ("10.20.0.17", 80, "0123abcd")
+    assert (settings.host, settings.port, settings.instance_id) == (
+        "10.20.0.17",
+        APP_PORT,
+        "0123abcd",
+    )
     assert settings.health_path == "/"
     assert settings.outbound is not None
     assert settings.outbound.allow_private is True
     assert settings.outbound.allowed_networks == TASK_SUBNETS
+    # Callers reach the task on the inbound port, where it registers, marked tls.
+    assert settings.inbound is not None
+    assert settings.inbound.port == settings.registered_port == INBOUND_PORT
+
+
+def port_mappings(definition: Mapping[str, Any]) -> dict[str, list[tuple[int, str]]]:
+    return {
+        name: [(m["containerPort"], m["protocol"]) for m in container.get("portMappings", [])]
+        for name, container in containers(definition).items()
+    }
+
+
+def test_example_task_maps_only_the_sidecars_inbound_port(
+    aws: Client, stacks: dict[str, Stack], task_definition: dict[str, Any]
+) -> None:
+    registered = aws("ecs").register_task_definition(**task_definition)["taskDefinition"]
+    sidecar = containers(task_definition)["lambdamesh-sidecar"]
+    environment = {e["name"]: e["value"] for e in sidecar["environment"]}
+    # The stack's own, as moto's CloudFormation made it.
+    deployed = aws("ecs").describe_task_definition(
+        taskDefinition=stacks["hello"].outputs["TaskDefinitionArn"]
+    )["taskDefinition"]
+
+    # The app listens on loopback behind the sidecar: nothing outside the task calls it.
+    assert port_mappings(task_definition) == {
+        "app": [],
+        "lambdamesh-sidecar": [(INBOUND_PORT, "tcp")],
+    }
+    assert port_mappings(registered) == port_mappings(task_definition)
+    assert port_mappings(deployed) == port_mappings(task_definition)
+    assert containers(deployed)["lambdamesh-sidecar"]["environment"] == sidecar["environment"]
+    assert environment["LAMBDAMESH_INBOUND_PORT"] == str(INBOUND_PORT)
+    assert environment["LAMBDAMESH_PORT"] == str(APP_PORT)
+
+
+def test_without_an_inbound_port_the_example_maps_the_apps_port_and_registers_it(
+    aws: Client, given: Given
+) -> None:
+    parameters = example_parameters(given) | {"ServiceName": "plain", "InboundPort": ""}
+    stack = deploy(aws, f"lambdamesh-{given.stage}-plain", "example-service", parameters)
+    definition = rendered_task_definition(aws, stack, parameters)
+    sidecar = containers(definition)["lambdamesh-sidecar"]
+    environ = {e["name"]: e["value"] for e in sidecar["environment"]} | {
+        "LAMBDAMESH_TOKEN": TOKEN,
+        "LAMBDAMESH_HOST": "10.20.0.17",
+    }
+
+    settings = sidecar_config.load(environ)
+
+    assert stack.status == "CREATE_COMPLETE"
+    aws("ecs").register_task_definition(**definition)
+    assert port_mappings(definition) == {"app": [(APP_PORT, "tcp")], "lambdamesh-sidecar": []}
+    assert "LAMBDAMESH_INBOUND_PORT" not in environ
+    assert settings.inbound is None
+    assert settings.registered_port == APP_PORT
+
+
+def test_the_tasks_admit_the_gateway_on_the_inbound_port_and_not_on_the_apps(
+    aws: Client, given: Given, stacks: dict[str, Stack], task_definition: dict[str, Any]
+) -> None:
+    [(_, low, high, _)] = ingress(aws, given.tasks_group_id)
+    [(mapped, _)] = [m for ports in port_mappings(task_definition).values() for m in ports]
+
+    assert low <= mapped <= high
+    assert not low <= APP_PORT <= high
 
 
 def test_lambdamesh_configure_reads_the_deployed_stacks_into_a_stage_that_passes_the_check(

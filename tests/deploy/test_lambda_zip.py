@@ -4,12 +4,18 @@ The zip is unpacked and imported by a Python that sees only that directory and t
 library (tests/deploy/lambda_zip_runner.py), with the prod stage's environment from the
 packaged template. Its AWS calls go through a recording proxy in front of moto, and every call
 is checked against the IAM policy the template gives the Lambda's role.
+
+The stage's mesh CA is not stored during that run, as on a stage deployed before its operator
+made one. A second run stores it and issues a certificate: the zip's ``cryptography`` is built
+for the function's arm64, so that run imports the source tree's app.py on this machine's
+Python, with the same environment, role and recording.
 """
 
 from __future__ import annotations
 
 import base64
 import http.client
+import io
 import json
 import re
 import secrets
@@ -32,7 +38,9 @@ import boto3
 import pytest
 
 from chalicelib.auth import issue
+from chalicelib.keystore import PERMANENT
 from lambdamesh.finishing import finish
+from lambdamesh.meshca import new_command
 from lambdamesh.taskevent import stopped_event
 from tests.deploy import packaged
 from tests.deploy.infra_fixtures import load_template
@@ -217,6 +225,17 @@ INSTANCES = "/registry/services/{service}/instances"
 ONE_INSTANCE = INSTANCES + "/{instance_id}"
 HEARTBEAT = ONE_INSTANCE + "/heartbeat"
 PROXY = "/api/v1/{service}/{version}/{proxy+}"
+CERTIFICATE = "/registry/services/{service}/certificate"
+
+
+def certificate_request(token: str) -> dict[str, Any]:
+    return rest_event(
+        "POST",
+        CERTIFICATE,
+        f"/registry/services/{SERVICE}/certificate",
+        params={"service": SERVICE},
+        headers={"Authorization": f"Bearer {token}"},
+    )
 
 
 def conversation(token: str, port: int) -> dict[str, dict[str, Any]]:
@@ -237,6 +256,8 @@ def conversation(token: str, port: int) -> dict[str, dict[str, Any]]:
             headers={**auth, "Content-Type": "application/json"},
             body={"version": "v1", "host": "127.0.0.1", "port": port, "lease_seconds": 60},
         ),
+        # The stage names a mesh CA its operator has not stored yet.
+        "certificate without a mesh CA": certificate_request(token),
         "heartbeat": rest_event(
             "PUT",
             HEARTBEAT,
@@ -305,6 +326,7 @@ class Run:
     calls: list[Call]
     secret_arn: str
     statements: list[dict[str, Any]]
+    token: str
 
     def status(self, name: str) -> int:
         status: int = self.answers[name]["statusCode"]
@@ -419,16 +441,27 @@ def zip_dir(package: Package, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return task
 
 
+# Loopback allowed, and only loopback: the test's upstream listens on 127.0.0.1.
+LOOPBACK_ONLY = {
+    "LAMBDAMESH_ALLOW_LOOPBACK": "true",
+    "LAMBDAMESH_ALLOWED_NETWORKS": "127.0.0.0/8",
+    "LAMBDAMESH_EDGE_DEFAULT": "open",
+}
+
+
 def invoke(
     zip_dir: Path,
     events: dict[str, dict[str, Any]],
     environment: dict[str, str],
     work: Path,
+    isolated: bool = True,
 ) -> dict[str, Any]:
-    """Hand ``events`` to the zip's handler in one fresh interpreter; its results file."""
+    """Hand ``events`` to the handler in ``zip_dir`` in one fresh interpreter; its results
+    file. ``isolated``: the standard library and that directory only, as on Lambda."""
     (work / "events.json").write_text(json.dumps(list(events.values())))
+    isolation = ["-I", "-S"] if isolated else []
     result = subprocess.run(
-        [sys.executable, "-I", "-S", str(RUNNER), str(zip_dir), "events.json", "results.json"],
+        [sys.executable, *isolation, str(RUNNER), str(zip_dir), "events.json", "results.json"],
         cwd=work,
         env=environment,
         capture_output=True,
@@ -458,18 +491,13 @@ def run(
         environment["LAMBDAMESH_TABLE"],
         environment["LAMBDAMESH_SIGNING_KEY_SECRET"],
     )
-    events = conversation(issue(key.encode(), service=SERVICE), upstream)
+    token = issue(key.encode(), service=SERVICE)
+    events = conversation(token, upstream)
     work = tmp_path_factory.mktemp("lambda-zip-run")
     proxy = RecordingProxy(moto_endpoint)
     endpoint = proxy.start()
     try:
-        # Loopback allowed, and only loopback: the test's upstream listens on 127.0.0.1.
-        loopback = {
-            "LAMBDAMESH_ALLOW_LOOPBACK": "true",
-            "LAMBDAMESH_ALLOWED_NETWORKS": "127.0.0.0/8",
-            "LAMBDAMESH_EDGE_DEFAULT": "open",
-        }
-        env = lambda_environment(package, zip_dir, endpoint, credentials, work) | loopback
+        env = lambda_environment(package, zip_dir, endpoint, credentials, work) | LOOPBACK_ONLY
         results = invoke(zip_dir, events, env, work)
     finally:
         proxy.stop()
@@ -481,6 +509,7 @@ def run(
         calls=list(proxy.calls),
         secret_arn=secret_arn,
         statements=role_statements(package),
+        token=token,
     )
 
 
@@ -490,6 +519,45 @@ def role_statements(package: Package) -> list[dict[str, Any]]:
         "Statement"
     ]
     return statements
+
+
+@dataclass(frozen=True)
+class Issuing:
+    answer: dict[str, Any]
+    calls: list[Call]
+    mesh_ca: str
+    mesh_ca_arn: str
+
+
+@pytest.fixture(scope="module")
+def issuing(
+    run: Run, package: Package, tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str
+) -> Iterator[Issuing]:
+    """After the zip's run, the operator stores the mesh CA as docs/deploy.md says
+    (`lambdamesh mesh-ca new` into the secret the stage names), and a service asks for its
+    certificate."""
+    made = io.StringIO()
+    assert new_command(365, None, made) == 0
+    credentials = assumed_role(moto_endpoint)
+    secrets_manager = boto3.client(
+        "secretsmanager",
+        endpoint_url=moto_endpoint,
+        region_name=REGION,
+        aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=credentials["AWS_SESSION_TOKEN"],
+    )
+    name = package.function_environment()["LAMBDAMESH_MESH_CA_SECRET"]
+    arn = secrets_manager.create_secret(Name=name, SecretString=made.getvalue())["ARN"]
+    work = tmp_path_factory.mktemp("certificate-run")
+    proxy = RecordingProxy(moto_endpoint)
+    try:
+        env = lambda_environment(package, packaged.ROOT, proxy.start(), credentials, work)
+        events = {"certificate": certificate_request(run.token)}
+        answers = invoke(packaged.ROOT, events, env | LOOPBACK_ONLY, work, isolated=False)
+    finally:
+        proxy.stop()
+    yield Issuing(answers["answers"]["certificate"], list(proxy.calls), made.getvalue(), arn)
 
 
 # --- what the zip answered ----------------------------------------------------------------
@@ -613,6 +681,43 @@ def test_a_stop_event_removes_the_instances_its_task_registered(run: Run) -> Non
     assert run.json("list after the task stopped")["instances"] == []
 
 
+def test_until_the_mesh_ca_is_stored_only_certificates_are_refused(run: Run) -> None:
+    refused = run.json("certificate without a mesh CA")["error"]
+
+    assert run.status("certificate without a mesh CA") == 500
+    assert (refused["code"], refused["message"]) == (
+        "config_error",
+        "the mesh CA is not available: server misconfiguration",
+    )
+    # The calls after it were answered as ever.
+    assert [run.status(name) for name in ("heartbeat", "list", "proxy", "deregister")] == [
+        200,
+        200,
+        200,
+        204,
+    ]
+
+
+def test_a_certificate_is_issued_from_the_mesh_ca_stored_in_the_stage_secret(
+    issuing: Issuing,
+) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    issued = json.loads(decoded(issuing.answer))
+    certificate = x509.load_pem_x509_certificate(issued["certificate"].encode())
+    [authority] = x509.load_pem_x509_certificates(issued["trust_bundle"].encode())
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+
+    assert issuing.answer["statusCode"] == 200
+    assert issued["identity"] == f"spiffe://lambdamesh/{STAGE}/{SERVICE}"
+    assert names.get_values_for_type(x509.UniformResourceIdentifier) == [issued["identity"]]
+    certificate.verify_directly_issued_by(authority)
+    # The CA the operator stored: its certificate, never its key, in the answer.
+    assert authority.public_bytes(Encoding.PEM).decode() in issuing.mesh_ca
+    assert "PRIVATE KEY" not in issued["trust_bundle"]
+
+
 def test_the_zip_as_packaged_without_allowed_networks_routes_nothing_and_says_why(
     package: Package, zip_dir: Path, tmp_path: Path, moto_endpoint: str
 ) -> None:
@@ -681,8 +786,11 @@ def iam_request(call: Call, secret_arns: dict[str, str]) -> Request:
             resource += f"/index/{body['IndexName']}"
     elif prefix == "secretsmanager":
         # IAM matches the secret's full ARN, random suffix included, whatever the call named.
+        # A secret that does not exist has none: its name's ARN, without the suffix, stands in.
         secret = body["SecretId"]
-        resource = secret_arns.get(secret, secret)
+        resource = secret_arns.get(secret) or (
+            secret if secret.startswith("arn:") else missing_secret_arn(region, secret)
+        )
     else:
         resource = f"arn:aws:ssm:{region}:{ACCOUNT}:parameter{body['Name']}"
     return Request(f"{prefix}:{operation}", resource)
@@ -705,39 +813,86 @@ def allows(statement: dict[str, Any], request: Request) -> bool:
     )
 
 
-def recorded(run: Run) -> list[Request]:
-    name = run.secret_arn.rsplit(":", 1)[1].rsplit("-", 1)[0]
-    arns = {name: run.secret_arn, run.secret_arn: run.secret_arn}
-    return [iam_request(call, arns) for call in run.calls]
+def missing_secret_arn(region: str, name: str) -> str:
+    return f"arn:aws:secretsmanager:{region}:{ACCOUNT}:secret:{name}"
 
 
-def test_the_zip_made_only_the_aws_calls_the_registry_and_the_key_need(
+def recorded(calls: list[Call], *secret_arns: str) -> list[Request]:
+    """The IAM requests of ``calls``, which named the secrets of ``secret_arns`` by name or
+    by ARN."""
+    arns = {arn.rsplit(":", 1)[1].rsplit("-", 1)[0]: arn for arn in secret_arns}
+    arns |= {arn: arn for arn in secret_arns}
+    return [iam_request(call, arns) for call in calls]
+
+
+def mesh_ca_before_it_is_stored() -> Request:
+    name = f"lambdamesh/{STAGE}/mesh-ca"
+    return Request("secretsmanager:GetSecretValue", missing_secret_arn(REGION, name))
+
+
+def test_the_zip_made_only_the_aws_calls_the_registry_and_its_secrets_need(
     run: Run, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    requests = recorded(run)
+    requests = recorded(run.calls, run.secret_arn)
     with capsys.disabled():
         print("\nAWS calls made by deployment.zip, in order:")
         for request in requests:
             print(f"  {request.action} {request.resource}")
 
     table = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/lambdamesh-registry-{STAGE}"
-    assert {r.resource for r in requests} == {table, f"{table}/index/by-task", run.secret_arn}
+    mesh_ca = mesh_ca_before_it_is_stored()
+    assert {r.resource for r in requests} == {
+        table,
+        f"{table}/index/by-task",
+        run.secret_arn,
+        mesh_ca.resource,
+    }
     # The stop event's lookup is the index's only use.
     assert [r.action for r in requests if r.resource.endswith("/index/by-task")] == [
         "dynamodb:Query"
     ]
     # The key is read once and kept: the warm invocations after the first did not ask again.
-    assert [r.action for r in requests].count("secretsmanager:GetSecretValue") == 1
+    assert [r.action for r in requests if r.resource == run.secret_arn] == [
+        "secretsmanager:GetSecretValue"
+    ]
+    # The mesh CA only by the certificate route, once.
+    assert [r for r in requests if r.resource == mesh_ca.resource] == [mesh_ca]
 
 
-def test_the_lambda_role_allows_every_call_the_zip_made(run: Run) -> None:
-    refused = [r for r in recorded(run) if not any(allows(s, r) for s in run.statements)]
+def test_the_lambda_role_allows_every_call_the_zip_made_but_the_read_of_a_missing_secret(
+    run: Run,
+) -> None:
+    requests = recorded(run.calls, run.secret_arn)
+
+    refused = [r for r in requests if not any(allows(s, r) for s in run.statements)]
+
+    # The grant names the mesh CA's ARN with its six random characters, which a secret not
+    # yet stored has not: AWS may answer AccessDeniedException where moto answers
+    # ResourceNotFoundException. The key store reads both as the same misconfiguration, so
+    # the function answers as test_until_the_mesh_ca_is_stored_only_certificates_are_refused
+    # shows.
+    assert refused == [mesh_ca_before_it_is_stored()]
+    assert {"AccessDeniedException", "ResourceNotFoundException"} <= PERMANENT
+
+
+def test_the_lambda_role_allows_every_call_the_certificate_route_made(
+    run: Run, issuing: Issuing
+) -> None:
+    requests = recorded(issuing.calls, run.secret_arn, issuing.mesh_ca_arn)
+
+    refused = [r for r in requests if not any(allows(s, r) for s in run.statements)]
 
     assert refused == []
+    assert Request("secretsmanager:GetSecretValue", issuing.mesh_ca_arn) in requests
 
 
-def test_the_lambda_role_grants_nothing_the_zip_did_not_use(run: Run) -> None:
-    requests = recorded(run)
+def test_the_lambda_role_grants_nothing_the_function_did_not_use(
+    run: Run, issuing: Issuing
+) -> None:
+    requests = [
+        *recorded(run.calls, run.secret_arn),
+        *recorded(issuing.calls, run.secret_arn, issuing.mesh_ca_arn),
+    ]
     by_sid = {s["Sid"]: s for s in run.statements}
     assert set(USED_BY_THE_LAMBDA_SERVICE) <= set(by_sid)
 

@@ -161,3 +161,58 @@ def test_each_services_exposure_is_shown(demo: tuple[Process, str], page: Page) 
     hello = page.locator("section[data-service=hello] .exposure")
     expect(hello).to_contain_text("Internet: exposed", timeout=WAIT_MS)
     expect(hello).to_contain_text("auth: none")
+
+
+def test_each_instances_calls_in_and_out_are_shown_and_dimmed_once_stale(
+    demo: tuple[Process, str], page: Page
+) -> None:
+    # An instance of the demo's echo, DOWN so nothing routes to it, whose figures this test
+    # sends itself: no sidecar heartbeats it, so none replaces them.
+    _, url = demo
+    path = f"{url}/registry/services/echo/instances/echo-figures"
+    headers = {
+        "Content-Type": "application/json",
+        "Authorization": f"Bearer {issue(DEV_SIGNING_KEY.encode(), service='echo')}",
+    }
+
+    def put(target: str, body: dict[str, object]) -> None:
+        answer = http("PUT", target, json.dumps(body).encode(), headers)
+        assert answer.status in (200, 201), answer.body
+
+    put(path, {"version": "v1", "host": "127.0.0.1", "port": 9, "status": "DOWN"})
+    try:
+        put(
+            f"{path}/heartbeat",
+            {
+                "figures": {
+                    "seconds": 60.2,
+                    "in": {"requests": 120, "errors": 2, "p50_ms": 3.1, "p99_ms": 20.5},
+                    "out": {"requests": 40, "errors": 0, "p50_ms": 1.2, "p99_ms": 2.0},
+                }
+            },
+        )
+        page.goto(f"{url}/dashboard")
+
+        sign_in(page, issue(DEV_SIGNING_KEY.encode()))
+
+        cells = page.locator("tr[data-instance=echo-figures] td")
+        calls_in, calls_out = cells.nth(9), cells.nth(10)
+        expect(calls_in).to_have_text(
+            "120 in 60 s · p50 3.1 ms · p99 20.5 ms · 2 errors", timeout=WAIT_MS
+        )
+        expect(calls_out).to_have_text("40 in 60 s · p50 1.2 ms · p99 2 ms · 0 errors")
+        expect(calls_in).not_to_have_class(re.compile(r"\bstale\b"))
+
+        # Figures of a half-second window, followed by a heartbeat without any: stale once
+        # a second has passed since they came.
+        quiet = {"requests": 7, "errors": 1, "p50_ms": 0.25, "p99_ms": 1234.5}
+        put(f"{path}/heartbeat", {"figures": {"seconds": 0.5, "in": quiet}})
+        put(f"{path}/heartbeat", {})
+
+        expect(calls_in).to_have_text(
+            "7 in 0.5 s · p50 0.25 ms · p99 1235 ms · 1 error", timeout=WAIT_MS
+        )
+        expect(calls_out).to_have_text("-")
+        expect(calls_in).to_have_class(re.compile(r"\bstale\b"), timeout=WAIT_MS)
+    finally:
+        http("DELETE", path, None, headers)

@@ -133,7 +133,13 @@ def test_services_call_each_other_and_the_gateway_calls_them_over_mutual_tls_onl
     assert mesh.put("/registry/services/payments/policy", policy).status == 201
     _, payments_port = mesh.upstream("payments")
     inbound = free_port()
-    mesh.sidecar("payments", payments_port, "payments-1", LAMBDAMESH_INBOUND_PORT=str(inbound))
+    payments = mesh.sidecar(
+        "payments",
+        payments_port,
+        "payments-1",
+        LAMBDAMESH_INBOUND_PORT=str(inbound),
+        LAMBDAMESH_METRICS_SECONDS="1",
+    )
     _, orders_port = mesh.upstream("orders")
     outbound = free_port()
     mesh.sidecar(
@@ -150,7 +156,10 @@ def test_services_call_each_other_and_the_gateway_calls_them_over_mutual_tls_onl
 
     # orders' app calls payments through both sidecars: payments' app learns who called.
     def through_orders() -> bool:
-        return http("GET", f"http://127.0.0.1:{outbound}/payments/v1/pay").status == 200
+        try:
+            return http("GET", f"http://127.0.0.1:{outbound}/payments/v1/pay").status == 200
+        except OSError:  # orders' outbound port not listening yet
+            return False
 
     eventually(through_orders, 30, "orders never reached payments through its sidecar")
     answer = http("GET", f"http://127.0.0.1:{outbound}/payments/v1/pay")
@@ -191,3 +200,13 @@ def test_services_call_each_other_and_the_gateway_calls_them_over_mutual_tls_onl
     status, seen = call_inbound(inbound, certificate("orders", tmp_path))
     assert status == 200 and seen["service"] == "payments"
     assert app_calls(payments_port) == before + 1
+
+    # payments' sidecar writes its figures as CloudWatch EMF on stdout: the calls in, by the
+    # caller's proven identity, the refusals among them.
+    line = payments.wait_for_line(r'(\{"_aws".*"Direction":"in","Peer":"inventory".*\})')
+    figures = json.loads(line.group(1))
+    assert (figures["Service"], figures["Instance"], figures["Status4xx"]) == (
+        "payments",
+        "payments-1",
+        [1.0],
+    )

@@ -46,6 +46,20 @@ ECS_TASK = {
     },
 }
 INSTANCE_ID = "0123456789abcdef0123456789abcdef"
+# A sidecar's figures at their longest (chalicelib/validation.py's bounds), and as the docs
+# quote them for a minute of a busy instance.
+LONGEST_CALLS = {
+    "requests": 1_000_000_000,
+    "errors": 999_999_999,
+    "p50_ms": 899_999.999,
+    "p99_ms": 899_999.999,
+}
+LONGEST_FIGURES = {"seconds": 3599.999, "in": LONGEST_CALLS, "out": LONGEST_CALLS}
+FIGURES = {
+    "seconds": 60.2,
+    "in": {"requests": 120, "errors": 2, "p50_ms": 3.1, "p99_ms": 20.5},
+    "out": {"requests": 40, "errors": 0, "p50_ms": 1.2, "p99_ms": 2.0},
+}
 
 
 def attribute_size(value: dict[str, Any]) -> int:
@@ -139,11 +153,11 @@ def register(client: Client, body: dict[str, Any], instance_id: str = INSTANCE_I
     assert answer.status_code == 201, answer.body
 
 
-def heartbeat(client: Client, instance_id: str = INSTANCE_ID) -> None:
+def heartbeat(client: Client, instance_id: str = INSTANCE_ID, body: object = None) -> None:
     answer = client.http.put(
         f"/registry/services/orders/instances/{instance_id}/heartbeat",
         headers={**bearer(service_token("orders")), "Content-Type": "application/json"},
-        body="{}",
+        body=json.dumps(body or {}),
     )
     assert answer.status_code == 200, answer.body
 
@@ -188,6 +202,23 @@ def test_an_ecs_tasks_item_costs_one_write_unit_a_heartbeat(
     assert max(write_units(before), write_units(after)) == 1
 
 
+def test_a_sidecars_figures_keep_an_ecs_tasks_heartbeat_at_one_write_unit(
+    client: Client, raw_item: Callable[[str], Any]
+) -> None:
+    """The figures docs/cost.md quotes: about 95 B a typical heartbeat's, at most 160 B."""
+    register(client, ECS_TASK)
+    heartbeat(client)
+    plain = item_size(raw_item(INSTANCE_ID))
+    heartbeat(client, body={"figures": FIGURES})
+    typical = item_size(raw_item(INSTANCE_ID))
+    heartbeat(client, body={"figures": LONGEST_FIGURES})
+    longest = raw_item(INSTANCE_ID)
+
+    assert 90 <= typical - plain <= 100, (plain, typical)
+    assert item_size(longest) - plain <= 160, (plain, item_size(longest))
+    assert write_units(longest) == 1
+
+
 def largest_instance(instance_id: str) -> dict[str, Any]:
     """The ECS task's fields at their longest, metadata filled to the instance limit."""
     body: dict[str, Any] = {**ECS_TASK, "version": "v" * 32, "zone": "z" * 64, "metadata": {}}
@@ -218,6 +249,18 @@ def test_an_instance_at_the_size_limit_costs_four_write_units(
 
     assert 3 * WRITE_UNIT_BYTES < item_size(item) <= 4 * WRITE_UNIT_BYTES, item_size(item)
     assert write_units(item) == 4
+
+
+def test_figures_take_an_instance_at_the_size_limit_to_five_write_units(
+    client: Client, raw_item: Callable[[str], Any]
+) -> None:
+    """The figure docs/cost.md quotes for an instance at the limit whose sidecar reports."""
+    instance_id = "i" * 128
+    register(client, largest_instance(instance_id), instance_id)
+
+    heartbeat(client, instance_id, {"figures": FIGURES})
+
+    assert write_units(raw_item(instance_id)) == 5
 
 
 def test_routed_requests_read_dynamodb_once_per_cache_period(

@@ -92,8 +92,9 @@ def client_with(environment: dict[str, str], store: InstanceStore) -> Iterator[C
     """Asks for a certificate through a client whose environment differs from the module's."""
 
     def ask_with(**changes: str) -> Any:
-        """An empty value removes a variable."""
-        merged = {k: v for k, v in {**environment, **changes}.items() if v}
+        """An empty value unsets a variable, the module's or the stage's own (in
+        .chalice/config.json): the settings read a blank value as unset."""
+        merged = {**environment, **changes}
         wiring.reset()
         with create_test_client(application.app, environment_variables=merged) as changed:
             return ask(changed, "orders", service_token("orders"))
@@ -103,7 +104,7 @@ def client_with(environment: dict[str, str], store: InstanceStore) -> Iterator[C
 
 
 def test_a_stage_without_a_mesh_ca_says_so(client_with: Callable[..., Any]) -> None:
-    answer = client_with(LAMBDAMESH_MESH_CA="")
+    answer = client_with(LAMBDAMESH_MESH_CA="", LAMBDAMESH_MESH_CA_SECRET="")
     assert answer.status_code == 500
     error = body_json(answer)["error"]
     assert error["code"] == "mesh_ca_not_configured"

@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # Modules of requests that are neither routed nor the cold start's priming: the OpenAPI
 # document, the dashboard's pages, the routing view sidecars poll (and its document), the
 # operator's exposure and key management, the registry's writes (their body rules, the
-# schema engine, the registration they make), and the intentions sidecars enforce.
+# schema engine, the registration they make), the intentions sidecars enforce, and the
+# figures of calls the registry's answers carry.
 LOADED_ON_FIRST_USE = (
     "chalicelib.openapi",
     "chalicelib.pages",
@@ -43,6 +44,7 @@ LOADED_ON_FIRST_USE = (
     "fastjsonschema",
     "chalicelib.registration",
     "lambdamesh_routing.intentions",
+    "chalicelib.figures",
 )
 
 # Initialises as Lambda does (the stage's environment, then the function's name, so the app

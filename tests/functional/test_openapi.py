@@ -3,10 +3,18 @@ and covering every registry route with the methods it has."""
 
 from __future__ import annotations
 
+import json
+
 import app as application
-from chalicelib.validation import HEARTBEAT_SCHEMA, POLICY_SCHEMA, REGISTER_SCHEMA
+from chalicelib.validation import (
+    FIGURES_SCHEMA,
+    HEARTBEAT_SCHEMA,
+    POLICY_SCHEMA,
+    REGISTER_SCHEMA,
+)
 from lambdamesh.testclient import TestClient as Client
 from tests.functional.conftest import body_json
+from tests.helpers import bearer, service_token
 
 DOCUMENT = "/registry/openapi.json"
 
@@ -39,6 +47,33 @@ def test_instances_and_the_routing_view_document_tls_and_the_mesh_settings(
         "mtls": {"enum": ["permissive", "strict"]},
         "intentions_default": {"enum": ["allow", "deny"]},
     }
+
+
+def test_the_heartbeats_figures_and_the_instances_are_documented(client: Client) -> None:
+    import fastjsonschema
+
+    schemas = body_json(client.http.get(DOCUMENT))["components"]["schemas"]
+    headers = {"Content-Type": "application/json", **bearer(service_token("orders"))}
+    path = "/registry/services/orders/instances/task-1"
+    registered = client.http.put(
+        path, headers=headers, body=json.dumps({"version": "v1", "host": "127.0.0.1", "port": 80})
+    )
+    calls = {"requests": 3, "errors": 0, "p50_ms": 1.5, "p99_ms": 9.0}
+    beat = client.http.put(
+        f"{path}/heartbeat",
+        headers=headers,
+        body=json.dumps({"figures": {"seconds": 60, "in": calls}}),
+    )
+
+    assert schemas["Heartbeat"]["properties"]["figures"] == FIGURES_SCHEMA
+    assert "figures" in schemas["Instance"]["required"]
+    figures = schemas["Instance"]["properties"]["figures"]
+    assert figures["type"] == ["object", "null"]
+    assert figures["required"] == ["seconds", "in", "out", "reported_at"]
+    assert figures["properties"]["in"]["required"] == ["requests", "errors", "p50_ms", "p99_ms"]
+    answers = fastjsonschema.compile(schemas["Instance"])
+    assert answers(body_json(registered))["figures"] is None
+    assert answers(body_json(beat))["figures"]["in"] == calls
 
 
 def test_a_policy_needs_a_body_and_a_heartbeat_does_not(client: Client) -> None:

@@ -52,11 +52,45 @@ def test_a_heartbeat_renews_by_the_stored_lease_in_one_conditional_write(
 ) -> None:
     store.register(registration(lease_seconds=20), NOW)
 
-    renewed = store.heartbeat("orders", "i-1", NOW + 15, "DOWN")
+    renewed, figures = store.heartbeat("orders", "i-1", NOW + 15, "DOWN")
 
     assert renewed.expires_at == NOW + 35
     assert renewed.status == "DOWN"
     assert renewed.host == "10.0.0.1"
+    assert figures is None
+
+
+def test_a_heartbeat_writes_figures_in_its_one_write_and_one_without_keeps_them(
+    store: InstanceStore,
+) -> None:
+    store.register(registration(), NOW)
+    text = '{"seconds":60.2,"in":[120,2,3.1,20.5],"reported_at":1800000001}'
+
+    _, written = store.heartbeat("orders", "i-1", NOW + 1, figures=text)
+    renewed, kept = store.heartbeat("orders", "i-1", NOW + 2, "DOWN")
+
+    assert written == kept == text
+    assert (renewed.status, renewed.updated_at) == ("DOWN", NOW + 2)
+    assert store.service_view("orders").figures == {"i-1": text}
+
+
+def test_a_heartbeat_of_a_lapsed_lease_writes_no_figures(store: InstanceStore) -> None:
+    store.register(registration(lease_seconds=5), NOW)
+
+    with pytest.raises(InstanceNotFound):
+        store.heartbeat("orders", "i-1", NOW + 6, figures='{"seconds":1,"reported_at":1}')
+
+    assert store.service_view("orders").figures == {}
+
+
+def test_a_registration_drops_the_stored_figures(store: InstanceStore) -> None:
+    store.register(registration(), NOW)
+    store.heartbeat("orders", "i-1", NOW + 1, figures='{"seconds":1,"reported_at":1}')
+
+    store.register(registration(), NOW + 2)
+
+    assert store.service_view("orders").figures == {}
+    assert store.heartbeat("orders", "i-1", NOW + 3)[1] is None
 
 
 @pytest.mark.parametrize("late_by", [0.0, 0.001, 100.0])

@@ -221,6 +221,9 @@ ALLOW_PUBLIC = Intentions(default="deny", rules=(rule("*", "allow", path_prefix=
         "/admin%00",
         "/x//../admin",
         "http://orders/admin",
+        "/admin;x",
+        "/..;/admin",
+        "/public/..;/admin",
     ],
 )
 def test_no_spelling_of_a_denied_path_slips_past_the_deny_rule(path: str) -> None:
@@ -242,6 +245,8 @@ def test_no_spelling_of_a_denied_path_slips_past_the_deny_rule(path: str) -> Non
         "?/public",
         "/PUBLIC",
         "/publicity",
+        "/public/..;/admin",
+        "/public;/../admin",
     ],
 )
 def test_no_spelling_of_another_path_slips_into_the_allow_rule(path: str) -> None:
@@ -253,6 +258,19 @@ def test_no_spelling_of_another_path_slips_into_the_allow_rule(path: str) -> Non
 @pytest.mark.parametrize("path", ["/public", "/%70ublic/x", "/public//x", "/x/../public?/admin"])
 def test_other_spellings_of_an_allowed_path_are_allowed(path: str) -> None:
     assert decide(ALLOW_PUBLIC, "deny", "billing", "GET", path).allowed
+
+
+def test_a_head_is_decided_as_the_get_it_stands_for() -> None:
+    """Apps serve a HEAD with their GET handler: a rule on GET covers it, both ways."""
+    no_get = Intentions(rules=(rule("*", "deny", methods=("GET",)), rule("*", "allow")))
+    assert not decide(no_get, "allow", "billing", "HEAD", "/x").allowed
+    assert not decide(no_get, "allow", "billing", "head", "/x").allowed
+    only_get = Intentions(default="deny", rules=(rule("*", "allow", methods=("GET",)),))
+    assert decide(only_get, "deny", "billing", "HEAD", "/x").allowed
+    assert not decide(only_get, "deny", "billing", "POST", "/x").allowed
+    # A rule on HEAD alone says nothing of GET.
+    only_head = Intentions(default="deny", rules=(rule("*", "allow", methods=("HEAD",)),))
+    assert not decide(only_head, "deny", "billing", "GET", "/x").allowed
 
 
 def test_the_path_is_case_sensitive() -> None:

@@ -11,6 +11,7 @@ from cfnlint.api import ManualArgs, lint_file
 from cfnlint.decode import decode
 
 from lambdamesh_sidecar import variables as sidecar_variables
+from lambdamesh_sidecar.inbound_settings import read_inbound_settings
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
 # Templates whose own tests lint them.
@@ -60,11 +61,32 @@ def service() -> dict[str, Any]:
     return load("example-service.yaml")
 
 
+def container(service: dict[str, Any], name: str) -> dict[str, Any]:
+    task = service["Resources"]["TaskDefinition"]["Properties"]
+    (found,) = [c for c in task["ContainerDefinitions"] if c["Name"] == name]
+    return dict(found)
+
+
 @pytest.fixture(scope="module")
 def sidecar(service: dict[str, Any]) -> dict[str, Any]:
-    task = service["Resources"]["TaskDefinition"]["Properties"]
-    (container,) = [c for c in task["ContainerDefinitions"] if c["Name"] == "lambdamesh-sidecar"]
-    return dict(container)
+    return container(service, "lambdamesh-sidecar")
+
+
+NO_VALUE = {"Ref": "AWS::NoValue"}
+
+
+def environment(container: dict[str, Any]) -> dict[str, Any]:
+    """A container's variables, name to value; one that an Fn::If sets or leaves out
+    (AWS::NoValue) is listed with the condition that sets it, as ``(condition, value)``."""
+    found: dict[str, Any] = {}
+    for item in container["Environment"]:
+        if "Fn::If" in item:
+            condition, variable, otherwise = item["Fn::If"]
+            assert otherwise == NO_VALUE
+            found[variable["Name"]] = (condition, variable["Value"])
+        else:
+            found[item["Name"]] = item["Value"]
+    return found
 
 
 def test_the_infra_templates_are_all_linted_here() -> None:
@@ -422,7 +444,7 @@ def test_secrets_manager_endpoint_admits_only_https_from_the_lambda_and_the_task
 
 def test_sidecar_variables_are_ones_the_sidecar_reads(sidecar: dict[str, Any]) -> None:
     known = {name for name, _ in sidecar_variables.VARIABLES}
-    given = [e["Name"] for e in sidecar["Environment"]] + [s["Name"] for s in sidecar["Secrets"]]
+    given = [*environment(sidecar), *(s["Name"] for s in sidecar["Secrets"])]
 
     assert set(given) <= known
     assert set(given) >= {
@@ -438,26 +460,26 @@ def test_sidecar_token_comes_from_the_token_secret(sidecar: dict[str, Any]) -> N
     assert sidecar["Secrets"] == [
         {"Name": "LAMBDAMESH_TOKEN", "ValueFrom": {"Ref": "TokenSecretArn"}}
     ]
-    assert "LAMBDAMESH_TOKEN" not in [e["Name"] for e in sidecar["Environment"]]
+    assert "LAMBDAMESH_TOKEN" not in environment(sidecar)
 
 
 def test_sidecar_registers_the_app_port_and_service(sidecar: dict[str, Any]) -> None:
-    environment = {e["Name"]: e["Value"] for e in sidecar["Environment"]}
+    variables = environment(sidecar)
 
-    assert environment["LAMBDAMESH_PORT"] == {"Ref": "AppPort"}
-    assert environment["LAMBDAMESH_SERVICE"] == {"Ref": "ServiceName"}
-    assert environment["LAMBDAMESH_VERSION"] == {"Ref": "ServiceVersion"}
-    assert environment["LAMBDAMESH_URL"] == {"Ref": "LambdaMeshUrl"}
+    assert variables["LAMBDAMESH_PORT"] == {"Ref": "AppPort"}
+    assert variables["LAMBDAMESH_SERVICE"] == {"Ref": "ServiceName"}
+    assert variables["LAMBDAMESH_VERSION"] == {"Ref": "ServiceVersion"}
+    assert variables["LAMBDAMESH_URL"] == {"Ref": "LambdaMeshUrl"}
 
 
 def test_the_outbound_port_reaches_private_addresses_in_the_task_subnets_only(
     service: dict[str, Any], sidecar: dict[str, Any], network: dict[str, Any]
 ) -> None:
-    environment = {e["Name"]: e["Value"] for e in sidecar["Environment"]}
+    variables = environment(sidecar)
     parameter = service["Parameters"]["TaskSubnetCidrs"]
 
-    assert environment["LAMBDAMESH_OUTBOUND_ALLOW_PRIVATE"] == "true"
-    assert environment["LAMBDAMESH_OUTBOUND_ALLOWED_NETWORKS"] == {
+    assert variables["LAMBDAMESH_OUTBOUND_ALLOW_PRIVATE"] == "true"
+    assert variables["LAMBDAMESH_OUTBOUND_ALLOWED_NETWORKS"] == {
         "Fn::Join": [",", {"Ref": "TaskSubnetCidrs"}]
     }
     # Required, and spelled as the network stack's, whose AllowedNetworks output it takes.
@@ -467,6 +489,85 @@ def test_the_outbound_port_reaches_private_addresses_in_the_task_subnets_only(
         task_subnets["Type"],
         task_subnets["AllowedPattern"],
     )
+
+
+def test_the_sidecar_serves_the_inbound_port_unless_it_is_empty(
+    service: dict[str, Any], sidecar: dict[str, Any]
+) -> None:
+    parameter = service["Parameters"]["InboundPort"]
+
+    assert service["Conditions"]["ServesInbound"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "InboundPort"}, ""]}]
+    }
+    assert environment(sidecar)["LAMBDAMESH_INBOUND_PORT"] == (
+        "ServesInbound",
+        {"Ref": "InboundPort"},
+    )
+    assert parameter["Default"] == "8443"
+
+
+def test_only_the_inbound_port_is_mapped_while_it_is_served(
+    service: dict[str, Any], sidecar: dict[str, Any]
+) -> None:
+    app = container(service, "app")
+
+    # Behind the inbound port the app listens on loopback: nothing outside the task calls it.
+    assert app["PortMappings"] == {
+        "Fn::If": ["ServesInbound", [], [{"ContainerPort": {"Ref": "AppPort"}, "Protocol": "tcp"}]]
+    }
+    assert sidecar["PortMappings"] == {
+        "Fn::If": [
+            "ServesInbound",
+            [{"ContainerPort": {"Ref": "InboundPort"}, "Protocol": "tcp"}],
+            [],
+        ]
+    }
+
+
+def test_the_example_inbound_port_is_within_the_network_stacks_default_service_ports(
+    service: dict[str, Any], network: dict[str, Any]
+) -> None:
+    ports = network["Parameters"]
+
+    inbound = int(service["Parameters"]["InboundPort"]["Default"])
+
+    assert ports["ServicePortFrom"]["Default"] <= inbound <= ports["ServicePortTo"]["Default"]
+
+
+@pytest.mark.parametrize(
+    ("value", "port"),
+    [("", None), ("1", 1), ("443", 443), ("8443", 8443), ("65535", 65535)],
+)
+def test_the_inbound_port_parameter_takes_what_the_sidecar_takes(
+    service: dict[str, Any], value: str, port: int | None
+) -> None:
+    pattern = service["Parameters"]["InboundPort"]["AllowedPattern"]
+
+    settings = read_inbound_settings({"LAMBDAMESH_INBOUND_PORT": value})
+
+    assert re.fullmatch(pattern, value)
+    assert (settings and settings.port) == port
+
+
+@pytest.mark.parametrize("value", ["0", "65536", "99999", "-1", "8443a", "https"])
+def test_the_inbound_port_parameter_refuses_what_is_no_port(
+    service: dict[str, Any], value: str
+) -> None:
+    pattern = service["Parameters"]["InboundPort"]["AllowedPattern"]
+
+    assert re.fullmatch(pattern, value) is None
+
+
+def test_a_rule_refuses_an_inbound_port_that_is_the_apps_or_the_outbound_port(
+    service: dict[str, Any],
+) -> None:
+    rule = service["Rules"]["InboundPortIsItsOwn"]
+
+    assert rule["RuleCondition"] == service["Conditions"]["ServesInbound"]
+    assert [a["Assert"] for a in rule["Assertions"]] == [
+        {"Fn::Not": [{"Fn::Equals": [{"Ref": "InboundPort"}, {"Ref": other}]}]}
+        for other in ("AppPort", "OutboundPort")
+    ]
 
 
 def test_sidecar_stops_before_the_app_with_time_to_deregister(sidecar: dict[str, Any]) -> None:

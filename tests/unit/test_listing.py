@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from lambdamesh.listing import edge_cell, instances_table, services_table, table
+from lambdamesh.listing import calls_cell, edge_cell, instances_table, services_table, table
 
 NOW = 1_800_000_000.0
 
@@ -90,6 +90,8 @@ def test_instances_show_address_status_weight_heartbeat_age_and_lease_left() -> 
         "WEIGHT",
         "BEAT",
         "LEASE",
+        "IN",
+        "OUT",
     ]
     assert lines[1].split() == [
         "task-1",
@@ -101,7 +103,57 @@ def test_instances_show_address_status_weight_heartbeat_age_and_lease_left() -> 
         "100",
         "2.5s",
         "27.5s",
+        "-",
+        "-",
     ]
     assert (
         instances_table({"service": "orders", "instances": []}, NOW) == "no live instance of orders"
     )
+
+
+FIGURES = {
+    "seconds": 60.2,
+    "in": {"requests": 120, "errors": 2, "p50_ms": 3.1, "p99_ms": 20.5},
+    "out": {"requests": 0, "errors": 0, "p50_ms": None, "p99_ms": None},
+    "reported_at": NOW - 30,
+}
+INSTANCE = {
+    "instance_id": "task-1",
+    "version": "v1",
+    "host": "10.0.1.5",
+    "port": 8080,
+    "zone": None,
+    "status": "UP",
+    "weight": 100,
+    "updated_at": NOW - 2.5,
+    "expires_in": 27.5,
+    "figures": FIGURES,
+}
+
+
+@pytest.mark.parametrize(
+    ("figures", "port", "cell"),
+    [
+        (FIGURES, "in", "120/60s p99 20.5ms 2err"),
+        (FIGURES, "out", "0/60s"),
+        ({**FIGURES, "seconds": 2.04}, "out", "0/2.0s stale"),
+        ({**FIGURES, "in": None}, "in", None),
+        (None, "in", None),
+    ],
+)
+def test_a_ports_calls_are_a_few_words_marked_stale_past_two_windows(
+    figures: dict[str, Any] | None, port: str, cell: str | None
+) -> None:
+    assert calls_cell({**INSTANCE, "figures": figures}, port, NOW) == cell
+
+
+def test_figures_of_the_last_heartbeat_are_not_stale_however_short_their_window() -> None:
+    latest = {**FIGURES, "seconds": 0.5, "reported_at": NOW - 2.5}
+
+    assert calls_cell({**INSTANCE, "figures": latest}, "out", NOW) == "0/0.5s"
+
+
+def test_instances_show_the_calls_in_and_out_their_sidecar_last_reported() -> None:
+    lines = instances_table({"service": "orders", "instances": [INSTANCE]}, NOW).splitlines()
+
+    assert lines[1].endswith("2.5s  27.5s  120/60s p99 20.5ms 2err  0/60s")

@@ -13,7 +13,6 @@ from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from chalicelib import observability
 from chalicelib.observability import (
-    NAMESPACE,
     SERVICE,
     RouteRecord,
     metrics,
@@ -21,6 +20,7 @@ from chalicelib.observability import (
     record_request,
     record_route,
 )
+from lambdamesh_routing.emf import NAMESPACE
 
 ROUTED = "/api/v1/{service}/{version}/{proxy+}"
 

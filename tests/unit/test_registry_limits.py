@@ -14,11 +14,12 @@ from chalicelib.auth import ADMIN_SCOPE, Principal
 from chalicelib.config import MAX_BODY_LIMIT, MAX_INSTANCES_LIMIT, Settings
 from chalicelib.errors import InvalidName, TooManyDrains, TooManyInstances
 from chalicelib.exposure.document import Exposure
+from chalicelib.exposure.view import GatewayView
+from chalicelib.figures import CallFigures, Figures, Reported
 from chalicelib.instances import (
     Instance,
     RegisterResult,
     Registration,
-    ServiceView,
     Status,
     StoredPolicy,
 )
@@ -70,13 +71,14 @@ class InMemoryStore:
         now: float,
         status: Status | None = None,
         eureka_dirty: int | None = None,
-    ) -> Instance:
+        figures: str | None = None,
+    ) -> tuple[Instance, str | None]:
         raise NotImplementedError
 
     def deregister(self, service: str, instance_id: str, now: float) -> bool:
         return self.items.pop((service, instance_id), None) is not None
 
-    def service_view(self, service: str) -> ServiceView:
+    def service_view(self, service: str) -> GatewayView:
         self.full_reads += 1
         drained = self.drained.get(service, set())
         instances = tuple(
@@ -84,7 +86,7 @@ class InMemoryStore:
             for (s, _), i in sorted(self.items.items())
             if s == service
         )
-        return ServiceView(instances, None, frozenset(drained))
+        return GatewayView(instances, None, frozenset(drained))
 
     def drain(self, service: str, instance_id: str, limit: int) -> bool:
         drained = self.drained.setdefault(service, set())
@@ -362,7 +364,7 @@ def test_a_drain_beyond_the_cap_is_refused_and_drains_nothing(
     assert (caught.value.status, caught.value.code) == (409, "too_many_drains")
     assert "LAMBDAMESH_MAX_INSTANCES_PER_SERVICE" in caught.value.message
     assert store.drained["orders"] == {"a", "b"}
-    assert lowered.drain(ADMIN, "orders", "a").drained is True
+    assert lowered.drain(ADMIN, "orders", "a").instance.drained is True
 
 
 def test_drains_of_departed_instances_are_dropped_before_a_drain_is_counted(
@@ -421,6 +423,25 @@ def test_a_full_instance_list_at_the_highest_limit_fits_in_one_lambda_answer() -
 
     assert len(body) <= MAX_BODY_LIMIT
     assert len(base64.b64encode(body)) + 1024 < LAMBDA_ANSWER  # with headers and envelope
+
+
+def test_a_full_instance_list_with_the_longest_figures_still_fits_in_one_lambda_answer() -> None:
+    """Each instance's figures add at most 239 B as listed: a list of the largest instances
+    at the highest limit, every one with the longest figures, is then up to 4.44 MB, over
+    MAX_BODY_LIMIT by under 1 %, and still crosses Lambda within its 6 MB."""
+    now = 9_999_999_999.123
+    instance = largest_instance(now)
+    calls = CallFigures(1_000_000_000, 1_000_000_000, 899_999.999, 899_999.999)
+    figures = Figures(3599.999, calls, calls, now)
+    listed = {
+        "service": instance.service,
+        "instances": [Reported(instance, figures).to_json(now)] * MAX_INSTANCES_LIMIT,
+    }
+
+    body = json.dumps(listed, separators=(",", ":")).encode()
+
+    assert len(body) <= MAX_BODY_LIMIT * 1.01
+    assert len(base64.b64encode(body)) + 1024 < LAMBDA_ANSWER
 
 
 def test_a_full_drain_set_and_the_largest_policy_fit_in_one_item_at_the_highest_cap() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.config import Settings
 from chalicelib.errors import ConfigError
 from lambdamesh import cli, stages
 
@@ -51,6 +52,17 @@ def test_shipped_stages_read_the_key_from_the_stage_secret_over_a_regional_api(
     )
     assert settings["api_gateway_stage"] == stage
     assert config["api_gateway_endpoint_type"] == "REGIONAL"
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_shipped_stages_read_the_mesh_ca_from_the_stage_secret(stage: str) -> None:
+    environment = stages.view(shipped(), stage).environment
+
+    settings = Settings.from_environ(environment)
+
+    assert settings.mesh_ca_secret == f"lambdamesh/{stage}/mesh-ca"
+    # The CA's key lives in the secret, never in the function's configuration.
+    assert settings.mesh_ca is None
 
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])

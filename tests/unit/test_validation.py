@@ -23,6 +23,7 @@ from lambdamesh_routing.hosts import AddressPolicy
 from lambdamesh_routing.names import MAX_METADATA_VALUE, check_name
 
 POLICY = AddressPolicy()
+NOW = 1_800_000_000.0
 VALID = {"version": "v1", "host": "orders.example.com", "port": 8080}
 
 
@@ -442,13 +443,13 @@ def test_a_surrogate_pair_is_one_character_and_accepted() -> None:
 # parse_heartbeat
 
 
-def test_an_empty_heartbeat_changes_no_status() -> None:
-    assert parse_heartbeat({}) is None
+def test_an_empty_heartbeat_changes_no_status_and_carries_no_figures() -> None:
+    assert parse_heartbeat({}, NOW) == (None, None)
 
 
 @pytest.mark.parametrize("status", ["UP", "DOWN"])
 def test_a_heartbeat_may_set_the_status(status: str) -> None:
-    assert parse_heartbeat({"status": status}) == status
+    assert parse_heartbeat({"status": status}, NOW).status == status
 
 
 @pytest.mark.parametrize(
@@ -457,13 +458,13 @@ def test_a_heartbeat_may_set_the_status(status: str) -> None:
 )
 def test_a_heartbeat_refuses_anything_else(body: object, field: str) -> None:
     with pytest.raises(InvalidRequest, match=field):
-        parse_heartbeat(body)
+        parse_heartbeat(body, NOW)
 
 
 @pytest.mark.parametrize("body", [{"status": "\ud800"}, {"\udfff": "UP"}])
 def test_a_lone_surrogate_in_a_heartbeat_is_refused(body: dict[str, str]) -> None:
     with pytest.raises(InvalidRequest, match="lone surrogate"):
-        parse_heartbeat(body)
+        parse_heartbeat(body, NOW)
 
 
 @pytest.mark.parametrize(
@@ -543,3 +544,118 @@ def test_an_integer_past_pythons_digit_limit_is_a_bad_request_not_a_crash(field:
 
     with pytest.raises(InvalidRequest, match="not valid JSON"):
         parse_json_body(body.encode())
+
+
+# parse_heartbeat: figures
+
+CALLS = {"requests": 120, "errors": 2, "p50_ms": 3.1, "p99_ms": 20.5}
+FIGURES = {"seconds": 60.2, "in": CALLS, "out": {**CALLS, "requests": 40, "errors": 0}}
+
+
+def figures_refusal(**changes: Any) -> str:
+    """The message refusing FIGURES with its inbound port's figures changed ("absent": left
+    out)."""
+    calls = {k: v for k, v in {**CALLS, **changes}.items() if v != "absent"}
+    with pytest.raises(InvalidRequest) as caught:
+        parse_heartbeat({"figures": {**FIGURES, "in": calls}}, NOW)
+    return caught.value.message
+
+
+def test_a_heartbeats_figures_are_stamped_with_the_registrys_clock() -> None:
+    beat = parse_heartbeat({"status": "UP", "figures": FIGURES}, NOW + 0.0004)
+
+    assert beat.status == "UP"
+    assert beat.figures is not None
+    assert beat.figures.to_json() == {**FIGURES, "reported_at": NOW}
+
+
+@pytest.mark.parametrize(
+    "figures",
+    [
+        {"seconds": 0},
+        {"seconds": 3600, "in": None, "out": None},
+        {"seconds": 1, "in": {"requests": 0, "errors": 0, "p50_ms": None, "p99_ms": None}},
+        {
+            "seconds": 1,
+            "out": {
+                "requests": 1_000_000_000,
+                "errors": 1_000_000_000,
+                "p50_ms": 0,
+                "p99_ms": 900_000,
+            },
+        },
+    ],
+)
+def test_figures_at_their_bounds_are_accepted(figures: dict[str, Any]) -> None:
+    beat = parse_heartbeat({"figures": figures}, NOW)
+
+    assert beat.figures is not None
+    assert beat.figures.seconds == figures["seconds"]
+
+
+@pytest.mark.parametrize(
+    ("figures", "message"),
+    [
+        ({"seconds": -0.001}, "figures.seconds must be bigger than or equal to 0"),
+        ({"seconds": 3600.001}, "figures.seconds must be smaller than or equal to 3600"),
+        ({"seconds": "60"}, "figures.seconds must be number"),
+        ({"in": CALLS}, "figures must contain ['seconds'] properties"),
+        ({"seconds": 1, "inbound": CALLS}, "figures must not contain {'inbound'} properties"),
+        ([], "figures must be object or null"),
+    ],
+)
+def test_figures_outside_their_bounds_are_refused(figures: Any, message: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_heartbeat({"figures": figures}, NOW)
+
+    assert caught.value.message == f"invalid body: {message}"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"requests": -1}, "figures.in.requests must be bigger than or equal to 0"),
+        (
+            {"requests": 1_000_000_001},
+            "figures.in.requests must be smaller than or equal to 1000000000",
+        ),
+        ({"requests": 1.5}, "figures.in.requests must be integer"),
+        ({"requests": True}, "figures.in.requests must be integer"),
+        ({"errors": -1}, "figures.in.errors must be bigger than or equal to 0"),
+        ({"p50_ms": -0.001}, "figures.in.p50_ms must be bigger than or equal to 0"),
+        ({"p99_ms": 900_000.001}, "figures.in.p99_ms must be smaller than or equal to 900000"),
+        ({"p99_ms": "20"}, "figures.in.p99_ms must be number or null"),
+        ({"p50_ms": "absent"}, "figures.in must contain ['p50_ms'] properties"),
+        ({"bytes": 10}, "figures.in must not contain {'bytes'} properties"),
+    ],
+)
+def test_a_ports_figures_outside_their_bounds_are_refused(
+    changes: dict[str, Any], message: str
+) -> None:
+    assert figures_refusal(**changes) == f"invalid body: {message}"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"errors": 121}, "figures.in.errors (121) is more than its requests (120)"),
+        ({"p50_ms": None}, "figures.in counts 120 requests: give p50_ms and p99_ms"),
+        ({"p99_ms": None}, "figures.in counts 120 requests: give p50_ms and p99_ms"),
+        (
+            {"requests": 0, "errors": 0},
+            "figures.in counts no request: p50_ms and p99_ms must be null",
+        ),
+        ({"p50_ms": 20.6}, "figures.in.p50_ms is above its p99_ms"),
+    ],
+)
+def test_figures_that_contradict_themselves_are_refused(
+    changes: dict[str, Any], message: str
+) -> None:
+    assert figures_refusal(**changes) == f"invalid body: {message}"
+
+
+def test_the_outbound_ports_figures_are_checked_alike() -> None:
+    figures = {**FIGURES, "out": {**CALLS, "errors": 121}}
+
+    with pytest.raises(InvalidRequest, match=re.escape("figures.out.errors (121) is more")):
+        parse_heartbeat({"figures": figures}, NOW)

@@ -52,19 +52,21 @@ def test_a_gateway_view_differs_from_a_routing_view_with_the_same_routing_fields
     assert ServiceView(()) != GatewayView(())
 
 
-def test_gateway_views_compare_their_exposure_keys_and_eureka_records_too() -> None:
+def test_gateway_views_compare_their_exposure_keys_eureka_records_and_figures_too() -> None:
     plain = GatewayView(())
 
     assert plain == GatewayView((), eureka={})
     assert plain != GatewayView((), exposure=OPEN)
     assert plain != GatewayView((), eureka={"i-1": "{}"})
+    assert plain == GatewayView((), figures={})
+    assert plain != GatewayView((), figures={"i-1": "{}"})
 
 
 def test_a_views_repr_names_every_field_in_the_constructors_order() -> None:
     assert repr(ServiceView(())) == "ServiceView(instances=(), policy=None, drained=frozenset())"
     assert repr(GatewayView(())) == (
         "GatewayView(instances=(), policy=None, drained=frozenset(), exposure=None, keys=(), "
-        "eureka={})"
+        "eureka={}, figures={})"
     )
 
 
