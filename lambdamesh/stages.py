@@ -144,6 +144,12 @@ def warnings(stage: StageDeployment, version: tuple[int, int] | None = None) -> 
             "saying strict accept plain text on their inbound ports, from callers with no "
             "identity; set it to strict once every caller has a mesh certificate"
         )
+    if not settings.mesh_ca_secret and not settings.mesh_ca:
+        found.append(
+            "no mesh CA (LAMBDAMESH_MESH_CA_SECRET): the stage issues no service certificate, "
+            "so no sidecar serves an inbound port and instances marked tls cannot be called "
+            "(502 mtls_unavailable); see docs/mtls.md"
+        )
     runtime = runtime_problem(version)
     if runtime:
         found.append(runtime)

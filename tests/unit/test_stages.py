@@ -272,3 +272,15 @@ def test_check_names_the_runtimes_it_is_built_for(
     if problem:
         assert f"python{version[0]}.{version[1]}" in problem
         assert "python3.12 and python3.13" in problem
+
+
+@pytest.mark.parametrize(("secret", "warned"), [(None, False), ("", True)])
+def test_check_warns_where_a_stage_names_no_mesh_ca(secret: str | None, warned: bool) -> None:
+    config = stages.configure(shipped(), "prod", NETWORK)
+    if secret is not None:
+        config["stages"]["prod"]["environment_variables"]["LAMBDAMESH_MESH_CA_SECRET"] = secret
+
+    found = stages.warnings(stages.view(config, "prod"), (3, 12))
+
+    assert stages.problems(stages.view(config, "prod")) == []
+    assert any(w.startswith("no mesh CA") for w in found) is warned
