@@ -3,13 +3,11 @@ inbound port, marked ``tls`` in the registry).
 
 The function holds the mesh CA, so it issues its own certificate, naming
 ``spiffe://<trust domain>/<stage>/_gateway``, for the stage's certificate life, and issues a
-new one at half of it. The TLS context is built once per certificate: ``ssl`` loads a key from
-a file only, so the pair is written into a directory only this process may read (under /tmp,
-the one place Lambda lets a function write), loaded, and deleted at once.
-
-The context speaks TLS 1.3 only and requires the callee's certificate to chain to the mesh
-CA; which service the callee proves is checked by the connection (``upstream``), since ``ssl``
-checks host names only. Imported at the first call to such an instance: a function that never
+new one at half of it. The TLS context is built once per certificate, by the mesh's rule
+(``lambdamesh_routing.tls``: TLS 1.3 only, the callee's certificate chained to the mesh CA,
+the key loaded through an anonymous memory file, never a file system); which service the
+callee proves is checked by the connection (``mesh_pools``), since ``ssl`` checks host names
+only. Imported at the first call to such an instance: a function that never
 makes one loads neither this module nor ``cryptography``.
 """
 
