@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import socket
 import time
 import urllib.request
@@ -47,8 +48,23 @@ def demo_task_arn(instance: str) -> str:
     return DEMO_TASK_ARN.format(task_id=hashlib.sha256(instance.encode()).hexdigest()[:32])
 
 
+# Ports the demo's processes listen on are chosen below Linux's ephemeral range (32768-60999
+# by default), where the kernel picks the local ports of outgoing connections and of bind(0):
+# a port chosen there and freed may be taken by a connection before its server binds it.
+DEMO_PORTS = range(20000, 32000)
+_PORT_TRIES = 200
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as probe:
+    """A port nothing listens on now, outside the ephemeral range."""
+    for port in random.sample(DEMO_PORTS, _PORT_TRIES):
+        with socket.socket() as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as probe:  # every try taken: let the kernel pick one
         probe.bind((host, 0))
         return int(probe.getsockname()[1])
 
