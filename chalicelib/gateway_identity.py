@@ -19,13 +19,11 @@ import threading
 from collections.abc import Callable
 from typing import NamedTuple
 
+from chalicelib.certificates import RENEW_AT
 from chalicelib.mesh_ca import MeshCA
 from chalicelib.observability import logger
 from lambdamesh_routing.identity import GATEWAY, Identity
 from lambdamesh_routing.tls import mesh_contexts
-
-# The share of a certificate's life after which a new one is issued.
-RENEW_AT = 0.5
 
 
 class GatewayCredentials(NamedTuple):
