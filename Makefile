@@ -90,5 +90,6 @@ bench: $(STAMP)
 	$(BIN)/python -m tests.bench.bench_handler
 	$(BIN)/python -m tests.bench.bench_edge
 	$(BIN)/python -m tests.bench.bench_sidecar
+	$(BIN)/python -m tests.bench.bench_inbound
 	$(BIN)/python -m tests.bench.bench_log_bytes
 	$(BIN)/python -m tests.bench.bench_eureka

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 
 from lambdamesh_sidecar.serving import Overloaded
 
@@ -29,6 +28,7 @@ class Admission:
         self._active = 0
         # One event per waiting request, in arrival order; set when it is let in.
         self._waiting: deque[threading.Event] = deque()
+        self._turn = _Turn(self)
 
     @property
     def active(self) -> int:
@@ -38,14 +38,9 @@ class Admission:
     def queued(self) -> int:
         return len(self._waiting)
 
-    @contextmanager
-    def turn(self) -> Iterator[None]:
+    def turn(self) -> _Turn:
         """Held while the request is with the app; ``Overloaded`` when none comes."""
-        self._enter()
-        try:
-            yield
-        finally:
-            self._leave()
+        return self._turn
 
     def _enter(self) -> None:
         with self._lock:
@@ -76,3 +71,23 @@ class Admission:
                 self._waiting.popleft().set()  # the turn passes on, the count unchanged
             else:
                 self._active -= 1
+
+
+class _Turn:
+    """``Admission.turn``'s context manager (a class: it is entered on every request)."""
+
+    __slots__ = ("_admission",)
+
+    def __init__(self, admission: Admission) -> None:
+        self._admission = admission
+
+    def __enter__(self) -> None:
+        self._admission._enter()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self._admission._leave()

@@ -199,8 +199,9 @@ class HttpConnection(socketserver.BaseRequestHandler):
             self.close_connection = True
 
 
+_PHRASES = {status.value: status.phrase for status in HTTPStatus}
+
+
 def phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
+    """The reason phrase of ``status``, or "" for a status without one."""
+    return _PHRASES.get(status, "")
