@@ -57,17 +57,21 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# The deploy tier mostly waits on pip, chalice and checkov subprocesses, so it runs beside the
-# other tiers (its report follows theirs); either failing fails the target.
+# The deploy tier mostly waits on pip, chalice and checkov subprocesses, and three end-to-end
+# files on clocks (certificates to renew in a CA rotation, Eureka clients' leases, an outage's
+# backoff), so they run beside the other tiers (their report follows theirs); either failing
+# fails the target.
 DEPLOY_LOG := build/deploy-tier.log
+BESIDE := tests/deploy tests/e2e/test_mesh_ca_rotation.py tests/e2e/test_eureka_clients.py \
+	tests/e2e/test_faults.py
 
 test: install lint typecheck
 	@mkdir -p build
-	LAMBDAMESH_CHECKOV=$(CHECKOV) $(BIN)/pytest tests/deploy -p no:cacheprovider > $(DEPLOY_LOG) 2>&1 & \
+	LAMBDAMESH_CHECKOV=$(CHECKOV) $(BIN)/pytest $(BESIDE) -p no:cacheprovider > $(DEPLOY_LOG) 2>&1 & \
 		deploy=$$!; \
-	$(BIN)/pytest --ignore=tests/deploy; others=$$?; \
+	$(BIN)/pytest $(addprefix --ignore=,$(BESIDE)); others=$$?; \
 	wait $$deploy; deployed=$$?; \
-	echo "--- tests/deploy ---"; cat $(DEPLOY_LOG); \
+	echo "--- $(BESIDE) ---"; cat $(DEPLOY_LOG); \
 	test $$others -eq 0 && test $$deployed -eq 0
 
 test-unit: $(STAMP)

@@ -100,6 +100,10 @@ class Settings:
     signing_key: str | None = None
     signing_key_parameter: str | None = None
     signing_key_secret: str | None = None
+    # How long a read from the key store (the signing key, the mesh CA) is kept per
+    # execution environment: how soon a rotation reaches warm Lambdas, against one store read
+    # per environment this often.
+    key_store_seconds: int = 300
     allow_loopback: bool = False
     allow_private: bool = False
     allowed_networks: tuple[IPNetwork, ...] = ()
@@ -151,6 +155,9 @@ class Settings:
             signing_key=env.get("LAMBDAMESH_SIGNING_KEY") or None,
             signing_key_parameter=env.get("LAMBDAMESH_SIGNING_KEY_PARAMETER") or None,
             signing_key_secret=env.get("LAMBDAMESH_SIGNING_KEY_SECRET") or None,
+            key_store_seconds=_integer(
+                env, "LAMBDAMESH_KEY_STORE_SECONDS", cls.key_store_seconds, 1, 3600
+            ),
             allow_loopback=_flag(env, "LAMBDAMESH_ALLOW_LOOPBACK", cls.allow_loopback),
             allow_private=_flag(env, "LAMBDAMESH_ALLOW_PRIVATE", cls.allow_private),
             allowed_networks=_networks(env, "LAMBDAMESH_ALLOWED_NETWORKS"),

@@ -3,8 +3,9 @@
 A Lambda in a VPC with no route to the store would otherwise wait out botocore's default
 timeouts and retries (a minute and more) on every authenticated call until API Gateway gives
 up at 29 s. Here a read gives up within a few seconds: the caller gets a quick 503 with
-``Retry-After`` and the log names the cause. What was read is kept for ``MAX_AGE`` seconds, so
-a rotated key ("NEW,OLD" in the secret) reaches warm Lambdas without a redeploy.
+``Retry-After`` and the log names the cause. What was read is kept for ``max_age`` seconds
+(``LAMBDAMESH_KEY_STORE_SECONDS``, ``MAX_AGE`` by default), so a rotated key ("NEW,OLD" in the
+secret) or a mesh CA's next step reaches warm Lambdas without a redeploy.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class KeyStore:
         ssm: Any = None,
         session: Callable[[], Session] | None = None,
         region: str | None = None,
+        max_age: int = MAX_AGE,
     ) -> None:
         """``secrets`` and ``ssm`` are Powertools providers; by default each is built on
         first use, so a stage that keeps its key elsewhere never pays for the client.
@@ -77,6 +79,7 @@ class KeyStore:
         self._ssm: Any = ssm
         self._session = session
         self._region = region
+        self._max_age = max_age
         self._failing_until: dict[str, float] = {}
 
     def _client(self, service: str) -> Any:
@@ -116,7 +119,7 @@ class KeyStore:
         if self._clock() < self._failing_until.get(name, 0.0):
             raise KeyStoreUnavailable(_unavailable(what))
         try:
-            value = provider.get(name, max_age=MAX_AGE, **options)
+            value = provider.get(name, max_age=self._max_age, **options)
         except GetParameterError as exc:
             error = _classified(name, exc, what)
             if isinstance(error, KeyStoreUnavailable):

@@ -216,7 +216,12 @@ def _mesh_ca(text: str) -> MeshCA:
 
 @cache
 def key_store() -> KeyStore:
-    return KeyStore(session=lambda: store().session(), region=settings().region)
+    current = settings()
+    return KeyStore(
+        session=lambda: store().session(),
+        region=current.region,
+        max_age=current.key_store_seconds,
+    )
 
 
 @lru_cache(maxsize=4)

@@ -21,6 +21,7 @@ NUMBERS = [
     ("LAMBDAMESH_MAX_RESPONSE_BODY", "max_response_body", "0", "4400000", "-1", "4400001"),
     ("LAMBDAMESH_MAX_INSTANCES_PER_SERVICE", "max_instances_per_service", "1", "1000", "0", "1001"),
     ("LAMBDAMESH_MESH_CERT_SECONDS", "mesh_cert_seconds", "60", "604800", "59", "604801"),
+    ("LAMBDAMESH_KEY_STORE_SECONDS", "key_store_seconds", "1", "3600", "0", "3601"),
 ]
 FLAGS = [
     ("LAMBDAMESH_ALLOW_LOOPBACK", "allow_loopback"),

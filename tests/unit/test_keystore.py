@@ -80,3 +80,39 @@ def test_a_throttled_read_is_unavailable_not_a_configuration_error() -> None:
 
     with pytest.raises(KeyStoreUnavailable):
         store_with(provider, clock).secret("lambdamesh/prod/signing-key")
+
+
+def test_reads_are_kept_for_the_configured_age() -> None:
+    provider = RecordingProvider()
+
+    KeyStore(secrets=provider).secret("lambdamesh/prod/mesh-ca", "the mesh CA")
+    KeyStore(secrets=provider, max_age=2).secret("lambdamesh/prod/mesh-ca", "the mesh CA")
+
+    assert provider.ages == [300, 2]
+
+
+def test_the_wired_key_store_keeps_reads_for_lambdamesh_key_store_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from chalicelib import wiring
+
+    monkeypatch.setenv("LAMBDAMESH_KEY_STORE_SECONDS", "7")
+    wiring.reset()
+    try:
+        provider = RecordingProvider()
+        store = wiring.key_store()
+        store._secrets = provider
+        store.secret("lambdamesh/prod/mesh-ca", "the mesh CA")
+    finally:
+        wiring.reset()
+
+    assert provider.ages == [7]
+
+
+class RecordingProvider:
+    def __init__(self) -> None:
+        self.ages: list[int] = []
+
+    def get(self, name: str, max_age: int, **options: Any) -> str:
+        self.ages.append(max_age)
+        return "text"
