@@ -49,7 +49,6 @@ from lambdamesh_routing.errors import (
     UpstreamUnreachable,
 )
 from lambdamesh_routing.forwarding import (
-    OWS,
     downstream_headers,
     field_name,
     joined_fields,
@@ -64,7 +63,7 @@ from lambdamesh_sidecar.identity import HANDSHAKE_SECONDS, IdentityKeeper
 from lambdamesh_sidecar.inbound_settings import InboundSettings
 from lambdamesh_sidecar.logs import LOGGER_NAME, fields
 from lambdamesh_sidecar.mesh_policy import OwnPolicy
-from lambdamesh_sidecar.messages import AnswerBroken, AppBodyFailed, Head
+from lambdamesh_sidecar.messages import AnswerBroken, AppBodyFailed
 from lambdamesh_sidecar.metrics import FAILED_STATUSES, CallMetrics
 from lambdamesh_sidecar.relay import stream_answer
 from lambdamesh_sidecar.serving import BoundedServer, HttpConnection
@@ -351,19 +350,10 @@ class _InboundCall:
         for part in stream:
             kept += part
             if len(kept) > WHOLE_BODY:
-                return Body(bytes(kept), self._rest(stream), _announced(self.conn.head))
+                return Body(bytes(kept), self._rest(stream), self.conn.head.announced_length())
         self.conn.body_read = True
         return Body(bytes(kept))
 
     def _rest(self, stream: Iterator[bytes]) -> Iterator[bytes]:
         yield from stream
         self.conn.body_read = True
-
-
-def _announced(head: Head) -> int | None:
-    """The body's length as the caller's ``Content-Length`` gave it (which llhttp checked is
-    one run of digits, beside no ``Transfer-Encoding``), or None for a chunked body."""
-    length = head.get("Content-Length")
-    if length is None or head.get("Transfer-Encoding") is not None:
-        return None
-    return int(length.strip(OWS))

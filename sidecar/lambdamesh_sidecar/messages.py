@@ -110,6 +110,14 @@ class Head:
     def get_all(self, name: str) -> list[str]:
         return self.index.get(name.lower(), [])
 
+    def announced_length(self) -> int | None:
+        """A request body's length as its ``Content-Length`` gave it (which llhttp checked is
+        one run of digits, beside no ``Transfer-Encoding``), or None for a chunked body."""
+        length = self.get("Content-Length")
+        if length is None or self.get("Transfer-Encoding") is not None:
+            return None
+        return int(length.strip(OWS))
+
 
 class _Message:
     """One message as llhttp reports it."""

@@ -156,7 +156,7 @@ class OutboundCall:
         for part in stream:
             head += part
             if len(head) > REPLAY_LIMIT:
-                return Body(bytes(head), self._rest(stream))
+                return Body(bytes(head), self._rest(stream), self.app.head.announced_length())
         self.app.body_read = True
         return Body(bytes(head))
 

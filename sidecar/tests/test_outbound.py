@@ -534,6 +534,10 @@ def test_a_large_request_body_streams_through_and_is_not_retried_once_sent(
     assert status == 200
     assert json.loads(answered)["body_length"] == len(body)
     assert sink.received == [("PUT", "/blob", len(body))]
+    # Framed as the app framed it: with its Content-Length, which every server reads.
+    headers = json.loads(answered)["headers"]
+    assert headers.get("Content-Length") == str(len(body))
+    assert "Transfer-Encoding" not in headers
 
 
 def test_a_chunked_request_body_is_decoded_and_forwarded(mesh: Harness) -> None:
