@@ -87,9 +87,13 @@ class Discovery:
         return self._remember(service, loaded, now)
 
     def forget(self, service: str) -> None:
-        """Read ``service`` afresh next time: an instance of it was just stored."""
-        self._found.discard(service)
+        """Read ``service`` afresh next time: an instance of it was just stored. Its last
+        list stays at hand for an outage, within the stale window it already had."""
         self._missing.discard(service)
+        entry = self._found.get(service)
+        if entry is not None:
+            expired = min(entry.loaded_at, self._clock() - self._ttl)
+            self._found.put(service, _Entry(entry.view, expired))
 
     def _remember(self, service: str, loaded: ServiceView, now: float) -> ServiceView:
         if loaded.instances:

@@ -76,7 +76,8 @@ def test_an_outage_keeps_routing_refuses_writes_and_heals_without_resurrections(
 
     dynamodb.cut()
 
-    assert routes(mesh)
+    routed = mesh.get("/api/v1/steady/v1/")
+    assert routed.status == 200, routed.body
     write = mesh.put(
         "/registry/services/steady/instances/steady-9",
         {"version": "v1", "host": "127.0.0.1", "port": 9},

@@ -199,6 +199,27 @@ def test_a_registry_failure_serves_the_last_list_for_a_while_then_fails(
         routed(subject, "orders", "v1")
 
 
+def test_a_service_forgotten_on_a_registration_keeps_its_last_list_for_an_outage(
+    make_instance: MakeInstance, now: float
+) -> None:
+    store = FailingStore([make_instance("a")])
+    clock = FakeClock(0.0)
+    subject = Discovery(store, ttl=1.0, stale_seconds=30.0, clock=clock, wall_clock=FakeClock(now))
+    assert ids(routed(subject, "orders", "v1")) == ["a"]
+
+    # An instance registers through this Lambda; DynamoDB goes away before the next read.
+    subject.forget("orders")
+    store.failing = True
+    assert ids(routed(subject, "orders", "v1")) == ["a"]
+    assert store.reads == ["orders"]  # not served from the cache as fresh: read, then stale
+
+    # Forgetting does not stretch how long a list may be served stale.
+    clock.advance(30.5)
+    subject.forget("orders")
+    with pytest.raises(RegistryUnavailable):
+        routed(subject, "orders", "v1")
+
+
 def test_a_registry_failure_after_a_miss_expires_fails_rather_than_say_not_found(
     make_instance: MakeInstance, now: float
 ) -> None:
