@@ -53,7 +53,7 @@ from tests.bench.bench_sidecar import (
     upstream,
 )
 from tests.e2e.conftest import Mesh
-from tests.e2e.processes import Process, spawn
+from tests.e2e.processes import Process, spawn, stop_all
 from tests.helpers import SIGNING_KEY
 
 STAGE = "bench"
@@ -276,10 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for client in clients:
             client.close()
-        for process in reversed(processes):
-            process.signal(15)
-        for process in reversed(processes):
-            process.stop()
+        stop_all(processes)
         stack.close()
     result = report(cases, ciphers)
     if args.json:

@@ -41,7 +41,7 @@ from pathlib import Path
 from tests.bench import nginx_anchor
 from tests.bench.bench_gateway import connection, cpu_and_rss, start_dev, timed
 from tests.e2e.conftest import Mesh
-from tests.e2e.processes import Process, spawn
+from tests.e2e.processes import Process, spawn, stop_all
 
 HEARTBEAT_SECONDS = "1"
 LEASE_SECONDS = "10"
@@ -410,10 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for client in clients:
             client.close()
-        for process in reversed(processes):
-            process.signal(15)
-        for process in reversed(processes):
-            process.stop()
+        stop_all(processes)
         stack.close()
     result = report(cases, rests)
     if args.json:

@@ -73,6 +73,14 @@ class Process:
         return "\n".join(self.lines)
 
 
+def stop_all(processes: list[Process]) -> None:
+    """SIGTERM to each, the last started first, then wait for each: they stop together."""
+    for process in reversed(processes):
+        process.signal(signal.SIGTERM)
+    for process in reversed(processes):
+        process.stop()
+
+
 def spawn(name: str, args: list[str], env: Mapping[str, str] | None = None) -> Process:
     popen = subprocess.Popen(
         [sys.executable, *args],

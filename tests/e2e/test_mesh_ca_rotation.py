@@ -36,7 +36,7 @@ from chalicelib.mesh_ca import MeshCA
 from lambdamesh_routing.identity import Identity
 from lambdamesh_routing.tls import mesh_contexts
 from tests.e2e.conftest import Mesh
-from tests.e2e.processes import ROOT, Process, eventually, spawn
+from tests.e2e.processes import ROOT, Process, eventually, spawn, stop_all
 from tests.e2e.processes import http as http_answer
 from tests.helpers import SIGNING_KEY, bearer, service_token
 
@@ -318,8 +318,5 @@ def test_a_mesh_ca_rotated_in_its_three_steps_under_load_loses_no_call(
     finally:
         if load is not None:
             load.end()
-        for process in reversed(mesh.processes):
-            process.signal(15)
-        for process in reversed(mesh.processes):
-            process.stop()
+        stop_all(mesh.processes)
         assert server.stop() == 0, server.output
